@@ -1,0 +1,4 @@
+//! Sapora: LAN video conferencing. The binary is `src/main.rs`; this library
+//! holds everything it and the integration tests share.
+
+pub mod proto;

@@ -1,0 +1,464 @@
+//! Payloads of the control channel (TCP) and of discovery (UDP).
+//!
+//! Field order is wire order (postcard encodes struct fields in declaration
+//! order): append new fields at the end only, never reorder.
+
+use serde::{Deserialize, Serialize};
+
+use super::{DecodeError, MsgType, decode_payload, encode_payload};
+
+/// Every service port a host runs; sent in the Welcome so a client needs only
+/// the control address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ports {
+    pub control: u16,
+    pub discovery: u16,
+    pub file: u16,
+    pub screen: u16,
+    pub video: u16,
+    pub audio: u16,
+}
+
+impl Ports {
+    /// The reference system's ports shifted by `offset`.
+    pub fn with_offset(offset: u16) -> Result<Ports, String> {
+        let shift = |p: u16| {
+            p.checked_add(offset)
+                .ok_or_else(|| format!("--port-offset {offset} pushes port {p} past 65535"))
+        };
+        Ok(Ports {
+            control: shift(5000)?,
+            discovery: shift(5001)?,
+            file: shift(5002)?,
+            screen: shift(5003)?,
+            video: shift(6000)?,
+            audio: shift(6001)?,
+        })
+    }
+}
+
+/// 0x01, client → host: the first message on a control connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Register {
+    /// Must equal the host's protocol version; checked before anything else.
+    pub version: u8,
+    pub name: String,
+    /// Blank means "default".
+    pub room: String,
+    /// The token of a previous session, so a reconnecting client gets its old
+    /// name back even if the host has not yet noticed the old link died.
+    pub rejoin_token: Option<u64>,
+}
+
+/// One participant as the room sees them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub name: String,
+    pub ip: String,
+    pub mic: bool,
+    pub camera: bool,
+    pub screen: bool,
+}
+
+/// 0x03, host → client: the room's whole member list, pushed on every change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserList {
+    pub room: String,
+    pub members: Vec<Member>,
+}
+
+/// 0x04, client → host: "I am leaving".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leave {
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DisconnectCode {
+    /// The host is shutting down (Ctrl+C).
+    HostShutdown,
+    /// Nothing heard from the client for the idle timeout.
+    TimedOut,
+    /// The client broke the protocol.
+    ProtocolError,
+    /// The client did not read fast enough and its queue filled up.
+    TooSlow,
+    /// The same participant reconnected on a new link.
+    Replaced,
+}
+
+/// 0x04, host → client: the host is closing this connection, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disconnect {
+    pub code: DisconnectCode,
+    pub reason: String,
+}
+
+/// 0x05, host → client: registration accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    pub session: u32,
+    /// Secret for this session: media packets carry it, and a reconnecting
+    /// client presents it to get its name back.
+    pub token: u64,
+    /// The name the host assigned (the asked-for name, or it with a `_N` suffix).
+    pub name: String,
+    pub room: String,
+    pub host_name: String,
+    pub ports: Ports,
+    pub heartbeat_ms: u32,
+    pub timeout_ms: u32,
+    pub members: Vec<Member>,
+    /// The room's most recent messages, oldest first.
+    pub history: Vec<ChatMessage>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefuseCode {
+    Version,
+    BadName,
+    BadRoom,
+    Protocol,
+}
+
+/// 0x06, host → client: registration refused; the host closes the connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    pub code: RefuseCode,
+    pub host_version: u8,
+    pub reason: String,
+}
+
+/// 0x07, client → host: my microphone/camera/screen state changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaState {
+    pub mic: bool,
+    pub camera: bool,
+    pub screen: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PresenceChange {
+    Joined,
+    Left,
+    TimedOut,
+    Dropped,
+}
+
+/// 0x08, host → client: someone joined or left the room, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    pub name: String,
+    pub change: PresenceChange,
+}
+
+/// 0x10, client → host: a chat message to the room (`to: None`) or one member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatSend {
+    /// Chosen by the client; echoed in the ChatResult.
+    pub id: u32,
+    pub to: Option<String>,
+    pub text: String,
+}
+
+/// 0x11, host → client: a chat message, stamped by the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// Host-wide, increasing.
+    pub id: u64,
+    pub from: String,
+    /// `None` for a room message, else the recipient's name.
+    pub to: Option<String>,
+    pub text: String,
+    /// Milliseconds since the Unix epoch, host clock.
+    pub ts_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChatOutcome {
+    /// `to` is the recipient's name as the room knows it.
+    Delivered { msg_id: u64, ts_ms: u64, to: Option<String> },
+    Refused { reason: String },
+}
+
+/// 0x12, host → client: what became of a ChatSend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatResult {
+    pub id: u32,
+    pub outcome: ChatOutcome,
+}
+
+/// 0x50, client → discovery port: "hosts, answer now".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Probe {
+    pub version: u8,
+    pub nonce: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    pub name: String,
+    pub members: u32,
+}
+
+/// 0x51, host → discovery port (every 5 s) or → a prober (at once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Beacon {
+    pub version: u8,
+    /// Random per host run, so one host seen on several paths is listed once.
+    pub host_id: u64,
+    pub host_name: String,
+    /// The address the host bound; "0.0.0.0" means "the address this datagram
+    /// came from".
+    pub control_addr: String,
+    pub control_port: u16,
+    pub rooms: Vec<RoomInfo>,
+    /// The probe's nonce when answering one, else 0.
+    pub nonce: u32,
+}
+
+/// Everything a client may send on the control channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientMsg {
+    Register(Register),
+    Heartbeat,
+    Leave(Leave),
+    MediaState(MediaState),
+    Chat(ChatSend),
+}
+
+/// Everything a host may send on the control channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMsg {
+    Welcome(Box<Welcome>),
+    Refused(Refused),
+    Heartbeat,
+    UserList(UserList),
+    Presence(Presence),
+    Chat(ChatMessage),
+    ChatResult(ChatResult),
+    Disconnect(Disconnect),
+}
+
+impl ClientMsg {
+    pub fn msg_type(&self) -> MsgType {
+        match self {
+            ClientMsg::Register(_) => MsgType::Register,
+            ClientMsg::Heartbeat => MsgType::Heartbeat,
+            ClientMsg::Leave(_) => MsgType::Disconnect,
+            ClientMsg::MediaState(_) => MsgType::MediaState,
+            ClientMsg::Chat(_) => MsgType::ChatSend,
+        }
+    }
+
+    pub fn payload(&self) -> Vec<u8> {
+        match self {
+            ClientMsg::Register(m) => encode_payload(m),
+            ClientMsg::Heartbeat => Vec::new(),
+            ClientMsg::Leave(m) => encode_payload(m),
+            ClientMsg::MediaState(m) => encode_payload(m),
+            ClientMsg::Chat(m) => encode_payload(m),
+        }
+    }
+
+    pub fn decode(kind: u8, payload: &[u8]) -> Result<ClientMsg, DecodeError> {
+        Ok(match MsgType::try_from(kind)? {
+            MsgType::Register => ClientMsg::Register(decode_payload(payload)?),
+            MsgType::Heartbeat => ClientMsg::Heartbeat,
+            MsgType::Disconnect => ClientMsg::Leave(decode_payload(payload)?),
+            MsgType::MediaState => ClientMsg::MediaState(decode_payload(payload)?),
+            MsgType::ChatSend => ClientMsg::Chat(decode_payload(payload)?),
+            _ => return Err(DecodeError::Unexpected(kind)),
+        })
+    }
+}
+
+impl HostMsg {
+    pub fn msg_type(&self) -> MsgType {
+        match self {
+            HostMsg::Welcome(_) => MsgType::Welcome,
+            HostMsg::Refused(_) => MsgType::Refused,
+            HostMsg::Heartbeat => MsgType::Heartbeat,
+            HostMsg::UserList(_) => MsgType::UserList,
+            HostMsg::Presence(_) => MsgType::Presence,
+            HostMsg::Chat(_) => MsgType::Chat,
+            HostMsg::ChatResult(_) => MsgType::ChatResult,
+            HostMsg::Disconnect(_) => MsgType::Disconnect,
+        }
+    }
+
+    pub fn payload(&self) -> Vec<u8> {
+        match self {
+            HostMsg::Welcome(m) => encode_payload(m),
+            HostMsg::Refused(m) => encode_payload(m),
+            HostMsg::Heartbeat => Vec::new(),
+            HostMsg::UserList(m) => encode_payload(m),
+            HostMsg::Presence(m) => encode_payload(m),
+            HostMsg::Chat(m) => encode_payload(m),
+            HostMsg::ChatResult(m) => encode_payload(m),
+            HostMsg::Disconnect(m) => encode_payload(m),
+        }
+    }
+
+    pub fn decode(kind: u8, payload: &[u8]) -> Result<HostMsg, DecodeError> {
+        Ok(match MsgType::try_from(kind)? {
+            MsgType::Welcome => HostMsg::Welcome(Box::new(decode_payload(payload)?)),
+            MsgType::Refused => HostMsg::Refused(decode_payload(payload)?),
+            MsgType::Heartbeat => HostMsg::Heartbeat,
+            MsgType::UserList => HostMsg::UserList(decode_payload(payload)?),
+            MsgType::Presence => HostMsg::Presence(decode_payload(payload)?),
+            MsgType::Chat => HostMsg::Chat(decode_payload(payload)?),
+            MsgType::ChatResult => HostMsg::ChatResult(decode_payload(payload)?),
+            MsgType::Disconnect => HostMsg::Disconnect(decode_payload(payload)?),
+            _ => return Err(DecodeError::Unexpected(kind)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{HEADER_LEN, Header, PROTOCOL_VERSION, decode_datagram, encode_frame, limits};
+
+    fn sample_welcome() -> Welcome {
+        Welcome {
+            session: 7,
+            token: 0xDEAD_BEEF_0000_0001,
+            name: "alice_1".into(),
+            room: "default".into(),
+            host_name: "lab-pc".into(),
+            ports: Ports::with_offset(0).unwrap(),
+            heartbeat_ms: 3000,
+            timeout_ms: 15000,
+            members: vec![Member {
+                name: "alice_1".into(),
+                ip: "127.0.0.1".into(),
+                mic: true,
+                camera: false,
+                screen: false,
+            }],
+            history: vec![ChatMessage {
+                id: 1,
+                from: "bob".into(),
+                to: None,
+                text: "hé 👋".into(),
+                ts_ms: 1_700_000_000_000,
+            }],
+        }
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let client = [
+            ClientMsg::Register(Register {
+                version: 1,
+                name: "alice".into(),
+                room: "".into(),
+                rejoin_token: Some(9),
+            }),
+            ClientMsg::Heartbeat,
+            ClientMsg::Leave(Leave { reason: "bye".into() }),
+            ClientMsg::MediaState(MediaState { mic: true, camera: false, screen: true }),
+            ClientMsg::Chat(ChatSend { id: 3, to: Some("Bob".into()), text: "hi".into() }),
+        ];
+        for m in client {
+            assert_eq!(ClientMsg::decode(m.msg_type() as u8, &m.payload()).unwrap(), m);
+        }
+        let host = [
+            HostMsg::Welcome(Box::new(sample_welcome())),
+            HostMsg::Refused(Refused {
+                code: RefuseCode::Version,
+                host_version: 1,
+                reason: "x".into(),
+            }),
+            HostMsg::Heartbeat,
+            HostMsg::UserList(UserList { room: "r".into(), members: vec![] }),
+            HostMsg::Presence(Presence { name: "a".into(), change: PresenceChange::TimedOut }),
+            HostMsg::ChatResult(ChatResult {
+                id: 3,
+                outcome: ChatOutcome::Refused { reason: "no such member: zed".into() },
+            }),
+            HostMsg::Disconnect(Disconnect {
+                code: DisconnectCode::HostShutdown,
+                reason: "bye".into(),
+            }),
+        ];
+        for m in host {
+            assert_eq!(HostMsg::decode(m.msg_type() as u8, &m.payload()).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn register_bytes_are_as_documented() {
+        // docs/protocol.md walks through exactly this frame.
+        let mut out = Vec::new();
+        let reg = Register { version: 1, name: "bob".into(), room: "".into(), rejoin_token: None };
+        encode_frame(MsgType::Register, 0, &reg, &mut out);
+        assert_eq!(out, [1, 0x01, 0, 0, 0, 7, 0, 0, 0, 0, 1, 3, b'b', b'o', b'b', 0, 0]);
+    }
+
+    #[test]
+    fn trailing_bytes_are_ignored_for_forward_compatibility() {
+        let mut p = ClientMsg::Leave(Leave { reason: "x".into() }).payload();
+        p.extend_from_slice(&[1, 2, 3]);
+        assert_eq!(
+            ClientMsg::decode(0x04, &p).unwrap(),
+            ClientMsg::Leave(Leave { reason: "x".into() })
+        );
+    }
+
+    #[test]
+    fn hostile_payloads_are_errors() {
+        // Table of odd inputs; none may panic, each must be an error.
+        let cases: &[(u8, &[u8], &str)] = &[
+            (0x01, &[], "empty register"),
+            (0x01, &[1, 200], "name length runs past the end"),
+            (0x01, &[1, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F], "name claims 4 GiB"),
+            (0x01, &[1, 2, 0xC3, 0x28, 0, 0], "name is not UTF-8"),
+            (0x07, &[2, 0, 0], "bool that is neither 0 nor 1"),
+            (0x10, &[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF], "varint id overflows u32"),
+            (0x99, &[], "unknown type"),
+            (0x05, &[], "host-only type sent by a client"),
+        ];
+        for (kind, payload, why) in cases {
+            assert!(ClientMsg::decode(*kind, payload).is_err(), "{why}");
+        }
+        assert!(HostMsg::decode(0x01, &[1, 0, 0, 0]).is_err(), "client-only type sent by a host");
+        assert_eq!(HostMsg::decode(0x03, &[]), Err(DecodeError::Payload("Hit the end of buffer, expected more data".into())));
+    }
+
+    #[test]
+    fn datagram_checks_version_limit_and_truncation() {
+        let mut out = Vec::new();
+        let probe = Probe { version: PROTOCOL_VERSION, nonce: 5 };
+        encode_frame(MsgType::DiscoveryProbe, 1, &probe, &mut out);
+        let (h, p) = decode_datagram(&out, limits::DISCOVERY_DATAGRAM as u32).unwrap();
+        assert_eq!(h.kind, 0x50);
+        assert_eq!(crate::proto::decode_payload::<Probe>(p).unwrap(), probe);
+        assert!(matches!(decode_datagram(&out[..out.len() - 1], 1400), Err(DecodeError::UnexpectedEnd)));
+        assert!(matches!(decode_datagram(&out, 1), Err(DecodeError::TooLong { .. })));
+        let mut v2 = out.clone();
+        v2[0] = 2;
+        assert_eq!(decode_datagram(&v2, 1400), Err(DecodeError::Version { got: 2 }));
+        assert_eq!(Header::decode(&out).unwrap().len as usize, out.len() - HEADER_LEN);
+    }
+
+    #[test]
+    fn port_offset_shifts_all_six_and_refuses_overflow() {
+        let p = Ports::with_offset(100).unwrap();
+        assert_eq!(
+            [p.control, p.discovery, p.file, p.screen, p.video, p.audio],
+            [5100, 5101, 5102, 5103, 6100, 6101]
+        );
+        assert!(Ports::with_offset(60000).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_bytes_never_panic(kind in 0u8..=255, bytes in proptest::collection::vec(0u8..=255, 0..256)) {
+            let _ = ClientMsg::decode(kind, &bytes);
+            let _ = HostMsg::decode(kind, &bytes);
+            let _ = decode_datagram(&bytes, 1400);
+        }
+    }
+}

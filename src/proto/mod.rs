@@ -1,0 +1,127 @@
+//! Sapora's wire format. Pure: no I/O, no clocks, nothing else of ours.
+//!
+//! Every message is a 10-byte [`Header`] followed by a postcard-encoded payload.
+//! `docs/protocol.md` describes the bytes precisely enough to write another client.
+//! Decoders treat all input as hostile: a length over the channel's limit is an
+//! error before any allocation, and no input makes them panic.
+
+mod header;
+mod messages;
+
+pub use header::{HEADER_LEN, Header};
+pub use messages::*;
+
+/// The protocol version this build speaks (header byte 0 and `Register.version`).
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// Per-channel payload limits, checked against the header before allocating.
+pub mod limits {
+    /// Client → host on the control channel. Generous enough that a chat message
+    /// a bit over the 4 KiB text limit still arrives and is refused with a reason.
+    pub const CONTROL_FROM_CLIENT: u32 = 64 * 1024;
+    /// Host → client on the control channel: a Welcome carries up to 500 chat
+    /// messages of up to 4 KiB each.
+    pub const CONTROL_FROM_HOST: u32 = 4 * 1024 * 1024;
+    /// One discovery datagram, header included.
+    pub const DISCOVERY_DATAGRAM: usize = 1400;
+    /// Longest chat text in bytes of UTF-8.
+    pub const CHAT_TEXT: usize = 4096;
+    /// Chat messages a room keeps for late joiners.
+    pub const CHAT_HISTORY: usize = 500;
+    /// Longest participant name, in characters.
+    pub const NAME_CHARS: usize = 32;
+    /// Longest room name (meeting id), in characters.
+    pub const ROOM_CHARS: usize = 64;
+}
+
+/// Message type numbers (header byte 1). 0x01–0x41 follow the reference system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum MsgType {
+    Register = 0x01,
+    Heartbeat = 0x02,
+    UserList = 0x03,
+    Disconnect = 0x04,
+    Welcome = 0x05,
+    Refused = 0x06,
+    MediaState = 0x07,
+    Presence = 0x08,
+    ChatSend = 0x10,
+    Chat = 0x11,
+    ChatResult = 0x12,
+    DiscoveryProbe = 0x50,
+    DiscoveryBeacon = 0x51,
+}
+
+impl TryFrom<u8> for MsgType {
+    type Error = DecodeError;
+    fn try_from(b: u8) -> Result<Self, DecodeError> {
+        use MsgType::*;
+        Ok(match b {
+            0x01 => Register,
+            0x02 => Heartbeat,
+            0x03 => UserList,
+            0x04 => Disconnect,
+            0x05 => Welcome,
+            0x06 => Refused,
+            0x07 => MediaState,
+            0x08 => Presence,
+            0x10 => ChatSend,
+            0x11 => Chat,
+            0x12 => ChatResult,
+            0x50 => DiscoveryProbe,
+            0x51 => DiscoveryBeacon,
+            other => return Err(DecodeError::UnknownType(other)),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("input ended in the middle of a message")]
+    UnexpectedEnd,
+    #[error("payload of {len} bytes is over this channel's limit of {max}")]
+    TooLong { len: u32, max: u32 },
+    #[error("unknown message type 0x{0:02x}")]
+    UnknownType(u8),
+    #[error("message type 0x{0:02x} is not expected on this channel or direction")]
+    Unexpected(u8),
+    #[error("protocol version {got} is not supported (this build speaks {PROTOCOL_VERSION})")]
+    Version { got: u8 },
+    #[error("malformed payload: {0}")]
+    Payload(String),
+}
+
+/// Appends one whole frame (header + payload) to `out`.
+pub fn encode_frame<T: serde::Serialize>(kind: MsgType, seq: u16, payload: &T, out: &mut Vec<u8>) {
+    let body = encode_payload(payload);
+    Header { version: PROTOCOL_VERSION, kind: kind as u8, len: body.len() as u32, seq, flags: 0 }
+        .encode(out);
+    out.extend_from_slice(&body);
+}
+
+/// Encodes just a payload (for a driver that writes the header itself).
+pub fn encode_payload<T: serde::Serialize>(payload: &T) -> Vec<u8> {
+    // Our message structs hold only strings, integers, options and vectors:
+    // serialising them into a Vec cannot fail.
+    postcard::to_stdvec(payload).unwrap_or_default()
+}
+
+/// Decodes a postcard payload. Trailing bytes are ignored, so a later version
+/// may append fields to a message without breaking older peers.
+pub fn decode_payload<'a, T: serde::Deserialize<'a>>(payload: &'a [u8]) -> Result<T, DecodeError> {
+    postcard::take_from_bytes(payload)
+        .map(|(v, _rest)| v)
+        .map_err(|e| DecodeError::Payload(e.to_string()))
+}
+
+/// Decodes one complete frame held in `buf` (a datagram): header, limit, payload.
+pub fn decode_datagram(buf: &[u8], max: u32) -> Result<(Header, &[u8]), DecodeError> {
+    let header = Header::decode(buf)?;
+    if header.version != PROTOCOL_VERSION {
+        return Err(DecodeError::Version { got: header.version });
+    }
+    let len = header.check_len(max)?;
+    let payload = buf[HEADER_LEN..].get(..len).ok_or(DecodeError::UnexpectedEnd)?;
+    Ok((header, payload))
+}
