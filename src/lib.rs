@@ -2,3 +2,4 @@
 //! holds everything it and the integration tests share.
 
 pub mod proto;
+pub mod server;

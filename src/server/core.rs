@@ -1,0 +1,691 @@
+//! The host's control plane as a sans-IO state machine.
+//!
+//! Inputs (a connection opened, a message arrived, a connection closed, time
+//! passed, shutdown) go in through [`Host::handle`] together with the current
+//! time; messages to send and connections to close come out of
+//! [`Host::poll_output`]. Nothing here touches a socket, spawns, or reads a
+//! clock, so tests drive an hour of meeting in milliseconds.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use crate::proto::{
+    ChatMessage, ChatOutcome, ChatResult, ChatSend, ClientMsg, Disconnect, DisconnectCode, HostMsg,
+    MediaState, Member, PROTOCOL_VERSION, Ports, Presence, PresenceChange, RefuseCode, Refused,
+    Register, RoomInfo, UserList, Welcome, limits,
+};
+
+/// One TCP connection, numbered by the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// One registered participant; stays the same across a rejoin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u32);
+
+pub struct HostConfig {
+    pub host_name: String,
+    pub ports: Ports,
+    /// How often clients are asked to send a heartbeat.
+    pub heartbeat: Duration,
+    /// A registered client silent this long is dropped.
+    pub idle_timeout: Duration,
+    /// A connection that has not registered within this long is closed.
+    pub register_timeout: Duration,
+    /// Source of session tokens: random in the driver, predictable in tests.
+    pub tokens: Box<dyn FnMut() -> u64 + Send>,
+}
+
+impl HostConfig {
+    pub fn new(
+        host_name: impl Into<String>,
+        ports: Ports,
+        tokens: Box<dyn FnMut() -> u64 + Send>,
+    ) -> Self {
+        HostConfig {
+            host_name: host_name.into(),
+            ports,
+            heartbeat: Duration::from_secs(3),
+            idle_timeout: Duration::from_secs(15),
+            register_timeout: Duration::from_secs(10),
+            tokens,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    Connected {
+        conn: ConnId,
+        peer: IpAddr,
+    },
+    Message {
+        conn: ConnId,
+        msg: ClientMsg,
+    },
+    /// The link ended: `error` is `None` for a clean close by the peer.
+    Closed {
+        conn: ConnId,
+        error: Option<String>,
+    },
+    /// The driver could not queue output for a client that does not read.
+    TooSlow {
+        conn: ConnId,
+    },
+    /// Time passed; check deadlines.
+    Timeout,
+    /// Tell everyone the host is going away, then close every connection.
+    Shutdown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send one message to each of these connections.
+    Send { to: Vec<ConnId>, msg: HostMsg },
+    /// Flush what was queued for this connection, then close it.
+    Close { conn: ConnId },
+    /// Something an operator would want in the log.
+    Event(HostEvent),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostEvent {
+    Joined {
+        name: String,
+        room: String,
+        ip: IpAddr,
+    },
+    Rejoined {
+        name: String,
+        room: String,
+        ip: IpAddr,
+    },
+    Left {
+        name: String,
+        room: String,
+        change: PresenceChange,
+    },
+    Refused {
+        ip: IpAddr,
+        reason: String,
+    },
+    /// The set of rooms or their member counts changed.
+    Rooms(Vec<RoomInfo>),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub connections: usize,
+    pub rooms: usize,
+    pub members: usize,
+    pub chat_messages: u64,
+}
+
+struct Conn {
+    peer: IpAddr,
+    opened: Instant,
+    last_seen: Instant,
+    session: Option<SessionId>,
+}
+
+struct Session {
+    token: u64,
+    room: String,
+    conn: ConnId,
+    member: Member,
+}
+
+struct Room {
+    /// The room's name as first typed; lookups use the lowercase key.
+    display: String,
+    /// In join order.
+    members: Vec<SessionId>,
+    history: VecDeque<ChatMessage>,
+}
+
+pub struct Host {
+    config: HostConfig,
+    /// Wall-clock time (Unix ms) at `started`, for stamping chat.
+    started: Instant,
+    started_unix_ms: u64,
+    conns: HashMap<ConnId, Conn>,
+    sessions: HashMap<SessionId, Session>,
+    rooms: BTreeMap<String, Room>,
+    next_session: u32,
+    next_msg: u64,
+    chat_messages: u64,
+    out: VecDeque<Output>,
+    shutting_down: bool,
+}
+
+/// Case-insensitive key for names and rooms.
+fn key(s: &str) -> String {
+    s.to_lowercase()
+}
+
+fn check_label(s: &str, what: &str, max: usize) -> Result<(), String> {
+    if s.chars().count() > max {
+        return Err(format!("{what} is longer than {max} characters"));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(format!("{what} contains control characters"));
+    }
+    Ok(())
+}
+
+impl Host {
+    pub fn new(config: HostConfig, now: Instant, now_unix_ms: u64) -> Host {
+        Host {
+            config,
+            started: now,
+            started_unix_ms: now_unix_ms,
+            conns: HashMap::new(),
+            sessions: HashMap::new(),
+            rooms: BTreeMap::new(),
+            next_session: 1,
+            next_msg: 1,
+            chat_messages: 0,
+            out: VecDeque::new(),
+            shutting_down: false,
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When the driver should next feed [`Input::Timeout`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.conns
+            .values()
+            .map(|c| match c.session {
+                Some(_) => c.last_seen + self.config.idle_timeout,
+                None => c.opened + self.config.register_timeout,
+            })
+            .min()
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            connections: self.conns.len(),
+            rooms: self.rooms.len(),
+            members: self.sessions.len(),
+            chat_messages: self.chat_messages,
+        }
+    }
+
+    pub fn rooms(&self) -> Vec<RoomInfo> {
+        self.rooms
+            .values()
+            .map(|r| RoomInfo {
+                name: r.display.clone(),
+                members: r.members.len() as u32,
+            })
+            .collect()
+    }
+
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Connected { conn, peer } => {
+                if self.shutting_down {
+                    self.out.push_back(Output::Close { conn });
+                    return;
+                }
+                self.conns.insert(
+                    conn,
+                    Conn {
+                        peer,
+                        opened: now,
+                        last_seen: now,
+                        session: None,
+                    },
+                );
+            }
+            Input::Message { conn, msg } => {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                c.last_seen = now;
+                self.on_message(now, conn, msg);
+            }
+            Input::Closed { conn, error } => {
+                let change = if error.is_some() {
+                    PresenceChange::Dropped
+                } else {
+                    PresenceChange::Left
+                };
+                self.drop_conn(conn, change, None);
+            }
+            Input::TooSlow { conn } => {
+                let notice = Disconnect {
+                    code: DisconnectCode::TooSlow,
+                    reason: "you were not reading fast enough".into(),
+                };
+                self.drop_conn(conn, PresenceChange::Dropped, Some(notice));
+            }
+            Input::Timeout => self.on_timeout(now),
+            Input::Shutdown => {
+                self.shutting_down = true;
+                let all: Vec<ConnId> = self.conns.keys().copied().collect();
+                if !all.is_empty() {
+                    self.send(
+                        all.clone(),
+                        HostMsg::Disconnect(Disconnect {
+                            code: DisconnectCode::HostShutdown,
+                            reason: "the host is shutting down".into(),
+                        }),
+                    );
+                }
+                for conn in all {
+                    self.out.push_back(Output::Close { conn });
+                }
+                self.conns.clear();
+                self.sessions.clear();
+                self.rooms.clear();
+            }
+        }
+    }
+
+    fn send(&mut self, to: Vec<ConnId>, msg: HostMsg) {
+        if !to.is_empty() {
+            self.out.push_back(Output::Send { to, msg });
+        }
+    }
+
+    fn on_message(&mut self, now: Instant, conn: ConnId, msg: ClientMsg) {
+        let session = self.conns.get(&conn).and_then(|c| c.session);
+        match (msg, session) {
+            (ClientMsg::Register(reg), None) => self.on_register(conn, reg),
+            (ClientMsg::Heartbeat, _) => self.send(vec![conn], HostMsg::Heartbeat),
+            (ClientMsg::Leave(_), _) => {
+                self.drop_conn(conn, PresenceChange::Left, None);
+            }
+            (ClientMsg::MediaState(state), Some(sid)) => self.on_media_state(sid, state),
+            (ClientMsg::Chat(chat), Some(sid)) => self.on_chat(now, conn, sid, chat),
+            (ClientMsg::Register(_), Some(_)) => self.protocol_error(conn, "registered twice"),
+            (_, None) => self.protocol_error(conn, "the first message must be Register"),
+        }
+    }
+
+    fn protocol_error(&mut self, conn: ConnId, why: &str) {
+        let notice = Disconnect {
+            code: DisconnectCode::ProtocolError,
+            reason: why.into(),
+        };
+        self.drop_conn(conn, PresenceChange::Dropped, Some(notice));
+    }
+
+    fn refuse(&mut self, conn: ConnId, code: RefuseCode, reason: String) {
+        if let Some(c) = self.conns.remove(&conn) {
+            self.out.push_back(Output::Event(HostEvent::Refused {
+                ip: c.peer,
+                reason: reason.clone(),
+            }));
+        }
+        self.send(
+            vec![conn],
+            HostMsg::Refused(Refused {
+                code,
+                host_version: PROTOCOL_VERSION,
+                reason,
+            }),
+        );
+        self.out.push_back(Output::Close { conn });
+    }
+
+    fn on_register(&mut self, conn: ConnId, reg: Register) {
+        if reg.version != PROTOCOL_VERSION {
+            let reason = format!(
+                "this host speaks Sapora protocol version {PROTOCOL_VERSION} and your client speaks version {}: use the same Sapora release on both sides",
+                reg.version
+            );
+            return self.refuse(conn, RefuseCode::Version, reason);
+        }
+        let name = reg.name.trim().to_string();
+        if name.is_empty() {
+            return self.refuse(
+                conn,
+                RefuseCode::BadName,
+                "your name must not be empty".into(),
+            );
+        }
+        if let Err(e) = check_label(&name, "your name", limits::NAME_CHARS) {
+            return self.refuse(conn, RefuseCode::BadName, e);
+        }
+        let room_name = match reg.room.trim() {
+            "" => "default".to_string(),
+            r => r.to_string(),
+        };
+        if let Err(e) = check_label(&room_name, "the meeting id", limits::ROOM_CHARS) {
+            return self.refuse(conn, RefuseCode::BadRoom, e);
+        }
+        let room_key = key(&room_name);
+        let Some(peer) = self.conns.get(&conn).map(|c| c.peer) else {
+            return;
+        };
+
+        // A reconnecting client takes its session over from the dead link.
+        let rejoin = reg.rejoin_token.and_then(|token| {
+            self.sessions.iter().find_map(|(sid, s)| {
+                (s.token == token && s.room == room_key && key(&s.member.name) == key(&name))
+                    .then_some(*sid)
+            })
+        });
+        let sid = match rejoin {
+            Some(sid) => {
+                let s = self.sessions.get_mut(&sid).expect("found above");
+                let old = std::mem::replace(&mut s.conn, conn);
+                s.member.ip = peer.to_string();
+                let event = HostEvent::Rejoined {
+                    name: s.member.name.clone(),
+                    room: room_name.clone(),
+                    ip: peer,
+                };
+                if self.conns.remove(&old).is_some() {
+                    self.send(
+                        vec![old],
+                        HostMsg::Disconnect(Disconnect {
+                            code: DisconnectCode::Replaced,
+                            reason: "you reconnected on another link".into(),
+                        }),
+                    );
+                    self.out.push_back(Output::Close { conn: old });
+                }
+                self.out.push_back(Output::Event(event));
+                sid
+            }
+            None => {
+                let sid = SessionId(self.next_session);
+                self.next_session = self.next_session.wrapping_add(1).max(1);
+                let room = self.rooms.entry(room_key.clone()).or_insert_with(|| Room {
+                    display: room_name.clone(),
+                    members: Vec::new(),
+                    history: VecDeque::new(),
+                });
+                let taken: Vec<String> = room
+                    .members
+                    .iter()
+                    .filter_map(|m| self.sessions.get(m).map(|s| key(&s.member.name)))
+                    .collect();
+                let assigned = unique_name(&name, &taken);
+                room.members.push(sid);
+                let token = (self.config.tokens)();
+                self.sessions.insert(
+                    sid,
+                    Session {
+                        token,
+                        room: room_key.clone(),
+                        conn,
+                        member: Member {
+                            name: assigned.clone(),
+                            ip: peer.to_string(),
+                            mic: false,
+                            camera: false,
+                            screen: false,
+                        },
+                    },
+                );
+                let room_display = room.display.clone();
+                self.out.push_back(Output::Event(HostEvent::Joined {
+                    name: assigned,
+                    room: room_display,
+                    ip: peer,
+                }));
+                sid
+            }
+        };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.session = Some(sid);
+        }
+        let room = &self.rooms[&room_key];
+        let s = &self.sessions[&sid];
+        let welcome = Welcome {
+            session: sid.0,
+            token: s.token,
+            name: s.member.name.clone(),
+            room: room.display.clone(),
+            host_name: self.config.host_name.clone(),
+            ports: self.config.ports,
+            heartbeat_ms: self.config.heartbeat.as_millis() as u32,
+            timeout_ms: self.config.idle_timeout.as_millis() as u32,
+            members: self.members_of(&room_key),
+            history: room.history.iter().cloned().collect(),
+        };
+        let joined_name = s.member.name.clone();
+        self.send(vec![conn], HostMsg::Welcome(Box::new(welcome)));
+        if rejoin.is_none() {
+            let others = self.conns_of(&room_key, Some(sid));
+            self.send(
+                others,
+                HostMsg::Presence(Presence {
+                    name: joined_name,
+                    change: PresenceChange::Joined,
+                }),
+            );
+        }
+        self.push_user_list(&room_key);
+        self.out
+            .push_back(Output::Event(HostEvent::Rooms(self.rooms())));
+    }
+
+    fn on_media_state(&mut self, sid: SessionId, state: MediaState) {
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let m = &mut s.member;
+        if (m.mic, m.camera, m.screen) == (state.mic, state.camera, state.screen) {
+            return;
+        }
+        (m.mic, m.camera, m.screen) = (state.mic, state.camera, state.screen);
+        let room = s.room.clone();
+        self.push_user_list(&room);
+    }
+
+    fn on_chat(&mut self, now: Instant, conn: ConnId, sid: SessionId, chat: ChatSend) {
+        let refuse = |this: &mut Host, reason: String| {
+            this.send(
+                vec![conn],
+                HostMsg::ChatResult(ChatResult {
+                    id: chat.id,
+                    outcome: ChatOutcome::Refused { reason },
+                }),
+            );
+        };
+        if chat.text.len() > limits::CHAT_TEXT {
+            return refuse(
+                self,
+                format!(
+                    "message is {} bytes; the limit is {} bytes (4 KiB)",
+                    chat.text.len(),
+                    limits::CHAT_TEXT
+                ),
+            );
+        }
+        if chat.text.trim().is_empty() {
+            return refuse(self, "message is empty".into());
+        }
+        let Some(sender) = self.sessions.get(&sid) else {
+            return;
+        };
+        let room_key = sender.room.clone();
+        let from = sender.member.name.clone();
+        let (recipients, to) = match &chat.to {
+            None => (self.conns_of(&room_key, Some(sid)), None),
+            Some(target) => {
+                let target_key = key(target.trim());
+                let found = self.rooms[&room_key]
+                    .members
+                    .iter()
+                    .filter_map(|m| self.sessions.get(m))
+                    .find(|s| key(&s.member.name) == target_key);
+                match found {
+                    Some(s) => (vec![s.conn], Some(s.member.name.clone())),
+                    None => {
+                        let room = self.rooms[&room_key].display.clone();
+                        return refuse(
+                            self,
+                            format!("no such member \"{}\" in meeting \"{room}\"", target.trim()),
+                        );
+                    }
+                }
+            }
+        };
+        let ts_ms =
+            self.started_unix_ms + now.saturating_duration_since(self.started).as_millis() as u64;
+        let msg = ChatMessage {
+            id: self.next_msg,
+            from,
+            to: to.clone(),
+            text: chat.text,
+            ts_ms,
+        };
+        self.next_msg += 1;
+        self.chat_messages += 1;
+        if to.is_none() {
+            let history = &mut self
+                .rooms
+                .get_mut(&room_key)
+                .expect("sender's room exists")
+                .history;
+            if history.len() == limits::CHAT_HISTORY {
+                history.pop_front();
+            }
+            history.push_back(msg.clone());
+        }
+        let outcome = ChatOutcome::Delivered {
+            msg_id: msg.id,
+            ts_ms,
+            to,
+        };
+        self.send(recipients, HostMsg::Chat(msg));
+        self.send(
+            vec![conn],
+            HostMsg::ChatResult(ChatResult {
+                id: chat.id,
+                outcome,
+            }),
+        );
+    }
+
+    fn on_timeout(&mut self, now: Instant) {
+        let expired: Vec<(ConnId, bool)> = self
+            .conns
+            .iter()
+            .filter_map(|(id, c)| {
+                let registered = c.session.is_some();
+                let limit = if registered {
+                    self.config.idle_timeout
+                } else {
+                    self.config.register_timeout
+                };
+                (now.saturating_duration_since(c.last_seen.max(c.opened)) >= limit)
+                    .then_some((*id, registered))
+            })
+            .collect();
+        for (conn, registered) in expired {
+            let secs = if registered {
+                self.config.idle_timeout
+            } else {
+                self.config.register_timeout
+            }
+            .as_secs();
+            let notice = Disconnect {
+                code: DisconnectCode::TimedOut,
+                reason: format!("nothing heard from you for {secs} s"),
+            };
+            self.drop_conn(conn, PresenceChange::TimedOut, Some(notice));
+        }
+    }
+
+    /// Forgets a connection and the session on it (if any), tells the room.
+    fn drop_conn(&mut self, conn: ConnId, change: PresenceChange, notice: Option<Disconnect>) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        if let Some(notice) = notice {
+            self.send(vec![conn], HostMsg::Disconnect(notice));
+        }
+        self.out.push_back(Output::Close { conn });
+        let Some(sid) = c.session else { return };
+        let Some(s) = self.sessions.remove(&sid) else {
+            return;
+        };
+        let room_key = s.room;
+        let Some(room) = self.rooms.get_mut(&room_key) else {
+            return;
+        };
+        room.members.retain(|m| *m != sid);
+        let room_display = room.display.clone();
+        if room.members.is_empty() {
+            self.rooms.remove(&room_key);
+        } else {
+            let others = self.conns_of(&room_key, None);
+            self.send(
+                others,
+                HostMsg::Presence(Presence {
+                    name: s.member.name.clone(),
+                    change,
+                }),
+            );
+            self.push_user_list(&room_key);
+        }
+        self.out.push_back(Output::Event(HostEvent::Left {
+            name: s.member.name,
+            room: room_display,
+            change,
+        }));
+        self.out
+            .push_back(Output::Event(HostEvent::Rooms(self.rooms())));
+    }
+
+    fn members_of(&self, room_key: &str) -> Vec<Member> {
+        self.rooms
+            .get(room_key)
+            .map(|r| {
+                r.members
+                    .iter()
+                    .filter_map(|m| self.sessions.get(m))
+                    .map(|s| s.member.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn conns_of(&self, room_key: &str, except: Option<SessionId>) -> Vec<ConnId> {
+        self.rooms
+            .get(room_key)
+            .map(|r| {
+                r.members
+                    .iter()
+                    .filter(|m| Some(**m) != except)
+                    .filter_map(|m| self.sessions.get(m))
+                    .map(|s| s.conn)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn push_user_list(&mut self, room_key: &str) {
+        let Some(room) = self.rooms.get(room_key) else {
+            return;
+        };
+        let list = UserList {
+            room: room.display.clone(),
+            members: self.members_of(room_key),
+        };
+        let to = self.conns_of(room_key, None);
+        self.send(to, HostMsg::UserList(list));
+    }
+}
+
+/// `name` if free, else `name_1`, `name_2`, … (compared case-insensitively).
+fn unique_name(name: &str, taken_keys: &[String]) -> String {
+    if !taken_keys.contains(&key(name)) {
+        return name.to_string();
+    }
+    (1..)
+        .map(|n| format!("{name}_{n}"))
+        .find(|candidate| !taken_keys.contains(&key(candidate)))
+        .expect("some suffix is free")
+}

@@ -1,0 +1,533 @@
+//! Tests of the sans-IO host core on a virtual clock.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use super::core::*;
+use crate::proto::*;
+
+struct Harness {
+    host: Host,
+    now: Instant,
+    /// Everything sent so far, per connection, in order.
+    inbox: std::collections::HashMap<ConnId, Vec<HostMsg>>,
+    closed: Vec<ConnId>,
+    events: Vec<HostEvent>,
+}
+
+const IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7));
+
+impl Harness {
+    fn new() -> Harness {
+        let mut n = 0u64;
+        let tokens = Box::new(move || {
+            n += 1;
+            1000 + n
+        });
+        let now = Instant::now();
+        let config = HostConfig::new("test-host", Ports::with_offset(0).unwrap(), tokens);
+        Harness {
+            host: Host::new(config, now, 1_700_000_000_000),
+            now,
+            inbox: Default::default(),
+            closed: vec![],
+            events: vec![],
+        }
+    }
+
+    fn input(&mut self, input: Input) {
+        self.host.handle(self.now, input);
+        while let Some(out) = self.host.poll_output() {
+            match out {
+                Output::Send { to, msg } => {
+                    for c in to {
+                        self.inbox.entry(c).or_default().push(msg.clone());
+                    }
+                }
+                Output::Close { conn } => self.closed.push(conn),
+                Output::Event(e) => self.events.push(e),
+            }
+        }
+    }
+
+    fn take(&mut self, conn: u64) -> Vec<HostMsg> {
+        self.inbox.remove(&ConnId(conn)).unwrap_or_default()
+    }
+
+    fn send(&mut self, conn: u64, msg: ClientMsg) {
+        self.input(Input::Message {
+            conn: ConnId(conn),
+            msg,
+        });
+    }
+
+    fn join(&mut self, conn: u64, name: &str, room: &str) -> Welcome {
+        self.input(Input::Connected {
+            conn: ConnId(conn),
+            peer: IP,
+        });
+        self.send(
+            conn,
+            ClientMsg::Register(Register {
+                version: PROTOCOL_VERSION,
+                name: name.into(),
+                room: room.into(),
+                rejoin_token: None,
+            }),
+        );
+        let msgs = self.take(conn);
+        match msgs.first() {
+            Some(HostMsg::Welcome(w)) => (**w).clone(),
+            other => panic!("expected a Welcome, got {other:?}"),
+        }
+    }
+
+    fn chat(&mut self, conn: u64, id: u32, to: Option<&str>, text: &str) {
+        self.send(
+            conn,
+            ClientMsg::Chat(ChatSend {
+                id,
+                to: to.map(Into::into),
+                text: text.into(),
+            }),
+        );
+    }
+
+    /// Moves the virtual clock, firing timeouts the way the driver would.
+    fn advance(&mut self, by: Duration) {
+        let end = self.now + by;
+        while let Some(t) = self.host.poll_timeout().filter(|t| *t <= end) {
+            self.now = t.max(self.now);
+            self.input(Input::Timeout);
+        }
+        self.now = end;
+    }
+}
+
+fn chats(msgs: &[HostMsg]) -> Vec<ChatMessage> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            HostMsg::Chat(c) => Some(c.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn results(msgs: &[HostMsg]) -> Vec<ChatOutcome> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            HostMsg::ChatResult(r) => Some(r.outcome.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn last_members(msgs: &[HostMsg]) -> Vec<String> {
+    msgs.iter()
+        .rev()
+        .find_map(|m| match m {
+            HostMsg::UserList(l) => Some(l.members.iter().map(|m| m.name.clone()).collect()),
+            _ => None,
+        })
+        .expect("a user list was pushed")
+}
+
+#[test]
+fn welcome_carries_ports_members_and_blank_room_is_default() {
+    let mut h = Harness::new();
+    let w = h.join(1, "alice", "  ");
+    assert_eq!(w.name, "alice");
+    assert_eq!(w.room, "default");
+    assert_eq!(w.ports.audio, 6001);
+    assert_eq!(w.host_name, "test-host");
+    assert_eq!(w.members.len(), 1);
+    assert_eq!(w.members[0].ip, "10.0.0.7");
+    let w2 = h.join(2, "bob", "default");
+    assert_eq!(
+        w2.members.iter().map(|m| &m.name[..]).collect::<Vec<_>>(),
+        ["alice", "bob"]
+    );
+    // alice learns of bob: presence, then the whole list.
+    let a = h.take(1);
+    assert!(a.contains(&HostMsg::Presence(Presence {
+        name: "bob".into(),
+        change: PresenceChange::Joined
+    })));
+    assert_eq!(last_members(&a), ["alice", "bob"]);
+}
+
+#[test]
+fn name_clash_gets_suffix_case_insensitively() {
+    let mut h = Harness::new();
+    assert_eq!(h.join(1, "alice", "r").name, "alice");
+    assert_eq!(h.join(2, "ALICE", "r").name, "ALICE_1");
+    assert_eq!(h.join(3, "Alice", "r").name, "Alice_2");
+    // Same name in another room is fine.
+    assert_eq!(h.join(4, "alice", "other").name, "alice");
+    // A name freed by leaving can be taken again.
+    h.send(
+        1,
+        ClientMsg::Leave(Leave {
+            reason: "bye".into(),
+        }),
+    );
+    assert_eq!(h.join(5, "alice", "R").name, "alice");
+}
+
+#[test]
+fn wrong_version_and_bad_names_are_refused_clearly() {
+    let mut h = Harness::new();
+    h.input(Input::Connected {
+        conn: ConnId(1),
+        peer: IP,
+    });
+    h.send(
+        1,
+        ClientMsg::Register(Register {
+            version: 9,
+            name: "a".into(),
+            room: "".into(),
+            rejoin_token: None,
+        }),
+    );
+    match &h.take(1)[..] {
+        [HostMsg::Refused(r)] => {
+            assert_eq!(r.code, RefuseCode::Version);
+            assert!(
+                r.reason.contains("version 1") && r.reason.contains("version 9"),
+                "{}",
+                r.reason
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.closed, [ConnId(1)]);
+    for (conn, name, room, code) in [
+        (2, "   ", "", RefuseCode::BadName),
+        (3, "a\u{7}b", "", RefuseCode::BadName),
+        (4, &"x".repeat(33)[..], "", RefuseCode::BadName),
+        (5, "ok", &"r".repeat(65)[..], RefuseCode::BadRoom),
+    ] {
+        h.input(Input::Connected {
+            conn: ConnId(conn),
+            peer: IP,
+        });
+        h.send(
+            conn,
+            ClientMsg::Register(Register {
+                version: 1,
+                name: name.into(),
+                room: room.into(),
+                rejoin_token: None,
+            }),
+        );
+        assert!(
+            matches!(&h.take(conn)[..], [HostMsg::Refused(r)] if r.code == code),
+            "{name:?} {room:?}"
+        );
+    }
+    assert_eq!(h.host.stats().connections, 0);
+}
+
+#[test]
+fn messages_before_register_are_a_protocol_error() {
+    let mut h = Harness::new();
+    h.input(Input::Connected {
+        conn: ConnId(1),
+        peer: IP,
+    });
+    h.chat(1, 1, None, "hi");
+    assert!(
+        matches!(&h.take(1)[..], [HostMsg::Disconnect(d)] if d.code == DisconnectCode::ProtocolError)
+    );
+    assert_eq!(h.closed, [ConnId(1)]);
+}
+
+#[test]
+fn rooms_are_isolated_created_and_removed() {
+    let mut h = Harness::new();
+    h.join(1, "a", "red");
+    h.join(2, "b", "blue");
+    h.join(3, "c", "red");
+    h.take(1);
+    h.take(2);
+    h.chat(1, 1, None, "red only");
+    h.chat(1, 2, Some("b"), "try to cross");
+    assert_eq!(chats(&h.take(3)).len(), 1);
+    assert!(h.take(2).is_empty(), "nothing crosses rooms");
+    assert!(
+        matches!(&results(&h.take(1))[1], ChatOutcome::Refused { reason } if reason.contains("no such member"))
+    );
+    assert_eq!(h.host.rooms().len(), 2);
+    h.send(
+        2,
+        ClientMsg::Leave(Leave {
+            reason: String::new(),
+        }),
+    );
+    assert_eq!(
+        h.host.rooms(),
+        [RoomInfo {
+            name: "red".into(),
+            members: 2
+        }]
+    );
+    // Room names compare case-insensitively; the first spelling is shown.
+    assert_eq!(h.join(4, "d", "RED").room, "red");
+}
+
+#[test]
+fn room_and_private_chat_with_confirmation_and_timestamps() {
+    let mut h = Harness::new();
+    h.join(1, "alice", "");
+    h.join(2, "bob", "");
+    h.join(3, "carol", "");
+    for c in 1..=3 {
+        h.take(c);
+    }
+    h.advance(Duration::from_millis(1500));
+    h.chat(1, 10, None, "hello all");
+    h.chat(1, 11, Some("CAROL"), "psst");
+    h.chat(1, 12, Some("zed"), "anyone?");
+    let a = h.take(1);
+    assert!(chats(&a).is_empty(), "the sender is confirmed, not echoed");
+    let r = results(&a);
+    assert!(
+        matches!(&r[0], ChatOutcome::Delivered { to: None, ts_ms, .. } if *ts_ms == 1_700_000_001_500)
+    );
+    assert!(matches!(&r[1], ChatOutcome::Delivered { to: Some(n), .. } if n == "carol"));
+    assert!(
+        matches!(&r[2], ChatOutcome::Refused { reason } if reason == "no such member \"zed\" in meeting \"default\"")
+    );
+    let b = chats(&h.take(2));
+    assert_eq!(b.len(), 1);
+    assert_eq!(
+        (b[0].from.as_str(), b[0].to.as_deref(), b[0].text.as_str()),
+        ("alice", None, "hello all")
+    );
+    let c = chats(&h.take(3));
+    assert_eq!(c.len(), 2);
+    assert_eq!(c[1].to.as_deref(), Some("carol"));
+    assert_eq!(c[1].text, "psst");
+}
+
+#[test]
+fn oversized_and_empty_chat_is_refused_with_reason() {
+    let mut h = Harness::new();
+    h.join(1, "a", "");
+    h.join(2, "b", "");
+    h.take(1);
+    h.take(2);
+    h.chat(1, 1, None, &"x".repeat(4097));
+    h.chat(1, 2, None, &"é".repeat(2048)); // exactly 4096 bytes: allowed
+    h.chat(1, 3, None, "  ");
+    let r = results(&h.take(1));
+    assert!(
+        matches!(&r[0], ChatOutcome::Refused { reason } if reason.contains("4097 bytes") && reason.contains("4096"))
+    );
+    assert!(matches!(&r[1], ChatOutcome::Delivered { .. }));
+    assert!(matches!(&r[2], ChatOutcome::Refused { reason } if reason.contains("empty")));
+    assert_eq!(chats(&h.take(2)).len(), 1);
+}
+
+#[test]
+fn late_joiner_gets_last_500_room_messages_but_no_private_ones() {
+    let mut h = Harness::new();
+    h.join(1, "a", "");
+    h.join(2, "b", "");
+    for i in 0..600 {
+        h.chat(1, i, None, &format!("m{i}"));
+    }
+    h.chat(1, 9999, Some("b"), "secret");
+    let w = h.join(3, "late", "");
+    assert_eq!(w.history.len(), 500);
+    assert_eq!(w.history.first().unwrap().text, "m100");
+    assert_eq!(w.history.last().unwrap().text, "m599");
+    assert!(w.history.iter().all(|m| m.to.is_none()));
+}
+
+#[test]
+fn silent_client_dropped_after_15s_and_room_told_on_a_virtual_clock() {
+    let mut h = Harness::new();
+    h.join(1, "talker", "");
+    h.join(2, "silent", "");
+    h.take(1);
+    // The talker heartbeats every 3 s; the silent one never does.
+    for _ in 0..4 {
+        h.advance(Duration::from_secs(3));
+        h.send(1, ClientMsg::Heartbeat);
+    }
+    assert!(h.closed.is_empty(), "12 s of silence is not yet a timeout");
+    h.advance(Duration::from_secs(3));
+    h.send(1, ClientMsg::Heartbeat);
+    assert_eq!(h.closed, [ConnId(2)]);
+    assert!(
+        matches!(&h.take(2)[..], [.., HostMsg::Disconnect(d)] if d.code == DisconnectCode::TimedOut)
+    );
+    let a = h.take(1);
+    assert!(a.contains(&HostMsg::Presence(Presence {
+        name: "silent".into(),
+        change: PresenceChange::TimedOut
+    })));
+    assert_eq!(last_members(&a), ["talker"]);
+    assert!(
+        a.iter().filter(|m| **m == HostMsg::Heartbeat).count() >= 5,
+        "heartbeats are echoed"
+    );
+}
+
+#[test]
+fn unregistered_connection_closed_after_register_timeout() {
+    let mut h = Harness::new();
+    h.input(Input::Connected {
+        conn: ConnId(1),
+        peer: IP,
+    });
+    h.advance(Duration::from_secs(9));
+    assert!(h.closed.is_empty());
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.closed, [ConnId(1)]);
+    assert_eq!(h.host.poll_timeout(), None);
+}
+
+#[test]
+fn leaving_and_dropping_are_announced_differently() {
+    let mut h = Harness::new();
+    h.join(1, "a", "");
+    h.join(2, "b", "");
+    h.join(3, "c", "");
+    h.take(1);
+    h.send(
+        2,
+        ClientMsg::Leave(Leave {
+            reason: "bye".into(),
+        }),
+    );
+    h.input(Input::Closed {
+        conn: ConnId(3),
+        error: Some("connection reset".into()),
+    });
+    let a = h.take(1);
+    assert!(a.contains(&HostMsg::Presence(Presence {
+        name: "b".into(),
+        change: PresenceChange::Left
+    })));
+    assert!(a.contains(&HostMsg::Presence(Presence {
+        name: "c".into(),
+        change: PresenceChange::Dropped
+    })));
+    assert_eq!(last_members(&a), ["a"]);
+}
+
+#[test]
+fn media_state_is_pushed_to_the_room_only_on_change() {
+    let mut h = Harness::new();
+    h.join(1, "a", "");
+    h.join(2, "b", "");
+    h.take(2);
+    let on = MediaState {
+        mic: true,
+        camera: true,
+        screen: false,
+    };
+    h.send(1, ClientMsg::MediaState(on));
+    h.send(1, ClientMsg::MediaState(on));
+    let b = h.take(2);
+    assert_eq!(b.len(), 1);
+    let HostMsg::UserList(l) = &b[0] else {
+        panic!("{b:?}")
+    };
+    assert!(l.members[0].mic && l.members[0].camera && !l.members[0].screen);
+}
+
+#[test]
+fn shutdown_tells_every_client_then_closes() {
+    let mut h = Harness::new();
+    h.join(1, "a", "r1");
+    h.join(2, "b", "r2");
+    h.input(Input::Connected {
+        conn: ConnId(3),
+        peer: IP,
+    });
+    h.take(1);
+    h.take(2);
+    h.input(Input::Shutdown);
+    for c in 1..=3 {
+        assert!(
+            matches!(&h.take(c)[..], [HostMsg::Disconnect(d)] if d.code == DisconnectCode::HostShutdown)
+        );
+    }
+    h.closed.sort();
+    assert_eq!(h.closed, [ConnId(1), ConnId(2), ConnId(3)]);
+    assert_eq!(
+        h.host.stats(),
+        Stats {
+            chat_messages: 0,
+            ..Stats::default()
+        }
+    );
+}
+
+#[test]
+fn rejoin_with_token_keeps_name_and_replaces_dead_link() {
+    let mut h = Harness::new();
+    let w = h.join(1, "alice", "r");
+    h.join(2, "bob", "r");
+    h.take(2);
+    // The old link is half-open: the host has not noticed it died.
+    h.input(Input::Connected {
+        conn: ConnId(3),
+        peer: IP,
+    });
+    h.send(
+        3,
+        ClientMsg::Register(Register {
+            version: 1,
+            name: "alice".into(),
+            room: "r".into(),
+            rejoin_token: Some(w.token),
+        }),
+    );
+    let m = h.take(3);
+    let HostMsg::Welcome(w2) = &m[0] else {
+        panic!("{m:?}")
+    };
+    assert_eq!(
+        (w2.name.as_str(), w2.session, w2.token),
+        ("alice", w.session, w.token)
+    );
+    assert!(h.closed.contains(&ConnId(1)));
+    assert_eq!(last_members(&h.take(2)), ["alice", "bob"]);
+    // A wrong token does not steal the name.
+    h.input(Input::Connected {
+        conn: ConnId(4),
+        peer: IP,
+    });
+    h.send(
+        4,
+        ClientMsg::Register(Register {
+            version: 1,
+            name: "alice".into(),
+            room: "r".into(),
+            rejoin_token: Some(1),
+        }),
+    );
+    let HostMsg::Welcome(w3) = &h.take(4)[0] else {
+        panic!()
+    };
+    assert_eq!(w3.name, "alice_1");
+}
+
+#[test]
+fn too_slow_client_is_dropped() {
+    let mut h = Harness::new();
+    h.join(1, "a", "");
+    h.join(2, "b", "");
+    h.take(1);
+    h.input(Input::TooSlow { conn: ConnId(2) });
+    assert!(h.closed.contains(&ConnId(2)));
+    assert!(h.take(1).contains(&HostMsg::Presence(Presence {
+        name: "b".into(),
+        change: PresenceChange::Dropped
+    })));
+}
