@@ -1,5 +1,8 @@
 //! Sapora: LAN video conferencing. The binary is `src/main.rs`; this library
 //! holds everything it and the integration tests share.
 
+pub mod client;
+pub mod net;
 pub mod proto;
+pub mod schedule;
 pub mod server;

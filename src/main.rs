@@ -1,1 +1,616 @@
-fn main() {}
+//! `sapora`: the one binary. Parses the command line and hands off to the
+//! library; every subcommand prints a clear message and a non-zero exit code
+//! on failure rather than a panic.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use sapora::client::bot::{BotOptions, bot_names, run_bot};
+use sapora::client::discover::{DiscoverOptions, discover, format_hosts, hosts_to_json};
+use sapora::client::terminal;
+use sapora::proto::Ports;
+use sapora::schedule::{Meeting, MeetingEdit, Store, format_table};
+use sapora::server::{self, HostOptions, core::HostEvent};
+
+#[derive(Parser)]
+#[command(
+    name = "sapora",
+    version,
+    about = "LAN video conferencing: voice, video, chat, files and screen sharing, no accounts, no internet",
+    long_about = "LAN video conferencing: voice, video, chat, files and screen sharing, no accounts, no internet.\n\nWith no command, sapora looks for a host on the LAN for about a second and joins it, or starts hosting if there is none."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Host a meeting: relay, chat, discovery beacon (and the desktop app once it lands)
+    Host(HostArgs),
+    /// Join a host's meeting (terminal chat until the desktop app lands)
+    Join(JoinArgs),
+    /// Join synthetic participants, for demos and load tests
+    Bot(BotArgs),
+    /// List Sapora hosts on the LAN
+    Discover(DiscoverArgs),
+    /// Plan meetings: add, list, edit, rm
+    Schedule {
+        #[command(subcommand)]
+        command: ScheduleCommand,
+    },
+    /// List cameras, microphones and speakers
+    Devices,
+}
+
+#[derive(Args, Clone)]
+struct NetArgs {
+    /// Shift all six default ports (5000-5003, 6000-6001) by N, to run several hosts on one machine
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    port_offset: u16,
+    /// Where discovery probes and beacons go (use 127.255.255.255 to stay on this machine)
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "255.255.255.255",
+        env = "SAPORA_DISCOVERY_ADDR"
+    )]
+    discovery_addr: IpAddr,
+}
+
+#[derive(Args)]
+struct HostArgs {
+    /// Address to listen on
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
+    bind: IpAddr,
+    #[command(flatten)]
+    net: NetArgs,
+    /// Your meeting (room) on this host; blank = "default"
+    #[arg(long, value_name = "NAME", default_value = "")]
+    room: String,
+    /// The host's name, shown in discovery (default: this machine's name)
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Run without a window: relay only
+    #[arg(long)]
+    headless: bool,
+    /// Do not announce this host on the LAN
+    #[arg(long)]
+    no_discovery: bool,
+    /// Seconds between status lines
+    #[arg(long, value_name = "SECS", default_value_t = 10, hide = true)]
+    status_every: u64,
+}
+
+#[derive(Args)]
+struct JoinArgs {
+    /// Host address: ip or ip:port (default port 5000 + offset)
+    #[arg(value_name = "HOST", required_unless_present = "meeting")]
+    host: Option<String>,
+    /// Join a scheduled meeting: fills host and room from `sapora schedule`
+    #[arg(long, value_name = "ID")]
+    meeting: Option<String>,
+    /// Meeting (room) to join; blank = "default"
+    #[arg(long, value_name = "NAME")]
+    room: Option<String>,
+    /// Your name in the meeting (default: your login name)
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Json,
+}
+
+#[derive(Args)]
+struct BotArgs {
+    /// Host address: ip or ip:port
+    #[arg(value_name = "HOST")]
+    host: String,
+    /// Bot name; with --count K the bots are NAME, NAME-2, NAME-3, …
+    #[arg(long, value_name = "NAME")]
+    name: String,
+    /// Meeting (room) to join; blank = "default"
+    #[arg(long, value_name = "NAME", default_value = "")]
+    room: String,
+    /// How many bots to join
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    count: usize,
+    /// Say this in the chat once joined
+    #[arg(long, value_name = "TEXT")]
+    say: Option<String>,
+    /// Send --say privately to this member (waits until they are in the room)
+    #[arg(long, value_name = "NAME", requires = "say")]
+    to: Option<String>,
+    /// Say it this many times (numbered), for round-trip measurements
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "say")]
+    say_count: u32,
+    /// Milliseconds between repeated messages
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    say_interval: u64,
+    /// Leave after this many seconds (default: stay until Ctrl+C)
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Print one JSON object per bot when it ends
+    #[arg(long, value_name = "FORMAT")]
+    report: Option<ReportFormat>,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+#[derive(Args)]
+struct DiscoverArgs {
+    /// Seconds to listen for answers
+    #[arg(long, value_name = "SECS", default_value_t = 0.8)]
+    timeout: f64,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+#[derive(Subcommand)]
+enum ScheduleCommand {
+    /// Schedule a meeting (its id is also its room)
+    Add {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        title: String,
+        /// ISO 8601, e.g. 2026-11-21T14:30 (local time) or 2026-11-21T14:30:00+01:00
+        #[arg(long)]
+        start: String,
+        /// Minutes
+        #[arg(long, default_value_t = 60)]
+        duration: u32,
+        /// Host address (ip or ip:port)
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// List scheduled meetings
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a scheduled meeting
+    Edit {
+        id: String,
+        #[arg(long)]
+        title: Option<String>,
+        #[arg(long)]
+        start: Option<String>,
+        #[arg(long)]
+        duration: Option<u32>,
+        /// New host address; an empty string removes it
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Delete a scheduled meeting
+    Rm { id: String },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SAPORA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => auto(),
+        Some(Command::Host(args)) => host(args),
+        Some(Command::Join(args)) => join(args),
+        Some(Command::Bot(args)) => bot(args),
+        Some(Command::Discover(args)) => discover_cmd(args),
+        Some(Command::Schedule { command }) => schedule(command),
+        Some(Command::Devices) => devices(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sapora: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type CmdResult = Result<ExitCode, String>;
+
+/// `ip`, `ip:port` or `name[:port]`; the port defaults to the control port.
+fn parse_host(host: &str, default_port: u16) -> Result<SocketAddr, String> {
+    let host = host.trim();
+    if let Ok(addr) = host.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, default_port));
+    }
+    let with_port =
+        if host.contains(':') { host.to_string() } else { format!("{host}:{default_port}") };
+    with_port
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| format!("\"{host}\" is not a host address: expected ip or ip:port, e.g. 192.168.1.20 or 192.168.1.20:5000"))
+}
+
+fn ports(net: &NetArgs) -> Result<Ports, String> {
+    Ports::with_offset(net.port_offset)
+}
+
+fn machine_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "sapora-host".into())
+}
+
+fn user_name() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "guest".into())
+}
+
+/// The address to tell others: the bound one, or this machine's first LAN IPv4.
+fn share_addr(bind: IpAddr) -> IpAddr {
+    if !bind.is_unspecified() {
+        return bind;
+    }
+    if_addrs::get_if_addrs()
+        .ok()
+        .and_then(|ifs| {
+            ifs.into_iter().map(|i| i.ip()).find(|ip| ip.is_ipv4() && !ip.is_loopback())
+        })
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// Ctrl+C (and SIGTERM) as a channel that closes when the signal arrives.
+fn ctrl_c() -> smol::channel::Receiver<()> {
+    let (tx, rx) = smol::channel::bounded::<()>(1);
+    let tx = std::sync::Mutex::new(Some(tx));
+    let _ = ctrlc::set_handler(move || {
+        if let Ok(mut t) = tx.lock() {
+            t.take(); // dropping the sender closes the channel
+        }
+    });
+    rx
+}
+
+fn host(args: HostArgs) -> CmdResult {
+    if !args.headless {
+        let why = if std::env::var_os("DISPLAY").is_none()
+            && std::env::var_os("WAYLAND_DISPLAY").is_none()
+        {
+            "no display found ($DISPLAY and $WAYLAND_DISPLAY are unset)"
+        } else {
+            "the desktop app is not part of this build yet"
+        };
+        println!(
+            "sapora: {why}; running headless (relay only). Use --headless to skip this message."
+        );
+    }
+    let ports = ports(&args.net)?;
+    let mut opts = HostOptions::new(args.bind, ports, args.name.unwrap_or_else(machine_name));
+    if !args.no_discovery {
+        opts.discovery_target = Some(args.net.discovery_addr);
+    }
+    let stop = ctrl_c();
+    smol::block_on(async {
+        let host = server::start(opts.clone()).await.map_err(|e| e.to_string())?;
+        let share = share_addr(args.bind);
+        let p = host.ports;
+        let port_suffix = if p.control == 5000 { String::new() } else { format!(":{}", p.control) };
+        let room = args.room.trim();
+        let room_hint = if room.is_empty() { String::new() } else { format!(" --room {room}") };
+        println!("Sapora host \"{}\" is running.", host.host_name);
+        println!("  Others join with:  sapora join {share}{port_suffix}{room_hint}");
+        println!(
+            "  Ports: control {}/tcp, discovery {}/udp, files {}/tcp, screen {}/tcp, video {}/udp, audio {}/udp",
+            p.control, p.discovery, p.file, p.screen, p.video, p.audio
+        );
+        match opts.discovery_target {
+            Some(t) => println!("  Discovery: beacons every 5 s to {t}:{}", p.discovery),
+            None => println!("  Discovery: off"),
+        }
+        println!("Press Ctrl+C to stop.");
+        let started = Instant::now();
+        let events = host.events();
+        let every = Duration::from_secs(args.status_every.max(1));
+        let mut next_status = Instant::now() + every;
+        loop {
+            use smol::future::FutureExt;
+            enum Wake {
+                Event(HostEvent),
+                Status,
+                Stop,
+            }
+            let wake = async { events.recv().await.map(Wake::Event).unwrap_or(Wake::Stop) }
+                .or(async {
+                    smol::Timer::at(next_status).await;
+                    Wake::Status
+                })
+                .or(async {
+                    let _ = stop.recv().await;
+                    Wake::Stop
+                })
+                .await;
+            match wake {
+                Wake::Event(e) => {
+                    if let Some(line) = describe(&e) {
+                        println!("[{}] {line}", clock());
+                    }
+                }
+                Wake::Status => {
+                    next_status = Instant::now() + every;
+                    let s = host.stats();
+                    println!(
+                        "[{}] status: {} room(s), {} member(s), {} connection(s), {} chat message(s), up {}",
+                        clock(),
+                        s.rooms,
+                        s.members,
+                        s.connections,
+                        s.chat_messages,
+                        uptime(started.elapsed())
+                    );
+                }
+                Wake::Stop => break,
+            }
+        }
+        let members = host.stats().members;
+        println!("Stopping: telling {members} participant(s) the meeting is over…");
+        host.shutdown().await;
+        println!("Host stopped.");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn describe(e: &HostEvent) -> Option<String> {
+    use sapora::proto::PresenceChange::*;
+    Some(match e {
+        HostEvent::Joined { name, room, ip } => format!("{name} joined \"{room}\" from {ip}"),
+        HostEvent::Rejoined { name, room, ip } => format!("{name} rejoined \"{room}\" from {ip}"),
+        HostEvent::Left { name, room, change } => {
+            let how = match change {
+                Left => "left",
+                TimedOut => "timed out of",
+                Dropped | Joined => "dropped out of",
+            };
+            format!("{name} {how} \"{room}\"")
+        }
+        HostEvent::Refused { ip, reason } => format!("refused a client from {ip}: {reason}"),
+        HostEvent::Rooms(_) => return None,
+    })
+}
+
+fn clock() -> String {
+    jiff::Zoned::now().strftime("%H:%M:%S").to_string()
+}
+
+fn uptime(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        _ => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+    }
+}
+
+fn join(args: JoinArgs) -> CmdResult {
+    let ports = ports(&args.net)?;
+    let (mut host, mut room) = (args.host, args.room);
+    if let Some(id) = &args.meeting {
+        let store = Store::open_default().map_err(|e| e.to_string())?;
+        let m = store.get(id).map_err(|e| e.to_string())?;
+        room.get_or_insert_with(|| m.room().to_string());
+        if host.is_none() {
+            host = Some(m.host.clone().ok_or_else(|| {
+                format!("meeting \"{}\" has no host address: give one, e.g. sapora join 192.168.1.20 --meeting {}", m.id, m.id)
+            })?);
+        }
+    }
+    let host = host.ok_or("give a host address (sapora join 192.168.1.20) or --meeting ID")?;
+    let addr = parse_host(&host, ports.control)?;
+    let name = args.name.unwrap_or_else(user_name);
+    smol::block_on(terminal::run(addr, name, room.unwrap_or_default()))
+        .map(|()| ExitCode::SUCCESS)
+        .map_err(|e| e.to_string())
+}
+
+/// `sapora` with no command: join a host found on the LAN, or host.
+fn auto() -> CmdResult {
+    let net = NetArgs { port_offset: 0, discovery_addr: env_discovery_addr() };
+    let opts =
+        DiscoverOptions { target: net.discovery_addr, port: 5001, timeout: Duration::from_secs(1) };
+    println!("Looking for a Sapora host on the LAN…");
+    let hosts = smol::block_on(discover(&opts)).unwrap_or_default();
+    match hosts.iter().find(|h| h.is_compatible()) {
+        Some(h) => {
+            println!("Found \"{}\" at {}: joining.", h.host_name, h.addr);
+            let args = JoinArgs {
+                host: Some(h.addr.to_string()),
+                meeting: None,
+                room: None,
+                name: None,
+                net,
+            };
+            join(args)
+        }
+        None => {
+            println!("No host found: starting one.");
+            host(HostArgs {
+                bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                net,
+                room: String::new(),
+                name: None,
+                headless: false,
+                no_discovery: false,
+                status_every: 10,
+            })
+        }
+    }
+}
+
+fn env_discovery_addr() -> IpAddr {
+    std::env::var("SAPORA_DISCOVERY_ADDR")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::BROADCAST))
+}
+
+fn bot(args: BotArgs) -> CmdResult {
+    if args.count == 0 {
+        return Err("--count must be at least 1".into());
+    }
+    if let Some(d) = args.duration {
+        if !(d.is_finite() && d >= 0.0) {
+            return Err(format!("--duration {d} is not a number of seconds"));
+        }
+    }
+    let addr = parse_host(&args.host, ports(&args.net)?.control)?;
+    let stop = ctrl_c();
+    let reports = smol::block_on(async {
+        let tasks: Vec<_> = bot_names(&args.name, args.count)
+            .into_iter()
+            .map(|name| {
+                let opts = BotOptions {
+                    host: addr,
+                    name,
+                    room: args.room.clone(),
+                    say: args.say.clone(),
+                    say_count: args.say_count.max(1),
+                    say_interval: Duration::from_millis(args.say_interval),
+                    to: args.to.clone(),
+                    duration: args.duration.map(Duration::from_secs_f64),
+                };
+                smol::spawn(run_bot(opts, stop.clone()))
+            })
+            .collect();
+        let mut reports = Vec::new();
+        for t in tasks {
+            reports.push(t.await);
+        }
+        reports
+    });
+    let mut failed = false;
+    for r in &reports {
+        failed |= r.joined_ms.is_none();
+        match args.report {
+            Some(ReportFormat::Json) => {
+                println!("{}", serde_json::to_string(r).unwrap_or_default())
+            }
+            None => {
+                let status = match r.joined_ms {
+                    Some(ms) => format!("joined \"{}\" in {ms:.1} ms", r.room),
+                    None => "could not join".to_string(),
+                };
+                println!(
+                    "{}: {status}; {} chat message(s) received, {} sent, {} confirmed; members at the end: {}",
+                    r.name,
+                    r.chat.len(),
+                    r.chat_sent,
+                    r.chat_confirmed,
+                    r.members.join(", ")
+                );
+                for e in &r.errors {
+                    println!("  {}: {e}", r.name);
+                }
+            }
+        }
+    }
+    if failed {
+        if let Some(e) = reports.iter().flat_map(|r| r.errors.first()).next() {
+            eprintln!("sapora: {e}");
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn discover_cmd(args: DiscoverArgs) -> CmdResult {
+    if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 600.0) {
+        return Err(format!("--timeout {} must be between 0 and 600 seconds", args.timeout));
+    }
+    let ports = ports(&args.net)?;
+    let opts = DiscoverOptions {
+        target: args.net.discovery_addr,
+        port: ports.discovery,
+        timeout: Duration::from_secs_f64(args.timeout),
+    };
+    let hosts = smol::block_on(discover(&opts))
+        .map_err(|e| format!("cannot search the LAN (UDP port {}): {e}", ports.discovery))?;
+    if args.json {
+        println!("{}", hosts_to_json(&hosts));
+    } else {
+        print!("{}", format_hosts(&hosts));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn schedule(cmd: ScheduleCommand) -> CmdResult {
+    let store = Store::open_default().map_err(|e| e.to_string())?;
+    let err = |e: sapora::schedule::ScheduleError| e.to_string();
+    match cmd {
+        ScheduleCommand::Add { id, title, start, duration, host } => {
+            let mut m = Meeting::new(id, title, start);
+            m.duration_min = duration;
+            m.host = host;
+            let m = store.add(m).map_err(err)?;
+            println!(
+                "Scheduled \"{}\" ({}) at {}. Join it with: sapora join --meeting {}",
+                m.title, m.id, m.start, m.id
+            );
+        }
+        ScheduleCommand::List { json } => {
+            let list = store.list().map_err(err)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list).map_err(|e| e.to_string())?);
+            } else {
+                println!("{}", format_table(&list));
+            }
+        }
+        ScheduleCommand::Edit { id, title, start, duration, host } => {
+            let edit = MeetingEdit {
+                title,
+                start,
+                duration_min: duration,
+                host: host.map(|h| Some(h).filter(|h| !h.trim().is_empty())),
+            };
+            let m = store.edit(&id, edit).map_err(err)?;
+            println!(
+                "Updated \"{}\" ({}): starts {}, {} min, host {}",
+                m.title,
+                m.id,
+                m.start,
+                m.duration_min,
+                m.host.as_deref().unwrap_or("-")
+            );
+        }
+        ScheduleCommand::Rm { id } => {
+            let m = store.remove(&id).map_err(err)?;
+            println!("Removed \"{}\" ({}).", m.title, m.id);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn devices() -> CmdResult {
+    println!("This build has no audio or camera support yet, so there are no devices to list.");
+    println!(
+        "Microphones, speakers and cameras (and their device-free stand-ins) will be listed here when they land."
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -67,13 +67,7 @@ mod tests {
     #[test]
     fn matches_python_struct_layout() {
         // struct.pack("!BBIHH", 1, 0x10, 258, 0xBEEF, 3)
-        let h = Header {
-            version: 1,
-            kind: 0x10,
-            len: 258,
-            seq: 0xBEEF,
-            flags: 3,
-        };
+        let h = Header { version: 1, kind: 0x10, len: 258, seq: 0xBEEF, flags: 3 };
         assert_eq!(h.to_bytes(), [1, 0x10, 0, 0, 1, 2, 0xBE, 0xEF, 0, 3]);
         assert_eq!(Header::decode(&h.to_bytes()).unwrap(), h);
     }
@@ -81,10 +75,7 @@ mod tests {
     #[test]
     fn short_input_is_unexpected_end() {
         for n in 0..HEADER_LEN {
-            assert_eq!(
-                Header::decode(&[0u8; HEADER_LEN][..n]),
-                Err(DecodeError::UnexpectedEnd)
-            );
+            assert_eq!(Header::decode(&[0u8; HEADER_LEN][..n]), Err(DecodeError::UnexpectedEnd));
         }
     }
 
@@ -92,13 +83,7 @@ mod tests {
     fn four_gib_length_is_refused_before_allocation() {
         let h = Header::decode(&[1, 1, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0]).unwrap();
         assert_eq!(h.len, u32::MAX);
-        assert_eq!(
-            h.check_len(65536),
-            Err(DecodeError::TooLong {
-                len: u32::MAX,
-                max: 65536
-            })
-        );
+        assert_eq!(h.check_len(65536), Err(DecodeError::TooLong { len: u32::MAX, max: 65536 }));
         assert_eq!(Header { len: 65536, ..h }.check_len(65536), Ok(65536));
     }
 }

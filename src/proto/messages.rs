@@ -365,25 +365,12 @@ mod tests {
                 rejoin_token: Some(9),
             }),
             ClientMsg::Heartbeat,
-            ClientMsg::Leave(Leave {
-                reason: "bye".into(),
-            }),
-            ClientMsg::MediaState(MediaState {
-                mic: true,
-                camera: false,
-                screen: true,
-            }),
-            ClientMsg::Chat(ChatSend {
-                id: 3,
-                to: Some("Bob".into()),
-                text: "hi".into(),
-            }),
+            ClientMsg::Leave(Leave { reason: "bye".into() }),
+            ClientMsg::MediaState(MediaState { mic: true, camera: false, screen: true }),
+            ClientMsg::Chat(ChatSend { id: 3, to: Some("Bob".into()), text: "hi".into() }),
         ];
         for m in client {
-            assert_eq!(
-                ClientMsg::decode(m.msg_type() as u8, &m.payload()).unwrap(),
-                m
-            );
+            assert_eq!(ClientMsg::decode(m.msg_type() as u8, &m.payload()).unwrap(), m);
         }
         let host = [
             HostMsg::Welcome(Box::new(sample_welcome())),
@@ -393,19 +380,11 @@ mod tests {
                 reason: "x".into(),
             }),
             HostMsg::Heartbeat,
-            HostMsg::UserList(UserList {
-                room: "r".into(),
-                members: vec![],
-            }),
-            HostMsg::Presence(Presence {
-                name: "a".into(),
-                change: PresenceChange::TimedOut,
-            }),
+            HostMsg::UserList(UserList { room: "r".into(), members: vec![] }),
+            HostMsg::Presence(Presence { name: "a".into(), change: PresenceChange::TimedOut }),
             HostMsg::ChatResult(ChatResult {
                 id: 3,
-                outcome: ChatOutcome::Refused {
-                    reason: "no such member: zed".into(),
-                },
+                outcome: ChatOutcome::Refused { reason: "no such member: zed".into() },
             }),
             HostMsg::Disconnect(Disconnect {
                 code: DisconnectCode::HostShutdown,
@@ -413,10 +392,7 @@ mod tests {
             }),
         ];
         for m in host {
-            assert_eq!(
-                HostMsg::decode(m.msg_type() as u8, &m.payload()).unwrap(),
-                m
-            );
+            assert_eq!(HostMsg::decode(m.msg_type() as u8, &m.payload()).unwrap(), m);
         }
     }
 
@@ -424,19 +400,9 @@ mod tests {
     fn register_bytes_are_as_documented() {
         // docs/protocol.md walks through exactly this frame.
         let mut out = Vec::new();
-        let reg = Register {
-            version: 1,
-            name: "bob".into(),
-            room: "".into(),
-            rejoin_token: None,
-        };
+        let reg = Register { version: 1, name: "bob".into(), room: "".into(), rejoin_token: None };
         encode_frame(MsgType::Register, 0, &reg, &mut out);
-        assert_eq!(
-            out,
-            [
-                1, 0x01, 0, 0, 0, 7, 0, 0, 0, 0, 1, 3, b'b', b'o', b'b', 0, 0
-            ]
-        );
+        assert_eq!(out, [1, 0x01, 0, 0, 0, 7, 0, 0, 0, 0, 1, 3, b'b', b'o', b'b', 0, 0]);
     }
 
     #[test]
@@ -455,43 +421,27 @@ mod tests {
         let cases: &[(u8, &[u8], &str)] = &[
             (0x01, &[], "empty register"),
             (0x01, &[1, 200], "name length runs past the end"),
-            (
-                0x01,
-                &[1, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F],
-                "name claims 4 GiB",
-            ),
+            (0x01, &[1, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F], "name claims 4 GiB"),
             (0x01, &[1, 2, 0xC3, 0x28, 0, 0], "name is not UTF-8"),
             (0x07, &[2, 0, 0], "bool that is neither 0 nor 1"),
-            (
-                0x10,
-                &[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF],
-                "varint id overflows u32",
-            ),
+            (0x10, &[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF], "varint id overflows u32"),
             (0x99, &[], "unknown type"),
             (0x05, &[], "host-only type sent by a client"),
         ];
         for (kind, payload, why) in cases {
             assert!(ClientMsg::decode(*kind, payload).is_err(), "{why}");
         }
-        assert!(
-            HostMsg::decode(0x01, &[1, 0, 0, 0]).is_err(),
-            "client-only type sent by a host"
-        );
+        assert!(HostMsg::decode(0x01, &[1, 0, 0, 0]).is_err(), "client-only type sent by a host");
         assert_eq!(
             HostMsg::decode(0x03, &[]),
-            Err(DecodeError::Payload(
-                "Hit the end of buffer, expected more data".into()
-            ))
+            Err(DecodeError::Payload("Hit the end of buffer, expected more data".into()))
         );
     }
 
     #[test]
     fn datagram_checks_version_limit_and_truncation() {
         let mut out = Vec::new();
-        let probe = Probe {
-            version: PROTOCOL_VERSION,
-            nonce: 5,
-        };
+        let probe = Probe { version: PROTOCOL_VERSION, nonce: 5 };
         encode_frame(MsgType::DiscoveryProbe, 1, &probe, &mut out);
         let (h, p) = decode_datagram(&out, limits::DISCOVERY_DATAGRAM as u32).unwrap();
         assert_eq!(h.kind, 0x50);
@@ -500,20 +450,11 @@ mod tests {
             decode_datagram(&out[..out.len() - 1], 1400),
             Err(DecodeError::UnexpectedEnd)
         ));
-        assert!(matches!(
-            decode_datagram(&out, 1),
-            Err(DecodeError::TooLong { .. })
-        ));
+        assert!(matches!(decode_datagram(&out, 1), Err(DecodeError::TooLong { .. })));
         let mut v2 = out.clone();
         v2[0] = 2;
-        assert_eq!(
-            decode_datagram(&v2, 1400),
-            Err(DecodeError::Version { got: 2 })
-        );
-        assert_eq!(
-            Header::decode(&out).unwrap().len as usize,
-            out.len() - HEADER_LEN
-        );
+        assert_eq!(decode_datagram(&v2, 1400), Err(DecodeError::Version { got: 2 }));
+        assert_eq!(Header::decode(&out).unwrap().len as usize, out.len() - HEADER_LEN);
     }
 
     #[test]

@@ -95,14 +95,8 @@ pub enum DecodeError {
 /// Appends one whole frame (header + payload) to `out`.
 pub fn encode_frame<T: serde::Serialize>(kind: MsgType, seq: u16, payload: &T, out: &mut Vec<u8>) {
     let body = encode_payload(payload);
-    Header {
-        version: PROTOCOL_VERSION,
-        kind: kind as u8,
-        len: body.len() as u32,
-        seq,
-        flags: 0,
-    }
-    .encode(out);
+    Header { version: PROTOCOL_VERSION, kind: kind as u8, len: body.len() as u32, seq, flags: 0 }
+        .encode(out);
     out.extend_from_slice(&body);
 }
 
@@ -125,13 +119,9 @@ pub fn decode_payload<'a, T: serde::Deserialize<'a>>(payload: &'a [u8]) -> Resul
 pub fn decode_datagram(buf: &[u8], max: u32) -> Result<(Header, &[u8]), DecodeError> {
     let header = Header::decode(buf)?;
     if header.version != PROTOCOL_VERSION {
-        return Err(DecodeError::Version {
-            got: header.version,
-        });
+        return Err(DecodeError::Version { got: header.version });
     }
     let len = header.check_len(max)?;
-    let payload = buf[HEADER_LEN..]
-        .get(..len)
-        .ok_or(DecodeError::UnexpectedEnd)?;
+    let payload = buf[HEADER_LEN..].get(..len).ok_or(DecodeError::UnexpectedEnd)?;
     Ok((header, payload))
 }

@@ -73,6 +73,16 @@ pub enum Input {
     TooSlow {
         conn: ConnId,
     },
+    /// The client's first frame spoke another protocol version.
+    WrongVersion {
+        conn: ConnId,
+        got: u8,
+    },
+    /// The client sent bytes that are not a valid message.
+    Malformed {
+        conn: ConnId,
+        error: String,
+    },
     /// Time passed; check deadlines.
     Timeout,
     /// Tell everyone the host is going away, then close every connection.
@@ -218,10 +228,7 @@ impl Host {
     pub fn rooms(&self) -> Vec<RoomInfo> {
         self.rooms
             .values()
-            .map(|r| RoomInfo {
-                name: r.display.clone(),
-                members: r.members.len() as u32,
-            })
+            .map(|r| RoomInfo { name: r.display.clone(), members: r.members.len() as u32 })
             .collect()
     }
 
@@ -232,15 +239,7 @@ impl Host {
                     self.out.push_back(Output::Close { conn });
                     return;
                 }
-                self.conns.insert(
-                    conn,
-                    Conn {
-                        peer,
-                        opened: now,
-                        last_seen: now,
-                        session: None,
-                    },
-                );
+                self.conns.insert(conn, Conn { peer, opened: now, last_seen: now, session: None });
             }
             Input::Message { conn, msg } => {
                 let Some(c) = self.conns.get_mut(&conn) else {
@@ -250,11 +249,8 @@ impl Host {
                 self.on_message(now, conn, msg);
             }
             Input::Closed { conn, error } => {
-                let change = if error.is_some() {
-                    PresenceChange::Dropped
-                } else {
-                    PresenceChange::Left
-                };
+                let change =
+                    if error.is_some() { PresenceChange::Dropped } else { PresenceChange::Left };
                 self.drop_conn(conn, change, None);
             }
             Input::TooSlow { conn } => {
@@ -264,6 +260,12 @@ impl Host {
                 };
                 self.drop_conn(conn, PresenceChange::Dropped, Some(notice));
             }
+            Input::WrongVersion { conn, got } => {
+                if self.conns.contains_key(&conn) {
+                    self.refuse(conn, RefuseCode::Version, version_mismatch(got));
+                }
+            }
+            Input::Malformed { conn, error } => self.protocol_error(conn, &error),
             Input::Timeout => self.on_timeout(now),
             Input::Shutdown => {
                 self.shutting_down = true;
@@ -309,10 +311,7 @@ impl Host {
     }
 
     fn protocol_error(&mut self, conn: ConnId, why: &str) {
-        let notice = Disconnect {
-            code: DisconnectCode::ProtocolError,
-            reason: why.into(),
-        };
+        let notice = Disconnect { code: DisconnectCode::ProtocolError, reason: why.into() };
         self.drop_conn(conn, PresenceChange::Dropped, Some(notice));
     }
 
@@ -325,30 +324,18 @@ impl Host {
         }
         self.send(
             vec![conn],
-            HostMsg::Refused(Refused {
-                code,
-                host_version: PROTOCOL_VERSION,
-                reason,
-            }),
+            HostMsg::Refused(Refused { code, host_version: PROTOCOL_VERSION, reason }),
         );
         self.out.push_back(Output::Close { conn });
     }
 
     fn on_register(&mut self, conn: ConnId, reg: Register) {
         if reg.version != PROTOCOL_VERSION {
-            let reason = format!(
-                "this host speaks Sapora protocol version {PROTOCOL_VERSION} and your client speaks version {}: use the same Sapora release on both sides",
-                reg.version
-            );
-            return self.refuse(conn, RefuseCode::Version, reason);
+            return self.refuse(conn, RefuseCode::Version, version_mismatch(reg.version));
         }
         let name = reg.name.trim().to_string();
         if name.is_empty() {
-            return self.refuse(
-                conn,
-                RefuseCode::BadName,
-                "your name must not be empty".into(),
-            );
+            return self.refuse(conn, RefuseCode::BadName, "your name must not be empty".into());
         }
         if let Err(e) = check_label(&name, "your name", limits::NAME_CHARS) {
             return self.refuse(conn, RefuseCode::BadName, e);
@@ -458,15 +445,11 @@ impl Host {
             let others = self.conns_of(&room_key, Some(sid));
             self.send(
                 others,
-                HostMsg::Presence(Presence {
-                    name: joined_name,
-                    change: PresenceChange::Joined,
-                }),
+                HostMsg::Presence(Presence { name: joined_name, change: PresenceChange::Joined }),
             );
         }
         self.push_user_list(&room_key);
-        self.out
-            .push_back(Output::Event(HostEvent::Rooms(self.rooms())));
+        self.out.push_back(Output::Event(HostEvent::Rooms(self.rooms())));
     }
 
     fn on_media_state(&mut self, sid: SessionId, state: MediaState) {
@@ -533,39 +516,19 @@ impl Host {
         };
         let ts_ms =
             self.started_unix_ms + now.saturating_duration_since(self.started).as_millis() as u64;
-        let msg = ChatMessage {
-            id: self.next_msg,
-            from,
-            to: to.clone(),
-            text: chat.text,
-            ts_ms,
-        };
+        let msg = ChatMessage { id: self.next_msg, from, to: to.clone(), text: chat.text, ts_ms };
         self.next_msg += 1;
         self.chat_messages += 1;
         if to.is_none() {
-            let history = &mut self
-                .rooms
-                .get_mut(&room_key)
-                .expect("sender's room exists")
-                .history;
+            let history = &mut self.rooms.get_mut(&room_key).expect("sender's room exists").history;
             if history.len() == limits::CHAT_HISTORY {
                 history.pop_front();
             }
             history.push_back(msg.clone());
         }
-        let outcome = ChatOutcome::Delivered {
-            msg_id: msg.id,
-            ts_ms,
-            to,
-        };
+        let outcome = ChatOutcome::Delivered { msg_id: msg.id, ts_ms, to };
         self.send(recipients, HostMsg::Chat(msg));
-        self.send(
-            vec![conn],
-            HostMsg::ChatResult(ChatResult {
-                id: chat.id,
-                outcome,
-            }),
-        );
+        self.send(vec![conn], HostMsg::ChatResult(ChatResult { id: chat.id, outcome }));
     }
 
     fn on_timeout(&mut self, now: Instant) {
@@ -584,12 +547,9 @@ impl Host {
             })
             .collect();
         for (conn, registered) in expired {
-            let secs = if registered {
-                self.config.idle_timeout
-            } else {
-                self.config.register_timeout
-            }
-            .as_secs();
+            let secs =
+                if registered { self.config.idle_timeout } else { self.config.register_timeout }
+                    .as_secs();
             let notice = Disconnect {
                 code: DisconnectCode::TimedOut,
                 reason: format!("nothing heard from you for {secs} s"),
@@ -621,13 +581,7 @@ impl Host {
             self.rooms.remove(&room_key);
         } else {
             let others = self.conns_of(&room_key, None);
-            self.send(
-                others,
-                HostMsg::Presence(Presence {
-                    name: s.member.name.clone(),
-                    change,
-                }),
-            );
+            self.send(others, HostMsg::Presence(Presence { name: s.member.name.clone(), change }));
             self.push_user_list(&room_key);
         }
         self.out.push_back(Output::Event(HostEvent::Left {
@@ -635,8 +589,7 @@ impl Host {
             room: room_display,
             change,
         }));
-        self.out
-            .push_back(Output::Event(HostEvent::Rooms(self.rooms())));
+        self.out.push_back(Output::Event(HostEvent::Rooms(self.rooms())));
     }
 
     fn members_of(&self, room_key: &str) -> Vec<Member> {
@@ -670,13 +623,16 @@ impl Host {
         let Some(room) = self.rooms.get(room_key) else {
             return;
         };
-        let list = UserList {
-            room: room.display.clone(),
-            members: self.members_of(room_key),
-        };
+        let list = UserList { room: room.display.clone(), members: self.members_of(room_key) };
         let to = self.conns_of(room_key, None);
         self.send(to, HostMsg::UserList(list));
     }
+}
+
+fn version_mismatch(got: u8) -> String {
+    format!(
+        "this host speaks Sapora protocol version {PROTOCOL_VERSION} and your client speaks version {got}: use the same Sapora release on both sides"
+    )
 }
 
 /// `name` if free, else `name_1`, `name_2`, … (compared case-insensitively).

@@ -55,17 +55,11 @@ impl Harness {
     }
 
     fn send(&mut self, conn: u64, msg: ClientMsg) {
-        self.input(Input::Message {
-            conn: ConnId(conn),
-            msg,
-        });
+        self.input(Input::Message { conn: ConnId(conn), msg });
     }
 
     fn join(&mut self, conn: u64, name: &str, room: &str) -> Welcome {
-        self.input(Input::Connected {
-            conn: ConnId(conn),
-            peer: IP,
-        });
+        self.input(Input::Connected { conn: ConnId(conn), peer: IP });
         self.send(
             conn,
             ClientMsg::Register(Register {
@@ -85,11 +79,7 @@ impl Harness {
     fn chat(&mut self, conn: u64, id: u32, to: Option<&str>, text: &str) {
         self.send(
             conn,
-            ClientMsg::Chat(ChatSend {
-                id,
-                to: to.map(Into::into),
-                text: text.into(),
-            }),
+            ClientMsg::Chat(ChatSend { id, to: to.map(Into::into), text: text.into() }),
         );
     }
 
@@ -143,10 +133,7 @@ fn welcome_carries_ports_members_and_blank_room_is_default() {
     assert_eq!(w.members.len(), 1);
     assert_eq!(w.members[0].ip, "10.0.0.7");
     let w2 = h.join(2, "bob", "default");
-    assert_eq!(
-        w2.members.iter().map(|m| &m.name[..]).collect::<Vec<_>>(),
-        ["alice", "bob"]
-    );
+    assert_eq!(w2.members.iter().map(|m| &m.name[..]).collect::<Vec<_>>(), ["alice", "bob"]);
     // alice learns of bob: presence, then the whole list.
     let a = h.take(1);
     assert!(a.contains(&HostMsg::Presence(Presence {
@@ -165,22 +152,14 @@ fn name_clash_gets_suffix_case_insensitively() {
     // Same name in another room is fine.
     assert_eq!(h.join(4, "alice", "other").name, "alice");
     // A name freed by leaving can be taken again.
-    h.send(
-        1,
-        ClientMsg::Leave(Leave {
-            reason: "bye".into(),
-        }),
-    );
+    h.send(1, ClientMsg::Leave(Leave { reason: "bye".into() }));
     assert_eq!(h.join(5, "alice", "R").name, "alice");
 }
 
 #[test]
 fn wrong_version_and_bad_names_are_refused_clearly() {
     let mut h = Harness::new();
-    h.input(Input::Connected {
-        conn: ConnId(1),
-        peer: IP,
-    });
+    h.input(Input::Connected { conn: ConnId(1), peer: IP });
     h.send(
         1,
         ClientMsg::Register(Register {
@@ -208,10 +187,7 @@ fn wrong_version_and_bad_names_are_refused_clearly() {
         (4, &"x".repeat(33)[..], "", RefuseCode::BadName),
         (5, "ok", &"r".repeat(65)[..], RefuseCode::BadRoom),
     ] {
-        h.input(Input::Connected {
-            conn: ConnId(conn),
-            peer: IP,
-        });
+        h.input(Input::Connected { conn: ConnId(conn), peer: IP });
         h.send(
             conn,
             ClientMsg::Register(Register {
@@ -232,10 +208,7 @@ fn wrong_version_and_bad_names_are_refused_clearly() {
 #[test]
 fn messages_before_register_are_a_protocol_error() {
     let mut h = Harness::new();
-    h.input(Input::Connected {
-        conn: ConnId(1),
-        peer: IP,
-    });
+    h.input(Input::Connected { conn: ConnId(1), peer: IP });
     h.chat(1, 1, None, "hi");
     assert!(
         matches!(&h.take(1)[..], [HostMsg::Disconnect(d)] if d.code == DisconnectCode::ProtocolError)
@@ -259,19 +232,8 @@ fn rooms_are_isolated_created_and_removed() {
         matches!(&results(&h.take(1))[1], ChatOutcome::Refused { reason } if reason.contains("no such member"))
     );
     assert_eq!(h.host.rooms().len(), 2);
-    h.send(
-        2,
-        ClientMsg::Leave(Leave {
-            reason: String::new(),
-        }),
-    );
-    assert_eq!(
-        h.host.rooms(),
-        [RoomInfo {
-            name: "red".into(),
-            members: 2
-        }]
-    );
+    h.send(2, ClientMsg::Leave(Leave { reason: String::new() }));
+    assert_eq!(h.host.rooms(), [RoomInfo { name: "red".into(), members: 2 }]);
     // Room names compare case-insensitively; the first spelling is shown.
     assert_eq!(h.join(4, "d", "RED").room, "red");
 }
@@ -370,19 +332,13 @@ fn silent_client_dropped_after_15s_and_room_told_on_a_virtual_clock() {
         change: PresenceChange::TimedOut
     })));
     assert_eq!(last_members(&a), ["talker"]);
-    assert!(
-        a.iter().filter(|m| **m == HostMsg::Heartbeat).count() >= 5,
-        "heartbeats are echoed"
-    );
+    assert!(a.iter().filter(|m| **m == HostMsg::Heartbeat).count() >= 5, "heartbeats are echoed");
 }
 
 #[test]
 fn unregistered_connection_closed_after_register_timeout() {
     let mut h = Harness::new();
-    h.input(Input::Connected {
-        conn: ConnId(1),
-        peer: IP,
-    });
+    h.input(Input::Connected { conn: ConnId(1), peer: IP });
     h.advance(Duration::from_secs(9));
     assert!(h.closed.is_empty());
     h.advance(Duration::from_secs(1));
@@ -397,21 +353,12 @@ fn leaving_and_dropping_are_announced_differently() {
     h.join(2, "b", "");
     h.join(3, "c", "");
     h.take(1);
-    h.send(
-        2,
-        ClientMsg::Leave(Leave {
-            reason: "bye".into(),
-        }),
-    );
-    h.input(Input::Closed {
-        conn: ConnId(3),
-        error: Some("connection reset".into()),
-    });
+    h.send(2, ClientMsg::Leave(Leave { reason: "bye".into() }));
+    h.input(Input::Closed { conn: ConnId(3), error: Some("connection reset".into()) });
     let a = h.take(1);
-    assert!(a.contains(&HostMsg::Presence(Presence {
-        name: "b".into(),
-        change: PresenceChange::Left
-    })));
+    assert!(
+        a.contains(&HostMsg::Presence(Presence { name: "b".into(), change: PresenceChange::Left }))
+    );
     assert!(a.contains(&HostMsg::Presence(Presence {
         name: "c".into(),
         change: PresenceChange::Dropped
@@ -425,18 +372,12 @@ fn media_state_is_pushed_to_the_room_only_on_change() {
     h.join(1, "a", "");
     h.join(2, "b", "");
     h.take(2);
-    let on = MediaState {
-        mic: true,
-        camera: true,
-        screen: false,
-    };
+    let on = MediaState { mic: true, camera: true, screen: false };
     h.send(1, ClientMsg::MediaState(on));
     h.send(1, ClientMsg::MediaState(on));
     let b = h.take(2);
     assert_eq!(b.len(), 1);
-    let HostMsg::UserList(l) = &b[0] else {
-        panic!("{b:?}")
-    };
+    let HostMsg::UserList(l) = &b[0] else { panic!("{b:?}") };
     assert!(l.members[0].mic && l.members[0].camera && !l.members[0].screen);
 }
 
@@ -445,10 +386,7 @@ fn shutdown_tells_every_client_then_closes() {
     let mut h = Harness::new();
     h.join(1, "a", "r1");
     h.join(2, "b", "r2");
-    h.input(Input::Connected {
-        conn: ConnId(3),
-        peer: IP,
-    });
+    h.input(Input::Connected { conn: ConnId(3), peer: IP });
     h.take(1);
     h.take(2);
     h.input(Input::Shutdown);
@@ -459,13 +397,7 @@ fn shutdown_tells_every_client_then_closes() {
     }
     h.closed.sort();
     assert_eq!(h.closed, [ConnId(1), ConnId(2), ConnId(3)]);
-    assert_eq!(
-        h.host.stats(),
-        Stats {
-            chat_messages: 0,
-            ..Stats::default()
-        }
-    );
+    assert_eq!(h.host.stats(), Stats { chat_messages: 0, ..Stats::default() });
 }
 
 #[test]
@@ -475,10 +407,7 @@ fn rejoin_with_token_keeps_name_and_replaces_dead_link() {
     h.join(2, "bob", "r");
     h.take(2);
     // The old link is half-open: the host has not noticed it died.
-    h.input(Input::Connected {
-        conn: ConnId(3),
-        peer: IP,
-    });
+    h.input(Input::Connected { conn: ConnId(3), peer: IP });
     h.send(
         3,
         ClientMsg::Register(Register {
@@ -489,20 +418,12 @@ fn rejoin_with_token_keeps_name_and_replaces_dead_link() {
         }),
     );
     let m = h.take(3);
-    let HostMsg::Welcome(w2) = &m[0] else {
-        panic!("{m:?}")
-    };
-    assert_eq!(
-        (w2.name.as_str(), w2.session, w2.token),
-        ("alice", w.session, w.token)
-    );
+    let HostMsg::Welcome(w2) = &m[0] else { panic!("{m:?}") };
+    assert_eq!((w2.name.as_str(), w2.session, w2.token), ("alice", w.session, w.token));
     assert!(h.closed.contains(&ConnId(1)));
     assert_eq!(last_members(&h.take(2)), ["alice", "bob"]);
     // A wrong token does not steal the name.
-    h.input(Input::Connected {
-        conn: ConnId(4),
-        peer: IP,
-    });
+    h.input(Input::Connected { conn: ConnId(4), peer: IP });
     h.send(
         4,
         ClientMsg::Register(Register {
@@ -512,9 +433,7 @@ fn rejoin_with_token_keeps_name_and_replaces_dead_link() {
             rejoin_token: Some(1),
         }),
     );
-    let HostMsg::Welcome(w3) = &h.take(4)[0] else {
-        panic!()
-    };
+    let HostMsg::Welcome(w3) = &h.take(4)[0] else { panic!() };
     assert_eq!(w3.name, "alice_1");
 }
 

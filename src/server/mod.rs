@@ -1,7 +1,12 @@
 //! The host: control plane, discovery beacon and (later) media relays.
 //! Logic lives in sans-IO cores; the smol tasks here only own sockets.
 
+pub mod beacon;
+pub mod control;
 pub mod core;
+pub mod host;
+
+pub use host::{HostError, HostOptions, RunningHost, start};
 
 #[cfg(test)]
 mod core_tests;

@@ -1,0 +1,232 @@
+//! Synthetic participants: join, chat, watch the room, report what happened.
+//! Used for demos, load tests and integration tests; media options hang off
+//! [`BotOptions`] as later work adds them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use smol::Timer;
+use smol::channel::Receiver;
+use smol::future::FutureExt;
+
+use super::session::{Client, ClientConfig, Event};
+use crate::proto::ChatOutcome;
+
+#[derive(Debug, Clone)]
+pub struct BotOptions {
+    pub host: SocketAddr,
+    pub name: String,
+    pub room: String,
+    /// Chat text to send once joined (to the room, or to `to`).
+    pub say: Option<String>,
+    /// How many times to send `say` (numbered "text #n" when more than one).
+    pub say_count: u32,
+    pub say_interval: Duration,
+    /// Send `say` privately to this member, once they are in the room.
+    pub to: Option<String>,
+    /// Stay this long after joining; `None` = until stopped.
+    pub duration: Option<Duration>,
+}
+
+/// One received chat message as reported: `to` is null for room messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChatLine {
+    pub from: String,
+    pub to: Option<String>,
+    pub text: String,
+    /// Host timestamp, milliseconds since the Unix epoch.
+    pub ts: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles; `None` for no samples.
+    pub fn of(samples: &[f64]) -> Option<Percentiles> {
+        if samples.is_empty() {
+            return None;
+        }
+        let mut s = samples.to_vec();
+        s.sort_by(f64::total_cmp);
+        let at = |p: f64| s[((p / 100.0 * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1];
+        Some(Percentiles { p50: at(50.0), p95: at(95.0), p99: at(99.0) })
+    }
+}
+
+/// What a bot prints with `--report json`: one object per bot.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BotReport {
+    /// The name the host assigned (may carry a `_N` suffix).
+    pub name: String,
+    pub room: String,
+    /// Connect → Welcome, milliseconds; null if it never joined.
+    pub joined_ms: Option<f64>,
+    /// Names in the room when the bot ended.
+    pub members: Vec<String>,
+    /// Chat messages received (room history on join included), in order.
+    pub chat: Vec<ChatLine>,
+    pub chat_sent: u32,
+    pub chat_confirmed: u32,
+    /// Send → delivery confirmation, milliseconds.
+    pub chat_rtt_ms: Option<Percentiles>,
+    pub reconnects: u32,
+    pub errors: Vec<String>,
+}
+
+/// Names for `count` bots: `name`, `name-2`, `name-3`, …
+pub fn bot_names(name: &str, count: usize) -> Vec<String> {
+    (1..=count).map(|i| if i == 1 { name.to_string() } else { format!("{name}-{i}") }).collect()
+}
+
+enum Wake {
+    Event(Option<Event>),
+    Say,
+    Stop,
+}
+
+/// Runs one bot until its duration is up, `stop` fires, or its session ends.
+pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
+    let mut report =
+        BotReport { name: opts.name.clone(), room: opts.room.clone(), ..BotReport::default() };
+    let started = Instant::now();
+    let client = match Client::connect(ClientConfig::new(opts.host, &opts.name, &opts.room)).await {
+        Ok(c) => c,
+        Err(e) => {
+            report.errors.push(e.to_string());
+            return report;
+        }
+    };
+    report.joined_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+    let events = client.events();
+    let end = opts.duration.map(|d| Instant::now() + d);
+    let mut members: Vec<String> = Vec::new();
+    let mut said = 0u32;
+    let mut next_say: Option<Instant> = opts.say.as_ref().map(|_| Instant::now());
+    let mut pending: HashMap<u32, Instant> = HashMap::new();
+    let mut rtts: Vec<f64> = Vec::new();
+
+    loop {
+        let wake = async { Wake::Event(events.recv().await.ok()) }
+            .or(async {
+                match next_say {
+                    Some(t) => Timer::at(t).await,
+                    None => Timer::never().await,
+                };
+                Wake::Say
+            })
+            .or(async {
+                let _ = stop.recv().await;
+                Wake::Stop
+            })
+            .or(async {
+                match end {
+                    Some(t) => Timer::at(t).await,
+                    None => Timer::never().await,
+                };
+                Wake::Stop
+            })
+            .await;
+        match wake {
+            Wake::Stop | Wake::Event(None | Some(Event::Ended)) => break,
+            Wake::Say => {
+                // A private message waits until its recipient is in the room.
+                if let Some(to) = &opts.to {
+                    if !members.iter().any(|m| m.to_lowercase() == to.trim().to_lowercase()) {
+                        next_say = Some(Instant::now() + Duration::from_millis(50));
+                        continue;
+                    }
+                }
+                let base = opts.say.as_deref().unwrap_or_default();
+                said += 1;
+                let text =
+                    if opts.say_count > 1 { format!("{base} #{said}") } else { base.to_string() };
+                match client.chat(opts.to.as_deref(), &text) {
+                    Ok(id) => {
+                        pending.insert(id, Instant::now());
+                        report.chat_sent += 1;
+                    }
+                    Err(e) => report.errors.push(format!("chat not sent: {e}")),
+                }
+                next_say = (said < opts.say_count).then(|| Instant::now() + opts.say_interval);
+            }
+            Wake::Event(Some(event)) => match event {
+                Event::Joined { welcome, rejoined } => {
+                    report.name = welcome.name.clone();
+                    report.room = welcome.room.clone();
+                    members = welcome.members.iter().map(|m| m.name.clone()).collect();
+                    if rejoined {
+                        report.reconnects += 1;
+                    } else {
+                        report.chat.extend(welcome.history.iter().map(|m| ChatLine {
+                            from: m.from.clone(),
+                            to: m.to.clone(),
+                            text: m.text.clone(),
+                            ts: m.ts_ms,
+                        }));
+                    }
+                }
+                Event::Members(list) => {
+                    members = list.members.into_iter().map(|m| m.name).collect()
+                }
+                Event::Chat(m) => {
+                    report.chat.push(ChatLine { from: m.from, to: m.to, text: m.text, ts: m.ts_ms })
+                }
+                Event::ChatResult(r) => {
+                    let sent = pending.remove(&r.id);
+                    match r.outcome {
+                        ChatOutcome::Delivered { .. } => {
+                            report.chat_confirmed += 1;
+                            if let Some(t) = sent {
+                                rtts.push(t.elapsed().as_secs_f64() * 1000.0);
+                            }
+                        }
+                        ChatOutcome::Refused { reason } => {
+                            report.errors.push(format!("chat refused: {reason}"))
+                        }
+                    }
+                }
+                Event::Disconnected { reason, retrying, .. } => {
+                    let what = if retrying { "link lost, rejoining" } else { "disconnected" };
+                    report.errors.push(format!("{what}: {reason}"));
+                }
+                Event::Refused(r) => report.errors.push(format!("rejoin refused: {}", r.reason)),
+                Event::Presence(_) | Event::Ended => {}
+            },
+        }
+    }
+    if let (Some(to), true) = (&opts.to, report.chat_sent == 0 && opts.say.is_some()) {
+        report
+            .errors
+            .push(format!("\"{to}\" never joined the meeting, so nothing was sent to them"));
+    }
+    report.members = members;
+    report.chat_rtt_ms = Percentiles::of(&rtts);
+    client.leave().await;
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_n_n2_n3() {
+        assert_eq!(bot_names("bot", 3), ["bot", "bot-2", "bot-3"]);
+        assert_eq!(bot_names("solo", 1), ["solo"]);
+    }
+
+    #[test]
+    fn percentiles_nearest_rank() {
+        let s: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(Percentiles::of(&s), Some(Percentiles { p50: 50.0, p95: 95.0, p99: 99.0 }));
+        assert_eq!(Percentiles::of(&[7.0]), Some(Percentiles { p50: 7.0, p95: 7.0, p99: 7.0 }));
+        assert_eq!(Percentiles::of(&[]), None);
+    }
+}

@@ -1,0 +1,441 @@
+//! A participant's session with a host: connect, register, heartbeat, send
+//! commands, receive events, and rejoin by itself after the link drops.
+//! Shared by the bots and the desktop app.
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use smol::channel::{Receiver, Sender};
+use smol::future::FutureExt;
+use smol::{Async, Task, Timer};
+
+use crate::net::{FrameError, read_frame, write_frame};
+use crate::proto::{
+    ChatMessage, ChatResult, ChatSend, ClientMsg, DisconnectCode, HostMsg, Leave, MediaState,
+    PROTOCOL_VERSION, Presence, Refused, Register, UserList, Welcome, limits,
+};
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub host: SocketAddr,
+    pub name: String,
+    /// Blank joins "default".
+    pub room: String,
+    /// Rejoin by itself when the link drops or the host restarts.
+    pub reconnect: bool,
+    pub connect_timeout: Duration,
+}
+
+impl ClientConfig {
+    pub fn new(host: SocketAddr, name: impl Into<String>, room: impl Into<String>) -> ClientConfig {
+        ClientConfig {
+            host,
+            name: name.into(),
+            room: room.into(),
+            reconnect: true,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What the session reports, in the order it happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Registered: first at connect, again after every rejoin.
+    Joined {
+        welcome: Box<Welcome>,
+        rejoined: bool,
+    },
+    Members(UserList),
+    Presence(Presence),
+    Chat(ChatMessage),
+    ChatResult(ChatResult),
+    /// The link is gone; `retrying` says whether the session is rejoining.
+    Disconnected {
+        reason: String,
+        code: Option<DisconnectCode>,
+        retrying: bool,
+    },
+    /// The host turned a rejoin down; the session ends.
+    Refused(Refused),
+    /// The session is over (left, or gave up); no more events follow.
+    Ended,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach a Sapora host at {addr}: {source}")]
+    Connect { addr: SocketAddr, source: std::io::Error },
+    #[error("the host at {addr} did not answer within {secs} s")]
+    Timeout { addr: SocketAddr, secs: u64 },
+    #[error("the host refused to let you join: {}", .0.reason)]
+    Refused(Refused),
+    #[error("the host at {addr} broke off the handshake: {why}")]
+    Handshake { addr: SocketAddr, why: String },
+    #[error("message is {len} bytes; the limit is {} bytes", limits::CHAT_TEXT)]
+    TooLong { len: usize },
+    #[error("the session has ended")]
+    Ended,
+}
+
+enum Command {
+    Chat(ChatSend),
+    Media(MediaState),
+    Leave,
+}
+
+/// A live session. Dropping it leaves the meeting.
+pub struct Client {
+    welcome: Welcome,
+    cmd: Sender<Command>,
+    events: Receiver<Event>,
+    next_chat: AtomicU32,
+    task: Option<Task<()>>,
+}
+
+impl Client {
+    /// Connects and registers; returns once the host has welcomed us, with the
+    /// reason if it did not.
+    pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
+        let register = Register {
+            version: PROTOCOL_VERSION,
+            name: config.name.clone(),
+            room: config.room.clone(),
+            rejoin_token: None,
+        };
+        let (link, welcome) = Link::open(&config, register).await?;
+        let (cmd, cmd_rx) = smol::channel::unbounded();
+        let (ev_tx, events) = smol::channel::unbounded();
+        let _ = ev_tx.try_send(Event::Joined { welcome: welcome.clone(), rejoined: false });
+        let task = smol::spawn(run(config, link, (*welcome).clone(), cmd_rx, ev_tx));
+        Ok(Client {
+            welcome: *welcome,
+            cmd,
+            events,
+            next_chat: AtomicU32::new(1),
+            task: Some(task),
+        })
+    }
+
+    /// The first Welcome (name, room, ports, members, history).
+    pub fn welcome(&self) -> &Welcome {
+        &self.welcome
+    }
+
+    pub fn events(&self) -> Receiver<Event> {
+        self.events.clone()
+    }
+
+    /// Sends a chat message to the room (`to: None`) or one member; returns the
+    /// id its [`ChatResult`] will carry.
+    pub fn chat(&self, to: Option<&str>, text: &str) -> Result<u32, ClientError> {
+        if text.len() > limits::CHAT_TEXT {
+            return Err(ClientError::TooLong { len: text.len() });
+        }
+        let id = self.next_chat.fetch_add(1, Ordering::Relaxed);
+        let msg = ChatSend { id, to: to.map(str::to_string), text: text.to_string() };
+        self.cmd.try_send(Command::Chat(msg)).map_err(|_| ClientError::Ended)?;
+        Ok(id)
+    }
+
+    pub fn set_media(&self, state: MediaState) -> Result<(), ClientError> {
+        self.cmd.try_send(Command::Media(state)).map_err(|_| ClientError::Ended)
+    }
+
+    /// Says goodbye to the host and waits (briefly) for the session to end.
+    pub async fn leave(mut self) {
+        let _ = self.cmd.try_send(Command::Leave);
+        if let Some(task) = self.task.take() {
+            task.or(async {
+                Timer::after(Duration::from_secs(2)).await;
+            })
+            .await;
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        // The task notices the closed command channel and says goodbye.
+        self.cmd.close();
+        if let Some(task) = self.task.take() {
+            task.detach();
+        }
+    }
+}
+
+/// One TCP connection to the host, with a reader task decoding frames.
+struct Link {
+    stream: Arc<Async<TcpStream>>,
+    frames: Receiver<Result<HostMsg, String>>,
+    _reader: Option<Task<()>>,
+    seq: u16,
+    scratch: Vec<u8>,
+}
+
+impl Link {
+    async fn open(
+        config: &ClientConfig,
+        register: Register,
+    ) -> Result<(Link, Box<Welcome>), ClientError> {
+        let addr = config.host;
+        let secs = config.connect_timeout.as_secs().max(1);
+        let handshake = async {
+            let stream = Async::<TcpStream>::connect(addr)
+                .await
+                .map_err(|source| ClientError::Connect { addr, source })?;
+            let _ = stream.get_ref().set_nodelay(true);
+            let mut link = Link {
+                stream: Arc::new(stream),
+                frames: smol::channel::unbounded().1,
+                _reader: None,
+                seq: 0,
+                scratch: Vec::new(),
+            };
+            let broke = |why: String| ClientError::Handshake { addr, why };
+            link.send(&ClientMsg::Register(register)).await.map_err(|e| broke(e.to_string()))?;
+            let mut buf = Vec::new();
+            let header = read_frame(&mut &*link.stream, limits::CONTROL_FROM_HOST, &mut buf)
+                .await
+                .map_err(|e| broke(e.to_string()))?;
+            if header.version != PROTOCOL_VERSION {
+                return Err(broke(format!(
+                    "it speaks protocol version {} and this client speaks {PROTOCOL_VERSION}",
+                    header.version
+                )));
+            }
+            match HostMsg::decode(header.kind, &buf) {
+                Ok(HostMsg::Welcome(w)) => Ok((link, w)),
+                Ok(HostMsg::Refused(r)) => Err(ClientError::Refused(r)),
+                Ok(other) => Err(broke(format!("unexpected {other:?}"))),
+                Err(e) => Err(broke(e.to_string())),
+            }
+        };
+        let timeout = async {
+            Timer::after(config.connect_timeout).await;
+            Err(ClientError::Timeout { addr, secs })
+        };
+        let (mut link, welcome) = handshake.or(timeout).await?;
+        let (tx, rx) = smol::channel::unbounded();
+        link.frames = rx;
+        link._reader = Some(smol::spawn(read_loop(link.stream.clone(), tx)));
+        Ok((link, welcome))
+    }
+
+    async fn send(&mut self, msg: &ClientMsg) -> std::io::Result<()> {
+        let payload = msg.payload();
+        let mut stream = &*self.stream;
+        let write =
+            write_frame(&mut stream, msg.msg_type() as u8, self.seq, &payload, &mut self.scratch);
+        let timeout = async {
+            Timer::after(Duration::from_secs(5)).await;
+            Err(std::io::ErrorKind::TimedOut.into())
+        };
+        self.seq = self.seq.wrapping_add(1);
+        write.or(timeout).await
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        let _ = self.stream.get_ref().shutdown(std::net::Shutdown::Both);
+    }
+}
+
+async fn read_loop(stream: Arc<Async<TcpStream>>, tx: Sender<Result<HostMsg, String>>) {
+    let mut buf = Vec::new();
+    loop {
+        let item = match read_frame(&mut &*stream, limits::CONTROL_FROM_HOST, &mut buf).await {
+            Ok(h) if h.version != PROTOCOL_VERSION => {
+                Err(format!("host switched to protocol version {}", h.version))
+            }
+            Ok(h) => match HostMsg::decode(h.kind, &buf) {
+                Ok(msg) => Ok(msg),
+                // A newer host may send types we do not know: skip them.
+                Err(crate::proto::DecodeError::UnknownType(_)) => continue,
+                Err(e) => Err(format!("the host sent a malformed message: {e}")),
+            },
+            Err(FrameError::Closed) => Err("the host closed the connection".to_string()),
+            Err(e) => Err(format!("the link to the host failed: {e}")),
+        };
+        let stop = item.is_err();
+        if tx.send(item).await.is_err() || stop {
+            return;
+        }
+    }
+}
+
+enum LinkEnd {
+    Left,
+    Lost { reason: String, code: Option<DisconnectCode> },
+}
+
+enum Wake {
+    Frame(Result<HostMsg, String>),
+    Command(Option<Command>),
+    Heartbeat,
+    Silence,
+}
+
+/// Serves one link until it ends.
+async fn serve(
+    link: &mut Link,
+    welcome: &Welcome,
+    cmd: &Receiver<Command>,
+    events: &Sender<Event>,
+    media: &mut MediaState,
+) -> LinkEnd {
+    let heartbeat = Duration::from_millis(u64::from(welcome.heartbeat_ms.max(100)));
+    let silence = Duration::from_millis(u64::from(welcome.timeout_ms.max(1000)));
+    let mut next_beat = Instant::now() + heartbeat;
+    let mut last_heard = Instant::now();
+    loop {
+        let wake = async {
+            Wake::Frame(link.frames.recv().await.unwrap_or_else(|_| Err("link closed".into())))
+        }
+        .or(async { Wake::Command(cmd.recv().await.ok()) })
+        .or(async {
+            Timer::at(next_beat).await;
+            Wake::Heartbeat
+        })
+        .or(async {
+            Timer::at(last_heard + silence).await;
+            Wake::Silence
+        })
+        .await;
+        let sent = match wake {
+            Wake::Frame(Ok(msg)) => {
+                last_heard = Instant::now();
+                let event = match msg {
+                    HostMsg::Heartbeat => continue,
+                    HostMsg::Disconnect(d) => {
+                        return LinkEnd::Lost { reason: d.reason, code: Some(d.code) };
+                    }
+                    HostMsg::UserList(l) => Event::Members(l),
+                    HostMsg::Presence(p) => Event::Presence(p),
+                    HostMsg::Chat(c) => Event::Chat(c),
+                    HostMsg::ChatResult(r) => Event::ChatResult(r),
+                    // Only expected during the handshake: ignore.
+                    HostMsg::Welcome(_) | HostMsg::Refused(_) => continue,
+                };
+                let _ = events.send(event).await;
+                continue;
+            }
+            Wake::Frame(Err(reason)) => return LinkEnd::Lost { reason, code: None },
+            Wake::Command(Some(Command::Chat(c))) => link.send(&ClientMsg::Chat(c)).await,
+            Wake::Command(Some(Command::Media(m))) => {
+                *media = m;
+                link.send(&ClientMsg::MediaState(m)).await
+            }
+            Wake::Command(Some(Command::Leave) | None) => {
+                let _ =
+                    link.send(&ClientMsg::Leave(Leave { reason: "left the meeting".into() })).await;
+                return LinkEnd::Left;
+            }
+            Wake::Heartbeat => {
+                next_beat = Instant::now() + heartbeat;
+                link.send(&ClientMsg::Heartbeat).await
+            }
+            Wake::Silence => {
+                let reason = format!("no word from the host for {} s", silence.as_secs());
+                return LinkEnd::Lost { reason, code: None };
+            }
+        };
+        if let Err(e) = sent {
+            return LinkEnd::Lost {
+                reason: format!("sending to the host failed: {e}"),
+                code: None,
+            };
+        }
+    }
+}
+
+async fn run(
+    config: ClientConfig,
+    mut link: Link,
+    mut welcome: Welcome,
+    cmd: Receiver<Command>,
+    events: Sender<Event>,
+) {
+    let mut media = MediaState::default();
+    loop {
+        let (reason, code) = match serve(&mut link, &welcome, &cmd, &events, &mut media).await {
+            LinkEnd::Left => break,
+            LinkEnd::Lost { reason, code } => (reason, code),
+        };
+        drop(link);
+        // Another link of ours took over: nothing to rejoin.
+        let retrying = config.reconnect && code != Some(DisconnectCode::Replaced);
+        let _ = events.send(Event::Disconnected { reason, code, retrying }).await;
+        if !retrying {
+            break;
+        }
+        match rejoin(&config, &welcome, &cmd, &events).await {
+            Some((l, w)) => {
+                link = l;
+                welcome = *w;
+                let _ = events
+                    .send(Event::Joined { welcome: Box::new(welcome.clone()), rejoined: true })
+                    .await;
+                if media != MediaState::default() {
+                    let _ = link.send(&ClientMsg::MediaState(media)).await;
+                }
+            }
+            None => break,
+        }
+    }
+    let _ = events.send(Event::Ended).await;
+}
+
+/// Retries until the host takes us back (same room, same name, via the
+/// session token), the user leaves, or the host refuses for good.
+async fn rejoin(
+    config: &ClientConfig,
+    welcome: &Welcome,
+    cmd: &Receiver<Command>,
+    events: &Sender<Event>,
+) -> Option<(Link, Box<Welcome>)> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let register = Register {
+            version: PROTOCOL_VERSION,
+            name: welcome.name.clone(),
+            room: welcome.room.clone(),
+            rejoin_token: Some(welcome.token),
+        };
+        match Link::open(config, register).await {
+            Ok(joined) => return Some(joined),
+            Err(ClientError::Refused(r)) => {
+                let _ = events.send(Event::Refused(r)).await;
+                return None;
+            }
+            Err(_) => {}
+        }
+        // Wait before the next try, answering commands meanwhile.
+        let until = Instant::now() + backoff;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+        loop {
+            let got = async { Some(cmd.recv().await.ok()) }
+                .or(async {
+                    Timer::at(until).await;
+                    None
+                })
+                .await;
+            match got {
+                None => break,
+                Some(None | Some(Command::Leave)) => return None,
+                Some(Some(Command::Chat(c))) => {
+                    let reason = "not connected to the host (reconnecting)".to_string();
+                    let r = ChatResult {
+                        id: c.id,
+                        outcome: crate::proto::ChatOutcome::Refused { reason },
+                    };
+                    let _ = events.send(Event::ChatResult(r)).await;
+                }
+                Some(Some(Command::Media(_))) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Framing over async byte streams, shared by the host and the client drivers.
+
+use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::proto::{DecodeError, HEADER_LEN, Header, PROTOCOL_VERSION};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The peer closed the stream between two frames.
+    #[error("connection closed")]
+    Closed,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Decode(#[from] DecodeError),
+}
+
+/// Reads one frame: the header, then (after checking its length against `max`,
+/// before allocating) the payload into `payload`. The header's version is not
+/// checked here so that the caller can answer a wrong version clearly.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: u32,
+    payload: &mut Vec<u8>,
+) -> Result<Header, FrameError> {
+    let mut head = [0u8; HEADER_LEN];
+    let mut got = 0;
+    while got < HEADER_LEN {
+        match r.read(&mut head[got..]).await? {
+            0 if got == 0 => return Err(FrameError::Closed),
+            0 => return Err(DecodeError::UnexpectedEnd.into()),
+            n => got += n,
+        }
+    }
+    let header = Header::decode(&head)?;
+    let len = header.check_len(max)?;
+    payload.clear();
+    payload.resize(len, 0);
+    r.read_exact(payload).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => FrameError::Decode(DecodeError::UnexpectedEnd),
+        _ => FrameError::Io(e),
+    })?;
+    Ok(header)
+}
+
+/// Writes header and payload with one `write_all`, so a frame is one segment
+/// on a `TCP_NODELAY` socket.
+pub async fn write_frame<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    kind: u8,
+    seq: u16,
+    payload: &[u8],
+    scratch: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    scratch.clear();
+    Header { version: PROTOCOL_VERSION, kind, len: payload.len() as u32, seq, flags: 0 }
+        .encode(scratch);
+    scratch.extend_from_slice(payload);
+    w.write_all(scratch).await?;
+    w.flush().await
+}
+
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before 1970).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A random u64 from the operating system (session tokens, host ids).
+pub fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // getrandom only fails on exotic platforms; fall back to the clock there.
+    if getrandom::fill(&mut b).is_err() {
+        return unix_ms().rotate_left(17) ^ u64::from(std::process::id());
+    }
+    u64::from_le_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_frames_and_rejects_hostile_streams() {
+        smol::block_on(async {
+            let mut buf = Vec::new();
+            // Two frames back to back, then a clean end.
+            let mut s = Vec::new();
+            write_frame(&mut s, 0x02, 1, &[], &mut Vec::new()).await.unwrap();
+            write_frame(&mut s, 0x10, 2, b"abc", &mut Vec::new()).await.unwrap();
+            let mut r = &s[..];
+            assert_eq!(read_frame(&mut r, 100, &mut buf).await.unwrap().kind, 0x02);
+            let h = read_frame(&mut r, 100, &mut buf).await.unwrap();
+            assert_eq!((h.kind, h.seq, &buf[..]), (0x10, 2, &b"abc"[..]));
+            assert!(matches!(read_frame(&mut r, 100, &mut buf).await, Err(FrameError::Closed)));
+            // Half a header, then the end.
+            let mut r = &[1u8, 2, 0][..];
+            assert!(matches!(
+                read_frame(&mut r, 100, &mut buf).await,
+                Err(FrameError::Decode(DecodeError::UnexpectedEnd))
+            ));
+            // A 4 GiB length prefix is refused without allocating it.
+            let mut r = &[1u8, 0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0][..];
+            assert!(matches!(
+                read_frame(&mut r, 65536, &mut buf).await,
+                Err(FrameError::Decode(DecodeError::TooLong { .. }))
+            ));
+            assert!(buf.capacity() < 65536);
+            // A payload shorter than announced.
+            let mut r = &[1u8, 0x10, 0, 0, 0, 5, 0, 0, 0, 0, 1, 2][..];
+            assert!(matches!(
+                read_frame(&mut r, 100, &mut buf).await,
+                Err(FrameError::Decode(DecodeError::UnexpectedEnd))
+            ));
+        });
+    }
+}

@@ -1,0 +1,504 @@
+//! LAN discovery, host side: announce this host on the discovery port and
+//! answer probes.
+//!
+//! The decisions (what a datagram means, what a beacon holds, whether we may
+//! answer) are pure functions and small structs with time passed in; only
+//! [`run_beacon`] owns a socket and a clock.
+//!
+//! Two paths lead a client to a host:
+//! - every `interval` the host broadcasts a Beacon (nonce 0) to the discovery
+//!   port, so every listener on the segment refreshes its list;
+//! - a client broadcasts a Probe from an ephemeral port and the host answers it
+//!   at once, unicast, echoing the nonce. This is what makes `sapora discover`
+//!   and the launcher fast: they need not wait up to 5 s for the next beacon.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use smol::{Async, Timer};
+use socket2::{Domain, Protocol, Socket, Type};
+use tracing::{debug, info, warn};
+
+use crate::proto::{
+    Beacon, DecodeError, HEADER_LEN, MsgType, PROTOCOL_VERSION, Probe, RoomInfo, decode_datagram,
+    decode_payload, encode_frame, limits,
+};
+
+/// The reference system's discovery port.
+pub const DEFAULT_DISCOVERY_PORT: u16 = 5001;
+/// Where beacons go on a real LAN. Tests must use the loopback broadcast
+/// address 127.255.255.255 instead; this is only ever a default, never forced.
+pub const LAN_BROADCAST: IpAddr = IpAddr::V4(Ipv4Addr::BROADCAST);
+/// The reference system's beacon period (clients forget a host after 15 s,
+/// so three beacons may be lost before it disappears).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+/// A zero or tiny interval would turn the beacon into a broadcast storm.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// Host names are machine names; anything longer is cut so that a beacon
+/// always fits in one discovery datagram even with no room listed.
+pub const MAX_HOST_NAME_CHARS: usize = 64;
+/// Probe answers allowed per second. A Probe is ~16 bytes and a Beacon up to
+/// 1400, so unlimited answers to spoofed sources would make us an amplifier.
+pub const MAX_ANSWERS_PER_SEC: u32 = 64;
+
+/// Biggest payload a discovery datagram may carry.
+const MAX_PAYLOAD: u32 = (limits::DISCOVERY_DATAGRAM - HEADER_LEN) as u32;
+/// Receive buffer: bigger than any valid datagram, so an oversized one shows
+/// up as such instead of being silently truncated into something valid-looking.
+const RECV_BUF: usize = 2048;
+/// Pause after a receive error so a persistently failing socket cannot spin.
+const RECV_ERROR_BACKOFF: Duration = Duration::from_millis(10);
+
+/// Everything a beacon says about this host, and where it says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BeaconConfig {
+    pub host_name: String,
+    /// Random per host run (see [`random_host_id`]); lets clients list a host
+    /// seen on several paths once, and lets us ignore our own broadcasts.
+    pub host_id: u64,
+    /// The host's control bind address; 0.0.0.0 tells clients "use the address
+    /// this beacon came from".
+    pub control_addr: IpAddr,
+    pub control_port: u16,
+    pub discovery_port: u16,
+    /// Where periodic beacons go: [`LAN_BROADCAST`] for users, 127.255.255.255
+    /// in tests.
+    pub target: IpAddr,
+    /// Period of unsolicited beacons ([`DEFAULT_INTERVAL`]); clamped to at
+    /// least [`MIN_INTERVAL`].
+    pub interval: Duration,
+}
+
+/// A fresh random host id. Falls back to clock and pid if the OS has no
+/// randomness to give, since a merely unlikely collision only merges two
+/// entries in a client's list.
+pub fn random_host_id() -> u64 {
+    getrandom::u64().unwrap_or_else(|_| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        nanos ^ (u64::from(std::process::id()) << 32)
+    })
+}
+
+/// Binds the shared discovery socket: UDP/IPv4 on 0.0.0.0:`port`, nonblocking.
+///
+/// The wildcard address is needed to receive broadcasts. SO_REUSEADDR and
+/// SO_REUSEPORT let a host and any number of discovering clients on the same
+/// machine bind the port at once; the kernel delivers every broadcast to all of
+/// them (unicast to such a port reaches only one, which is why probe answers go
+/// to the prober's own ephemeral socket instead). SO_BROADCAST lets the socket
+/// send to a broadcast address.
+pub fn bind_discovery_socket(port: u16) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    // Windows has no SO_REUSEPORT; there SO_REUSEADDR alone allows sharing.
+    #[cfg(all(
+        unix,
+        not(any(target_os = "solaris", target_os = "illumos", target_os = "cygwin"))
+    ))]
+    socket.set_reuse_port(true)?;
+    socket.set_broadcast(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)).into())?;
+    Ok(socket.into())
+}
+
+/// What a datagram arriving on the discovery port means to a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A client wants hosts to answer now.
+    Probe { nonce: u32 },
+    /// Our own periodic beacon, looped back by the broadcast.
+    OwnBeacon,
+    /// A well-formed message that is not for a host (another host's beacon,
+    /// another type).
+    NotForUs { kind: u8 },
+    /// Not a valid Sapora discovery datagram of our version.
+    Malformed(DecodeError),
+}
+
+/// Classifies one received datagram. Pure; never panics on any input.
+pub fn classify(datagram: &[u8], own_host_id: u64) -> Incoming {
+    if datagram.len() > limits::DISCOVERY_DATAGRAM {
+        return Incoming::Malformed(DecodeError::TooLong {
+            len: u32::try_from(datagram.len()).unwrap_or(u32::MAX),
+            max: limits::DISCOVERY_DATAGRAM as u32,
+        });
+    }
+    let (header, payload) = match decode_datagram(datagram, MAX_PAYLOAD) {
+        Ok(v) => v,
+        Err(e) => return Incoming::Malformed(e),
+    };
+    match MsgType::try_from(header.kind) {
+        Ok(MsgType::DiscoveryProbe) => match decode_payload::<Probe>(payload) {
+            Ok(p) if p.version == PROTOCOL_VERSION => Incoming::Probe { nonce: p.nonce },
+            // The header said our version but the body disagrees: not a probe
+            // we can vouch for.
+            Ok(p) => Incoming::Malformed(DecodeError::Version { got: p.version }),
+            Err(e) => Incoming::Malformed(e),
+        },
+        Ok(MsgType::DiscoveryBeacon) => match decode_payload::<Beacon>(payload) {
+            Ok(b) if b.host_id == own_host_id => Incoming::OwnBeacon,
+            Ok(_) => Incoming::NotForUs { kind: header.kind },
+            Err(e) => Incoming::Malformed(e),
+        },
+        Ok(_) => Incoming::NotForUs { kind: header.kind },
+        Err(e) => Incoming::Malformed(e),
+    }
+}
+
+/// Encodes one Beacon frame that always fits in a discovery datagram: the
+/// host name is cut to [`MAX_HOST_NAME_CHARS`] and trailing rooms are left out
+/// until it fits (a client learns the full list when it joins).
+pub fn encode_beacon(cfg: &BeaconConfig, rooms: &[RoomInfo], nonce: u32, seq: u16) -> Vec<u8> {
+    let mut beacon = Beacon {
+        version: PROTOCOL_VERSION,
+        host_id: cfg.host_id,
+        host_name: cfg.host_name.chars().take(MAX_HOST_NAME_CHARS).collect(),
+        control_addr: cfg.control_addr.to_string(),
+        control_port: cfg.control_port,
+        rooms: rooms.to_vec(),
+        nonce,
+    };
+    loop {
+        let mut frame = Vec::new();
+        encode_frame(MsgType::DiscoveryBeacon, seq, &beacon, &mut frame);
+        // With no rooms the frame is at most ~330 bytes (64 four-byte chars of
+        // name plus the longest IPv6 text), so this loop always ends.
+        if frame.len() <= limits::DISCOVERY_DATAGRAM || beacon.rooms.pop().is_none() {
+            return frame;
+        }
+    }
+}
+
+/// Caps probe answers per one-second window. Time is passed in.
+#[derive(Debug, Clone, Default)]
+pub struct AnswerBudget {
+    window_start: Option<Instant>,
+    used: u32,
+}
+
+impl AnswerBudget {
+    /// Whether one more answer may be sent at `now` (and counts it if so).
+    pub fn allow(&mut self, now: Instant) -> bool {
+        let expired = self
+            .window_start
+            .is_none_or(|start| now.saturating_duration_since(start) >= Duration::from_secs(1));
+        if expired {
+            self.window_start = Some(now);
+            self.used = 0;
+        }
+        if self.used < MAX_ANSWERS_PER_SEC {
+            self.used += 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// What the beacon task has seen, for debug logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BeaconStats {
+    pub beacons_sent: u64,
+    pub probes_answered: u64,
+    /// Probes not answered because of [`MAX_ANSWERS_PER_SEC`].
+    pub probes_throttled: u64,
+    pub malformed: u64,
+    pub ignored: u64,
+    pub send_errors: u64,
+    pub recv_errors: u64,
+}
+
+/// Runs the discovery beacon until the task is dropped.
+///
+/// Errors only if the discovery socket cannot be set up; once running, every
+/// per-datagram problem is logged and counted and the beacon carries on.
+pub async fn run_beacon(cfg: BeaconConfig, rooms: Arc<Mutex<Vec<RoomInfo>>>) -> io::Result<()> {
+    let socket = Async::new(bind_discovery_socket(cfg.discovery_port)?)?;
+    let beacon_dest = SocketAddr::new(cfg.target, cfg.discovery_port);
+    let interval = cfg.interval.max(MIN_INTERVAL);
+    info!(
+        port = cfg.discovery_port,
+        target = %cfg.target,
+        host_id = format_args!("{:016x}", cfg.host_id),
+        "discovery beacon running"
+    );
+
+    let mut buf = vec![0u8; RECV_BUF];
+    let mut seq: u16 = 0;
+    let mut stats = BeaconStats::default();
+    let mut budget = AnswerBudget::default();
+    // Broadcast can fail for as long as the machine has no route for it; say
+    // so once per outage instead of every five seconds.
+    let mut broadcast_failing = false;
+    let mut next_beacon = Instant::now();
+
+    enum Wake {
+        Beacon,
+        Datagram(io::Result<(usize, SocketAddr)>),
+    }
+
+    loop {
+        // Receiving is polled first so a burst of probes is answered promptly;
+        // the beacon deadline is also checked explicitly so a flood of
+        // datagrams cannot starve it.
+        let wake = if Instant::now() >= next_beacon {
+            Wake::Beacon
+        } else {
+            smol::future::or(async { Wake::Datagram(socket.recv_from(&mut buf).await) }, async {
+                Timer::at(next_beacon).await;
+                Wake::Beacon
+            })
+            .await
+        };
+
+        match wake {
+            Wake::Beacon => {
+                let frame = encode_beacon(&cfg, &snapshot(&rooms), 0, seq);
+                seq = seq.wrapping_add(1);
+                match socket.send_to(&frame, beacon_dest).await {
+                    Ok(_) => {
+                        stats.beacons_sent += 1;
+                        if broadcast_failing {
+                            info!(dest = %beacon_dest, "discovery beacons are going out again");
+                            broadcast_failing = false;
+                        }
+                    }
+                    Err(e) => {
+                        stats.send_errors += 1;
+                        if !broadcast_failing {
+                            warn!(
+                                dest = %beacon_dest,
+                                error = %e,
+                                "cannot send discovery beacons; still answering probes"
+                            );
+                            broadcast_failing = true;
+                        } else {
+                            debug!(dest = %beacon_dest, error = %e, "beacon send failed again");
+                        }
+                    }
+                }
+                next_beacon = Instant::now() + interval;
+            }
+            Wake::Datagram(Ok((len, src))) => {
+                let datagram = buf.get(..len).unwrap_or(&buf[..]);
+                match classify(datagram, cfg.host_id) {
+                    Incoming::Probe { nonce } => {
+                        if src.port() == 0 {
+                            // Cannot be answered; only a forged source looks like this.
+                            stats.malformed += 1;
+                            debug!(%src, "probe from port 0 ignored");
+                        } else if !budget.allow(Instant::now()) {
+                            stats.probes_throttled += 1;
+                            debug!(%src, throttled = stats.probes_throttled, "probe not answered: over the answer budget");
+                        } else {
+                            let frame = encode_beacon(&cfg, &snapshot(&rooms), nonce, seq);
+                            seq = seq.wrapping_add(1);
+                            match socket.send_to(&frame, src).await {
+                                Ok(_) => {
+                                    stats.probes_answered += 1;
+                                    debug!(%src, nonce, "answered probe");
+                                }
+                                Err(e) => {
+                                    stats.send_errors += 1;
+                                    debug!(%src, error = %e, "could not answer probe");
+                                }
+                            }
+                        }
+                    }
+                    Incoming::OwnBeacon | Incoming::NotForUs { .. } => stats.ignored += 1,
+                    Incoming::Malformed(e) => {
+                        stats.malformed += 1;
+                        debug!(%src, len, error = %e, malformed = stats.malformed, "discarded discovery datagram");
+                    }
+                }
+            }
+            Wake::Datagram(Err(e)) => {
+                // E.g. Windows reports an earlier send's ICMP "port
+                // unreachable" here. Nothing to do but carry on.
+                stats.recv_errors += 1;
+                debug!(error = %e, errors = stats.recv_errors, "discovery receive error");
+                Timer::after(RECV_ERROR_BACKOFF).await;
+            }
+        }
+    }
+}
+
+/// Copies the room list out so the lock is never held across an await. A
+/// poisoned lock still holds a usable list: a panic elsewhere must not silence
+/// discovery.
+fn snapshot(rooms: &Mutex<Vec<RoomInfo>>) -> Vec<RoomInfo> {
+    rooms.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Header, Probe};
+
+    fn cfg(host_id: u64) -> BeaconConfig {
+        BeaconConfig {
+            host_name: "lab-pc".into(),
+            host_id,
+            control_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            control_port: 5000,
+            discovery_port: 5001,
+            target: IpAddr::V4(Ipv4Addr::new(127, 255, 255, 255)),
+            interval: DEFAULT_INTERVAL,
+        }
+    }
+
+    fn probe_frame(version: u8, nonce: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_frame(MsgType::DiscoveryProbe, 0, &Probe { version, nonce }, &mut out);
+        out
+    }
+
+    #[test]
+    fn classify_table() {
+        let mut wrong_header_version = probe_frame(PROTOCOL_VERSION, 1);
+        wrong_header_version[0] = PROTOCOL_VERSION + 1;
+        let mut huge_len = probe_frame(PROTOCOL_VERSION, 1);
+        huge_len[2..6].copy_from_slice(&u32::MAX.to_be_bytes());
+        let mut truncated = probe_frame(PROTOCOL_VERSION, 0xFFFF_FFFF);
+        truncated.pop();
+        let garbage_probe = {
+            let mut out = Vec::new();
+            let h = Header { version: PROTOCOL_VERSION, kind: 0x50, len: 3, seq: 0, flags: 0 };
+            h.encode(&mut out);
+            out.extend_from_slice(&[0xFF, 0xFF, 0xFF]); // varint nonce that never ends
+            out
+        };
+        let mut oversized = probe_frame(PROTOCOL_VERSION, 1);
+        oversized.resize(limits::DISCOVERY_DATAGRAM + 1, 0);
+
+        let cases: Vec<(&str, Vec<u8>, fn(&Incoming) -> bool)> = vec![
+            ("valid probe", probe_frame(PROTOCOL_VERSION, 7), |i| {
+                *i == Incoming::Probe { nonce: 7 }
+            }),
+            ("own beacon looped back", encode_beacon(&cfg(42), &[], 0, 0), |i| {
+                *i == Incoming::OwnBeacon
+            }),
+            ("another host's beacon", encode_beacon(&cfg(43), &[], 0, 0), |i| {
+                *i == Incoming::NotForUs { kind: 0x51 }
+            }),
+            ("empty datagram", vec![], |i| {
+                matches!(i, Incoming::Malformed(DecodeError::UnexpectedEnd))
+            }),
+            ("half a header", vec![1, 0x50, 0], |i| matches!(i, Incoming::Malformed(_))),
+            ("header of another version", wrong_header_version, |i| {
+                matches!(i, Incoming::Malformed(DecodeError::Version { .. }))
+            }),
+            ("body of another version", probe_frame(PROTOCOL_VERSION + 1, 7), |i| {
+                matches!(i, Incoming::Malformed(DecodeError::Version { .. }))
+            }),
+            ("length claims 4 GiB", huge_len, |i| {
+                matches!(i, Incoming::Malformed(DecodeError::TooLong { .. }))
+            }),
+            ("payload cut short", truncated, |i| matches!(i, Incoming::Malformed(_))),
+            ("unterminated varint", garbage_probe, |i| matches!(i, Incoming::Malformed(_))),
+            ("bigger than a discovery datagram", oversized, |i| {
+                matches!(i, Incoming::Malformed(DecodeError::TooLong { .. }))
+            }),
+            ("unknown type", vec![PROTOCOL_VERSION, 0x99, 0, 0, 0, 0, 0, 0, 0, 0], |i| {
+                matches!(i, Incoming::Malformed(DecodeError::UnknownType(0x99)))
+            }),
+            (
+                "control message on the discovery port",
+                vec![PROTOCOL_VERSION, 0x02, 0, 0, 0, 0, 0, 0, 0, 0],
+                |i| *i == Incoming::NotForUs { kind: 0x02 },
+            ),
+        ];
+        for (why, bytes, ok) in cases {
+            let got = classify(&bytes, 42);
+            assert!(ok(&got), "{why}: got {got:?}");
+        }
+    }
+
+    #[test]
+    fn beacon_always_fits_a_datagram() {
+        let mut c = cfg(1);
+        c.host_name = "é".repeat(10_000);
+        c.control_addr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        let rooms: Vec<RoomInfo> =
+            (0..500).map(|i| RoomInfo { name: format!("{i:0>64}"), members: u32::MAX }).collect();
+        let frame = encode_beacon(&c, &rooms, u32::MAX, u16::MAX);
+        assert!(frame.len() <= limits::DISCOVERY_DATAGRAM, "{}", frame.len());
+        let (_, payload) = decode_datagram(&frame, MAX_PAYLOAD).unwrap();
+        let b: Beacon = decode_payload(payload).unwrap();
+        assert_eq!(b.host_name.chars().count(), MAX_HOST_NAME_CHARS);
+        assert!(!b.rooms.is_empty(), "as many rooms as fit are kept");
+        assert_eq!(b.rooms[..], rooms[..b.rooms.len()], "rooms keep their order");
+        assert_eq!(b.nonce, u32::MAX);
+    }
+
+    #[test]
+    fn small_beacon_is_kept_whole() {
+        let rooms = vec![RoomInfo { name: "default".into(), members: 3 }];
+        let frame = encode_beacon(&cfg(9), &rooms, 5, 0);
+        let (h, payload) = decode_datagram(&frame, MAX_PAYLOAD).unwrap();
+        assert_eq!(h.kind, MsgType::DiscoveryBeacon as u8);
+        let b: Beacon = decode_payload(payload).unwrap();
+        assert_eq!(
+            b,
+            Beacon {
+                version: PROTOCOL_VERSION,
+                host_id: 9,
+                host_name: "lab-pc".into(),
+                control_addr: "127.0.0.1".into(),
+                control_port: 5000,
+                rooms,
+                nonce: 5,
+            }
+        );
+    }
+
+    #[test]
+    fn answer_budget_refills_each_second() {
+        let t0 = Instant::now();
+        let mut budget = AnswerBudget::default();
+        for _ in 0..MAX_ANSWERS_PER_SEC {
+            assert!(budget.allow(t0));
+        }
+        assert!(!budget.allow(t0 + Duration::from_millis(999)));
+        assert!(budget.allow(t0 + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn two_listeners_share_the_discovery_port() {
+        smol::block_on(async {
+            let port = free_udp_port();
+            let a = Async::new(bind_discovery_socket(port).unwrap()).unwrap();
+            let b = Async::new(bind_discovery_socket(port).unwrap()).unwrap();
+            let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+            sender.set_broadcast(true).unwrap();
+            sender.send_to(b"hello", (Ipv4Addr::new(127, 255, 255, 255), port)).unwrap();
+            for sock in [&a, &b] {
+                let mut buf = [0u8; 16];
+                let got = smol::future::or(async { Some(sock.recv_from(&mut buf).await) }, async {
+                    Timer::after(Duration::from_secs(2)).await;
+                    None
+                })
+                .await;
+                let (n, _) = got.expect("each listener gets the broadcast").unwrap();
+                assert_eq!(&buf[..n], b"hello");
+            }
+        });
+    }
+
+    pub(crate) fn free_udp_port() -> u16 {
+        UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn classify_never_panics(bytes in proptest::collection::vec(0u8..=255, 0..1500)) {
+            let _ = classify(&bytes, 1);
+        }
+    }
+}
