@@ -352,11 +352,13 @@ pub fn spawn_watch(opts: DiscoverOptions) -> Receiver<Vec<DiscoveredHost>> {
 /// A human-readable table of `hosts`, or advice when there are none.
 pub fn format_hosts(hosts: &[DiscoveredHost]) -> String {
     if hosts.is_empty() {
-        return "No Sapora hosts found on the LAN.\n\
-                - Is a host running? Start one with `sapora host`.\n\
-                - A firewall may be blocking discovery: allow UDP port 5001 (the discovery port) on the host.\n\
-                - You can always join by address: `sapora join <IP>`.\n"
-            .to_string();
+        return concat!(
+            "No Sapora hosts found on the LAN.\n",
+            "- Is a host running? Start one with `sapora host`.\n",
+            "- A firewall may be blocking discovery: allow UDP port 5001 on the host.\n",
+            "- You can always join by address: `sapora join <IP>`.\n",
+        )
+        .to_string();
     }
     let header = ["NAME", "ADDRESS", "ROOMS", "VERSION"].map(String::from);
     let rows: Vec<[String; 4]> = hosts
@@ -392,15 +394,12 @@ pub fn format_hosts(hosts: &[DiscoveredHost]) -> String {
     );
     for row in std::iter::once(&header).chain(&rows) {
         let mut line = String::new();
-        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(cell);
-                line.extend(std::iter::repeat_n(' ', w - cell.chars().count() + 2));
-            }
+        for (cell, w) in row.iter().zip(widths) {
+            line.push_str(cell);
+            line.extend(std::iter::repeat_n(' ', w - cell.chars().count() + 2));
         }
         out.push_str("  ");
+        // The last column needs no padding.
         out.push_str(line.trim_end());
         out.push('\n');
     }
@@ -536,7 +535,8 @@ impl Scanner {
                 Err(DecodeError::Unexpected(kind)) if kind == MsgType::DiscoveryProbe as u8 => {}
                 Err(e) => {
                     *rejected += 1;
-                    debug!(%src, len, error = %e, rejected = *rejected, "discarded discovery datagram");
+                    let count = *rejected;
+                    debug!(%src, len, error = %e, count, "discarded discovery datagram");
                 }
             }
         }

@@ -220,22 +220,24 @@ pub struct BeaconStats {
 /// per-datagram problem is logged and counted and the beacon carries on.
 pub async fn run_beacon(cfg: BeaconConfig, rooms: Arc<Mutex<Vec<RoomInfo>>>) -> io::Result<()> {
     let socket = Async::new(bind_discovery_socket(cfg.discovery_port)?)?;
-    let beacon_dest = SocketAddr::new(cfg.target, cfg.discovery_port);
-    let interval = cfg.interval.max(MIN_INTERVAL);
     info!(
         port = cfg.discovery_port,
         target = %cfg.target,
         host_id = format_args!("{:016x}", cfg.host_id),
         "discovery beacon running"
     );
-
+    let interval = cfg.interval.max(MIN_INTERVAL);
+    let mut driver = Driver {
+        beacon_dest: SocketAddr::new(cfg.target, cfg.discovery_port),
+        socket,
+        cfg,
+        rooms,
+        seq: 0,
+        stats: BeaconStats::default(),
+        budget: AnswerBudget::default(),
+        broadcast_failing: false,
+    };
     let mut buf = vec![0u8; RECV_BUF];
-    let mut seq: u16 = 0;
-    let mut stats = BeaconStats::default();
-    let mut budget = AnswerBudget::default();
-    // Broadcast can fail for as long as the machine has no route for it; say
-    // so once per outage instead of every five seconds.
-    let mut broadcast_failing = false;
     let mut next_beacon = Instant::now();
 
     enum Wake {
@@ -245,85 +247,119 @@ pub async fn run_beacon(cfg: BeaconConfig, rooms: Arc<Mutex<Vec<RoomInfo>>>) -> 
 
     loop {
         // Receiving is polled first so a burst of probes is answered promptly;
-        // the beacon deadline is also checked explicitly so a flood of
+        // the beacon time is also checked on every turn so a flood of
         // datagrams cannot starve it.
         let wake = if Instant::now() >= next_beacon {
             Wake::Beacon
         } else {
+            let socket = &driver.socket;
             smol::future::or(async { Wake::Datagram(socket.recv_from(&mut buf).await) }, async {
                 Timer::at(next_beacon).await;
                 Wake::Beacon
             })
             .await
         };
-
         match wake {
             Wake::Beacon => {
-                let frame = encode_beacon(&cfg, &snapshot(&rooms), 0, seq);
-                seq = seq.wrapping_add(1);
-                match socket.send_to(&frame, beacon_dest).await {
-                    Ok(_) => {
-                        stats.beacons_sent += 1;
-                        if broadcast_failing {
-                            info!(dest = %beacon_dest, "discovery beacons are going out again");
-                            broadcast_failing = false;
-                        }
-                    }
-                    Err(e) => {
-                        stats.send_errors += 1;
-                        if !broadcast_failing {
-                            warn!(
-                                dest = %beacon_dest,
-                                error = %e,
-                                "cannot send discovery beacons; still answering probes"
-                            );
-                            broadcast_failing = true;
-                        } else {
-                            debug!(dest = %beacon_dest, error = %e, "beacon send failed again");
-                        }
-                    }
-                }
+                driver.send_beacon().await;
+                // From now, not from the missed deadline: after a stall (a
+                // suspended laptop) we send one beacon, not a burst.
                 next_beacon = Instant::now() + interval;
             }
             Wake::Datagram(Ok((len, src))) => {
-                let datagram = buf.get(..len).unwrap_or(&buf[..]);
-                match classify(datagram, cfg.host_id) {
-                    Incoming::Probe { nonce } => {
-                        if src.port() == 0 {
-                            // Cannot be answered; only a forged source looks like this.
-                            stats.malformed += 1;
-                            debug!(%src, "probe from port 0 ignored");
-                        } else if !budget.allow(Instant::now()) {
-                            stats.probes_throttled += 1;
-                            debug!(%src, throttled = stats.probes_throttled, "probe not answered: over the answer budget");
-                        } else {
-                            let frame = encode_beacon(&cfg, &snapshot(&rooms), nonce, seq);
-                            seq = seq.wrapping_add(1);
-                            match socket.send_to(&frame, src).await {
-                                Ok(_) => {
-                                    stats.probes_answered += 1;
-                                    debug!(%src, nonce, "answered probe");
-                                }
-                                Err(e) => {
-                                    stats.send_errors += 1;
-                                    debug!(%src, error = %e, "could not answer probe");
-                                }
-                            }
-                        }
-                    }
-                    Incoming::OwnBeacon | Incoming::NotForUs { .. } => stats.ignored += 1,
-                    Incoming::Malformed(e) => {
-                        stats.malformed += 1;
-                        debug!(%src, len, error = %e, malformed = stats.malformed, "discarded discovery datagram");
-                    }
-                }
+                driver.handle(buf.get(..len).unwrap_or(&buf[..]), src).await;
             }
             Wake::Datagram(Err(e)) => {
                 // E.g. Windows reports an earlier send's ICMP "port
                 // unreachable" here. Nothing to do but carry on.
-                stats.recv_errors += 1;
-                debug!(error = %e, errors = stats.recv_errors, "discovery receive error");
+                driver.stats.recv_errors += 1;
+                debug!(error = %e, errors = driver.stats.recv_errors, "discovery receive error");
                 Timer::after(RECV_ERROR_BACKOFF).await;
+            }
+        }
+    }
+}
+
+/// The state [`run_beacon`] keeps between wake-ups.
+struct Driver {
+    socket: Async<UdpSocket>,
+    cfg: BeaconConfig,
+    rooms: Arc<Mutex<Vec<RoomInfo>>>,
+    beacon_dest: SocketAddr,
+    seq: u16,
+    stats: BeaconStats,
+    budget: AnswerBudget,
+    /// Broadcast can fail for as long as the machine has no route for it;
+    /// this makes us say so once per outage instead of every five seconds.
+    broadcast_failing: bool,
+}
+
+impl Driver {
+    fn frame(&mut self, nonce: u32) -> Vec<u8> {
+        let frame = encode_beacon(&self.cfg, &snapshot(&self.rooms), nonce, self.seq);
+        self.seq = self.seq.wrapping_add(1);
+        frame
+    }
+
+    async fn send_beacon(&mut self) {
+        let frame = self.frame(0);
+        let dest = self.beacon_dest;
+        match self.socket.send_to(&frame, dest).await {
+            Ok(_) => {
+                self.stats.beacons_sent += 1;
+                if self.broadcast_failing {
+                    info!(%dest, "discovery beacons are going out again");
+                    self.broadcast_failing = false;
+                }
+            }
+            Err(e) => {
+                self.stats.send_errors += 1;
+                if self.broadcast_failing {
+                    debug!(%dest, error = %e, "beacon send failed again");
+                } else {
+                    warn!(%dest, error = %e, "cannot send beacons; still answering probes");
+                    self.broadcast_failing = true;
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, datagram: &[u8], src: SocketAddr) {
+        let nonce = match classify(datagram, self.cfg.host_id) {
+            Incoming::Probe { nonce } => nonce,
+            Incoming::OwnBeacon | Incoming::NotForUs { .. } => {
+                self.stats.ignored += 1;
+                return;
+            }
+            Incoming::Malformed(e) => {
+                self.stats.malformed += 1;
+                let count = self.stats.malformed;
+                let len = datagram.len();
+                debug!(%src, len, error = %e, count, "discarded discovery datagram");
+                return;
+            }
+        };
+        if src.port() == 0 {
+            // Cannot be answered; only a forged source looks like this.
+            self.stats.malformed += 1;
+            debug!(%src, "probe from port 0 ignored");
+            return;
+        }
+        if !self.budget.allow(Instant::now()) {
+            self.stats.probes_throttled += 1;
+            let count = self.stats.probes_throttled;
+            debug!(%src, count, "probe not answered: over the answer budget");
+            return;
+        }
+        let frame = self.frame(nonce);
+        match self.socket.send_to(&frame, src).await {
+            Ok(_) => {
+                self.stats.probes_answered += 1;
+                debug!(%src, nonce, "answered probe");
+            }
+            Err(e) => {
+                self.stats.send_errors += 1;
+                debug!(%src, error = %e, "could not answer probe");
             }
         }
     }
@@ -377,7 +413,9 @@ mod tests {
         let mut oversized = probe_frame(PROTOCOL_VERSION, 1);
         oversized.resize(limits::DISCOVERY_DATAGRAM + 1, 0);
 
-        let cases: Vec<(&str, Vec<u8>, fn(&Incoming) -> bool)> = vec![
+        // Each case: why it is odd, the bytes, and what a host must make of them.
+        type Expect = fn(&Incoming) -> bool;
+        let cases: Vec<(&str, Vec<u8>, Expect)> = vec![
             ("valid probe", probe_frame(PROTOCOL_VERSION, 7), |i| {
                 *i == Incoming::Probe { nonce: 7 }
             }),

@@ -27,6 +27,7 @@ pub struct HostOptions {
     pub beacon_interval: Duration,
     pub heartbeat: Duration,
     pub idle_timeout: Duration,
+    pub register_timeout: Duration,
 }
 
 impl HostOptions {
@@ -39,6 +40,7 @@ impl HostOptions {
             beacon_interval: Duration::from_secs(5),
             heartbeat: Duration::from_secs(3),
             idle_timeout: Duration::from_secs(15),
+            register_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -117,6 +119,7 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
     let mut config = HostConfig::new(opts.host_name.clone(), ports, Box::new(random_u64));
     config.heartbeat = opts.heartbeat;
     config.idle_timeout = opts.idle_timeout;
+    config.register_timeout = opts.register_timeout;
     let core = Host::new(config, std::time::Instant::now(), crate::net::unix_ms());
     let stats: Arc<Mutex<Stats>> = Arc::default();
     let (events_tx, events) = smol::channel::bounded(1024);

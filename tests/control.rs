@@ -1,0 +1,221 @@
+//! A host and several participants in one process, over real loopback sockets.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use sapora::client::{ClientError, Event};
+use sapora::proto::{ChatOutcome, DisconnectCode, MediaState, PresenceChange};
+
+fn members(e: &Event) -> Option<Vec<String>> {
+    match e {
+        Event::Members(l) => Some(l.members.iter().map(|m| m.name.clone()).collect()),
+        _ => None,
+    }
+}
+
+#[test]
+fn three_people_chat_in_the_room_and_privately() {
+    smol::block_on(async {
+        let host = start_host().await;
+        let alice = join(host.control_addr, "alice", "").await;
+        let bob = join(host.control_addr, "Bob", "").await;
+        let carol = join(host.control_addr, "carol", "default").await;
+        assert_eq!(carol.welcome().room, "default");
+        assert_eq!(carol.welcome().ports.control, host.control_addr.port());
+        // Everyone sees the full list once carol is in.
+        expect(&alice, SEC, |e| members(e).filter(|m| m.len() == 3)).await;
+
+        let id = alice.chat(None, "hello everyone").unwrap();
+        let delivered = expect(&alice, SEC, |e| match e {
+            Event::ChatResult(r) if r.id == id => Some(r.outcome.clone()),
+            _ => None,
+        })
+        .await;
+        assert!(matches!(delivered, ChatOutcome::Delivered { to: None, .. }));
+        for c in [&bob, &carol] {
+            let m = expect(c, SEC, |e| match e {
+                Event::Chat(m) => Some(m.clone()),
+                _ => None,
+            })
+            .await;
+            assert_eq!((m.from.as_str(), m.to, m.text.as_str()), ("alice", None, "hello everyone"));
+            assert!(m.ts_ms > 1_600_000_000_000, "host stamps wall-clock time");
+        }
+
+        // Private: recipient matched case-insensitively; only bob receives it.
+        let id = carol.chat(Some("BOB"), "just for you").unwrap();
+        let outcome = expect(&carol, SEC, |e| match e {
+            Event::ChatResult(r) if r.id == id => Some(r.outcome.clone()),
+            _ => None,
+        })
+        .await;
+        assert!(matches!(outcome, ChatOutcome::Delivered { to: Some(ref n), .. } if n == "Bob"));
+        let m = expect(&bob, SEC, |e| match e {
+            Event::Chat(m) => Some(m.clone()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(
+            (m.from.as_str(), m.to.as_deref(), m.text.as_str()),
+            ("carol", Some("Bob"), "just for you")
+        );
+        let alice_saw = collect(&alice, Duration::from_millis(200)).await;
+        assert!(
+            !alice_saw.iter().any(|e| matches!(e, Event::Chat(_))),
+            "alice must not see it: {alice_saw:?}"
+        );
+
+        // Unknown recipient and oversized text are refused with a reason.
+        let id = bob.chat(Some("nobody"), "hello?").unwrap();
+        let outcome = expect(&bob, SEC, |e| match e {
+            Event::ChatResult(r) if r.id == id => Some(r.outcome.clone()),
+            _ => None,
+        })
+        .await;
+        assert!(
+            matches!(outcome, ChatOutcome::Refused { ref reason } if reason.contains("no such member"))
+        );
+        assert!(matches!(
+            bob.chat(None, &"x".repeat(5000)),
+            Err(ClientError::TooLong { len: 5000 })
+        ));
+        host.shutdown().await;
+    });
+}
+
+#[test]
+fn names_are_made_unique_and_state_changes_reach_the_room() {
+    smol::block_on(async {
+        let host = start_host().await;
+        let a = join(host.control_addr, "sam", "lab").await;
+        let b = join(host.control_addr, "SAM", "Lab").await;
+        assert_eq!(b.welcome().name, "SAM_1");
+        assert_eq!(b.welcome().room, "lab", "rooms compare case-insensitively");
+        b.set_media(MediaState { mic: true, camera: false, screen: true }).unwrap();
+        let list = expect(&a, SEC, |e| match e {
+            Event::Members(l)
+                if l.members.iter().any(|m| m.name == "SAM_1" && m.mic && m.screen) =>
+            {
+                Some(l.clone())
+            }
+            _ => None,
+        })
+        .await;
+        assert_eq!(list.members[1].ip, "127.0.0.1");
+        host.shutdown().await;
+    });
+}
+
+#[test]
+fn rooms_are_isolated_and_removed_when_empty() {
+    smol::block_on(async {
+        let host = start_host().await;
+        let red = join(host.control_addr, "r1", "red").await;
+        let red2 = join(host.control_addr, "r2", "red").await;
+        let blue = join(host.control_addr, "b1", "blue").await;
+        red.chat(None, "red news").unwrap();
+        expect(&red2, SEC, |e| matches!(e, Event::Chat(_)).then_some(())).await;
+        let blue_saw = collect(&blue, Duration::from_millis(300)).await;
+        assert!(
+            blue_saw.iter().all(|e| !matches!(e, Event::Chat(_) | Event::Presence(_))),
+            "nothing crosses rooms: {blue_saw:?}"
+        );
+        assert_eq!(host.stats().rooms, 2);
+        blue.leave().await;
+        for _ in 0..50 {
+            if host.stats().rooms == 1 {
+                break;
+            }
+            smol::Timer::after(Duration::from_millis(20)).await;
+        }
+        assert_eq!(host.stats().rooms, 1, "the empty room is removed");
+        host.shutdown().await;
+    });
+}
+
+#[test]
+fn late_joiner_gets_history_and_leaving_is_announced() {
+    smol::block_on(async {
+        let host = start_host().await;
+        let a = join(host.control_addr, "a", "").await;
+        for i in 0..3 {
+            a.chat(None, &format!("note {i}")).unwrap();
+        }
+        expect(&a, SEC, |e| matches!(e, Event::ChatResult(r) if r.id == 3).then_some(())).await;
+        let late = join(host.control_addr, "late", "").await;
+        let texts: Vec<_> = late.welcome().history.iter().map(|m| m.text.clone()).collect();
+        assert_eq!(texts, ["note 0", "note 1", "note 2"]);
+        a.leave().await;
+        let p = expect(&late, SEC, |e| match e {
+            Event::Presence(p) => Some(p.clone()),
+            _ => None,
+        })
+        .await;
+        assert_eq!((p.name.as_str(), p.change), ("a", PresenceChange::Left));
+        host.shutdown().await;
+    });
+}
+
+#[test]
+fn host_shutdown_tells_every_client() {
+    smol::block_on(async {
+        let host = start_host().await;
+        let a = join(host.control_addr, "a", "one").await;
+        let b = join(host.control_addr, "b", "two").await;
+        host.shutdown().await;
+        for c in [&a, &b] {
+            let code = expect(c, SEC, |e| match e {
+                Event::Disconnected { code, .. } => Some(*code),
+                _ => None,
+            })
+            .await;
+            assert_eq!(code, Some(DisconnectCode::HostShutdown));
+        }
+    });
+}
+
+#[test]
+fn wrong_version_and_bad_name_are_clear_errors() {
+    smol::block_on(async {
+        use sapora::client::ClientConfig;
+        let host = start_host().await;
+        let err = sapora::client::Client::connect(ClientConfig::new(host.control_addr, "  ", ""))
+            .await
+            .err()
+            .expect("blank name refused");
+        assert_eq!(
+            err.to_string(),
+            "the host refused to let you join: your name must not be empty"
+        );
+        // A client from another protocol version, speaking raw bytes.
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(host.control_addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.write_all(&[9, 0x01, 0, 0, 0, 2, 0, 0, 0, 0, 9, 0]).unwrap();
+        let mut reply = Vec::new();
+        s.read_to_end(&mut reply).unwrap();
+        assert_eq!(reply[1], 0x06, "Refused");
+        let text = String::from_utf8_lossy(&reply);
+        assert!(text.contains("protocol version 1") && text.contains("version 9"), "{text}");
+        host.shutdown().await;
+    });
+}
+
+#[test]
+fn unreachable_host_is_a_clear_error() {
+    smol::block_on(async {
+        // Bind then drop to get a port nobody listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = std::net::SocketAddr::new(LOOPBACK, port);
+        let err = sapora::client::Client::connect(sapora::client::ClientConfig::new(addr, "a", ""))
+            .await
+            .err()
+            .expect("nobody listens");
+        assert!(
+            err.to_string().starts_with(&format!("cannot reach a Sapora host at {addr}")),
+            "{err}"
+        );
+    });
+}

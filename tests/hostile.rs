@@ -1,0 +1,169 @@
+//! Hostile input against a live host: it keeps serving everyone else, and
+//! its bookkeeping returns to where it was.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+use sapora::client::Event;
+use sapora::server;
+
+/// Polls until the host holds exactly `n` connections.
+async fn settle(host: &server::RunningHost, n: usize, within: Duration) {
+    let end = Instant::now() + within;
+    while host.stats().connections != n {
+        assert!(
+            Instant::now() < end,
+            "host still holds {} connections, expected {n}",
+            host.stats().connections
+        );
+        smol::Timer::after(Duration::from_millis(20)).await;
+    }
+}
+
+/// The survivor can still chat with a peer: the host is serving.
+async fn still_serving(a: &sapora::client::Client, b: &sapora::client::Client, text: &str) {
+    a.chat(None, text).unwrap();
+    let got = expect(b, 2 * SEC, |e| match e {
+        Event::Chat(m) => Some(m.text.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(got, text);
+}
+
+fn raw(host: &server::RunningHost) -> TcpStream {
+    let s = TcpStream::connect(host.control_addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s
+}
+
+/// Reads until the host closes the connection (or 3 s pass).
+fn read_until_closed(mut s: TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+#[test]
+fn garbage_huge_lengths_and_half_headers_do_not_hurt_others() {
+    smol::block_on(async {
+        let mut opts = options();
+        opts.register_timeout = Duration::from_millis(300);
+        let host = server::start(opts).await.unwrap();
+        let a = join(host.control_addr, "a", "").await;
+        let b = join(host.control_addr, "b", "").await;
+
+        // Random bytes: closed (wrong version byte → refused, or malformed).
+        let mut s = raw(&host);
+        let mut x = 0x1234_5678u32;
+        let junk: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        let _ = s.write_all(&junk);
+        read_until_closed(s);
+
+        // A 4 GiB length prefix with the right version: refused before allocating.
+        let mut s = raw(&host);
+        s.write_all(&[1, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0]).unwrap();
+        let reply = read_until_closed(s);
+        assert_eq!(reply.get(1), Some(&0x04), "a Disconnect (protocol error) before closing");
+
+        // Half a header, then silence: closed after the register timeout.
+        let mut s = raw(&host);
+        s.write_all(&[1, 0x01, 0, 0]).unwrap();
+        let started = Instant::now();
+        read_until_closed(s);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "silent half-header connection was closed"
+        );
+
+        still_serving(&a, &b, "still here").await;
+        settle(&host, 2, 2 * SEC).await;
+        host.shutdown().await;
+    });
+}
+
+#[test]
+fn a_thousand_connections_opened_and_dropped() {
+    smol::block_on(async {
+        let host = start_host().await;
+        let a = join(host.control_addr, "a", "").await;
+        let b = join(host.control_addr, "b", "").await;
+        for round in 0..10 {
+            let socks: Vec<TcpStream> = (0..100).map(|_| raw(&host)).collect();
+            // Half of them say something (a valid Register), half say nothing.
+            for (i, mut s) in socks.into_iter().enumerate() {
+                if i % 2 == 0 {
+                    let name = format!("x{round}_{i}");
+                    let mut frame = Vec::new();
+                    let reg = sapora::proto::Register {
+                        version: 1,
+                        name,
+                        room: "flood".into(),
+                        rejoin_token: None,
+                    };
+                    sapora::proto::encode_frame(
+                        sapora::proto::MsgType::Register,
+                        0,
+                        &reg,
+                        &mut frame,
+                    );
+                    let _ = s.write_all(&frame);
+                }
+                drop(s);
+            }
+        }
+        still_serving(&a, &b, "after the flood").await;
+        settle(&host, 2, 5 * SEC).await;
+        let stats = host.stats();
+        assert_eq!((stats.members, stats.rooms), (2, 1), "every flood session is gone: {stats:?}");
+        host.shutdown().await;
+    });
+}
+
+#[test]
+fn a_client_that_never_reads_is_dropped_not_buffered() {
+    smol::block_on(async {
+        let host = start_host().await;
+        let a = join(host.control_addr, "a", "").await;
+        // A registered raw client that never reads what the host sends.
+        let mut stalled = raw(&host);
+        let reg = sapora::proto::Register {
+            version: 1,
+            name: "stalled".into(),
+            room: "".into(),
+            rejoin_token: None,
+        };
+        let mut frame = Vec::new();
+        sapora::proto::encode_frame(sapora::proto::MsgType::Register, 0, &reg, &mut frame);
+        stalled.write_all(&frame).unwrap();
+        expect(&a, SEC, |e| matches!(e, Event::Members(l) if l.members.len() == 2).then_some(()))
+            .await;
+        // Flood the room with big messages until the host gives up on it.
+        let text = "y".repeat(4000);
+        let mut dropped = false;
+        for i in 0..3000 {
+            a.chat(None, &text).unwrap();
+            if i % 100 == 99 {
+                smol::Timer::after(Duration::from_millis(10)).await;
+                if host.stats().members == 1 {
+                    dropped = true;
+                    break;
+                }
+            }
+        }
+        assert!(dropped, "the stalled client is still a member: its queue must be bounded");
+        drop(stalled);
+        host.shutdown().await;
+    });
+}
