@@ -70,12 +70,8 @@ pub fn unix_ms() -> u64 {
 
 /// A random u64 from the operating system (session tokens, host ids).
 pub fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    // getrandom only fails on exotic platforms; fall back to the clock there.
-    if getrandom::fill(&mut b).is_err() {
-        return unix_ms().rotate_left(17) ^ u64::from(std::process::id());
-    }
-    u64::from_le_bytes(b)
+    // getrandom only fails on exotic platforms; fall back to clock and pid.
+    getrandom::u64().unwrap_or_else(|_| unix_ms().rotate_left(17) ^ u64::from(std::process::id()))
 }
 
 #[cfg(test)]

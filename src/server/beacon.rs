@@ -75,13 +75,7 @@ pub struct BeaconConfig {
 /// randomness to give, since a merely unlikely collision only merges two
 /// entries in a client's list.
 pub fn random_host_id() -> u64 {
-    getrandom::u64().unwrap_or_else(|_| {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        nanos ^ (u64::from(std::process::id()) << 32)
-    })
+    crate::net::random_u64()
 }
 
 /// Binds the shared discovery socket: UDP/IPv4 on 0.0.0.0:`port`, nonblocking.

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Install the system packages Sapora's build and tests need.
+#
+# Idempotent: packages already installed are left alone, and apt-get (and
+# sudo) only run when something is missing. Non-interactive, so it works in
+# CI with no standard input. On a system without apt/dpkg it prints what to
+# install and carries on.
+#
+# Usage: scripts/setup.sh
+set -euo pipefail
+
+# ---------------------------------------------------------------------------
+# Debian/Ubuntu packages: the ONE list. Add new system dependencies here.
+# ---------------------------------------------------------------------------
+PACKAGES=(
+    pkg-config      # -sys crates find C libraries with it
+    build-essential # C compiler and make, for crates that build C
+    iproute2        # `ip`: scripts/test.sh brings up loopback in a network namespace
+    util-linux      # `unshare`: scripts/test.sh runs tests in a network namespace
+    # Added when the code that needs them lands (see /work/shared/design.md):
+    # libasound2-dev                                    # audio devices (cpal)
+    # libopus-dev                                       # Opus codec (opus crate); or cmake to build it
+    # libclang-dev                                      # camera (nokhwa, v4l bindings)
+    # libxcb1-dev libxcb-shm0-dev libxcb-randr0-dev     # screen capture (scrap)
+    # xvfb                                              # desktop app tests without a display
+)
+
+say() { printf '==> setup: %s\n' "$*"; }
+warn() { printf 'setup: warning: %s\n' "$*" >&2; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+    warn "cargo not found: install Rust (1.85 or newer) with rustup, then run this again"
+    warn "(if it is installed, add ~/.cargo/bin to PATH: . \"\$HOME/.cargo/env\")"
+    exit 1
+fi
+
+if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+    warn "not a Debian/Ubuntu system (no apt-get/dpkg): install these packages (or your"
+    warn "distribution's equivalents) yourself, then carry on: ${PACKAGES[*]}"
+    exit 0
+fi
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+    if [ "$status" != "installed" ]; then
+        missing+=("$pkg")
+    fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    say "system packages present: ${PACKAGES[*]}"
+    exit 0
+fi
+
+say "installing missing packages: ${missing[*]}"
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+        warn "not root and sudo is not installed: as root, run: apt-get install -y ${missing[*]}"
+        exit 1
+    fi
+    # Without a terminal sudo cannot ask for a password: fail fast instead of hanging.
+    if [ -t 0 ]; then SUDO=(sudo); else SUDO=(sudo -n); fi
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+say "installed: ${missing[*]}"
