@@ -47,9 +47,10 @@ fn register_to_welcome(c: &mut Criterion) {
         bench.iter(|| {
             n += 1;
             smol::block_on(async {
-                let cl = Client::connect(ClientConfig::new(host.control_addr, format!("u{n}"), "r"))
-                    .await
-                    .unwrap();
+                let cl =
+                    Client::connect(ClientConfig::new(host.control_addr, format!("u{n}"), "r"))
+                        .await
+                        .unwrap();
                 black_box(cl.welcome().session);
                 cl.leave().await;
             })

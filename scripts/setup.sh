@@ -13,16 +13,16 @@ set -euo pipefail
 # Debian/Ubuntu packages: the ONE list. Add new system dependencies here.
 # ---------------------------------------------------------------------------
 PACKAGES=(
-    pkg-config      # -sys crates find C libraries with it
-    build-essential # C compiler and make, for crates that build C
-    iproute2        # `ip`: scripts/test.sh brings up loopback in a network namespace
-    util-linux      # `unshare`: scripts/test.sh runs tests in a network namespace
-    # Added when the code that needs them lands (see /work/shared/design.md):
-    # libasound2-dev                                    # audio devices (cpal)
-    # libopus-dev                                       # Opus codec (opus crate); or cmake to build it
-    # libclang-dev                                      # camera (nokhwa, v4l bindings)
-    # libxcb1-dev libxcb-shm0-dev libxcb-randr0-dev     # screen capture (scrap)
-    # xvfb                                              # desktop app tests without a display
+    pkg-config        # -sys crates find C libraries with it
+    build-essential   # C compiler and make, for crates that build C
+    iproute2          # `ip`: scripts/test.sh brings up loopback in a network namespace
+    util-linux        # `unshare`: scripts/test.sh runs tests in a network namespace
+    libasound2-dev    # audio devices (cpal -> alsa-sys)
+    libopus-dev       # Opus codec (opus -> audiopus_sys; without it, it needs cmake)
+    libclang-dev      # camera (nokhwa -> v4l2-sys-mit, bindgen needs libclang)
+    libxcb1-dev libxcb-shm0-dev libxcb-randr0-dev   # screen capture (scrap links xcb)
+    # Not needed yet; uncomment when the code that needs it lands:
+    # xvfb            # desktop-app and screen-capture tests without a display
 )
 
 say() { printf '==> setup: %s\n' "$*"; }

@@ -381,9 +381,11 @@ fn host(args: HostArgs) -> CmdResult {
 fn describe(e: &HostEvent) -> Option<String> {
     use sapora::proto::PresenceChange::*;
     Some(match e {
-        HostEvent::Joined { name, room, ip } => format!("{name} joined \"{room}\" from {ip}"),
-        HostEvent::Rejoined { name, room, ip } => format!("{name} rejoined \"{room}\" from {ip}"),
-        HostEvent::Left { name, room, change } => {
+        HostEvent::Joined { name, room, ip, .. } => format!("{name} joined \"{room}\" from {ip}"),
+        HostEvent::Rejoined { name, room, ip, .. } => {
+            format!("{name} rejoined \"{room}\" from {ip}")
+        }
+        HostEvent::Left { name, room, change, .. } => {
             let how = match change {
                 Left => "left",
                 TimedOut => "timed out of",

@@ -372,7 +372,7 @@ async fn run(
         if !retrying {
             break;
         }
-        match rejoin(&config, &welcome, &cmd, &events).await {
+        match rejoin(&config, &welcome, &cmd, &events, &mut media).await {
             Some((l, w)) => {
                 link = l;
                 welcome = *w;
@@ -396,6 +396,7 @@ async fn rejoin(
     welcome: &Welcome,
     cmd: &Receiver<Command>,
     events: &Sender<Event>,
+    media: &mut MediaState,
 ) -> Option<(Link, Box<Welcome>)> {
     let mut backoff = Duration::from_millis(200);
     loop {
@@ -434,7 +435,8 @@ async fn rejoin(
                     };
                     let _ = events.send(Event::ChatResult(r)).await;
                 }
-                Some(Some(Command::Media(_))) => {}
+                // Remembered, and sent once we are back.
+                Some(Some(Command::Media(m))) => *media = m,
             }
         }
     }

@@ -11,9 +11,9 @@ use smol::channel::{Receiver, Sender, TrySendError};
 use smol::future::FutureExt;
 use smol::{Async, Task, Timer};
 
-use super::core::{ConnId, Host, HostEvent, Input, Output, Stats};
+use super::core::{ConnId, Host, HostEvent, Input, Output, SessionId, Stats};
 use crate::net::{FrameError, read_frame, write_frame};
-use crate::proto::{ClientMsg, DecodeError, PROTOCOL_VERSION, limits};
+use crate::proto::{ClientMsg, DecodeError, HostMsg, PROTOCOL_VERSION, limits};
 
 /// Frames queued for one client before it counts as too slow and is dropped.
 const WRITE_QUEUE: usize = 256;
@@ -28,7 +28,7 @@ struct Frame {
     payload: Vec<u8>,
 }
 
-enum DriverMsg {
+pub(crate) enum DriverMsg {
     Input(Input),
     Accepted { conn: ConnId, peer: IpAddr, stream: Arc<Async<TcpStream>> },
 }
@@ -39,16 +39,44 @@ struct ConnHandle {
     _reader: Task<()>,
 }
 
+/// Lets a media service send control-channel messages to sessions (e.g. "a
+/// file was shared with you"). Cheap to clone.
+#[derive(Clone)]
+pub struct ControlHandle {
+    tx: Sender<DriverMsg>,
+}
+
+impl ControlHandle {
+    /// Queues `msg` for these sessions; waits only if the control task is
+    /// badly behind. Unknown sessions are skipped.
+    pub async fn deliver(&self, to: Vec<SessionId>, msg: HostMsg) {
+        let _ = self.tx.send(DriverMsg::Input(Input::Deliver { to, msg })).await;
+    }
+}
+
+/// The control task's inbox; made before [`run`] so that services started
+/// alongside it can hold a [`ControlHandle`].
+pub struct Inbox {
+    tx: Sender<DriverMsg>,
+    rx: Receiver<DriverMsg>,
+}
+
+pub fn inbox() -> (ControlHandle, Inbox) {
+    let (tx, rx) = smol::channel::bounded::<DriverMsg>(4096);
+    (ControlHandle { tx: tx.clone() }, Inbox { tx, rx })
+}
+
 /// Runs the control plane until `stop` fires (or is dropped), then tells every
 /// client and returns once their goodbyes are flushed.
 pub async fn run(
     listener: Async<TcpListener>,
     mut core: Host,
+    inbox: Inbox,
     stop: Receiver<()>,
     stats: Arc<Mutex<Stats>>,
     mut on_event: impl FnMut(HostEvent),
 ) {
-    let (tx, rx) = smol::channel::bounded::<DriverMsg>(4096);
+    let Inbox { tx, rx } = inbox;
     let accept = smol::spawn(accept_loop(listener, tx.clone()));
     let mut conns: HashMap<ConnId, ConnHandle> = HashMap::new();
     let mut closing: Vec<Task<()>> = Vec::new();

@@ -83,6 +83,12 @@ pub enum Input {
         conn: ConnId,
         error: String,
     },
+    /// A media service (files, screen, …) has something for these sessions
+    /// over the control channel. Unknown sessions are skipped.
+    Deliver {
+        to: Vec<SessionId>,
+        msg: HostMsg,
+    },
     /// Time passed; check deadlines.
     Timeout,
     /// Tell everyone the host is going away, then close every connection.
@@ -101,17 +107,23 @@ pub enum Output {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostEvent {
+    /// `room` is the room's display name, the same for all its members while
+    /// it exists; media services group sessions by it.
     Joined {
+        session: SessionId,
+        token: u64,
         name: String,
         room: String,
         ip: IpAddr,
     },
     Rejoined {
+        session: SessionId,
         name: String,
         room: String,
         ip: IpAddr,
     },
     Left {
+        session: SessionId,
         name: String,
         room: String,
         change: PresenceChange,
@@ -207,13 +219,18 @@ impl Host {
 
     /// When the driver should next feed [`Input::Timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.conns
-            .values()
-            .map(|c| match c.session {
-                Some(_) => c.last_seen + self.config.idle_timeout,
-                None => c.opened + self.config.register_timeout,
-            })
-            .min()
+        self.conns.values().map(|c| self.deadline(c)).min()
+    }
+
+    /// The one place a connection's deadline is computed: the poll and the
+    /// check must agree, or the driver would spin on a deadline in the past.
+    /// Registration must finish within its timeout of connecting, whatever
+    /// else the peer sends meanwhile.
+    fn deadline(&self, c: &Conn) -> Instant {
+        match c.session {
+            Some(_) => c.last_seen + self.config.idle_timeout,
+            None => c.opened + self.config.register_timeout,
+        }
     }
 
     pub fn stats(&self) -> Stats {
@@ -260,12 +277,18 @@ impl Host {
                 };
                 self.drop_conn(conn, PresenceChange::Dropped, Some(notice));
             }
-            Input::WrongVersion { conn, got } => {
-                if self.conns.contains_key(&conn) {
-                    self.refuse(conn, RefuseCode::Version, version_mismatch(got));
-                }
-            }
+            Input::WrongVersion { conn, got } => match self.conns.get(&conn).map(|c| c.session) {
+                Some(None) => self.refuse(conn, RefuseCode::Version, version_mismatch(got)),
+                // Already registered: leave properly, so the room is told.
+                Some(Some(_)) => self.protocol_error(conn, &version_mismatch(got)),
+                None => {}
+            },
             Input::Malformed { conn, error } => self.protocol_error(conn, &error),
+            Input::Deliver { to, msg } => {
+                let conns =
+                    to.iter().filter_map(|s| self.sessions.get(s)).map(|s| s.conn).collect();
+                self.send(conns, msg);
+            }
             Input::Timeout => self.on_timeout(now),
             Input::Shutdown => {
                 self.shutting_down = true;
@@ -365,6 +388,7 @@ impl Host {
                 let old = std::mem::replace(&mut s.conn, conn);
                 s.member.ip = peer.to_string();
                 let event = HostEvent::Rejoined {
+                    session: sid,
                     name: s.member.name.clone(),
                     room: room_name.clone(),
                     ip: peer,
@@ -415,6 +439,8 @@ impl Host {
                 );
                 let room_display = room.display.clone();
                 self.out.push_back(Output::Event(HostEvent::Joined {
+                    session: sid,
+                    token,
                     name: assigned,
                     room: room_display,
                     ip: peer,
@@ -535,16 +561,8 @@ impl Host {
         let expired: Vec<(ConnId, bool)> = self
             .conns
             .iter()
-            .filter_map(|(id, c)| {
-                let registered = c.session.is_some();
-                let limit = if registered {
-                    self.config.idle_timeout
-                } else {
-                    self.config.register_timeout
-                };
-                (now.saturating_duration_since(c.last_seen.max(c.opened)) >= limit)
-                    .then_some((*id, registered))
-            })
+            .filter(|(_, c)| self.deadline(c) <= now)
+            .map(|(id, c)| (*id, c.session.is_some()))
             .collect();
         for (conn, registered) in expired {
             let secs =
@@ -585,6 +603,7 @@ impl Host {
             self.push_user_list(&room_key);
         }
         self.out.push_back(Output::Event(HostEvent::Left {
+            session: sid,
             name: s.member.name,
             room: room_display,
             change,
@@ -636,12 +655,19 @@ fn version_mismatch(got: u8) -> String {
 }
 
 /// `name` if free, else `name_1`, `name_2`, … (compared case-insensitively).
+/// The base is shortened as needed so that the result stays within the name
+/// limit: a client reconnecting under its assigned name must pass validation.
 fn unique_name(name: &str, taken_keys: &[String]) -> String {
     if !taken_keys.contains(&key(name)) {
         return name.to_string();
     }
     (1..)
-        .map(|n| format!("{name}_{n}"))
+        .map(|n: u32| {
+            let suffix = format!("_{n}");
+            let keep = limits::NAME_CHARS.saturating_sub(suffix.chars().count());
+            let base: String = name.chars().take(keep).collect();
+            format!("{base}{suffix}")
+        })
         .find(|candidate| !taken_keys.contains(&key(candidate)))
         .expect("some suffix is free")
 }

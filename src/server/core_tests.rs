@@ -450,3 +450,53 @@ fn too_slow_client_is_dropped() {
         change: PresenceChange::Dropped
     })));
 }
+
+#[test]
+fn heartbeats_before_register_do_not_extend_or_spin_the_deadline() {
+    let mut h = Harness::new();
+    h.input(Input::Connected { conn: ConnId(1), peer: IP });
+    for _ in 0..9 {
+        h.advance(Duration::from_secs(1));
+        h.send(1, ClientMsg::Heartbeat);
+    }
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.closed, [ConnId(1)], "closed 10 s after connecting despite heartbeats");
+    // The deadline the driver is given is never in the past once handled.
+    assert_eq!(h.host.poll_timeout(), None);
+}
+
+#[test]
+fn wrong_version_from_a_registered_client_leaves_properly() {
+    let mut h = Harness::new();
+    h.join(1, "a", "");
+    h.join(2, "b", "");
+    h.take(1);
+    h.input(Input::WrongVersion { conn: ConnId(2), got: 7 });
+    assert!(h.take(1).contains(&HostMsg::Presence(Presence {
+        name: "b".into(),
+        change: PresenceChange::Dropped
+    })));
+    assert_eq!(h.host.stats().members, 1);
+}
+
+#[test]
+fn suffixed_long_names_stay_within_the_limit_so_rejoin_works() {
+    let mut h = Harness::new();
+    let long = "n".repeat(32);
+    h.join(1, &long, "");
+    let w = h.join(2, &long, "");
+    assert_eq!(w.name.chars().count(), 32);
+    assert!(w.name.ends_with("_1"));
+    // Its assigned name is itself a valid name to register with.
+    h.input(Input::Connected { conn: ConnId(3), peer: IP });
+    h.send(
+        3,
+        ClientMsg::Register(Register {
+            version: 1,
+            name: w.name.clone(),
+            room: "".into(),
+            rejoin_token: Some(w.token),
+        }),
+    );
+    assert!(matches!(&h.take(3)[0], HostMsg::Welcome(w3) if w3.name == w.name));
+}

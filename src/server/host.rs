@@ -9,8 +9,9 @@ use smol::channel::{Receiver, Sender};
 use smol::{Async, Task};
 
 use super::beacon::{BeaconConfig, run_beacon};
-use super::control;
+use super::control::{self, ControlHandle};
 use super::core::{Host, HostConfig, HostEvent, Stats};
+use super::directory::Directory;
 use crate::net::random_u64;
 use crate::proto::{Ports, RoomInfo};
 
@@ -61,6 +62,8 @@ pub struct RunningHost {
     pub host_name: String,
     stop: Sender<()>,
     control: Task<()>,
+    handle: ControlHandle,
+    directory: Directory,
     _beacon: Option<Task<()>>,
     events: Receiver<HostEvent>,
     stats: Arc<Mutex<Stats>>,
@@ -73,6 +76,16 @@ impl RunningHost {
         self.events.clone()
     }
 
+    /// Sessions by id, for media services and tests.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// Sends control-channel messages to sessions on behalf of a service.
+    pub fn control(&self) -> &ControlHandle {
+        &self.handle
+    }
+
     pub fn stats(&self) -> Stats {
         *self.stats.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -81,6 +94,7 @@ impl RunningHost {
     pub async fn shutdown(self) {
         let _ = self.stop.send(()).await;
         self.control.await;
+        self.directory.clear();
     }
 }
 
@@ -116,6 +130,12 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
         None => None,
     };
 
+    // Media services start here, each binding its port (0 = any) and
+    // recording the port actually bound in `ports`, with `directory` to check
+    // packets against sessions and `control` to notify members.
+    let directory = Directory::default();
+    let (control, inbox) = control::inbox();
+
     let mut config = HostConfig::new(opts.host_name.clone(), ports, Box::new(random_u64));
     config.heartbeat = opts.heartbeat;
     config.idle_timeout = opts.idle_timeout;
@@ -124,9 +144,11 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
     let stats: Arc<Mutex<Stats>> = Arc::default();
     let (events_tx, events) = smol::channel::bounded(1024);
     let (stop, stop_rx) = smol::channel::bounded(1);
-    let control = {
+    let control_task = {
         let stats = stats.clone();
-        smol::spawn(control::run(listener, core, stop_rx, stats, move |event| {
+        let directory = directory.clone();
+        smol::spawn(control::run(listener, core, inbox, stop_rx, stats, move |event| {
+            directory.apply(&event);
             if let HostEvent::Rooms(list) = &event {
                 *rooms.lock().unwrap_or_else(|e| e.into_inner()) = list.clone();
             }
@@ -138,7 +160,9 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
         ports,
         host_name: opts.host_name,
         stop,
-        control,
+        control: control_task,
+        handle: control,
+        directory,
         _beacon: beacon,
         events,
         stats,

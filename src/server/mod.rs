@@ -4,8 +4,11 @@
 pub mod beacon;
 pub mod control;
 pub mod core;
+pub mod directory;
 pub mod host;
 
+pub use control::ControlHandle;
+pub use directory::Directory;
 pub use host::{HostError, HostOptions, RunningHost, start};
 
 #[cfg(test)]

@@ -14,9 +14,11 @@ pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// The only broadcast address tests may use.
 pub const LOOPBACK_BROADCAST: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 255, 255, 255));
 
-/// Host options on 127.0.0.1 with a free control port and no discovery.
+pub mod shim;
+
+/// Host options on 127.0.0.1 with free ports (0 = any) and no discovery.
 pub fn options() -> HostOptions {
-    let ports = Ports { control: 0, ..Ports::with_offset(0).unwrap() };
+    let ports = Ports { control: 0, discovery: 0, file: 0, screen: 0, video: 0, audio: 0 };
     HostOptions::new(LOOPBACK, ports, "test-host")
 }
 

@@ -1,0 +1,4 @@
+//! Media that a participant captures, encodes, decodes and plays: audio,
+//! video, screen. Device-free sources and sinks live next to the real ones.
+
+pub mod jpeg;

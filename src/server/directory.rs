@@ -1,0 +1,128 @@
+//! Who is in which room, for the media services (audio, video, files,
+//! screen): the control plane owns sessions; this is a read-mostly copy kept
+//! up to date from its events, so a UDP packet can be checked against the
+//! sender's session token and routed to its room without asking the control
+//! task.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+
+use super::core::{HostEvent, SessionId};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub session: SessionId,
+    pub token: u64,
+    pub name: String,
+    /// The room's display name (shared by all its members while it exists).
+    pub room: String,
+    pub ip: IpAddr,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    inner: Arc<RwLock<HashMap<SessionId, Entry>>>,
+}
+
+impl Directory {
+    /// Keeps the directory in step with the control plane.
+    pub fn apply(&self, event: &HostEvent) {
+        let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        match event {
+            HostEvent::Joined { session, token, name, room, ip } => {
+                let entry = Entry {
+                    session: *session,
+                    token: *token,
+                    name: name.clone(),
+                    room: room.clone(),
+                    ip: *ip,
+                };
+                map.insert(*session, entry);
+            }
+            HostEvent::Rejoined { session, ip, .. } => {
+                if let Some(e) = map.get_mut(session) {
+                    e.ip = *ip;
+                }
+            }
+            HostEvent::Left { session, .. } => {
+                map.remove(session);
+            }
+            HostEvent::Refused { .. } | HostEvent::Rooms(_) => {}
+        }
+    }
+
+    /// Forgets everyone (the host is shutting down).
+    pub fn clear(&self) {
+        self.inner.write().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// The session, if `token` is its token; `None` for strangers and forgers.
+    pub fn authenticate(&self, session: u32, token: u64) -> Option<Entry> {
+        let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        map.get(&SessionId(session)).filter(|e| e.token == token).cloned()
+    }
+
+    pub fn get(&self, session: SessionId) -> Option<Entry> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner()).get(&session).cloned()
+    }
+
+    /// Everyone in `room`, in no particular order.
+    pub fn room_members(&self, room: &str) -> Vec<Entry> {
+        let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        map.values().filter(|e| e.room == room).cloned().collect()
+    }
+
+    /// The member of `room` called `name` (case-insensitively).
+    pub fn find_in_room(&self, room: &str, name: &str) -> Option<Entry> {
+        let name = name.trim().to_lowercase();
+        let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        map.values().find(|e| e.room == room && e.name.to_lowercase() == name).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::PresenceChange;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn follows_joins_rejoins_and_leaves_and_checks_tokens() {
+        let d = Directory::default();
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let join = |s, token, name: &str, room: &str| HostEvent::Joined {
+            session: SessionId(s),
+            token,
+            name: name.into(),
+            room: room.into(),
+            ip,
+        };
+        d.apply(&join(1, 11, "Ann", "lab"));
+        d.apply(&join(2, 22, "bob", "lab"));
+        d.apply(&join(3, 33, "cy", "other"));
+        assert_eq!(d.authenticate(1, 11).map(|e| e.name), Some("Ann".into()));
+        assert_eq!(d.authenticate(1, 22), None, "wrong token");
+        assert_eq!(d.authenticate(9, 11), None, "unknown session");
+        assert_eq!(d.room_members("lab").len(), 2);
+        assert_eq!(d.find_in_room("lab", " ANN ").map(|e| e.session), Some(SessionId(1)));
+        assert_eq!(d.find_in_room("other", "ann"), None, "rooms are separate");
+        let other_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+        d.apply(&HostEvent::Rejoined {
+            session: SessionId(2),
+            name: "bob".into(),
+            room: "lab".into(),
+            ip: other_ip,
+        });
+        assert_eq!(d.get(SessionId(2)).map(|e| e.ip), Some(other_ip));
+        d.apply(&HostEvent::Left {
+            session: SessionId(1),
+            name: "Ann".into(),
+            room: "lab".into(),
+            change: PresenceChange::Left,
+        });
+        assert_eq!(d.authenticate(1, 11), None);
+        d.clear();
+        assert!(d.room_members("lab").is_empty());
+    }
+}
