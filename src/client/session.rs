@@ -3,7 +3,7 @@
 //! Shared by the bots and the desktop app.
 
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -89,6 +89,7 @@ enum Command {
 /// A live session. Dropping it leaves the meeting.
 pub struct Client {
     welcome: Welcome,
+    current: Arc<Mutex<Welcome>>,
     cmd: Sender<Command>,
     events: Receiver<Event>,
     next_chat: AtomicU32,
@@ -109,9 +110,11 @@ impl Client {
         let (cmd, cmd_rx) = smol::channel::unbounded();
         let (ev_tx, events) = smol::channel::unbounded();
         let _ = ev_tx.try_send(Event::Joined { welcome: welcome.clone(), rejoined: false });
-        let task = smol::spawn(run(config, link, (*welcome).clone(), cmd_rx, ev_tx));
+        let current = Arc::new(Mutex::new((*welcome).clone()));
+        let task = smol::spawn(run(config, link, current.clone(), cmd_rx, ev_tx));
         Ok(Client {
             welcome: *welcome,
+            current,
             cmd,
             events,
             next_chat: AtomicU32::new(1),
@@ -122,6 +125,18 @@ impl Client {
     /// The first Welcome (name, room, ports, members, history).
     pub fn welcome(&self) -> &Welcome {
         &self.welcome
+    }
+
+    /// The latest Welcome: after a host restart the session id, token and
+    /// ports change, so media engines read this rather than keeping a copy.
+    /// (Events go to one consumer; this is for everyone else.)
+    pub fn current(&self) -> Welcome {
+        self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A handle media engines can keep to read the latest Welcome later.
+    pub fn current_slot(&self) -> Arc<Mutex<Welcome>> {
+        self.current.clone()
     }
 
     pub fn events(&self) -> Receiver<Event> {
@@ -355,10 +370,11 @@ async fn serve(
 async fn run(
     config: ClientConfig,
     mut link: Link,
-    mut welcome: Welcome,
+    current: Arc<Mutex<Welcome>>,
     cmd: Receiver<Command>,
     events: Sender<Event>,
 ) {
+    let mut welcome = current.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mut media = MediaState::default();
     loop {
         let (reason, code) = match serve(&mut link, &welcome, &cmd, &events, &mut media).await {
@@ -376,6 +392,7 @@ async fn run(
             Some((l, w)) => {
                 link = l;
                 welcome = *w;
+                *current.lock().unwrap_or_else(|e| e.into_inner()) = welcome.clone();
                 let _ = events
                     .send(Event::Joined { welcome: Box::new(welcome.clone()), rejoined: true })
                     .await;
