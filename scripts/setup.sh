@@ -21,8 +21,9 @@ PACKAGES=(
     libopus-dev       # Opus codec (opus -> audiopus_sys; without it, it needs cmake)
     libclang-dev      # camera (nokhwa -> v4l2-sys-mit, bindgen needs libclang)
     libxcb1-dev libxcb-shm0-dev libxcb-randr0-dev   # screen capture (scrap links xcb)
-    # Not needed yet; uncomment when the code that needs it lands:
-    # xvfb            # desktop-app and screen-capture tests without a display
+    # For the scripts that run the app and screen sharing without a display
+    # (scripts/screenshot.sh, scripts/screen-demo.sh); small, so always installed.
+    xvfb xdotool xterm x11-utils imagemagick
 )
 
 say() { printf '==> setup: %s\n' "$*"; }

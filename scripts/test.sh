@@ -3,9 +3,10 @@
 #
 #   1. scripts/setup.sh          system packages (sudo only if something is missing)
 #   2. cargo test --no-run       build every test target, fetching crates if needed
-#   3. cargo test --all-targets  run them, offline, inside a fresh network namespace
-#      cargo test --doc          whose only interface is loopback, so no test can
-#                                reach anything beyond this machine
+#   3. cargo test --all-targets  run them all (no stopping at the first failing
+#      cargo test --doc          binary), offline, in a fresh network namespace whose
+#                                only interface is loopback: no test can reach
+#                                anything beyond this machine
 #
 # Extra arguments go to both cargo test runs, e.g. `scripts/test.sh -- chat`
 # runs only tests whose name contains "chat".
@@ -23,7 +24,6 @@ warn() { printf 'test.sh: warning: %s\n' "$*" >&2; }
 # Safety net: discovery beacons and probes stay on this machine even if a test
 # (or a binary it starts) forgets to pass a loopback discovery address.
 export SAPORA_DISCOVERY_ADDR=127.255.255.255
-export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
 timeout_s="${SAPORA_TEST_TIMEOUT:-600}"
 started=$(date +%s)
 
@@ -73,7 +73,7 @@ run_tests() {
 
 test_start=$(date +%s)
 failed=0
-run_tests --all-targets "$@" || failed=1
+run_tests --all-targets --no-fail-fast "$@" || failed=1
 run_tests --doc "$@" || failed=1
 
 # One closing line over both runs ("ignored" tests are counted as skipped).

@@ -7,3 +7,4 @@ pub mod net;
 pub mod proto;
 pub mod schedule;
 pub mod server;
+pub mod ui;

@@ -14,6 +14,7 @@ use sapora::client::terminal;
 use sapora::proto::Ports;
 use sapora::schedule::{Meeting, MeetingEdit, Store, format_table};
 use sapora::server::{self, HostOptions, core::HostEvent};
+use sapora::ui;
 
 #[derive(Parser)]
 #[command(
@@ -29,9 +30,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Host a meeting: relay, chat, discovery beacon (and the desktop app once it lands)
+    /// Host a meeting and open the desktop app joined to it (relay only with --headless or no display)
     Host(HostArgs),
-    /// Join a host's meeting (terminal chat until the desktop app lands)
+    /// Join a host's meeting in the desktop app (terminal chat when there is no display)
     Join(JoinArgs),
     /// Join synthetic participants, for demos and load tests
     Bot(BotArgs),
@@ -44,6 +45,103 @@ enum Command {
     },
     /// List cameras, microphones and speakers
     Devices,
+    /// Share a file with the meeting, or with one member (--to)
+    Send(SendArgs),
+    /// List the files shared in a meeting that you may fetch
+    Files(FilesArgs),
+    /// Download a shared file by its id (MD5-verified, resumable)
+    Fetch(FetchArgs),
+}
+
+/// Who joins the meeting for a one-off file command.
+#[derive(Args)]
+struct VisitArgs {
+    /// Host address: ip or ip:port
+    #[arg(value_name = "HOST")]
+    host: String,
+    /// Meeting (room); blank = "default"
+    #[arg(long, value_name = "NAME", default_value = "")]
+    room: String,
+    /// Your name in the meeting (default: your login name)
+    #[arg(long = "as", value_name = "NAME")]
+    as_name: Option<String>,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+#[derive(Args)]
+struct SendArgs {
+    #[command(flatten)]
+    visit: VisitArgs,
+    /// The file to share
+    #[arg(value_name = "FILE")]
+    file: std::path::PathBuf,
+    /// Share privately with this member only
+    #[arg(long, value_name = "NAME")]
+    to: Option<String>,
+    /// The name others see (default: the file's name)
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+}
+
+#[derive(Args)]
+struct FilesArgs {
+    #[command(flatten)]
+    visit: VisitArgs,
+}
+
+#[derive(Args)]
+struct FetchArgs {
+    #[command(flatten)]
+    visit: VisitArgs,
+    /// The file's id (from `sapora files` or the offer)
+    #[arg(value_name = "ID")]
+    id: u64,
+    /// Where to save it: a file, or a folder (default: here, under its name)
+    #[arg(short, long, value_name = "PATH")]
+    output: Option<std::path::PathBuf>,
+}
+
+/// The host's file store: `sapora host` options.
+#[derive(Args, Clone)]
+struct FileStoreArgs {
+    /// Largest file participants may share, in MB
+    #[arg(long, value_name = "MB", default_value_t = 100)]
+    max_file_mb: u64,
+    /// Folder for shared files (a fresh subfolder is made and removed at exit; default: the OS temp folder)
+    #[arg(long, value_name = "DIR")]
+    file_dir: Option<std::path::PathBuf>,
+    /// Keep a meeting's files this many seconds after the last participant leaves
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    file_retention_secs: u64,
+}
+
+impl Default for FileStoreArgs {
+    fn default() -> FileStoreArgs {
+        FileStoreArgs { max_file_mb: 100, file_dir: None, file_retention_secs: 60 }
+    }
+}
+
+impl FileStoreArgs {
+    fn apply(&self, opts: &mut HostOptions) {
+        opts.max_file_bytes = self.max_file_mb.saturating_mul(1024 * 1024);
+        opts.file_store_dir = self.file_dir.clone();
+        opts.file_retention = Duration::from_secs(self.file_retention_secs);
+    }
+}
+
+fn visit(v: VisitArgs) -> Result<sapora::client::files_cli::Visit, String> {
+    let host = parse_host(&v.host, ports(&v.net)?.control)?;
+    Ok(sapora::client::files_cli::Visit {
+        host,
+        name: v.as_name.unwrap_or_else(user_name),
+        room: v.room,
+    })
+}
+
+fn print_line(r: Result<String, String>) -> CmdResult {
+    println!("{}", r?);
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Args, Clone)]
@@ -83,6 +181,20 @@ struct HostArgs {
     /// Seconds between status lines
     #[arg(long, value_name = "SECS", default_value_t = 10, hide = true)]
     status_every: u64,
+    #[command(flatten)]
+    files: FileStoreArgs,
+    /// Codec of the audio mix: opus (about 60 kbps per listener) or pcm (raw 16-bit, 780 kbps, least CPU)
+    #[arg(long, value_name = "CODEC", default_value = "opus", value_parser = ["opus", "pcm"])]
+    audio_codec: String,
+    /// Camera for the desktop app: test, none, or a device index or name from `sapora devices`
+    #[arg(long, value_name = "CAMERA")]
+    camera: Option<sapora::media::video::CameraChoice>,
+    /// Microphone for the desktop app: tone[:HZ], clicks, file:PATH.wav, none, default, or a device
+    #[arg(long, value_name = "SOURCE")]
+    mic: Option<String>,
+    /// Speaker for the desktop app: record:PATH.wav, null, default, or a device
+    #[arg(long, value_name = "SINK")]
+    speaker: Option<String>,
 }
 
 #[derive(Args)]
@@ -101,6 +213,15 @@ struct JoinArgs {
     name: Option<String>,
     #[command(flatten)]
     net: NetArgs,
+    /// Camera for the desktop app: test, none, or a device index or name from `sapora devices`
+    #[arg(long, value_name = "CAMERA")]
+    camera: Option<sapora::media::video::CameraChoice>,
+    /// Microphone for the desktop app: tone[:HZ], clicks, file:PATH.wav, none, default, or a device
+    #[arg(long, value_name = "SOURCE")]
+    mic: Option<String>,
+    /// Speaker for the desktop app: record:PATH.wav, null, default, or a device
+    #[arg(long, value_name = "SINK")]
+    speaker: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -125,9 +246,15 @@ struct BotArgs {
     /// Say this in the chat once joined
     #[arg(long, value_name = "TEXT")]
     say: Option<String>,
-    /// Send --say privately to this member (waits until they are in the room)
-    #[arg(long, value_name = "NAME", requires = "say")]
+    /// Send --say and --send-file privately to this member (waits until they are in the room)
+    #[arg(long, value_name = "NAME")]
     to: Option<String>,
+    /// Share this file once joined (with --to: with that member only)
+    #[arg(long, value_name = "PATH")]
+    send_file: Option<std::path::PathBuf>,
+    /// Fetch every file offered to the bot into this folder
+    #[arg(long, value_name = "DIR")]
+    fetch_files: Option<std::path::PathBuf>,
     /// Say it this many times (numbered), for round-trip measurements
     #[arg(long, value_name = "N", default_value_t = 1, requires = "say")]
     say_count: u32,
@@ -140,6 +267,30 @@ struct BotArgs {
     /// Print one JSON object per bot when it ends
     #[arg(long, value_name = "FORMAT")]
     report: Option<ReportFormat>,
+    /// Camera to send: test (moving pattern), none, or a device index or name from `sapora devices`
+    #[arg(long, value_name = "CAMERA", default_value = "none")]
+    camera: sapora::media::video::CameraChoice,
+    /// Video to receive from the others: full, thumb (thumbnails) or none
+    #[arg(long, value_name = "LAYER", default_value = "full")]
+    subscribe: sapora::proto::Subscription,
+    /// Microphone: tone[:HZ], clicks, file:PATH.wav, none, default, or a device index or name
+    #[arg(long, value_name = "SOURCE")]
+    mic: Option<String>,
+    /// Speaker: record:PATH.wav, null, default, or a device index or name
+    #[arg(long, value_name = "SINK")]
+    speaker: Option<String>,
+    /// Share a screen: test (synthetic 1920x1080), test:WxH, or an X display such as :99
+    #[arg(long, value_name = "SCREEN")]
+    share_screen: Option<String>,
+    /// Screen captures per second when sharing (1-30)
+    #[arg(long, value_name = "FPS", value_parser = clap::value_parser!(u32).range(1..=30), requires = "share_screen")]
+    screen_fps: Option<u32>,
+    /// Watch the room's shared screen
+    #[arg(long)]
+    view_screen: bool,
+    /// With --view-screen: save the last picture seen as a PNG when the bot ends
+    #[arg(long, value_name = "PATH", requires = "view_screen")]
+    save_png: Option<std::path::PathBuf>,
     #[command(flatten)]
     net: NetArgs,
 }
@@ -213,6 +364,13 @@ fn main() -> ExitCode {
         Some(Command::Discover(args)) => discover_cmd(args),
         Some(Command::Schedule { command }) => schedule(command),
         Some(Command::Devices) => devices(),
+        Some(Command::Send(a)) => visit(a.visit)
+            .and_then(|v| print_line(sapora::client::files_cli::send(v, a.file, a.to, a.name))),
+        Some(Command::Files(a)) => {
+            visit(a.visit).and_then(|v| print_line(sapora::client::files_cli::list(v)))
+        }
+        Some(Command::Fetch(a)) => visit(a.visit)
+            .and_then(|v| print_line(sapora::client::files_cli::fetch(v, a.id, a.output))),
     };
     match result {
         Ok(code) => code,
@@ -291,22 +449,32 @@ fn ctrl_c() -> smol::channel::Receiver<()> {
 }
 
 fn host(args: HostArgs) -> CmdResult {
-    if !args.headless {
-        let why = if std::env::var_os("DISPLAY").is_none()
-            && std::env::var_os("WAYLAND_DISPLAY").is_none()
-        {
-            "no display found ($DISPLAY and $WAYLAND_DISPLAY are unset)"
-        } else {
-            "the desktop app is not part of this build yet"
-        };
-        println!(
-            "sapora: {why}; running headless (relay only). Use --headless to skip this message."
-        );
-    }
     let ports = ports(&args.net)?;
+    let headless = args.headless || !ui::display_available();
+    if let Some(camera) = args.camera.as_ref().filter(|c| **c != Default::default() && headless) {
+        println!("sapora: {camera} is for the desktop app; the headless host sends no video.");
+    }
     let mut opts = HostOptions::new(args.bind, ports, args.name.unwrap_or_else(machine_name));
     if !args.no_discovery {
         opts.discovery_target = Some(args.net.discovery_addr);
+    }
+    args.files.apply(&mut opts);
+    if args.audio_codec == "pcm" {
+        opts.audio_codec = sapora::proto::AudioCodec::Pcm16;
+    }
+    if !args.headless {
+        if ui::display_available() {
+            let launch = ui::Launch::Host { name: user_name(), room: args.room.trim().to_string() };
+            let media = ui::MediaChoice {
+                camera: args.camera.as_ref().map(ui::media::camera_word),
+                mic: args.mic.clone(),
+                speaker: args.speaker.clone(),
+            };
+            return open_app(launch, &args.net, opts, media);
+        }
+        println!(
+            "sapora: no display found ($DISPLAY and $WAYLAND_DISPLAY are unset); running headless (relay only). Use --headless to skip this message."
+        );
     }
     let stop = ctrl_c();
     smol::block_on(async {
@@ -413,6 +581,11 @@ fn uptime(d: Duration) -> String {
 
 fn join(args: JoinArgs) -> CmdResult {
     let ports = ports(&args.net)?;
+    if let Some(camera) =
+        args.camera.as_ref().filter(|c| **c != Default::default() && !ui::display_available())
+    {
+        println!("sapora: {camera} is for the desktop app; this terminal session sends no video.");
+    }
     let (mut host, mut room) = (args.host, args.room);
     if let Some(id) = &args.meeting {
         let store = Store::open_default().map_err(|e| e.to_string())?;
@@ -427,6 +600,16 @@ fn join(args: JoinArgs) -> CmdResult {
     let host = host.ok_or("give a host address (sapora join 192.168.1.20) or --meeting ID")?;
     let addr = parse_host(&host, ports.control)?;
     let name = args.name.unwrap_or_else(user_name);
+    if ui::display_available() {
+        let launch =
+            ui::Launch::Join { address: addr.to_string(), name, room: room.unwrap_or_default() };
+        let media = ui::MediaChoice {
+            camera: args.camera.as_ref().map(ui::media::camera_word),
+            mic: args.mic.clone(),
+            speaker: args.speaker.clone(),
+        };
+        return open_app(launch, &args.net, app_host_options(&args.net)?, media);
+    }
     smol::block_on(terminal::run(addr, name, room.unwrap_or_default()))
         .map(|()| ExitCode::SUCCESS)
         .map_err(|e| e.to_string())
@@ -435,6 +618,9 @@ fn join(args: JoinArgs) -> CmdResult {
 /// `sapora` with no command: join a host found on the LAN, or host.
 fn auto() -> CmdResult {
     let net = NetArgs { port_offset: 0, discovery_addr: env_discovery_addr() };
+    if ui::display_available() {
+        return open_app(ui::Launch::Auto, &net, app_host_options(&net)?, Default::default());
+    }
     let opts =
         DiscoverOptions { target: net.discovery_addr, port: 5001, timeout: Duration::from_secs(1) };
     println!("Looking for a Sapora host on the LAN…");
@@ -448,6 +634,9 @@ fn auto() -> CmdResult {
                 room: None,
                 name: None,
                 net,
+                camera: None,
+                mic: None,
+                speaker: None,
             };
             join(args)
         }
@@ -461,9 +650,35 @@ fn auto() -> CmdResult {
                 headless: false,
                 no_discovery: false,
                 status_every: 10,
+                files: FileStoreArgs::default(),
+                audio_codec: "opus".into(),
+                camera: None,
+                mic: None,
+                speaker: None,
             })
         }
     }
+}
+
+/// The host the app starts if the user hosts from it: all interfaces,
+/// announced on the LAN.
+fn app_host_options(net: &NetArgs) -> Result<HostOptions, String> {
+    let mut opts = HostOptions::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), ports(net)?, machine_name());
+    opts.discovery_target = Some(net.discovery_addr);
+    Ok(opts)
+}
+
+/// Runs the desktop app until its window closes.
+fn open_app(
+    launch: ui::Launch,
+    net: &NetArgs,
+    host: HostOptions,
+    media: ui::MediaChoice,
+) -> CmdResult {
+    let options =
+        ui::Options { launch, discovery: (net.discovery_addr, host.ports.discovery), host, media };
+    ui::run(options).map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn env_discovery_addr() -> IpAddr {
@@ -497,6 +712,26 @@ fn bot(args: BotArgs) -> CmdResult {
                     say_interval: Duration::from_millis(args.say_interval),
                     to: args.to.clone(),
                     duration: args.duration.map(Duration::from_secs_f64),
+                    video: sapora::client::video::BotVideoOptions {
+                        camera: args.camera.clone(),
+                        subscribe: args.subscribe,
+                        ..Default::default()
+                    },
+                    audio: sapora::client::audio::BotAudioOptions {
+                        mic: args.mic.clone(),
+                        speaker: args.speaker.clone(),
+                        via: None,
+                    },
+                    files: sapora::client::files_bot::BotFileOptions {
+                        send_file: args.send_file.clone(),
+                        fetch_dir: args.fetch_files.clone(),
+                    },
+                    screen: sapora::client::screen::BotScreenOptions {
+                        share: args.share_screen.clone(),
+                        view: args.view_screen,
+                        save_png: args.save_png.clone(),
+                        fps: args.screen_fps,
+                    },
                 };
                 smol::spawn(run_bot(opts, stop.clone()))
             })
@@ -610,9 +845,7 @@ fn schedule(cmd: ScheduleCommand) -> CmdResult {
 }
 
 fn devices() -> CmdResult {
-    println!("This build has no audio or camera support yet, so there are no devices to list.");
-    println!(
-        "Microphones, speakers and cameras (and their device-free stand-ins) will be listed here when they land."
-    );
+    print!("{}", sapora::media::audio::device::describe_devices());
+    print!("{}", sapora::media::video::describe_cameras());
     Ok(ExitCode::SUCCESS)
 }

@@ -28,6 +28,14 @@ pub struct BotOptions {
     pub to: Option<String>,
     /// Stay this long after joining; `None` = until stopped.
     pub duration: Option<Duration>,
+    /// Camera and video subscription (`--camera`, `--subscribe`).
+    pub video: super::video::BotVideoOptions,
+    /// Microphone and speaker (`--mic`, `--speaker`); both `None` = no audio.
+    pub audio: super::audio::BotAudioOptions,
+    /// `--send-file` (to `to`, or the room) and `--fetch-files`.
+    pub files: super::files_bot::BotFileOptions,
+    /// `--share-screen`, `--view-screen`, `--save-png`, `--screen-fps`.
+    pub screen: super::screen::BotScreenOptions,
 }
 
 /// One received chat message as reported: `to` is null for room messages.
@@ -78,6 +86,16 @@ pub struct BotReport {
     pub chat_rtt_ms: Option<Percentiles>,
     pub reconnects: u32,
     pub errors: Vec<String>,
+    /// Video received, per sender name.
+    pub video: std::collections::BTreeMap<String, super::video::VideoReport>,
+    /// Screen shared or viewed: `{role, updates, fps, latency_ms, bytes, …}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub screen: Option<super::screen::ScreenReport>,
+    /// `audio_packets_received`, `audio_packets_lost`, `audio_latency_ms`, …
+    #[serde(flatten)]
+    pub audio: super::audio::AudioReport,
+    /// Files sent and fetched: `{id, name, bytes, md5_ok, seconds, sent}`.
+    pub files: Vec<super::files_bot::FileReport>,
 }
 
 /// Names for `count` bots: `name`, `name-2`, `name-3`, …
@@ -104,6 +122,23 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
         }
     };
     report.joined_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+    let mut media = crate::proto::MediaState::default();
+    let (video, video_errors) = super::video::BotVideo::start(
+        &client,
+        opts.host,
+        &client.welcome().name,
+        &opts.video,
+        &mut media,
+    );
+    report.errors.extend(video_errors);
+    let (audio, audio_errors) =
+        super::audio::BotAudio::start(&client, opts.host.ip(), &opts.audio, &mut media);
+    report.errors.extend(audio_errors);
+    let (screen, screen_errors) =
+        super::screen::BotScreen::start(&client, opts.host.ip(), &opts.screen, &mut media).await;
+    report.errors.extend(screen_errors);
+    let mut file_bot =
+        super::files_bot::FileBot::new(opts.host, &client, &opts.files, opts.to.clone());
     let events = client.events();
     let end = opts.duration.map(|d| Instant::now() + d);
     let mut members: Vec<String> = Vec::new();
@@ -113,6 +148,7 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
     let mut rtts: Vec<f64> = Vec::new();
 
     loop {
+        file_bot.poll(&members);
         let wake = async { Wake::Event(events.recv().await.ok()) }
             .or(async {
                 match next_say {
@@ -198,6 +234,7 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
                 }
                 Event::Refused(r) => report.errors.push(format!("rejoin refused: {}", r.reason)),
                 Event::Presence(_) | Event::Ended => {}
+                Event::FileOffered(f) => file_bot.offered(f),
             },
         }
     }
@@ -208,6 +245,12 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
     }
     report.members = members;
     report.chat_rtt_ms = Percentiles::of(&rtts);
+    report.video = video.finish();
+    let (screen_report, screen_errors) = screen.finish();
+    report.screen = screen_report;
+    report.errors.extend(screen_errors);
+    report.audio = audio.finish(&mut report.errors);
+    report.files = file_bot.finish(&mut report.errors).await;
     client.leave().await;
     report
 }

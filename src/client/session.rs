@@ -3,8 +3,8 @@
 //! Shared by the bots and the desktop app.
 
 use std::net::{SocketAddr, TcpStream};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use smol::channel::{Receiver, Sender};
@@ -52,6 +52,9 @@ pub enum Event {
     Presence(Presence),
     Chat(ChatMessage),
     ChatResult(ChatResult),
+    /// Someone shared a file with the room or with you; fetch it with
+    /// `client::files`.
+    FileOffered(crate::proto::FileInfo),
     /// The link is gone; `retrying` says whether the session is rejoining.
     Disconnected {
         reason: String,
@@ -332,6 +335,7 @@ async fn serve(
                     HostMsg::Presence(p) => Event::Presence(p),
                     HostMsg::Chat(c) => Event::Chat(c),
                     HostMsg::ChatResult(r) => Event::ChatResult(r),
+                    HostMsg::FileOffered(f) => Event::FileOffered(f),
                     // Only expected during the handshake: ignore.
                     HostMsg::Welcome(_) | HostMsg::Refused(_) => continue,
                 };

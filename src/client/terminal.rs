@@ -52,7 +52,7 @@ pub async fn run(host: SocketAddr, name: String, room: String) -> Result<(), Cli
         println!("[{}] {}: {}", time_of(m.ts_ms), m.from, m.text);
     }
     println!(
-        "Type a message and press Enter. /to NAME text sends privately, /who lists people, /quit leaves."
+        "Type a message and press Enter. /to NAME text sends privately, /who lists people, /fetch ID downloads a shared file, /quit leaves."
     );
 
     // Reading stdin blocks, so it gets a thread of its own.
@@ -84,6 +84,12 @@ pub async fn run(host: SocketAddr, name: String, room: String) -> Result<(), Cli
                     break;
                 } else if line == "/who" {
                     println!("In the meeting: {}", who(&members));
+                    continue;
+                } else if let Some(id) = line.strip_prefix("/fetch ") {
+                    match id.trim().parse::<u64>() {
+                        Ok(id) => super::files_cli::fetch_in_background(&client, host, id),
+                        Err(_) => println!("usage: /fetch ID (the number in the file's notice)"),
+                    }
                     continue;
                 } else if let Some(rest) = line.strip_prefix("/to ") {
                     match rest.trim().split_once(' ') {
@@ -138,6 +144,14 @@ pub async fn run(host: SocketAddr, name: String, room: String) -> Result<(), Cli
                 Event::Joined { .. } => {}
                 Event::Refused(r) => println!("! the host refused to take you back: {}", r.reason),
                 Event::Ended => {}
+                Event::FileOffered(f) => println!(
+                    "* {} shared \"{}\" ({} bytes{}): type /fetch {} to download it",
+                    f.sender,
+                    f.name,
+                    f.size,
+                    if f.private() { ", privately with you" } else { "" },
+                    f.id
+                ),
             },
         }
     }

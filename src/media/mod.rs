@@ -1,4 +1,7 @@
 //! Media that a participant captures, encodes, decodes and plays: audio,
 //! video, screen. Device-free sources and sinks live next to the real ones.
 
+pub mod audio;
 pub mod jpeg;
+pub mod screen;
+pub mod video;

@@ -244,6 +244,8 @@ pub enum HostMsg {
     Chat(ChatMessage),
     ChatResult(ChatResult),
     Disconnect(Disconnect),
+    /// 0x26: a file was shared with the room or with you (see `files.rs`).
+    FileOffered(super::FileInfo),
 }
 
 impl ClientMsg {
@@ -290,6 +292,7 @@ impl HostMsg {
             HostMsg::Chat(_) => MsgType::Chat,
             HostMsg::ChatResult(_) => MsgType::ChatResult,
             HostMsg::Disconnect(_) => MsgType::Disconnect,
+            HostMsg::FileOffered(_) => MsgType::FileOffered,
         }
     }
 
@@ -303,6 +306,7 @@ impl HostMsg {
             HostMsg::Chat(m) => encode_payload(m),
             HostMsg::ChatResult(m) => encode_payload(m),
             HostMsg::Disconnect(m) => encode_payload(m),
+            HostMsg::FileOffered(m) => encode_payload(m),
         }
     }
 
@@ -316,6 +320,7 @@ impl HostMsg {
             MsgType::Chat => HostMsg::Chat(decode_payload(payload)?),
             MsgType::ChatResult => HostMsg::ChatResult(decode_payload(payload)?),
             MsgType::Disconnect => HostMsg::Disconnect(decode_payload(payload)?),
+            MsgType::FileOffered => HostMsg::FileOffered(decode_payload(payload)?),
             _ => return Err(DecodeError::Unexpected(kind)),
         })
     }

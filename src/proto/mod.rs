@@ -5,11 +5,19 @@
 //! Decoders treat all input as hostile: a length over the channel's limit is an
 //! error before any allocation, and no input makes them panic.
 
+mod audio;
+mod files;
 mod header;
 mod messages;
+mod screen;
+mod video;
 
+pub use audio::*;
+pub use files::*;
 pub use header::{HEADER_LEN, Header};
 pub use messages::*;
+pub use screen::*;
+pub use video::*;
 
 /// The protocol version this build speaks (header byte 0 and `Register.version`).
 pub const PROTOCOL_VERSION: u8 = 1;
@@ -49,6 +57,35 @@ pub enum MsgType {
     ChatSend = 0x10,
     Chat = 0x11,
     ChatResult = 0x12,
+    FileMetadata = 0x20,
+    FileChunk = 0x21,
+    FileRequestUpload = 0x22,
+    FileRequestDownload = 0x23,
+    FileAckSuccess = 0x24,
+    FileAckFailure = 0x25,
+    /// Host → client on the control channel: a file was shared with you.
+    FileOffered = 0x26,
+    FileListRequest = 0x27,
+    FileList = 0x28,
+    FileUploadEnd = 0x29,
+    /// Screen channel (TCP 5003, see `screen.rs`): a tile update.
+    ScreenFrame = 0x30,
+    ScreenStart = 0x31,
+    ScreenStop = 0x32,
+    ScreenHello = 0x33,
+    /// Host → would-be presenter: someone else is presenting.
+    ScreenBusy = 0x34,
+    ScreenRefused = 0x35,
+    /// Viewer → host: that tile update is painted; send the next.
+    ScreenAck = 0x36,
+    /// Audio datagrams on the audio UDP port (see `audio`).
+    StreamAudio = 0x41,
+    /// UDP video fragment (see `video.rs`).
+    StreamVideo = 0x40,
+    /// UDP, client → host: video hello and subscriptions.
+    VideoHello = 0x44,
+    /// UDP, host → client: who is who on the video channel.
+    VideoRoster = 0x45,
     DiscoveryProbe = 0x50,
     DiscoveryBeacon = 0x51,
 }
@@ -69,6 +106,27 @@ impl TryFrom<u8> for MsgType {
             0x10 => ChatSend,
             0x11 => Chat,
             0x12 => ChatResult,
+            0x20 => FileMetadata,
+            0x21 => FileChunk,
+            0x22 => FileRequestUpload,
+            0x23 => FileRequestDownload,
+            0x24 => FileAckSuccess,
+            0x25 => FileAckFailure,
+            0x26 => FileOffered,
+            0x27 => FileListRequest,
+            0x28 => FileList,
+            0x29 => FileUploadEnd,
+            0x30 => ScreenFrame,
+            0x31 => ScreenStart,
+            0x32 => ScreenStop,
+            0x33 => ScreenHello,
+            0x34 => ScreenBusy,
+            0x35 => ScreenRefused,
+            0x36 => ScreenAck,
+            0x41 => StreamAudio,
+            0x40 => StreamVideo,
+            0x44 => VideoHello,
+            0x45 => VideoRoster,
             0x50 => DiscoveryProbe,
             0x51 => DiscoveryBeacon,
             other => return Err(DecodeError::UnknownType(other)),

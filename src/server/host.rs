@@ -29,6 +29,15 @@ pub struct HostOptions {
     pub heartbeat: Duration,
     pub idle_timeout: Duration,
     pub register_timeout: Duration,
+    /// Largest file a participant may share (declared and actual size).
+    pub max_file_bytes: u64,
+    /// Where the run's file store is made (and removed at exit); `None` = the
+    /// OS temp dir.
+    pub file_store_dir: Option<std::path::PathBuf>,
+    /// A room's files are deleted once it has been empty this long.
+    pub file_retention: Duration,
+    /// Codec of the audio mix sent to listeners (clients follow it upstream).
+    pub audio_codec: crate::proto::AudioCodec,
 }
 
 impl HostOptions {
@@ -42,6 +51,12 @@ impl HostOptions {
             heartbeat: Duration::from_secs(3),
             idle_timeout: Duration::from_secs(15),
             register_timeout: Duration::from_secs(10),
+            max_file_bytes: super::files::DEFAULT_MAX_FILE_BYTES,
+            file_store_dir: None,
+            // Long enough that a room emptied by a brief network blip, or a
+            // sender alone in it for a moment, keeps its files.
+            file_retention: Duration::from_secs(60),
+            audio_codec: crate::proto::AudioCodec::Opus,
         }
     }
 }
@@ -52,6 +67,8 @@ pub enum HostError {
         "cannot listen on {addr} ({what}): {source}. Is another Sapora host running here? Try --port-offset N"
     )]
     Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error("cannot make the file store in {dir}: {source}. Try --file-dir DIR")]
+    FileStore { dir: std::path::PathBuf, source: std::io::Error },
 }
 
 /// A running host. Dropping it without [`RunningHost::shutdown`] stops the
@@ -67,9 +84,29 @@ pub struct RunningHost {
     _beacon: Option<Task<()>>,
     events: Receiver<HostEvent>,
     stats: Arc<Mutex<Stats>>,
+    /// Dropping it deletes the run's file store.
+    files: super::files::FileService,
+    video: super::video::VideoService,
+    screen: super::screen::ScreenService,
+    audio: super::audio::AudioService,
 }
 
 impl RunningHost {
+    /// Audio mixer counters (packets, bad tokens, encodes, bytes), at most 1 s old.
+    pub fn audio_stats(&self) -> super::audio::AudioStats {
+        self.audio.stats()
+    }
+
+    /// Screen relay bookkeeping (tiles held, viewers' dirty sets), at most 1 s old.
+    pub fn screen_stats(&self) -> super::screen::RelayStats {
+        self.screen.stats()
+    }
+
+    /// Video relay counters (bytes in/out per layer, drops), at most 200 ms old.
+    pub fn video_stats(&self) -> super::video::RelayStats {
+        self.video.stats()
+    }
+
     /// Joins, leaves and refusals, for an operator's log. Events are dropped
     /// rather than queued without bound if nobody reads them.
     pub fn events(&self) -> Receiver<HostEvent> {
@@ -84,6 +121,11 @@ impl RunningHost {
     /// Sends control-channel messages to sessions on behalf of a service.
     pub fn control(&self) -> &ControlHandle {
         &self.handle
+    }
+
+    /// The file store and its TCP service.
+    pub fn files(&self) -> &super::files::FileService {
+        &self.files
     }
 
     pub fn stats(&self) -> Stats {
@@ -106,7 +148,7 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
         source,
     })?;
     let control_addr = listener.get_ref().local_addr().unwrap_or(addr);
-    let ports = Ports { control: control_addr.port(), ..opts.ports };
+    let mut ports = Ports { control: control_addr.port(), ..opts.ports };
 
     let rooms: Arc<Mutex<Vec<RoomInfo>>> = Arc::default();
     let beacon = match opts.discovery_target {
@@ -135,6 +177,44 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
     // packets against sessions and `control` to notify members.
     let directory = Directory::default();
     let (control, inbox) = control::inbox();
+    let video = {
+        let addr = SocketAddr::new(opts.bind, opts.ports.video);
+        let bind_err = |source| HostError::Bind { what: "video, UDP", addr, source };
+        let socket = super::video::bind(addr).map_err(bind_err)?;
+        super::video::VideoService::start(socket, directory.clone()).map_err(bind_err)?
+    };
+    ports.video = video.addr.port();
+
+    let audio = {
+        let addr = SocketAddr::new(opts.bind, opts.ports.audio);
+        let bind_err = |source| HostError::Bind { what: "audio, UDP", addr, source };
+        let socket = super::audio::bind(addr).map_err(bind_err)?;
+        let mix = super::mixer::MixerConfig::new(opts.audio_codec);
+        super::audio::AudioService::start(socket, directory.clone(), mix).map_err(bind_err)?
+    };
+    ports.audio = audio.addr.port();
+
+    let screen_addr = SocketAddr::new(opts.bind, opts.ports.screen);
+    let screen_listener = Async::<TcpListener>::bind(screen_addr).map_err(|source| {
+        HostError::Bind { what: "screen sharing, TCP", addr: screen_addr, source }
+    })?;
+    ports.screen = screen_listener.get_ref().local_addr().map_or(screen_addr.port(), |a| a.port());
+    let screen = super::screen::spawn(screen_listener, directory.clone());
+
+    let file_addr = SocketAddr::new(opts.bind, opts.ports.file);
+    let file_listener = Async::<TcpListener>::bind(file_addr).map_err(|source| {
+        HostError::Bind { what: "file transfer, TCP", addr: file_addr, source }
+    })?;
+    let file_dir = opts.file_store_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let file_config = super::files::FileConfig {
+        max_file_bytes: opts.max_file_bytes,
+        retention: opts.file_retention,
+        base_dir: file_dir.clone(),
+    };
+    let files = super::files::start(file_listener, file_config, directory.clone(), control.clone())
+        .map_err(|source| HostError::FileStore { dir: file_dir, source })?;
+    let ports = Ports { file: files.addr.port(), ..ports };
+    let file_hook = files.hook();
 
     let mut config = HostConfig::new(opts.host_name.clone(), ports, Box::new(random_u64));
     config.heartbeat = opts.heartbeat;
@@ -149,6 +229,7 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
         let directory = directory.clone();
         smol::spawn(control::run(listener, core, inbox, stop_rx, stats, move |event| {
             directory.apply(&event);
+            file_hook.observe(&event);
             if let HostEvent::Rooms(list) = &event {
                 *rooms.lock().unwrap_or_else(|e| e.into_inner()) = list.clone();
             }
@@ -166,5 +247,9 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
         _beacon: beacon,
         events,
         stats,
+        files,
+        video,
+        screen,
+        audio,
     })
 }

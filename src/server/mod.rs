@@ -1,11 +1,16 @@
 //! The host: control plane, discovery beacon and (later) media relays.
 //! Logic lives in sans-IO cores; the smol tasks here only own sockets.
 
+pub mod audio;
 pub mod beacon;
 pub mod control;
 pub mod core;
 pub mod directory;
+pub mod files;
 pub mod host;
+pub mod mixer;
+pub mod screen;
+pub mod video;
 
 pub use control::ControlHandle;
 pub use directory::Directory;

@@ -31,9 +31,11 @@ pub async fn join(addr: SocketAddr, name: &str, room: &str) -> Client {
 }
 
 /// A port offset no other test in this run uses, so hosts on fixed ports
-/// (discovery, restarts) do not collide when tests run in parallel.
+/// (discovery, restarts) do not collide when tests run in parallel. Every
+/// shifted port (up to 6001 + offset) stays below the kernel's ephemeral
+/// range (32768 and up), where the OS hands out ports to other sockets.
 pub fn unique_offset(slot: u16) -> u16 {
-    let base = 20000 + (std::process::id() % 400) as u16 * 50;
+    let base = 10000 + (std::process::id() % 300) as u16 * 50;
     base + slot
 }
 

@@ -1,0 +1,157 @@
+//! Audio benchmarks.
+//!
+//! - `mixer tick`: CPU of one 20 ms mixer tick (jitter-buffer pops, decode,
+//!   mix-minus, limiter, encode, datagram building) for rooms of 10 and 50
+//!   with 3 talkers, Opus. A tick's share of one core is time / 20 ms.
+//! - Mouth-to-ear on loopback (printed after criterion): two clients with
+//!   `clicks` microphones through a real host for 10 s; each click's delay
+//!   runs from the moment its first sample leaves the (virtual) microphone
+//!   to the moment it is handed to the (null) speaker: packetisation, UDP
+//!   both ways, both jitter buffers, the mixer tick, two Opus generations;
+//!   device buffers excluded.
+//! - Bytes on the wire per participant and direction (UDP payloads; add 28
+//!   bytes of IPv4+UDP header per packet for the link), for a continuous
+//!   talker (1 kHz tone) and a listener.
+//!
+//! Run: `cargo bench --bench audio`.
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion};
+use sapora::client::audio::{AudioConfig, AudioEngine};
+use sapora::client::bot::Percentiles;
+use sapora::client::{Client, ClientConfig};
+use sapora::media::audio::{Encoder, MicSpec, SpeakerSpec};
+use sapora::proto::{AudioCodec, AudioUp, Ports};
+use sapora::server::mixer::{Mixer, MixerConfig, Sender};
+use sapora::server::{self, HostOptions};
+
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn mixer_tick(c: &mut Criterion) {
+    let mut group = c.benchmark_group("mixer tick (3 talkers)");
+    for (codec, name) in [(AudioCodec::Opus, "opus"), (AudioCodec::Pcm16, "pcm")] {
+        for room in [10u32, 50] {
+            // 50 frames of three different tones, encoded once.
+            let talkers: Vec<Vec<Vec<u8>>> = (0..3)
+                .map(|t| {
+                    let mut e = Encoder::new(codec, 48_000).unwrap();
+                    (0..50)
+                        .map(|k| {
+                            let hz = 200.0 + 300.0 * t as f32;
+                            let f: Vec<f32> = (0..960)
+                                .map(|i| {
+                                    0.2 * (std::f32::consts::TAU * hz * (k * 960 + i) as f32
+                                        / 48_000.0)
+                                        .sin()
+                                })
+                                .collect();
+                            let mut p = Vec::new();
+                            e.encode(&f, &mut p).unwrap();
+                            p
+                        })
+                        .collect()
+                })
+                .collect();
+            let mut mixer = Mixer::new(MixerConfig::new(codec));
+            let names: Vec<String> = (0..room).map(|s| format!("p{s}")).collect();
+            let addr = |s: u32| SocketAddr::new(LOOPBACK, 20_000 + s as u16);
+            let mut now = 0u64;
+            let mut seq = 0u32;
+            group.bench_function(BenchmarkId::new(name, format!("room of {room}")), |b| {
+                b.iter(|| {
+                    now += 20_000;
+                    seq += 1;
+                    for s in 0..room {
+                        let talking = (s as usize) < talkers.len();
+                        // Listeners' keepalives come once a second.
+                        if !talking && seq % 50 != 1 {
+                            continue;
+                        }
+                        let payload: &[u8] =
+                            if talking { &talkers[s as usize][seq as usize % 50] } else { &[] };
+                        let up = AudioUp {
+                            session: s,
+                            token: 0,
+                            keepalive: !talking,
+                            seq,
+                            timestamp: seq.wrapping_mul(960),
+                            codec,
+                            samples: 960,
+                            payload,
+                        };
+                        let who = Sender { session: s, name: &names[s as usize], room: "r" };
+                        mixer.receive(now, who, addr(s), &up);
+                    }
+                    let mut bytes = 0usize;
+                    mixer.tick(now, |_, d| bytes += d.len());
+                    black_box(bytes)
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn engine(client: &Client, mic: MicSpec) -> AudioEngine {
+    AudioEngine::start(client.current_slot(), LOOPBACK, AudioConfig::new(mic, SpeakerSpec::Null))
+        .unwrap()
+}
+
+/// Mouth-to-ear delay and bandwidth on loopback, printed as figures.
+fn loopback_figures() {
+    smol::block_on(async {
+        let ports = Ports { control: 0, discovery: 0, file: 0, screen: 0, video: 0, audio: 0 };
+        let host = server::start(HostOptions::new(LOOPBACK, ports, "bench")).await.unwrap();
+        let join = |name: &'static str| async move {
+            Client::connect(ClientConfig::new(host.control_addr, name, "bench")).await.unwrap()
+        };
+        let (a, b) = (join("a").await, join("b").await);
+        let (ea, eb) = (engine(&a, MicSpec::Clicks), engine(&b, MicSpec::Clicks));
+        smol::Timer::after(Duration::from_secs(10)).await;
+        let mut lat = ea.latencies_ms();
+        lat.extend(eb.latencies_ms());
+        let p = Percentiles::of(&lat);
+        drop((ea, eb));
+        match p {
+            Some(p) => println!(
+                "mouth-to-ear on loopback (clicks, 2 participants, 10 s, {} clicks): p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
+                lat.len(),
+                p.p50,
+                p.p95,
+                p.p99
+            ),
+            None => println!("mouth-to-ear: no clicks detected"),
+        }
+
+        // Bandwidth: one continuous talker, two listeners, 10 s.
+        let c = join("c").await;
+        let talker = engine(&a, MicSpec::Tone(1000.0));
+        let (l1, l2) = (engine(&b, MicSpec::None), engine(&c, MicSpec::None));
+        smol::Timer::after(Duration::from_secs(10)).await;
+        let (st, sl) = (talker.stats(), l1.stats());
+        let kbps = |bytes: u64| bytes as f64 * 8.0 / 10.0 / 1000.0;
+        let link = |bytes: u64, packets: u64| kbps(bytes + 28 * packets);
+        println!(
+            "talker: up {:.1} kbps ({:.1} with IP/UDP headers), down {:.1} kbps ({:.1}); listener: up {:.1} kbps, down {:.1} kbps ({:.1})",
+            kbps(st.bytes_sent),
+            link(st.bytes_sent, st.packets_sent + st.keepalives_sent),
+            kbps(st.bytes_received),
+            link(st.bytes_received, st.packets_received),
+            kbps(sl.bytes_sent),
+            kbps(sl.bytes_received),
+            link(sl.bytes_received, sl.packets_received),
+        );
+        drop((talker, l1, l2, a, b, c));
+        host.shutdown().await;
+    });
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    mixer_tick(&mut c);
+    c.final_summary();
+    loopback_figures();
+}

@@ -1,0 +1,604 @@
+//! The client's audio engine, shared by the bots and the desktop app:
+//! microphone → encoder → UDP to the host's mixer; mix from the host →
+//! jitter buffer → decoder (Opus FEC and concealment) → speaker.
+//!
+//! Two named threads: `sapora-audio-engine` runs once per frame (capture,
+//! encode, send, then pop, decode, play) and `sapora-audio-rx` receives mix
+//! datagrams into the jitter buffer. Session id, token and the host's audio
+//! port are read from the session's latest Welcome every frame, so the
+//! engine follows a rejoin after a host restart by itself.
+//!
+//! Muting stops sending audio; the engine then sends a keepalive once a
+//! second so the host keeps sending it the mix. The owner also tells the
+//! room through `Client::set_media` (see [`BotAudio`] for the pattern).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use smol::channel::{Receiver, Sender};
+
+use super::session::Client;
+use crate::media::audio::source::CLICK_US;
+use crate::media::audio::{
+    self, AudioError, CLICK_PERIOD_US, DEFAULT_BITRATE, Decoder, Encoder, FRAME_20MS, JitterBuffer,
+    JitterConfig, MicSpec, Playout, SpeakerSpec, frame_us,
+};
+use crate::proto::{AUDIO_DATAGRAM_MAX, AudioCodec, AudioDown, AudioUp, SpeakingLevel, Welcome};
+
+#[derive(Debug, Clone)]
+pub struct AudioConfig {
+    pub mic: MicSpec,
+    pub speaker: SpeakerSpec,
+    /// Opus bitrate, bits per second.
+    pub bitrate: u32,
+    /// 960 (20 ms) or 480 (10 ms); must match the host's mixer.
+    pub frame_samples: usize,
+    /// Send to this address instead of the host's audio port (a test's
+    /// impairment shim sitting in front of the host).
+    pub via: Option<SocketAddr>,
+    pub muted: bool,
+}
+
+impl AudioConfig {
+    pub fn new(mic: MicSpec, speaker: SpeakerSpec) -> AudioConfig {
+        AudioConfig {
+            mic,
+            speaker,
+            bitrate: DEFAULT_BITRATE,
+            frame_samples: FRAME_20MS,
+            via: None,
+            muted: false,
+        }
+    }
+}
+
+/// Counters since the engine started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct AudioStats {
+    pub packets_sent: u64,
+    pub keepalives_sent: u64,
+    pub bytes_sent: u64,
+    pub packets_received: u64,
+    pub bytes_received: u64,
+    /// Mix frames that never arrived in time (lost on the way, or too late).
+    pub packets_lost: u64,
+    pub duplicates: u64,
+    /// Frames played from a received packet.
+    pub frames_played: u64,
+    /// Frames filled by FEC or loss concealment (losses, and waits for late packets).
+    pub frames_concealed: u64,
+    /// Of those, frames rebuilt from the next packet's forward error correction.
+    pub frames_fec: u64,
+    /// Current jitter-buffer depth, ms.
+    pub buffer_ms: f64,
+    /// Times the mix stopped long enough for the jitter buffer to start over.
+    pub buffer_resets: u64,
+    /// Frames the jitter buffer dropped to shrink its delay.
+    pub frames_dropped: u64,
+}
+
+/// What the engine tells its owner (the UI) besides counters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AudioEvent {
+    /// Who is speaking in the room, a few times a second.
+    Levels(Vec<SpeakingLevel>),
+}
+
+type Packet = (AudioCodec, Vec<u8>);
+
+struct Shared {
+    stop: AtomicBool,
+    muted: AtomicBool,
+    /// The codec the host mixes with; we send the same.
+    codec: AtomicU8,
+    /// Where we send (the host's audio port or `via`): the only source we accept.
+    dest: Mutex<Option<SocketAddr>>,
+    jb: Mutex<JitterBuffer<Packet>>,
+    stats: Mutex<AudioStats>,
+    levels: Mutex<Vec<SpeakingLevel>>,
+    latencies_ms: Mutex<Vec<f64>>,
+    start: Instant,
+}
+
+impl Shared {
+    fn now_us(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+}
+
+/// A running audio engine. Dropping it stops it (use [`AudioEngine::stop`]
+/// to learn whether a recording was written completely).
+pub struct AudioEngine {
+    shared: Arc<Shared>,
+    events: Receiver<AudioEvent>,
+    engine: Option<JoinHandle<Result<(), AudioError>>>,
+    rx: Option<JoinHandle<()>>,
+}
+
+impl AudioEngine {
+    /// Starts capturing and playing. `welcome` is the session's latest
+    /// Welcome ([`Client::current_slot`]); `host` the host's IP address.
+    /// Fails if the microphone or speaker cannot be opened (the message says
+    /// what to use instead).
+    pub fn start(
+        welcome: Arc<Mutex<Welcome>>,
+        host: IpAddr,
+        config: AudioConfig,
+    ) -> Result<AudioEngine, AudioError> {
+        let mic = audio::source::open(&config.mic)?;
+        let sink = audio::sink::open(&config.speaker)?;
+        let bind_ip = match config.via.map(|a| a.ip()).unwrap_or(host) {
+            IpAddr::V4(ip) if ip.is_loopback() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        let socket = UdpSocket::bind(SocketAddr::new(bind_ip, 0))
+            .map_err(|e| AudioError::Net(format!("cannot open a UDP socket: {e}")))?;
+        let rx_socket = socket.try_clone().map_err(|e| AudioError::Net(e.to_string()))?;
+        let _ = rx_socket.set_read_timeout(Some(Duration::from_millis(50)));
+        let fus = frame_us(config.frame_samples);
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            muted: AtomicBool::new(config.muted),
+            codec: AtomicU8::new(AudioCodec::Opus as u8),
+            dest: Mutex::new(None),
+            jb: Mutex::new(JitterBuffer::new(JitterConfig::new(fus))),
+            stats: Mutex::new(AudioStats::default()),
+            levels: Mutex::new(Vec::new()),
+            latencies_ms: Mutex::new(Vec::new()),
+            start: Instant::now(),
+        });
+        let (ev_tx, events) = smol::channel::bounded(64);
+        let rx = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("sapora-audio-rx".into())
+                .spawn(move || receive(rx_socket, &shared, &ev_tx))
+                .map_err(|e| AudioError::Net(e.to_string()))?
+        };
+        let engine = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("sapora-audio-engine".into())
+                .spawn(move || {
+                    let mut e = Engine {
+                        shared: &shared,
+                        welcome,
+                        host,
+                        config,
+                        socket,
+                        mic,
+                        sink,
+                        clicks: ClickDetector::default(),
+                    };
+                    e.run()
+                })
+                .map_err(|e| AudioError::Net(e.to_string()))?
+        };
+        Ok(AudioEngine { shared, events, engine: Some(engine), rx: Some(rx) })
+    }
+
+    /// Stops sending audio (keepalives go on so the mix keeps coming).
+    pub fn set_muted(&self, muted: bool) {
+        self.shared.muted.store(muted, Ordering::Relaxed);
+    }
+
+    pub fn muted(&self) -> bool {
+        self.shared.muted.load(Ordering::Relaxed)
+    }
+
+    pub fn stats(&self) -> AudioStats {
+        *self.shared.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The latest speaking levels the host sent.
+    pub fn levels(&self) -> Vec<SpeakingLevel> {
+        self.shared.levels.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn events(&self) -> Receiver<AudioEvent> {
+        self.events.clone()
+    }
+
+    /// Mouth-to-ear delays measured from clicks heard so far, ms (see [`ClickDetector`]).
+    pub fn latencies_ms(&self) -> Vec<f64> {
+        self.shared.latencies_ms.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Stops both threads and finishes the speaker (completes a WAV file).
+    pub fn stop(mut self) -> Result<(), AudioError> {
+        self.halt()
+    }
+
+    fn halt(&mut self) -> Result<(), AudioError> {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(rx) = self.rx.take() {
+            let _ = rx.join();
+        }
+        match self.engine.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(AudioError::Net("the audio engine thread panicked".into())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for AudioEngine {
+    fn drop(&mut self) {
+        let _ = self.halt();
+    }
+}
+
+fn receive(socket: UdpSocket, shared: &Shared, events: &Sender<AudioEvent>) {
+    let mut buf = vec![0u8; AUDIO_DATAGRAM_MAX + 1];
+    while !shared.stop.load(Ordering::Relaxed) {
+        let (n, from) = match socket.recv_from(&mut buf) {
+            Ok(got) => got,
+            Err(_) => continue,
+        };
+        let dest = *shared.dest.lock().unwrap_or_else(|e| e.into_inner());
+        if dest != Some(from) {
+            continue;
+        }
+        let Ok(down) = AudioDown::decode(&buf[..n]) else { continue };
+        let now = shared.now_us();
+        shared.codec.store(down.codec as u8, Ordering::Relaxed);
+        {
+            let mut s = shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+            s.packets_received += 1;
+            s.bytes_received += n as u64;
+        }
+        if !down.levels.is_empty() {
+            *shared.levels.lock().unwrap_or_else(|e| e.into_inner()) = down.levels.clone();
+            // Nobody listening, or a slow one: newer levels follow soon.
+            let _ = events.try_send(AudioEvent::Levels(down.levels.clone()));
+        }
+        let packet = (down.codec, down.payload.to_vec());
+        shared.jb.lock().unwrap_or_else(|e| e.into_inner()).push(
+            now,
+            down.seq,
+            down.timestamp,
+            packet,
+        );
+    }
+}
+
+struct Engine<'a> {
+    shared: &'a Shared,
+    welcome: Arc<Mutex<Welcome>>,
+    host: IpAddr,
+    config: AudioConfig,
+    socket: UdpSocket,
+    mic: Box<dyn audio::Source>,
+    sink: Box<dyn audio::Sink>,
+    clicks: ClickDetector,
+}
+
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+impl Engine<'_> {
+    fn run(&mut self) -> Result<(), AudioError> {
+        let n = self.config.frame_samples;
+        let period = Duration::from_micros(frame_us(n));
+        let mut frame = vec![0.0f32; n];
+        let mut played = vec![0.0f32; n];
+        let mut payload = Vec::with_capacity(2048);
+        let mut datagram = Vec::with_capacity(AUDIO_DATAGRAM_MAX);
+        let mut encoder: Option<Encoder> = None;
+        let mut decoder = Decoder::new();
+        let mut seq = 0u32;
+        let mut timestamp = 0u32;
+        let mut since_keepalive = u32::MAX;
+        let mut concealed = 0u64;
+        let mut fec = 0u64;
+        let mut next = Instant::now() + period;
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            if now < next {
+                std::thread::sleep(next - now);
+            }
+            next += period;
+            if Instant::now() > next + period {
+                // The machine stalled: do not try to catch up in a burst.
+                next = Instant::now() + period;
+            }
+            let now_unix = unix_us();
+            // Capture: the frame that finished leaving the microphone just now.
+            let has_audio = self.mic.read(&mut frame, now_unix.saturating_sub(frame_us(n)));
+            let (session, token, port) = {
+                let w = self.welcome.lock().unwrap_or_else(|e| e.into_inner());
+                (w.session, w.token, w.ports.audio)
+            };
+            let dest = match self.config.via {
+                Some(v) => Some(v),
+                None if port != 0 => Some(SocketAddr::new(self.host, port)),
+                None => None,
+            };
+            *self.shared.dest.lock().unwrap_or_else(|e| e.into_inner()) = dest;
+            let codec = match self.shared.codec.load(Ordering::Relaxed) {
+                0 => AudioCodec::Pcm16,
+                _ => AudioCodec::Opus,
+            };
+            if encoder.as_ref().is_none_or(|e| e.codec() != codec) {
+                encoder = Some(Encoder::new(codec, self.config.bitrate)?);
+            }
+            let sending = has_audio && !self.shared.muted.load(Ordering::Relaxed);
+            payload.clear();
+            let keepalive = !sending;
+            if sending {
+                if let Some(enc) = encoder.as_mut() {
+                    enc.encode(&frame, &mut payload)?;
+                }
+                seq = seq.wrapping_add(1);
+            }
+            timestamp = timestamp.wrapping_add(n as u32);
+            since_keepalive = since_keepalive.saturating_add(1);
+            let keepalive_due = since_keepalive as u64 * frame_us(n) >= 1_000_000;
+            if let Some(dest) = dest.filter(|_| sending || keepalive_due) {
+                if keepalive {
+                    since_keepalive = 0;
+                }
+                datagram.clear();
+                AudioUp {
+                    session,
+                    token,
+                    keepalive,
+                    seq,
+                    timestamp,
+                    codec,
+                    samples: n as u16,
+                    payload: &payload,
+                }
+                .encode(&mut datagram);
+                if self.socket.send_to(&datagram, dest).is_ok() {
+                    let mut s = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+                    if keepalive {
+                        s.keepalives_sent += 1;
+                    } else {
+                        s.packets_sent += 1;
+                    }
+                    s.bytes_sent += datagram.len() as u64;
+                }
+            }
+
+            // Playback.
+            let (out, jstats, delay) = {
+                let mut jb = self.shared.jb.lock().unwrap_or_else(|e| e.into_inner());
+                let out = jb.pop(self.shared.now_us());
+                (out, jb.stats(), jb.delay_us())
+            };
+            let audible = match out {
+                Playout::Frame((codec, data)) => {
+                    decoder.decode(codec, &data, &mut played);
+                    true
+                }
+                Playout::Conceal { next } => {
+                    decoder.conceal(next.as_ref().map(|(c, d)| (*c, &d[..])), &mut played);
+                    concealed += 1;
+                    fec += u64::from(next.is_some());
+                    true
+                }
+                Playout::Idle => {
+                    played.fill(0.0);
+                    false
+                }
+            };
+            let play_unix = unix_us();
+            self.sink.write(&played);
+            if audible {
+                for ms in self.clicks.feed(&played, play_unix) {
+                    let mut l = self.shared.latencies_ms.lock().unwrap_or_else(|e| e.into_inner());
+                    if l.len() < 100_000 {
+                        l.push(ms);
+                    }
+                }
+            } else {
+                self.clicks.feed_silence(n);
+            }
+            let mut s = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+            s.packets_lost = jstats.lost + jstats.late;
+            s.duplicates = jstats.duplicates;
+            s.frames_played = jstats.played;
+            s.frames_concealed = concealed;
+            s.frames_fec = fec;
+            s.buffer_ms = delay as f64 / 1000.0;
+            s.buffer_resets = jstats.resets;
+            s.frames_dropped = jstats.dropped;
+        }
+        self.sink.finish()
+    }
+}
+
+/// Finds clicks in what the speaker plays and turns them into delays.
+///
+/// `clicks` microphones click when the Unix time is a multiple of
+/// [`CLICK_PERIOD_US`] (every clicking participant at the same instants), so
+/// the delay of a click is the time at which its first loud sample is played
+/// (the frame's hand-over time to the speaker plus the sample's offset in the
+/// frame), modulo the period. That is mouth-to-ear: packetisation, both
+/// network legs, both jitter buffers, the mixer's tick and both Opus
+/// generations' algorithmic delay, excluding device buffers. Valid for
+/// delays under the period (500 ms), on one machine or with synchronised
+/// clocks. An onset counts only after 100 ms of quiet, and only if the sound
+/// is quiet again within 40 ms, so speech and tones are not taken for clicks.
+#[derive(Debug, Default)]
+pub struct ClickDetector {
+    /// Samples since the last loud one.
+    since_loud: usize,
+    /// Onset time (Unix µs), samples since it, and the current quiet run,
+    /// while checking that it is a click.
+    candidate: Option<(u64, usize, usize)>,
+}
+
+const LOUD: f32 = 0.1;
+const QUIET: f32 = 0.02;
+
+impl ClickDetector {
+    /// Feeds one played frame whose first sample plays at `start_unix_us`;
+    /// returns the delays of clicks confirmed in it, ms.
+    pub fn feed(&mut self, frame: &[f32], start_unix_us: u64) -> Vec<f64> {
+        let mut found = Vec::new();
+        let sr = f64::from(audio::SAMPLE_RATE);
+        for (i, &x) in frame.iter().enumerate() {
+            let a = x.abs();
+            let loud = a >= LOUD;
+            if let Some((onset, age, quiet)) = self.candidate.as_mut() {
+                *age += 1;
+                *quiet = if a < QUIET { *quiet + 1 } else { 0 };
+                if *quiet >= 480 {
+                    // 10 ms of quiet: it was a click.
+                    found.push((*onset % CLICK_PERIOD_US) as f64 / 1000.0);
+                    self.candidate = None;
+                } else if *age > (CLICK_US as usize * 48 / 1000) + 1920 {
+                    // Loud for too long: speech or a tone, not a click.
+                    self.candidate = None;
+                }
+            } else if loud && self.since_loud >= 4800 {
+                let t = start_unix_us + (i as f64 * 1e6 / sr) as u64;
+                self.candidate = Some((t, 0, 0));
+            }
+            self.since_loud = if loud { 0 } else { self.since_loud + 1 };
+        }
+        found
+    }
+
+    pub fn feed_silence(&mut self, samples: usize) {
+        self.since_loud += samples;
+    }
+}
+
+/// A bot's `--mic` and `--speaker`.
+#[derive(Debug, Clone, Default)]
+pub struct BotAudioOptions {
+    /// `None`: no audio engine at all.
+    pub mic: Option<String>,
+    pub speaker: Option<String>,
+    /// Send audio here instead of the host's audio port (tests: loss shim).
+    pub via: Option<SocketAddr>,
+}
+
+/// The audio part of a bot's JSON report.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AudioReport {
+    pub audio_packets_received: u64,
+    pub audio_packets_lost: u64,
+    /// Mouth-to-ear delay of clicks heard (see [`ClickDetector`]), ms.
+    pub audio_latency_ms: Option<crate::client::bot::Percentiles>,
+    pub audio_packets_sent: u64,
+    pub audio_frames_concealed: u64,
+    /// Bytes per second on the wire (UDP payload incl. our headers), each way.
+    pub audio_kbps_sent: f64,
+    pub audio_kbps_received: f64,
+}
+
+/// Runs a bot's audio engine for the life of the bot.
+pub struct BotAudio {
+    engine: Option<AudioEngine>,
+    started: Instant,
+}
+
+impl BotAudio {
+    /// Starts the engine if the bot has a microphone or a speaker; sets
+    /// `media.mic` and tells the room. Errors go to the report; the bot
+    /// carries on without audio.
+    pub fn start(
+        client: &Client,
+        host: IpAddr,
+        opts: &BotAudioOptions,
+        media: &mut crate::proto::MediaState,
+    ) -> (BotAudio, Vec<String>) {
+        let none = BotAudio { engine: None, started: Instant::now() };
+        if opts.mic.is_none() && opts.speaker.is_none() {
+            return (none, Vec::new());
+        }
+        let parse = || -> Result<AudioConfig, AudioError> {
+            let mic = opts.mic.as_deref().unwrap_or("none").parse()?;
+            let speaker = opts.speaker.as_deref().unwrap_or("null").parse()?;
+            let mut c = AudioConfig::new(mic, speaker);
+            c.via = opts.via;
+            Ok(c)
+        };
+        let config = match parse() {
+            Ok(c) => c,
+            Err(e) => return (none, vec![e.to_string()]),
+        };
+        let mic_on = !matches!(config.mic, MicSpec::None);
+        match AudioEngine::start(client.current_slot(), host, config) {
+            Ok(engine) => {
+                if mic_on {
+                    media.mic = true;
+                    let _ = client.set_media(*media);
+                }
+                (BotAudio { engine: Some(engine), started: Instant::now() }, Vec::new())
+            }
+            Err(e) => (none, vec![e.to_string()]),
+        }
+    }
+
+    /// Stops the engine and reports; a recording that could not be completed
+    /// is an error in the report.
+    pub fn finish(self, errors: &mut Vec<String>) -> AudioReport {
+        let Some(engine) = self.engine else { return AudioReport::default() };
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        let s = engine.stats();
+        let lat = engine.latencies_ms();
+        if let Err(e) = engine.stop() {
+            errors.push(e.to_string());
+        }
+        AudioReport {
+            audio_packets_received: s.packets_received,
+            audio_packets_lost: s.packets_lost,
+            audio_latency_ms: crate::client::bot::Percentiles::of(&lat),
+            audio_packets_sent: s.packets_sent,
+            audio_frames_concealed: s.frames_concealed,
+            audio_kbps_sent: s.bytes_sent as f64 * 8.0 / secs / 1000.0,
+            audio_kbps_received: s.bytes_received as f64 * 8.0 / secs / 1000.0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::audio::source::click_sample;
+
+    #[test]
+    fn click_detector_times_clicks_and_ignores_tones() {
+        let mut d = ClickDetector::default();
+        // A click sent at 10.0 s, played 43 ms later, after silence.
+        let period = CLICK_PERIOD_US;
+        let sent = 20 * period;
+        let played_at = sent + 43_000;
+        let mut found = Vec::new();
+        let mut t = played_at - 200_000;
+        for _ in 0..30 {
+            let frame: Vec<f32> = (0..960)
+                .map(|i| {
+                    let at = t as f64 + i as f64 * 1e6 / 48_000.0;
+                    click_sample(at - played_at as f64)
+                })
+                .collect();
+            found.extend(d.feed(&frame, t));
+            t += 20_000;
+        }
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!((found[0] - 43.0).abs() < 0.1, "{found:?}");
+        // A steady tone is never a click.
+        let mut d = ClickDetector::default();
+        d.feed_silence(48_000);
+        let tone: Vec<f32> =
+            (0..960).map(|i| 0.3 * (std::f32::consts::TAU * i as f32 / 48.0).sin()).collect();
+        for k in 0..50 {
+            assert!(d.feed(&tone, k * 20_000).is_empty());
+        }
+    }
+}

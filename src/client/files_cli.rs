@@ -1,0 +1,211 @@
+//! `sapora send`, `sapora files` and `sapora fetch`: each joins the meeting as
+//! a short-lived participant, does one transfer with a progress bar on
+//! stderr, and returns the final line for stdout.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use smol::channel::Receiver;
+
+use super::files::{Dest, FileClient, Progress, UploadOptions};
+use super::session::{Client, ClientConfig};
+use crate::proto::{FileInfo, human_bytes, md5_hex};
+
+/// Who the short-lived participant is.
+#[derive(Debug, Clone)]
+pub struct Visit {
+    pub host: SocketAddr,
+    pub name: String,
+    pub room: String,
+}
+
+async fn connect(v: &Visit) -> Result<(Client, FileClient), String> {
+    let mut config = ClientConfig::new(v.host, &v.name, &v.room);
+    // One short transfer: a lost link is the transfer's to retry, not the session's.
+    config.reconnect = false;
+    let client = Client::connect(config).await.map_err(|e| e.to_string())?;
+    let files = FileClient::for_client(&client, v.host);
+    Ok((client, files))
+}
+
+/// Draws `[#####-----]  45%  45.0 MB of 100.0 MB  312 MB/s` on stderr.
+async fn draw(rx: Receiver<Progress>, verb: &'static str) {
+    let mut started = Instant::now();
+    let mut from = 0;
+    let mut last = Instant::now() - Duration::from_secs(1);
+    let mut drawn = false;
+    while let Ok(p) = rx.recv().await {
+        let (done, total) = match p {
+            Progress::Started { total, from: f } => {
+                // The rate counts this connection's bytes only.
+                from = f;
+                started = Instant::now();
+                (f, total)
+            }
+            Progress::Bytes { done, total } => (done, total),
+            Progress::Retrying { attempt, reason } => {
+                eprint!("\r\x1b[K");
+                eprintln!("{verb}: connection lost ({reason}); resuming (attempt {attempt})…");
+                continue;
+            }
+        };
+        if last.elapsed() < Duration::from_millis(100) && done < total {
+            continue;
+        }
+        last = Instant::now();
+        let frac = if total == 0 { 1.0 } else { done as f64 / total as f64 };
+        let filled = (frac * 30.0).round() as usize;
+        let secs = started.elapsed().as_secs_f64().max(1e-3);
+        let rate = (done - from.min(done)) as f64 / secs / (1024.0 * 1024.0);
+        eprint!(
+            "\r{verb} [{}{}] {:3.0}%  {} of {}  {rate:.0} MB/s\x1b[K",
+            "#".repeat(filled),
+            "-".repeat(30 - filled),
+            frac * 100.0,
+            human_bytes(done),
+            human_bytes(total)
+        );
+        let _ = std::io::stderr().flush();
+        drawn = true;
+    }
+    if drawn {
+        eprintln!();
+    }
+}
+
+fn describe(f: &FileInfo) -> String {
+    let to = match &f.to {
+        Some(to) => format!(", privately to {to}"),
+        None => String::new(),
+    };
+    format!("{} \"{}\" ({}) from {}{to}", f.id, f.name, human_bytes(f.size), f.sender)
+}
+
+/// Uploads `path`; the line to print when it is verified and offered.
+pub fn send(
+    v: Visit,
+    path: PathBuf,
+    to: Option<String>,
+    name: Option<String>,
+) -> Result<String, String> {
+    smol::block_on(async {
+        let (client, files) = connect(&v).await?;
+        let (tx, rx) = smol::channel::bounded(64);
+        let bar = smol::spawn(draw(rx, "sending"));
+        let started = Instant::now();
+        let result = files.upload(&path, UploadOptions { to, name }, Some(tx)).await;
+        bar.await;
+        client.leave().await;
+        let f = result.map_err(|e| format!("{} was not sent: {e}", path.display()))?;
+        let secs = started.elapsed().as_secs_f64();
+        let whom = match &f.to {
+            Some(to) => format!("offered privately to {to}"),
+            None => format!("offered to everyone in \"{}\"", v.room_label()),
+        };
+        let how = match &f.to {
+            // Only the recipient's own session may fetch it.
+            Some(_) => format!("they fetch it with /fetch {} in their session", f.id),
+            None => format!("fetch it with: sapora fetch HOST {}{}", f.id, v.room_hint()),
+        };
+        Ok(format!(
+            "Sent \"{}\" ({}) in {secs:.1} s, MD5 {} verified by the host; {whom} as file {}; {how}",
+            f.name,
+            human_bytes(f.size),
+            md5_hex(&f.md5),
+            f.id,
+        ))
+    })
+}
+
+/// The files this participant may see in the room, one per line.
+pub fn list(v: Visit) -> Result<String, String> {
+    smol::block_on(async {
+        let (client, files) = connect(&v).await?;
+        let result = files.list().await;
+        client.leave().await;
+        let list = result.map_err(|e| e.to_string())?;
+        if list.is_empty() {
+            return Ok(format!("No files shared in \"{}\".", v.room_label()));
+        }
+        let mut out = format!("{:>6}  {:>10}  {:<12}  NAME\n", "ID", "SIZE", "FROM");
+        for f in &list {
+            let private = if f.private() { "  (private)" } else { "" };
+            out.push_str(&format!(
+                "{:>6}  {:>10}  {:<12}  {}{private}\n",
+                f.id,
+                human_bytes(f.size),
+                f.sender,
+                f.name
+            ));
+        }
+        out.push_str(&format!(
+            "{} file(s). Fetch one with: sapora fetch HOST ID{}",
+            list.len(),
+            v.room_hint()
+        ));
+        Ok(out)
+    })
+}
+
+/// Downloads file `id` to `out` (a file or a directory; default: here).
+pub fn fetch(v: Visit, id: u64, out: Option<PathBuf>) -> Result<String, String> {
+    let dest = match out {
+        Some(p) if p.is_dir() => Dest::Dir(p),
+        Some(p) => Dest::File(p),
+        None => Dest::Dir(PathBuf::from(".")),
+    };
+    smol::block_on(async {
+        let (client, files) = connect(&v).await?;
+        let (tx, rx) = smol::channel::bounded(64);
+        let bar = smol::spawn(draw(rx, "fetching"));
+        let result = files.download(id, dest, Some(tx)).await;
+        bar.await;
+        client.leave().await;
+        let d = result.map_err(|e| format!("file {id} was not fetched: {e}"))?;
+        Ok(format!(
+            "Fetched {} to {} in {:.1} s; MD5 {} verified.",
+            describe(&d.info),
+            d.path.display(),
+            d.seconds,
+            md5_hex(&d.info.md5)
+        ))
+    })
+}
+
+impl Visit {
+    fn room_hint(&self) -> String {
+        match self.room.trim() {
+            "" => String::new(),
+            r => format!(" --room {r}"),
+        }
+    }
+
+    fn room_label(&self) -> &str {
+        match self.room.trim() {
+            "" => "default",
+            r => r,
+        }
+    }
+}
+
+/// `/fetch ID` in `sapora join`: downloads into the current folder in the
+/// background, as this session (so private files sent to it work too), and
+/// prints one line when done.
+pub fn fetch_in_background(client: &Client, host: SocketAddr, id: u64) {
+    let files = FileClient::for_client(client, host);
+    println!("* fetching file {id}…");
+    smol::spawn(async move {
+        match files.download(id, Dest::Dir(PathBuf::from(".")), None).await {
+            Ok(d) => println!(
+                "* fetched {} to {} ({:.1} s, MD5 verified)",
+                describe(&d.info),
+                d.path.display(),
+                d.seconds
+            ),
+            Err(e) => println!("! file {id} was not fetched: {e}"),
+        }
+    })
+    .detach();
+}

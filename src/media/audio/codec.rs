@@ -1,0 +1,231 @@
+//! Opus (48 kHz mono, VoIP mode, in-band FEC) and raw 16-bit PCM.
+//!
+//! Decoders take packets from the network: a packet that does not decode is
+//! concealed like a lost one, never a panic.
+
+pub use crate::proto::AudioCodec;
+
+use super::{AudioError, SAMPLE_RATE};
+
+/// Opus's own maximum: 120 ms at 48 kHz.
+const OPUS_MAX_SAMPLES: usize = 5760;
+/// Largest Opus packet we produce (far above 20 ms at 64 kbps: 160 bytes).
+const OPUS_MAX_PACKET: usize = 1275;
+
+pub struct Encoder {
+    codec: AudioCodec,
+    opus: Option<opus::Encoder>,
+    scratch: Vec<u8>,
+}
+
+impl Encoder {
+    /// `bitrate` in bits per second is used by Opus only.
+    pub fn new(codec: AudioCodec, bitrate: u32) -> Result<Encoder, AudioError> {
+        Encoder::with_complexity(codec, bitrate, 10)
+    }
+
+    /// Opus `complexity` 0–10 trades CPU for quality; the host's mixer, which
+    /// runs one encoder per talker plus one per room, uses less than 10.
+    pub fn with_complexity(
+        codec: AudioCodec,
+        bitrate: u32,
+        complexity: i32,
+    ) -> Result<Encoder, AudioError> {
+        let opus = match codec {
+            AudioCodec::Pcm16 => None,
+            AudioCodec::Opus => {
+                let e = |e: opus::Error| AudioError::Codec(e.to_string());
+                let mut enc =
+                    opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Voip)
+                        .map_err(e)?;
+                enc.set_bitrate(opus::Bitrate::Bits(bitrate.clamp(6_000, 510_000) as i32))
+                    .map_err(e)?;
+                enc.set_inband_fec(true).map_err(e)?;
+                enc.set_complexity(complexity.clamp(0, 10)).map_err(e)?;
+                // FEC only kicks in when the encoder expects loss.
+                enc.set_packet_loss_perc(10).map_err(e)?;
+                Some(enc)
+            }
+        };
+        Ok(Encoder { codec, opus, scratch: vec![0; OPUS_MAX_PACKET] })
+    }
+
+    pub fn codec(&self) -> AudioCodec {
+        self.codec
+    }
+
+    /// Encodes one frame (480 or 960 samples), appending the packet to `out`.
+    pub fn encode(&mut self, frame: &[f32], out: &mut Vec<u8>) -> Result<(), AudioError> {
+        match self.opus.as_mut() {
+            None => {
+                out.reserve(frame.len() * 2);
+                for &x in frame {
+                    let v = (x.clamp(-1.0, 1.0) * 32767.0).round() as i16;
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+                Ok(())
+            }
+            Some(enc) => {
+                let n = enc
+                    .encode_float(frame, &mut self.scratch)
+                    .map_err(|e| AudioError::Codec(e.to_string()))?;
+                out.extend_from_slice(&self.scratch[..n]);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Decodes either codec (a stream may switch when the host's choice changes)
+/// and conceals lost frames.
+pub struct Decoder {
+    opus: Option<opus::Decoder>,
+    last_opus: bool,
+    /// The last good PCM frame, faded out to conceal PCM losses.
+    last: Vec<f32>,
+    scratch: Vec<f32>,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::new()
+    }
+}
+
+impl Decoder {
+    pub fn new() -> Decoder {
+        Decoder {
+            opus: None,
+            last_opus: false,
+            last: Vec::new(),
+            scratch: vec![0.0; OPUS_MAX_SAMPLES],
+        }
+    }
+
+    fn opus(&mut self) -> Option<&mut opus::Decoder> {
+        if self.opus.is_none() {
+            self.opus = opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono).ok();
+        }
+        self.opus.as_mut()
+    }
+
+    /// Decodes one packet into `out` (the frame length). Returns false if the
+    /// packet was unusable, in which case `out` holds a concealment.
+    pub fn decode(&mut self, codec: AudioCodec, payload: &[u8], out: &mut [f32]) -> bool {
+        match codec {
+            AudioCodec::Pcm16 => {
+                if payload.len() != out.len() * 2 {
+                    self.conceal(None, out);
+                    return false;
+                }
+                for (x, b) in out.iter_mut().zip(payload.chunks_exact(2)) {
+                    *x = f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0;
+                }
+                self.last_opus = false;
+                self.last.clear();
+                self.last.extend_from_slice(out);
+                true
+            }
+            AudioCodec::Opus => {
+                if payload.is_empty() {
+                    self.conceal(None, out);
+                    return false;
+                }
+                let len = out.len();
+                let mut scratch = std::mem::take(&mut self.scratch);
+                let got = self.opus().map(|d| d.decode_float(payload, &mut scratch, false));
+                let ok = matches!(got, Some(Ok(n)) if n == len);
+                if ok {
+                    out.copy_from_slice(&scratch[..len]);
+                }
+                self.scratch = scratch;
+                if !ok {
+                    self.conceal(None, out);
+                    return false;
+                }
+                self.last_opus = true;
+                true
+            }
+        }
+    }
+
+    /// Fills `out` for a lost frame: Opus's in-band FEC from the next packet
+    /// when there is one, else Opus packet-loss concealment; PCM repeats the
+    /// last frame, faded.
+    pub fn conceal(&mut self, next: Option<(AudioCodec, &[u8])>, out: &mut [f32]) {
+        let len = out.len();
+        if self.last_opus || matches!(next, Some((AudioCodec::Opus, _))) {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            let got = match next {
+                Some((AudioCodec::Opus, p)) if !p.is_empty() => {
+                    self.opus().map(|d| d.decode_float(p, &mut scratch[..len], true))
+                }
+                _ => self.opus().map(|d| d.decode_float(&[], &mut scratch[..len], false)),
+            };
+            if matches!(got, Some(Ok(n)) if n == len) {
+                out.copy_from_slice(&scratch[..len]);
+            } else {
+                out.fill(0.0);
+            }
+            self.scratch = scratch;
+            return;
+        }
+        if self.last.len() == len {
+            for (i, (x, l)) in out.iter_mut().zip(self.last.iter_mut()).enumerate() {
+                *l *= 0.5 * (1.0 - i as f32 / len as f32) + 0.5 * 0.5;
+                *x = *l;
+            }
+        } else {
+            out.fill(0.0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tone(n: usize, start: usize) -> Vec<f32> {
+        (start..start + n)
+            .map(|i| 0.3 * (std::f32::consts::TAU * 1000.0 * i as f32 / 48_000.0).sin())
+            .collect()
+    }
+
+    #[test]
+    fn pcm_round_trips_exactly_to_16_bits() {
+        let mut e = Encoder::new(AudioCodec::Pcm16, 0).unwrap();
+        let mut d = Decoder::new();
+        let f = tone(960, 0);
+        let mut p = Vec::new();
+        e.encode(&f, &mut p).unwrap();
+        assert_eq!(p.len(), 1920);
+        let mut out = vec![0.0; 960];
+        assert!(d.decode(AudioCodec::Pcm16, &p, &mut out));
+        assert!(f.iter().zip(&out).all(|(a, b)| (a - b).abs() < 1.0 / 16_000.0));
+        // A short packet is concealed, not a panic.
+        assert!(!d.decode(AudioCodec::Pcm16, &p[..7], &mut out));
+    }
+
+    #[test]
+    fn opus_packets_are_small_and_garbage_is_concealed() {
+        let mut e = Encoder::new(AudioCodec::Opus, 48_000).unwrap();
+        let mut d = Decoder::new();
+        let mut out = vec![0.0; 960];
+        let mut sizes = Vec::new();
+        for k in 0..50 {
+            let mut p = Vec::new();
+            e.encode(&tone(960, k * 960), &mut p).unwrap();
+            sizes.push(p.len());
+            assert!(d.decode(AudioCodec::Opus, &p, &mut out));
+        }
+        let mean = sizes.iter().sum::<usize>() as f64 / sizes.len() as f64;
+        // 48 kbps × 20 ms = 120 bytes.
+        assert!((60.0..=160.0).contains(&mean), "mean packet {mean} bytes");
+        for junk in [&[0xffu8; 3][..], &[0x00; 1][..], &[0x7f; 1000][..]] {
+            d.decode(AudioCodec::Opus, junk, &mut out);
+            assert!(out.iter().all(|x| x.is_finite()));
+        }
+        d.conceal(None, &mut out);
+        d.conceal(Some((AudioCodec::Opus, &[0xfc, 1, 2])), &mut out);
+    }
+}

@@ -1,0 +1,535 @@
+//! Adaptive jitter buffer, sans-IO: time comes in as microseconds on any
+//! clock the caller likes (a test's virtual clock, or `Instant` offsets).
+//!
+//! The owner pushes packets as they arrive and pops one frame per frame
+//! period. The buffer plays packets in sequence order and decides, at every
+//! pop, between playing, concealing a loss, and stretching:
+//!
+//! - the next packet is here → play it;
+//! - it is missing but enough later packets are here (more than the target
+//!   depth) → call it lost, conceal (with the next packet for Opus FEC), move on;
+//! - it is missing and little or nothing later is here → it is probably just
+//!   late: conceal *without* moving on, so the delay grows by one frame
+//!   (this is how the buffer grows under jitter, and absorbs a sender whose
+//!   clock runs slow); if those packets then turn out lost, the frames
+//!   already stretched for are skipped rather than concealed a second time;
+//! - nothing arrives for a few frames → the sender stopped (mute, end of
+//!   talk): report [`Playout::Idle`] and start afresh with its next packet.
+//!
+//! It shrinks when the smallest depth seen over a window (one second) is
+//! above the target, by dropping one frame, which also absorbs a sender whose
+//! clock runs fast. The target depth follows the RFC 3550 interarrival
+//! jitter estimate. It never holds more than `max_delay_us`: anything beyond
+//! is dropped oldest-first, and packets for frames already played are late
+//! and dropped.
+
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy)]
+pub struct JitterConfig {
+    /// One frame's duration.
+    pub frame_us: u64,
+    /// The most audio the buffer holds (200 ms).
+    pub max_delay_us: u64,
+    /// Frames concealed without any arrival before the sender counts as gone.
+    pub idle_after: u32,
+    /// Pops per shrink decision.
+    pub shrink_window: u32,
+}
+
+impl JitterConfig {
+    pub fn new(frame_us: u64) -> JitterConfig {
+        JitterConfig {
+            frame_us: frame_us.max(1),
+            max_delay_us: 200_000,
+            idle_after: 6,
+            shrink_window: (1_000_000 / frame_us.max(1)) as u32,
+        }
+    }
+
+    fn max_frames(&self) -> u64 {
+        (self.max_delay_us / self.frame_us).max(1)
+    }
+}
+
+/// What to play for one frame period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Playout<T> {
+    Frame(T),
+    /// A frame is missing: conceal it. `next` is the following packet when it
+    /// is already here (Opus can rebuild the lost frame from its FEC data).
+    Conceal {
+        next: Option<T>,
+    },
+    /// The sender is not sending (not started, muted, or stopped).
+    Idle,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JitterStats {
+    /// Packets pushed, duplicates and late ones included.
+    pub received: u64,
+    pub duplicates: u64,
+    /// Arrived after their frame was played or given up on.
+    pub late: u64,
+    /// Frames concealed and skipped (never arrived in time).
+    pub lost: u64,
+    /// Frames concealed while waiting for a late packet (the delay grew).
+    pub stretched: u64,
+    /// Frames dropped to shrink the delay or to stay under the maximum.
+    pub dropped: u64,
+    /// Frames played from a packet.
+    pub played: u64,
+    /// Times the sender went idle or restarted.
+    pub resets: u64,
+}
+
+/// What became of a pushed packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    Accepted,
+    Duplicate,
+    Late,
+}
+
+#[derive(Debug)]
+pub struct JitterBuffer<T> {
+    cfg: JitterConfig,
+    slots: BTreeMap<u64, T>,
+    /// Extended sequence number of the next frame to play; `None` until
+    /// playout starts.
+    next: Option<u64>,
+    /// Extended sequence number of the newest packet seen (for unwrapping).
+    highest: Option<u64>,
+    last_arrival: Option<(u64, u32)>,
+    /// RFC 3550 interarrival jitter, µs.
+    jitter_us: f64,
+    loss_rate: f64,
+    misses: u32,
+    /// Frames of stretch concealment not yet won back: when the packets we
+    /// waited for turn out to be lost, that many are skipped, not concealed twice.
+    debt: u64,
+    window_min: u64,
+    window_pops: u32,
+    stats: JitterStats,
+}
+
+impl<T: Clone> JitterBuffer<T> {
+    pub fn new(cfg: JitterConfig) -> JitterBuffer<T> {
+        JitterBuffer {
+            cfg,
+            slots: BTreeMap::new(),
+            next: None,
+            highest: None,
+            last_arrival: None,
+            jitter_us: 0.0,
+            loss_rate: 0.0,
+            misses: 0,
+            debt: 0,
+            window_min: u64::MAX,
+            window_pops: 0,
+            stats: JitterStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> JitterStats {
+        self.stats
+    }
+
+    /// The interarrival jitter estimate, µs.
+    pub fn jitter_us(&self) -> f64 {
+        self.jitter_us
+    }
+
+    /// Frames the buffer aims to hold beyond the one being played: enough
+    /// for the jitter, and at least one on a lossy network so that a lost
+    /// frame can be rebuilt from the next packet's FEC.
+    pub fn target_frames(&self) -> u64 {
+        let mut t = (2.0 * self.jitter_us / self.cfg.frame_us as f64).round() as u64;
+        if self.loss_rate > 0.01 {
+            t = t.max(1);
+        }
+        t.min(self.cfg.max_frames() - 1)
+    }
+
+    /// Recent share of frames lost (exponentially weighted over ~100 frames).
+    pub fn loss_rate(&self) -> f64 {
+        self.loss_rate
+    }
+
+    fn note_loss(&mut self, lost: bool) {
+        self.loss_rate += (if lost { 1.0 } else { 0.0 } - self.loss_rate) / 100.0;
+    }
+
+    /// The audio currently buffered ahead of the playout point, µs.
+    pub fn delay_us(&self) -> u64 {
+        self.span() * self.cfg.frame_us
+    }
+
+    fn span(&self) -> u64 {
+        match (self.next, self.slots.last_key_value()) {
+            (Some(n), Some((&last, _))) if last >= n => last + 1 - n,
+            (None, Some((&last, _))) => {
+                let first = *self.slots.keys().next().unwrap_or(&last);
+                last + 1 - first
+            }
+            _ => 0,
+        }
+    }
+
+    fn unwrap_seq(&self, seq: u32) -> u64 {
+        match self.highest {
+            None => u64::from(seq) + (1 << 32),
+            Some(h) => {
+                let d = i64::from(seq.wrapping_sub(h as u32) as i32);
+                (h as i64 + d).max(0) as u64
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        self.slots.clear();
+        self.next = None;
+        self.highest = None;
+        self.misses = 0;
+        self.debt = 0;
+        self.last_arrival = None;
+        self.window_min = u64::MAX;
+        self.window_pops = 0;
+        self.stats.resets += 1;
+    }
+
+    /// A packet arrived at `now_us`. `timestamp` is its 48 kHz sample clock.
+    pub fn push(&mut self, now_us: u64, seq: u32, timestamp: u32, item: T) -> Push {
+        self.stats.received += 1;
+        let mut ext = self.unwrap_seq(seq);
+        // A jump of many frames either way means the sender restarted.
+        let far = 5 * self.cfg.max_frames();
+        if let Some(h) = self.highest {
+            if ext.abs_diff(h) > far {
+                self.reset();
+                ext = self.unwrap_seq(seq);
+            }
+        }
+        if let Some(n) = self.next {
+            if ext < n {
+                self.stats.late += 1;
+                return Push::Late;
+            }
+        }
+        if self.slots.contains_key(&ext) {
+            self.stats.duplicates += 1;
+            return Push::Duplicate;
+        }
+        if let Some((t0, ts0)) = self.last_arrival {
+            let sent = f64::from(timestamp.wrapping_sub(ts0) as i32) * 1e6 / 48_000.0;
+            let d = (now_us as f64 - t0 as f64) - sent;
+            self.jitter_us += (d.abs() - self.jitter_us) / 16.0;
+        }
+        self.last_arrival = Some((now_us, timestamp));
+        self.slots.insert(ext, item);
+        self.highest = Some(self.highest.map_or(ext, |h| h.max(ext)));
+        self.misses = 0;
+        // Never hold more than the maximum: drop the oldest.
+        while self.span() > self.cfg.max_frames() {
+            match self.next {
+                Some(n) => {
+                    if self.slots.remove(&n).is_some() {
+                        self.stats.dropped += 1;
+                    }
+                    self.next = Some(n + 1);
+                }
+                None => {
+                    self.slots.pop_first();
+                    self.stats.dropped += 1;
+                }
+            }
+        }
+        Push::Accepted
+    }
+
+    /// One frame period has come: what to play.
+    pub fn pop(&mut self, _now_us: u64) -> Playout<T> {
+        let n = match self.next {
+            Some(n) => n,
+            None => match self.slots.keys().next() {
+                // Playout starts once the target depth has built up (at once
+                // on a quiet network).
+                Some(&first) if self.span() > self.target_frames() => first,
+                _ => return Playout::Idle,
+            },
+        };
+        let mut n = n;
+        let later =
+            |b: &Self, n: u64| b.slots.last_key_value().map_or(0, |(&l, _)| l.saturating_sub(n));
+        // Frames we already stretched for and that never came: skip them.
+        while self.debt > 0 && !self.slots.contains_key(&n) && later(self, n) > self.target_frames()
+        {
+            self.debt -= 1;
+            self.stats.lost += 1;
+            n += 1;
+        }
+        self.next = Some(n);
+        let out = if let Some(item) = self.slots.remove(&n) {
+            self.next = Some(n + 1);
+            self.stats.played += 1;
+            self.misses = 0;
+            self.note_loss(false);
+            Playout::Frame(item)
+        } else {
+            if later(self, n) >= self.target_frames().max(1) {
+                self.next = Some(n + 1);
+                self.stats.lost += 1;
+                self.note_loss(true);
+                Playout::Conceal { next: self.slots.get(&(n + 1)).cloned() }
+            } else {
+                self.misses += 1;
+                if self.misses > self.cfg.idle_after {
+                    self.reset();
+                    return Playout::Idle;
+                }
+                self.stats.stretched += 1;
+                self.debt += 1;
+                Playout::Conceal { next: None }
+            }
+        };
+        self.shrink();
+        out
+    }
+
+    /// Drops a frame when the buffer held more than its target for a whole window.
+    fn shrink(&mut self) {
+        self.window_min = self.window_min.min(self.span());
+        self.window_pops += 1;
+        if self.window_pops < self.cfg.shrink_window {
+            return;
+        }
+        if self.window_min > self.target_frames() {
+            if let Some(n) = self.next {
+                if self.slots.remove(&n).is_some() {
+                    self.stats.dropped += 1;
+                }
+                self.next = Some(n + 1);
+                self.debt = self.debt.saturating_sub(1);
+            }
+        }
+        self.window_min = u64::MAX;
+        self.window_pops = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const F: u64 = 20_000;
+
+    fn jb() -> JitterBuffer<u32> {
+        JitterBuffer::new(JitterConfig::new(F))
+    }
+
+    fn ts(seq: u32) -> u32 {
+        seq.wrapping_mul(960)
+    }
+
+    /// Pops once per frame from `from_us` to `to_us`, collecting the output.
+    fn pops(b: &mut JitterBuffer<u32>, at: u64) -> Playout<u32> {
+        b.pop(at)
+    }
+
+    #[test]
+    fn plays_a_clean_stream_with_no_added_delay() {
+        let mut b = jb();
+        let mut out = Vec::new();
+        for i in 0..200u32 {
+            let t = u64::from(i) * F;
+            b.push(t + 1_000, i, ts(i), i);
+            out.push(pops(&mut b, t + 5_000));
+        }
+        assert_eq!(out, (0..200).map(Playout::Frame).collect::<Vec<_>>());
+        assert_eq!(b.delay_us(), 0);
+        let s = b.stats();
+        assert_eq!((s.lost, s.stretched, s.dropped, s.late), (0, 0, 0, 0));
+    }
+
+    #[test]
+    fn sequence_numbers_wrap() {
+        let mut b = jb();
+        for k in 0..20u32 {
+            let seq = (u32::MAX - 9).wrapping_add(k);
+            b.push(u64::from(k) * F, seq, ts(seq), k);
+            assert_eq!(b.pop(u64::from(k) * F + 1), Playout::Frame(k));
+        }
+    }
+
+    #[test]
+    fn duplicates_are_dropped_and_counted() {
+        let mut b = jb();
+        for i in 0..50u32 {
+            let t = u64::from(i) * F;
+            assert_eq!(b.push(t, i, ts(i), i), Push::Accepted);
+            assert_eq!(b.push(t + 10, i, ts(i), i), Push::Duplicate);
+            assert_eq!(b.pop(t + 100), Playout::Frame(i));
+            // And again once played: now it is late.
+            assert_eq!(b.push(t + 200, i, ts(i), i), Push::Late);
+        }
+        assert_eq!(b.stats().duplicates, 50);
+        assert_eq!(b.stats().played, 50);
+    }
+
+    #[test]
+    fn reordered_packets_play_in_order() {
+        // Pairs swap on the wire: 1 0 3 2 5 4 …, each pair arriving together.
+        let mut b = jb();
+        let mut played = Vec::new();
+        for pair in 0..100u32 {
+            let t = u64::from(pair) * 2 * F;
+            for i in [2 * pair + 1, 2 * pair] {
+                b.push(t, i, ts(i), i);
+            }
+            for k in 0..2 {
+                if let Playout::Frame(x) = b.pop(t + k * F + 1) {
+                    played.push(x);
+                }
+            }
+        }
+        let sorted = {
+            let mut s = played.clone();
+            s.sort();
+            s
+        };
+        assert_eq!(played, sorted, "never out of order");
+        assert!(played.len() >= 195, "played {}", played.len());
+        assert_eq!(b.stats().late, 0);
+    }
+
+    #[test]
+    fn a_burst_of_loss_is_concealed_and_playout_goes_on() {
+        let mut b = jb();
+        let mut out = Vec::new();
+        for i in 0..100u32 {
+            let t = u64::from(i) * F;
+            if !(40..45).contains(&i) {
+                b.push(t, i, ts(i), i);
+            }
+            out.push(b.pop(t + 1));
+        }
+        let concealed = out.iter().filter(|p| matches!(p, Playout::Conceal { .. })).count();
+        let frames = out.iter().filter(|p| matches!(p, Playout::Frame(_))).count();
+        assert_eq!(frames, 95);
+        assert_eq!(concealed, 5, "{out:?}");
+        assert!(out.iter().all(|p| *p != Playout::Idle), "the gap is concealed, not silence");
+        // The FEC hint: the frame after the gap came with the last concealment.
+        assert_eq!(b.stats().played, 95);
+    }
+
+    #[test]
+    fn a_late_packet_is_dropped_after_its_frame_was_concealed() {
+        let mut b = jb();
+        for i in 0..10u32 {
+            b.push(u64::from(i) * F, i, ts(i), i);
+            b.pop(u64::from(i) * F + 1);
+        }
+        // 10 is delayed; 11 and 12 arrive; the buffer gives up on 10.
+        b.push(10 * F, 11, ts(11), 11);
+        b.push(10 * F + 1, 12, ts(12), 12);
+        assert_eq!(b.pop(10 * F + 2), Playout::Conceal { next: Some(11) });
+        assert_eq!(b.push(10 * F + 3, 10, ts(10), 10), Push::Late);
+        assert_eq!(b.pop(11 * F), Playout::Frame(11));
+        assert_eq!(b.stats().late, 1);
+    }
+
+    #[test]
+    fn jitter_grows_the_buffer_and_keeps_loss_low() {
+        // Arrival delay uniform in 0..40 ms (a ±20 ms jitter).
+        let mut b = jb();
+        let mut rng = 12345u64;
+        let mut arrivals = Vec::new();
+        for i in 0..3000u32 {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let delay = (rng >> 33) % 40_000;
+            arrivals.push((u64::from(i) * F + delay, i));
+        }
+        arrivals.sort();
+        let mut a = arrivals.into_iter().peekable();
+        let mut frames = 0;
+        for tick in 0..3100u64 {
+            let now = tick * F + 10_000;
+            while let Some(&(t, i)) = a.peek() {
+                if t > now {
+                    break;
+                }
+                b.push(t, i, ts(i), i);
+                a.next();
+            }
+            if matches!(b.pop(now), Playout::Frame(_)) {
+                frames += 1;
+            }
+            assert!(b.delay_us() <= 200_000);
+        }
+        let s = b.stats();
+        assert!(frames >= 2900, "played {frames} of 3000: {s:?}");
+        assert!(s.late + s.lost <= 90, "{s:?}");
+        assert!(b.target_frames() >= 1, "the target follows the jitter ({} µs)", b.jitter_us());
+    }
+
+    #[test]
+    fn clock_drift_either_way_keeps_the_delay_bounded() {
+        for (sender_ppm, name) in [(10_000i64, "sender 1% fast"), (-10_000, "sender 1% slow")] {
+            let mut b = jb();
+            let period = (F as i64 * 1_000_000 / (1_000_000 + sender_ppm)) as u64;
+            let mut next_send = 0u64;
+            let mut seq = 0u32;
+            let mut frames = 0u64;
+            let ticks = 30_000u64; // ten minutes
+            for tick in 0..ticks {
+                let now = tick * F + 7_000;
+                while next_send <= now {
+                    b.push(next_send, seq, ts(seq), seq);
+                    seq += 1;
+                    next_send += period;
+                }
+                if matches!(b.pop(now), Playout::Frame(_)) {
+                    frames += 1;
+                }
+                assert!(b.delay_us() <= 200_000, "{name}: {} µs", b.delay_us());
+            }
+            let s = b.stats();
+            // 1% of 30 000 frames is 300 to drop or to stretch.
+            assert!(frames as f64 >= ticks as f64 * 0.985, "{name}: played {frames}, {s:?}");
+            assert_eq!(s.resets, 0, "{name}: {s:?}");
+            if sender_ppm > 0 {
+                assert!((250..=450).contains(&s.dropped), "{name}: {s:?}");
+            } else {
+                assert!((250..=450).contains(&s.stretched), "{name}: {s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn never_holds_more_than_200_ms() {
+        let mut b = jb();
+        for i in 0..30u32 {
+            b.push(0, i, ts(i), i);
+        }
+        assert!(b.delay_us() <= 200_000);
+        assert_eq!(b.stats().dropped, 20);
+        // The newest ten are the ones kept.
+        assert_eq!(b.pop(1), Playout::Frame(20));
+    }
+
+    #[test]
+    fn a_silent_sender_goes_idle_and_a_restart_is_followed() {
+        let mut b = jb();
+        for i in 0..10u32 {
+            b.push(u64::from(i) * F, i, ts(i), i);
+            b.pop(u64::from(i) * F + 1);
+        }
+        let outs: Vec<_> = (10..20u64).map(|k| b.pop(k * F + 1)).collect();
+        assert!(matches!(outs[0], Playout::Conceal { .. }), "a short gap is concealed first");
+        assert_eq!(outs[9], Playout::Idle);
+        // The sender comes back with a new sequence (a host restart).
+        b.push(21 * F, 5_000_000, 0, 777);
+        assert_eq!(b.pop(21 * F + 1), Playout::Frame(777));
+    }
+}

@@ -1,0 +1,205 @@
+//! Real screen capture with scrap (X11 via XCB + MIT-SHM on Linux, which
+//! includes Xvfb), and the one place a presenter asks for frames from either
+//! a display or the synthetic `test` screen.
+
+use super::synthetic::TestScreen;
+use super::tiles::{FrameRef, PixelFormat};
+
+/// Default and highest capture rates.
+pub const DEFAULT_FPS: u32 = 10;
+pub const MAX_FPS: u32 = 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error(
+        "screen capture needs an X11 display, and this looks like a Wayland session without X (WAYLAND_DISPLAY is set, DISPLAY is not); start XWayland, or share the `test` screen"
+    )]
+    WaylandOnly,
+    #[error(
+        "no display to capture: DISPLAY is unset. Give one (e.g. --share-screen :99 with `Xvfb :99 -screen 0 1920x1080x24 &`), or share the `test` screen"
+    )]
+    NoDisplay,
+    #[error("cannot connect to X display \"{0}\": is an X server running there?")]
+    Connect(String),
+    #[error("X display \"{0}\" has no monitor to capture")]
+    NoMonitor(String),
+    #[error("cannot capture X display \"{display}\" (needs the MIT-SHM extension): {source}")]
+    Capturer { display: String, source: std::io::Error },
+    #[error("reading a frame from the screen failed: {0}")]
+    Frame(std::io::Error),
+    #[error("screen capture is not supported on this platform")]
+    Unsupported,
+}
+
+/// What to share: a display or the synthetic test screen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScreenSource {
+    /// The `test` screen at this size.
+    Test { width: usize, height: usize },
+    /// An X display name such as ":99"; blank means `$DISPLAY`.
+    Display(String),
+}
+
+impl ScreenSource {
+    /// `test` (1920×1080), `test:WxH`, or a display name (`:0`, `:99`, `host:1`).
+    pub fn parse(s: &str) -> ScreenSource {
+        let s = s.trim();
+        if s == "test" {
+            return ScreenSource::Test { width: 1920, height: 1080 };
+        }
+        if let Some((w, h)) = s.strip_prefix("test:").and_then(|r| r.split_once('x')) {
+            if let (Ok(width), Ok(height)) = (w.parse(), h.parse()) {
+                return ScreenSource::Test { width, height };
+            }
+        }
+        ScreenSource::Display(s.to_string())
+    }
+
+    /// Opens the source. Real displays must be opened on the thread that
+    /// reads them (the X connection is not `Send`).
+    pub fn open(&self) -> Result<Capture, CaptureError> {
+        Ok(match self {
+            ScreenSource::Test { width, height } => {
+                Capture::Test { screen: TestScreen::new(*width, *height), n: 0 }
+            }
+            ScreenSource::Display(name) => Capture::Display(DisplayCapture::open(name)?),
+        })
+    }
+}
+
+/// An open source of frames.
+pub enum Capture {
+    Test { screen: TestScreen, n: u64 },
+    Display(DisplayCapture),
+}
+
+impl Capture {
+    pub fn size(&self) -> (usize, usize) {
+        match self {
+            Capture::Test { screen, .. } => screen.size(),
+            Capture::Display(d) => (d.width, d.height),
+        }
+    }
+
+    /// The next frame (the test screen advances one step per call).
+    pub fn frame(&mut self) -> Result<FrameRef<'_>, CaptureError> {
+        match self {
+            Capture::Test { screen, n } => {
+                *n += 1;
+                Ok(screen.frame(*n))
+            }
+            Capture::Display(d) => d.frame(),
+        }
+    }
+}
+
+/// Which display name to use, or why there is none.
+pub fn resolve_display(name: &str) -> Result<String, CaptureError> {
+    let name = name.trim();
+    if !name.is_empty() {
+        return Ok(name.to_string());
+    }
+    match std::env::var("DISPLAY") {
+        Ok(d) if !d.trim().is_empty() => Ok(d),
+        _ if std::env::var_os("WAYLAND_DISPLAY").is_some() => Err(CaptureError::WaylandOnly),
+        _ => Err(CaptureError::NoDisplay),
+    }
+}
+
+#[cfg(all(unix, not(target_os = "macos")))]
+pub struct DisplayCapture {
+    capturer: scrap::x11::Capturer,
+    pub width: usize,
+    pub height: usize,
+}
+
+#[cfg(all(unix, not(target_os = "macos")))]
+impl DisplayCapture {
+    pub fn open(name: &str) -> Result<DisplayCapture, CaptureError> {
+        use std::rc::Rc;
+        let name = resolve_display(name)?;
+        let c_name = std::ffi::CString::new(name.clone())
+            .map_err(|_| CaptureError::Connect(name.clone()))?;
+        let server = scrap::x11::Server::connect(c_name.as_ptr().cast())
+            .map_err(|_| CaptureError::Connect(name.clone()))?;
+        let mut displays: Vec<_> = scrap::x11::Server::displays(Rc::new(server)).collect();
+        let pick = displays.iter().position(|d| d.is_default()).unwrap_or(0);
+        if displays.is_empty() {
+            return Err(CaptureError::NoMonitor(name));
+        }
+        let display = displays.swap_remove(pick);
+        let rect = display.rect();
+        let (width, height) = (usize::from(rect.w), usize::from(rect.h));
+        if width == 0 || height == 0 {
+            return Err(CaptureError::NoMonitor(name));
+        }
+        let capturer = scrap::x11::Capturer::new(display)
+            .map_err(|source| CaptureError::Capturer { display: name, source })?;
+        Ok(DisplayCapture { capturer, width, height })
+    }
+
+    pub fn frame(&mut self) -> Result<FrameRef<'_>, CaptureError> {
+        let (width, height) = (self.width, self.height);
+        let data = self.capturer.frame();
+        if data.len() < width * height * 4 {
+            return Err(CaptureError::Frame(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        // X11 ZPixmap at depth 24/32: B, G, R, pad; rows are not padded.
+        Ok(FrameRef { width, height, stride: width * 4, format: PixelFormat::Bgra, data })
+    }
+}
+
+#[cfg(not(all(unix, not(target_os = "macos"))))]
+pub struct DisplayCapture {
+    capturer: scrap::Capturer,
+    buf: Vec<u8>,
+    pub width: usize,
+    pub height: usize,
+}
+
+#[cfg(not(all(unix, not(target_os = "macos"))))]
+impl DisplayCapture {
+    /// Elsewhere scrap picks the primary display; `name` is ignored.
+    pub fn open(_name: &str) -> Result<DisplayCapture, CaptureError> {
+        let display = scrap::Display::primary()
+            .map_err(|source| CaptureError::Capturer { display: "primary".into(), source })?;
+        let (width, height) = (display.width(), display.height());
+        let capturer = scrap::Capturer::new(display)
+            .map_err(|source| CaptureError::Capturer { display: "primary".into(), source })?;
+        Ok(DisplayCapture { capturer, buf: Vec::new(), width, height })
+    }
+
+    pub fn frame(&mut self) -> Result<FrameRef<'_>, CaptureError> {
+        let (width, height) = (self.width, self.height);
+        let frame = self.capturer.frame().map_err(CaptureError::Frame)?;
+        self.buf.clear();
+        self.buf.extend_from_slice(&frame);
+        let stride = self.buf.len() / height.max(1);
+        Ok(FrameRef { width, height, stride, format: PixelFormat::Bgra, data: &self.buf })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_parse() {
+        assert_eq!(ScreenSource::parse("test"), ScreenSource::Test { width: 1920, height: 1080 });
+        assert_eq!(
+            ScreenSource::parse("test:640x480"),
+            ScreenSource::Test { width: 640, height: 480 }
+        );
+        assert_eq!(ScreenSource::parse(":99"), ScreenSource::Display(":99".into()));
+    }
+
+    #[test]
+    fn a_missing_x_server_is_a_clear_error() {
+        // Display 250 is almost certainly not running; either way no panic.
+        match DisplayCapture::open(":250") {
+            Err(CaptureError::Connect(name)) => assert_eq!(name, ":250"),
+            Err(e) => panic!("unexpected error: {e}"),
+            Ok(_) => {} // someone runs an X server on :250
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! Audio datagrams on the audio UDP port (default 6001), message type 0x41.
+//!
+//! Every datagram is the usual 10-byte [`Header`] (kind `STREAM_AUDIO`, `seq`
+//! = low 16 bits of the packet sequence, `flags` below) followed by a fixed
+//! big-endian sub-header and the codec payload. These are not postcard
+//! payloads: a mixer handles thousands a second and the layout never changes
+//! shape. `docs/protocol.md` ("Audio") has the byte tables.
+//!
+//! Decoders check every length before touching the bytes and never panic;
+//! they borrow the codec payload from the datagram rather than copying it.
+
+use super::{DecodeError, Header, MsgType, PROTOCOL_VERSION};
+
+/// Flag bit: the datagram goes host → client (a mix). Clear: client → host.
+pub const AUDIO_FROM_HOST: u16 = 1 << 0;
+/// Flag bit (client → host): no audio, just "I am here, send me the mix"
+/// (sent while muted or without a microphone).
+pub const AUDIO_KEEPALIVE: u16 = 1 << 1;
+
+/// Largest audio datagram we send or accept: one 20 ms frame of 16-bit PCM
+/// (1920 bytes) plus headers and speaking levels fits with room to spare.
+pub const AUDIO_DATAGRAM_MAX: usize = 4096;
+/// Client → host sub-header: session u32, token u64, seq u32, timestamp u32,
+/// codec u8, samples u16.
+pub const UP_HEADER_LEN: usize = 23;
+/// Host → client sub-header: seq u32, timestamp u32, codec u8, samples u16,
+/// level count u8.
+pub const DOWN_HEADER_LEN: usize = 12;
+/// At most this many speaking levels ride in one mix datagram.
+pub const MAX_LEVELS: usize = 32;
+
+/// How a frame's samples are coded. Always 48 kHz mono.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum AudioCodec {
+    /// Signed 16-bit little-endian samples (the reference's raw PCM, at 48 kHz).
+    Pcm16 = 0,
+    /// One Opus packet (RFC 6716).
+    Opus = 1,
+}
+
+impl AudioCodec {
+    pub fn from_u8(b: u8) -> Result<AudioCodec, DecodeError> {
+        match b {
+            0 => Ok(AudioCodec::Pcm16),
+            1 => Ok(AudioCodec::Opus),
+            other => Err(DecodeError::Payload(format!("unknown audio codec {other}"))),
+        }
+    }
+}
+
+/// One client → host audio datagram (or keepalive: `payload` empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AudioUp<'a> {
+    pub session: u32,
+    pub token: u64,
+    pub keepalive: bool,
+    /// Counts every datagram the client sends, keepalives included.
+    pub seq: u32,
+    /// Sample clock (48 kHz) of the frame's first sample.
+    pub timestamp: u32,
+    pub codec: AudioCodec,
+    /// Samples in the frame (960 for 20 ms, 480 for 10 ms).
+    pub samples: u16,
+    pub payload: &'a [u8],
+}
+
+/// A participant's speaking level, 0 (silent) ..= 255 (full scale); see
+/// [`level_from_rms`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpeakingLevel {
+    pub session: u32,
+    pub level: u8,
+    pub name: String,
+}
+
+/// One host → client mix datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioDown<'a> {
+    /// Per listener, consecutive.
+    pub seq: u32,
+    pub timestamp: u32,
+    pub codec: AudioCodec,
+    pub samples: u16,
+    /// Present a few times a second, empty otherwise.
+    pub levels: Vec<SpeakingLevel>,
+    pub payload: &'a [u8],
+}
+
+fn be_u32(b: &[u8], at: usize) -> Result<u32, DecodeError> {
+    let s = b.get(at..at + 4).ok_or(DecodeError::UnexpectedEnd)?;
+    Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+fn be_u16(b: &[u8], at: usize) -> Result<u16, DecodeError> {
+    let s = b.get(at..at + 2).ok_or(DecodeError::UnexpectedEnd)?;
+    Ok(u16::from_be_bytes([s[0], s[1]]))
+}
+
+fn byte(b: &[u8], at: usize) -> Result<u8, DecodeError> {
+    b.get(at).copied().ok_or(DecodeError::UnexpectedEnd)
+}
+
+/// Splits a datagram into header and payload, checking version, type and length.
+fn open(buf: &[u8]) -> Result<(Header, &[u8]), DecodeError> {
+    if buf.len() > AUDIO_DATAGRAM_MAX {
+        return Err(DecodeError::TooLong { len: buf.len() as u32, max: AUDIO_DATAGRAM_MAX as u32 });
+    }
+    let (header, payload) = super::decode_datagram(buf, AUDIO_DATAGRAM_MAX as u32)?;
+    if header.kind != MsgType::StreamAudio as u8 {
+        return Err(DecodeError::Unexpected(header.kind));
+    }
+    Ok((header, payload))
+}
+
+fn header(len: usize, seq: u32, flags: u16) -> Header {
+    Header {
+        version: PROTOCOL_VERSION,
+        kind: MsgType::StreamAudio as u8,
+        len: len as u32,
+        seq: seq as u16,
+        flags,
+    }
+}
+
+impl<'a> AudioUp<'a> {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let flags = if self.keepalive { AUDIO_KEEPALIVE } else { 0 };
+        header(UP_HEADER_LEN + self.payload.len(), self.seq, flags).encode(out);
+        out.extend_from_slice(&self.session.to_be_bytes());
+        out.extend_from_slice(&self.token.to_be_bytes());
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.timestamp.to_be_bytes());
+        out.push(self.codec as u8);
+        out.extend_from_slice(&self.samples.to_be_bytes());
+        out.extend_from_slice(self.payload);
+    }
+
+    pub fn decode(buf: &'a [u8]) -> Result<AudioUp<'a>, DecodeError> {
+        let (h, p) = open(buf)?;
+        if h.flags & AUDIO_FROM_HOST != 0 {
+            return Err(DecodeError::Unexpected(h.kind));
+        }
+        if p.len() < UP_HEADER_LEN {
+            return Err(DecodeError::UnexpectedEnd);
+        }
+        let token = (u64::from(be_u32(p, 4)?) << 32) | u64::from(be_u32(p, 8)?);
+        Ok(AudioUp {
+            session: be_u32(p, 0)?,
+            token,
+            keepalive: h.flags & AUDIO_KEEPALIVE != 0,
+            seq: be_u32(p, 12)?,
+            timestamp: be_u32(p, 16)?,
+            codec: AudioCodec::from_u8(byte(p, 20)?)?,
+            samples: be_u16(p, 21)?,
+            payload: &p[UP_HEADER_LEN..],
+        })
+    }
+}
+
+impl<'a> AudioDown<'a> {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let levels: &[SpeakingLevel] = &self.levels[..self.levels.len().min(MAX_LEVELS)];
+        let level_bytes: usize =
+            levels.iter().map(|l| 6 + l.name.len().min(u8::MAX as usize)).sum();
+        header(DOWN_HEADER_LEN + level_bytes + self.payload.len(), self.seq, AUDIO_FROM_HOST)
+            .encode(out);
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.timestamp.to_be_bytes());
+        out.push(self.codec as u8);
+        out.extend_from_slice(&self.samples.to_be_bytes());
+        out.push(levels.len() as u8);
+        for l in levels {
+            out.extend_from_slice(&l.session.to_be_bytes());
+            out.push(l.level);
+            // Names are at most 32 characters; cut at a byte limit all the same.
+            let name = truncate_utf8(&l.name, u8::MAX as usize);
+            out.push(name.len() as u8);
+            out.extend_from_slice(name.as_bytes());
+        }
+        out.extend_from_slice(self.payload);
+    }
+
+    pub fn decode(buf: &'a [u8]) -> Result<AudioDown<'a>, DecodeError> {
+        let (h, p) = open(buf)?;
+        if h.flags & AUDIO_FROM_HOST == 0 {
+            return Err(DecodeError::Unexpected(h.kind));
+        }
+        if p.len() < DOWN_HEADER_LEN {
+            return Err(DecodeError::UnexpectedEnd);
+        }
+        let count = byte(p, 11)? as usize;
+        if count > MAX_LEVELS {
+            return Err(DecodeError::Payload(format!(
+                "{count} speaking levels (max {MAX_LEVELS})"
+            )));
+        }
+        let mut at = DOWN_HEADER_LEN;
+        let mut levels = Vec::with_capacity(count);
+        for _ in 0..count {
+            let session = be_u32(p, at)?;
+            let level = byte(p, at + 4)?;
+            let len = byte(p, at + 5)? as usize;
+            let name = p.get(at + 6..at + 6 + len).ok_or(DecodeError::UnexpectedEnd)?;
+            let name = String::from_utf8_lossy(name).into_owned();
+            levels.push(SpeakingLevel { session, level, name });
+            at += 6 + len;
+        }
+        Ok(AudioDown {
+            seq: be_u32(p, 0)?,
+            timestamp: be_u32(p, 4)?,
+            codec: AudioCodec::from_u8(byte(p, 8)?)?,
+            samples: be_u16(p, 9)?,
+            levels,
+            payload: &p[at..],
+        })
+    }
+}
+
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Maps a frame's RMS (full scale = 1.0) to a level byte: -60 dBFS and below
+/// is 0, 0 dBFS is 255, linear in decibels between.
+pub fn level_from_rms(rms: f32) -> u8 {
+    if rms <= 0.0 {
+        return 0;
+    }
+    let db = 20.0 * rms.log10();
+    (((db + 60.0) / 60.0).clamp(0.0, 1.0) * 255.0).round() as u8
+}
+
+/// Levels at or above this (about -42 dBFS) count as speaking.
+pub const SPEAKING_LEVEL: u8 = 75;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::HEADER_LEN;
+
+    #[test]
+    fn up_round_trips() {
+        let payload = [1u8, 2, 3, 4, 5];
+        let up = AudioUp {
+            session: 7,
+            token: 0x0102_0304_0506_0708,
+            keepalive: false,
+            seq: 70_000,
+            timestamp: 960 * 3,
+            codec: AudioCodec::Opus,
+            samples: 960,
+            payload: &payload,
+        };
+        let mut buf = Vec::new();
+        up.encode(&mut buf);
+        assert_eq!(buf.len(), HEADER_LEN + UP_HEADER_LEN + 5);
+        assert_eq!(buf[1], 0x41);
+        assert_eq!(AudioUp::decode(&buf), Ok(up));
+        // A mix decoder refuses an uplink datagram.
+        assert!(AudioDown::decode(&buf).is_err());
+    }
+
+    #[test]
+    fn up_bytes_are_as_documented() {
+        // The worked example in docs/protocol.md, "Audio".
+        let up = AudioUp {
+            session: 7,
+            token: 0x0102_0304_0506_0708,
+            keepalive: false,
+            seq: 3,
+            timestamp: 2880,
+            codec: AudioCodec::Opus,
+            samples: 960,
+            payload: &[0xfc, 0xff, 0xfe],
+        };
+        let mut buf = Vec::new();
+        up.encode(&mut buf);
+        let want = [
+            0x01, 0x41, 0, 0, 0, 0x1a, 0, 3, 0, 0, // header
+            0, 0, 0, 7, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 3, 0, 0, 0x0b, 0x40, 1, 0x03, 0xc0, 0xfc,
+            0xff, 0xfe,
+        ];
+        assert_eq!(buf, want);
+    }
+
+    #[test]
+    fn down_round_trips_with_levels() {
+        let payload = vec![9u8; 40];
+        let down = AudioDown {
+            seq: 3,
+            timestamp: 480,
+            codec: AudioCodec::Pcm16,
+            samples: 480,
+            levels: vec![
+                SpeakingLevel { session: 1, level: 200, name: "Ann".into() },
+                SpeakingLevel { session: 2, level: 0, name: "Bö".into() },
+            ],
+            payload: &payload,
+        };
+        let mut buf = Vec::new();
+        down.encode(&mut buf);
+        assert_eq!(AudioDown::decode(&buf), Ok(down));
+        assert!(AudioUp::decode(&buf).is_err());
+    }
+
+    #[test]
+    fn hostile_datagrams_are_errors_not_panics() {
+        let mut good = Vec::new();
+        AudioDown {
+            seq: 1,
+            timestamp: 0,
+            codec: AudioCodec::Opus,
+            samples: 960,
+            levels: vec![SpeakingLevel { session: 1, level: 1, name: "x".into() }],
+            payload: &[1, 2, 3],
+        }
+        .encode(&mut good);
+        // Every truncation fails cleanly (the header's length no longer matches).
+        for cut in 0..good.len() {
+            assert!(AudioDown::decode(&good[..cut]).is_err(), "cut at {cut}");
+        }
+        // A level count over the limit.
+        let mut bad = good.clone();
+        bad[HEADER_LEN + 11] = 200;
+        assert!(AudioDown::decode(&bad).is_err());
+        // A name length running past the end.
+        let mut bad = good.clone();
+        bad[HEADER_LEN + DOWN_HEADER_LEN + 5] = 250;
+        assert!(AudioDown::decode(&bad).is_err());
+        // Unknown codec.
+        let mut bad = good.clone();
+        bad[HEADER_LEN + 8] = 9;
+        assert!(AudioDown::decode(&bad).is_err());
+        // Wrong message type.
+        let mut bad = good;
+        bad[1] = 0x11;
+        assert!(AudioDown::decode(&bad).is_err());
+        // Oversized datagram.
+        assert!(AudioUp::decode(&vec![0u8; AUDIO_DATAGRAM_MAX + 1]).is_err());
+    }
+
+    #[test]
+    fn levels_map_decibels() {
+        assert_eq!(level_from_rms(0.0), 0);
+        assert_eq!(level_from_rms(0.0005), 0);
+        assert_eq!(level_from_rms(1.0), 255);
+        assert!(level_from_rms(0.1) > SPEAKING_LEVEL);
+        assert!(level_from_rms(0.005) < SPEAKING_LEVEL);
+    }
+}

@@ -1,0 +1,475 @@
+//! The file-transfer channel (TCP, default port 5002) and the file offer sent
+//! on the control channel.
+//!
+//! One TCP connection carries one operation: an upload, a download or a
+//! listing. Every frame is the usual 10-byte header plus payload; a
+//! [`MsgType::FileChunk`] payload is an 8-byte big-endian offset followed by
+//! at most [`CHUNK_SIZE`] raw bytes, every other payload is postcard.
+
+use serde::{Deserialize, Serialize};
+
+use super::{DecodeError, MsgType, decode_payload, encode_payload};
+
+/// Bytes of file data in one chunk frame.
+pub const CHUNK_SIZE: usize = 32 * 1024;
+/// The chunk frame's sub-header: the chunk's offset in the file.
+pub const CHUNK_HEADER: usize = 8;
+
+/// Per-frame payload limits on the file channel, checked before allocating.
+pub mod file_limits {
+    /// A chunk frame: offset + data.
+    pub const CHUNK: u32 = (super::CHUNK_HEADER + super::CHUNK_SIZE) as u32;
+    /// Requests, metadata, acknowledgements.
+    pub const SMALL: u32 = 8 * 1024;
+    /// A file listing ([`super::MAX_FILES_PER_ROOM`] entries).
+    pub const LIST: u32 = 1024 * 1024;
+}
+
+/// A room keeps at most this many files; the oldest go first.
+pub const MAX_FILES_PER_ROOM: usize = 1000;
+/// Longest file name kept (bytes of UTF-8), after sanitising.
+pub const FILE_NAME_BYTES: usize = 200;
+
+/// 0x22, client → host: start (or resume) an upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRequest {
+    pub session: u32,
+    pub token: u64,
+    /// Shown to others after sanitising; never used as a path by the host.
+    pub name: String,
+    pub size: u64,
+    /// `None` shares with the room; else the one member who may see it.
+    pub to: Option<String>,
+    /// The `upload` id of an earlier, interrupted attempt of this upload.
+    pub resume: Option<u64>,
+}
+
+/// 0x24, host → client: the host is ready for chunks starting at `offset`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadReady {
+    /// Give this as `resume` to continue after a dropped connection.
+    pub upload: u64,
+    /// The first byte the host still needs (0 for a fresh upload).
+    pub offset: u64,
+}
+
+/// 0x29, client → host: every byte has been sent; this is its MD5. Sent at
+/// the end so the sender hashes while sending, in one pass over the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadEnd {
+    pub md5: [u8; 16],
+}
+
+/// 0x24, host → client: the upload is verified and stored under `id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadDone {
+    pub file: FileInfo,
+}
+
+/// 0x23, client → host: send me file `id`, from byte `offset`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownloadRequest {
+    pub session: u32,
+    pub token: u64,
+    pub id: u64,
+    pub offset: u64,
+}
+
+/// 0x27, client → host: list the files I may see in my room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListRequest {
+    pub session: u32,
+    pub token: u64,
+}
+
+/// 0x28, host → client: the answer to a [`ListRequest`], oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileList {
+    pub files: Vec<FileInfo>,
+}
+
+/// A stored file as participants see it. Also the payload of 0x20
+/// (FILE_METADATA, host → client, before a download's chunks) and, on the
+/// control channel, of 0x26 (FILE_OFFERED).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    pub id: u64,
+    /// Sanitised: no directories, control characters or reserved names.
+    pub name: String,
+    pub size: u64,
+    pub md5: [u8; 16],
+    /// The sender's name in the room.
+    pub sender: String,
+    /// `Some(recipient)` for a file shared with one member only.
+    pub to: Option<String>,
+    /// Host clock, milliseconds since the Unix epoch.
+    pub ts_ms: u64,
+}
+
+impl FileInfo {
+    pub fn private(&self) -> bool {
+        self.to.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileErrorCode {
+    /// Unknown session, or the token does not match.
+    Auth,
+    /// Over the host's per-file limit (declared or actual size).
+    TooLarge,
+    /// The named recipient is not in the room.
+    NoSuchMember,
+    /// No such file, or not one you may see.
+    NotFound,
+    /// The bytes received do not hash to the MD5 the sender gave.
+    Md5Mismatch,
+    /// Fewer or more bytes than declared, or a chunk at the wrong offset.
+    Size,
+    /// The host's disk is full; nothing was kept.
+    DiskFull,
+    /// Any other failure to read or write the host's store.
+    Storage,
+    /// The client broke the protocol.
+    Protocol,
+    /// The upload to resume is unknown or not yours.
+    NoSuchUpload,
+}
+
+/// 0x25, host → client: the operation failed; the host closes the connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileFailure {
+    pub code: FileErrorCode,
+    pub reason: String,
+}
+
+/// Everything a client may send on the file channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileClientMsg {
+    Upload(UploadRequest),
+    Chunk { offset: u64, data: Vec<u8> },
+    End(UploadEnd),
+    Download(DownloadRequest),
+    List(ListRequest),
+}
+
+/// Everything a host may send on the file channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileHostMsg {
+    Ready(UploadReady),
+    Done(UploadDone),
+    Failure(FileFailure),
+    Metadata(FileInfo),
+    Chunk { offset: u64, data: Vec<u8> },
+    List(FileList),
+}
+
+/// The largest payload a client may send with this frame type; the host
+/// checks it before allocating.
+pub fn client_limit(kind: u8) -> u32 {
+    if kind == MsgType::FileChunk as u8 { file_limits::CHUNK } else { file_limits::SMALL }
+}
+
+/// The largest payload a host may send with this frame type.
+pub fn host_limit(kind: u8) -> u32 {
+    match kind {
+        k if k == MsgType::FileChunk as u8 => file_limits::CHUNK,
+        k if k == MsgType::FileList as u8 => file_limits::LIST,
+        _ => file_limits::SMALL,
+    }
+}
+
+/// Appends a chunk payload (offset + data) to `out`.
+pub fn encode_chunk(offset: u64, data: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&offset.to_be_bytes());
+    out.extend_from_slice(data);
+}
+
+/// Splits a chunk payload into its offset and data (taken from the end of
+/// `payload`, which is consumed).
+pub fn decode_chunk(mut payload: Vec<u8>) -> Result<(u64, Vec<u8>), DecodeError> {
+    let head: [u8; CHUNK_HEADER] = payload
+        .get(..CHUNK_HEADER)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(DecodeError::UnexpectedEnd)?;
+    if payload.len() - CHUNK_HEADER > CHUNK_SIZE {
+        return Err(DecodeError::TooLong { len: payload.len() as u32, max: file_limits::CHUNK });
+    }
+    payload.drain(..CHUNK_HEADER);
+    Ok((u64::from_be_bytes(head), payload))
+}
+
+impl FileClientMsg {
+    pub fn msg_type(&self) -> MsgType {
+        match self {
+            FileClientMsg::Upload(_) => MsgType::FileRequestUpload,
+            FileClientMsg::Chunk { .. } => MsgType::FileChunk,
+            FileClientMsg::End(_) => MsgType::FileUploadEnd,
+            FileClientMsg::Download(_) => MsgType::FileRequestDownload,
+            FileClientMsg::List(_) => MsgType::FileListRequest,
+        }
+    }
+
+    pub fn payload(&self) -> Vec<u8> {
+        match self {
+            FileClientMsg::Upload(m) => encode_payload(m),
+            FileClientMsg::Chunk { offset, data } => {
+                let mut out = Vec::with_capacity(CHUNK_HEADER + data.len());
+                encode_chunk(*offset, data, &mut out);
+                out
+            }
+            FileClientMsg::End(m) => encode_payload(m),
+            FileClientMsg::Download(m) => encode_payload(m),
+            FileClientMsg::List(m) => encode_payload(m),
+        }
+    }
+
+    pub fn decode(kind: u8, payload: Vec<u8>) -> Result<FileClientMsg, DecodeError> {
+        Ok(match MsgType::try_from(kind)? {
+            MsgType::FileRequestUpload => FileClientMsg::Upload(decode_payload(&payload)?),
+            MsgType::FileChunk => {
+                let (offset, data) = decode_chunk(payload)?;
+                FileClientMsg::Chunk { offset, data }
+            }
+            MsgType::FileUploadEnd => FileClientMsg::End(decode_payload(&payload)?),
+            MsgType::FileRequestDownload => FileClientMsg::Download(decode_payload(&payload)?),
+            MsgType::FileListRequest => FileClientMsg::List(decode_payload(&payload)?),
+            _ => return Err(DecodeError::Unexpected(kind)),
+        })
+    }
+}
+
+impl FileHostMsg {
+    pub fn msg_type(&self) -> MsgType {
+        match self {
+            FileHostMsg::Ready(_) | FileHostMsg::Done(_) => MsgType::FileAckSuccess,
+            FileHostMsg::Failure(_) => MsgType::FileAckFailure,
+            FileHostMsg::Metadata(_) => MsgType::FileMetadata,
+            FileHostMsg::Chunk { .. } => MsgType::FileChunk,
+            FileHostMsg::List(_) => MsgType::FileList,
+        }
+    }
+
+    pub fn payload(&self) -> Vec<u8> {
+        match self {
+            // The two acknowledgements share 0x24; a leading tag tells them apart.
+            FileHostMsg::Ready(m) => encode_payload(&Ack::Ready(m.clone())),
+            FileHostMsg::Done(m) => encode_payload(&Ack::Done(m.clone())),
+            FileHostMsg::Failure(m) => encode_payload(m),
+            FileHostMsg::Metadata(m) => encode_payload(m),
+            FileHostMsg::Chunk { offset, data } => {
+                let mut out = Vec::with_capacity(CHUNK_HEADER + data.len());
+                encode_chunk(*offset, data, &mut out);
+                out
+            }
+            FileHostMsg::List(m) => encode_payload(m),
+        }
+    }
+
+    pub fn decode(kind: u8, payload: Vec<u8>) -> Result<FileHostMsg, DecodeError> {
+        Ok(match MsgType::try_from(kind)? {
+            MsgType::FileAckSuccess => match decode_payload::<Ack>(&payload)? {
+                Ack::Ready(m) => FileHostMsg::Ready(m),
+                Ack::Done(m) => FileHostMsg::Done(m),
+            },
+            MsgType::FileAckFailure => FileHostMsg::Failure(decode_payload(&payload)?),
+            MsgType::FileMetadata => FileHostMsg::Metadata(decode_payload(&payload)?),
+            MsgType::FileChunk => {
+                let (offset, data) = decode_chunk(payload)?;
+                FileHostMsg::Chunk { offset, data }
+            }
+            MsgType::FileList => FileHostMsg::List(decode_payload(&payload)?),
+            _ => return Err(DecodeError::Unexpected(kind)),
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+enum Ack {
+    Ready(UploadReady),
+    Done(UploadDone),
+}
+
+/// Lower-case hex of an MD5 digest, for people and JSON reports.
+pub fn md5_hex(md5: &[u8; 16]) -> String {
+    md5.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A size for people: "512 bytes", "3.2 MB" (MiB, as file managers show).
+pub fn human_bytes(n: u64) -> String {
+    const MB: f64 = 1024.0 * 1024.0;
+    if n >= 1024 * 1024 { format!("{:.1} MB", n as f64 / MB) } else { format!("{n} bytes") }
+}
+
+/// Names Windows reserves for devices, in any case and with any extension.
+const RESERVED: &[&str] = &[
+    "CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$", "COM0", "COM1", "COM2", "COM3", "COM4",
+    "COM5", "COM6", "COM7", "COM8", "COM9", "COM¹", "COM²", "COM³", "LPT0", "LPT1", "LPT2", "LPT3",
+    "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9", "LPT¹", "LPT²", "LPT³",
+];
+
+/// A file name safe to show and to save under on any of our platforms: the
+/// last path component only, without control characters, characters Windows
+/// forbids, leading or trailing dots and spaces, or a reserved device name.
+/// Never empty.
+pub fn sanitize_file_name(raw: &str) -> String {
+    let last = raw.rsplit(['/', '\\']).next().unwrap_or_default();
+    let mut name: String = last
+        .chars()
+        .filter(|c| !c.is_control())
+        .map(|c| if matches!(c, '<' | '>' | ':' | '"' | '|' | '?' | '*') { '_' } else { c })
+        .collect();
+    name = name.trim_matches(|c: char| c == '.' || c.is_whitespace()).to_string();
+    let stem = name.split('.').next().unwrap_or_default().trim_end();
+    if RESERVED
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(stem) || r.to_lowercase() == stem.to_lowercase())
+    {
+        name.insert(0, '_');
+    }
+    if name.len() > FILE_NAME_BYTES {
+        // Keep the extension, cut the middle on a character boundary.
+        let ext = name.rfind('.').map(|i| name[i..].to_string()).filter(|e| e.len() <= 16);
+        let ext = ext.unwrap_or_default();
+        let mut cut = FILE_NAME_BYTES - ext.len();
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        name = format!("{}{ext}", &name[..cut]);
+    }
+    if name.is_empty() { "file".to_string() } else { name }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_file_message_round_trips() {
+        let info = FileInfo {
+            id: 9,
+            name: "a.txt".into(),
+            size: 3,
+            md5: [7; 16],
+            sender: "ann".into(),
+            to: Some("bob".into()),
+            ts_ms: 5,
+        };
+        let client = [
+            FileClientMsg::Upload(UploadRequest {
+                session: 1,
+                token: 2,
+                name: "x".into(),
+                size: 10,
+                to: None,
+                resume: Some(4),
+            }),
+            FileClientMsg::Chunk { offset: 1 << 40, data: vec![1, 2, 3] },
+            FileClientMsg::Chunk { offset: 0, data: vec![] },
+            FileClientMsg::End(UploadEnd { md5: [1; 16] }),
+            FileClientMsg::Download(DownloadRequest { session: 1, token: 2, id: 3, offset: 4 }),
+            FileClientMsg::List(ListRequest { session: 1, token: 2 }),
+        ];
+        for m in client {
+            assert_eq!(FileClientMsg::decode(m.msg_type() as u8, m.payload()).unwrap(), m);
+        }
+        let host = [
+            FileHostMsg::Ready(UploadReady { upload: 3, offset: 32768 }),
+            FileHostMsg::Done(UploadDone { file: info.clone() }),
+            FileHostMsg::Failure(FileFailure { code: FileErrorCode::DiskFull, reason: "x".into() }),
+            FileHostMsg::Metadata(info.clone()),
+            FileHostMsg::Chunk { offset: 5, data: vec![9; CHUNK_SIZE] },
+            FileHostMsg::List(FileList { files: vec![info] }),
+        ];
+        for m in host {
+            assert_eq!(FileHostMsg::decode(m.msg_type() as u8, m.payload()).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn chunk_bytes_are_as_documented() {
+        let m = FileClientMsg::Chunk { offset: 0x0102, data: vec![0xAA, 0xBB] };
+        assert_eq!(m.payload(), [0, 0, 0, 0, 0, 0, 1, 2, 0xAA, 0xBB]);
+        assert_eq!(MsgType::FileChunk as u8, 0x21);
+        // docs/protocol.md, "File transfer", worked examples.
+        let mut out = Vec::new();
+        crate::proto::encode_frame(
+            MsgType::FileListRequest,
+            0,
+            &ListRequest { session: 3, token: 99 },
+            &mut out,
+        );
+        assert_eq!(out, [1, 0x27, 0, 0, 0, 2, 0, 0, 0, 0, 3, 0x63]);
+    }
+
+    #[test]
+    fn hostile_file_frames_are_errors() {
+        // Chunk shorter than its offset field.
+        assert!(FileClientMsg::decode(0x21, vec![0; 7]).is_err());
+        // Chunk over the limit (a driver checks the header first; this is the backstop).
+        assert!(FileClientMsg::decode(0x21, vec![0; CHUNK_HEADER + CHUNK_SIZE + 1]).is_err());
+        // Host-only type from a client, and the reverse.
+        assert!(FileClientMsg::decode(0x20, vec![]).is_err());
+        assert!(FileHostMsg::decode(0x22, vec![]).is_err());
+        // Ack with an unknown tag.
+        assert!(FileHostMsg::decode(0x24, vec![7]).is_err());
+        assert_eq!(client_limit(0x21), file_limits::CHUNK);
+        assert_eq!(client_limit(0x22), file_limits::SMALL);
+        assert_eq!(host_limit(0x28), file_limits::LIST);
+    }
+
+    #[test]
+    fn names_are_sanitised() {
+        // (input, shown name, why)
+        let cases: &[(&str, &str, &str)] = &[
+            ("report.pdf", "report.pdf", "ordinary"),
+            ("../../etc/passwd", "passwd", "unix traversal"),
+            ("..\\..\\windows\\win.ini", "win.ini", "windows traversal"),
+            ("/etc/shadow", "shadow", "absolute unix"),
+            ("C:\\Users\\a\\x.txt", "x.txt", "absolute windows"),
+            ("C:x.txt", "C_x.txt", "drive-relative"),
+            ("\\\\server\\share\\y", "y", "UNC path"),
+            ("..", "file", "parent only"),
+            (".", "file", "dot only"),
+            ("", "file", "empty"),
+            ("a/", "file", "trailing slash leaves nothing"),
+            ("evil\0.txt", "evil.txt", "NUL"),
+            ("bell\x07\r\n\x1b[31m.txt", "bell[31m.txt", "control characters"),
+            ("\u{85}x\u{9f}", "x", "C1 controls"),
+            ("CON", "_CON", "reserved"),
+            ("con.txt", "_con.txt", "reserved with extension, any case"),
+            ("NUL", "_NUL", "reserved NUL"),
+            ("com1", "_com1", "reserved COM1"),
+            ("LPT9.tar.gz", "_LPT9.tar.gz", "reserved LPT9"),
+            ("aux .txt", "_aux .txt", "reserved with trailing space before dot"),
+            ("COM10", "COM10", "not reserved"),
+            ("console.log", "console.log", "prefix of a reserved name is fine"),
+            ("  .hidden.  ", "hidden", "leading/trailing dots and spaces"),
+            ("a<b>c:d\"e|f?g*h", "a_b_c_d_e_f_g_h", "characters Windows forbids"),
+            ("naïve 👋.txt", "naïve 👋.txt", "unicode kept"),
+        ];
+        for (raw, want, why) in cases {
+            assert_eq!(sanitize_file_name(raw), *want, "{why}");
+        }
+        let long = format!("{}.txt", "é".repeat(300));
+        let s = sanitize_file_name(&long);
+        assert!(s.len() <= FILE_NAME_BYTES && s.ends_with(".txt"), "{s}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn sanitised_names_are_always_safe(raw in ".{0,300}") {
+            let s = sanitize_file_name(&raw);
+            proptest::prop_assert!(!s.is_empty() && s.len() <= FILE_NAME_BYTES);
+            proptest::prop_assert!(!s.contains(['/', '\\', '\0', ':']));
+            proptest::prop_assert!(!s.chars().any(char::is_control));
+            proptest::prop_assert!(s != "." && s != "..");
+        }
+
+        #[test]
+        fn random_file_frames_never_panic(kind in 0u8..=255, bytes in proptest::collection::vec(0u8..=255, 0..64)) {
+            let _ = FileClientMsg::decode(kind, bytes.clone());
+            let _ = FileHostMsg::decode(kind, bytes);
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The call's media engines as the app holds them: video, audio and the
+//! screen viewer/presenter from `client::*`, and the glue between their
+//! "latest frame" slots and the call screen. Engines start and stop off the
+//! UI thread (devices can take seconds to open); frames are turned into image
+//! handles here, once per new frame, never in `view`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use super::call::{Frame, Layer};
+use super::settings::Settings;
+use crate::client::audio::{AudioConfig, AudioEngine, AudioEvent};
+use crate::client::screen::{PresentOptions, Presenter, ScreenTarget, Viewer};
+use crate::client::video::{VideoEngine, VideoOptions};
+use crate::media::audio::{MicSpec, SpeakerSpec};
+use crate::media::screen::ScreenSource;
+use crate::media::video::{CameraChoice, CaptureConfig};
+use crate::proto::{SPEAKING_LEVEL, Subscription, Welcome};
+
+/// What the app needs to (re)start engines for one session.
+#[derive(Clone)]
+pub struct Route {
+    pub welcome: Arc<Mutex<Welcome>>,
+    pub host: IpAddr,
+    pub name: String,
+}
+
+/// The camera word from settings or `--camera`; "default" is the first device.
+pub fn camera_choice(word: &str) -> Result<CameraChoice, String> {
+    match word.trim() {
+        "" | "default" => Ok(CameraChoice::Index(0)),
+        w => w.parse(),
+    }
+}
+
+pub fn video_options(
+    route: &Route,
+    settings: &Settings,
+    camera: bool,
+) -> Result<VideoOptions, String> {
+    let choice = if camera { camera_choice(&settings.camera)? } else { CameraChoice::None };
+    let mut opts = VideoOptions::new(route.name.clone(), choice, Subscription::Thumb);
+    let (width, height) = settings.quality.size();
+    opts.capture = CaptureConfig { width: width as usize, height: height as usize, fps: 15 };
+    Ok(opts)
+}
+
+/// Starts video; blocking (a camera may take seconds to open). The second
+/// part says why the camera is off, if it failed.
+pub fn start_video(
+    route: &Route,
+    settings: &Settings,
+    camera: bool,
+) -> Result<(VideoEngine, Option<String>), String> {
+    let opts = video_options(route, settings, camera)?;
+    VideoEngine::start(route.welcome.clone(), route.host, opts).map_err(|e| e.to_string())
+}
+
+/// Starts audio, muted or not; blocking (opens devices).
+pub fn start_audio(route: &Route, settings: &Settings, muted: bool) -> Result<AudioEngine, String> {
+    let mic: MicSpec =
+        settings.mic.parse().map_err(|e: crate::media::audio::AudioError| e.to_string())?;
+    let speaker: SpeakerSpec =
+        settings.speaker.parse().map_err(|e: crate::media::audio::AudioError| e.to_string())?;
+    let mut config = AudioConfig::new(mic, speaker);
+    config.muted = muted;
+    AudioEngine::start(route.welcome.clone(), route.host, config).map_err(|e| e.to_string())
+}
+
+pub fn start_viewer(route: &Route) -> Result<Viewer, String> {
+    let target = ScreenTarget { host: route.host, welcome: route.welcome.clone() };
+    Viewer::start(target).map_err(|e| e.to_string())
+}
+
+/// Shares `$DISPLAY` (the screen this app shows on).
+pub fn start_presenter(route: &Route) -> Result<Presenter, String> {
+    let target = ScreenTarget { host: route.host, welcome: route.welcome.clone() };
+    let source = ScreenSource::Display(String::new());
+    Presenter::start(target, PresentOptions::new(source)).map_err(|e| e.to_string())
+}
+
+fn subscription(layer: Layer) -> Subscription {
+    match layer {
+        Layer::None => Subscription::None,
+        Layer::Thumbnail => Subscription::Thumb,
+        Layer::Full => Subscription::Full,
+    }
+}
+
+/// The engines of the current call and what was last shown from them.
+#[derive(Default)]
+pub struct Media {
+    pub video: Option<VideoEngine>,
+    pub audio: Option<AudioEngine>,
+    pub viewer: Option<Viewer>,
+    pub presenter: Option<Presenter>,
+    /// Last frame id shown per sender, so a frame is converted only once.
+    shown: HashMap<u32, u32>,
+    screen_shown: Option<(String, u32)>,
+    /// Sender ids by name, learnt from received frames.
+    ids: HashMap<String, u32>,
+    /// The layer the layout wants per name, and what the engine was told.
+    wanted: HashMap<String, Layer>,
+    told: HashMap<u32, Subscription>,
+    /// Bumped whenever the video engine is replaced.
+    pub generation: u64,
+}
+
+/// What one poll found.
+#[derive(Default)]
+pub struct Polled {
+    pub frames: Vec<(String, Frame)>,
+    pub screen: Option<(String, Frame)>,
+}
+
+impl Media {
+    pub fn set_layers(&mut self, changes: Vec<(String, Layer)>) {
+        for (name, layer) in changes {
+            self.wanted.insert(name, layer);
+        }
+        self.apply_layers();
+    }
+
+    fn apply_layers(&mut self) {
+        let Some(video) = &self.video else { return };
+        for (name, layer) in &self.wanted {
+            let Some(&id) = self.ids.get(name) else { continue };
+            let sub = subscription(*layer);
+            if self.told.get(&id) != Some(&sub) {
+                video.subscribe(id, sub);
+                self.told.insert(id, sub);
+            }
+        }
+    }
+
+    /// A new video engine (camera switched): it knows no subscriptions yet.
+    pub fn replace_video(&mut self, video: Option<VideoEngine>) -> Option<VideoEngine> {
+        self.told.clear();
+        self.generation += 1;
+        let old = std::mem::replace(&mut self.video, video);
+        self.apply_layers();
+        old
+    }
+
+    /// Takes the newest frame of each sender that changed since the last
+    /// poll and builds its image handle; older frames are never seen.
+    pub fn poll(&mut self) -> Polled {
+        let mut out = Polled::default();
+        if let Some(video) = &self.video {
+            let fresh: Vec<_> = {
+                let slot = video.frames();
+                let slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+                slot.values()
+                    .filter(|f| self.shown.get(&f.sender) != Some(&f.frame_id))
+                    .cloned()
+                    .collect()
+            };
+            let mut learnt = false;
+            for f in fresh {
+                self.shown.insert(f.sender, f.frame_id);
+                if self.ids.insert(f.name.clone(), f.sender) != Some(f.sender) {
+                    learnt = true;
+                }
+                let img = &f.image;
+                if let Some(frame) =
+                    Frame::from_rgba(img.width as u32, img.height as u32, img.pixels.clone())
+                {
+                    out.frames.push((f.name.clone(), frame));
+                }
+            }
+            if learnt {
+                self.apply_layers();
+            }
+        }
+        if let Some(viewer) = &self.viewer {
+            if let Some(img) = viewer.latest() {
+                let key = (img.presenter.clone(), img.frame);
+                if self.screen_shown.as_ref() != Some(&key) {
+                    if let Some(frame) =
+                        Frame::from_rgba(img.width as u32, img.height as u32, img.rgba.clone())
+                    {
+                        out.screen = Some((img.presenter.clone(), frame));
+                    }
+                    self.screen_shown = Some(key);
+                }
+            }
+        }
+        out
+    }
+
+    /// Names currently speaking, from an audio event.
+    pub fn speaking(event: &AudioEvent) -> Vec<String> {
+        match event {
+            AudioEvent::Levels(levels) => levels
+                .iter()
+                .filter(|l| l.level >= SPEAKING_LEVEL)
+                .map(|l| l.name.clone())
+                .collect(),
+        }
+    }
+
+    /// Everything, for stopping off the UI thread.
+    pub fn take_all(&mut self) -> impl FnOnce() + Send + 'static {
+        let (v, a, s, p) =
+            (self.video.take(), self.audio.take(), self.viewer.take(), self.presenter.take());
+        move || {
+            drop((v, a, s, p));
+        }
+    }
+}
+
+/// The word for a camera choice, as `--camera` and the settings take it.
+pub fn camera_word(choice: &CameraChoice) -> String {
+    match choice {
+        CameraChoice::None => "none".into(),
+        CameraChoice::Test => "test".into(),
+        CameraChoice::Index(i) => i.to_string(),
+        CameraChoice::Name(n) => n.clone(),
+    }
+}

@@ -1,0 +1,886 @@
+//! File transfer on loopback: a real host, real sessions, real sockets.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{SEC, expect, join, options};
+use md5::{Digest, Md5};
+use sapora::client::files::{Dest, FileClient, FileError, Progress, UploadOptions};
+use sapora::client::{Client, Event};
+use sapora::proto::{
+    CHUNK_SIZE, FileClientMsg, FileErrorCode, FileHostMsg, FileInfo, HEADER_LEN, Header,
+    PROTOCOL_VERSION, UploadEnd, UploadRequest, host_limit,
+};
+use sapora::server::{self, HostOptions, RunningHost};
+use smol::future::FutureExt;
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::{Async, Timer};
+
+/// Runs `f`, failing the test if it takes longer than `secs`.
+fn bounded<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T {
+    smol::block_on(f.or(async {
+        Timer::after(Duration::from_secs(secs)).await;
+        panic!("test took longer than {secs} s");
+    }))
+}
+
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn md5(b: &[u8]) -> [u8; 16] {
+    Md5::digest(b).into()
+}
+
+/// A port offset whose six ports are free right now (other test binaries
+/// run hosts on fixed offsets at the same time).
+fn free_offset() -> u16 {
+    let mut seed = std::process::id() as u64
+        ^ (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64);
+    loop {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let offset = 10_000 + (seed >> 33) as u16 % 40_000;
+        let tcp =
+            [5000u16, 5002, 5003].map(|p| TcpListener::bind(("127.0.0.1", p + offset)).is_ok());
+        let udp = [5001u16, 6000, 6001]
+            .map(|p| std::net::UdpSocket::bind(("127.0.0.1", p + offset)).is_ok());
+        if tcp.iter().chain(&udp).all(|ok| *ok) {
+            return offset;
+        }
+    }
+}
+
+fn file_opts() -> HostOptions {
+    let mut o = options();
+    o.file_retention = Duration::ZERO;
+    o
+}
+
+async fn host_with(opts: HostOptions) -> RunningHost {
+    server::start(opts).await.expect("host starts on loopback")
+}
+
+fn write_temp(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, data).unwrap();
+    p
+}
+
+async fn offered(c: &Client) -> FileInfo {
+    expect(c, 5 * SEC, |e| match e {
+        Event::FileOffered(f) => Some(f.clone()),
+        _ => None,
+    })
+    .await
+}
+
+/// No file offer reaches `c` within `d`.
+async fn no_offer(c: &Client, d: Duration) {
+    for e in common::collect(c, d).await {
+        assert!(!matches!(e, Event::FileOffered(_)), "unexpected offer: {e:?}");
+    }
+}
+
+/// Every file left in the host's store (names relative to its root).
+fn stored_files(host: &RunningHost) -> Vec<String> {
+    let root = host.files().root().to_path_buf();
+    let mut out = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(&root).unwrap().display().to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn round_trips_edge_sizes_to_the_room() {
+    bounded(60, async {
+        let host = host_with(file_opts()).await;
+        let alice = join(host.control_addr, "alice", "lab").await;
+        let bob = join(host.control_addr, "bob", "lab").await;
+        let up = FileClient::for_client(&alice, host.control_addr);
+        let down = FileClient::for_client(&bob, host.control_addr);
+        let dir = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        for (i, size) in
+            [0, 1, CHUNK_SIZE, CHUNK_SIZE + 1, 5 * CHUNK_SIZE - 3].into_iter().enumerate()
+        {
+            let data = random_bytes(size, i as u64 + 1);
+            let path = write_temp(dir.path(), &format!("f{size}.bin"), &data);
+            let info = up.upload(&path, UploadOptions::default(), None).await.expect("upload");
+            assert_eq!(
+                (info.size, info.md5, info.sender.as_str()),
+                (size as u64, md5(&data), "alice")
+            );
+            let offer = offered(&bob).await;
+            assert_eq!(offer, info, "bob is offered exactly what was stored");
+            assert!(!offer.private());
+            let got = down
+                .download(offer.id, Dest::Dir(out.path().into()), None)
+                .await
+                .expect("download");
+            assert_eq!(got.path, out.path().join(format!("f{size}.bin")));
+            assert_eq!(std::fs::read(&got.path).unwrap(), data, "{size} bytes round trip");
+            assert!(!sapora::client::files::part_path(&got.path).exists());
+        }
+        // The sender is not offered its own file; both see all five listed.
+        no_offer(&alice, Duration::from_millis(100)).await;
+        assert_eq!(up.list().await.unwrap().len(), 5);
+        assert_eq!(down.list().await.unwrap().len(), 5);
+        // Stored by id only.
+        for f in stored_files(&host) {
+            let name = Path::new(&f).file_name().unwrap().to_str().unwrap().to_string();
+            assert!(name.chars().all(|c| c.is_ascii_digit()), "stored as {f}");
+        }
+        host.shutdown().await;
+    });
+}
+
+// MD5 is generic code, so it is compiled at this crate's opt-level: in a
+// debug build this test takes ~12 s. `cargo bench --bench files` moves the
+// same 100 MiB both ways (MD5-checked); to run this test too:
+// `cargo test --release --test files -- --include-ignored`.
+#[test]
+#[ignore = "slow in debug builds; run with --release -- --include-ignored"]
+fn hundred_megabytes_round_trip_with_progress() {
+    bounded(120, async {
+        let host = host_with(file_opts()).await;
+        let alice = join(host.control_addr, "alice", "big").await;
+        let bob = join(host.control_addr, "bob", "big").await;
+        let dir = tempfile::tempdir().unwrap();
+        // The OS generator: xorshift in an unoptimised test build takes seconds.
+        let mut data = vec![0u8; 100 * 1024 * 1024];
+        getrandom::fill(&mut data).unwrap();
+        let path = write_temp(dir.path(), "big.bin", &data);
+        let (tx, rx) = smol::channel::unbounded();
+        let up = FileClient::for_client(&alice, host.control_addr);
+        let info = up.upload(&path, UploadOptions::default(), Some(tx)).await.expect("upload");
+        let progress: Vec<Progress> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(progress.first(), Some(&Progress::Started { total: info.size, from: 0 }));
+        assert_eq!(progress.last(), Some(&Progress::Bytes { done: info.size, total: info.size }));
+        assert!(progress.len() > 50, "progress every MiB or so: {}", progress.len());
+        let offer = offered(&bob).await;
+        let out = dir.path().join("copy.bin");
+        let down = FileClient::for_client(&bob, host.control_addr);
+        down.download(offer.id, Dest::File(out.clone()), None).await.expect("download");
+        assert_eq!(md5(&std::fs::read(&out).unwrap()), md5(&data));
+        host.shutdown().await;
+    });
+}
+
+/// Speaks the file protocol by hand, to send what a correct client never would.
+struct Raw {
+    s: Async<TcpStream>,
+}
+
+impl Raw {
+    async fn open(host: &RunningHost) -> Raw {
+        let addr = SocketAddr::new(host.control_addr.ip(), host.ports.file);
+        Raw { s: Async::<TcpStream>::connect(addr).await.unwrap() }
+    }
+
+    async fn send(&mut self, m: &FileClientMsg) -> std::io::Result<()> {
+        let p = m.payload();
+        let mut out = Vec::new();
+        let kind = m.msg_type() as u8;
+        Header { version: PROTOCOL_VERSION, kind, len: p.len() as u32, seq: 0, flags: 0 }
+            .encode(&mut out);
+        out.extend_from_slice(&p);
+        self.s.write_all(&out).await
+    }
+
+    async fn recv(&mut self) -> FileHostMsg {
+        let mut head = [0u8; HEADER_LEN];
+        self.s.read_exact(&mut head).await.unwrap();
+        let h = Header::decode(&head).unwrap();
+        let mut p = vec![0u8; h.check_len(host_limit(h.kind)).unwrap()];
+        self.s.read_exact(&mut p).await.unwrap();
+        FileHostMsg::decode(h.kind, p).unwrap()
+    }
+
+    async fn start_upload(&mut self, c: &Client, name: &str, size: u64) -> u64 {
+        let w = c.current();
+        let req = UploadRequest {
+            session: w.session,
+            token: w.token,
+            name: name.into(),
+            size,
+            to: None,
+            resume: None,
+        };
+        self.send(&FileClientMsg::Upload(req)).await.unwrap();
+        match self.recv().await {
+            FileHostMsg::Ready(r) => r.upload,
+            other => panic!("expected Ready, got {other:?}"),
+        }
+    }
+
+    async fn send_all(&mut self, data: &[u8]) {
+        for (i, c) in data.chunks(CHUNK_SIZE).enumerate() {
+            let m = FileClientMsg::Chunk { offset: (i * CHUNK_SIZE) as u64, data: c.to_vec() };
+            self.send(&m).await.unwrap();
+        }
+    }
+
+    async fn failure(&mut self) -> (FileErrorCode, String) {
+        match self.recv().await {
+            FileHostMsg::Failure(f) => (f.code, f.reason),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn corrupted_and_truncated_uploads_are_never_offered() {
+    bounded(30, async {
+        let host = host_with(file_opts()).await;
+        let alice = join(host.control_addr, "alice", "lab").await;
+        let bob = join(host.control_addr, "bob", "lab").await;
+        let data = random_bytes(200_000, 7);
+
+        // One bit flipped in the third chunk.
+        let mut raw = Raw::open(&host).await;
+        raw.start_upload(&alice, "c.bin", data.len() as u64).await;
+        let mut bad = data.clone();
+        bad[2 * CHUNK_SIZE + 5] ^= 0x10;
+        raw.send_all(&bad).await;
+        raw.send(&FileClientMsg::End(UploadEnd { md5: md5(&data) })).await.unwrap();
+        let (code, reason) = raw.failure().await;
+        assert_eq!(code, FileErrorCode::Md5Mismatch, "{reason}");
+
+        // Ends short of the declared size (with the MD5 of what was sent).
+        let mut raw = Raw::open(&host).await;
+        raw.start_upload(&alice, "t.bin", data.len() as u64).await;
+        raw.send_all(&data[..100_000]).await;
+        raw.send(&FileClientMsg::End(UploadEnd { md5: md5(&data[..100_000]) })).await.unwrap();
+        assert_eq!(raw.failure().await.0, FileErrorCode::Size);
+
+        // More bytes than declared.
+        let mut raw = Raw::open(&host).await;
+        raw.start_upload(&alice, "o.bin", 1000).await;
+        raw.send(&FileClientMsg::Chunk { offset: 0, data: vec![1; 1001] }).await.unwrap();
+        assert_eq!(raw.failure().await.0, FileErrorCode::Size);
+
+        // A chunk at the wrong offset.
+        let mut raw = Raw::open(&host).await;
+        raw.start_upload(&alice, "g.bin", 100_000).await;
+        raw.send(&FileClientMsg::Chunk { offset: 10, data: vec![1; 10] }).await.unwrap();
+        assert_eq!(raw.failure().await.0, FileErrorCode::Size);
+
+        // The link dies halfway: kept only as a resumable partial.
+        let mut raw = Raw::open(&host).await;
+        raw.start_upload(&alice, "d.bin", data.len() as u64).await;
+        raw.send_all(&data[..100_000]).await;
+        drop(raw);
+
+        no_offer(&bob, Duration::from_millis(300)).await;
+        let files = FileClient::for_client(&bob, host.control_addr);
+        assert_eq!(files.list().await.unwrap(), vec![]);
+        let left = stored_files(&host);
+        assert!(left.iter().all(|f| f.ends_with(".part")) && left.len() <= 1, "{left:?}");
+        host.shutdown().await;
+    });
+}
+
+#[test]
+fn hostile_requests_are_refused_with_a_reason() {
+    bounded(30, async {
+        let mut opts = file_opts();
+        opts.max_file_bytes = 1000;
+        let host = host_with(opts).await;
+        let alice = join(host.control_addr, "alice", "lab").await;
+        let w = alice.current();
+        // Wrong token.
+        let mut raw = Raw::open(&host).await;
+        let req = UploadRequest {
+            session: w.session,
+            token: w.token ^ 1,
+            name: "x".into(),
+            size: 1,
+            to: None,
+            resume: None,
+        };
+        raw.send(&FileClientMsg::Upload(req.clone())).await.unwrap();
+        assert_eq!(raw.failure().await.0, FileErrorCode::Auth);
+        // Declared over the limit.
+        let mut raw = Raw::open(&host).await;
+        let big = UploadRequest { token: w.token, size: 1001, ..req.clone() };
+        raw.send(&FileClientMsg::Upload(big)).await.unwrap();
+        let (code, reason) = raw.failure().await;
+        assert_eq!(code, FileErrorCode::TooLarge);
+        assert!(reason.contains("at most"), "{reason}");
+        // To a member who is not there.
+        let mut raw = Raw::open(&host).await;
+        let to = UploadRequest { token: w.token, to: Some("zed".into()), ..req.clone() };
+        raw.send(&FileClientMsg::Upload(to)).await.unwrap();
+        assert_eq!(raw.failure().await.0, FileErrorCode::NoSuchMember);
+        // Resuming someone else's (or no) upload.
+        let mut raw = Raw::open(&host).await;
+        let resume = UploadRequest { token: w.token, resume: Some(999), ..req };
+        raw.send(&FileClientMsg::Upload(resume)).await.unwrap();
+        assert_eq!(raw.failure().await.0, FileErrorCode::NoSuchUpload);
+        // A chunk frame whose header claims 4 GiB is refused before allocating.
+        let mut raw = Raw::open(&host).await;
+        raw.s.write_all(&[1, 0x21, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0]).await.unwrap();
+        assert_eq!(raw.failure().await.0, FileErrorCode::Protocol);
+        // The client API reports the limit clearly too.
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_temp(dir.path(), "big", &[0; 2000]);
+        let err = FileClient::for_client(&alice, host.control_addr)
+            .upload(&path, UploadOptions::default(), None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(FileErrorCode::TooLarge), "{err}");
+        host.shutdown().await;
+    });
+}
+
+#[test]
+fn private_file_is_seen_and_fetched_only_by_its_recipient() {
+    bounded(30, async {
+        let host = host_with(file_opts()).await;
+        let alice = join(host.control_addr, "alice", "trio").await;
+        let bob = join(host.control_addr, "bob", "trio").await;
+        let carol = join(host.control_addr, "carol", "trio").await;
+        let dir = tempfile::tempdir().unwrap();
+        let data = random_bytes(70_000, 3);
+        let path = write_temp(dir.path(), "secret.txt", &data);
+        let fc = |c: &Client| FileClient::for_client(c, host.control_addr);
+        let opts = UploadOptions { to: Some("BOB".into()), name: None };
+        let info = fc(&alice).upload(&path, opts, None).await.expect("upload");
+        assert_eq!(info.to.as_deref(), Some("bob"));
+        let offer = offered(&bob).await;
+        assert!(offer.private());
+        no_offer(&carol, Duration::from_millis(200)).await;
+        // Carol cannot list it or fetch it, even knowing its id.
+        assert_eq!(fc(&carol).list().await.unwrap(), vec![]);
+        let err =
+            fc(&carol).download(info.id, Dest::Dir(dir.path().into()), None).await.unwrap_err();
+        assert_eq!(err.code(), Some(FileErrorCode::NotFound), "{err}");
+        let err =
+            fc(&carol).download(info.id, Dest::File(dir.path().join("x")), None).await.unwrap_err();
+        assert_eq!(err.code(), Some(FileErrorCode::NotFound), "{err}");
+        assert!(!dir.path().join("x").exists());
+        // Sender and recipient can.
+        assert_eq!(fc(&alice).list().await.unwrap(), vec![info.clone()]);
+        assert_eq!(fc(&bob).list().await.unwrap(), vec![info.clone()]);
+        let out = tempfile::tempdir().unwrap();
+        let got = fc(&bob).download(info.id, Dest::Dir(out.path().into()), None).await.unwrap();
+        assert_eq!(std::fs::read(got.path).unwrap(), data);
+        // Someone in another room with a valid session sees nothing either.
+        let dave = join(host.control_addr, "dave", "elsewhere").await;
+        assert_eq!(fc(&dave).list().await.unwrap(), vec![]);
+        host.shutdown().await;
+    });
+}
+
+#[test]
+fn hostile_names_are_sanitised_and_never_used_as_paths() {
+    bounded(30, async {
+        let host = host_with(file_opts()).await;
+        let alice = join(host.control_addr, "alice", "lab").await;
+        let bob = join(host.control_addr, "bob", "lab").await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_temp(dir.path(), "plain", b"hello");
+        let up = FileClient::for_client(&alice, host.control_addr);
+        let down = FileClient::for_client(&bob, host.control_addr);
+        let out = tempfile::tempdir().unwrap();
+        let cases = [
+            ("../../../../tmp/evil.sh", "evil.sh"),
+            ("..\\..\\Windows\\system.ini", "system.ini"),
+            ("/etc/passwd", "passwd"),
+            ("C:\\boot.ini", "boot.ini"),
+            ("..", "file"),
+            ("nul\0byte.txt", "nulbyte.txt"),
+            ("line\nbreak\x1b.txt", "linebreak.txt"),
+            ("CON", "_CON"),
+            ("nul.txt", "_nul.txt"),
+            ("COM1.log", "_COM1.log"),
+            ("lpt3", "_lpt3"),
+            ("AUX.tar.gz", "_AUX.tar.gz"),
+        ];
+        for (raw, want) in cases {
+            let opts = UploadOptions { to: None, name: Some(raw.into()) };
+            let info = up.upload(&path, opts, None).await.expect("upload");
+            assert_eq!(info.name, want, "{raw:?}");
+            assert_eq!(offered(&bob).await.name, want);
+            let got = down.download(info.id, Dest::Dir(out.path().into()), None).await.unwrap();
+            assert_eq!(got.path.parent(), Some(out.path()), "{raw:?} stays in the chosen folder");
+            assert_eq!(std::fs::read(&got.path).unwrap(), b"hello");
+        }
+        for f in stored_files(&host) {
+            let name = Path::new(&f).file_name().unwrap().to_str().unwrap().to_string();
+            assert!(name.chars().all(|c| c.is_ascii_digit()), "stored as {f}");
+        }
+        assert!(
+            !Path::new("/tmp/evil.sh").exists()
+                || std::fs::read("/tmp/evil.sh").unwrap() != b"hello"
+        );
+        host.shutdown().await;
+    });
+}
+
+#[test]
+fn concurrent_uploads_in_several_rooms_stay_in_their_rooms() {
+    bounded(60, async {
+        let host = host_with(file_opts()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut pairs = Vec::new();
+        for r in 0..3 {
+            let room = format!("room{r}");
+            let s = join(host.control_addr, "sender", &room).await;
+            let v = join(host.control_addr, "viewer", &room).await;
+            pairs.push((room, s, v));
+        }
+        let tasks: Vec<_> = pairs
+            .iter()
+            .enumerate()
+            .map(|(i, (_, s, _))| {
+                let data = random_bytes(3_000_000 + i * 1000, 100 + i as u64);
+                let path = write_temp(dir.path(), &format!("r{i}.bin"), &data);
+                let fc = FileClient::for_client(s, host.control_addr);
+                smol::spawn(async move {
+                    (fc.upload(&path, UploadOptions::default(), None).await, md5(&data))
+                })
+            })
+            .collect();
+        let mut infos = Vec::new();
+        for t in tasks {
+            let (r, want) = t.await;
+            let info = r.expect("upload");
+            assert_eq!(info.md5, want);
+            infos.push(info);
+        }
+        for (i, (_, _, v)) in pairs.iter().enumerate() {
+            let offer = offered(v).await;
+            assert_eq!(offer.id, infos[i].id, "each viewer is offered its own room's file");
+            let list = FileClient::for_client(v, host.control_addr).list().await.unwrap();
+            assert_eq!(list, vec![infos[i].clone()]);
+        }
+        host.shutdown().await;
+    });
+}
+
+/// A TCP relay that cuts its first connection after `cut` bytes in one
+/// direction, and counts what each connection carried.
+struct Cutter {
+    addr: SocketAddr,
+    /// Bytes carried in the cut direction, per connection.
+    carried: Arc<std::sync::Mutex<Vec<Arc<AtomicU64>>>>,
+    _task: smol::Task<()>,
+}
+
+impl Cutter {
+    fn start(target: SocketAddr, upstream_cut: bool, cut: u64) -> Cutter {
+        let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
+        let addr = listener.get_ref().local_addr().unwrap();
+        let carried: Arc<std::sync::Mutex<Vec<Arc<AtomicU64>>>> = Arc::default();
+        let conns = Arc::new(AtomicUsize::new(0));
+        let c2 = carried.clone();
+        let task = smol::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else { return };
+                let Ok(server) = Async::<TcpStream>::connect(target).await else { return };
+                let n = conns.fetch_add(1, Ordering::SeqCst);
+                let limit = if n == 0 { cut } else { u64::MAX };
+                let counter = Arc::new(AtomicU64::new(0));
+                c2.lock().unwrap().push(counter.clone());
+                let (client, server) = (Arc::new(client), Arc::new(server));
+                let (up_from, up_to, down_from, down_to) =
+                    (client.clone(), server.clone(), server.clone(), client.clone());
+                let (cut_up, cut_down) =
+                    if upstream_cut { (limit, u64::MAX) } else { (u64::MAX, limit) };
+                let up_counter = if upstream_cut { Some(counter.clone()) } else { None };
+                let down_counter = if upstream_cut { None } else { Some(counter) };
+                smol::spawn(pump(up_from, up_to, cut_up, up_counter)).detach();
+                smol::spawn(pump(down_from, down_to, cut_down, down_counter)).detach();
+            }
+        });
+        Cutter { addr, carried, _task: task }
+    }
+
+    fn carried(&self) -> Vec<u64> {
+        self.carried.lock().unwrap().iter().map(|c| c.load(Ordering::SeqCst)).collect()
+    }
+}
+
+async fn pump(
+    from: Arc<Async<TcpStream>>,
+    to: Arc<Async<TcpStream>>,
+    cut: u64,
+    counter: Option<Arc<AtomicU64>>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match (&*from).read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let n = n.min((cut - total) as usize);
+        if (&*to).write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        total += n as u64;
+        if let Some(c) = &counter {
+            c.store(total, Ordering::SeqCst);
+        }
+        if total >= cut {
+            break;
+        }
+    }
+    let _ = from.get_ref().shutdown(std::net::Shutdown::Both);
+    let _ = to.get_ref().shutdown(std::net::Shutdown::Both);
+}
+
+#[test]
+fn upload_resumes_after_the_connection_is_cut() {
+    bounded(60, async {
+        let host = host_with(file_opts()).await;
+        let alice = join(host.control_addr, "alice", "lab").await;
+        let bob = join(host.control_addr, "bob", "lab").await;
+        let size = 8 * 1024 * 1024;
+        let data = random_bytes(size, 11);
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_temp(dir.path(), "r.bin", &data);
+        let file_addr = SocketAddr::new(host.control_addr.ip(), host.ports.file);
+        let cutter = Cutter::start(file_addr, true, 3 * 1024 * 1024 + 777);
+        let (tx, rx) = smol::channel::unbounded();
+        let fc = FileClient::for_client(&alice, host.control_addr).via(cutter.addr);
+        let info =
+            fc.upload(&path, UploadOptions::default(), Some(tx)).await.expect("upload resumes");
+        assert_eq!(info.md5, md5(&data));
+        let progress: Vec<Progress> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert!(progress.iter().any(|p| matches!(p, Progress::Retrying { .. })), "{progress:?}");
+        let resumed_from = progress
+            .iter()
+            .filter_map(|p| match p {
+                Progress::Started { from, .. } => Some(*from),
+                _ => None,
+            })
+            .nth(1)
+            .expect("a second start");
+        assert!(resumed_from >= 2 * 1024 * 1024, "resumed from byte {resumed_from}");
+        let carried = cutter.carried();
+        assert_eq!(carried.len(), 2, "one cut, one resume: {carried:?}");
+        assert!(
+            carried[1] < size as u64 - 2 * 1024 * 1024,
+            "second link resent little: {carried:?}"
+        );
+        // Only the whole, verified file is offered.
+        let offer = offered(&bob).await;
+        let out = dir.path().join("copy");
+        FileClient::for_client(&bob, host.control_addr)
+            .download(offer.id, Dest::File(out.clone()), None)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(out).unwrap(), data);
+        host.shutdown().await;
+    });
+}
+
+#[test]
+fn download_resumes_after_the_connection_is_cut() {
+    bounded(60, async {
+        let host = host_with(file_opts()).await;
+        let alice = join(host.control_addr, "alice", "lab").await;
+        let bob = join(host.control_addr, "bob", "lab").await;
+        let size = 8 * 1024 * 1024 + 5;
+        let data = random_bytes(size, 12);
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_temp(dir.path(), "d.bin", &data);
+        let info = FileClient::for_client(&alice, host.control_addr)
+            .upload(&path, UploadOptions::default(), None)
+            .await
+            .unwrap();
+        let file_addr = SocketAddr::new(host.control_addr.ip(), host.ports.file);
+        let cutter = Cutter::start(file_addr, false, 5 * 1024 * 1024 + 3);
+        let (tx, rx) = smol::channel::unbounded();
+        let out = dir.path().join("out.bin");
+        let fc = FileClient::for_client(&bob, host.control_addr).via(cutter.addr);
+        let got = fc
+            .download(info.id, Dest::File(out.clone()), Some(tx))
+            .await
+            .expect("download resumes");
+        assert_eq!(got.retries, 1);
+        assert_eq!(std::fs::read(&out).unwrap(), data);
+        let progress: Vec<Progress> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        let froms: Vec<u64> = progress
+            .iter()
+            .filter_map(|p| match p {
+                Progress::Started { from, .. } => Some(*from),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(froms.len(), 2, "{progress:?}");
+        assert!(froms[1] >= 4 * 1024 * 1024, "resumed from {}", froms[1]);
+        let carried = cutter.carried();
+        assert!(carried[1] < (size as u64) - 4 * 1024 * 1024, "{carried:?}");
+
+        // A .part left by an earlier run (e.g. Ctrl+C) is resumed too.
+        let out2 = dir.path().join("again.bin");
+        std::fs::write(sapora::client::files::part_path(&out2), &data[..1_000_000]).unwrap();
+        let (tx, rx) = smol::channel::unbounded();
+        let fc = FileClient::for_client(&bob, host.control_addr);
+        fc.download(info.id, Dest::File(out2.clone()), Some(tx)).await.unwrap();
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            Progress::Started { total: size as u64, from: 1_000_000 }
+        );
+        assert_eq!(std::fs::read(&out2).unwrap(), data);
+        // A .part that belongs to another file fails the MD5 and is redone.
+        let out3 = dir.path().join("stale.bin");
+        std::fs::write(sapora::client::files::part_path(&out3), b"not this file").unwrap();
+        fc.download(info.id, Dest::File(out3.clone()), None).await.unwrap();
+        assert_eq!(std::fs::read(&out3).unwrap(), data);
+        host.shutdown().await;
+    });
+}
+
+#[test]
+fn a_rooms_files_go_when_it_empties() {
+    bounded(30, async {
+        let host = host_with(file_opts()).await;
+        let alice = join(host.control_addr, "alice", "short").await;
+        let bob = join(host.control_addr, "bob", "short").await;
+        let keep = join(host.control_addr, "kim", "other").await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_temp(dir.path(), "a", &random_bytes(100_000, 5));
+        FileClient::for_client(&alice, host.control_addr)
+            .upload(&path, UploadOptions::default(), None)
+            .await
+            .unwrap();
+        FileClient::for_client(&keep, host.control_addr)
+            .upload(&path, UploadOptions::default(), None)
+            .await
+            .unwrap();
+        assert_eq!(host.files().stored(), 2);
+        alice.leave().await;
+        Timer::after(Duration::from_millis(200)).await;
+        assert_eq!(host.files().stored(), 2, "bob is still there");
+        bob.leave().await;
+        let deadline = std::time::Instant::now() + 5 * SEC;
+        while host.files().stored() != 1 {
+            assert!(std::time::Instant::now() < deadline, "the empty room's file was not removed");
+            Timer::after(Duration::from_millis(20)).await;
+        }
+        assert_eq!(stored_files(&host).len(), 1, "its bytes are gone from disk too");
+        let root = host.files().root().to_path_buf();
+        host.shutdown().await;
+        // drop(host) happened in shutdown: the store is gone.
+        assert!(!root.exists(), "the run's store is removed at exit");
+        drop(keep);
+    });
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_leaves_nothing() {
+    // A real full disk: a 4 MiB tmpfs in a private mount namespace, with the
+    // host binary inside it. Needs root and unshare; says so and passes
+    // vacuously otherwise (the sans-IO core's unit test covers ENOSPC too).
+    let is_root = std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false);
+    let mnt = tempfile::tempdir().unwrap();
+    let offset = free_offset();
+    let script = format!(
+        "mount -t tmpfs -o size=4m sapora-test {dir} && exec {bin} host --headless --no-discovery --bind 127.0.0.1 --port-offset {offset} --file-dir {dir}",
+        dir = mnt.path().display(),
+        bin = env!("CARGO_BIN_EXE_sapora"),
+    );
+    if !is_root
+        || std::process::Command::new("unshare")
+            .args(["-m", "true"])
+            .status()
+            .map(|s| !s.success())
+            .unwrap_or(true)
+    {
+        eprintln!("skipped: needs root and unshare -m for a size-limited tmpfs");
+        return;
+    }
+    let mut child = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .env("SAPORA_DISCOVERY_ADDR", "127.255.255.255")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let result = std::panic::catch_unwind(|| {
+        bounded(30, async {
+            let control: SocketAddr = ([127, 0, 0, 1], 5000 + offset).into();
+            let mut alice = None;
+            for _ in 0..100 {
+                match Client::connect(sapora::client::ClientConfig::new(control, "alice", "lab"))
+                    .await
+                {
+                    Ok(c) => {
+                        alice = Some(c);
+                        break;
+                    }
+                    Err(_) => Timer::after(Duration::from_millis(50)).await,
+                };
+            }
+            let alice = alice.expect("host in its namespace starts");
+            let dir = tempfile::tempdir().unwrap();
+            let fc = FileClient::for_client(&alice, control);
+            let big = write_temp(dir.path(), "big", &random_bytes(6 * 1024 * 1024, 9));
+            let err = fc.upload(&big, UploadOptions::default(), None).await.unwrap_err();
+            assert_eq!(err.code(), Some(FileErrorCode::DiskFull), "{err}");
+            assert!(err.to_string().contains("disk is full"), "{err}");
+            // Nothing partial is left in the host's (namespaced) store.
+            let store = PathBuf::from(format!("/proc/{pid}/root{}", mnt.path().display()));
+            let mut left = Vec::new();
+            let mut stack = vec![store];
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                    if e.path().is_dir() { stack.push(e.path()) } else { left.push(e.path()) }
+                }
+            }
+            assert_eq!(left, Vec::<PathBuf>::new(), "no partial file left");
+            // And the space is usable again.
+            let small = write_temp(dir.path(), "small", &random_bytes(1024 * 1024, 10));
+            fc.upload(&small, UploadOptions::default(), None).await.expect("fits now");
+            alice.leave().await;
+        })
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+#[test]
+fn files_port_is_bound_and_announced() {
+    bounded(10, async {
+        let host = host_with(file_opts()).await;
+        assert_ne!(host.ports.file, 0);
+        let c = join(host.control_addr, "x", "").await;
+        assert_eq!(c.welcome().ports.file, host.ports.file);
+        let err = FileClient::for_client(&c, host.control_addr)
+            .download(12345, Dest::File(std::env::temp_dir().join("never")), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FileError::Refused(_)), "{err}");
+        host.shutdown().await;
+    });
+}
+
+#[test]
+fn a_new_user_shares_privately_through_the_binary() {
+    // alice uses `sapora send --to bob`; bob and carol are bots fetching
+    // whatever they are offered; carol also tries `sapora files` and `fetch`.
+    let bin = env!("CARGO_BIN_EXE_sapora");
+    let offset = free_offset();
+    let host_addr = format!("127.0.0.1:{}", 5000 + offset);
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin)
+            .args(args)
+            .env("SAPORA_DISCOVERY_ADDR", "127.255.255.255")
+            .output()
+            .unwrap()
+    };
+    let mut host = std::process::Command::new(bin)
+        .args(["host", "--headless", "--no-discovery", "--bind", "127.0.0.1"])
+        .args(["--port-offset", &offset.to_string()])
+        .env("SAPORA_DISCOVERY_ADDR", "127.255.255.255")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (bob_dir, carol_dir) = (dir.path().join("bob"), dir.path().join("carol"));
+    std::fs::create_dir_all(&bob_dir).unwrap();
+    std::fs::create_dir_all(&carol_dir).unwrap();
+    let data = random_bytes(300_000, 77);
+    let file = write_temp(dir.path(), "notes.pdf", &data);
+    let outcome = std::panic::catch_unwind(|| {
+        // Wait for the host to listen.
+        let deadline = std::time::Instant::now() + 10 * SEC;
+        while std::net::TcpStream::connect(&host_addr).is_err() {
+            assert!(std::time::Instant::now() < deadline, "host did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let bot = |name: &str, dir: &Path| {
+            std::process::Command::new(bin)
+                .args(["bot", &host_addr, "--name", name, "--room", "trio", "--duration", "4"])
+                .args(["--report", "json", "--fetch-files", dir.to_str().unwrap()])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (bob, carol) = (bot("bob", &bob_dir), bot("carol", &carol_dir));
+        std::thread::sleep(Duration::from_millis(800));
+        let sent = run(&[
+            "send",
+            &host_addr,
+            file.to_str().unwrap(),
+            "--room",
+            "trio",
+            "--to",
+            "bob",
+            "--as",
+            "alice",
+        ]);
+        let out = String::from_utf8_lossy(&sent.stdout);
+        assert!(sent.status.success(), "{out} {}", String::from_utf8_lossy(&sent.stderr));
+        assert!(out.contains("offered privately to bob"), "{out}");
+        let id = out.split(" as file ").nth(1).unwrap().split(';').next().unwrap().to_string();
+        let listed = run(&["files", &host_addr, "--room", "trio", "--as", "carol"]);
+        assert!(String::from_utf8_lossy(&listed.stdout).contains("No files"), "{listed:?}");
+        let fetched = run(&[
+            "fetch",
+            &host_addr,
+            &id,
+            "--room",
+            "trio",
+            "--as",
+            "carol",
+            "-o",
+            carol_dir.to_str().unwrap(),
+        ]);
+        assert!(!fetched.status.success());
+        assert!(String::from_utf8_lossy(&fetched.stderr).contains("no file"), "{fetched:?}");
+        let reports: Vec<serde_json::Value> = [bob, carol]
+            .into_iter()
+            .map(|c| serde_json::from_slice(&c.wait_with_output().unwrap().stdout).unwrap())
+            .collect();
+        let files = &reports[0]["files"];
+        assert_eq!(files[0]["name"], "notes.pdf", "{files}");
+        assert_eq!(files[0]["bytes"], 300_000);
+        assert_eq!(files[0]["md5_ok"], true);
+        assert_eq!(std::fs::read(bob_dir.join("notes.pdf")).unwrap(), data);
+        assert_eq!(reports[1]["files"], serde_json::json!([]), "carol got nothing");
+        assert_eq!(std::fs::read_dir(&carol_dir).unwrap().count(), 0);
+    });
+    let _ = host.kill();
+    let _ = host.wait();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e);
+    }
+}

@@ -1,0 +1,656 @@
+//! The desktop app: update tests (send a Message, check the state) and
+//! `iced_test` simulator tests on the real views. Run the simulator with the
+//! software renderer: `ICED_TEST_BACKEND=tiny-skia cargo test --test ui`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use iced_test::simulator;
+use sapora::client::discover::DiscoveredHost;
+use sapora::client::{Client, Event as SessionEvent};
+use sapora::proto::{
+    ChatMessage, Member, PROTOCOL_VERSION, Ports, PresenceChange, RoomInfo, UserList, Welcome,
+};
+use sapora::schedule::Store;
+use sapora::ui::call::{self, Call, Layer, Layout, grid_shape};
+use sapora::ui::chat::{self, Delivery, Recipient};
+use sapora::ui::launcher::{self, Launcher};
+use sapora::ui::scheduler::Scheduler;
+use sapora::ui::{App, Launch, Message, Options};
+
+use common::{SEC, expect, join, start_host};
+
+/// Every test calls this first: the software renderer, and a config dir of
+/// our own (settings, schedule). Done once, before any test reads the
+/// environment, so no thread reads it while it changes.
+fn backend() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let cfg = tempfile::tempdir().unwrap().keep();
+        // SAFETY: inside call_once, which every test passes before anything
+        // else, so no other thread touches the environment meanwhile.
+        unsafe {
+            if std::env::var_os("ICED_TEST_BACKEND").is_none() {
+                std::env::set_var("ICED_TEST_BACKEND", "tiny-skia");
+            }
+            std::env::set_var("SAPORA_CONFIG_DIR", cfg);
+        }
+    });
+}
+
+fn member(name: &str, camera: bool) -> Member {
+    Member { name: name.into(), ip: "127.0.0.1".into(), mic: true, camera, screen: false }
+}
+
+fn welcome(me: &str, others: usize) -> Welcome {
+    let mut members = vec![member(me, true)];
+    members.extend((1..=others).map(|i| member(&format!("p{i}"), true)));
+    Welcome {
+        session: 1,
+        token: 2,
+        name: me.into(),
+        room: "default".into(),
+        host_name: "lab-pc".into(),
+        ports: Ports::with_offset(0).unwrap(),
+        heartbeat_ms: 3000,
+        timeout_ms: 15000,
+        members,
+        history: vec![ChatMessage {
+            id: 1,
+            from: "p1".into(),
+            to: None,
+            text: "welcome aboard".into(),
+            ts_ms: 1_700_000_000_000,
+        }],
+    }
+}
+
+fn discovered(name: &str, addr: &str, rooms: &[(&str, u32)]) -> DiscoveredHost {
+    DiscoveredHost {
+        host_id: name.len() as u64,
+        host_name: name.into(),
+        addr: addr.parse().unwrap(),
+        rooms: rooms.iter().map(|(n, m)| RoomInfo { name: n.to_string(), members: *m }).collect(),
+        version: PROTOCOL_VERSION,
+        last_seen: Instant::now(),
+    }
+}
+
+fn launcher() -> Launcher {
+    let dir = tempfile::tempdir().unwrap();
+    let (scheduler, _) = Scheduler::new(Some(Store::at(dir.path().join("schedule.json"))));
+    Launcher::new("alice".into(), scheduler)
+}
+
+#[test]
+fn launcher_lists_discovered_hosts_and_a_click_fills_the_form() {
+    backend();
+    let mut l = launcher();
+    let _ = l.update(launcher::Message::Hosts(vec![
+        discovered("lab-pc", "127.0.0.1:5000", &[("standup", 3)]),
+        discovered("attic", "127.0.0.2:5100", &[]),
+    ]));
+
+    let mut ui = simulator(l.view());
+    assert!(ui.find("lab-pc — 127.0.0.1:5000").is_ok());
+    assert!(ui.find("standup (3 people)").is_ok());
+    assert!(ui.find("attic — 127.0.0.2:5100").is_ok());
+    assert!(ui.find("no meetings yet").is_ok());
+    ui.click("lab-pc — 127.0.0.1:5000").expect("host entry is clickable");
+    for m in ui.into_messages() {
+        let _ = l.update(m);
+    }
+    assert_eq!(l.address, "127.0.0.1:5000");
+    assert_eq!(l.meeting, "standup", "the host's meeting is offered");
+
+    let mut ui = simulator(l.view());
+    ui.click("Join").expect("Join button");
+    let events: Vec<_> = ui.into_messages().filter_map(|m| l.update(m).1).collect();
+    assert_eq!(
+        events,
+        vec![launcher::Event::Join {
+            address: "127.0.0.1:5000".into(),
+            name: "alice".into(),
+            room: "standup".into()
+        }]
+    );
+    assert_eq!(l.status, launcher::Status::Connecting("127.0.0.1:5000".into()));
+}
+
+#[test]
+fn launcher_refuses_to_join_without_an_address_and_offers_a_found_host() {
+    backend();
+    let mut l = launcher();
+    assert_eq!(l.update(launcher::Message::Join).1, None);
+    assert!(l.error.as_deref().unwrap().contains("address"));
+
+    l.offer = Some(discovered("lab-pc", "127.0.0.1:5000", &[]));
+    let mut ui = simulator(l.view());
+    ui.click("Join \"lab-pc\" at 127.0.0.1:5000").expect("one-click offer");
+    let events: Vec<_> = ui.into_messages().filter_map(|m| l.update(m).1).collect();
+    assert!(
+        matches!(&events[..], [launcher::Event::Join { address, .. }] if address == "127.0.0.1:5000")
+    );
+}
+
+#[test]
+fn grid_lays_out_one_to_twelve_people() {
+    backend();
+    let expected = [(1, 1), (2, 1), (2, 2), (2, 2), (3, 2), (3, 2), (3, 3), (3, 3), (3, 3)];
+    for n in 1..=12usize {
+        let shape = grid_shape(n);
+        if n <= 9 {
+            assert_eq!(shape, expected[n - 1], "{n} people");
+        } else {
+            assert_eq!(shape, (3, 3), "{n} people: three rows in view, the rest scroll");
+        }
+        let call = Call::new(&welcome("me", n - 1), "127.0.0.1:5000".into(), None);
+        assert_eq!(call.tiles().len(), n);
+        assert_eq!(call.tiles()[0], "me", "own tile first");
+        let mut ui = simulator(call.view());
+        assert!(ui.find("me (You)").is_ok(), "{n}: own tile marked");
+        for i in 1..n {
+            let t = ui.find(format!("p{i}")).unwrap_or_else(|_| panic!("{n}: tile p{i}"));
+            let visible = t.visible_bounds().is_some();
+            // Rows 0-2 (tiles 0..9) are in view; later rows are scrolled out.
+            assert_eq!(visible, i < 9, "{n} people: tile {i} visible={visible}");
+        }
+        // Layers: full for small grids, thumbnails for big, none when scrolled out.
+        let layers = call.wanted_layers();
+        for i in 1..n {
+            let want = if n > 9 && i >= 9 {
+                Layer::None
+            } else if n <= 4 {
+                Layer::Full
+            } else {
+                Layer::Thumbnail
+            };
+            assert_eq!(layers[&format!("p{i}")], want, "{n} people, p{i}");
+        }
+    }
+}
+
+#[test]
+fn speaker_view_features_the_active_speaker_and_pinning_overrides() {
+    backend();
+    let mut call = Call::new(&welcome("me", 4), "127.0.0.1:5000".into(), None);
+    call.set_speaking(["p3".to_string()]);
+    let _ = call.update(call::Message::ToggleLayout);
+    assert_eq!(call.effective_layout(), Layout::Speaker);
+    assert_eq!(call.featured(), Some("p3"));
+    let layers = call.wanted_layers();
+    assert_eq!(layers["p3"], Layer::Full);
+    assert_eq!(layers["p1"], Layer::Thumbnail);
+    let ui = simulator(call.view());
+    drop(ui);
+
+    // Pinning someone else makes them large, whoever speaks.
+    let (_, ev) = call.update(call::Message::Pin("p1".into()));
+    assert_eq!(call.featured(), Some("p1"));
+    let Some(call::Event::Layers(changes)) = ev else { panic!("layer change expected") };
+    assert!(changes.contains(&("p1".into(), Layer::Full)));
+    assert!(changes.contains(&("p3".into(), Layer::Thumbnail)));
+
+    // The control bar switches back to the grid.
+    let mut ui = simulator(call.view());
+    ui.click("Grid view").expect("layout button");
+    for m in ui.into_messages() {
+        let _ = call.update(m);
+    }
+    assert_eq!(call.effective_layout(), Layout::Grid);
+}
+
+#[test]
+fn a_camera_off_sender_is_asked_for_nothing() {
+    backend();
+    let mut w = welcome("me", 2);
+    w.members[2].camera = false;
+    let call = Call::new(&w, "127.0.0.1:5000".into(), None);
+    assert_eq!(call.wanted_layers()["p2"], Layer::None);
+    assert_eq!(call.wanted_layers()["p1"], Layer::Full);
+}
+
+#[test]
+fn controls_toggle_media_and_panels_and_shortcuts_work() {
+    backend();
+    let mut call = Call::new(&welcome("me", 1), "127.0.0.1:5000".into(), None);
+    let mut ui = simulator(call.view());
+    ui.click("Unmute").expect("mic button");
+    ui.click("Start video").expect("camera button");
+    ui.click("People (2)").expect("people button");
+    let events: Vec<_> = ui.into_messages().filter_map(|m| call.update(m).1).collect();
+    assert!(call.media.mic && call.media.camera);
+    assert_eq!(call.panel, Some(call::Panel::People));
+    assert!(matches!(events.last(), Some(call::Event::Media(m)) if m.mic && m.camera));
+    let mut ui = simulator(call.view());
+    assert!(ui.find("me (You)").is_ok());
+    assert!(ui.find("mic on · camera on · not sharing").is_ok());
+    drop(ui);
+
+    // Ctrl+D mutes (the shortcut in the tooltip).
+    use iced::keyboard::{Event, Key, Location, Modifiers};
+    let key = Event::KeyPressed {
+        key: Key::Character("d".into()),
+        modified_key: Key::Character("d".into()),
+        physical_key: iced::keyboard::key::Physical::Unidentified(
+            iced::keyboard::key::NativeCode::Unidentified,
+        ),
+        location: Location::Standard,
+        modifiers: Modifiers::CTRL,
+        text: None,
+        repeat: false,
+    };
+    let _ = call.update(call::Message::Key(key));
+    assert!(!call.media.mic);
+}
+
+/// Real host, two participants: room and private chat from the chat panel,
+/// with delivery states and the history a late joiner sees.
+#[test]
+fn room_and_private_chat_are_delivered_and_marked() {
+    backend();
+    smol::block_on(async {
+        let host = start_host().await;
+        let bob = join(host.control_addr, "bob", "").await;
+        let alice = join(host.control_addr, "alice", "").await;
+        let mut call = Call::new(alice.welcome(), host.control_addr.to_string(), None);
+        let _ = alice.events().try_recv(); // the first Joined, already shown
+        feed_until(&alice, &mut call, |c| c.members.len() == 2).await;
+
+        // Room message typed into the panel.
+        let _ = call.update(call::Message::Panel(call::Panel::Chat));
+        send(&alice, &mut call, "hello room");
+        let got = expect(&bob, 2 * SEC, |e| match e {
+            SessionEvent::Chat(m) => Some(m.clone()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(
+            (got.from.as_str(), got.to.as_deref(), got.text.as_str()),
+            ("alice", None, "hello room")
+        );
+
+        // Private message to bob, picked in the recipient list.
+        let mut ui = simulator(call.view());
+        assert!(ui.find("hello room").is_ok(), "own message in the log");
+        assert!(ui.find("Send").is_ok());
+        drop(ui);
+        let _ =
+            call.update(call::Message::Chat(chat::Message::To(Recipient::Member("bob".into()))));
+        send(&alice, &mut call, "just for you");
+        let got = expect(&bob, 2 * SEC, |e| match e {
+            SessionEvent::Chat(m) => Some(m.clone()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(got.to.as_deref(), Some("bob"));
+
+        feed_until(&alice, &mut call, |c| {
+            c.chat.entries.iter().filter(|e| e.delivery == Delivery::Delivered).count() == 2
+        })
+        .await;
+        let mut ui = simulator(call.view());
+        assert!(ui.find("You → bob (private)").is_ok() || has_prefix(&call, "You → bob (private)"));
+        drop(ui);
+        assert!(call.chat.entries.iter().all(|e| e.ts_ms.is_some()), "timestamps from the host");
+
+        // Bob answers privately; it shows as private in alice's chat.
+        bob.chat(Some("alice"), "psst").unwrap();
+        feed_until(&alice, &mut call, |c| c.chat.entries.iter().any(|e| e.text == "psst")).await;
+        let e = call.chat.entries.iter().find(|e| e.text == "psst").unwrap();
+        assert!(e.is_private() && e.delivery == Delivery::Received);
+
+        // A late joiner gets the room history (not the private messages).
+        let carol = join(host.control_addr, "carol", "").await;
+        let late = Call::new(carol.welcome(), host.control_addr.to_string(), None);
+        let texts: Vec<_> = late.chat.entries.iter().map(|e| e.text.as_str()).collect();
+        assert_eq!(texts, ["hello room"]);
+        drop((alice, bob, carol));
+        host.shutdown().await;
+    });
+}
+
+fn has_prefix(call: &Call, _label: &str) -> bool {
+    call.chat.entries.iter().any(|e| e.to.as_deref() == Some("bob") && e.from == "alice")
+}
+
+fn send(client: &Client, call: &mut Call, text: &str) {
+    let _ = call.update(call::Message::Chat(chat::Message::Draft(text.into())));
+    let (_, ev) = call.update(call::Message::Chat(chat::Message::Send));
+    let Some(call::Event::Chat { local, to, text }) = ev else { panic!("send event") };
+    let sent = client.chat(to.as_deref(), &text).map_err(|e| e.to_string());
+    call.chat.sent(local, sent);
+}
+
+/// Feeds the session's events into the call until `done`, for at most 3 s.
+async fn feed_until(client: &Client, call: &mut Call, done: impl Fn(&Call) -> bool) {
+    let deadline = Instant::now() + 3 * SEC;
+    let events = client.events();
+    while !done(call) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "condition not reached within 3 s");
+        use smol::future::FutureExt;
+        let next = async { events.recv().await.ok() }
+            .or(async {
+                smol::Timer::after(left).await;
+                None
+            })
+            .await;
+        if let Some(e) = next {
+            let _ = call.on_session(e);
+        }
+    }
+}
+
+#[test]
+fn presence_and_reconnecting_banner() {
+    backend();
+    let mut call = Call::new(&welcome("me", 1), "127.0.0.1:5000".into(), None);
+    let (notices, _) = call.on_session(SessionEvent::Presence(sapora::proto::Presence {
+        name: "p2".into(),
+        change: PresenceChange::Joined,
+    }));
+    assert_eq!(notices[0].text, "p2 joined");
+    let _ = call.on_session(SessionEvent::Members(UserList {
+        room: "default".into(),
+        members: vec![member("me", false), member("p1", true), member("p2", true)],
+    }));
+    assert_eq!(call.tiles(), ["me", "p1", "p2"]);
+    let _ = call.on_session(SessionEvent::Disconnected {
+        reason: "the host closed the connection".into(),
+        code: None,
+        retrying: true,
+    });
+    let mut ui = simulator(call.view());
+    assert!(ui.find("Reconnecting… (the host closed the connection)").is_ok());
+    drop(ui);
+    let mut w = welcome("me", 2);
+    w.history.clear();
+    let (notices, _) =
+        call.on_session(SessionEvent::Joined { welcome: Box::new(w), rejoined: true });
+    assert!(call.reconnecting.is_none());
+    assert_eq!(notices[0].text, "Reconnected.");
+    assert_eq!(call.chat.entries.len(), 1, "history is not shown twice after a rejoin");
+}
+
+/// The leave flow through the app: Leave in the control bar ends the call,
+/// the launcher comes back, and the others see us go.
+#[test]
+fn leave_returns_to_the_launcher_and_the_room_sees_it() {
+    backend();
+    smol::block_on(async {
+        let host = start_host().await;
+        let bob = join(host.control_addr, "bob", "").await;
+        let alice = join(host.control_addr, "alice", "").await;
+        let (mut app, _) = App::new(app_options(Launch::Launcher));
+        let _ = app.adopt(alice);
+        assert!(app.in_call());
+        let mut ui = simulator(app.view());
+        assert!(ui.find("alice (You)").is_ok());
+        ui.click("Leave").expect("leave button");
+        let msgs: Vec<_> = ui.into_messages().collect();
+        for m in msgs {
+            let _ = app.update(m);
+        }
+        assert!(!app.in_call() && app.call.is_none());
+        let mut ui = simulator(app.view());
+        assert!(ui.find("Join a meeting").is_ok(), "launcher is back");
+        drop(ui);
+        let left = expect(&bob, 3 * SEC, |e| match e {
+            SessionEvent::Presence(p)
+                if p.name == "alice" && p.change != PresenceChange::Joined =>
+            {
+                Some(p.change)
+            }
+            _ => None,
+        })
+        .await;
+        assert_eq!(left, PresenceChange::Left);
+        drop(bob);
+        host.shutdown().await;
+    });
+}
+
+#[test]
+fn scheduler_adds_edits_and_joins_through_the_shared_store() {
+    backend();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::at(dir.path().join("schedule.json"));
+    let (mut s, _) = Scheduler::new(Some(store.clone()));
+    use sapora::ui::scheduler::Message as M;
+    for m in [
+        M::Id("standup".into()),
+        M::Title("Daily standup".into()),
+        M::Start("2030-01-02T09:30".into()),
+        M::Duration("15".into()),
+        M::Host("127.0.0.1:5000".into()),
+    ] {
+        let _ = s.update(m);
+    }
+    let (task, _) = s.update(M::Save);
+    let mut pending = run_task(task);
+    while let Some(m) = pending.pop() {
+        pending.extend(run_task(s.update(m).0));
+    }
+    assert_eq!(s.error, None);
+    assert_eq!(store.list().unwrap().len(), 1, "written to the store `sapora schedule` reads");
+    assert_eq!(s.meetings[0].title, "Daily standup");
+    assert_eq!(s.meetings[0].duration_min, 15);
+
+    let _ = s.update(M::Edit("standup".into()));
+    let _ = s.update(M::Title("Standup (moved)".into()));
+    let mut pending = run_task(s.update(M::Save).0);
+    while let Some(m) = pending.pop() {
+        pending.extend(run_task(s.update(m).0));
+    }
+    assert_eq!(store.get("standup").unwrap().title, "Standup (moved)");
+    let (_, ev) = s.update(M::Join("standup".into()));
+    assert_eq!(
+        ev,
+        Some(sapora::ui::scheduler::Event::Join {
+            room: "standup".into(),
+            host: Some("127.0.0.1:5000".into())
+        })
+    );
+}
+
+/// Runs a task's future to completion (at most 3 s) and returns the
+/// messages it produced; runtime actions (scrolling, exit) are skipped.
+fn run_task<T: Send + 'static>(task: iced::Task<T>) -> Vec<T> {
+    use iced_test::runtime::{Action, task::into_stream};
+    use smol::stream::StreamExt;
+    let Some(mut stream) = into_stream(task) else { return Vec::new() };
+    smol::block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut out = Vec::new();
+        loop {
+            use smol::future::FutureExt;
+            let next = async { Some(stream.next().await) }
+                .or(async {
+                    smol::Timer::at(deadline).await;
+                    None
+                })
+                .await;
+            match next {
+                Some(Some(Action::Output(m))) => out.push(m),
+                Some(Some(_)) => {}
+                Some(None) => return out,
+                None => panic!("task did not finish within 3 s"),
+            }
+        }
+    })
+}
+
+/// Runs the app as iced would: every task on the executor, every message it
+/// produces back into `update`, until `done` (at most `within`).
+fn drive(app: &mut App, first: iced::Task<Message>, within: Duration, done: impl Fn(&App) -> bool) {
+    use iced_test::runtime::{Action, task::into_stream};
+    use smol::stream::StreamExt;
+    let (tx, rx) = smol::channel::unbounded::<Message>();
+    let spawn = |task: iced::Task<Message>| {
+        if let Some(mut stream) = into_stream(task) {
+            let tx = tx.clone();
+            smol::spawn(async move {
+                while let Some(action) = stream.next().await {
+                    if let Action::Output(m) = action {
+                        let _ = tx.send(m).await;
+                    }
+                }
+            })
+            .detach();
+        }
+    };
+    spawn(first);
+    let deadline = Instant::now() + within;
+    while !done(app) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "app did not get there within {within:?}; notices: {:?}; in call: {}",
+            app.notices,
+            app.in_call()
+        );
+        // The app's subscriptions do not run here: stand in for the video
+        // wake-up (at most every 33 ms, like the real one).
+        let wake = left.min(Duration::from_millis(33));
+        let m = smol::block_on(async {
+            use smol::future::FutureExt;
+            async { rx.recv().await.ok() }
+                .or(async {
+                    smol::Timer::after(wake).await;
+                    None
+                })
+                .await
+        });
+        match (m, app.session_id()) {
+            (Some(m), _) => spawn(app.update(m)),
+            (None, Some(id)) => spawn(app.update(Message::Frames(id, Vec::new()))),
+            (None, None) => {}
+        }
+    }
+}
+
+fn app_options(launch: Launch) -> Options {
+    Options {
+        launch,
+        discovery: (common::LOOPBACK_BROADCAST, 0),
+        host: common::options(),
+        media: Default::default(),
+    }
+}
+
+/// `sapora join <ip>`: the app resolves, connects and shows the call; the
+/// room sees us arrive.
+#[test]
+fn join_opens_the_call_screen() {
+    backend();
+    let host = smol::block_on(start_host());
+    let bob = smol::block_on(join(host.control_addr, "bob", ""));
+    let launch = Launch::Join {
+        address: host.control_addr.to_string(),
+        name: "alice".into(),
+        room: String::new(),
+    };
+    let (mut app, task) = App::new(app_options(launch));
+    assert!(matches!(app.launcher.status, launcher::Status::Connecting(_)));
+    drive(&mut app, task, 5 * SEC, |a| a.in_call());
+    let call = app.call.as_ref().unwrap();
+    assert_eq!(call.me, "alice");
+    assert_eq!(call.tiles(), ["alice", "bob"]);
+    let mut ui = simulator(app.view());
+    assert!(ui.find("alice (You)").is_ok());
+    assert!(ui.find("bob").is_ok());
+    drop(ui);
+    let who = smol::block_on(expect(&bob, 2 * SEC, |e| match e {
+        SessionEvent::Presence(p) if p.change == PresenceChange::Joined => Some(p.name.clone()),
+        _ => None,
+    }));
+    assert_eq!(who, "alice");
+    drop(bob);
+    smol::block_on(host.shutdown());
+}
+
+/// The Host button: the app starts a host in-process, joins it, and shows
+/// the address others should use.
+#[test]
+fn host_button_hosts_in_process_and_shows_the_address() {
+    backend();
+    let (mut app, task) = App::new(app_options(Launch::Launcher));
+    let mut tasks = vec![task];
+    let _ = app.update(Message::Launcher(launcher::Message::Name("hostess".into())));
+    tasks.push(app.update(Message::Launcher(launcher::Message::Host)));
+    drive(&mut app, iced::Task::batch(tasks), 5 * SEC, |a| a.in_call());
+    let share = app.share.clone().expect("hosting");
+    assert!(share.starts_with("127.0.0.1:"), "bound to loopback in tests: {share}");
+    let mut ui = simulator(app.view());
+    assert!(ui.find(format!("You are hosting · others join: sapora join {share}")).is_ok());
+    drop(ui);
+    // Someone else can join with exactly that address.
+    let guest = smol::block_on(join(share.parse().unwrap(), "guest", ""));
+    assert_eq!(guest.welcome().members.len(), 2);
+    drop(guest);
+    // Closing the window says goodbye, stops the host and exits.
+    let t = app.update(Message::CloseRequested(iced::window::Id::unique()));
+    drive(&mut app, t, 5 * SEC, |a| a.share.is_none() && !a.in_call());
+}
+
+/// Join → the first remote frame is shown (a bot's test camera), then the
+/// small grid asks that sender for its full layer and gets 640×480.
+#[test]
+fn remote_video_is_shown_and_a_small_grid_gets_the_full_layer() {
+    use sapora::client::video::{VideoEngine, VideoOptions};
+    use sapora::media::video::CameraChoice;
+    backend();
+    let host = smol::block_on(start_host());
+    let bob = smol::block_on(join(host.control_addr, "bob", ""));
+    let opts = VideoOptions::new("bob", CameraChoice::Test, sapora::proto::Subscription::None);
+    let (camera, err) = VideoEngine::start(bob.current_slot(), common::LOOPBACK, opts).unwrap();
+    assert_eq!(err, None);
+    // Camera on, as the room sees it (what a bot or the app does).
+    bob.set_media(sapora::proto::MediaState { camera: true, ..Default::default() }).unwrap();
+    let launch = Launch::Join {
+        address: host.control_addr.to_string(),
+        name: "alice".into(),
+        room: String::new(),
+    };
+    let (mut app, task) = App::new(app_options(launch));
+    let has_bob = |a: &App| a.call.as_ref().is_some_and(|c| c.frames.contains_key("bob"));
+    drive(&mut app, task, 5 * SEC, has_bob);
+    let ms = app.first_frame_ms.expect("first frame timed");
+    assert!(ms < 5000.0, "join → first frame {ms} ms");
+    // Frames keep coming; the layer switches to full (640×480) by itself.
+    let full = |a: &App| a.call.as_ref().is_some_and(|c| c.frames["bob"].width == 640);
+    drive(&mut app, iced::Task::none(), 5 * SEC, full);
+    let mut ui = simulator(app.view());
+    assert!(ui.find("bob").is_ok());
+    drop(ui);
+    camera.stop();
+    drop(bob);
+    smol::block_on(host.shutdown());
+}
+
+/// A file offer shows in the files panel with its size and sender; the
+/// Download button asks for it and shows progress.
+#[test]
+fn file_offers_show_and_download_is_requested() {
+    backend();
+    let mut call = Call::new(&welcome("me", 1), "127.0.0.1:5000".into(), None);
+    let (notices, _) = call.on_session(SessionEvent::FileOffered(sapora::proto::FileInfo {
+        id: 7,
+        name: "notes.pdf".into(),
+        size: 3 * 1024 * 1024,
+        md5: [0; 16],
+        sender: "p1".into(),
+        to: None,
+        ts_ms: 1_700_000_000_000,
+    }));
+    assert_eq!(notices[0].text, "p1 shared notes.pdf");
+    let _ = call.update(call::Message::Panel(call::Panel::Files));
+    let mut ui = simulator(call.view());
+    assert!(ui.find("3.0 MiB · from p1").is_ok());
+    ui.click("Download").expect("download button");
+    let events: Vec<_> = ui.into_messages().filter_map(|m| call.update(m).1).collect();
+    assert_eq!(events, [call::Event::Files(sapora::ui::files::Event::Download(7))]);
+    assert_eq!(call.files.offers[0].state, sapora::ui::files::Transfer::Running(0.0));
+}
