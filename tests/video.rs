@@ -425,6 +425,18 @@ fn frames_keep_arriving_whole_through_five_percent_loss() {
         let (sender, err) = VideoEngine::start(ann.current_slot(), LOOPBACK, send).unwrap();
         assert_eq!(err, None);
         assert!(sender.camera_on());
+        // Our own camera shows in our own slot (the "(You)" tile), unrelayed.
+        let own = ann.current().session;
+        let deadline = std::time::Instant::now() + 5 * SEC;
+        let preview = loop {
+            if let Some(f) = sender.latest(own) {
+                break f;
+            }
+            assert!(std::time::Instant::now() < deadline, "no local preview");
+            smol::Timer::after(20 * MS).await;
+        };
+        assert_eq!(preview.name, "ann");
+        assert_eq!(preview.image.pixels.len(), preview.image.width * preview.image.height * 4);
         // Camera on is visible to the room.
         let state = sapora::proto::MediaState { camera: sender.camera_on(), ..Default::default() };
         ann.set_media(state).unwrap();

@@ -376,6 +376,14 @@ fn capture_loop(
             continue;
         }
         let (session, token, to) = route.read();
+        publish_preview(
+            shared,
+            route,
+            frame_id,
+            capture_us,
+            (&thumb_rgb, tw, th),
+            thumb_jpeg.len(),
+        );
         let header = FragmentHeader {
             session,
             token,
@@ -400,6 +408,36 @@ fn capture_loop(
         shared.sent_thumb.fetch_add(thumb_jpeg.len() as u64, Ordering::Relaxed);
         frame_id = frame_id.wrapping_add(1);
     }
+}
+
+/// Puts our own picture in the frame slot under our own session, for the
+/// "(You)" tile: the thumbnail others see in a grid, widened to RGBA (no JPEG
+/// round trip). The host never relays our frames back, so nothing else
+/// writes this entry.
+fn publish_preview(
+    shared: &Shared,
+    route: &Route,
+    frame_id: u32,
+    capture_us: u64,
+    (rgb, width, height): (&[u8], usize, usize),
+    jpeg_bytes: usize,
+) {
+    let (sender, name) = {
+        let w = route.welcome.lock().unwrap_or_else(|e| e.into_inner());
+        (w.session, w.name.clone())
+    };
+    let pixels = rgb.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
+    let frame = VideoFrame {
+        sender,
+        name,
+        layer: Layer::Thumb,
+        frame_id,
+        capture_us,
+        delay_ms: 0.0,
+        jpeg_bytes,
+        image: Arc::new(Rgba { width, height, pixels }),
+    };
+    shared.frames.lock().unwrap_or_else(|e| e.into_inner()).insert(sender, frame);
 }
 
 fn send_hello(shared: &Shared, socket: &UdpSocket, route: &Route, buf: &mut Vec<u8>) {
