@@ -2,7 +2,7 @@
 //! library; every subcommand prints a clear message and a non-zero exit code
 //! on failure rather than a panic.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -385,20 +385,7 @@ type CmdResult = Result<ExitCode, String>;
 
 /// `ip`, `ip:port` or `name[:port]`; the port defaults to the control port.
 fn parse_host(host: &str, default_port: u16) -> Result<SocketAddr, String> {
-    let host = host.trim();
-    if let Ok(addr) = host.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, default_port));
-    }
-    let with_port =
-        if host.contains(':') { host.to_string() } else { format!("{host}:{default_port}") };
-    with_port
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| format!("\"{host}\" is not a host address: expected ip or ip:port, e.g. 192.168.1.20 or 192.168.1.20:5000"))
+    sapora::client::parse_address(host, default_port)
 }
 
 fn ports(net: &NetArgs) -> Result<Ports, String> {

@@ -19,7 +19,7 @@ pub mod settings;
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -452,9 +452,10 @@ impl App {
         self.join_clicked = Some(Instant::now());
         let default_port = self.options.host.ports.control;
         let default_port = if default_port == 0 { 5000 } else { default_port };
-        Task::perform(smol::unblock(move || parse_address(&address, default_port)), move |r| {
-            Message::Resolved(r, name.clone(), room.clone())
-        })
+        Task::perform(
+            smol::unblock(move || crate::client::parse_address(&address, default_port)),
+            move |r| Message::Resolved(r, name.clone(), room.clone()),
+        )
     }
 
     fn connect(&mut self, addr: SocketAddr, name: String, room: String) -> Task<Message> {
@@ -1092,23 +1093,6 @@ fn default_name() -> String {
         .ok()
         .filter(|s| !s.trim().is_empty())
         .unwrap_or_else(|| "guest".into())
-}
-
-/// `ip`, `ip:port` or `name[:port]`. Blocking for names (DNS): run it off
-/// the UI thread.
-pub fn parse_address(input: &str, default_port: u16) -> Result<SocketAddr, String> {
-    let host = input.trim();
-    if let Ok(addr) = host.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, default_port));
-    }
-    let with_port =
-        if host.contains(':') { host.to_string() } else { format!("{host}:{default_port}") };
-    with_port.to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or_else(|| {
-        format!("\"{host}\" is not a host address: expected an IP like 192.168.1.20 (or ip:port)")
-    })
 }
 
 /// Runs a file transfer on the executor and streams its progress and
