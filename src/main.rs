@@ -186,6 +186,13 @@ struct HostArgs {
     /// Codec of the audio mix: opus (about 60 kbps per listener) or pcm (raw 16-bit, 780 kbps, least CPU)
     #[arg(long, value_name = "CODEC", default_value = "opus", value_parser = ["opus", "pcm"])]
     audio_codec: String,
+    #[command(flatten)]
+    media: AppMediaArgs,
+}
+
+/// Devices for the desktop app; the same words as the bots use.
+#[derive(Args, Clone, Default)]
+struct AppMediaArgs {
     /// Camera for the desktop app: test, none, or a device index or name from `sapora devices`
     #[arg(long, value_name = "CAMERA")]
     camera: Option<sapora::media::video::CameraChoice>,
@@ -195,6 +202,16 @@ struct HostArgs {
     /// Speaker for the desktop app: record:PATH.wav, null, default, or a device
     #[arg(long, value_name = "SINK")]
     speaker: Option<String>,
+}
+
+impl AppMediaArgs {
+    fn choice(&self) -> ui::MediaChoice {
+        ui::MediaChoice {
+            camera: self.camera.as_ref().map(ui::media::camera_word),
+            mic: self.mic.clone(),
+            speaker: self.speaker.clone(),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -213,15 +230,8 @@ struct JoinArgs {
     name: Option<String>,
     #[command(flatten)]
     net: NetArgs,
-    /// Camera for the desktop app: test, none, or a device index or name from `sapora devices`
-    #[arg(long, value_name = "CAMERA")]
-    camera: Option<sapora::media::video::CameraChoice>,
-    /// Microphone for the desktop app: tone[:HZ], clicks, file:PATH.wav, none, default, or a device
-    #[arg(long, value_name = "SOURCE")]
-    mic: Option<String>,
-    /// Speaker for the desktop app: record:PATH.wav, null, default, or a device
-    #[arg(long, value_name = "SINK")]
-    speaker: Option<String>,
+    #[command(flatten)]
+    media: AppMediaArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -438,7 +448,9 @@ fn ctrl_c() -> smol::channel::Receiver<()> {
 fn host(args: HostArgs) -> CmdResult {
     let ports = ports(&args.net)?;
     let headless = args.headless || !ui::display_available();
-    if let Some(camera) = args.camera.as_ref().filter(|c| **c != Default::default() && headless) {
+    if let Some(camera) =
+        args.media.camera.as_ref().filter(|c| **c != Default::default() && headless)
+    {
         println!("sapora: {camera} is for the desktop app; the headless host sends no video.");
     }
     let mut opts = HostOptions::new(args.bind, ports, args.name.unwrap_or_else(machine_name));
@@ -452,11 +464,7 @@ fn host(args: HostArgs) -> CmdResult {
     if !args.headless {
         if ui::display_available() {
             let launch = ui::Launch::Host { name: user_name(), room: args.room.trim().to_string() };
-            let media = ui::MediaChoice {
-                camera: args.camera.as_ref().map(ui::media::camera_word),
-                mic: args.mic.clone(),
-                speaker: args.speaker.clone(),
-            };
+            let media = args.media.choice();
             return open_app(launch, &args.net, opts, media);
         }
         println!(
@@ -569,7 +577,7 @@ fn uptime(d: Duration) -> String {
 fn join(args: JoinArgs) -> CmdResult {
     let ports = ports(&args.net)?;
     if let Some(camera) =
-        args.camera.as_ref().filter(|c| **c != Default::default() && !ui::display_available())
+        args.media.camera.as_ref().filter(|c| **c != Default::default() && !ui::display_available())
     {
         println!("sapora: {camera} is for the desktop app; this terminal session sends no video.");
     }
@@ -590,11 +598,7 @@ fn join(args: JoinArgs) -> CmdResult {
     if ui::display_available() {
         let launch =
             ui::Launch::Join { address: addr.to_string(), name, room: room.unwrap_or_default() };
-        let media = ui::MediaChoice {
-            camera: args.camera.as_ref().map(ui::media::camera_word),
-            mic: args.mic.clone(),
-            speaker: args.speaker.clone(),
-        };
+        let media = args.media.choice();
         return open_app(launch, &args.net, app_host_options(&args.net)?, media);
     }
     smol::block_on(terminal::run(addr, name, room.unwrap_or_default()))
@@ -621,9 +625,7 @@ fn auto() -> CmdResult {
                 room: None,
                 name: None,
                 net,
-                camera: None,
-                mic: None,
-                speaker: None,
+                media: AppMediaArgs::default(),
             };
             join(args)
         }
@@ -639,9 +641,7 @@ fn auto() -> CmdResult {
                 status_every: 10,
                 files: FileStoreArgs::default(),
                 audio_codec: "opus".into(),
-                camera: None,
-                mic: None,
-                speaker: None,
+                media: AppMediaArgs::default(),
             })
         }
     }

@@ -60,6 +60,21 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     w.flush().await
 }
 
+/// A shared socket read through a `BufReader` while other code writes to it
+/// (the file channel reads buffered, writes whole frames).
+#[derive(Clone)]
+pub struct ArcStream(pub std::sync::Arc<smol::Async<std::net::TcpStream>>);
+
+impl AsyncRead for ArcStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut &*self.0).poll_read(cx, buf)
+    }
+}
+
 /// Wall-clock milliseconds since the Unix epoch (0 if the clock is before 1970).
 pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()

@@ -380,12 +380,7 @@ async fn whole_frames(engine: &VideoEngine, n: usize, within: Duration) -> Vec<u
     let deadline = Instant::now() + within;
     let mut ids = Vec::new();
     while ids.len() < n {
-        let next = async { events.recv().await.ok() }
-            .or(async {
-                smol::Timer::at(deadline).await;
-                None
-            })
-            .await;
+        let next = common::recv_by(&events, deadline).await;
         match next {
             Some(VideoEvent::Frame(f)) => {
                 let img = &f.image;

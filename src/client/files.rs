@@ -21,6 +21,7 @@ use smol::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use smol::{Async, Timer};
 
 use super::session::Client;
+use crate::net::ArcStream;
 use crate::proto::{
     CHUNK_HEADER, CHUNK_SIZE, DownloadRequest, FileClientMsg, FileErrorCode, FileFailure,
     FileHostMsg, FileInfo, HEADER_LEN, Header, ListRequest, MsgType, PROTOCOL_VERSION, UploadEnd,
@@ -325,19 +326,6 @@ struct Conn {
     stream: Arc<Async<TcpStream>>,
     reader: BufReader<ArcStream>,
     buf: Vec<u8>,
-}
-
-#[derive(Clone)]
-struct ArcStream(Arc<Async<TcpStream>>);
-
-impl smol::io::AsyncRead for ArcStream {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut [u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut &*self.0).poll_read(cx, buf)
-    }
 }
 
 async fn timed<T>(f: impl std::future::Future<Output = std::io::Result<T>>) -> std::io::Result<T> {

@@ -26,7 +26,7 @@ use smol::{Async, Task, Timer};
 use super::control::ControlHandle;
 use super::core::{HostEvent, SessionId};
 use super::directory::{Directory, Entry};
-use crate::net::{random_u64, unix_ms};
+use crate::net::{ArcStream, random_u64, unix_ms};
 use crate::proto::{
     CHUNK_HEADER, CHUNK_SIZE, DecodeError, FileClientMsg, FileErrorCode, FileFailure, FileHostMsg,
     FileInfo, FileList, HEADER_LEN, Header, HostMsg, MAX_FILES_PER_ROOM, MsgType, PROTOCOL_VERSION,
@@ -384,20 +384,6 @@ enum ConnError {
 
 type Reader = BufReader<ArcStream>;
 
-/// Lets one socket be read through a `BufReader` and written elsewhere.
-#[derive(Clone)]
-struct ArcStream(Arc<Async<TcpStream>>);
-
-impl smol::io::AsyncRead for ArcStream {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut [u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut &*self.0).poll_read(cx, buf)
-    }
-}
-
 /// Reads one client frame, checking its length before allocating.
 async fn read_msg(r: &mut Reader) -> Result<FileClientMsg, ConnError> {
     let read = async {
@@ -450,17 +436,7 @@ async fn send(w: &Async<TcpStream>, msg: &FileHostMsg, buf: &mut Vec<u8>) -> std
     }
     .encode(buf);
     buf.extend_from_slice(&payload);
-    let mut w = w;
-    let write = async {
-        w.write_all(buf).await?;
-        w.flush().await
-    };
-    write
-        .or(async {
-            Timer::after(IDLE).await;
-            Err(std::io::ErrorKind::TimedOut.into())
-        })
-        .await
+    write_raw(w, buf).await
 }
 
 async fn serve(shared: &Arc<Shared>, stream: Arc<Async<TcpStream>>) -> Result<(), ConnError> {

@@ -39,6 +39,16 @@ pub fn unique_offset(slot: u16) -> u16 {
     base + slot
 }
 
+/// The next item from `rx`, or `None` once `deadline` passes (or `rx` closes).
+pub async fn recv_by<T>(rx: &smol::channel::Receiver<T>, deadline: Instant) -> Option<T> {
+    async { rx.recv().await.ok() }
+        .or(async {
+            smol::Timer::at(deadline).await;
+            None
+        })
+        .await
+}
+
 /// Waits for the first event matching `pick`, skipping others; panics after
 /// `within` with what was seen, so a broken host fails the test instead of
 /// hanging it.
@@ -51,12 +61,7 @@ pub async fn expect<T>(
     let deadline = Instant::now() + within;
     let mut seen = Vec::new();
     loop {
-        let next = async { events.recv().await.ok() }
-            .or(async {
-                smol::Timer::at(deadline).await;
-                None
-            })
-            .await;
+        let next = recv_by(&events, deadline).await;
         match next {
             Some(e) => {
                 if let Some(v) = pick(&e) {
@@ -75,12 +80,7 @@ pub async fn collect(client: &Client, d: Duration) -> Vec<Event> {
     let deadline = Instant::now() + d;
     let mut out = Vec::new();
     loop {
-        let next = async { events.recv().await.ok() }
-            .or(async {
-                smol::Timer::at(deadline).await;
-                None
-            })
-            .await;
+        let next = recv_by(&events, deadline).await;
         match next {
             Some(e) => out.push(e),
             None => return out,
