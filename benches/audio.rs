@@ -4,11 +4,13 @@
 //!   mix-minus, limiter, encode, datagram building) for rooms of 10 and 50
 //!   with 3 talkers, Opus. A tick's share of one core is time / 20 ms.
 //! - Mouth-to-ear on loopback (printed after criterion): two clients with
-//!   `clicks` microphones through a real host for 10 s; each click's delay
+//!   `clicks` microphones through a real host for 20 s (`SAPORA_BENCH_SECS`),
+//!   with 20 ms and with 10 ms frames; each click's delay
 //!   runs from the moment its first sample leaves the (virtual) microphone
 //!   to the moment it is handed to the (null) speaker: packetisation, UDP
-//!   both ways, both jitter buffers, the mixer tick, two Opus generations;
-//!   device buffers excluded.
+//!   both ways, both jitter buffers, the wait for the mixer's tick and for
+//!   the playback slot (clients align both to the host's tick phase), two
+//!   Opus generations' look-ahead; device buffers excluded.
 //! - Bytes on the wire per participant and direction (UDP payloads; add 28
 //!   bytes of IPv4+UDP header per packet for the link), for a continuous
 //!   talker (1 kHz tone) and a listener.
@@ -100,31 +102,53 @@ fn engine(client: &Client, mic: MicSpec) -> AudioEngine {
         .unwrap()
 }
 
-/// Mouth-to-ear delay and bandwidth on loopback, printed as figures.
-fn loopback_figures() {
+fn ports() -> Ports {
+    Ports { control: 0, discovery: 0, file: 0, screen: 0, video: 0, audio: 0 }
+}
+
+/// Two participants with `clicks` microphones on a host mixing in frames of
+/// `frame_samples`, for `secs` seconds: every click's mouth-to-ear delay.
+fn mouth_to_ear(frame_samples: usize, secs: u64) {
     smol::block_on(async {
-        let ports = Ports { control: 0, discovery: 0, file: 0, screen: 0, video: 0, audio: 0 };
-        let host = server::start(HostOptions::new(LOOPBACK, ports, "bench")).await.unwrap();
+        let mut opts = HostOptions::new(LOOPBACK, ports(), "bench");
+        opts.audio_frame_samples = frame_samples;
+        let host = server::start(opts).await.unwrap();
         let join = |name: &'static str| async move {
             Client::connect(ClientConfig::new(host.control_addr, name, "bench")).await.unwrap()
         };
         let (a, b) = (join("a").await, join("b").await);
         let (ea, eb) = (engine(&a, MicSpec::Clicks), engine(&b, MicSpec::Clicks));
-        smol::Timer::after(Duration::from_secs(10)).await;
+        smol::Timer::after(Duration::from_secs(secs)).await;
         let mut lat = ea.latencies_ms();
         lat.extend(eb.latencies_ms());
-        let p = Percentiles::of(&lat);
-        drop((ea, eb));
-        match p {
+        let concealed = ea.stats().frames_concealed + eb.stats().frames_concealed;
+        drop((ea, eb, a, b));
+        let ms = frame_samples / 48;
+        match Percentiles::of(&lat) {
             Some(p) => println!(
-                "mouth-to-ear on loopback (clicks, 2 participants, 10 s, {} clicks): p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
+                "mouth-to-ear on loopback, {ms} ms frames (clicks, 2 participants, {secs} s, {} clicks, {concealed} frames concealed): p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
                 lat.len(),
                 p.p50,
                 p.p95,
                 p.p99
             ),
-            None => println!("mouth-to-ear: no clicks detected"),
+            None => println!("mouth-to-ear, {ms} ms frames: no clicks detected"),
         }
+        host.shutdown().await;
+    });
+}
+
+/// Mouth-to-ear delay and bandwidth on loopback, printed as figures.
+fn loopback_figures() {
+    let secs = std::env::var("SAPORA_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    mouth_to_ear(960, secs);
+    mouth_to_ear(480, secs);
+    smol::block_on(async {
+        let host = server::start(HostOptions::new(LOOPBACK, ports(), "bench")).await.unwrap();
+        let join = |name: &'static str| async move {
+            Client::connect(ClientConfig::new(host.control_addr, name, "bench")).await.unwrap()
+        };
+        let (a, b) = (join("a").await, join("b").await);
 
         // Bandwidth: one continuous talker, two listeners, 10 s.
         let c = join("c").await;

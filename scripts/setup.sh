@@ -24,6 +24,7 @@ PACKAGES=(
     # For the scripts that run the app and screen sharing without a display
     # (scripts/screenshot.sh, scripts/screen-demo.sh); small, so always installed.
     xvfb xdotool xterm x11-utils imagemagick
+    zenity            # the app's file dialog where no XDG desktop portal runs (rfd falls back to it)
 )
 
 say() { printf '==> setup: %s\n' "$*"; }

@@ -186,6 +186,9 @@ struct HostArgs {
     /// Codec of the audio mix: opus (about 60 kbps per listener) or pcm (raw 16-bit, 780 kbps, least CPU)
     #[arg(long, value_name = "CODEC", default_value = "opus", value_parser = ["opus", "pcm"])]
     audio_codec: String,
+    /// Audio frame length in ms: 20, or 10 for less delay at the cost of twice the packets (clients follow the host)
+    #[arg(long, value_name = "MS", default_value = "20", value_parser = ["10", "20"])]
+    audio_frame_ms: String,
     #[command(flatten)]
     media: AppMediaArgs,
 }
@@ -461,6 +464,9 @@ fn host(args: HostArgs) -> CmdResult {
     if args.audio_codec == "pcm" {
         opts.audio_codec = sapora::proto::AudioCodec::Pcm16;
     }
+    if args.audio_frame_ms == "10" {
+        opts.audio_frame_samples = sapora::media::audio::FRAME_10MS;
+    }
     if !args.headless {
         if ui::display_available() {
             let launch = ui::Launch::Host { name: user_name(), room: args.room.trim().to_string() };
@@ -641,6 +647,7 @@ fn auto() -> CmdResult {
                 status_every: 10,
                 files: FileStoreArgs::default(),
                 audio_codec: "opus".into(),
+                audio_frame_ms: "20".into(),
                 media: AppMediaArgs::default(),
             })
         }

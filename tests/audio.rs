@@ -385,6 +385,43 @@ fn a_pcm_host_sends_pcm_and_clients_follow() {
 }
 
 #[test]
+fn a_10ms_host_gets_10ms_frames_from_clients_that_started_at_20ms() {
+    let _one_at_a_time = serial();
+    smol::block_on(async {
+        let mut opts = common::options();
+        opts.audio_frame_samples = sapora::media::audio::FRAME_10MS;
+        let host = sapora::server::start(opts).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let wav = dir.path().join("b.wav");
+        let a = join(host.control_addr, "a", "ten").await;
+        let b = join(host.control_addr, "b", "ten").await;
+        // Both engines start with the default 20 ms frames.
+        let ea = engine(&a, MicSpec::Tone(1000.0), SpeakerSpec::Null, None);
+        let eb = engine(&b, MicSpec::None, SpeakerSpec::Record(wav.clone()), None);
+        smol::Timer::after(SEC).await;
+        let (a0, b0) = (ea.stats(), eb.stats());
+        smol::Timer::after(2 * SEC).await;
+        let (a1, b1) = (ea.stats(), eb.stats());
+        ea.stop().unwrap();
+        eb.stop().unwrap();
+        // 10 ms frames: about 100 packets a second each way (20 ms would be 50).
+        let sent = a1.packets_sent - a0.packets_sent;
+        let got = b1.packets_received - b0.packets_received;
+        assert!((170..=230).contains(&sent), "A sent {sent} packets in 2 s");
+        assert!((170..=230).contains(&got), "B received {got} packets in 2 s");
+        let host_stats = host.audio_stats();
+        assert!(host_stats.mixer.packets_in > 250, "{host_stats:?}");
+        // The tone survives: 1 kHz, clean.
+        let x = read_wav(&wav);
+        let body = &x[48_000..x.len() - 4_800];
+        assert_eq!(frequency(body), 1000.0);
+        let snr = median_frame_snr_db(body, 1000.0);
+        assert!(snr > 10.0, "median SNR {snr:.1} dB");
+        host.shutdown().await;
+    });
+}
+
+#[test]
 fn bots_report_audio_counters_and_click_latency() {
     let _one_at_a_time = serial();
     smol::block_on(async {

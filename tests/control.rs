@@ -219,3 +219,45 @@ fn unreachable_host_is_a_clear_error() {
         );
     });
 }
+
+/// The host's own app (holding the host's key) is marked as the host in
+/// every member list; a client with a wrong key is not, and when the host's
+/// app leaves nobody is.
+#[test]
+fn the_hosts_own_app_is_marked_host_and_a_wrong_key_marks_nobody() {
+    use sapora::client::{Client, ClientConfig};
+    smol::block_on(async {
+        let host = start_host().await;
+        let guest = join(host.control_addr, "guest", "").await;
+        assert_eq!(guest.welcome().host_member, None);
+
+        let mut own = ClientConfig::new(host.control_addr, "hostess", "");
+        own.host_key = Some(host.host_key);
+        let hostess = Client::connect(own).await.unwrap();
+        assert_eq!(hostess.welcome().host_member.as_deref(), Some("hostess"));
+        let marked = |e: &Event| match e {
+            Event::Members(l) if l.members.len() == 2 => Some(l.host_member.clone()),
+            _ => None,
+        };
+        assert_eq!(expect(&guest, SEC, marked).await.as_deref(), Some("hostess"));
+
+        let mut forged = ClientConfig::new(host.control_addr, "mallory", "");
+        forged.host_key = Some(host.host_key.wrapping_add(1));
+        let mallory = Client::connect(forged).await.unwrap();
+        assert_eq!(mallory.welcome().host_member.as_deref(), Some("hostess"));
+        let three = |e: &Event| match e {
+            Event::Members(l) if l.members.len() == 3 => Some(l.host_member.clone()),
+            _ => None,
+        };
+        assert_eq!(expect(&guest, SEC, three).await.as_deref(), Some("hostess"));
+
+        hostess.leave().await;
+        let after = |e: &Event| match e {
+            Event::Members(l) if l.members.len() == 2 => Some(l.host_member.clone()),
+            _ => None,
+        };
+        assert_eq!(expect(&guest, SEC, after).await, None);
+        drop((guest, mallory));
+        host.shutdown().await;
+    });
+}

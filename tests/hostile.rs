@@ -111,6 +111,7 @@ fn a_thousand_connections_opened_and_dropped() {
                         name,
                         room: "flood".into(),
                         rejoin_token: None,
+                        host_key: None,
                     };
                     sapora::proto::encode_frame(
                         sapora::proto::MsgType::Register,
@@ -143,6 +144,7 @@ fn a_client_that_never_reads_is_dropped_not_buffered() {
             name: "stalled".into(),
             room: "".into(),
             rejoin_token: None,
+            host_key: None,
         };
         let mut frame = Vec::new();
         sapora::proto::encode_frame(sapora::proto::MsgType::Register, 0, &reg, &mut frame);

@@ -66,6 +66,7 @@ fn silent_client_is_dropped_and_the_room_told() {
             name: "mute".into(),
             room: "".into(),
             rejoin_token: None,
+            host_key: None,
         };
         let mut frame = Vec::new();
         sapora::proto::encode_frame(sapora::proto::MsgType::Register, 0, &reg, &mut frame);
@@ -103,6 +104,7 @@ fn client_notices_a_silent_host_and_reconnects() {
                 timeout_ms: 1000,
                 members: vec![],
                 history: vec![],
+                host_member: None,
             };
             sapora::proto::encode_frame(sapora::proto::MsgType::Welcome, 0, &w, &mut buf);
             s.write_all(&buf).unwrap();

@@ -63,6 +63,7 @@ fn welcome(me: &str, others: usize) -> Welcome {
             text: "welcome aboard".into(),
             ts_ms: 1_700_000_000_000,
         }],
+        host_member: None,
     }
 }
 
@@ -355,6 +356,7 @@ fn presence_and_reconnecting_banner() {
     let _ = call.on_session(SessionEvent::Members(UserList {
         room: "default".into(),
         members: vec![member("me", false), member("p1", true), member("p2", true)],
+        host_member: None,
     }));
     assert_eq!(call.tiles(), ["me", "p1", "p2"]);
     let _ = call.on_session(SessionEvent::Disconnected {
@@ -528,6 +530,12 @@ fn drive(app: &mut App, first: iced::Task<Message>, within: Duration, done: impl
             (None, Some(id)) => spawn(app.update(Message::Frames(id, Vec::new()))),
             (None, None) => {}
         }
+        // Likewise for the session subscription (members, chat, files).
+        if let Some((id, events)) = app.session_events() {
+            while let Ok(e) = events.try_recv() {
+                spawn(app.update(Message::Session(id, e)));
+            }
+        }
     }
 }
 
@@ -653,4 +661,279 @@ fn file_offers_show_and_download_is_requested() {
     let events: Vec<_> = ui.into_messages().filter_map(|m| call.update(m).1).collect();
     assert_eq!(events, [call::Event::Files(sapora::ui::files::Event::Download(7))]);
     assert_eq!(call.files.offers[0].state, sapora::ui::files::Transfer::Running(0.0));
+}
+
+// ---- the host marked by the protocol ----
+
+/// The participants panel marks whoever the host's member list marks, and
+/// nobody else: not by IP (everyone here is 127.0.0.1).
+#[test]
+fn participants_panel_marks_the_member_the_host_marks() {
+    backend();
+    let mut w = welcome("me", 2);
+    w.host_member = Some("p1".into());
+    let mut call = Call::new(&w, "127.0.0.1:5000".into(), None);
+    let _ = call.update(call::Message::Panel(call::Panel::People));
+    let mut ui = simulator(call.view());
+    assert!(ui.find("p1 · host").is_ok(), "the host's member is marked");
+    assert!(ui.find("me (You)").is_ok(), "we are not the host");
+    assert!(ui.find("p2").is_ok());
+    assert!(ui.find("p2 · host").is_err());
+    drop(ui);
+    // The host's app left: the next list marks nobody.
+    let _ = call.on_session(SessionEvent::Members(UserList {
+        room: "default".into(),
+        members: vec![member("me", true), member("p2", true)],
+        host_member: None,
+    }));
+    let mut ui = simulator(call.view());
+    assert!(ui.find("p2").is_ok() && ui.find("p2 · host").is_err());
+    assert!(ui.find("me (You)").is_ok());
+}
+
+/// End to end: the app hosts in-process, its own member is marked host
+/// (in its panel and for a guest), the guest is not.
+#[test]
+fn the_hosting_app_is_marked_host_for_everyone() {
+    backend();
+    let launch = Launch::Host { name: "hostess".into(), room: String::new() };
+    let (mut app, task) = App::new(app_options(launch));
+    drive(&mut app, task, 5 * SEC, |a| a.in_call());
+    let share = app.share.clone().expect("hosting");
+    let guest = smol::block_on(join(share.parse().unwrap(), "guest", ""));
+    assert_eq!(guest.welcome().host_member.as_deref(), Some("hostess"));
+    let mut seen = Call::new(guest.welcome(), share.clone(), None);
+    let _ = seen.update(call::Message::Panel(call::Panel::People));
+    let mut ui = simulator(seen.view());
+    assert!(ui.find("hostess · host").is_ok());
+    assert!(ui.find("guest (You)").is_ok());
+    drop(ui);
+
+    let _ = app.update(Message::Call(call::Message::Panel(call::Panel::People)));
+    drive(&mut app, iced::Task::none(), 3 * SEC, |a| {
+        a.call.as_ref().is_some_and(|c| c.members.len() == 2)
+    });
+    let mut ui = simulator(app.view());
+    assert!(ui.find("hostess (You) · host").is_ok());
+    assert!(ui.find("guest").is_ok() && ui.find("guest · host").is_err());
+    drop(ui);
+    drop(guest);
+    let t = app.update(Message::CloseRequested(iced::window::Id::unique()));
+    drive(&mut app, t, 5 * SEC, |a| a.share.is_none() && !a.in_call());
+}
+
+// ---- settings during a call ----
+
+/// A host, and the app in a call on it with device-free settings; the
+/// engines have started (the audio one at least once).
+fn app_in_call(
+    name: &str,
+    settings: sapora::ui::settings::Settings,
+) -> (App, sapora::server::RunningHost) {
+    let host = smol::block_on(start_host());
+    let launch = Launch::Join {
+        address: host.control_addr.to_string(),
+        name: name.into(),
+        room: String::new(),
+    };
+    let (mut app, t) = App::new(app_options(launch));
+    app.settings = settings;
+    // Both engines' start results must arrive within this drive (a later
+    // one would be lost with its channel).
+    drive(&mut app, t, 5 * SEC, |a| {
+        a.in_call() && a.engine_generations().0 >= 1 && a.engine_generations().1 >= 1
+    });
+    (app, host)
+}
+
+fn device_free() -> sapora::ui::settings::Settings {
+    sapora::ui::settings::Settings {
+        camera: "none".into(),
+        mic: "none".into(),
+        speaker: "null".into(),
+        ..Default::default()
+    }
+}
+
+fn run_messages(app: &mut App, msgs: Vec<Message>) -> iced::Task<Message> {
+    iced::Task::batch(msgs.into_iter().map(|m| app.update(m)).collect::<Vec<_>>())
+}
+
+/// The control bar's Settings button opens the settings over the call;
+/// saving a new speaker restarts just the audio engine with it (a recording
+/// appears), the choice is remembered, and a broken microphone choice is a
+/// notification while the call goes on.
+#[test]
+fn settings_open_during_a_call_and_a_speaker_change_applies_live() {
+    use sapora::ui::settings::Message as S;
+    backend();
+    let before = sapora::ui::settings::Settings::load();
+    let (mut app, host) = app_in_call("alice", device_free());
+    let mut ui = simulator(app.view());
+    ui.click("Settings").expect("settings button in the control bar");
+    let msgs: Vec<_> = ui.into_messages().collect();
+    let t = run_messages(&mut app, msgs);
+    let dialog = app.dialog.as_ref().expect("settings open");
+    assert!(dialog.live, "opened from the call: changes apply now");
+    let mut ui = simulator(app.view());
+    assert!(ui.find("Microphone").is_ok() && ui.find("Speaker").is_ok());
+    assert!(ui.find("alice (You)").is_ok(), "the call stays underneath");
+    drop(ui);
+    drive(&mut app, t, SEC, |_| true);
+
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("live.wav");
+    let (video_before, audio_before) = app.engine_generations();
+    let _ = app.update(Message::Settings(S::Speaker(format!("record:{}", wav.display()))));
+    let t = app.update(Message::Settings(S::Save));
+    drive(&mut app, t, 5 * SEC, |a| a.engine_generations().1 >= audio_before + 2 && wav.exists());
+    assert!(app.in_call());
+    assert_eq!(app.engine_generations().0, video_before, "video was not restarted");
+    assert_eq!(app.settings.speaker, format!("record:{}", wav.display()));
+    drive(&mut app, iced::Task::none(), 3 * SEC, |a| {
+        a.dialog.as_ref().and_then(|d| d.status.as_deref()).is_some_and(|s| s.starts_with("Saved"))
+    });
+    let saved = sapora::ui::settings::Settings::load();
+    assert_eq!(saved.speaker, format!("record:{}", wav.display()), "remembered");
+
+    // A microphone that cannot open: told, and the call goes on.
+    let _ = app.update(Message::Settings(S::Mic("wav:/nonexistent/voice.wav".into())));
+    let t = app.update(Message::Settings(S::Save));
+    drive(&mut app, t, 5 * SEC, |a| {
+        a.notices.iter().any(|(_, n)| n.error && n.text.starts_with("No sound"))
+    });
+    assert!(app.in_call() && app.call.as_ref().is_some_and(|c| !c.media.mic));
+    let _ = app.update(Message::Settings(S::Close));
+    assert!(app.dialog.is_none());
+    let mut ui = simulator(app.view());
+    assert!(ui.find("Microphone").is_err(), "closed");
+    drop(ui);
+    let _ = app.update(Message::Call(call::Message::Leave));
+    smol::block_on(host.shutdown());
+    // Other tests' apps read the shared settings file.
+    before.save().unwrap();
+}
+
+/// Ctrl+, opens the settings too; a new video quality restarts only the
+/// video engine, and our own test-camera preview comes back at the new size.
+#[test]
+fn a_video_quality_change_during_a_call_restarts_only_the_video() {
+    use sapora::ui::settings::{Message as S, Quality};
+    backend();
+    let settings = sapora::ui::settings::Settings { camera: "test".into(), ..device_free() };
+    let (mut app, host) = app_in_call("vera", settings);
+    let own_width = |a: &App| a.call.as_ref().and_then(|c| c.frames.get("vera")).map(|f| f.width);
+    // Our own tile shows the thumbnail others get in a grid: half the size.
+    drive(&mut app, iced::Task::none(), 5 * SEC, |a| own_width(a) == Some(320));
+
+    use iced::keyboard::{Event, Key, Location, Modifiers};
+    let key = Event::KeyPressed {
+        key: Key::Character(",".into()),
+        modified_key: Key::Character(",".into()),
+        physical_key: iced::keyboard::key::Physical::Unidentified(
+            iced::keyboard::key::NativeCode::Unidentified,
+        ),
+        location: Location::Standard,
+        modifiers: Modifiers::CTRL,
+        text: None,
+        repeat: false,
+    };
+    let _ = app.update(Message::Key(key));
+    assert!(app.dialog.as_ref().is_some_and(|d| d.live), "Ctrl+, opens the settings");
+    let (video_before, audio_before) = app.engine_generations();
+    let _ = app.update(Message::Settings(S::Quality(Quality::Low)));
+    let t = app.update(Message::Settings(S::Save));
+    drive(&mut app, t, 5 * SEC, |a| own_width(a) == Some(160));
+    assert!(app.engine_generations().0 >= video_before + 2, "video engine restarted");
+    assert_eq!(app.engine_generations().1, audio_before, "audio untouched");
+    assert!(app.call.as_ref().unwrap().media.camera, "camera still on");
+    let _ = app.update(Message::Call(call::Message::Leave));
+    smol::block_on(host.shutdown());
+}
+
+// ---- uploads through the file dialog ----
+
+/// The dialog is an effect: here it answers with a real file, is cancelled,
+/// or cannot be shown. A chosen file is uploaded to the recipient picked in
+/// the panel exactly like a typed path; cancelling changes nothing; no
+/// dialog is a notification, and the typed path stays usable.
+#[test]
+fn a_file_chosen_in_the_dialog_is_uploaded_and_cancel_or_no_dialog_change_nothing() {
+    use sapora::ui::files::{Message as F, Transfer};
+    use sapora::ui::picker::{FilePicker, Picked};
+    backend();
+    let (mut app, host) = app_in_call("alice", device_free());
+    let bob = smol::block_on(join(host.control_addr, "bob", ""));
+    drive(&mut app, iced::Task::none(), 3 * SEC, |a| {
+        a.call.as_ref().is_some_and(|c| c.members.len() == 2)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("minutes.txt");
+    std::fs::write(&file, b"decisions: ship it\n".repeat(100)).unwrap();
+    let chosen = file.clone();
+    app.file_picker = FilePicker::from_fn(move || {
+        let chosen = chosen.clone();
+        async move { Picked::File(chosen) }
+    });
+    let _ = app.update(Message::Call(call::Message::Panel(call::Panel::Files)));
+    let _ = app.update(Message::Call(call::Message::Files(F::To(Recipient::Member("bob".into())))));
+    let mut ui = simulator(app.view());
+    ui.click("Choose file…").expect("choose button in the files panel");
+    let msgs: Vec<_> = ui.into_messages().collect();
+    let t = run_messages(&mut app, msgs);
+    let done = |a: &App| {
+        a.call
+            .as_ref()
+            .is_some_and(|c| c.files.uploads.iter().any(|u| matches!(u.state, Transfer::Done(_))))
+    };
+    drive(&mut app, t, 5 * SEC, done);
+    let files = &app.call.as_ref().unwrap().files;
+    assert_eq!(files.uploads.len(), 1);
+    assert_eq!(files.uploads[0].path, file.display().to_string(), "the chosen path was used");
+    assert_eq!(files.uploads[0].to, Recipient::Member("bob".into()), "recipient kept");
+    let offered = smol::block_on(expect(&bob, 3 * SEC, |e| match e {
+        SessionEvent::FileOffered(f) => Some(f.clone()),
+        _ => None,
+    }));
+    assert_eq!((offered.name.as_str(), offered.size), ("minutes.txt", 1900));
+    assert_eq!(offered.to.as_deref(), Some("bob"));
+
+    // Cancelled: the half-typed path stays, nothing is sent, nobody is told.
+    app.file_picker = FilePicker::from_fn(|| async { Picked::Cancelled });
+    let _ = app.update(Message::Call(call::Message::Files(F::Path("/tmp/half".into()))));
+    let notices = app.notices.len();
+    let t = app.update(Message::Call(call::Message::Files(F::Browse)));
+    assert!(app.call.as_ref().unwrap().files.choosing);
+    drive(&mut app, t, 2 * SEC, |a| !a.call.as_ref().unwrap().files.choosing);
+    let files = &app.call.as_ref().unwrap().files;
+    assert_eq!((files.path.as_str(), files.uploads.len()), ("/tmp/half", 1));
+    assert_eq!(files.error, None);
+    assert_eq!(app.notices.len(), notices);
+
+    // No dialog possible: a clear notification, no hang, typing still works.
+    app.file_picker =
+        FilePicker::from_fn(|| async { Picked::Unavailable("No file dialog can be shown".into()) });
+    let t = app.update(Message::Call(call::Message::Files(F::Browse)));
+    drive(&mut app, t, 2 * SEC, |a| {
+        a.notices.iter().any(|(_, n)| n.error && n.text == "No file dialog can be shown")
+    });
+    let mut ui = simulator(app.view());
+    assert!(ui.find("Choose file…").is_ok(), "can be tried again");
+    drop(ui);
+    let _ = app.update(Message::Call(call::Message::Files(F::Path(file.display().to_string()))));
+    let t = app.update(Message::Call(call::Message::Files(F::Send)));
+    drive(&mut app, t, 5 * SEC, |a| {
+        a.call
+            .as_ref()
+            .unwrap()
+            .files
+            .uploads
+            .iter()
+            .filter(|u| matches!(u.state, Transfer::Done(_)))
+            .count()
+            == 2
+    });
+    let _ = app.update(Message::Call(call::Message::Leave));
+    drop(bob);
+    smol::block_on(host.shutdown());
 }

@@ -2,9 +2,11 @@
 //! microphone → encoder → UDP to the host's mixer; mix from the host →
 //! jitter buffer → decoder (Opus FEC and concealment) → speaker.
 //!
-//! Two named threads: `sapora-audio-engine` runs once per frame (capture,
-//! encode, send, then pop, decode, play) and `sapora-audio-rx` receives mix
-//! datagrams into the jitter buffer. Session id, token and the host's audio
+//! Two named threads: `sapora-audio-engine` captures, encodes and sends
+//! once per frame, and pops, decodes and plays once per frame, each at the
+//! point of the frame period that keeps the delay low (see
+//! [`TickPhase`]); `sapora-audio-rx` receives mix datagrams into the jitter
+//! buffer and notes when they arrive. The frame size follows the host's mix. Session id, token and the host's audio
 //! port are read from the session's latest Welcome every frame, so the
 //! engine follows a rejoin after a host restart by itself.
 //!
@@ -13,7 +15,7 @@
 //! room through `Client::set_media` (see [`BotAudio`] for the pattern).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -24,8 +26,8 @@ use smol::channel::{Receiver, Sender};
 use super::session::Client;
 use crate::media::audio::source::CLICK_US;
 use crate::media::audio::{
-    self, AudioError, CLICK_PERIOD_US, DEFAULT_BITRATE, Decoder, Encoder, FRAME_20MS, JitterBuffer,
-    JitterConfig, MicSpec, Playout, SpeakerSpec, frame_us,
+    self, AudioError, CLICK_PERIOD_US, DEFAULT_BITRATE, Decoder, Encoder, FRAME_10MS, FRAME_20MS,
+    JitterBuffer, JitterConfig, MicSpec, Playout, SpeakerSpec, TickPhase, frame_us,
 };
 use crate::proto::{AUDIO_DATAGRAM_MAX, AudioCodec, AudioDown, AudioUp, SpeakingLevel, Welcome};
 
@@ -35,7 +37,8 @@ pub struct AudioConfig {
     pub speaker: SpeakerSpec,
     /// Opus bitrate, bits per second.
     pub bitrate: u32,
-    /// 960 (20 ms) or 480 (10 ms); must match the host's mixer.
+    /// 960 (20 ms) or 480 (10 ms) to start with; the engine then follows
+    /// the frame size of the host's mix (the `samples` of its datagrams).
     pub frame_samples: usize,
     /// Send to this address instead of the host's audio port (a test's
     /// impairment shim sitting in front of the host).
@@ -101,6 +104,10 @@ struct Shared {
     stats: Mutex<AudioStats>,
     levels: Mutex<Vec<SpeakingLevel>>,
     latencies_ms: Mutex<Vec<f64>>,
+    /// Samples per frame: ours at first, then whatever the host's mix uses.
+    frame_samples: AtomicUsize,
+    /// When the host's mix arrives within the frame period.
+    phase: Mutex<TickPhase>,
     start: Instant,
 }
 
@@ -150,6 +157,8 @@ impl AudioEngine {
             stats: Mutex::new(AudioStats::default()),
             levels: Mutex::new(Vec::new()),
             latencies_ms: Mutex::new(Vec::new()),
+            frame_samples: AtomicUsize::new(config.frame_samples),
+            phase: Mutex::new(TickPhase::new(fus)),
             start: Instant::now(),
         });
         let (ev_tx, events) = smol::channel::bounded(64);
@@ -257,6 +266,18 @@ fn receive(socket: UdpSocket, shared: &Shared, events: &Sender<AudioEvent>) {
             // Nobody listening, or a slow one: newer levels follow soon.
             let _ = events.try_send(AudioEvent::Levels(down.levels.clone()));
         }
+        let samples = usize::from(down.samples);
+        if samples != FRAME_10MS && samples != FRAME_20MS {
+            continue;
+        }
+        if shared.frame_samples.swap(samples, Ordering::Relaxed) != samples {
+            // The host mixes with another frame size: start over with it.
+            let fus = frame_us(samples);
+            *shared.phase.lock().unwrap_or_else(|e| e.into_inner()) = TickPhase::new(fus);
+            *shared.jb.lock().unwrap_or_else(|e| e.into_inner()) =
+                JitterBuffer::new(JitterConfig::new(fus));
+        }
+        shared.phase.lock().unwrap_or_else(|e| e.into_inner()).arrival(now);
         let packet = (down.codec, down.payload.to_vec());
         shared.jb.lock().unwrap_or_else(|e| e.into_inner()).push(
             now,
@@ -285,136 +306,247 @@ fn unix_us() -> u64 {
         .unwrap_or(0)
 }
 
-impl Engine<'_> {
-    fn run(&mut self) -> Result<(), AudioError> {
-        let n = self.config.frame_samples;
-        let period = Duration::from_micros(frame_us(n));
-        let mut frame = vec![0.0f32; n];
-        let mut played = vec![0.0f32; n];
-        let mut payload = Vec::with_capacity(2048);
-        let mut datagram = Vec::with_capacity(AUDIO_DATAGRAM_MAX);
-        let mut encoder: Option<Encoder> = None;
-        let mut decoder = Decoder::new();
-        let mut seq = 0u32;
-        let mut timestamp = 0u32;
-        let mut since_keepalive = u32::MAX;
-        let mut concealed = 0u64;
-        let mut fec = 0u64;
-        let mut next = Instant::now() + period;
-        while !self.shared.stop.load(Ordering::Relaxed) {
-            let now = Instant::now();
-            if now < next {
-                std::thread::sleep(next - now);
-            }
-            next += period;
-            if Instant::now() > next + period {
-                // The machine stalled: do not try to catch up in a burst.
-                next = Instant::now() + period;
-            }
-            let now_unix = unix_us();
-            // Capture: the frame that finished leaving the microphone just now.
-            let has_audio = self.mic.read(&mut frame, now_unix.saturating_sub(frame_us(n)));
-            let (session, token, port) = {
-                let w = self.welcome.lock().unwrap_or_else(|e| e.into_inner());
-                (w.session, w.token, w.ports.audio)
-            };
-            let dest = match self.config.via {
-                Some(v) => Some(v),
-                None if port != 0 => Some(SocketAddr::new(self.host, port)),
-                None => None,
-            };
-            *self.shared.dest.lock().unwrap_or_else(|e| e.into_inner()) = dest;
-            let codec = match self.shared.codec.load(Ordering::Relaxed) {
-                0 => AudioCodec::Pcm16,
-                _ => AudioCodec::Opus,
-            };
-            if encoder.as_ref().is_none_or(|e| e.codec() != codec) {
-                encoder = Some(Encoder::new(codec, self.config.bitrate)?);
-            }
-            let sending = has_audio && !self.shared.muted.load(Ordering::Relaxed);
-            payload.clear();
-            let keepalive = !sending;
-            if sending {
-                if let Some(enc) = encoder.as_mut() {
-                    enc.encode(&frame, &mut payload)?;
-                }
-                seq = seq.wrapping_add(1);
-            }
-            timestamp = timestamp.wrapping_add(n as u32);
-            since_keepalive = since_keepalive.saturating_add(1);
-            let keepalive_due = since_keepalive as u64 * frame_us(n) >= 1_000_000;
-            if let Some(dest) = dest.filter(|_| sending || keepalive_due) {
-                if keepalive {
-                    since_keepalive = 0;
-                }
-                datagram.clear();
-                AudioUp {
-                    session,
-                    token,
-                    keepalive,
-                    seq,
-                    timestamp,
-                    codec,
-                    samples: n as u16,
-                    payload: &payload,
-                }
-                .encode(&mut datagram);
-                if self.socket.send_to(&datagram, dest).is_ok() {
-                    let mut s = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
-                    if keepalive {
-                        s.keepalives_sent += 1;
-                    } else {
-                        s.packets_sent += 1;
-                    }
-                    s.bytes_sent += datagram.len() as u64;
-                }
-            }
+/// The sending half's state, kept across frames.
+struct Uplink {
+    frame: Vec<f32>,
+    payload: Vec<u8>,
+    datagram: Vec<u8>,
+    encoder: Option<Encoder>,
+    seq: u32,
+    timestamp: u32,
+    since_keepalive: u32,
+}
 
-            // Playback.
-            let (out, jstats, delay) = {
-                let mut jb = self.shared.jb.lock().unwrap_or_else(|e| e.into_inner());
-                let out = jb.pop(self.shared.now_us());
-                (out, jb.stats(), jb.delay_us())
-            };
-            let audible = match out {
-                Playout::Frame((codec, data)) => {
-                    decoder.decode(codec, &data, &mut played);
-                    true
-                }
-                Playout::Conceal { next } => {
-                    decoder.conceal(next.as_ref().map(|(c, d)| (*c, &d[..])), &mut played);
-                    concealed += 1;
-                    fec += u64::from(next.is_some());
-                    true
-                }
-                Playout::Idle => {
-                    played.fill(0.0);
-                    false
-                }
-            };
-            let play_unix = unix_us();
-            self.sink.write(&played);
-            if audible {
-                for ms in self.clicks.feed(&played, play_unix) {
-                    let mut l = self.shared.latencies_ms.lock().unwrap_or_else(|e| e.into_inner());
-                    if l.len() < 100_000 {
-                        l.push(ms);
-                    }
-                }
-            } else {
-                self.clicks.feed_silence(n);
+/// The playing half's state, kept across frames.
+struct Downlink {
+    played: Vec<f32>,
+    decoder: Decoder,
+    concealed: u64,
+    fec: u64,
+}
+
+/// Capture-and-send runs this long before the host's tick (at most 40 %
+/// of a frame): room for our encoding, the network and scheduling jitter.
+const SEND_LEAD_US: i64 = 5_000;
+/// Playback runs this long after the latest usual arrival of the mix.
+const PLAY_MARGIN_US: i64 = 1_000;
+/// How long past its time a frame may wait for its late packet.
+const PLAY_GRACE: Duration = Duration::from_millis(5);
+const PLAY_RETRY: Duration = Duration::from_micros(250);
+/// Moves smaller than this are not worth a schedule change.
+const ALIGN_MIN_US: i64 = 500;
+/// Frames between alignment checks (drift between host and client clocks is
+/// a few microseconds a frame).
+const ALIGN_EVERY: u32 = 25;
+
+impl Engine<'_> {
+    /// Two events a frame: capture-and-send, and pop-and-play. They start
+    /// together; once the mix's arrival phase is known ([`TickPhase`]), the
+    /// send moves to just before the host's tick and the playback to just
+    /// after the mix arrives, so neither waits most of a frame.
+    fn run(&mut self) -> Result<(), AudioError> {
+        let mut n = self.shared.frame_samples.load(Ordering::Relaxed);
+        let mut period = Duration::from_micros(frame_us(n));
+        let mut up = Uplink {
+            frame: vec![0.0; n],
+            payload: Vec::with_capacity(2048),
+            datagram: Vec::with_capacity(AUDIO_DATAGRAM_MAX),
+            encoder: None,
+            seq: 0,
+            timestamp: 0,
+            since_keepalive: u32::MAX,
+        };
+        let mut down =
+            Downlink { played: vec![0.0; n], decoder: Decoder::new(), concealed: 0, fec: 0 };
+        let mut send_at = Instant::now() + period;
+        let mut play_at = send_at;
+        let mut sends = 0u32;
+        let mut aligned = false;
+        // While waiting a moment for a late mix packet.
+        let mut play_retry: Option<Instant> = None;
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let due = send_at.min(play_retry.unwrap_or(play_at));
+            let now = Instant::now();
+            if now < due {
+                std::thread::sleep(due - now);
             }
-            let mut s = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
-            s.packets_lost = jstats.lost + jstats.late;
-            s.duplicates = jstats.duplicates;
-            s.frames_played = jstats.played;
-            s.frames_concealed = concealed;
-            s.frames_fec = fec;
-            s.buffer_ms = delay as f64 / 1000.0;
-            s.buffer_resets = jstats.resets;
-            s.frames_dropped = jstats.dropped;
+            let now = Instant::now();
+            let host_n = self.shared.frame_samples.load(Ordering::Relaxed);
+            if host_n != n {
+                // The host mixes with another frame size: follow it.
+                n = host_n;
+                period = Duration::from_micros(frame_us(n));
+                up.frame.resize(n, 0.0);
+                down.played.resize(n, 0.0);
+                send_at = now + period;
+                play_at = send_at;
+                play_retry = None;
+                aligned = false;
+                continue;
+            }
+            if now >= send_at {
+                self.send(&mut up, n)?;
+                send_at += period;
+                sends = sends.wrapping_add(1);
+                // Every frame until the first alignment, then now and then.
+                if !aligned || sends % ALIGN_EVERY == 0 {
+                    aligned |= self.align(&mut send_at, &mut play_at, n);
+                }
+            }
+            if now >= play_retry.unwrap_or(play_at) {
+                let waiting = self.shared.jb.lock().unwrap_or_else(|e| e.into_inner()).waiting();
+                if waiting && now < play_at + PLAY_GRACE {
+                    // The host's tick ran a little late (a busy machine):
+                    // a few ms of waiting beats a frame of concealment and
+                    // a frame more delay until the buffer shrinks again.
+                    play_retry = Some(now + PLAY_RETRY);
+                } else {
+                    play_retry = None;
+                    self.play(&mut down, n);
+                    play_at += period;
+                }
+            }
+            for at in [&mut send_at, &mut play_at] {
+                if now > *at + period {
+                    // The machine stalled: do not try to catch up in a burst.
+                    *at = now + period;
+                }
+            }
         }
         self.sink.finish()
+    }
+
+    /// Moves the send and play events to their best phase (see
+    /// [`TickPhase`]). False while the phase is not known yet.
+    fn align(&self, send_at: &mut Instant, play_at: &mut Instant, n: usize) -> bool {
+        let (phase, window) = {
+            let p = self.shared.phase.lock().unwrap_or_else(|e| e.into_inner());
+            (p.clone(), p.window())
+        };
+        let Some(w) = window else { return false };
+        if phase.period_us() != frame_us(n) {
+            return false;
+        }
+        let lead = SEND_LEAD_US.min(phase.period_us() as i64 * 2 / 5);
+        let wants = [w.early as i64 - lead, w.late as i64 + PLAY_MARGIN_US];
+        for (at, want) in [send_at, play_at].into_iter().zip(wants) {
+            let at_us = at.saturating_duration_since(self.shared.start).as_micros() as u64;
+            let d = phase.shift(at_us % phase.period_us(), want);
+            if d.abs() < ALIGN_MIN_US {
+                continue;
+            }
+            let moved = Duration::from_micros(d.unsigned_abs());
+            *at = if d > 0 { *at + moved } else { at.checked_sub(moved).unwrap_or(*at) };
+        }
+        true
+    }
+
+    /// Captures the frame that just left the microphone, encodes and sends it
+    /// (or a keepalive once a second while muted or silent).
+    fn send(&mut self, up: &mut Uplink, n: usize) -> Result<(), AudioError> {
+        let now_unix = unix_us();
+        let has_audio = self.mic.read(&mut up.frame, now_unix.saturating_sub(frame_us(n)));
+        let (session, token, port) = {
+            let w = self.welcome.lock().unwrap_or_else(|e| e.into_inner());
+            (w.session, w.token, w.ports.audio)
+        };
+        let dest = match self.config.via {
+            Some(v) => Some(v),
+            None if port != 0 => Some(SocketAddr::new(self.host, port)),
+            None => None,
+        };
+        *self.shared.dest.lock().unwrap_or_else(|e| e.into_inner()) = dest;
+        let codec = match self.shared.codec.load(Ordering::Relaxed) {
+            0 => AudioCodec::Pcm16,
+            _ => AudioCodec::Opus,
+        };
+        if up.encoder.as_ref().is_none_or(|e| e.codec() != codec) {
+            up.encoder = Some(Encoder::new(codec, self.config.bitrate)?);
+        }
+        let sending = has_audio && !self.shared.muted.load(Ordering::Relaxed);
+        up.payload.clear();
+        let keepalive = !sending;
+        if sending {
+            if let Some(enc) = up.encoder.as_mut() {
+                enc.encode(&up.frame, &mut up.payload)?;
+            }
+            up.seq = up.seq.wrapping_add(1);
+        }
+        up.timestamp = up.timestamp.wrapping_add(n as u32);
+        up.since_keepalive = up.since_keepalive.saturating_add(1);
+        let keepalive_due = up.since_keepalive as u64 * frame_us(n) >= 1_000_000;
+        let Some(dest) = dest.filter(|_| sending || keepalive_due) else { return Ok(()) };
+        if keepalive {
+            up.since_keepalive = 0;
+        }
+        up.datagram.clear();
+        AudioUp {
+            session,
+            token,
+            keepalive,
+            seq: up.seq,
+            timestamp: up.timestamp,
+            codec,
+            samples: n as u16,
+            payload: &up.payload,
+        }
+        .encode(&mut up.datagram);
+        if self.socket.send_to(&up.datagram, dest).is_ok() {
+            let mut s = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+            if keepalive {
+                s.keepalives_sent += 1;
+            } else {
+                s.packets_sent += 1;
+            }
+            s.bytes_sent += up.datagram.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Plays one frame of the mix: received, rebuilt (FEC), concealed, or silence.
+    fn play(&mut self, down: &mut Downlink, n: usize) {
+        let (out, jstats, delay) = {
+            let mut jb = self.shared.jb.lock().unwrap_or_else(|e| e.into_inner());
+            let out = jb.pop(self.shared.now_us());
+            (out, jb.stats(), jb.delay_us())
+        };
+        let audible = match out {
+            Playout::Frame((codec, data)) => {
+                down.decoder.decode(codec, &data, &mut down.played);
+                true
+            }
+            Playout::Conceal { next } => {
+                down.decoder.conceal(next.as_ref().map(|(c, d)| (*c, &d[..])), &mut down.played);
+                down.concealed += 1;
+                down.fec += u64::from(next.is_some());
+                true
+            }
+            Playout::Idle => {
+                down.played.fill(0.0);
+                false
+            }
+        };
+        let play_unix = unix_us();
+        self.sink.write(&down.played);
+        if audible {
+            for ms in self.clicks.feed(&down.played, play_unix) {
+                let mut l = self.shared.latencies_ms.lock().unwrap_or_else(|e| e.into_inner());
+                if l.len() < 100_000 {
+                    l.push(ms);
+                }
+            }
+        } else {
+            self.clicks.feed_silence(n);
+        }
+        let mut s = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+        s.packets_lost = jstats.lost + jstats.late;
+        s.duplicates = jstats.duplicates;
+        s.frames_played = jstats.played;
+        s.frames_concealed = down.concealed;
+        s.frames_fec = down.fec;
+        s.buffer_ms = delay as f64 / 1000.0;
+        s.buffer_resets = jstats.resets;
+        s.frames_dropped = jstats.dropped;
     }
 }
 

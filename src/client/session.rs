@@ -26,6 +26,9 @@ pub struct ClientConfig {
     /// Rejoin by itself when the link drops or the host restarts.
     pub reconnect: bool,
     pub connect_timeout: Duration,
+    /// The host's key, when this is the host's own app: the room then sees
+    /// this member marked as the host (sent on every Register, rejoins too).
+    pub host_key: Option<u64>,
 }
 
 impl ClientConfig {
@@ -36,6 +39,7 @@ impl ClientConfig {
             room: room.into(),
             reconnect: true,
             connect_timeout: Duration::from_secs(5),
+            host_key: None,
         }
     }
 }
@@ -108,6 +112,7 @@ impl Client {
             name: config.name.clone(),
             room: config.room.clone(),
             rejoin_token: None,
+            host_key: config.host_key,
         };
         let (link, welcome) = Link::open(&config, register).await?;
         let (cmd, cmd_rx) = smol::channel::unbounded();
@@ -426,6 +431,7 @@ async fn rejoin(
             name: welcome.name.clone(),
             room: welcome.room.clone(),
             rejoin_token: Some(welcome.token),
+            host_key: config.host_key,
         };
         match Link::open(config, register).await {
             Ok(joined) => return Some(joined),

@@ -21,9 +21,13 @@ fn time_of(ts_ms: u64) -> String {
         .unwrap_or_default()
 }
 
-fn who(members: &[Member]) -> String {
+/// `host`: the member the host marked as running it (`UserList::host_member`).
+fn who(members: &[Member], host: Option<&str>) -> String {
     let show = |m: &Member| {
         let mut flags = Vec::new();
+        if host == Some(m.name.as_str()) {
+            flags.push("host");
+        }
         if m.mic {
             flags.push("mic");
         }
@@ -47,7 +51,7 @@ pub async fn run(host: SocketAddr, name: String, room: String) -> Result<(), Cli
     let client = Client::connect(ClientConfig::new(host, name, room)).await?;
     let w = client.welcome();
     println!("Joined meeting \"{}\" on \"{}\" as {}.", w.room, w.host_name, w.name);
-    println!("In the meeting: {}", who(&w.members));
+    println!("In the meeting: {}", who(&w.members, w.host_member.as_deref()));
     for m in &w.history {
         println!("[{}] {}: {}", time_of(m.ts_ms), m.from, m.text);
     }
@@ -69,6 +73,7 @@ pub async fn run(host: SocketAddr, name: String, room: String) -> Result<(), Cli
         .ok();
     let events = client.events();
     let mut members = w.members.clone();
+    let mut host_member = w.host_member.clone();
     loop {
         let wake = async { Wake::Line(lines.recv().await.ok()) }
             .or(async { Wake::Event(events.recv().await.ok()) })
@@ -83,7 +88,7 @@ pub async fn run(host: SocketAddr, name: String, room: String) -> Result<(), Cli
                 let sent = if line == "/quit" {
                     break;
                 } else if line == "/who" {
-                    println!("In the meeting: {}", who(&members));
+                    println!("In the meeting: {}", who(&members, host_member.as_deref()));
                     continue;
                 } else if let Some(id) = line.strip_prefix("/fetch ") {
                     match id.trim().parse::<u64>() {
@@ -133,12 +138,13 @@ pub async fn run(host: SocketAddr, name: String, room: String) -> Result<(), Cli
                     };
                     println!("* {} {how}", p.name);
                 }
-                Event::Members(l) => members = l.members,
+                Event::Members(l) => (members, host_member) = (l.members, l.host_member),
                 Event::Disconnected { reason, retrying, .. } => {
                     println!("* {reason}{}", if retrying { " — reconnecting…" } else { "" })
                 }
                 Event::Joined { welcome, rejoined: true } => {
                     members = welcome.members.clone();
+                    host_member = welcome.host_member.clone();
                     println!("* reconnected to \"{}\" as {}", welcome.room, welcome.name);
                 }
                 Event::Joined { .. } => {}
@@ -158,4 +164,23 @@ pub async fn run(host: SocketAddr, name: String, room: String) -> Result<(), Cli
     client.leave().await;
     println!("You left the meeting.");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn who_marks_the_host() {
+        let m = |name: &str| Member {
+            name: name.into(),
+            ip: "10.0.0.2".into(),
+            mic: false,
+            camera: true,
+            screen: false,
+        };
+        let list = [m("ann"), m("bo")];
+        assert_eq!(who(&list, Some("bo")), "ann (10.0.0.2, camera), bo (10.0.0.2, host, camera)");
+        assert_eq!(who(&list, None), "ann (10.0.0.2, camera), bo (10.0.0.2, camera)");
+    }
 }

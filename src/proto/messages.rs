@@ -48,6 +48,14 @@ pub struct Register {
     /// The token of a previous session, so a reconnecting client gets its old
     /// name back even if the host has not yet noticed the old link died.
     pub rejoin_token: Option<u64>,
+    /// Optional trailing field: the secret the host gave its own app, so the
+    /// room can be told which member is the host. A wrong key marks nobody.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::trailing"
+    )]
+    pub host_key: Option<u64>,
 }
 
 /// One participant as the room sees them.
@@ -65,6 +73,14 @@ pub struct Member {
 pub struct UserList {
     pub room: String,
     pub members: Vec<Member>,
+    /// Optional trailing field: the name of the member who runs the host
+    /// (whose Register carried the host's key), if they are in this room.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::trailing"
+    )]
+    pub host_member: Option<String>,
 }
 
 /// 0x04, client → host: "I am leaving".
@@ -111,6 +127,13 @@ pub struct Welcome {
     pub members: Vec<Member>,
     /// The room's most recent messages, oldest first.
     pub history: Vec<ChatMessage>,
+    /// Optional trailing field, as in [`UserList::host_member`].
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::trailing"
+    )]
+    pub host_member: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -357,6 +380,7 @@ mod tests {
                 text: "hé 👋".into(),
                 ts_ms: 1_700_000_000_000,
             }],
+            host_member: Some("alice_1".into()),
         }
     }
 
@@ -368,6 +392,7 @@ mod tests {
                 name: "alice".into(),
                 room: "".into(),
                 rejoin_token: Some(9),
+                host_key: Some(0xFEED),
             }),
             ClientMsg::Heartbeat,
             ClientMsg::Leave(Leave { reason: "bye".into() }),
@@ -385,7 +410,12 @@ mod tests {
                 reason: "x".into(),
             }),
             HostMsg::Heartbeat,
-            HostMsg::UserList(UserList { room: "r".into(), members: vec![] }),
+            HostMsg::UserList(UserList { room: "r".into(), members: vec![], host_member: None }),
+            HostMsg::UserList(UserList {
+                room: "r".into(),
+                members: vec![],
+                host_member: Some("bob".into()),
+            }),
             HostMsg::Presence(Presence { name: "a".into(), change: PresenceChange::TimedOut }),
             HostMsg::ChatResult(ChatResult {
                 id: 3,
@@ -405,9 +435,102 @@ mod tests {
     fn register_bytes_are_as_documented() {
         // docs/protocol.md walks through exactly this frame.
         let mut out = Vec::new();
-        let reg = Register { version: 1, name: "bob".into(), room: "".into(), rejoin_token: None };
+        let reg = Register {
+            version: 1,
+            name: "bob".into(),
+            room: "".into(),
+            rejoin_token: None,
+            host_key: None,
+        };
         encode_frame(MsgType::Register, 0, &reg, &mut out);
         assert_eq!(out, [1, 0x01, 0, 0, 0, 7, 0, 0, 0, 0, 1, 3, b'b', b'o', b'b', 0, 0]);
+    }
+
+    /// Register and UserList as version 1 first shipped them, before their
+    /// optional trailing fields: what an older peer encodes and decodes.
+    mod v1 {
+        use serde::{Deserialize, Serialize};
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        pub struct Register {
+            pub version: u8,
+            pub name: String,
+            pub room: String,
+            pub rejoin_token: Option<u64>,
+        }
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        pub struct UserList {
+            pub room: String,
+            pub members: Vec<super::Member>,
+        }
+    }
+
+    #[test]
+    fn optional_trailing_fields_work_with_older_peers_both_ways() {
+        use crate::proto::{decode_payload, encode_payload};
+        let member = Member {
+            name: "hostess".into(),
+            ip: "10.0.0.2".into(),
+            mic: true,
+            camera: false,
+            screen: false,
+        };
+        // An old client's Register reaches a new host: no key.
+        let old =
+            v1::Register { version: 1, name: "bob".into(), room: "".into(), rejoin_token: Some(4) };
+        let ClientMsg::Register(reg) = ClientMsg::decode(0x01, &encode_payload(&old)).unwrap()
+        else {
+            panic!("not a Register")
+        };
+        assert_eq!((reg.rejoin_token, reg.host_key), (Some(4), None));
+        // A new client's Register (with a key) reaches an old host.
+        let new = Register {
+            version: 1,
+            name: "bob".into(),
+            room: "".into(),
+            rejoin_token: None,
+            host_key: Some(77),
+        };
+        let bytes = encode_payload(&new);
+        assert_eq!(bytes[bytes.len() - 2..], [1, 77], "Some(77) appended");
+        let seen: v1::Register = decode_payload(&bytes).unwrap();
+        assert_eq!(seen.name, "bob");
+        let ClientMsg::Register(back) = ClientMsg::decode(0x01, &bytes).unwrap() else {
+            panic!("not a Register")
+        };
+        assert_eq!(back.host_key, Some(77));
+        // Without a key nothing is appended: the bytes are version 1's.
+        let none = Register { host_key: None, ..new };
+        let v1_none =
+            v1::Register { version: 1, name: "bob".into(), room: "".into(), rejoin_token: None };
+        assert_eq!(encode_payload(&none), encode_payload(&v1_none));
+
+        // A new host's UserList reaches an old client, an old host's a new one.
+        let list = UserList {
+            room: "r".into(),
+            members: vec![member.clone()],
+            host_member: Some("hostess".into()),
+        };
+        let seen: v1::UserList = decode_payload(&HostMsg::UserList(list).payload()).unwrap();
+        assert_eq!(seen.members, std::slice::from_ref(&member));
+        let old_list = v1::UserList { room: "r".into(), members: vec![member] };
+        let HostMsg::UserList(got) = HostMsg::decode(0x03, &encode_payload(&old_list)).unwrap()
+        else {
+            panic!("not a UserList")
+        };
+        assert_eq!(got.host_member, None);
+        // An old client reads a new Welcome's first ten fields, unchanged.
+        let w = sample_welcome();
+        let p = HostMsg::Welcome(Box::new(w.clone())).payload();
+        let cut = Welcome { host_member: None, ..w };
+        let v1_bytes = encode_payload(&cut);
+        assert!(p.len() > v1_bytes.len() && p.starts_with(&v1_bytes));
+        // Garbage where the trailing field would be reads as "absent".
+        let mut junk = encode_payload(&old);
+        junk.push(0x07);
+        let ClientMsg::Register(reg) = ClientMsg::decode(0x01, &junk).unwrap() else {
+            panic!("not a Register")
+        };
+        assert_eq!(reg.host_key, None);
     }
 
     #[test]

@@ -173,6 +173,22 @@ pub fn decode_payload<'a, T: serde::Deserialize<'a>>(payload: &'a [u8]) -> Resul
         .map_err(|e| DecodeError::Payload(e.to_string()))
 }
 
+/// An optional trailing field (docs/protocol.md §2.3): an `Option` appended
+/// to the outermost payload struct after version 1 first shipped. Writers
+/// leave it out when it is `None`; readers take a payload that ends before it
+/// as `None`, so peers that predate it keep working in both directions.
+/// Bytes there that do not decode are ignored like any other trailing bytes
+/// (postcard cannot tell "ended" from "malformed" through serde). Use only on
+/// a struct's last fields, as
+/// `#[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "trailing")]`.
+pub fn trailing<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    Ok(<Option<T> as serde::Deserialize>::deserialize(d).unwrap_or(None))
+}
+
 /// Decodes one complete frame held in `buf` (a datagram): header, limit, payload.
 pub fn decode_datagram(buf: &[u8], max: u32) -> Result<(Header, &[u8]), DecodeError> {
     let header = Header::decode(buf)?;

@@ -1,6 +1,6 @@
-//! The audio service's driver: one UDP socket and one named thread that
-//! receives client frames between ticks and runs the mixer every frame
-//! period. All mixing logic is in the sans-IO [`Mixer`].
+//! The audio service's driver: one UDP socket, a thread that receives
+//! client frames and a thread that runs the mixer every frame period. All
+//! mixing logic is in the sans-IO [`Mixer`].
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,15 +36,29 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     Ok(socket)
 }
 
-/// The running mixer. Dropping it stops the thread.
+/// The running mixer. Dropping it stops its threads.
 pub struct AudioService {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
-    stats: Arc<Mutex<AudioStats>>,
-    thread: Option<JoinHandle<()>>,
+    state: Arc<Mutex<State>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// What both threads share: the mixer and the counters.
+struct State {
+    mixer: Mixer,
+    stats: AudioStats,
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl AudioService {
+    /// Two named threads: `sapora-audio-rx` feeds arriving packets to the
+    /// mixer; `sapora-audio-mixer` ticks on a precise sleep (a socket
+    /// timeout would round to the kernel's tick, several ms), so the mix
+    /// leaves at a steady phase that clients can align to.
     pub fn start(
         socket: UdpSocket,
         directory: Directory,
@@ -52,24 +66,44 @@ impl AudioService {
     ) -> std::io::Result<AudioService> {
         let addr = socket.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(Mutex::new(AudioStats::default()));
-        let thread = {
-            let (stop, stats) = (stop.clone(), stats.clone());
-            std::thread::Builder::new()
+        let state =
+            Arc::new(Mutex::new(State { mixer: Mixer::new(cfg), stats: AudioStats::default() }));
+        let start = Instant::now();
+        let rx_socket = socket.try_clone()?;
+        rx_socket.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let mut threads = Vec::new();
+        {
+            let (stop, state, directory) = (stop.clone(), state.clone(), directory.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name("sapora-audio-rx".into())
+                    .spawn(move || receive(rx_socket, &directory, &state, &stop, start))?,
+            );
+        }
+        {
+            let (stopping, state) = (stop.clone(), state.clone());
+            let spawned = std::thread::Builder::new()
                 .name("sapora-audio-mixer".into())
-                .spawn(move || run(socket, directory, Mixer::new(cfg), &stop, &stats))?
-        };
-        Ok(AudioService { addr, stop, stats, thread: Some(thread) })
+                .spawn(move || tick(socket, &directory, &state, &stopping, start));
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(AudioService { addr, stop, state, threads })
     }
 
-    /// At most a second old.
     pub fn stats(&self) -> AudioStats {
-        *self.stats.lock().unwrap_or_else(|e| e.into_inner())
+        let st = lock(&self.state);
+        AudioStats { mixer: st.mixer.stats(), ..st.stats }
     }
 
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
@@ -81,44 +115,54 @@ impl Drop for AudioService {
     }
 }
 
-fn run(
+fn micros(start: Instant, t: Instant) -> u64 {
+    t.duration_since(start).as_micros() as u64
+}
+
+fn tick(
     socket: UdpSocket,
-    directory: Directory,
-    mut mixer: Mixer,
+    directory: &Directory,
+    state: &Mutex<State>,
     stop: &AtomicBool,
-    shared: &Mutex<AudioStats>,
+    start: Instant,
 ) {
-    let start = Instant::now();
-    let us = |t: Instant| t.duration_since(start).as_micros() as u64;
-    let period = Duration::from_micros(frame_us(mixer.config().frame_samples));
+    let period = Duration::from_micros(frame_us(lock(state).mixer.config().frame_samples));
     let mut next_tick = start + period;
-    let mut buf = vec![0u8; AUDIO_DATAGRAM_MAX + 1];
-    let mut stats = AudioStats::default();
     let mut ticks = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
-        if now >= next_tick {
-            mixer.tick(us(now), |to, data| {
-                // A full send buffer or an unreachable listener loses one frame
-                // for that listener only.
-                let _ = socket.send_to(data, to);
-            });
-            next_tick += period;
-            if now > next_tick {
-                // Fell behind (machine stalled): skip rather than burst.
-                stats.late_ticks += 1;
-                next_tick = now + period;
-            }
-            ticks += 1;
-            if ticks % 25 == 0 {
-                mixer.retain(|s, room| directory.get(SessionId(s)).is_some_and(|e| e.room == room));
-                stats.mixer = mixer.stats();
-                *shared.lock().unwrap_or_else(|e| e.into_inner()) = stats;
-            }
-            continue;
+        if now < next_tick {
+            std::thread::sleep(next_tick - now);
         }
-        let wait = (next_tick - now).max(Duration::from_micros(500));
-        let _ = socket.set_read_timeout(Some(wait));
+        let now = Instant::now();
+        let mut st = lock(state);
+        st.mixer.tick(micros(start, now), |to, data| {
+            // A full send buffer or an unreachable listener loses one frame
+            // for that listener only.
+            let _ = socket.send_to(data, to);
+        });
+        next_tick += period;
+        if now > next_tick {
+            // Fell behind (machine stalled): skip rather than burst.
+            st.stats.late_ticks += 1;
+            next_tick = now + period;
+        }
+        ticks += 1;
+        if ticks % 25 == 0 {
+            st.mixer.retain(|s, room| directory.get(SessionId(s)).is_some_and(|e| e.room == room));
+        }
+    }
+}
+
+fn receive(
+    socket: UdpSocket,
+    directory: &Directory,
+    state: &Mutex<State>,
+    stop: &AtomicBool,
+    start: Instant,
+) {
+    let mut buf = vec![0u8; AUDIO_DATAGRAM_MAX + 1];
+    while !stop.load(Ordering::Relaxed) {
         let (n, from) = match socket.recv_from(&mut buf) {
             Ok(got) => got,
             Err(e)
@@ -136,20 +180,16 @@ fn run(
                 continue;
             }
         };
-        let pkt = match AudioUp::decode(&buf[..n]) {
-            Ok(p) => p,
-            Err(_) => {
-                stats.malformed += 1;
-                continue;
-            }
+        let now = micros(start, Instant::now());
+        let Ok(pkt) = AudioUp::decode(&buf[..n]) else {
+            lock(state).stats.malformed += 1;
+            continue;
         };
         let Some(entry) = directory.authenticate(pkt.session, pkt.token) else {
-            stats.bad_token += 1;
+            lock(state).stats.bad_token += 1;
             continue;
         };
         let who = Sender { session: pkt.session, name: &entry.name, room: &entry.room };
-        mixer.receive(us(Instant::now()), who, from, &pkt);
+        lock(state).mixer.receive(now, who, from, &pkt);
     }
-    stats.mixer = mixer.stats();
-    *shared.lock().unwrap_or_else(|e| e.into_inner()) = stats;
 }

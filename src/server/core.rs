@@ -35,6 +35,9 @@ pub struct HostConfig {
     pub register_timeout: Duration,
     /// Source of session tokens: random in the driver, predictable in tests.
     pub tokens: Box<dyn FnMut() -> u64 + Send>,
+    /// The secret the host gave its own app: a Register carrying it marks
+    /// that member as the host in member lists. `None` marks nobody.
+    pub host_key: Option<u64>,
 }
 
 impl HostConfig {
@@ -50,6 +53,7 @@ impl HostConfig {
             idle_timeout: Duration::from_secs(15),
             register_timeout: Duration::from_secs(10),
             tokens,
+            host_key: None,
         }
     }
 }
@@ -156,6 +160,8 @@ struct Session {
     room: String,
     conn: ConnId,
     member: Member,
+    /// Registered with the host's key (on its latest Register).
+    host: bool,
 }
 
 struct Room {
@@ -374,6 +380,7 @@ impl Host {
         let Some(peer) = self.conns.get(&conn).map(|c| c.peer) else {
             return;
         };
+        let is_host = self.config.host_key.is_some() && reg.host_key == self.config.host_key;
 
         // A reconnecting client takes its session over from the dead link.
         let rejoin = reg.rejoin_token.and_then(|token| {
@@ -387,6 +394,7 @@ impl Host {
                 let s = self.sessions.get_mut(&sid).expect("found above");
                 let old = std::mem::replace(&mut s.conn, conn);
                 s.member.ip = peer.to_string();
+                s.host = is_host;
                 let event = HostEvent::Rejoined {
                     session: sid,
                     name: s.member.name.clone(),
@@ -435,6 +443,7 @@ impl Host {
                             camera: false,
                             screen: false,
                         },
+                        host: is_host,
                     },
                 );
                 let room_display = room.display.clone();
@@ -464,6 +473,7 @@ impl Host {
             timeout_ms: self.config.idle_timeout.as_millis() as u32,
             members: self.members_of(&room_key),
             history: room.history.iter().cloned().collect(),
+            host_member: self.host_member_of(&room_key),
         };
         let joined_name = s.member.name.clone();
         self.send(vec![conn], HostMsg::Welcome(Box::new(welcome)));
@@ -624,6 +634,16 @@ impl Host {
             .unwrap_or_default()
     }
 
+    /// The first member (in join order) who registered with the host's key.
+    fn host_member_of(&self, room_key: &str) -> Option<String> {
+        let room = self.rooms.get(room_key)?;
+        room.members
+            .iter()
+            .filter_map(|m| self.sessions.get(m))
+            .find(|s| s.host)
+            .map(|s| s.member.name.clone())
+    }
+
     fn conns_of(&self, room_key: &str, except: Option<SessionId>) -> Vec<ConnId> {
         self.rooms
             .get(room_key)
@@ -642,7 +662,11 @@ impl Host {
         let Some(room) = self.rooms.get(room_key) else {
             return;
         };
-        let list = UserList { room: room.display.clone(), members: self.members_of(room_key) };
+        let list = UserList {
+            room: room.display.clone(),
+            members: self.members_of(room_key),
+            host_member: self.host_member_of(room_key),
+        };
         let to = self.conns_of(room_key, None);
         self.send(to, HostMsg::UserList(list));
     }

@@ -67,6 +67,7 @@ impl Harness {
                 name: name.into(),
                 room: room.into(),
                 rejoin_token: None,
+                host_key: None,
             }),
         );
         let msgs = self.take(conn);
@@ -167,6 +168,7 @@ fn wrong_version_and_bad_names_are_refused_clearly() {
             name: "a".into(),
             room: "".into(),
             rejoin_token: None,
+            host_key: None,
         }),
     );
     match &h.take(1)[..] {
@@ -195,6 +197,7 @@ fn wrong_version_and_bad_names_are_refused_clearly() {
                 name: name.into(),
                 room: room.into(),
                 rejoin_token: None,
+                host_key: None,
             }),
         );
         assert!(
@@ -415,6 +418,7 @@ fn rejoin_with_token_keeps_name_and_replaces_dead_link() {
             name: "alice".into(),
             room: "r".into(),
             rejoin_token: Some(w.token),
+            host_key: None,
         }),
     );
     let m = h.take(3);
@@ -431,6 +435,7 @@ fn rejoin_with_token_keeps_name_and_replaces_dead_link() {
             name: "alice".into(),
             room: "r".into(),
             rejoin_token: Some(1),
+            host_key: None,
         }),
     );
     let HostMsg::Welcome(w3) = &h.take(4)[0] else { panic!() };
@@ -496,7 +501,116 @@ fn suffixed_long_names_stay_within_the_limit_so_rejoin_works() {
             name: w.name.clone(),
             room: "".into(),
             rejoin_token: Some(w.token),
+            host_key: None,
         }),
     );
     assert!(matches!(&h.take(3)[0], HostMsg::Welcome(w3) if w3.name == w.name));
+}
+
+/// The room's latest word on who the host is, from the newest UserList.
+fn last_host(msgs: &[HostMsg]) -> Option<String> {
+    msgs.iter()
+        .rev()
+        .find_map(|m| match m {
+            HostMsg::UserList(l) => Some(l.host_member.clone()),
+            _ => None,
+        })
+        .expect("a user list was pushed")
+}
+
+fn register(h: &mut Harness, conn: u64, name: &str, token: Option<u64>, key: Option<u64>) {
+    h.input(Input::Connected { conn: ConnId(conn), peer: IP });
+    h.send(
+        conn,
+        ClientMsg::Register(Register {
+            version: 1,
+            name: name.into(),
+            room: "r".into(),
+            rejoin_token: token,
+            host_key: key,
+        }),
+    );
+}
+
+const KEY: u64 = 0x5EC2_E7AB_C0FF_EE00;
+
+fn keyed_harness() -> Harness {
+    let mut h = Harness::new();
+    h.host = {
+        let mut config = HostConfig::new("test-host", Ports::with_offset(0).unwrap(), {
+            let mut n = 0u64;
+            Box::new(move || {
+                n += 1;
+                1000 + n
+            })
+        });
+        config.host_key = Some(KEY);
+        Host::new(config, h.now, 1_700_000_000_000)
+    };
+    h
+}
+
+#[test]
+fn the_member_who_presents_the_host_key_is_marked_host() {
+    let mut h = keyed_harness();
+    // A guest first: no host in the room yet.
+    let w = h.join(1, "guest", "r");
+    assert_eq!(w.host_member, None);
+    // The host's own app registers with the key: everyone is told.
+    register(&mut h, 2, "hostess", None, Some(KEY));
+    let m = h.take(2);
+    let HostMsg::Welcome(w2) = &m[0] else { panic!("{m:?}") };
+    assert_eq!(w2.host_member.as_deref(), Some("hostess"));
+    assert_eq!(last_host(&h.take(1)).as_deref(), Some("hostess"));
+    // A wrong key marks nobody, and does not unmark the host.
+    register(&mut h, 3, "mallory", None, Some(KEY ^ 1));
+    let m = h.take(3);
+    let HostMsg::Welcome(w3) = &m[0] else { panic!("{m:?}") };
+    assert_eq!(w3.host_member.as_deref(), Some("hostess"));
+    assert_eq!(last_members(&m), ["guest", "hostess", "mallory"]);
+    assert_eq!(last_host(&m).as_deref(), Some("hostess"));
+    // A media change keeps the mark.
+    h.send(2, ClientMsg::MediaState(MediaState { mic: true, camera: false, screen: false }));
+    assert_eq!(last_host(&h.take(1)).as_deref(), Some("hostess"));
+}
+
+#[test]
+fn the_host_mark_goes_with_the_host_and_comes_back_on_rejoin() {
+    let mut h = keyed_harness();
+    h.join(1, "guest", "r");
+    register(&mut h, 2, "hostess", None, Some(KEY));
+    let HostMsg::Welcome(w) = h.take(2).remove(0) else { panic!("no welcome") };
+    h.take(1);
+    // The host's app goes silent: after the idle timeout (virtual clock)
+    // it is dropped and the room has no host.
+    for _ in 0..16 {
+        h.now += Duration::from_secs(1);
+        h.send(1, ClientMsg::Heartbeat);
+        h.input(Input::Timeout);
+    }
+    let m = h.take(1);
+    assert_eq!(last_members(&m), ["guest"]);
+    assert_eq!(last_host(&m), None);
+    // It comes back (its old session is gone) with the key: marked again.
+    register(&mut h, 3, "hostess", Some(w.token), Some(KEY));
+    let HostMsg::Welcome(w) = h.take(3).remove(0) else { panic!("no welcome") };
+    assert_eq!(last_host(&h.take(1)).as_deref(), Some("hostess"));
+    // A rejoin of that session by token, without the key, loses the mark.
+    register(&mut h, 4, "hostess", Some(w.token), None);
+    let HostMsg::Welcome(w4) = h.take(4).remove(0) else { panic!("no welcome") };
+    assert_eq!((w4.session, w4.host_member.clone()), (w.session, None));
+    let m = h.take(1);
+    assert_eq!(last_members(&m), ["guest", "hostess"]);
+    assert_eq!(last_host(&m), None);
+}
+
+#[test]
+fn without_a_configured_key_nobody_is_host_whatever_they_send() {
+    let mut h = Harness::new();
+    for (conn, key) in [(1, Some(0)), (2, Some(KEY)), (3, None)] {
+        register(&mut h, conn, &format!("p{conn}"), None, key);
+    }
+    let m = h.take(1);
+    assert_eq!(last_members(&m), ["p1", "p2", "p3"]);
+    assert_eq!(last_host(&m), None);
 }

@@ -38,6 +38,13 @@ pub struct HostOptions {
     pub file_retention: Duration,
     /// Codec of the audio mix sent to listeners (clients follow it upstream).
     pub audio_codec: crate::proto::AudioCodec,
+    /// Samples per audio frame and mixer tick: 960 (20 ms) or 480 (10 ms,
+    /// less delay, more packets). Clients follow the host's choice.
+    pub audio_frame_samples: usize,
+    /// Random per `HostOptions::new`: the host hands it to its own app
+    /// (`RunningHost::host_key` → `ClientConfig::host_key`), whose member is
+    /// then marked as the host. Nobody else learns it.
+    pub host_key: u64,
 }
 
 impl HostOptions {
@@ -57,6 +64,8 @@ impl HostOptions {
             // sender alone in it for a moment, keeps its files.
             file_retention: Duration::from_secs(60),
             audio_codec: crate::proto::AudioCodec::Opus,
+            audio_frame_samples: crate::media::audio::FRAME_20MS,
+            host_key: random_u64(),
         }
     }
 }
@@ -77,6 +86,8 @@ pub struct RunningHost {
     pub control_addr: SocketAddr,
     pub ports: Ports,
     pub host_name: String,
+    /// For the in-process app's `ClientConfig::host_key` only.
+    pub host_key: u64,
     stop: Sender<()>,
     control: Task<()>,
     handle: ControlHandle,
@@ -189,7 +200,8 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
         let addr = SocketAddr::new(opts.bind, opts.ports.audio);
         let bind_err = |source| HostError::Bind { what: "audio, UDP", addr, source };
         let socket = super::audio::bind(addr).map_err(bind_err)?;
-        let mix = super::mixer::MixerConfig::new(opts.audio_codec);
+        let mix = super::mixer::MixerConfig::new(opts.audio_codec)
+            .with_frame_samples(opts.audio_frame_samples);
         super::audio::AudioService::start(socket, directory.clone(), mix).map_err(bind_err)?
     };
     ports.audio = audio.addr.port();
@@ -220,6 +232,7 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
     config.heartbeat = opts.heartbeat;
     config.idle_timeout = opts.idle_timeout;
     config.register_timeout = opts.register_timeout;
+    config.host_key = Some(opts.host_key);
     let core = Host::new(config, std::time::Instant::now(), crate::net::unix_ms());
     let stats: Arc<Mutex<Stats>> = Arc::default();
     let (events_tx, events) = smol::channel::bounded(1024);
@@ -240,6 +253,7 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
         control_addr,
         ports,
         host_name: opts.host_name,
+        host_key: opts.host_key,
         stop,
         control: control_task,
         handle: control,

@@ -47,6 +47,15 @@ impl MixerConfig {
             listener_timeout_us: 5_000_000,
         }
     }
+
+    /// Mixes in frames of `samples` (480 = 10 ms, anything else 960 = 20 ms),
+    /// keeping the speaking-level reports at five a second.
+    pub fn with_frame_samples(mut self, samples: usize) -> MixerConfig {
+        use crate::media::audio::{FRAME_10MS, FRAME_20MS};
+        self.frame_samples = if samples == FRAME_10MS { FRAME_10MS } else { FRAME_20MS };
+        self.levels_every = (200_000 / frame_us(self.frame_samples)) as u32;
+        self
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -91,6 +100,13 @@ struct Member {
     level: u8,
 }
 
+/// A room sum below this RMS (-50 dBFS) is quiet enough to switch a
+/// listener between encoders without a seam.
+const QUIET_RMS: f32 = 0.003;
+/// A former talker rejoins the shared mix after this long even without a
+/// quiet moment, so encoder work stays bounded by recent talkers.
+const RELEASE_AFTER_US: u64 = 3_000_000;
+
 /// Soft limiter: linear up to 0.6, then a tanh knee that never reaches 1.0,
 /// so ten loud talkers do not clip. Stateless, so every listener's mix is
 /// limited the same way whichever path it takes.
@@ -108,6 +124,8 @@ pub struct Mixer {
     cfg: MixerConfig,
     members: BTreeMap<u32, Member>,
     shared: HashMap<String, Encoder>,
+    /// Per room: consecutive ticks whose sum was quiet.
+    quiet: HashMap<String, u32>,
     tick: u64,
     stats: MixerStats,
     sum: Vec<f32>,
@@ -124,6 +142,7 @@ impl Mixer {
             cfg,
             members: BTreeMap::new(),
             shared: HashMap::new(),
+            quiet: HashMap::new(),
             tick: 0,
             stats: MixerStats::default(),
             sum: vec![0.0; n],
@@ -162,6 +181,7 @@ impl Mixer {
         self.members.retain(|&s, m| keep(s, &m.room));
         let rooms: Vec<String> = self.members.values().map(|m| m.room.clone()).collect();
         self.shared.retain(|r, _| rooms.contains(r));
+        self.quiet.retain(|r, _| rooms.contains(r));
     }
 
     /// An authenticated packet from `sender` arrived from `from`.
@@ -231,13 +251,9 @@ impl Mixer {
                 m.ticks_since_talk = 0;
             } else {
                 m.ticks_since_talk = m.ticks_since_talk.saturating_add(1);
-                // Keep a talker's encoder through short pauses, then let go
-                // (back on the shared mix).
-                if share && m.ticks_since_talk > 50 {
-                    m.encoder = None;
-                }
             }
         }
+        let release_after = (RELEASE_AFTER_US / frame_us(n)) as u32;
         let report_levels = self.tick % u64::from(self.cfg.levels_every.max(1)) == 0;
         let timestamp = (self.tick as u32).wrapping_mul(n as u32);
         let mut rooms: Vec<String> = self.members.values().map(|m| m.room.clone()).collect();
@@ -270,6 +286,12 @@ impl Mixer {
                     }
                 }
             }
+            let quiet_run = match self.quiet.get_mut(&room) {
+                Some(q) => q,
+                None => self.quiet.entry(room.clone()).or_insert(0),
+            };
+            *quiet_run = if rms(&self.sum) < QUIET_RMS { quiet_run.saturating_add(1) } else { 0 };
+            let quiet_run = *quiet_run;
             let mut shared_ready = false;
             for s in &ids {
                 let (talking, stale) = {
@@ -282,7 +304,21 @@ impl Mixer {
                 if stale {
                     continue;
                 }
-                let own = talking || !self.cfg.share_mix;
+                // A member who stopped talking hears the same sum as the
+                // shared mix, but from another encoder: moving from one
+                // stream to the other mid-sound is an audible seam, so the
+                // move waits for a quiet moment (or a few seconds at most).
+                {
+                    let m = self.members.get_mut(s).expect("listed above");
+                    if share
+                        && !talking
+                        && m.encoder.is_some()
+                        && (quiet_run >= 2 || m.ticks_since_talk > release_after)
+                    {
+                        m.encoder = None;
+                    }
+                }
+                let own = talking || !share || self.members[s].encoder.is_some();
                 if own {
                     // Everyone else, summed in the same order as the shared sum.
                     self.mix.fill(0.0);
@@ -532,6 +568,59 @@ mod tests {
         }
         assert_eq!(own_encodes, 50 * 8);
         assert_eq!(shared_encodes, 50 * 4, "three talkers + one shared mix per tick");
+    }
+
+    #[test]
+    fn a_talker_who_stops_moves_to_the_shared_mix_only_when_the_room_is_quiet() {
+        // Talker 1 stops at frame 20 while talker 2 goes on until frame 40.
+        // Listener 1 decodes its stream with one decoder, as a client does;
+        // the reference is the same room without mix sharing (listener 1
+        // keeps one encoder throughout, so its stream has no seam).
+        let run = |share: bool| {
+            let mut cfg = MixerConfig::new(AudioCodec::Opus);
+            cfg.share_mix = share;
+            let mut r = Room::new(cfg);
+            let mut dec = Decoder::new();
+            let (mut heard, mut same_as_shared) = (Vec::new(), Vec::new());
+            for k in 0..70 {
+                let t = |hz: f32| -> Vec<f32> {
+                    (0..960)
+                        .map(|i| {
+                            0.3 * (std::f32::consts::TAU * hz * (k * 960 + i) as f32 / 48_000.0)
+                                .sin()
+                        })
+                        .collect()
+                };
+                r.send(1, "m", (k < 20).then(|| t(300.0)).as_deref());
+                r.send(2, "m", (k < 40).then(|| t(700.0)).as_deref());
+                r.send(3, "m", None);
+                let out = r.tick();
+                let (bytes, _) = &out[&1];
+                same_as_shared.push(*bytes == out[&3].0);
+                let mut pcm = vec![0.0; 960];
+                dec.decode(AudioCodec::Opus, bytes, &mut pcm);
+                heard.extend(pcm);
+            }
+            (heard, same_as_shared)
+        };
+        let (heard, same) = run(true);
+        let (reference, _) = run(false);
+        // Own stream while talking and while talker 2 still sounds; the
+        // shared one once the room has been quiet.
+        let switch = same.iter().position(|s| *s).expect("back on the shared mix");
+        assert!((41..50).contains(&switch), "switched at frame {switch}: {same:?}");
+        assert!(same[switch..].iter().all(|s| *s), "{same:?}");
+        let worst = heard.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        // Switching mid-sound differs by about 0.011 here (100× this bound).
+        assert!(worst < 0.001, "the switch is inaudible: worst difference {worst}");
+    }
+
+    #[test]
+    fn ten_ms_frames_keep_levels_at_five_a_second() {
+        let cfg = MixerConfig::new(AudioCodec::Opus).with_frame_samples(480);
+        assert_eq!((cfg.frame_samples, cfg.levels_every), (480, 20));
+        let cfg = MixerConfig::new(AudioCodec::Opus).with_frame_samples(123);
+        assert_eq!((cfg.frame_samples, cfg.levels_every), (960, 10));
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub struct Call {
     /// Set while this app runs the host: the address others should use.
     pub hosting: Option<String>,
     pub members: Vec<Member>,
+    /// The member running the host, as the host marks it (its own app
+    /// registered with the host's key); `None` when not in this room.
+    pub host_member: Option<String>,
     pub media: MediaState,
     /// Newest frame per participant (our own preview under our name).
     pub frames: HashMap<String, Frame>,
@@ -116,6 +119,8 @@ pub enum Message {
     Key(keyboard::Event),
     Chat(chat::Message),
     Files(files::Message),
+    /// Camera, microphone, speaker and quality, changed during the call.
+    OpenSettings,
     Leave,
     /// Our own media state changed outside the screen (an engine started).
     Refresh,
@@ -132,6 +137,7 @@ pub enum Event {
     Files(files::Event),
     /// What each sender should send us; only senders whose layer changed.
     Layers(Vec<(String, Layer)>),
+    OpenSettings,
     Leave,
 }
 
@@ -157,6 +163,7 @@ impl Call {
             host_addr,
             hosting,
             members: Vec::new(),
+            host_member: welcome.host_member.clone(),
             media: MediaState::default(),
             frames: HashMap::new(),
             speaking: HashSet::new(),
@@ -183,11 +190,6 @@ impl Call {
         let mut names = vec![self.me.as_str()];
         names.extend(self.members.iter().map(|m| m.name.as_str()).filter(|n| *n != self.me));
         names
-    }
-
-    /// The host machine's IP, when we joined by IP.
-    pub fn host_ip(&self) -> Option<&str> {
-        self.host_addr.rsplit_once(':').map(|(ip, _)| ip.trim_matches(['[', ']']))
     }
 
     pub fn member(&self, name: &str) -> Option<&Member> {
@@ -306,11 +308,15 @@ impl Call {
                 for m in &welcome.history {
                     self.chat.received(m.clone());
                 }
+                self.host_member = welcome.host_member.clone();
                 self.set_members(welcome.members.clone());
                 // The host forgot our subscriptions with the old session.
                 self.layers.clear();
             }
-            SessionEvent::Members(list) => self.set_members(list.members),
+            SessionEvent::Members(list) => {
+                self.host_member = list.host_member;
+                self.set_members(list.members);
+            }
             SessionEvent::Presence(p) => {
                 let how = match p.change {
                     PresenceChange::Joined => "joined",
@@ -384,6 +390,7 @@ impl Call {
             (true, "f") => Some(Message::Panel(Panel::Files)),
             (true, "v") => Some(Message::ToggleLayout),
             (true, "h") => Some(Message::Leave),
+            (false, ",") => Some(Message::OpenSettings),
             _ => None,
         }
     }
@@ -457,6 +464,7 @@ impl Call {
                 let (task, event) = self.files.update(m);
                 return (task.map(Message::Files), event.map(Event::Files));
             }
+            Message::OpenSettings => return (Task::none(), Some(Event::OpenSettings)),
             Message::Leave => return (Task::none(), Some(Event::Leave)),
             Message::Refresh => {
                 self.update_me();
@@ -695,6 +703,12 @@ impl Call {
                 on_off(self.panel == Some(Panel::Files)),
             ),
             control(
+                "Settings".into(),
+                "Camera, microphone, speaker and video quality (Ctrl+,)",
+                Message::OpenSettings,
+                button::secondary,
+            ),
+            control(
                 "Leave".into(),
                 "Leave the meeting (Ctrl+Shift+H)",
                 Message::Leave,
@@ -731,7 +745,7 @@ impl Call {
             Panel::Chat => self.chat.view().map(Message::Chat),
             Panel::Files => self.files.view().map(Message::Files),
             Panel::People => {
-                participants::view(&self.members, &self.me, self.host_ip(), self.hosting.is_some())
+                participants::view(&self.members, &self.me, self.host_member.as_deref())
                     .map(|never| match never {})
             }
         });

@@ -1,10 +1,12 @@
 //! The files panel: files offered in the meeting (download with progress) and
-//! sending a file (a path typed or pasted, and a recipient).
+//! sending a file (chosen in the native dialog, or a path typed or pasted,
+//! and a recipient).
 
 use iced::widget::{button, column, pick_list, progress_bar, row, scrollable, text, text_input};
 use iced::{Element, Fill, Task};
 
 use super::chat::Recipient;
+use super::picker::Picked;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transfer {
@@ -40,6 +42,8 @@ pub struct Files {
     pub to: Recipient,
     pub members: Vec<String>,
     pub error: Option<String>,
+    /// A file dialog is open (the typed path still works meanwhile).
+    pub choosing: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -48,12 +52,23 @@ pub enum Message {
     To(Recipient),
     Send,
     Download(u64),
+    /// "Choose file…": open the native dialog.
+    Browse,
+    /// What the dialog answered.
+    Picked(Picked),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Upload { path: String, to: Option<String> },
+    Upload {
+        path: String,
+        to: Option<String>,
+    },
     Download(u64),
+    /// Open the file dialog (the app owns that effect).
+    Browse,
+    /// Something the user should be told (e.g. no dialog could be shown).
+    Failed(String),
 }
 
 pub fn human_size(bytes: u64) -> String {
@@ -73,6 +88,7 @@ impl Files {
             to: Recipient::Everyone,
             members: Vec::new(),
             error: None,
+            choosing: false,
         }
     }
 
@@ -125,6 +141,27 @@ impl Files {
                 if let Some(o) = self.offers.iter_mut().find(|o| o.id == id) {
                     o.state = Transfer::Running(0.0);
                     return (Task::none(), Some(Event::Download(id)));
+                }
+            }
+            Message::Browse => {
+                self.choosing = true;
+                self.error = None;
+                return (Task::none(), Some(Event::Browse));
+            }
+            Message::Picked(picked) => {
+                self.choosing = false;
+                match picked {
+                    // Sent exactly as if the path had been typed: same
+                    // recipient, same checks, same progress.
+                    Picked::File(path) => {
+                        self.path = path.display().to_string();
+                        return self.update(Message::Send);
+                    }
+                    Picked::Cancelled => {}
+                    Picked::Unavailable(why) => {
+                        self.error = Some(why.clone());
+                        return (Task::none(), Some(Event::Failed(why)));
+                    }
                 }
             }
         }
@@ -185,6 +222,9 @@ impl Files {
                 .size(13),
             row![
                 pick_list(choices, Some(self.to.clone()), Message::To).text_size(13),
+                button(text(if self.choosing { "Choosing…" } else { "Choose file…" }).size(13))
+                    .style(button::secondary)
+                    .on_press(Message::Browse),
                 button(text("Send file").size(13)).on_press(Message::Send),
             ]
             .spacing(4),

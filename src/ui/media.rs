@@ -105,6 +105,9 @@ pub struct Media {
     told: HashMap<u32, Subscription>,
     /// Bumped whenever the video engine is replaced.
     pub generation: u64,
+    /// Bumped whenever the audio engine is replaced (its events need a
+    /// subscription of their own).
+    pub audio_generation: u64,
 }
 
 /// What one poll found.
@@ -141,6 +144,12 @@ impl Media {
         let old = std::mem::replace(&mut self.video, video);
         self.apply_layers();
         old
+    }
+
+    /// A new audio engine (microphone or speaker switched).
+    pub fn replace_audio(&mut self, audio: Option<AudioEngine>) -> Option<AudioEngine> {
+        self.audio_generation += 1;
+        std::mem::replace(&mut self.audio, audio)
     }
 
     /// Takes the newest frame of each sender that changed since the last

@@ -14,6 +14,7 @@ pub mod files;
 pub mod launcher;
 pub mod media;
 pub mod participants;
+pub mod picker;
 pub mod scheduler;
 pub mod settings;
 
@@ -168,15 +169,17 @@ fn session_stream(
     key.events.clone().map(move |e| (id, e))
 }
 
-/// One audio engine's events, keyed by the session it belongs to.
+/// One audio engine's events, keyed by the session and the engine (a
+/// restarted engine has a new event channel, so it needs a new worker).
 struct AudioKey {
     id: u64,
+    generation: u64,
     events: Receiver<AudioEvent>,
 }
 
 impl Hash for AudioKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.id.hash(state);
+        (self.id, self.generation).hash(state);
     }
 }
 
@@ -314,6 +317,9 @@ pub struct App {
     /// Frames shown since `shown_since`, logged every 10 s (benchmarks).
     shown: u64,
     shown_since: Option<Instant>,
+    /// The "choose a file" dialog; tests replace it with one that answers
+    /// without opening a window.
+    pub file_picker: picker::FilePicker,
 }
 
 impl App {
@@ -352,6 +358,7 @@ impl App {
             first_frame_ms: None,
             shown: 0,
             shown_since: None,
+            file_picker: picker::FilePicker::native(),
             options: options.clone(),
         };
         let sched_task = sched_task.map(|m| Message::Launcher(launcher::Message::Scheduler(m)));
@@ -399,7 +406,11 @@ impl App {
                 );
                 subs.push(keyboard::listen().map(Message::Key));
                 if let Some(a) = &self.media.audio {
-                    let key = AudioKey { id: s.id, events: a.events() };
+                    let key = AudioKey {
+                        id: s.id,
+                        generation: self.media.audio_generation,
+                        events: a.events(),
+                    };
                     subs.push(
                         Subscription::run_with(key, audio_stream)
                             .map(|(id, e)| Message::Audio(id, e)),
@@ -458,20 +469,29 @@ impl App {
         )
     }
 
-    fn connect(&mut self, addr: SocketAddr, name: String, room: String) -> Task<Message> {
+    /// `host_key`: set when joining our own in-process host, so the room
+    /// sees us marked as the host.
+    fn connect(
+        &mut self,
+        addr: SocketAddr,
+        name: String,
+        room: String,
+        host_key: Option<u64>,
+    ) -> Task<Message> {
         let id = self.next_id();
         self.connecting = Some(id);
         self.joined_addr = addr.to_string();
-        let config = ClientConfig::new(addr, name, room);
+        let mut config = ClientConfig::new(addr, name, room);
+        config.host_key = host_key;
         Task::perform(Client::connect(config), move |r| {
             Message::Connected(id, r.map(Handoff::new).map_err(|e| e.to_string()))
         })
     }
 
     fn start_host(&mut self, name: String, room: String) -> Task<Message> {
-        if self.host.is_some() {
+        if let Some(key) = self.host.as_ref().map(|h| h.host_key) {
             let addr = self.host_control_addr();
-            return self.connect(addr, name, room);
+            return self.connect(addr, name, room, Some(key));
         }
         self.launcher.status = launcher::Status::StartingHost;
         let opts = self.options.host.clone();
@@ -498,6 +518,12 @@ impl App {
     /// The current session's id (what `Message::Session`/`Frames` carry).
     pub fn session_id(&self) -> Option<u64> {
         self.session.as_ref().map(|s| s.id)
+    }
+
+    /// The session's events as the app's subscription reads them, for
+    /// driving the app without iced's runtime (tests, scripts).
+    pub fn session_events(&self) -> Option<(u64, Receiver<SessionEvent>)> {
+        self.session.as_ref().map(|s| (s.id, s.events.clone()))
     }
 
     /// Whether the app is in a meeting.
@@ -545,12 +571,18 @@ impl App {
             Message::Settings(m) => {
                 let Some(dialog) = &mut self.dialog else { return Task::none() };
                 let (task, event) = dialog.update(m);
+                let task = task.map(Message::Settings);
                 match event {
-                    Some(settings::Event::Apply(s)) => self.settings = s,
-                    Some(settings::Event::Close) => self.dialog = None,
-                    None => {}
+                    Some(settings::Event::Apply(s)) => {
+                        let old = std::mem::replace(&mut self.settings, s);
+                        Task::batch([task, self.apply_live(&old)])
+                    }
+                    Some(settings::Event::Close) => {
+                        self.dialog = None;
+                        task
+                    }
+                    None => task,
                 }
-                task.map(Message::Settings)
             }
             Message::Discovered(hosts) => {
                 self.launcher.update(launcher::Message::Hosts(hosts)).0.map(Message::Launcher)
@@ -576,7 +608,7 @@ impl App {
                     }
                 }
             }
-            Message::Resolved(Ok(addr), name, room) => self.connect(addr, name, room),
+            Message::Resolved(Ok(addr), name, room) => self.connect(addr, name, room, None),
             Message::Resolved(Err(e), ..) | Message::HostStarted(Err(e), ..) => {
                 self.launcher.status = launcher::Status::Idle;
                 self.launcher.error = Some(e.clone());
@@ -587,9 +619,10 @@ impl App {
                 let share = share_address(self.options.host.bind, host.ports.control);
                 self.share = Some(share.clone());
                 self.launcher.hosting = Some(share);
+                let key = host.host_key;
                 self.host = Some(host);
                 let addr = self.host_control_addr();
-                self.connect(addr, name, room)
+                self.connect(addr, name, room, Some(key))
             }
             Message::Connected(id, result) => {
                 if self.connecting != Some(id) {
@@ -694,7 +727,10 @@ impl App {
                 match result.map(|h| h.take()) {
                     Ok(Some(engine)) => {
                         let mic = !engine.muted();
-                        self.media.audio = Some(engine);
+                        let old = self.media.replace_audio(Some(engine));
+                        if let Some(old) = old {
+                            smol::spawn(smol::unblock(move || drop(old))).detach();
+                        }
                         self.set_mic_state(mic);
                         Task::none()
                     }
@@ -861,7 +897,62 @@ impl App {
                 Task::none()
             }
             call::Event::Files(e) => self.file_event(e),
+            call::Event::OpenSettings => {
+                self.dialog = Some(settings::Dialog::in_call(&self.settings));
+                Task::none()
+            }
         }
+    }
+
+    /// (video, audio) engine generations: each restart bumps one.
+    pub fn engine_generations(&self) -> (u64, u64) {
+        (self.media.generation, self.media.audio_generation)
+    }
+
+    /// New settings saved during a call: restarts only the engines whose
+    /// choices changed, off the UI thread; a failure becomes a notification
+    /// (via `VideoStarted`/`AudioStarted`) and the call goes on.
+    fn apply_live(&mut self, old: &Settings) -> Task<Message> {
+        let (Some(route), Some(id), Some(call)) =
+            (self.route.clone(), self.session.as_ref().map(|s| s.id), self.call.as_mut())
+        else {
+            return Task::none();
+        };
+        let new = self.settings.clone();
+        let mut layers = None;
+        if new.always_full != old.always_full {
+            call.always_full = new.always_full;
+            layers = call.refresh_layers();
+        }
+        let (camera_on, mic_on) = (call.media.camera, call.media.mic);
+        let mut tasks: Vec<Task<Message>> =
+            layers.into_iter().map(|e| self.call_event(e)).collect();
+        // A camera that is off picks the new choice up when turned on.
+        let video_changed = new.camera != old.camera || new.quality != old.quality;
+        if video_changed && (camera_on || self.media.video.is_none()) {
+            let camera = camera_on || new.camera.trim() != "none";
+            let old_video = self.media.replace_video(None);
+            let (r, s) = (route.clone(), new.clone());
+            tasks.push(Task::perform(
+                smol::unblock(move || {
+                    drop(old_video);
+                    media::start_video(&r, &s, camera)
+                }),
+                move |r| Message::VideoStarted(id, r.map(Handoff::new)),
+            ));
+        }
+        if new.mic != old.mic || new.speaker != old.speaker {
+            let muted = !mic_on || new.mic.trim() == "none";
+            let old_audio = self.media.replace_audio(None);
+            tasks.push(Task::perform(
+                smol::unblock(move || {
+                    drop(old_audio);
+                    media::start_audio(&route, &new, muted)
+                }),
+                move |r| Message::AudioStarted(id, r.map(Handoff::new)),
+            ));
+        }
+        Task::batch(tasks)
     }
 
     fn current(&self, id: u64) -> bool {
@@ -1003,6 +1094,17 @@ impl App {
     }
 
     fn file_event(&mut self, event: files::Event) -> Task<Message> {
+        match event {
+            // The dialog is a future on the executor: the window keeps
+            // drawing while it is open, and the typed path still works.
+            files::Event::Browse => {
+                return Task::perform(self.file_picker.pick(), |p| {
+                    Message::Call(call::Message::Files(files::Message::Picked(p)))
+                });
+            }
+            files::Event::Failed(why) => return self.notify(Notice { text: why, error: true }),
+            files::Event::Upload { .. } | files::Event::Download(_) => {}
+        }
         let Some(fc) = self.file_client() else { return Task::none() };
         match event {
             files::Event::Upload { path, to } => {
@@ -1023,6 +1125,7 @@ impl App {
                         .map_err(|e| e.to_string())
                 })
             }
+            files::Event::Browse | files::Event::Failed(_) => Task::none(),
         }
     }
 
@@ -1054,13 +1157,29 @@ impl App {
     }
 
     pub fn view(&self) -> Element<'_, Message> {
-        let screen: Element<'_, Message> = if let Some(d) = &self.dialog {
-            d.view().map(Message::Settings)
-        } else if let Some(call) = &self.call {
-            call.view().map(Message::Call)
-        } else {
-            self.launcher.view().map(Message::Launcher)
-        };
+        let screen: Element<'_, Message> =
+            if let (Some(d), Some(call)) = (&self.dialog, &self.call) {
+                // During a call the settings float over it: the video keeps
+                // playing underneath, and clicks stay in the card.
+                let card = container(d.view().map(Message::Settings)).max_width(720).style(
+                    |theme: &Theme| container::Style {
+                        background: Some(Background::Color(theme.palette().background)),
+                        border: Border::default().rounded(10),
+                        ..container::Style::default()
+                    },
+                );
+                let backdrop = container(card).center(Fill).style(|_: &Theme| container::Style {
+                    background: Some(Background::Color(Color::from_rgba(0.0, 0.0, 0.0, 0.6))),
+                    ..container::Style::default()
+                });
+                stack![call.view().map(Message::Call), iced::widget::opaque(backdrop)].into()
+            } else if let Some(d) = &self.dialog {
+                d.view().map(Message::Settings)
+            } else if let Some(call) = &self.call {
+                call.view().map(Message::Call)
+            } else {
+                self.launcher.view().map(Message::Launcher)
+            };
         if self.notices.is_empty() {
             return screen;
         }

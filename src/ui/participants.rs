@@ -9,27 +9,28 @@ use crate::proto::Member;
 #[derive(Debug, Clone)]
 pub enum Message {}
 
-/// `host_ip`: members connecting from the host's own machine are marked as
-/// the host. On loopback everyone shares one IP, so `hosting` (this app
-/// runs the host) marks just us then.
+/// The line under a member's name.
+pub fn label(m: &Member, me: &str, host_member: Option<&str>) -> String {
+    let mut name = m.name.clone();
+    if m.name == me {
+        name.push_str(" (You)");
+    }
+    if host_member == Some(m.name.as_str()) {
+        name.push_str(" · host");
+    }
+    name
+}
+
+/// `host_member` is the host's word on who runs it (`UserList::host_member`),
+/// so the mark is right on loopback, behind NAT and with several people on
+/// the host's machine alike.
 pub fn view<'a>(
     members: &'a [Member],
     me: &'a str,
-    host_ip: Option<&'a str>,
-    hosting: bool,
+    host_member: Option<&'a str>,
 ) -> Element<'a, Message> {
-    let loopback = host_ip.is_some_and(|ip| ip.starts_with("127.") || ip == "::1");
     let mut list = column![].spacing(8);
     for m in members {
-        let is_me = m.name == me;
-        let is_host = if hosting || loopback { hosting && is_me } else { host_ip == Some(&m.ip) };
-        let mut name = m.name.clone();
-        if is_me {
-            name.push_str(" (You)");
-        }
-        if is_host {
-            name.push_str(" · host");
-        }
         let state = format!(
             "{} · {} · {}",
             if m.mic { "mic on" } else { "muted" },
@@ -37,8 +38,12 @@ pub fn view<'a>(
             if m.screen { "sharing screen" } else { "not sharing" },
         );
         list = list.push(
-            column![row![text(name).size(15)], text(m.ip.clone()).size(11), text(state).size(11),]
-                .spacing(1),
+            column![
+                row![text(label(m, me, host_member)).size(15)],
+                text(m.ip.clone()).size(11),
+                text(state).size(11),
+            ]
+            .spacing(1),
         );
     }
     column![text(format!("People ({})", members.len())).size(18), scrollable(list).height(Fill)]

@@ -130,6 +130,8 @@ pub struct Dialog {
     pub mics: Vec<String>,
     pub speakers: Vec<String>,
     pub status: Option<String>,
+    /// Opened during a call: "Save" also restarts the engines it affects.
+    pub live: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -160,7 +162,13 @@ impl Dialog {
             mics: words(&["default", "tone", "clicks", "none"]),
             speakers: words(&["default", "null"]),
             status: None,
+            live: false,
         }
+    }
+
+    /// The dialog as the call screen opens it: changes apply at once.
+    pub fn in_call(current: &Settings) -> Dialog {
+        Dialog { live: true, ..Dialog::new(current) }
     }
 
     pub fn update(&mut self, message: Message) -> (Task<Message>, Option<Event>) {
@@ -212,7 +220,12 @@ impl Dialog {
             checkbox(self.draft.always_full)
                 .label("Always receive full-size video (more bandwidth and CPU)")
                 .on_toggle(Message::AlwaysFull),
-            text("Device choices take effect at the next join.").size(12),
+            text(if self.live {
+                "Save applies changes now: only the camera or the sound restarts, the call goes on."
+            } else {
+                "Device choices take effect at the next join."
+            })
+            .size(12),
             row![
                 button(text("Save")).on_press(Message::Save),
                 button(text("Close")).style(button::secondary).on_press(Message::Close),

@@ -16,7 +16,7 @@
 //! - nothing arrives for a few frames → the sender stopped (mute, end of
 //!   talk): report [`Playout::Idle`] and start afresh with its next packet.
 //!
-//! It shrinks when the smallest depth seen over a window (one second) is
+//! It shrinks when the smallest depth seen over a window (half a second) is
 //! above the target, by dropping one frame, which also absorbs a sender whose
 //! clock runs fast. The target depth follows the RFC 3550 interarrival
 //! jitter estimate. It never holds more than `max_delay_us`: anything beyond
@@ -33,7 +33,8 @@ pub struct JitterConfig {
     pub max_delay_us: u64,
     /// Frames concealed without any arrival before the sender counts as gone.
     pub idle_after: u32,
-    /// Pops per shrink decision.
+    /// Pops per shrink decision (half a second: a frame of delay gained by
+    /// waiting for one late packet is won back soon).
     pub shrink_window: u32,
 }
 
@@ -43,7 +44,7 @@ impl JitterConfig {
             frame_us: frame_us.max(1),
             max_delay_us: 200_000,
             idle_after: 6,
-            shrink_window: (1_000_000 / frame_us.max(1)) as u32,
+            shrink_window: (500_000 / frame_us.max(1)) as u32,
         }
     }
 
@@ -150,6 +151,13 @@ impl<T: Clone> JitterBuffer<T> {
             t = t.max(1);
         }
         t.min(self.cfg.max_frames() - 1)
+    }
+
+    /// Playout is under way but the next frame's packet is not here yet: a
+    /// pop now would conceal. A caller that can afford to wait a moment
+    /// (a late packet on a busy machine) may pop a little later instead.
+    pub fn waiting(&self) -> bool {
+        self.next.is_some_and(|n| !self.slots.contains_key(&n)) && self.misses == 0
     }
 
     /// Recent share of frames lost (exponentially weighted over ~100 frames).

@@ -9,12 +9,14 @@
 pub mod codec;
 pub mod device;
 pub mod jitter;
+pub mod phase;
 pub mod resample;
 pub mod sink;
 pub mod source;
 
 pub use codec::{Decoder, Encoder};
 pub use jitter::{JitterBuffer, JitterConfig, JitterStats, Playout};
+pub use phase::{ArrivalWindow, TickPhase};
 pub use sink::{Sink, SpeakerSpec};
 pub use source::{MicSpec, Source};
 
