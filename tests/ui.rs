@@ -230,18 +230,7 @@ fn controls_toggle_media_and_panels_and_shortcuts_work() {
     drop(ui);
 
     // Ctrl+D mutes (the shortcut in the tooltip).
-    use iced::keyboard::{Event, Key, Location, Modifiers};
-    let key = Event::KeyPressed {
-        key: Key::Character("d".into()),
-        modified_key: Key::Character("d".into()),
-        physical_key: iced::keyboard::key::Physical::Unidentified(
-            iced::keyboard::key::NativeCode::Unidentified,
-        ),
-        location: Location::Standard,
-        modifiers: Modifiers::CTRL,
-        text: None,
-        repeat: false,
-    };
+    let key = ctrl_key("d");
     let _ = call.update(call::Message::Key(key));
     assert!(!call.media.mic);
 }
@@ -826,18 +815,7 @@ fn a_video_quality_change_during_a_call_restarts_only_the_video() {
     // Our own tile shows the thumbnail others get in a grid: half the size.
     drive(&mut app, iced::Task::none(), 5 * SEC, |a| own_width(a) == Some(320));
 
-    use iced::keyboard::{Event, Key, Location, Modifiers};
-    let key = Event::KeyPressed {
-        key: Key::Character(",".into()),
-        modified_key: Key::Character(",".into()),
-        physical_key: iced::keyboard::key::Physical::Unidentified(
-            iced::keyboard::key::NativeCode::Unidentified,
-        ),
-        location: Location::Standard,
-        modifiers: Modifiers::CTRL,
-        text: None,
-        repeat: false,
-    };
+    let key = ctrl_key(",");
     let _ = app.update(Message::Key(key));
     assert!(app.dialog.as_ref().is_some_and(|d| d.live), "Ctrl+, opens the settings");
     let (video_before, audio_before) = app.engine_generations();
@@ -936,4 +914,20 @@ fn a_file_chosen_in_the_dialog_is_uploaded_and_cancel_or_no_dialog_change_nothin
     let _ = app.update(Message::Call(call::Message::Leave));
     drop(bob);
     smol::block_on(host.shutdown());
+}
+
+/// The key event of Ctrl plus a character key, as the window sends it.
+fn ctrl_key(c: &str) -> iced::keyboard::Event {
+    use iced::keyboard::{Event, Key, Location, Modifiers};
+    Event::KeyPressed {
+        key: Key::Character(c.into()),
+        modified_key: Key::Character(c.into()),
+        physical_key: iced::keyboard::key::Physical::Unidentified(
+            iced::keyboard::key::NativeCode::Unidentified,
+        ),
+        location: Location::Standard,
+        modifiers: Modifiers::CTRL,
+        text: None,
+        repeat: false,
+    }
 }
