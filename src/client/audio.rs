@@ -427,6 +427,12 @@ impl Engine<'_> {
         if phase.period_us() != frame_us(n) {
             return false;
         }
+        if w.late - w.early > phase.period_us() / 2 {
+            // Arrivals spread over half a frame or more (a jittery network):
+            // the phase says little, so the schedule stays; the jitter
+            // buffers absorb the spread.
+            return true;
+        }
         let lead = SEND_LEAD_US.min(phase.period_us() as i64 * 2 / 5);
         let wants = [w.early as i64 - lead, w.late as i64 + PLAY_MARGIN_US];
         for (at, want) in [send_at, play_at].into_iter().zip(wants) {
