@@ -329,18 +329,9 @@ fn bots_share_and_view_a_screen_report_it_and_save_a_png() {
         let png = dir.path().join("seen.png");
         let (_stop_tx, stop) = smol::channel::bounded::<()>(1);
         let bot = |name: &str, screen: BotScreenOptions, secs: u64| BotOptions {
-            host: host.control_addr,
-            name: name.into(),
-            room: "".into(),
-            say: None,
-            say_count: 1,
-            say_interval: Duration::from_millis(100),
-            to: None,
             duration: Some(Duration::from_secs(secs)),
-            video: Default::default(),
-            audio: Default::default(),
-            files: Default::default(),
             screen,
+            ..BotOptions::new(host.control_addr, name)
         };
         let share = BotScreenOptions {
             share: Some("test:320x200".into()),

@@ -470,22 +470,13 @@ fn three_bots_with_test_cameras_see_each_other() {
             .into_iter()
             .map(|name| {
                 let opts = BotOptions {
-                    host: host.control_addr,
-                    name: name.into(),
-                    room: "".into(),
-                    say: None,
-                    say_count: 1,
-                    say_interval: Duration::from_millis(100),
-                    to: None,
                     duration: Some(Duration::from_secs(5)),
                     video: BotVideoOptions {
                         camera: CameraChoice::Test,
                         subscribe: Subscription::Thumb,
                         ..Default::default()
                     },
-                    audio: Default::default(),
-                    files: Default::default(),
-                    screen: Default::default(),
+                    ..BotOptions::new(host.control_addr, name)
                 };
                 smol::spawn(run_bot(opts, stop.clone()))
             })

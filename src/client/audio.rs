@@ -419,25 +419,25 @@ impl Engine<'_> {
     /// Moves the send and play events to their best phase (see
     /// [`TickPhase`]). False while the phase is not known yet.
     fn align(&self, send_at: &mut Instant, play_at: &mut Instant, n: usize) -> bool {
-        let (phase, window) = {
+        let (period, window) = {
             let p = self.shared.phase.lock().unwrap_or_else(|e| e.into_inner());
-            (p.clone(), p.window())
+            (p.period_us(), p.window())
         };
         let Some(w) = window else { return false };
-        if phase.period_us() != frame_us(n) {
+        if period != frame_us(n) {
             return false;
         }
-        if w.late - w.early > phase.period_us() / 2 {
+        if w.late - w.early > period / 2 {
             // Arrivals spread over half a frame or more (a jittery network):
             // the phase says little, so the schedule stays; the jitter
             // buffers absorb the spread.
             return true;
         }
-        let lead = SEND_LEAD_US.min(phase.period_us() as i64 * 2 / 5);
+        let lead = SEND_LEAD_US.min(period as i64 * 2 / 5);
         let wants = [w.early as i64 - lead, w.late as i64 + PLAY_MARGIN_US];
         for (at, want) in [send_at, play_at].into_iter().zip(wants) {
             let at_us = at.saturating_duration_since(self.shared.start).as_micros() as u64;
-            let d = phase.shift(at_us % phase.period_us(), want);
+            let d = audio::phase::shift(period, at_us % period, want);
             if d.abs() < ALIGN_MIN_US {
                 continue;
             }

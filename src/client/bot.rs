@@ -38,6 +38,26 @@ pub struct BotOptions {
     pub screen: super::screen::BotScreenOptions,
 }
 
+impl BotOptions {
+    /// A bot named `name` in the default room: no chat, no media, until stopped.
+    pub fn new(host: SocketAddr, name: impl Into<String>) -> BotOptions {
+        BotOptions {
+            host,
+            name: name.into(),
+            room: String::new(),
+            say: None,
+            say_count: 1,
+            say_interval: Duration::from_millis(100),
+            to: None,
+            duration: None,
+            video: Default::default(),
+            audio: Default::default(),
+            files: Default::default(),
+            screen: Default::default(),
+        }
+    }
+}
+
 /// One received chat message as reported: `to` is null for room messages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChatLine {

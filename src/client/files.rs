@@ -213,12 +213,7 @@ impl FileClient {
                 }
                 Err(Attempt::Final(e)) => return Err(e),
                 Err(Attempt::Retry(reason)) => {
-                    attempt += 1;
-                    if attempt > self.retries {
-                        return Err(FileError::Link { attempts: attempt, reason });
-                    }
-                    report(progress.as_ref(), Progress::Retrying { attempt, reason });
-                    Timer::after(backoff(attempt)).await;
+                    self.retry_after(&mut attempt, reason, progress.as_ref()).await?;
                 }
             }
         }
@@ -269,15 +264,29 @@ impl FileClient {
                 }
                 Err(Attempt::Final(e)) => return Err(e),
                 Err(Attempt::Retry(reason)) => {
-                    attempt += 1;
-                    if attempt > self.retries {
-                        return Err(FileError::Link { attempts: attempt, reason });
-                    }
-                    report(progress.as_ref(), Progress::Retrying { attempt, reason });
-                    Timer::after(backoff(attempt)).await;
+                    self.retry_after(&mut attempt, reason, progress.as_ref()).await?;
                 }
             }
         }
+    }
+}
+
+impl FileClient {
+    /// After an attempt that failed on the link: counts it and gives up once
+    /// `retries` are spent, else reports the retry and backs off.
+    async fn retry_after(
+        &self,
+        attempt: &mut u32,
+        reason: String,
+        progress: Option<&Sender<Progress>>,
+    ) -> Result<(), FileError> {
+        *attempt += 1;
+        if *attempt > self.retries {
+            return Err(FileError::Link { attempts: *attempt, reason });
+        }
+        report(progress, Progress::Retrying { attempt: *attempt, reason });
+        Timer::after(backoff(*attempt)).await;
+        Ok(())
     }
 }
 

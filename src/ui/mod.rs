@@ -1097,17 +1097,12 @@ impl App {
         match event {
             // The dialog is a future on the executor: the window keeps
             // drawing while it is open, and the typed path still works.
-            files::Event::Browse => {
-                return Task::perform(self.file_picker.pick(), |p| {
-                    Message::Call(call::Message::Files(files::Message::Picked(p)))
-                });
-            }
-            files::Event::Failed(why) => return self.notify(Notice { text: why, error: true }),
-            files::Event::Upload { .. } | files::Event::Download(_) => {}
-        }
-        let Some(fc) = self.file_client() else { return Task::none() };
-        match event {
+            files::Event::Browse => Task::perform(self.file_picker.pick(), |p| {
+                Message::Call(call::Message::Files(files::Message::Picked(p)))
+            }),
+            files::Event::Failed(why) => self.notify(Notice { text: why, error: true }),
             files::Event::Upload { path, to } => {
+                let Some(fc) = self.file_client() else { return Task::none() };
                 transfer(TransferKey::Upload(path.clone()), move |p| async move {
                     let opts = UploadOptions { to, name: None };
                     fc.upload(std::path::Path::new(&path), opts, Some(p))
@@ -1117,6 +1112,7 @@ impl App {
                 })
             }
             files::Event::Download(id) => {
+                let Some(fc) = self.file_client() else { return Task::none() };
                 let dir = download_dir();
                 transfer(TransferKey::Download(id), move |p| async move {
                     fc.download(id, Dest::Dir(dir), Some(p))
@@ -1125,7 +1121,6 @@ impl App {
                         .map_err(|e| e.to_string())
                 })
             }
-            files::Event::Browse | files::Event::Failed(_) => Task::none(),
         }
     }
 

@@ -81,13 +81,13 @@ impl TickPhase {
         let spread = (at(0.9) - at(0.1)).max(0.0);
         Some(ArrivalWindow { early: early as u64, late: (early + spread) as u64 })
     }
+}
 
-    /// How far (µs, in `-period/2..period/2`) an event now due at phase
-    /// `at` must move to fall at phase `want` instead.
-    pub fn shift(&self, at: u64, want: i64) -> i64 {
-        let t = self.period_us as i64;
-        (want - at as i64 + t / 2).rem_euclid(t) - t / 2
-    }
+/// How far (µs, in `-period/2..period/2`) an event now due at phase `at`
+/// must move to fall at phase `want` instead.
+pub fn shift(period_us: u64, at: u64, want: i64) -> i64 {
+    let t = period_us.max(1) as i64;
+    (want - at as i64 + t / 2).rem_euclid(t) - t / 2
 }
 
 #[cfg(test)]
@@ -135,11 +135,10 @@ mod tests {
 
     #[test]
     fn shift_takes_the_short_way_round() {
-        let p = TickPhase::new(T);
-        assert_eq!(p.shift(1_000, 3_000), 2_000);
-        assert_eq!(p.shift(3_000, 1_000), -2_000);
-        assert_eq!(p.shift(19_000, 1_000), 2_000);
-        assert_eq!(p.shift(1_000, 19_000), -2_000);
-        assert_eq!(p.shift(5_000, -2_000), -7_000);
+        assert_eq!(shift(T, 1_000, 3_000), 2_000);
+        assert_eq!(shift(T, 3_000, 1_000), -2_000);
+        assert_eq!(shift(T, 19_000, 1_000), 2_000);
+        assert_eq!(shift(T, 1_000, 19_000), -2_000);
+        assert_eq!(shift(T, 5_000, -2_000), -7_000);
     }
 }
