@@ -242,7 +242,7 @@ fn the_hosts_own_app_is_marked_host_and_a_wrong_key_marks_nobody() {
         assert_eq!(expect(&guest, SEC, marked).await.as_deref(), Some("hostess"));
 
         let mut forged = ClientConfig::new(host.control_addr, "mallory", "");
-        forged.host_key = Some(host.host_key.wrapping_add(1));
+        forged.host_key = Some(sapora::proto::HostKey(host.host_key.0.wrapping_add(1)));
         let mallory = Client::connect(forged).await.unwrap();
         assert_eq!(mallory.welcome().host_member.as_deref(), Some("hostess"));
         let three = |e: &Event| match e {

@@ -706,6 +706,19 @@ fn the_hosting_app_is_marked_host_for_everyone() {
     assert!(ui.find("hostess (You) · host").is_ok());
     assert!(ui.find("guest").is_ok() && ui.find("guest · host").is_err());
     drop(ui);
+
+    // Leave (the host keeps running), then come back by typing the address
+    // others use: still marked as the host.
+    let t = app.update(Message::Call(call::Message::Leave));
+    drive(&mut app, t, 3 * SEC, |a| !a.in_call());
+    assert_eq!(app.share.as_deref(), Some(share.as_str()), "still hosting");
+    let _ = app.update(Message::Launcher(launcher::Message::Address(share.clone())));
+    let t = app.update(Message::Launcher(launcher::Message::Join));
+    drive(&mut app, t, 5 * SEC, |a| a.call.as_ref().is_some_and(|c| c.members.len() == 2));
+    let _ = app.update(Message::Call(call::Message::Panel(call::Panel::People)));
+    let mut ui = simulator(app.view());
+    assert!(ui.find("hostess (You) · host").is_ok(), "rejoined by address, still the host");
+    drop(ui);
     drop(guest);
     let t = app.update(Message::CloseRequested(iced::window::Id::unique()));
     drive(&mut app, t, 5 * SEC, |a| a.share.is_none() && !a.in_call());

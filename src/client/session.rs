@@ -28,7 +28,7 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// The host's key, when this is the host's own app: the room then sees
     /// this member marked as the host (sent on every Register, rejoins too).
-    pub host_key: Option<u64>,
+    pub host_key: Option<crate::proto::HostKey>,
 }
 
 impl ClientConfig {

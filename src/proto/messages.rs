@@ -37,6 +37,26 @@ impl Ports {
     }
 }
 
+/// The secret a host hands only to its own app (docs/protocol.md §3.1,
+/// Register). On the wire it is a plain `u64`; `Debug` never shows it, so
+/// logging an options struct or a message cannot leak it.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct HostKey(pub u64);
+
+impl HostKey {
+    /// A fresh random key.
+    pub fn random() -> HostKey {
+        HostKey(crate::net::random_u64())
+    }
+}
+
+impl std::fmt::Debug for HostKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HostKey(..)")
+    }
+}
+
 /// 0x01, client → host: the first message on a control connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Register {
@@ -55,7 +75,7 @@ pub struct Register {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "super::trailing"
     )]
-    pub host_key: Option<u64>,
+    pub host_key: Option<HostKey>,
 }
 
 /// One participant as the room sees them.
@@ -392,7 +412,7 @@ mod tests {
                 name: "alice".into(),
                 room: "".into(),
                 rejoin_token: Some(9),
-                host_key: Some(0xFEED),
+                host_key: Some(HostKey(0xFEED)),
             }),
             ClientMsg::Heartbeat,
             ClientMsg::Leave(Leave { reason: "bye".into() }),
@@ -488,7 +508,7 @@ mod tests {
             name: "bob".into(),
             room: "".into(),
             rejoin_token: None,
-            host_key: Some(77),
+            host_key: Some(HostKey(77)),
         };
         let bytes = encode_payload(&new);
         assert_eq!(bytes[bytes.len() - 2..], [1, 77], "Some(77) appended");
@@ -497,7 +517,10 @@ mod tests {
         let ClientMsg::Register(back) = ClientMsg::decode(0x01, &bytes).unwrap() else {
             panic!("not a Register")
         };
-        assert_eq!(back.host_key, Some(77));
+        assert_eq!(back.host_key, Some(HostKey(77)));
+        // The key is a secret: printing the message does not show it.
+        let shown = format!("{back:?}");
+        assert!(shown.contains("HostKey(..)") && !shown.contains("77"), "{shown}");
         // Without a key nothing is appended: the bytes are version 1's.
         let none = Register { host_key: None, ..new };
         let v1_none =

@@ -11,9 +11,9 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::proto::{
-    ChatMessage, ChatOutcome, ChatResult, ChatSend, ClientMsg, Disconnect, DisconnectCode, HostMsg,
-    MediaState, Member, PROTOCOL_VERSION, Ports, Presence, PresenceChange, RefuseCode, Refused,
-    Register, RoomInfo, UserList, Welcome, limits,
+    ChatMessage, ChatOutcome, ChatResult, ChatSend, ClientMsg, Disconnect, DisconnectCode, HostKey,
+    HostMsg, MediaState, Member, PROTOCOL_VERSION, Ports, Presence, PresenceChange, RefuseCode,
+    Refused, Register, RoomInfo, UserList, Welcome, limits,
 };
 
 /// One TCP connection, numbered by the driver.
@@ -37,7 +37,7 @@ pub struct HostConfig {
     pub tokens: Box<dyn FnMut() -> u64 + Send>,
     /// The secret the host gave its own app: a Register carrying it marks
     /// that member as the host in member lists. `None` marks nobody.
-    pub host_key: Option<u64>,
+    pub host_key: Option<HostKey>,
 }
 
 impl HostConfig {

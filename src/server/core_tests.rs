@@ -518,7 +518,7 @@ fn last_host(msgs: &[HostMsg]) -> Option<String> {
         .expect("a user list was pushed")
 }
 
-fn register(h: &mut Harness, conn: u64, name: &str, token: Option<u64>, key: Option<u64>) {
+fn register(h: &mut Harness, conn: u64, name: &str, token: Option<u64>, key: Option<HostKey>) {
     h.input(Input::Connected { conn: ConnId(conn), peer: IP });
     h.send(
         conn,
@@ -532,7 +532,7 @@ fn register(h: &mut Harness, conn: u64, name: &str, token: Option<u64>, key: Opt
     );
 }
 
-const KEY: u64 = 0x5EC2_E7AB_C0FF_EE00;
+const KEY: HostKey = HostKey(0x5EC2_E7AB_C0FF_EE00);
 
 fn keyed_harness() -> Harness {
     let mut h = Harness::new();
@@ -563,7 +563,7 @@ fn the_member_who_presents_the_host_key_is_marked_host() {
     assert_eq!(w2.host_member.as_deref(), Some("hostess"));
     assert_eq!(last_host(&h.take(1)).as_deref(), Some("hostess"));
     // A wrong key marks nobody, and does not unmark the host.
-    register(&mut h, 3, "mallory", None, Some(KEY ^ 1));
+    register(&mut h, 3, "mallory", None, Some(HostKey(KEY.0 ^ 1)));
     let m = h.take(3);
     let HostMsg::Welcome(w3) = &m[0] else { panic!("{m:?}") };
     assert_eq!(w3.host_member.as_deref(), Some("hostess"));
@@ -607,7 +607,7 @@ fn the_host_mark_goes_with_the_host_and_comes_back_on_rejoin() {
 #[test]
 fn without_a_configured_key_nobody_is_host_whatever_they_send() {
     let mut h = Harness::new();
-    for (conn, key) in [(1, Some(0)), (2, Some(KEY)), (3, None)] {
+    for (conn, key) in [(1, Some(HostKey(0))), (2, Some(KEY)), (3, None)] {
         register(&mut h, conn, &format!("p{conn}"), None, key);
     }
     let m = h.take(1);

@@ -13,7 +13,7 @@ use super::control::{self, ControlHandle};
 use super::core::{Host, HostConfig, HostEvent, Stats};
 use super::directory::Directory;
 use crate::net::random_u64;
-use crate::proto::{Ports, RoomInfo};
+use crate::proto::{HostKey, Ports, RoomInfo};
 
 #[derive(Debug, Clone)]
 pub struct HostOptions {
@@ -44,7 +44,7 @@ pub struct HostOptions {
     /// Random per `HostOptions::new`: the host hands it to its own app
     /// (`RunningHost::host_key` → `ClientConfig::host_key`), whose member is
     /// then marked as the host. Nobody else learns it.
-    pub host_key: u64,
+    pub host_key: HostKey,
 }
 
 impl HostOptions {
@@ -65,7 +65,7 @@ impl HostOptions {
             file_retention: Duration::from_secs(60),
             audio_codec: crate::proto::AudioCodec::Opus,
             audio_frame_samples: crate::media::audio::FRAME_20MS,
-            host_key: random_u64(),
+            host_key: HostKey::random(),
         }
     }
 }
@@ -87,7 +87,7 @@ pub struct RunningHost {
     pub ports: Ports,
     pub host_name: String,
     /// For the in-process app's `ClientConfig::host_key` only.
-    pub host_key: u64,
+    pub host_key: HostKey,
     stop: Sender<()>,
     control: Task<()>,
     handle: ControlHandle,

@@ -476,7 +476,7 @@ impl App {
         addr: SocketAddr,
         name: String,
         room: String,
-        host_key: Option<u64>,
+        host_key: Option<crate::proto::HostKey>,
     ) -> Task<Message> {
         let id = self.next_id();
         self.connecting = Some(id);
@@ -505,6 +505,19 @@ impl App {
     }
 
     /// Where we connect to our own host.
+    /// Our in-process host's key when `addr` is that host (typed into the
+    /// launcher as loopback, the bound address or one of this machine's), so
+    /// joining it by address still marks us as the host.
+    fn own_host_key(&self, addr: SocketAddr) -> Option<crate::proto::HostKey> {
+        let h = self.host.as_ref()?;
+        let ip = addr.ip();
+        let ours = ip.is_loopback()
+            || ip == h.control_addr.ip()
+            || (h.control_addr.ip().is_unspecified()
+                && if_addrs::get_if_addrs().is_ok_and(|ifs| ifs.iter().any(|i| i.ip() == ip)));
+        (addr.port() == h.control_addr.port() && ours).then_some(h.host_key)
+    }
+
     fn host_control_addr(&self) -> SocketAddr {
         let h = self.host.as_ref().expect("called while hosting");
         let ip = if h.control_addr.ip().is_unspecified() {
@@ -608,7 +621,10 @@ impl App {
                     }
                 }
             }
-            Message::Resolved(Ok(addr), name, room) => self.connect(addr, name, room, None),
+            Message::Resolved(Ok(addr), name, room) => {
+                let key = self.own_host_key(addr);
+                self.connect(addr, name, room, key)
+            }
             Message::Resolved(Err(e), ..) | Message::HostStarted(Err(e), ..) => {
                 self.launcher.status = launcher::Status::Idle;
                 self.launcher.error = Some(e.clone());
