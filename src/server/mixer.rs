@@ -9,8 +9,13 @@
 //! soft-limited. Listeners who are not talking all hear the same sum, so it
 //! is encoded once per room and tick: encoder work grows with the number of
 //! talkers, not with the room. Rooms never share audio.
+//!
+//! Moving a listener between the shared stream and one of its own is done
+//! so that the stream it decodes has no seam: a new talker's encoder is
+//! primed with the shared encoder's last frames, and a former talker moves
+//! back only when the room is quiet.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use crate::media::audio::{Decoder, Encoder, JitterBuffer, JitterConfig, Playout, frame_us, rms};
@@ -94,6 +99,8 @@ struct Member {
     talking: bool,
     /// Own mix encoder, while this member talks (their mix differs from the room's).
     encoder: Option<Encoder>,
+    /// Got the room's shared mix last tick.
+    on_shared: bool,
     ticks_since_talk: u32,
     out_seq: u32,
     /// Loudest level since the last report.
@@ -106,6 +113,11 @@ const QUIET_RMS: f32 = 0.003;
 /// A former talker rejoins the shared mix after this long even without a
 /// quiet moment, so encoder work stays bounded by recent talkers.
 const RELEASE_AFTER_US: u64 = 3_000_000;
+/// Shared-mix frames a listener's new encoder is primed with when it starts
+/// talking, so its stream continues the shared one (the encoder's look-ahead
+/// and prediction state) instead of starting from silence under the others'
+/// voices. Encoded once at that moment; the output is discarded.
+const PRIME_FRAMES: usize = 3;
 
 /// Soft limiter: linear up to 0.6, then a tanh knee that never reaches 1.0,
 /// so ten loud talkers do not clip. Stateless, so every listener's mix is
@@ -124,12 +136,16 @@ pub struct Mixer {
     cfg: MixerConfig,
     members: BTreeMap<u32, Member>,
     shared: HashMap<String, Encoder>,
+    /// Per room: the last `PRIME_FRAMES` frames the shared encoder took.
+    recent: HashMap<String, VecDeque<Vec<f32>>>,
     /// Per room: consecutive ticks whose sum was quiet.
     quiet: HashMap<String, u32>,
     tick: u64,
     stats: MixerStats,
     sum: Vec<f32>,
     mix: Vec<f32>,
+    /// This tick's shared mix (soft-limited), once encoded.
+    shared_mix: Vec<f32>,
     payload: Vec<u8>,
     shared_payload: Vec<u8>,
     datagram: Vec<u8>,
@@ -142,11 +158,13 @@ impl Mixer {
             cfg,
             members: BTreeMap::new(),
             shared: HashMap::new(),
+            recent: HashMap::new(),
             quiet: HashMap::new(),
             tick: 0,
             stats: MixerStats::default(),
             sum: vec![0.0; n],
             mix: vec![0.0; n],
+            shared_mix: vec![0.0; n],
             payload: Vec::with_capacity(2048),
             shared_payload: Vec::with_capacity(2048),
             datagram: Vec::with_capacity(4096),
@@ -181,6 +199,7 @@ impl Mixer {
         self.members.retain(|&s, m| keep(s, &m.room));
         let rooms: Vec<String> = self.members.values().map(|m| m.room.clone()).collect();
         self.shared.retain(|r, _| rooms.contains(r));
+        self.recent.retain(|r, _| rooms.contains(r));
         self.quiet.retain(|r, _| rooms.contains(r));
     }
 
@@ -204,6 +223,7 @@ impl Mixer {
             frame: vec![0.0; self.cfg.frame_samples],
             talking: false,
             encoder: None,
+            on_shared: false,
             ticks_since_talk: u32::MAX,
             out_seq: 0,
             level: 0,
@@ -212,6 +232,7 @@ impl Mixer {
             m.room = sender.room.to_string();
             m.jb = JitterBuffer::new(JitterConfig::new(fus));
             m.encoder = None;
+            m.on_shared = false;
         }
         m.name.clear();
         m.name.push_str(sender.name);
@@ -338,6 +359,14 @@ impl Mixer {
                     if m.encoder.is_none() {
                         m.encoder =
                             Encoder::with_complexity(cfg.codec, cfg.bitrate, cfg.complexity).ok();
+                        // Leaving the shared mix: continue its stream.
+                        if let (Some(enc), true) = (m.encoder.as_mut(), m.on_shared) {
+                            for frame in self.recent.get(&room).into_iter().flatten() {
+                                self.payload.clear();
+                                let _ = enc.encode(frame, &mut self.payload);
+                                self.stats.encodes += 1;
+                            }
+                        }
                     }
                     self.payload.clear();
                     if let Some(enc) = m.encoder.as_mut() {
@@ -367,8 +396,10 @@ impl Mixer {
                     }
                     self.stats.encodes += 1;
                     shared_ready = true;
+                    self.shared_mix.copy_from_slice(&self.mix);
                 }
                 let m = self.members.get_mut(s).expect("listed above");
+                m.on_shared = !own;
                 m.out_seq = m.out_seq.wrapping_add(1);
                 let payload = if own { &self.payload } else { &self.shared_payload };
                 self.datagram.clear();
@@ -384,6 +415,19 @@ impl Mixer {
                 self.stats.datagrams_out += 1;
                 self.stats.bytes_out += self.datagram.len() as u64;
                 send(m.addr, &self.datagram);
+            }
+            // After the loop: a member primed this tick must not see this
+            // tick's frame among the shared encoder's past ones.
+            if shared_ready {
+                let recent = self.recent.entry(room.clone()).or_default();
+                let mut frame = if recent.len() >= PRIME_FRAMES {
+                    recent.pop_front().unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                frame.clear();
+                frame.extend_from_slice(&self.shared_mix);
+                recent.push_back(frame);
             }
         }
         if report_levels {
@@ -613,6 +657,58 @@ mod tests {
         let worst = heard.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
         // Switching mid-sound differs by about 0.011 here (100× this bound).
         assert!(worst < 0.001, "the switch is inaudible: worst difference {worst}");
+    }
+
+    #[test]
+    fn a_listener_who_starts_talking_goes_on_hearing_a_seamless_stream() {
+        // Talker 1 talks throughout; listener 2 starts talking at frame 20
+        // and so leaves the shared mix for a mix of its own, mid-sound.
+        // Reference: the same room without sharing, where listener 2 has
+        // had one encoder from the start. Both orders of the starter and
+        // the remaining listener, as the mixer visits sessions in order.
+        let run = |share: bool, starter: u32, silent: u32| {
+            let mut cfg = MixerConfig::new(AudioCodec::Opus);
+            cfg.share_mix = share;
+            let mut r = Room::new(cfg);
+            let mut dec = Decoder::new();
+            let mut heard = Vec::new();
+            for k in 0..40 {
+                let t = |hz: f32| -> Vec<f32> {
+                    (0..960)
+                        .map(|i| {
+                            0.3 * (std::f32::consts::TAU * hz * (k * 960 + i) as f32 / 48_000.0)
+                                .sin()
+                        })
+                        .collect()
+                };
+                r.send(1, "m", Some(&t(300.0)));
+                r.send(starter, "m", (k >= 20).then(|| t(700.0)).as_deref());
+                r.send(silent, "m", None);
+                let out = r.tick();
+                let mut pcm = vec![0.0; 960];
+                dec.decode(AudioCodec::Opus, &out[&starter].0, &mut pcm);
+                heard.extend(pcm);
+            }
+            (heard, r.mixer.stats().encodes)
+        };
+        for (starter, silent) in [(2, 3), (3, 2)] {
+            let (heard, encodes) = run(true, starter, silent);
+            let (reference, _) = run(false, starter, silent);
+            let worst =
+                heard.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            // The codec's own variation: the 300 Hz tone repeats exactly
+            // every 6 frames, its encodings differ by this much.
+            let noise = (5 * 960..13 * 960)
+                .map(|i| (reference[i] - reference[i + 6 * 960]).abs())
+                .fold(0.0, f32::max);
+            // A fresh encoder differs by 0.32 here (its look-ahead starts
+            // as silence: a gap under the talker's voice).
+            assert!(
+                worst < 2.0 * noise && worst < 0.05,
+                "the move to its own mix is inaudible: worst difference {worst}, codec noise {noise}"
+            );
+            assert_eq!(encodes, 40 * 2 + 20 + PRIME_FRAMES as u64, "priming is paid once");
+        }
     }
 
     #[test]
