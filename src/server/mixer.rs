@@ -376,7 +376,7 @@ impl Mixer {
                     }
                     self.stats.encodes += 1;
                 } else if !shared_ready {
-                    for (x, s) in self.mix.iter_mut().zip(&self.sum) {
+                    for (x, s) in self.shared_mix.iter_mut().zip(&self.sum) {
                         *x = soft_limit(*s);
                     }
                     let enc = match self.shared.get_mut(&room) {
@@ -391,12 +391,11 @@ impl Mixer {
                         },
                     };
                     self.shared_payload.clear();
-                    if enc.encode(&self.mix, &mut self.shared_payload).is_err() {
+                    if enc.encode(&self.shared_mix, &mut self.shared_payload).is_err() {
                         continue;
                     }
                     self.stats.encodes += 1;
                     shared_ready = true;
-                    self.shared_mix.copy_from_slice(&self.mix);
                 }
                 let m = self.members.get_mut(s).expect("listed above");
                 m.on_shared = !own;
@@ -417,8 +416,9 @@ impl Mixer {
                 send(m.addr, &self.datagram);
             }
             // After the loop: a member primed this tick must not see this
-            // tick's frame among the shared encoder's past ones.
-            if shared_ready {
+            // tick's frame among the shared encoder's past ones. PCM has no
+            // encoder state to prime.
+            if shared_ready && self.cfg.codec == AudioCodec::Opus {
                 let recent = self.recent.entry(room.clone()).or_default();
                 let mut frame = if recent.len() >= PRIME_FRAMES {
                     recent.pop_front().unwrap_or_default()
