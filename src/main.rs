@@ -292,6 +292,9 @@ struct BotArgs {
     /// Speaker: record:PATH.wav, null, default, or a device index or name
     #[arg(long, value_name = "SINK")]
     speaker: Option<String>,
+    /// Join with the microphone muted and unmute it after SECS (starting to talk mid-meeting)
+    #[arg(long, value_name = "SECS", requires = "mic")]
+    unmute_after: Option<f64>,
     /// Share a screen: test (synthetic 1920x1080), test:WxH, or an X display such as :99
     #[arg(long, value_name = "SCREEN")]
     share_screen: Option<String>,
@@ -686,9 +689,11 @@ fn bot(args: BotArgs) -> CmdResult {
     if args.count == 0 {
         return Err("--count must be at least 1".into());
     }
-    if let Some(d) = args.duration {
-        if !(d.is_finite() && d >= 0.0) {
-            return Err(format!("--duration {d} is not a number of seconds"));
+    for (flag, value) in [("--duration", args.duration), ("--unmute-after", args.unmute_after)] {
+        // Duration::from_secs_f64 panics on these; 1e9 s is 31 years.
+        if let Some(d) = value.filter(|d| !(d.is_finite() && (0.0..1e9).contains(d))) {
+            let d = if d.abs() < 1e6 { d.to_string() } else { format!("{d:e}") };
+            return Err(format!("{flag} {d} is not a number of seconds"));
         }
     }
     let addr = parse_host(&args.host, ports(&args.net)?.control)?;
@@ -714,6 +719,7 @@ fn bot(args: BotArgs) -> CmdResult {
                     audio: sapora::client::audio::BotAudioOptions {
                         mic: args.mic.clone(),
                         speaker: args.speaker.clone(),
+                        unmute_after: args.unmute_after.map(Duration::from_secs_f64),
                         via: None,
                     },
                     files: sapora::client::files_bot::BotFileOptions {

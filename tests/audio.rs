@@ -316,6 +316,54 @@ fn muting_stops_sending_but_the_mix_keeps_coming() {
     });
 }
 
+/// Someone unmutes while another talks: the host moves them from the
+/// room's shared mix to a mix of their own. What they hear must go on
+/// without a gap (a fresh encoder there gave a 2.5 ms window at 10 % of the
+/// tone's level, right at the unmute).
+#[test]
+fn unmuting_while_someone_talks_leaves_no_gap_in_what_you_hear() {
+    let _one_at_a_time = serial();
+    smol::block_on(async {
+        let host = start_host().await;
+        let dir = tempfile::tempdir().unwrap();
+        let wb = dir.path().join("b.wav");
+        let a = join(host.control_addr, "a", "m").await;
+        let b = join(host.control_addr, "b", "m").await;
+        let ea = engine(&a, MicSpec::Tone(440.0), SpeakerSpec::Null, None);
+        let mut cfg = AudioConfig::new(MicSpec::Tone(1000.0), SpeakerSpec::Record(wb.clone()));
+        cfg.muted = true;
+        let eb = AudioEngine::start(b.current_slot(), LOOPBACK, cfg).unwrap();
+        smol::Timer::after(SEC + SEC / 2).await;
+        eb.set_muted(false);
+        smol::Timer::after(SEC).await;
+        let sent = eb.stats().packets_sent;
+        eb.stop().unwrap();
+        ea.stop().unwrap();
+        assert!(sent > 30, "b talked after unmuting: {sent} packets");
+        // The recording starts with the engine: from 0.4 s before the
+        // unmute to 0.6 s after. (A jitter buffer dropping a frame to cut
+        // its delay, which waits for a pause for up to two seconds, is
+        // tested in media::audio::jitter.)
+        let x = read_wav(&wb);
+        let (from, to) = (1.1, 2.1);
+        let body = &x[(from * 48_000.0) as usize..(to * 48_000.0) as usize];
+        let rms: Vec<f32> = body.chunks_exact(120).map(sapora::media::audio::rms).collect();
+        let mut sorted = rms.clone();
+        sorted.sort_by(f32::total_cmp);
+        let median = sorted[sorted.len() / 2];
+        let (at, low) = rms
+            .iter()
+            .enumerate()
+            .min_by(|x, y| x.1.total_cmp(y.1))
+            .map(|(i, r)| (from + i as f64 * 0.0025, r / median))
+            .unwrap();
+        eprintln!("unmute: quietest 2.5 ms of the tone at {at:.4} s is {low:.3} of the median");
+        assert!(median > 0.1, "b hears a's tone: median window RMS {median}");
+        assert!(low > 0.5, "a gap in what b hears at {at:.4} s: {low:.3} of the tone's level");
+        host.shutdown().await;
+    });
+}
+
 #[test]
 fn packets_with_a_wrong_token_are_dropped_and_counted() {
     let _one_at_a_time = serial();

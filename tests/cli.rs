@@ -192,6 +192,16 @@ fn bot_against_no_host_fails_clearly() {
     assert!(err.contains("cannot reach a Sapora host"), "{err}");
     let (ok, _, err) = run(&mut sapora(&["bot", "not an address", "--name", "x"]));
     assert!(!ok && err.contains("is not a host address"), "{err}");
+    // Times that are not a number of seconds are refused, not a panic.
+    for bad in
+        [["--duration=-1", ""], ["--duration=1e300", ""], ["--unmute-after=nan", "--mic=tone"]]
+    {
+        let mut args = vec!["bot", "127.0.0.1", "--name", "x", bad[0]];
+        args.extend(Some(bad[1]).filter(|a| !a.is_empty()));
+        let (ok, _, err) = run(&mut sapora(&args));
+        assert!(!ok && err.contains("is not a number of seconds"), "{bad:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
 }
 
 #[test]

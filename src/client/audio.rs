@@ -323,6 +323,8 @@ struct Downlink {
     decoder: Decoder,
     concealed: u64,
     fec: u64,
+    /// The frame just played was a pause (see `JitterBuffer::set_quiet`).
+    quiet: bool,
 }
 
 /// Capture-and-send runs this long before the host's tick (at most 40 %
@@ -356,8 +358,13 @@ impl Engine<'_> {
             timestamp: 0,
             since_keepalive: u32::MAX,
         };
-        let mut down =
-            Downlink { played: vec![0.0; n], decoder: Decoder::new(), concealed: 0, fec: 0 };
+        let mut down = Downlink {
+            played: vec![0.0; n],
+            decoder: Decoder::new(),
+            concealed: 0,
+            fec: 0,
+            quiet: true,
+        };
         let mut send_at = Instant::now() + period;
         let mut play_at = send_at;
         let mut sends = 0u32;
@@ -513,6 +520,7 @@ impl Engine<'_> {
     fn play(&mut self, down: &mut Downlink, n: usize) {
         let (out, jstats, delay) = {
             let mut jb = self.shared.jb.lock().unwrap_or_else(|e| e.into_inner());
+            jb.set_quiet(down.quiet);
             let out = jb.pop(self.shared.now_us());
             (out, jb.stats(), jb.delay_us())
         };
@@ -532,6 +540,7 @@ impl Engine<'_> {
                 false
             }
         };
+        down.quiet = !audible || audio::rms(&down.played) < audio::QUIET_FRAME_RMS;
         let play_unix = unix_us();
         self.sink.write(&down.played);
         if audible {
@@ -614,12 +623,15 @@ impl ClickDetector {
     }
 }
 
-/// A bot's `--mic` and `--speaker`.
+/// A bot's `--mic`, `--speaker` and `--unmute-after`.
 #[derive(Debug, Clone, Default)]
 pub struct BotAudioOptions {
     /// `None`: no audio engine at all.
     pub mic: Option<String>,
     pub speaker: Option<String>,
+    /// Join muted and unmute after this long (someone who starts talking
+    /// mid-meeting); `None` = unmuted from the start.
+    pub unmute_after: Option<std::time::Duration>,
     /// Send audio here instead of the host's audio port (tests: loss shim).
     pub via: Option<SocketAddr>,
 }
@@ -663,13 +675,14 @@ impl BotAudio {
             let speaker = opts.speaker.as_deref().unwrap_or("null").parse()?;
             let mut c = AudioConfig::new(mic, speaker);
             c.via = opts.via;
+            c.muted = opts.unmute_after.is_some();
             Ok(c)
         };
         let config = match parse() {
             Ok(c) => c,
             Err(e) => return (none, vec![e.to_string()]),
         };
-        let mic_on = !matches!(config.mic, MicSpec::None);
+        let mic_on = !matches!(config.mic, MicSpec::None) && !config.muted;
         match AudioEngine::start(client.current_slot(), host, config) {
             Ok(engine) => {
                 if mic_on {
@@ -680,6 +693,14 @@ impl BotAudio {
             }
             Err(e) => (none, vec![e.to_string()]),
         }
+    }
+
+    /// Unmutes the microphone (`--unmute-after`) and tells the room.
+    pub fn unmute(&self, client: &Client, media: &mut crate::proto::MediaState) {
+        let Some(engine) = &self.engine else { return };
+        engine.set_muted(false);
+        media.mic = true;
+        let _ = client.set_media(*media);
     }
 
     /// Stops the engine and reports; a recording that could not be completed

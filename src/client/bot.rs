@@ -126,6 +126,7 @@ pub fn bot_names(name: &str, count: usize) -> Vec<String> {
 enum Wake {
     Event(Option<Event>),
     Say,
+    Unmute,
     Stop,
 }
 
@@ -165,6 +166,7 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
     let mut said = 0u32;
     let mut next_say: Option<Instant> = opts.say.as_ref().map(|_| Instant::now());
     let mut pending: HashMap<u32, Instant> = HashMap::new();
+    let mut unmute_at = opts.audio.unmute_after.map(|d| Instant::now() + d);
     let mut rtts: Vec<f64> = Vec::new();
 
     loop {
@@ -176,6 +178,13 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
                     None => Timer::never().await,
                 };
                 Wake::Say
+            })
+            .or(async {
+                match unmute_at {
+                    Some(t) => Timer::at(t).await,
+                    None => Timer::never().await,
+                };
+                Wake::Unmute
             })
             .or(async {
                 let _ = stop.recv().await;
@@ -191,6 +200,10 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
             .await;
         match wake {
             Wake::Stop | Wake::Event(None | Some(Event::Ended)) => break,
+            Wake::Unmute => {
+                unmute_at = None;
+                audio.unmute(&client, &mut media);
+            }
             Wake::Say => {
                 // A private message waits until its recipient is in the room.
                 if let Some(to) = &opts.to {

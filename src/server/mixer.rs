@@ -18,7 +18,9 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 
-use crate::media::audio::{Decoder, Encoder, JitterBuffer, JitterConfig, Playout, frame_us, rms};
+use crate::media::audio::{
+    Decoder, Encoder, JitterBuffer, JitterConfig, Playout, QUIET_FRAME_RMS, frame_us, rms,
+};
 use crate::proto::{AudioCodec, AudioDown, AudioUp, MAX_LEVELS, SpeakingLevel, level_from_rms};
 
 #[derive(Debug, Clone, Copy)]
@@ -256,6 +258,7 @@ impl Mixer {
         let n = self.cfg.frame_samples;
         let share = self.cfg.share_mix;
         for m in self.members.values_mut() {
+            m.jb.set_quiet(!m.talking || rms(&m.frame) < QUIET_FRAME_RMS);
             m.talking = match m.jb.pop(now_us) {
                 Playout::Frame((codec, data)) => {
                     m.decoder.decode(codec, &data, &mut m.frame);

@@ -18,7 +18,9 @@
 //!
 //! It shrinks when the smallest depth seen over a window (half a second) is
 //! above the target, by dropping one frame, which also absorbs a sender whose
-//! clock runs fast. The target depth follows the RFC 3550 interarrival
+//! clock runs fast. Dropping a frame mid-sound is a click, so the drop waits
+//! for the owner to say the audio is quiet ([`JitterBuffer::set_quiet`]), a
+//! pause between words, for up to three more windows. The target depth follows the RFC 3550 interarrival
 //! jitter estimate. It never holds more than `max_delay_us`: anything beyond
 //! is dropped oldest-first, and packets for frames already played are late
 //! and dropped.
@@ -112,8 +114,13 @@ pub struct JitterBuffer<T> {
     debt: u64,
     window_min: u64,
     window_pops: u32,
+    /// The owner's latest word on whether the audio just played was quiet.
+    quiet: bool,
     stats: JitterStats,
 }
+
+/// Windows a shrink may wait for a quiet moment before dropping anyway.
+const SHRINK_WAIT_WINDOWS: u32 = 4;
 
 impl<T: Clone> JitterBuffer<T> {
     pub fn new(cfg: JitterConfig) -> JitterBuffer<T> {
@@ -129,8 +136,16 @@ impl<T: Clone> JitterBuffer<T> {
             debt: 0,
             window_min: u64::MAX,
             window_pops: 0,
+            quiet: true,
             stats: JitterStats::default(),
         }
+    }
+
+    /// Whether the frame the owner just played was quiet (a pause): the
+    /// next frame dropped to shrink the delay then goes unheard. An owner
+    /// that never says is taken as always quiet (shrinks at once).
+    pub fn set_quiet(&mut self, quiet: bool) {
+        self.quiet = quiet;
     }
 
     pub fn stats(&self) -> JitterStats {
@@ -313,6 +328,11 @@ impl<T: Clone> JitterBuffer<T> {
             return;
         }
         if self.window_min > self.target_frames() {
+            // More than needed all window long. Drop in a pause if one comes
+            // (the depth keeps being watched meanwhile).
+            if !self.quiet && self.window_pops < self.cfg.shrink_window * SHRINK_WAIT_WINDOWS {
+                return;
+            }
             if let Some(n) = self.next {
                 if self.slots.remove(&n).is_some() {
                     self.stats.dropped += 1;
@@ -512,6 +532,36 @@ mod tests {
                 assert!((250..=450).contains(&s.stretched), "{name}: {s:?}");
             }
         }
+    }
+
+    #[test]
+    fn excess_delay_is_dropped_in_a_pause_or_after_two_seconds_without_one() {
+        // Two frames more than needed from the start, on a clean network.
+        // Returns the pop at which a frame was skipped, and the pops.
+        let run = |quiet_at: &dyn Fn(u64) -> bool| -> (Option<u64>, u64) {
+            let mut b = jb();
+            b.push(0, 0, ts(0), 0);
+            b.push(0, 1, ts(1), 1);
+            let mut want = 0;
+            for k in 0..200u64 {
+                let seq = k as u32 + 2;
+                b.push(k * F + 1_000, seq, ts(seq), seq);
+                b.set_quiet(quiet_at(k));
+                let Playout::Frame(got) = b.pop(k * F + 5_000) else { panic!("pop {k}") };
+                if got != want {
+                    return (Some(k), b.stats().dropped);
+                }
+                want = got + 1;
+            }
+            (None, b.stats().dropped)
+        };
+        // An owner that never says drops after one window (25 pops).
+        assert_eq!(run(&|_| true), (Some(25), 1));
+        // Talking throughout the first window, a pause at pop 40: the drop
+        // waits for it.
+        assert_eq!(run(&|k| (40..45).contains(&k)), (Some(41), 1));
+        // No pause at all: after four windows anyway.
+        assert_eq!(run(&|_| false), (Some(100), 1));
     }
 
     #[test]

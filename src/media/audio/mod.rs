@@ -61,6 +61,10 @@ pub enum AudioError {
 }
 
 /// Root mean square of a frame (full scale = 1.0).
+/// A frame below this RMS (−40 dBFS) is a pause: dropping the frame after it
+/// to cut the jitter buffer's delay goes unheard ([`JitterBuffer::set_quiet`]).
+pub const QUIET_FRAME_RMS: f32 = 0.01;
+
 pub fn rms(frame: &[f32]) -> f32 {
     if frame.is_empty() {
         return 0.0;
