@@ -231,32 +231,31 @@ fn the_hosts_own_app_is_marked_host_and_a_wrong_key_marks_nobody() {
         let guest = join(host.control_addr, "guest", "").await;
         assert_eq!(guest.welcome().host_member, None);
 
-        let mut own = ClientConfig::new(host.control_addr, "hostess", "");
-        own.host_key = Some(host.host_key);
-        let hostess = Client::connect(own).await.unwrap();
-        assert_eq!(hostess.welcome().host_member.as_deref(), Some("hostess"));
-        let marked = |e: &Event| match e {
-            Event::Members(l) if l.members.len() == 2 => Some(l.host_member.clone()),
-            _ => None,
+        let addr = host.control_addr;
+        let with_key = |name: &'static str, key| async move {
+            let mut config = ClientConfig::new(addr, name, "");
+            config.host_key = Some(key);
+            Client::connect(config).await.unwrap()
         };
-        assert_eq!(expect(&guest, SEC, marked).await.as_deref(), Some("hostess"));
+        // The host the guest's member list names, once it has `n` members.
+        let host_at = |n: usize| {
+            move |e: &Event| match e {
+                Event::Members(l) if l.members.len() == n => Some(l.host_member.clone()),
+                _ => None,
+            }
+        };
 
-        let mut forged = ClientConfig::new(host.control_addr, "mallory", "");
-        forged.host_key = Some(sapora::proto::HostKey(host.host_key.0.wrapping_add(1)));
-        let mallory = Client::connect(forged).await.unwrap();
+        let hostess = with_key("hostess", host.host_key).await;
+        assert_eq!(hostess.welcome().host_member.as_deref(), Some("hostess"));
+        assert_eq!(expect(&guest, SEC, host_at(2)).await.as_deref(), Some("hostess"));
+
+        let forged = sapora::proto::HostKey(host.host_key.0.wrapping_add(1));
+        let mallory = with_key("mallory", forged).await;
         assert_eq!(mallory.welcome().host_member.as_deref(), Some("hostess"));
-        let three = |e: &Event| match e {
-            Event::Members(l) if l.members.len() == 3 => Some(l.host_member.clone()),
-            _ => None,
-        };
-        assert_eq!(expect(&guest, SEC, three).await.as_deref(), Some("hostess"));
+        assert_eq!(expect(&guest, SEC, host_at(3)).await.as_deref(), Some("hostess"));
 
         hostess.leave().await;
-        let after = |e: &Event| match e {
-            Event::Members(l) if l.members.len() == 2 => Some(l.host_member.clone()),
-            _ => None,
-        };
-        assert_eq!(expect(&guest, SEC, after).await, None);
+        assert_eq!(expect(&guest, SEC, host_at(2)).await, None);
         drop((guest, mallory));
         host.shutdown().await;
     });

@@ -6,9 +6,10 @@
 //! once per frame, and pops, decodes and plays once per frame, each at the
 //! point of the frame period that keeps the delay low (see
 //! [`TickPhase`]); `sapora-audio-rx` receives mix datagrams into the jitter
-//! buffer and notes when they arrive. The frame size follows the host's mix. Session id, token and the host's audio
-//! port are read from the session's latest Welcome every frame, so the
-//! engine follows a rejoin after a host restart by itself.
+//! buffer and notes when they arrive. The frame size follows the host's mix.
+//! Session id, token and the host's audio port are read from the session's
+//! latest Welcome every frame, so the engine follows a rejoin after a host
+//! restart by itself.
 //!
 //! Muting stops sending audio; the engine then sends a keepalive once a
 //! second so the host keeps sending it the mix. The owner also tells the

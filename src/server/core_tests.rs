@@ -58,18 +58,14 @@ impl Harness {
         self.input(Input::Message { conn: ConnId(conn), msg });
     }
 
-    fn join(&mut self, conn: u64, name: &str, room: &str) -> Welcome {
+    /// A new connection `conn` that registers with `reg`.
+    fn register(&mut self, conn: u64, reg: Register) {
         self.input(Input::Connected { conn: ConnId(conn), peer: IP });
-        self.send(
-            conn,
-            ClientMsg::Register(Register {
-                version: PROTOCOL_VERSION,
-                name: name.into(),
-                room: room.into(),
-                rejoin_token: None,
-                host_key: None,
-            }),
-        );
+        self.send(conn, ClientMsg::Register(reg));
+    }
+
+    fn join(&mut self, conn: u64, name: &str, room: &str) -> Welcome {
+        self.register(conn, reg(name, room));
         let msgs = self.take(conn);
         match msgs.first() {
             Some(HostMsg::Welcome(w)) => (**w).clone(),
@@ -160,17 +156,7 @@ fn name_clash_gets_suffix_case_insensitively() {
 #[test]
 fn wrong_version_and_bad_names_are_refused_clearly() {
     let mut h = Harness::new();
-    h.input(Input::Connected { conn: ConnId(1), peer: IP });
-    h.send(
-        1,
-        ClientMsg::Register(Register {
-            version: 9,
-            name: "a".into(),
-            room: "".into(),
-            rejoin_token: None,
-            host_key: None,
-        }),
-    );
+    h.register(1, Register { version: 9, ..reg("a", "") });
     match &h.take(1)[..] {
         [HostMsg::Refused(r)] => {
             assert_eq!(r.code, RefuseCode::Version);
@@ -189,17 +175,7 @@ fn wrong_version_and_bad_names_are_refused_clearly() {
         (4, &"x".repeat(33)[..], "", RefuseCode::BadName),
         (5, "ok", &"r".repeat(65)[..], RefuseCode::BadRoom),
     ] {
-        h.input(Input::Connected { conn: ConnId(conn), peer: IP });
-        h.send(
-            conn,
-            ClientMsg::Register(Register {
-                version: 1,
-                name: name.into(),
-                room: room.into(),
-                rejoin_token: None,
-                host_key: None,
-            }),
-        );
+        h.register(conn, reg(name, room));
         assert!(
             matches!(&h.take(conn)[..], [HostMsg::Refused(r)] if r.code == code),
             "{name:?} {room:?}"
@@ -410,34 +386,14 @@ fn rejoin_with_token_keeps_name_and_replaces_dead_link() {
     h.join(2, "bob", "r");
     h.take(2);
     // The old link is half-open: the host has not noticed it died.
-    h.input(Input::Connected { conn: ConnId(3), peer: IP });
-    h.send(
-        3,
-        ClientMsg::Register(Register {
-            version: 1,
-            name: "alice".into(),
-            room: "r".into(),
-            rejoin_token: Some(w.token),
-            host_key: None,
-        }),
-    );
+    h.register(3, Register { rejoin_token: Some(w.token), ..reg("alice", "r") });
     let m = h.take(3);
     let HostMsg::Welcome(w2) = &m[0] else { panic!("{m:?}") };
     assert_eq!((w2.name.as_str(), w2.session, w2.token), ("alice", w.session, w.token));
     assert!(h.closed.contains(&ConnId(1)));
     assert_eq!(last_members(&h.take(2)), ["alice", "bob"]);
     // A wrong token does not steal the name.
-    h.input(Input::Connected { conn: ConnId(4), peer: IP });
-    h.send(
-        4,
-        ClientMsg::Register(Register {
-            version: 1,
-            name: "alice".into(),
-            room: "r".into(),
-            rejoin_token: Some(1),
-            host_key: None,
-        }),
-    );
+    h.register(4, Register { rejoin_token: Some(1), ..reg("alice", "r") });
     let HostMsg::Welcome(w3) = &h.take(4)[0] else { panic!() };
     assert_eq!(w3.name, "alice_1");
 }
@@ -493,18 +449,19 @@ fn suffixed_long_names_stay_within_the_limit_so_rejoin_works() {
     assert_eq!(w.name.chars().count(), 32);
     assert!(w.name.ends_with("_1"));
     // Its assigned name is itself a valid name to register with.
-    h.input(Input::Connected { conn: ConnId(3), peer: IP });
-    h.send(
-        3,
-        ClientMsg::Register(Register {
-            version: 1,
-            name: w.name.clone(),
-            room: "".into(),
-            rejoin_token: Some(w.token),
-            host_key: None,
-        }),
-    );
+    h.register(3, Register { rejoin_token: Some(w.token), ..reg(&w.name, "") });
     assert!(matches!(&h.take(3)[0], HostMsg::Welcome(w3) if w3.name == w.name));
+}
+
+/// A Register for `name` in `room`, current version, no token, no key.
+fn reg(name: &str, room: &str) -> Register {
+    Register {
+        version: PROTOCOL_VERSION,
+        name: name.into(),
+        room: room.into(),
+        rejoin_token: None,
+        host_key: None,
+    }
 }
 
 /// The room's latest word on who the host is, from the newest UserList.
@@ -518,18 +475,14 @@ fn last_host(msgs: &[HostMsg]) -> Option<String> {
         .expect("a user list was pushed")
 }
 
-fn register(h: &mut Harness, conn: u64, name: &str, token: Option<u64>, key: Option<HostKey>) {
-    h.input(Input::Connected { conn: ConnId(conn), peer: IP });
-    h.send(
-        conn,
-        ClientMsg::Register(Register {
-            version: 1,
-            name: name.into(),
-            room: "r".into(),
-            rejoin_token: token,
-            host_key: key,
-        }),
-    );
+fn register_keyed(
+    h: &mut Harness,
+    conn: u64,
+    name: &str,
+    token: Option<u64>,
+    key: Option<HostKey>,
+) {
+    h.register(conn, Register { rejoin_token: token, host_key: key, ..reg(name, "r") });
 }
 
 const KEY: HostKey = HostKey(0x5EC2_E7AB_C0FF_EE00);
@@ -557,13 +510,13 @@ fn the_member_who_presents_the_host_key_is_marked_host() {
     let w = h.join(1, "guest", "r");
     assert_eq!(w.host_member, None);
     // The host's own app registers with the key: everyone is told.
-    register(&mut h, 2, "hostess", None, Some(KEY));
+    register_keyed(&mut h, 2, "hostess", None, Some(KEY));
     let m = h.take(2);
     let HostMsg::Welcome(w2) = &m[0] else { panic!("{m:?}") };
     assert_eq!(w2.host_member.as_deref(), Some("hostess"));
     assert_eq!(last_host(&h.take(1)).as_deref(), Some("hostess"));
     // A wrong key marks nobody, and does not unmark the host.
-    register(&mut h, 3, "mallory", None, Some(HostKey(KEY.0 ^ 1)));
+    register_keyed(&mut h, 3, "mallory", None, Some(HostKey(KEY.0 ^ 1)));
     let m = h.take(3);
     let HostMsg::Welcome(w3) = &m[0] else { panic!("{m:?}") };
     assert_eq!(w3.host_member.as_deref(), Some("hostess"));
@@ -578,7 +531,7 @@ fn the_member_who_presents_the_host_key_is_marked_host() {
 fn the_host_mark_goes_with_the_host_and_comes_back_on_rejoin() {
     let mut h = keyed_harness();
     h.join(1, "guest", "r");
-    register(&mut h, 2, "hostess", None, Some(KEY));
+    register_keyed(&mut h, 2, "hostess", None, Some(KEY));
     let HostMsg::Welcome(w) = h.take(2).remove(0) else { panic!("no welcome") };
     h.take(1);
     // The host's app goes silent: after the idle timeout (virtual clock)
@@ -592,11 +545,11 @@ fn the_host_mark_goes_with_the_host_and_comes_back_on_rejoin() {
     assert_eq!(last_members(&m), ["guest"]);
     assert_eq!(last_host(&m), None);
     // It comes back (its old session is gone) with the key: marked again.
-    register(&mut h, 3, "hostess", Some(w.token), Some(KEY));
+    register_keyed(&mut h, 3, "hostess", Some(w.token), Some(KEY));
     let HostMsg::Welcome(w) = h.take(3).remove(0) else { panic!("no welcome") };
     assert_eq!(last_host(&h.take(1)).as_deref(), Some("hostess"));
     // A rejoin of that session by token, without the key, loses the mark.
-    register(&mut h, 4, "hostess", Some(w.token), None);
+    register_keyed(&mut h, 4, "hostess", Some(w.token), None);
     let HostMsg::Welcome(w4) = h.take(4).remove(0) else { panic!("no welcome") };
     assert_eq!((w4.session, w4.host_member.clone()), (w.session, None));
     let m = h.take(1);
@@ -608,7 +561,7 @@ fn the_host_mark_goes_with_the_host_and_comes_back_on_rejoin() {
 fn without_a_configured_key_nobody_is_host_whatever_they_send() {
     let mut h = Harness::new();
     for (conn, key) in [(1, Some(HostKey(0))), (2, Some(KEY)), (3, None)] {
-        register(&mut h, conn, &format!("p{conn}"), None, key);
+        register_keyed(&mut h, conn, &format!("p{conn}"), None, key);
     }
     let m = h.take(1);
     assert_eq!(last_members(&m), ["p1", "p2", "p3"]);

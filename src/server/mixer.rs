@@ -134,14 +134,21 @@ pub fn soft_limit(x: f32) -> f32 {
     y.copysign(x)
 }
 
+/// What the mixer keeps per room.
+#[derive(Default)]
+struct RoomMix {
+    /// Encoder of the mix everyone not talking shares.
+    shared: Option<Encoder>,
+    /// The last `PRIME_FRAMES` frames the shared encoder took (Opus only).
+    recent: VecDeque<Vec<f32>>,
+    /// Consecutive ticks whose sum was quiet.
+    quiet_run: u32,
+}
+
 pub struct Mixer {
     cfg: MixerConfig,
     members: BTreeMap<u32, Member>,
-    shared: HashMap<String, Encoder>,
-    /// Per room: the last `PRIME_FRAMES` frames the shared encoder took.
-    recent: HashMap<String, VecDeque<Vec<f32>>>,
-    /// Per room: consecutive ticks whose sum was quiet.
-    quiet: HashMap<String, u32>,
+    rooms: HashMap<String, RoomMix>,
     tick: u64,
     stats: MixerStats,
     sum: Vec<f32>,
@@ -159,9 +166,7 @@ impl Mixer {
         Mixer {
             cfg,
             members: BTreeMap::new(),
-            shared: HashMap::new(),
-            recent: HashMap::new(),
-            quiet: HashMap::new(),
+            rooms: HashMap::new(),
             tick: 0,
             stats: MixerStats::default(),
             sum: vec![0.0; n],
@@ -200,9 +205,7 @@ impl Mixer {
     pub fn retain(&mut self, mut keep: impl FnMut(u32, &str) -> bool) {
         self.members.retain(|&s, m| keep(s, &m.room));
         let rooms: Vec<String> = self.members.values().map(|m| m.room.clone()).collect();
-        self.shared.retain(|r, _| rooms.contains(r));
-        self.recent.retain(|r, _| rooms.contains(r));
-        self.quiet.retain(|r, _| rooms.contains(r));
+        self.rooms.retain(|r, _| rooms.contains(r));
     }
 
     /// An authenticated packet from `sender` arrived from `from`.
@@ -310,12 +313,10 @@ impl Mixer {
                     }
                 }
             }
-            let quiet_run = match self.quiet.get_mut(&room) {
-                Some(q) => q,
-                None => self.quiet.entry(room.clone()).or_insert(0),
-            };
-            *quiet_run = if rms(&self.sum) < QUIET_RMS { quiet_run.saturating_add(1) } else { 0 };
-            let quiet_run = *quiet_run;
+            let state = self.rooms.entry(room).or_default();
+            state.quiet_run =
+                if rms(&self.sum) < QUIET_RMS { state.quiet_run.saturating_add(1) } else { 0 };
+            let quiet_run = state.quiet_run;
             let mut shared_ready = false;
             for s in &ids {
                 let (talking, stale) = {
@@ -364,7 +365,7 @@ impl Mixer {
                             Encoder::with_complexity(cfg.codec, cfg.bitrate, cfg.complexity).ok();
                         // Leaving the shared mix: continue its stream.
                         if let (Some(enc), true) = (m.encoder.as_mut(), m.on_shared) {
-                            for frame in self.recent.get(&room).into_iter().flatten() {
+                            for frame in &state.recent {
                                 self.payload.clear();
                                 let _ = enc.encode(frame, &mut self.payload);
                                 self.stats.encodes += 1;
@@ -382,17 +383,15 @@ impl Mixer {
                     for (x, s) in self.shared_mix.iter_mut().zip(&self.sum) {
                         *x = soft_limit(*s);
                     }
-                    let enc = match self.shared.get_mut(&room) {
-                        Some(e) => e,
-                        None => match Encoder::with_complexity(
+                    if state.shared.is_none() {
+                        state.shared = Encoder::with_complexity(
                             self.cfg.codec,
                             self.cfg.bitrate,
                             self.cfg.complexity,
-                        ) {
-                            Ok(e) => self.shared.entry(room.clone()).or_insert(e),
-                            Err(_) => continue,
-                        },
-                    };
+                        )
+                        .ok();
+                    }
+                    let Some(enc) = state.shared.as_mut() else { continue };
                     self.shared_payload.clear();
                     if enc.encode(&self.shared_mix, &mut self.shared_payload).is_err() {
                         continue;
@@ -422,7 +421,7 @@ impl Mixer {
             // tick's frame among the shared encoder's past ones. PCM has no
             // encoder state to prime.
             if shared_ready && self.cfg.codec == AudioCodec::Opus {
-                let recent = self.recent.entry(room.clone()).or_default();
+                let recent = &mut state.recent;
                 let mut frame = if recent.len() >= PRIME_FRAMES {
                     recent.pop_front().unwrap_or_default()
                 } else {
@@ -510,6 +509,26 @@ mod tests {
         }
     }
 
+    /// Frame `k` of a sine at `hz`, continuous from frame to frame.
+    fn tone(amplitude: f32, hz: f32, k: usize) -> Vec<f32> {
+        (0..960)
+            .map(|i| {
+                let t = (k * 960 + i) as f32 / 48_000.0;
+                amplitude * (std::f32::consts::TAU * hz * t).sin()
+            })
+            .collect()
+    }
+
+    fn opus_room(share: bool) -> Room {
+        let mut cfg = MixerConfig::new(AudioCodec::Opus);
+        cfg.share_mix = share;
+        Room::new(cfg)
+    }
+
+    fn worst_difference(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    }
+
     fn pcm() -> MixerConfig {
         MixerConfig::new(AudioCodec::Pcm16)
     }
@@ -581,19 +600,10 @@ mod tests {
         // Opus, so encoder state matters: the shared encoder must produce
         // exactly what a listener's own encoder would.
         let run = |share: bool| {
-            let mut cfg = MixerConfig::new(AudioCodec::Opus);
-            cfg.share_mix = share;
-            let mut r = Room::new(cfg);
+            let mut r = opus_room(share);
             let mut outs = Vec::new();
             for k in 0..50 {
-                let t = |hz: f32| -> Vec<f32> {
-                    (0..960)
-                        .map(|i| {
-                            0.2 * (std::f32::consts::TAU * hz * (k * 960 + i) as f32 / 48_000.0)
-                                .sin()
-                        })
-                        .collect()
-                };
+                let t = |hz| tone(0.2, hz, k);
                 r.send(1, "m", Some(&t(300.0)));
                 r.send(2, "m", Some(&t(700.0)));
                 r.send(3, "m", Some(&t(1100.0)));
@@ -624,20 +634,11 @@ mod tests {
         // the reference is the same room without mix sharing (listener 1
         // keeps one encoder throughout, so its stream has no seam).
         let run = |share: bool| {
-            let mut cfg = MixerConfig::new(AudioCodec::Opus);
-            cfg.share_mix = share;
-            let mut r = Room::new(cfg);
+            let mut r = opus_room(share);
             let mut dec = Decoder::new();
             let (mut heard, mut same_as_shared) = (Vec::new(), Vec::new());
             for k in 0..70 {
-                let t = |hz: f32| -> Vec<f32> {
-                    (0..960)
-                        .map(|i| {
-                            0.3 * (std::f32::consts::TAU * hz * (k * 960 + i) as f32 / 48_000.0)
-                                .sin()
-                        })
-                        .collect()
-                };
+                let t = |hz| tone(0.3, hz, k);
                 r.send(1, "m", (k < 20).then(|| t(300.0)).as_deref());
                 r.send(2, "m", (k < 40).then(|| t(700.0)).as_deref());
                 r.send(3, "m", None);
@@ -657,7 +658,7 @@ mod tests {
         let switch = same.iter().position(|s| *s).expect("back on the shared mix");
         assert!((41..50).contains(&switch), "switched at frame {switch}: {same:?}");
         assert!(same[switch..].iter().all(|s| *s), "{same:?}");
-        let worst = heard.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let worst = worst_difference(&heard, &reference);
         // Switching mid-sound differs by about 0.011 here (100× this bound).
         assert!(worst < 0.001, "the switch is inaudible: worst difference {worst}");
     }
@@ -670,20 +671,11 @@ mod tests {
         // had one encoder from the start. Both orders of the starter and
         // the remaining listener, as the mixer visits sessions in order.
         let run = |share: bool, starter: u32, silent: u32| {
-            let mut cfg = MixerConfig::new(AudioCodec::Opus);
-            cfg.share_mix = share;
-            let mut r = Room::new(cfg);
+            let mut r = opus_room(share);
             let mut dec = Decoder::new();
             let mut heard = Vec::new();
             for k in 0..40 {
-                let t = |hz: f32| -> Vec<f32> {
-                    (0..960)
-                        .map(|i| {
-                            0.3 * (std::f32::consts::TAU * hz * (k * 960 + i) as f32 / 48_000.0)
-                                .sin()
-                        })
-                        .collect()
-                };
+                let t = |hz| tone(0.3, hz, k);
                 r.send(1, "m", Some(&t(300.0)));
                 r.send(starter, "m", (k >= 20).then(|| t(700.0)).as_deref());
                 r.send(silent, "m", None);
@@ -697,8 +689,7 @@ mod tests {
         for (starter, silent) in [(2, 3), (3, 2)] {
             let (heard, encodes) = run(true, starter, silent);
             let (reference, _) = run(false, starter, silent);
-            let worst =
-                heard.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            let worst = worst_difference(&heard, &reference);
             // The codec's own variation: the 300 Hz tone repeats exactly
             // every 6 frames, its encodings differ by this much.
             let noise = (5 * 960..13 * 960)
