@@ -1,0 +1,530 @@
+//! QUIC endpoints (quinn on smol, rustls on ring) and the admission drivers.
+//!
+//! What this module fixes for every Sapora QUIC connection:
+//! - TLS 1.3 only, ALPN [`ALPN`] (`sapora/2`), the host's self-signed
+//!   [`HostIdentity`]; no client certificates.
+//! - The client checks the host's certificate by its SHA-256
+//!   [`Fingerprint`] only ([`Trust::Pinned`]), or accepts any on first use
+//!   ([`Trust::FirstUse`]) and then pins it ([`connect_tofu`]). Either way the
+//!   handshake signature is verified against the presented certificate's key,
+//!   so a relay cannot replay the host's certificate without its private key.
+//! - Idle rule: a connection with no packets for [`IDLE_TIMEOUT`] (15 s, as
+//!   the plaintext control plane) is dead; each side sends a QUIC PING after
+//!   [`KEEP_ALIVE_INTERVAL`] of silence, so only a lost peer hits the timeout.
+//! - Datagrams are on (for audio and video), with [`DATAGRAM_BUFFER`] bytes of
+//!   receive and send buffer.
+//!
+//! The endpoints run on `quinn::SmolRuntime` (the global smol executor and
+//! async-io reactor); no tokio runtime exists (quinn links tokio only for its
+//! `sync` primitives).
+//!
+//! Admission: the first bidirectional stream a client opens is the control
+//! stream. Before any control frame it carries the passcode exchange of
+//! [`super::pake`]: [`client_admission`] and [`host_admission`] drive it,
+//! bounded by [`ADMISSION_TIMEOUT`], the host asking its
+//! [`AttemptLimiter`] before any SPAKE2 work.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+use super::cert::{Fingerprint, HostIdentity, SERVER_NAME};
+use super::limit::{AttemptLimiter, AttemptTicket, CapRefusal, ConnectionSlot, Refusal, SharedCaps};
+use super::pake::{
+    self, Admission, ClientHandshake, ClientOutput, Exporter, HostDecision, Passcode, PakeError,
+    RefuseReason, Request, VerificationCode,
+};
+use super::pin::{PinError, PinStore, host_key};
+
+/// ALPN protocol id of Sapora over QUIC (and over the TLS fallback).
+pub const ALPN: &[u8] = b"sapora/2";
+/// A connection silent this long is closed (the control plane's 15 s rule).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// A side that sent nothing for this long sends a PING (a third of the idle
+/// timeout, so two may be lost before the peer gives up).
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// Datagram receive and send buffer per connection, in bytes (about 0.5 s of
+/// full-layer video at 15 fps).
+pub const DATAGRAM_BUFFER: usize = 1 << 20;
+/// The whole passcode exchange must finish within this time.
+pub const ADMISSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Errors of the QUIC layer, worded for the CLI.
+#[derive(Debug, thiserror::Error)]
+pub enum QuicError {
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("cannot set up QUIC over TLS: {0}")]
+    NoInitialCipherSuite(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
+    #[error("cannot open UDP socket {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot connect: {0}")]
+    Connect(#[from] quinn::ConnectError),
+    #[error("the connection failed: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    #[error(
+        "the host presented certificate {presented} ({}), but {expected} ({}) is the one expected for it; refusing to connect",
+        presented.short(), expected.short()
+    )]
+    PinMismatch { expected: Fingerprint, presented: Fingerprint },
+    #[error("{0}")]
+    Pin(#[from] PinError),
+    #[error("the host presented no certificate")]
+    NoPeerCertificate,
+    #[error("cannot derive the TLS exporter for this connection")]
+    Exporter,
+    #[error("the control stream failed: {0}")]
+    Read(#[from] quinn::ReadExactError),
+    #[error("the control stream failed: {0}")]
+    Write(#[from] quinn::WriteError),
+    #[error("{0}")]
+    Pake(#[from] PakeError),
+    #[error("refused before the passcode check: {0}")]
+    Limited(Refusal),
+    #[error("connection refused: {0}")]
+    Capped(#[from] CapRefusal),
+    #[error("the passcode check did not finish within {} s", ADMISSION_TIMEOUT.as_secs())]
+    AdmissionTimeout,
+}
+
+impl QuicError {
+    /// Whether the host refused because of the passcode (wrong or missing),
+    /// as opposed to the network: the CLI maps this to its own exit code.
+    pub fn is_passcode_refusal(&self) -> bool {
+        matches!(
+            self,
+            QuicError::Pake(
+                PakeError::WrongPasscodeOrIntercepted
+                    | PakeError::Refused {
+                        reason: RefuseReason::WrongPasscode
+                            | RefuseReason::PasscodeRequired
+                            | RefuseReason::TooManyAttempts,
+                        ..
+                    }
+            )
+        )
+    }
+}
+
+/// The transport parameters every Sapora connection uses (see module docs).
+pub fn transport_config() -> quinn::TransportConfig {
+    let mut config = quinn::TransportConfig::default();
+    // 15 s fits in a QUIC varint of milliseconds: cannot fail.
+    config.max_idle_timeout(quinn::IdleTimeout::try_from(IDLE_TIMEOUT).ok());
+    config.keep_alive_interval(Some(KEEP_ALIVE_INTERVAL));
+    config.datagram_receive_buffer_size(Some(DATAGRAM_BUFFER));
+    config.datagram_send_buffer_size(DATAGRAM_BUFFER);
+    config
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The host's QUIC server configuration: TLS 1.3, ALPN `sapora/2`, its
+/// certificate, [`transport_config`].
+pub fn server_config(identity: &HostIdentity) -> Result<quinn::ServerConfig, QuicError> {
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(vec![identity.certificate().clone()], identity.private_key())?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
+    config.transport_config(Arc::new(transport_config()));
+    Ok(config)
+}
+
+/// How a client decides whether the host's certificate is the right one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// Only the certificate with this fingerprint.
+    Pinned(Fingerprint),
+    /// Any certificate (trust on first use: pin what was presented).
+    FirstUse,
+}
+
+/// rustls verifier that trusts a certificate by fingerprint, and records
+/// what the host presented (so a mismatch can be reported precisely).
+#[derive(Debug)]
+pub struct PinVerifier {
+    trust: Trust,
+    provider: Arc<CryptoProvider>,
+    presented: Mutex<Option<Fingerprint>>,
+}
+
+impl PinVerifier {
+    pub fn new(trust: Trust) -> PinVerifier {
+        PinVerifier { trust, provider: provider(), presented: Mutex::new(None) }
+    }
+
+    /// The fingerprint of the last certificate the host presented.
+    pub fn presented(&self) -> Option<Fingerprint> {
+        *self.presented.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ServerCertVerifier for PinVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        // Names and dates carry no meaning for a pinned self-signed
+        // certificate: the fingerprint is the whole check.
+        let presented = Fingerprint::of(end_entity);
+        *self.presented.lock().unwrap_or_else(|e| e.into_inner()) = Some(presented);
+        match self.trust {
+            Trust::FirstUse => Ok(ServerCertVerified::assertion()),
+            Trust::Pinned(expected) if expected == presented => Ok(ServerCertVerified::assertion()),
+            Trust::Pinned(_) => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            )),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        // The proof that the host holds the certificate's private key.
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A client configuration for one connection, and its verifier (make a new
+/// one per connection: the verifier records what that host presented).
+pub fn client_config(trust: Trust) -> Result<(quinn::ClientConfig, Arc<PinVerifier>), QuicError> {
+    let verifier = Arc::new(PinVerifier::new(trust));
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone())
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
+    config.transport_config(Arc::new(transport_config()));
+    Ok((config, verifier))
+}
+
+fn endpoint(
+    addr: SocketAddr,
+    server: Option<quinn::ServerConfig>,
+) -> Result<quinn::Endpoint, QuicError> {
+    let bind = |source| QuicError::Bind { addr, source };
+    let socket = std::net::UdpSocket::bind(addr).map_err(bind)?;
+    let runtime = Arc::new(quinn::SmolRuntime);
+    quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime).map_err(bind)
+}
+
+/// The host's endpoint on `addr` (UDP; port 0 picks one, see
+/// `Endpoint::local_addr`). It also works as a client endpoint.
+pub fn host_endpoint(addr: SocketAddr, identity: &HostIdentity) -> Result<quinn::Endpoint, QuicError> {
+    endpoint(addr, Some(server_config(identity)?))
+}
+
+/// A client endpoint bound to `addr` (usually `0.0.0.0:0` or `127.0.0.1:0`).
+pub fn client_endpoint(addr: SocketAddr) -> Result<quinn::Endpoint, QuicError> {
+    endpoint(addr, None)
+}
+
+/// An established connection and the fingerprint the host presented.
+#[derive(Debug, Clone)]
+pub struct Connected {
+    pub connection: quinn::Connection,
+    pub fingerprint: Fingerprint,
+}
+
+/// Connects to the host at `addr`, checking its certificate per `trust`.
+/// The handshake is bounded by [`IDLE_TIMEOUT`]; callers that want a faster
+/// fallback (the 2 s TCP rule) race it against a timer.
+pub async fn connect(
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+    trust: Trust,
+) -> Result<Connected, QuicError> {
+    let (config, verifier) = client_config(trust)?;
+    match endpoint.connect_with(config, addr, SERVER_NAME)?.await {
+        Ok(connection) => {
+            let fingerprint = verifier.presented().ok_or(QuicError::NoPeerCertificate)?;
+            Ok(Connected { connection, fingerprint })
+        }
+        Err(e) => match (trust, verifier.presented()) {
+            (Trust::Pinned(expected), Some(presented)) if presented != expected => {
+                Err(QuicError::PinMismatch { expected, presented })
+            }
+            _ => Err(QuicError::Connection(e)),
+        },
+    }
+}
+
+/// [`connect`] with trust on first use through `store`: a known host must
+/// present its pinned certificate (else the loud [`PinError::Changed`]); an
+/// unknown host is pinned once the handshake has completed. The file is read
+/// and written off the executor (`smol::unblock`).
+pub async fn connect_tofu(
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+    store: &PinStore,
+) -> Result<Connected, QuicError> {
+    let host = host_key(addr);
+    let known = {
+        let store = store.clone();
+        smol::unblock(move || store.load()).await?
+    };
+    let trust = known.get(&host).map_or(Trust::FirstUse, Trust::Pinned);
+    match connect(endpoint, addr, trust).await {
+        Err(QuicError::PinMismatch { expected, presented }) => {
+            Err(store.changed(&known, &host, expected, presented).into())
+        }
+        Err(e) => Err(e),
+        Ok(connected) => {
+            if trust == Trust::FirstUse {
+                let (store, fingerprint) = (store.clone(), connected.fingerprint);
+                if let Err(e) = smol::unblock(move || store.check_and_pin(&host, fingerprint)).await
+                {
+                    connected.connection.close(0u32.into(), b"certificate not trusted");
+                    return Err(e.into());
+                }
+            }
+            Ok(connected)
+        }
+    }
+}
+
+/// The exporter value of `connection` for `label` (RFC 8446 §7.5, empty
+/// context, 32 bytes). Both ends of one TLS session get the same value.
+pub fn exporter(connection: &quinn::Connection, label: &[u8]) -> Result<Exporter, QuicError> {
+    let mut out = [0u8; pake::EXPORTER_LEN];
+    connection.export_keying_material(&mut out, label, b"").map_err(|_| QuicError::Exporter)?;
+    Ok(Exporter(out))
+}
+
+/// The 6-digit code both ends of `connection` can show (rooms without a
+/// passcode compare it to detect a relay).
+pub fn verification_code(connection: &quinn::Connection) -> Result<VerificationCode, QuicError> {
+    Ok(VerificationCode::from_exporter(&exporter(connection, pake::VERIFY_EXPORTER_LABEL)?))
+}
+
+/// Reads one passcode-exchange frame (length prefix checked before the body
+/// is read).
+async fn read_pake_frame(recv: &mut quinn::RecvStream) -> Result<Vec<u8>, QuicError> {
+    let mut prefix = [0u8; 2];
+    recv.read_exact(&mut prefix).await?;
+    let len = pake::body_len(prefix).map_err(PakeError::from)?;
+    let mut frame = vec![0u8; 2 + len];
+    frame[..2].copy_from_slice(&prefix);
+    recv.read_exact(&mut frame[2..]).await?;
+    Ok(frame)
+}
+
+async fn with_timeout<T>(
+    limit: Duration,
+    work: impl std::future::Future<Output = Result<T, QuicError>>,
+) -> Result<T, QuicError> {
+    smol::future::or(work, async {
+        smol::Timer::after(limit).await;
+        Err(QuicError::AdmissionTimeout)
+    })
+    .await
+}
+
+/// The client's side of admission on the control stream (`send`/`recv`,
+/// the first bidirectional stream it opened): the passcode check for `room`,
+/// or the open-room request when `passcode` is `None`.
+pub async fn client_admission(
+    connection: &quinn::Connection,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    room: &str,
+    passcode: Option<&Passcode>,
+) -> Result<Admission, QuicError> {
+    let exporter = exporter(connection, pake::EXPORTER_LABEL)?;
+    let (mut handshake, first) = ClientHandshake::start(room, passcode, exporter)?;
+    with_timeout(ADMISSION_TIMEOUT, async {
+        send.write_all(&first).await?;
+        loop {
+            let frame = read_pake_frame(recv).await?;
+            match handshake.handle(&frame) {
+                Ok(ClientOutput::Send(reply)) => send.write_all(&reply).await?,
+                Ok(ClientOutput::Admitted(admission)) => return Ok(admission),
+                Err(e) => {
+                    if e == PakeError::WrongPasscodeOrIntercepted {
+                        // Tell the host at once; it counts a failed attempt.
+                        let _ = send.write_all(&pake::abort_frame()).await;
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// Resolves an attempt ticket: failed unless marked successful, also when
+/// the admission future is dropped (timeout, lost connection).
+struct AttemptGuard<'a> {
+    limiter: &'a Mutex<AttemptLimiter>,
+    ticket: Option<AttemptTicket>,
+}
+
+impl AttemptGuard<'_> {
+    fn succeeded(mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            lock(self.limiter).succeeded(ticket);
+        }
+    }
+}
+
+impl Drop for AttemptGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            lock(self.limiter).failed(ticket);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The host's side of admission on a client's control stream. `passcode_for`
+/// gives a room's passcode (`None`: open room). A request that would run
+/// SPAKE2 first passes `limiter` (keyed by the connection's remote IP);
+/// refused requests get a `Refused` frame and no SPAKE2 work. Returns the
+/// admission, or the reason the client was refused (the stream is finished
+/// either way).
+pub async fn host_admission(
+    connection: &quinn::Connection,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    passcode_for: impl Fn(&str) -> Option<Passcode>,
+    limiter: &Mutex<AttemptLimiter>,
+) -> Result<Admission, QuicError> {
+    let exporter = exporter(connection, pake::EXPORTER_LABEL)?;
+    let ip = connection.remote_address().ip();
+    let result = with_timeout(ADMISSION_TIMEOUT, async {
+        let request = match read_pake_frame(recv).await.and_then(|f| Request::parse(&f).map_err(Into::into)) {
+            Ok(request) => request,
+            Err(e) => {
+                let _ = send.write_all(&pake::refusal(RefuseReason::BadRequest, Duration::ZERO)).await;
+                return Err(e);
+            }
+        };
+        let passcode = passcode_for(request.room());
+        let guard = if request.runs_pake(passcode.as_ref()) {
+            let ticket = lock(limiter).begin(ip, Instant::now());
+            match ticket {
+                Ok(ticket) => Some(AttemptGuard { limiter, ticket: Some(ticket) }),
+                Err(refusal) => {
+                    let (reason, retry_after) = match refusal {
+                        Refusal::TooManyAttempts { retry_after } => {
+                            (RefuseReason::TooManyAttempts, retry_after)
+                        }
+                        Refusal::Busy => (RefuseReason::Busy, Duration::from_millis(200)),
+                    };
+                    send.write_all(&pake::refusal(reason, retry_after)).await?;
+                    return Err(QuicError::Limited(refusal));
+                }
+            }
+        } else {
+            None
+        };
+        match pake::respond(request, passcode.as_ref(), exporter) {
+            HostDecision::Admit { reply, admission } => {
+                send.write_all(&reply).await?;
+                Ok(admission)
+            }
+            HostDecision::Refuse { reply, reason } => {
+                send.write_all(&reply).await?;
+                Err(PakeError::Refused { reason, retry_after_ms: 0 }.into())
+            }
+            HostDecision::Challenge { reply, pending } => {
+                send.write_all(&reply).await?;
+                let frame = read_pake_frame(recv).await?;
+                let (reply, outcome) = pending.finish(&frame);
+                if let Some(reply) = reply {
+                    send.write_all(&reply).await?;
+                }
+                let admission = outcome?;
+                if let Some(guard) = guard {
+                    guard.succeeded();
+                }
+                Ok(admission)
+            }
+        }
+    })
+    .await;
+    if result.is_err() {
+        // Let the refusal reach the client before the stream is dropped.
+        let _ = send.finish();
+    }
+    result
+}
+
+/// An incoming connection that passed the caps: await `connecting` (in its
+/// own task: a slow handshake must not hold up the accept loop) and keep
+/// `slot` as long as the connection lives.
+pub struct Accepted {
+    pub connecting: quinn::Connecting,
+    pub slot: ConnectionSlot,
+}
+
+/// The host's accept loop step. A client whose address is not validated yet
+/// is sent a stateless Retry first (one extra round trip), so connection
+/// caps count only addresses that can receive packets: a spoofer cannot use
+/// up a victim's slots. Connections over the caps are refused. `None` when
+/// the endpoint is closed.
+pub async fn accept(endpoint: &quinn::Endpoint, caps: &SharedCaps) -> Option<Accepted> {
+    loop {
+        let incoming = endpoint.accept().await?;
+        if !incoming.remote_address_validated() && incoming.may_retry() {
+            let _ = incoming.retry();
+            continue;
+        }
+        let remote = incoming.remote_address();
+        match caps.try_open(remote.ip()) {
+            Ok(slot) => match incoming.accept() {
+                Ok(connecting) => return Some(Accepted { connecting, slot }),
+                Err(e) => tracing::debug!(%remote, error = %e, "incoming connection failed"),
+            },
+            Err(refusal) => {
+                tracing::warn!(%remote, %refusal, "refusing connection");
+                incoming.refuse();
+            }
+        }
+    }
+}
