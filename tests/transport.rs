@@ -94,7 +94,8 @@ fn start_host(passcode: Option<&str>) -> TestHost {
                 .detach();
                 let (mut payload, mut scratch) = (Vec::new(), Vec::new());
                 while let Ok(header) =
-                    sapora::net::read_frame(&mut recv, limits::CONTROL_FROM_CLIENT, &mut payload).await
+                    sapora::net::read_frame(&mut recv, limits::CONTROL_FROM_CLIENT, &mut payload)
+                        .await
                 {
                     let echo = sapora::net::write_frame(
                         &mut send,
@@ -295,9 +296,10 @@ fn trust_on_first_use_pins_and_then_refuses_a_changed_certificate() {
         assert_eq!((pinned, presented), (old, host.fingerprint));
         assert!(message.contains("HAS CHANGED"), "{message}");
         // Nothing was re-pinned behind the user's back.
-        assert_eq!(store.load().unwrap().check(&key, host.fingerprint), Verdict::Changed {
-            pinned: old
-        });
+        assert_eq!(
+            store.load().unwrap().check(&key, host.fingerprint),
+            Verdict::Changed { pinned: old }
+        );
     });
 }
 

@@ -157,7 +157,9 @@ pub struct HostIdentity {
 
 impl fmt::Debug for HostIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HostIdentity").field("fingerprint", &self.fingerprint).finish_non_exhaustive()
+        f.debug_struct("HostIdentity")
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
     }
 }
 

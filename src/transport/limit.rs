@@ -93,7 +93,12 @@ impl Default for AttemptLimiter {
 
 impl AttemptLimiter {
     pub fn new(max_failures: usize, window: Duration) -> AttemptLimiter {
-        AttemptLimiter { max_failures: max_failures.max(1), window, sources: HashMap::new(), next_id: 0 }
+        AttemptLimiter {
+            max_failures: max_failures.max(1),
+            window,
+            sources: HashMap::new(),
+            next_id: 0,
+        }
     }
 
     /// Asks to start a passcode check from `ip` at `now`. Call this before
@@ -162,7 +167,10 @@ impl AttemptLimiter {
         let window = self.window;
         if let Some(attempts) = self.sources.get_mut(&key) {
             // Attempts are in start order, so the expired ones are in front.
-            while attempts.front().is_some_and(|a| now.saturating_duration_since(a.started) >= window) {
+            while attempts
+                .front()
+                .is_some_and(|a| now.saturating_duration_since(a.started) >= window)
+            {
                 attempts.pop_front();
             }
             if attempts.is_empty() {

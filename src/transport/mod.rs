@@ -38,8 +38,7 @@ use std::path::PathBuf;
 /// directory (e.g. `~/.config/sapora`), the same rule as `schedule.json` and
 /// `settings.json`. `None` when there is no home directory.
 pub fn config_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os(crate::schedule::CONFIG_DIR_ENV).filter(|d| !d.is_empty())
-    {
+    if let Some(dir) = std::env::var_os(crate::schedule::CONFIG_DIR_ENV).filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(dir));
     }
     directories::ProjectDirs::from("", "", "sapora").map(|d| d.config_dir().to_path_buf())

@@ -171,7 +171,9 @@ impl fmt::Display for RefuseReason {
             RefuseReason::TooManyAttempts => {
                 f.write_str("too many wrong passcodes from this address")
             }
-            RefuseReason::Busy => f.write_str("the host is busy checking passcodes from this address"),
+            RefuseReason::Busy => {
+                f.write_str("the host is busy checking passcodes from this address")
+            }
             RefuseReason::PasscodeRequired => {
                 f.write_str("this room needs a passcode (give --passcode or SAPORA_PASSCODE)")
             }
@@ -372,9 +374,7 @@ pub enum PakeError {
         "the host could not prove it knows the passcode: the passcode is wrong, or someone is intercepting the connection"
     )]
     WrongPasscodeOrIntercepted,
-    #[error(
-        "the client's passcode is wrong (or someone is intercepting the connection)"
-    )]
+    #[error("the client's passcode is wrong (or someone is intercepting the connection)")]
     ClientProofFailed,
     #[error(
         "the host admitted this client without checking the passcode it was given; refusing, because such a host proves nothing (join without a passcode and compare the verification code if that is intended)"
@@ -437,13 +437,15 @@ impl Keys {
     }
 
     fn mac(key: &[u8; 32], transcript: &[u8; 32]) -> [u8; MAC_LEN] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
         mac.update(transcript);
         mac.finalize().into_bytes().into()
     }
 
     fn verify(key: &[u8; 32], transcript: &[u8; 32], tag: &[u8; MAC_LEN]) -> bool {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
         mac.update(transcript);
         mac.verify_slice(tag).is_ok()
     }
@@ -524,7 +526,8 @@ impl ClientHandshake {
         match state {
             ClientState::AwaitChallenge { spake, msg_a } => match msg {
                 Msg::Challenge { spake: msg_b, mac } => {
-                    let k = spake.finish(&msg_b).map_err(|_| PakeError::WrongPasscodeOrIntercepted)?;
+                    let k =
+                        spake.finish(&msg_b).map_err(|_| PakeError::WrongPasscodeOrIntercepted)?;
                     let keys = Keys::derive(&k, &self.exporter, &self.room, &msg_a, &msg_b);
                     if !Keys::verify(&keys.host, &keys.transcript, &mac) {
                         return Err(PakeError::WrongPasscodeOrIntercepted);
@@ -601,7 +604,11 @@ pub fn refusal(reason: RefuseReason, retry_after: Duration) -> Vec<u8> {
 /// The host's answer to a request, given the room's passcode (`None`: the
 /// room is open). The attempt limiter must be asked before this when
 /// [`Request::runs_pake`] is true.
-pub fn respond(request: Request, room_passcode: Option<&Passcode>, exporter: Exporter) -> HostDecision {
+pub fn respond(
+    request: Request,
+    room_passcode: Option<&Passcode>,
+    exporter: Exporter,
+) -> HostDecision {
     let refuse = |reason| HostDecision::Refuse { reply: refusal(reason, Duration::ZERO), reason };
     match (request, room_passcode) {
         (Request::Open { room }, None) => HostDecision::Admit {
@@ -643,7 +650,10 @@ impl HostHandshake {
     /// failed attempt for the limiter.
     pub fn finish(self, frame: &[u8]) -> (Option<Vec<u8>>, Result<Admission, PakeError>) {
         let wrong = || {
-            (Some(refusal(RefuseReason::WrongPasscode, Duration::ZERO)), Err(PakeError::ClientProofFailed))
+            (
+                Some(refusal(RefuseReason::WrongPasscode, Duration::ZERO)),
+                Err(PakeError::ClientProofFailed),
+            )
         };
         match Msg::decode(frame) {
             Ok(Msg::Confirm { mac }) => {
@@ -803,12 +813,18 @@ mod tests {
         assert_eq!((client, host), (Ok(open.clone()), Ok(open)));
         let (client, _) = run(None, Some("x"), EXPORTER, EXPORTER);
         assert!(
-            matches!(client, Err(PakeError::Refused { reason: RefuseReason::PasscodeRequired, .. })),
+            matches!(
+                client,
+                Err(PakeError::Refused { reason: RefuseReason::PasscodeRequired, .. })
+            ),
             "{client:?}"
         );
         let (client, _) = run(Some("x"), None, EXPORTER, EXPORTER);
         assert!(
-            matches!(client, Err(PakeError::Refused { reason: RefuseReason::NoPasscodeInRoom, .. })),
+            matches!(
+                client,
+                Err(PakeError::Refused { reason: RefuseReason::NoPasscodeInRoom, .. })
+            ),
             "{client:?}"
         );
     }
@@ -847,14 +863,15 @@ mod tests {
             confirm[tamper_at] ^= 0x80;
             let (reply, outcome) = pending.finish(&confirm);
             assert_eq!(outcome, Err(PakeError::ClientProofFailed), "Confirm byte {tamper_at}");
-            assert_eq!(Msg::decode(&reply.unwrap()).unwrap(), Msg::Refused {
-                reason: RefuseReason::WrongPasscode,
-                retry_after_ms: 0
-            });
+            assert_eq!(
+                Msg::decode(&reply.unwrap()).unwrap(),
+                Msg::Refused { reason: RefuseReason::WrongPasscode, retry_after_ms: 0 }
+            );
         }
         // A tampered room in Start changes the transcript: the host's MAC
         // (over the room it saw) fails at the client.
-        let (mut client, mut first) = ClientHandshake::start("room", Some(&pass), EXPORTER).unwrap();
+        let (mut client, mut first) =
+            ClientHandshake::start("room", Some(&pass), EXPORTER).unwrap();
         first[5] = b'R';
         let HostDecision::Challenge { reply, .. } =
             respond(Request::parse(&first).unwrap(), Some(&pass), EXPORTER)
@@ -892,7 +909,10 @@ mod tests {
             Msg::Refused { reason: RefuseReason::TooManyAttempts, retry_after_ms: 1000 }.encode(),
             [0, 6, 0x21, 2, 0, 0, 0x03, 0xe8]
         );
-        assert_eq!(Msg::Start { room: "ab".into(), spake: [0; 33] }.encode().len(), 2 + 1 + 2 + 2 + 33);
+        assert_eq!(
+            Msg::Start { room: "ab".into(), spake: [0; 33] }.encode().len(),
+            2 + 1 + 2 + 2 + 33
+        );
     }
 
     #[test]
@@ -923,7 +943,10 @@ mod tests {
         assert_eq!(Passcode::new("   "), Err(PakeError::EmptyPasscode));
         assert_eq!(Passcode::new(&"x".repeat(257)), Err(PakeError::PasscodeTooLong));
         let room = "🙂".repeat(65);
-        assert!(matches!(ClientHandshake::start(&room, None, EXPORTER), Err(PakeError::RoomTooLong)));
+        assert!(matches!(
+            ClientHandshake::start(&room, None, EXPORTER),
+            Err(PakeError::RoomTooLong)
+        ));
         let room = "🙂".repeat(64);
         let (_, frame) = ClientHandshake::start(&room, Some(&code("x")), EXPORTER).unwrap();
         assert_eq!(frame.len(), 2 + MAX_BODY_LEN);

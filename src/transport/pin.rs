@@ -231,7 +231,9 @@ impl PinStore {
                     self.save(&hosts)?;
                 }
             }
-            Verdict::Changed { pinned } => return Err(self.changed(&hosts, host, pinned, presented)),
+            Verdict::Changed { pinned } => {
+                return Err(self.changed(&hosts, host, pinned, presented));
+            }
         }
         Ok(verdict)
     }

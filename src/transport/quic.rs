@@ -35,9 +35,11 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use super::cert::{Fingerprint, HostIdentity, SERVER_NAME};
-use super::limit::{AttemptLimiter, AttemptTicket, CapRefusal, ConnectionSlot, Refusal, SharedCaps};
+use super::limit::{
+    AttemptLimiter, AttemptTicket, CapRefusal, ConnectionSlot, Refusal, SharedCaps,
+};
 use super::pake::{
-    self, Admission, ClientHandshake, ClientOutput, Exporter, HostDecision, Passcode, PakeError,
+    self, Admission, ClientHandshake, ClientOutput, Exporter, HostDecision, PakeError, Passcode,
     RefuseReason, Request, VerificationCode,
 };
 use super::pin::{PinError, PinStore, host_key};
@@ -252,7 +254,10 @@ fn endpoint(
 
 /// The host's endpoint on `addr` (UDP; port 0 picks one, see
 /// `Endpoint::local_addr`). It also works as a client endpoint.
-pub fn host_endpoint(addr: SocketAddr, identity: &HostIdentity) -> Result<quinn::Endpoint, QuicError> {
+pub fn host_endpoint(
+    addr: SocketAddr,
+    identity: &HostIdentity,
+) -> Result<quinn::Endpoint, QuicError> {
     endpoint(addr, Some(server_config(identity)?))
 }
 
@@ -437,10 +442,14 @@ pub async fn host_admission(
     let exporter = exporter(connection, pake::EXPORTER_LABEL)?;
     let ip = connection.remote_address().ip();
     let result = with_timeout(ADMISSION_TIMEOUT, async {
-        let request = match read_pake_frame(recv).await.and_then(|f| Request::parse(&f).map_err(Into::into)) {
+        let request = match read_pake_frame(recv)
+            .await
+            .and_then(|f| Request::parse(&f).map_err(Into::into))
+        {
             Ok(request) => request,
             Err(e) => {
-                let _ = send.write_all(&pake::refusal(RefuseReason::BadRequest, Duration::ZERO)).await;
+                let _ =
+                    send.write_all(&pake::refusal(RefuseReason::BadRequest, Duration::ZERO)).await;
                 return Err(e);
             }
         };
