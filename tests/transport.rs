@@ -290,10 +290,8 @@ fn trust_on_first_use_pins_and_then_refuses_a_changed_certificate() {
         store.save(&known).unwrap();
         let err = quic::connect_tofu(&endpoint, host.addr, &store).await.unwrap_err();
         let message = err.to_string();
-        let QuicError::Pin(PinError::Changed { pinned, presented, .. }) = err else {
-            panic!("{err:?}")
-        };
-        assert_eq!((pinned, presented), (old, host.fingerprint));
+        let QuicError::Pin(PinError::Changed(changed)) = err else { panic!("{err:?}") };
+        assert_eq!((changed.pinned, changed.presented), (old, host.fingerprint));
         assert!(message.contains("HAS CHANGED"), "{message}");
         // Nothing was re-pinned behind the user's back.
         assert_eq!(

@@ -44,31 +44,38 @@ pub enum Verdict {
     Changed { pinned: Fingerprint },
 }
 
-/// Errors of the known-hosts store.
-#[derive(Debug, thiserror::Error)]
-pub enum PinError {
-    #[error(
-        "\n\
+/// A host presented a certificate other than its pinned one. `Display` is
+/// the loud warning the CLI prints as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "\n\
 @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
 @  WARNING: THE CERTIFICATE OF HOST {host} HAS CHANGED!\n\
 @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
 Someone could be intercepting this connection (a man in the middle), or\n\
 the host was reinstalled or lost its configuration directory.\n\
-  pinned:    {pinned}  ({pinned_short})\n\
-  presented: {presented}  ({presented_short})\n\
+  pinned:    {pinned}  ({})\n\
+  presented: {presented}  ({})\n\
 Ask the person running the host for the fingerprint it prints at start-up.\n\
 If it is the presented one, accept it by deleting line {line} of\n\
-{file} and connecting again. Refusing to connect."
-    )]
-    Changed {
-        host: String,
-        pinned: Fingerprint,
-        pinned_short: String,
-        presented: Fingerprint,
-        presented_short: String,
-        file: PathBuf,
-        line: usize,
-    },
+{} and connecting again. Refusing to connect.",
+    pinned.short(), presented.short(), file.display()
+)]
+pub struct CertChanged {
+    pub host: String,
+    pub pinned: Fingerprint,
+    pub presented: Fingerprint,
+    /// The known-hosts file and the 1-based line of this host in it.
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+/// Errors of the known-hosts store.
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    /// Boxed: the warning's fields would make every `Result` large.
+    #[error("{0}")]
+    Changed(Box<CertChanged>),
     #[error(
         "{file}:{line}: {reason}. Fix or delete that line (deleting it forgets that host's certificate)"
     )]
@@ -246,15 +253,13 @@ impl PinStore {
         pinned: Fingerprint,
         presented: Fingerprint,
     ) -> PinError {
-        PinError::Changed {
+        PinError::Changed(Box::new(CertChanged {
             host: host.to_string(),
             pinned,
-            pinned_short: pinned.short(),
             presented,
-            presented_short: presented.short(),
             file: self.path.clone(),
             line: hosts.line_of(host).unwrap_or(0),
-        }
+        }))
     }
 }
 
@@ -334,7 +339,8 @@ mod tests {
             assert!(message.contains(needle), "missing {needle:?} in {message}");
         }
         // The line it names really is that host's line; deleting it accepts B.
-        let PinError::Changed { line, .. } = err else { unreachable!() };
+        let PinError::Changed(changed) = err else { unreachable!() };
+        let line = changed.line;
         let text = std::fs::read_to_string(store.path()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[line - 1].starts_with("10.0.0.9:5000 "), "{lines:?}");
