@@ -9,12 +9,15 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_tungstenite::tungstenite::Message;
 use sapora::proto::{self, ChatSend, MsgType, limits};
+use sapora::transport::admission::{self, AdmissionError};
 use sapora::transport::cert::{Fingerprint, HostIdentity};
 use sapora::transport::limit::{AttemptLimiter, SharedCaps};
 use sapora::transport::pake::{Admission, PakeError, Passcode, Proof, RefuseReason};
 use sapora::transport::pin::{KNOWN_HOSTS_FILE_NAME, KnownHosts, PinError, PinStore, Verdict};
 use sapora::transport::quic::{self, QuicError, Trust};
+use smol::stream::StreamExt;
 
 const LOOPBACK_ANY: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 const ROOM: &str = "Standup";
@@ -121,7 +124,7 @@ struct Joined {
     connection: quinn::Connection,
     send: quinn::SendStream,
     recv: quinn::RecvStream,
-    admission: Result<Admission, QuicError>,
+    admission: Result<Admission, AdmissionError>,
     _endpoint: quinn::Endpoint,
 }
 
@@ -215,7 +218,10 @@ fn wrong_or_missing_passcode_is_refused_clearly() {
         assert!(
             matches!(
                 err,
-                QuicError::Pake(PakeError::Refused { reason: RefuseReason::PasscodeRequired, .. })
+                AdmissionError::Pake(PakeError::Refused {
+                    reason: RefuseReason::PasscodeRequired,
+                    ..
+                })
             ),
             "{err:?}"
         );
@@ -234,7 +240,7 @@ fn sixth_wrong_passcode_is_refused_before_any_pake() {
             let joined = join(host.addr, trust, Some("guess")).await.unwrap();
             let err = joined.admission.unwrap_err();
             assert!(
-                matches!(err, QuicError::Pake(PakeError::WrongPasscodeOrIntercepted)),
+                matches!(err, AdmissionError::Pake(PakeError::WrongPasscodeOrIntercepted)),
                 "attempt {attempt}: {err:?}"
             );
             host.outcome().await;
@@ -242,7 +248,7 @@ fn sixth_wrong_passcode_is_refused_before_any_pake() {
         // Even the right passcode: the host refuses before running SPAKE2.
         let joined = join(host.addr, trust, Some("hunter2")).await.unwrap();
         let err = joined.admission.unwrap_err();
-        let QuicError::Pake(PakeError::Refused {
+        let AdmissionError::Pake(PakeError::Refused {
             reason: RefuseReason::TooManyAttempts,
             retry_after_ms,
         }) = err
@@ -333,7 +339,10 @@ fn tls_terminating_relay_makes_the_passcode_check_fail() {
         // The right passcode on both ends, relayed byte for byte.
         let joined = join(relay, Trust::FirstUse, Some("hunter2")).await.unwrap();
         let err = joined.admission.unwrap_err();
-        assert!(matches!(err, QuicError::Pake(PakeError::WrongPasscodeOrIntercepted)), "{err:?}");
+        assert!(
+            matches!(err, AdmissionError::Pake(PakeError::WrongPasscodeOrIntercepted)),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("intercepting"), "{err}");
         let seen = host.outcome().await;
         assert!(seen.admission.is_err(), "{seen:?}");
@@ -357,5 +366,106 @@ fn verification_codes_differ_through_a_relay_in_an_open_room() {
         // with probability 1e-6).
         let code = quic::verification_code(&joined.connection).unwrap().to_string();
         assert_ne!(code, seen.code);
+    });
+}
+
+/// A fallback host (TLS over TCP + WebSocket) whose room has `passcode`;
+/// after admission it echoes binary messages.
+fn start_fallback_host(passcode: Option<&str>) -> TestHost {
+    use sapora::transport::fallback;
+    let identity = HostIdentity::generate().unwrap();
+    let config = Arc::new(quic::server_tls_config(&identity).unwrap());
+    let listener = std::net::TcpListener::bind(LOOPBACK_ANY).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let listener = smol::net::TcpListener::try_from(listener).unwrap();
+    let (tx, outcomes) = smol::channel::unbounded();
+    let limiter = Arc::new(Mutex::new(AttemptLimiter::default()));
+    let passcode = passcode.map(|p| Passcode::new(p).unwrap());
+    let task = smol::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (tx, limiter, passcode, config) =
+                (tx.clone(), limiter.clone(), passcode.clone(), config.clone());
+            smol::spawn(async move {
+                let Ok(mut conn) = fallback::accept(tcp, config).await else { return };
+                let exporter = conn.passcode_exporter();
+                let admission = admission::host(
+                    &mut fallback::WsPipe(&mut conn.ws),
+                    exporter,
+                    conn.peer.ip(),
+                    |room| if room == ROOM { passcode.clone() } else { None },
+                    &limiter,
+                )
+                .await;
+                let code = conn.verification_code().to_string();
+                let admitted = admission.is_ok();
+                let outcome = HostOutcome { admission: admission.map_err(|e| e.to_string()), code };
+                let _ = tx.send(outcome).await;
+                if !admitted {
+                    return;
+                }
+                loop {
+                    match conn.ws.next().await {
+                        Some(Ok(message @ Message::Binary(_))) => {
+                            if conn.ws.send(message).await.is_err() {
+                                break;
+                            }
+                        }
+                        Some(Ok(_)) => {}
+                        _ => break,
+                    }
+                }
+            })
+            .detach();
+        }
+    });
+    TestHost { addr, fingerprint: identity.fingerprint(), outcomes, _task: task }
+}
+
+#[test]
+fn tls_websocket_fallback_runs_the_same_admission_and_carries_frames() {
+    use sapora::transport::fallback::{self, FallbackError, WsPipe};
+    run(async {
+        let host = start_fallback_host(Some("hunter2"));
+        let trust = Trust::Pinned(host.fingerprint);
+
+        let mut conn = fallback::connect(host.addr, trust).await.unwrap();
+        assert_eq!(conn.fingerprint, Some(host.fingerprint));
+        let exporter = conn.passcode_exporter();
+        let passcode = Passcode::new("hunter2").unwrap();
+        let admitted =
+            admission::client(&mut WsPipe(&mut conn.ws), exporter, ROOM, Some(&passcode)).await;
+        assert_eq!(admitted.unwrap().proof, Proof::Passcode);
+        let seen = host.outcome().await;
+        assert_eq!(seen.admission.unwrap().proof, Proof::Passcode);
+        assert_eq!(conn.verification_code().to_string(), seen.code);
+        // A control frame as one binary message, echoed.
+        let mut frame = Vec::new();
+        let chat = ChatSend { id: 1, to: None, text: "over TCP".into() };
+        proto::encode_frame(MsgType::ChatSend, 7, &chat, &mut frame);
+        conn.ws.send(Message::binary(frame.clone())).await.unwrap();
+        let echoed = loop {
+            match conn.ws.next().await.unwrap().unwrap() {
+                Message::Binary(bytes) => break bytes.to_vec(),
+                _ => continue,
+            }
+        };
+        assert_eq!(echoed, frame);
+
+        // A wrong passcode is refused clearly on both sides.
+        let mut conn = fallback::connect(host.addr, trust).await.unwrap();
+        let exporter = conn.passcode_exporter();
+        let wrong = Passcode::new("hunter3").unwrap();
+        let err = admission::client(&mut WsPipe(&mut conn.ws), exporter, ROOM, Some(&wrong))
+            .await
+            .unwrap_err();
+        assert!(err.is_passcode_refusal(), "{err:?}");
+        let seen = host.outcome().await.admission.unwrap_err();
+        assert!(seen.contains("passcode is wrong"), "{seen}");
+
+        // A wrong pin is refused before any WebSocket byte.
+        let wrong_pin = Fingerprint([9; 32]);
+        let err = fallback::connect(host.addr, Trust::Pinned(wrong_pin)).await.err().unwrap();
+        let FallbackError::PinMismatch { expected, presented } = err else { panic!("{err:?}") };
+        assert_eq!((expected, presented), (wrong_pin, host.fingerprint));
     });
 }

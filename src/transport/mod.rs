@@ -19,13 +19,19 @@
 //!   connection caps per address and in total (sans-IO, time is an input).
 //! - [`quic`]: quinn endpoint and connection configuration (ALPN `sapora/2`,
 //!   datagrams, 15 s idle rule, pinned-fingerprint verifier) and the async
-//!   drivers that run the passcode check over the control stream.
+//!   wrappers that run the passcode check over the control stream.
+//! - [`admission`]: the passcode exchange's async driver, once, over any
+//!   [`admission::FramePipe`] (QUIC control stream or WebSocket).
+//! - [`fallback`]: TLS 1.3 over TCP with WebSocket framing, for networks
+//!   that block UDP: same certificate, pinning, ALPN and admission.
 //!
 //! Layering: `cert`, `pin`, `pake` and `limit` do no network I/O and read no
 //! clock; `cert` and `pin` touch files only in their `load`/`save` edges.
-//! Only `quic` touches sockets.
+//! Only `quic` and `fallback` touch sockets.
 
+pub mod admission;
 pub mod cert;
+pub mod fallback;
 pub mod limit;
 pub mod pake;
 pub mod pin;

@@ -20,13 +20,12 @@
 //!
 //! Admission: the first bidirectional stream a client opens is the control
 //! stream. Before any control frame it carries the passcode exchange of
-//! [`super::pake`]: [`client_admission`] and [`host_admission`] drive it,
-//! bounded by [`ADMISSION_TIMEOUT`], the host asking its
-//! [`AttemptLimiter`] before any SPAKE2 work.
+//! [`super::pake`]: [`client_admission`] and [`host_admission`] drive it
+//! through [`super::admission`] (length-prefixed frames on the stream).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -34,14 +33,10 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
+use super::admission::{self, AdmissionError, FramePipe};
 use super::cert::{Fingerprint, HostIdentity, SERVER_NAME};
-use super::limit::{
-    AttemptLimiter, AttemptTicket, CapRefusal, ConnectionSlot, Refusal, SharedCaps,
-};
-use super::pake::{
-    self, Admission, ClientHandshake, ClientOutput, Exporter, HostDecision, PakeError, Passcode,
-    RefuseReason, Request, VerificationCode,
-};
+use super::limit::{AttemptLimiter, ConnectionSlot, SharedCaps};
+use super::pake::{self, Admission, Exporter, PakeError, Passcode, VerificationCode};
 use super::pin::{PinError, PinStore, host_key};
 
 /// ALPN protocol id of Sapora over QUIC (and over the TLS fallback).
@@ -54,8 +49,6 @@ pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
 /// Datagram receive and send buffer per connection, in bytes (about 0.5 s of
 /// full-layer video at 15 fps).
 pub const DATAGRAM_BUFFER: usize = 1 << 20;
-/// The whole passcode exchange must finish within this time.
-pub const ADMISSION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Errors of the QUIC layer, worded for the CLI.
 #[derive(Debug, thiserror::Error)]
@@ -81,37 +74,6 @@ pub enum QuicError {
     NoPeerCertificate,
     #[error("cannot derive the TLS exporter for this connection")]
     Exporter,
-    #[error("the control stream failed: {0}")]
-    Read(#[from] quinn::ReadExactError),
-    #[error("the control stream failed: {0}")]
-    Write(#[from] quinn::WriteError),
-    #[error("{0}")]
-    Pake(#[from] PakeError),
-    #[error("refused before the passcode check: {0}")]
-    Limited(Refusal),
-    #[error("connection refused: {0}")]
-    Capped(#[from] CapRefusal),
-    #[error("the passcode check did not finish within {} s", ADMISSION_TIMEOUT.as_secs())]
-    AdmissionTimeout,
-}
-
-impl QuicError {
-    /// Whether the host refused because of the passcode (wrong or missing),
-    /// as opposed to the network: the CLI maps this to its own exit code.
-    pub fn is_passcode_refusal(&self) -> bool {
-        matches!(
-            self,
-            QuicError::Pake(
-                PakeError::WrongPasscodeOrIntercepted
-                    | PakeError::Refused {
-                        reason: RefuseReason::WrongPasscode
-                            | RefuseReason::PasscodeRequired
-                            | RefuseReason::TooManyAttempts,
-                        ..
-                    }
-            )
-        )
-    }
 }
 
 /// The transport parameters every Sapora connection uses (see module docs).
@@ -129,14 +91,21 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The host's QUIC server configuration: TLS 1.3, ALPN `sapora/2`, its
-/// certificate, [`transport_config`].
-pub fn server_config(identity: &HostIdentity) -> Result<quinn::ServerConfig, QuicError> {
+/// The host's TLS configuration, shared by QUIC and the TCP fallback:
+/// TLS 1.3 only, ALPN `sapora/2`, its certificate, no client certificates.
+pub fn server_tls_config(identity: &HostIdentity) -> Result<rustls::ServerConfig, rustls::Error> {
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
         .with_single_cert(vec![identity.certificate().clone()], identity.private_key())?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(tls)
+}
+
+/// The host's QUIC server configuration: [`server_tls_config`] and
+/// [`transport_config`].
+pub fn server_config(identity: &HostIdentity) -> Result<quinn::ServerConfig, QuicError> {
+    let tls = server_tls_config(identity)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
     config.transport_config(Arc::new(transport_config()));
     Ok(config)
@@ -227,9 +196,12 @@ impl ServerCertVerifier for PinVerifier {
     }
 }
 
-/// A client configuration for one connection, and its verifier (make a new
-/// one per connection: the verifier records what that host presented).
-pub fn client_config(trust: Trust) -> Result<(quinn::ClientConfig, Arc<PinVerifier>), QuicError> {
+/// The client's TLS configuration for one connection, shared by QUIC and
+/// the TCP fallback, and its verifier (make a new one per connection: the
+/// verifier records what that host presented).
+pub fn client_tls_config(
+    trust: Trust,
+) -> Result<(rustls::ClientConfig, Arc<PinVerifier>), rustls::Error> {
     let verifier = Arc::new(PinVerifier::new(trust));
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -237,6 +209,13 @@ pub fn client_config(trust: Trust) -> Result<(quinn::ClientConfig, Arc<PinVerifi
         .with_custom_certificate_verifier(verifier.clone())
         .with_no_client_auth();
     tls.alpn_protocols = vec![ALPN.to_vec()];
+    Ok((tls, verifier))
+}
+
+/// A QUIC client configuration for one connection ([`client_tls_config`] and
+/// [`transport_config`]) and its verifier.
+pub fn client_config(trust: Trust) -> Result<(quinn::ClientConfig, Arc<PinVerifier>), QuicError> {
+    let (tls, verifier) = client_tls_config(trust)?;
     let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
     config.transport_config(Arc::new(transport_config()));
     Ok((config, verifier))
@@ -344,164 +323,65 @@ pub fn verification_code(connection: &quinn::Connection) -> Result<VerificationC
     Ok(VerificationCode::from_exporter(&exporter(connection, pake::VERIFY_EXPORTER_LABEL)?))
 }
 
-/// Reads one passcode-exchange frame (length prefix checked before the body
-/// is read).
-async fn read_pake_frame(recv: &mut quinn::RecvStream) -> Result<Vec<u8>, QuicError> {
-    let mut prefix = [0u8; 2];
-    recv.read_exact(&mut prefix).await?;
-    let len = pake::body_len(prefix).map_err(PakeError::from)?;
-    let mut frame = vec![0u8; 2 + len];
-    frame[..2].copy_from_slice(&prefix);
-    recv.read_exact(&mut frame[2..]).await?;
-    Ok(frame)
+/// The control stream as a [`FramePipe`] for the admission exchange.
+pub struct QuicPipe<'a> {
+    pub send: &'a mut quinn::SendStream,
+    pub recv: &'a mut quinn::RecvStream,
 }
 
-async fn with_timeout<T>(
-    limit: Duration,
-    work: impl std::future::Future<Output = Result<T, QuicError>>,
-) -> Result<T, QuicError> {
-    smol::future::or(work, async {
-        smol::Timer::after(limit).await;
-        Err(QuicError::AdmissionTimeout)
-    })
-    .await
+fn io_error(e: impl std::fmt::Display) -> AdmissionError {
+    AdmissionError::Io(e.to_string())
 }
 
-/// The client's side of admission on the control stream (`send`/`recv`,
-/// the first bidirectional stream it opened): the passcode check for `room`,
-/// or the open-room request when `passcode` is `None`.
+impl FramePipe for QuicPipe<'_> {
+    async fn send_frame(&mut self, frame: &[u8]) -> Result<(), AdmissionError> {
+        self.send.write_all(frame).await.map_err(io_error)
+    }
+
+    async fn recv_frame(&mut self) -> Result<Vec<u8>, AdmissionError> {
+        let mut prefix = [0u8; 2];
+        self.recv.read_exact(&mut prefix).await.map_err(io_error)?;
+        let len = pake::body_len(prefix).map_err(PakeError::from)?;
+        let mut frame = vec![0u8; 2 + len];
+        frame[..2].copy_from_slice(&prefix);
+        self.recv.read_exact(&mut frame[2..]).await.map_err(io_error)?;
+        Ok(frame)
+    }
+
+    async fn flush_before_close(&mut self) {
+        // quinn delivers what was written before FIN, even after the
+        // SendStream is dropped.
+        let _ = self.send.finish();
+    }
+}
+
+/// The client's side of admission on the control stream (`send`/`recv`, the
+/// first bidirectional stream it opened); see [`admission::client`].
 pub async fn client_admission(
     connection: &quinn::Connection,
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
     room: &str,
     passcode: Option<&Passcode>,
-) -> Result<Admission, QuicError> {
-    let exporter = exporter(connection, pake::EXPORTER_LABEL)?;
-    let (mut handshake, first) = ClientHandshake::start(room, passcode, exporter)?;
-    with_timeout(ADMISSION_TIMEOUT, async {
-        send.write_all(&first).await?;
-        loop {
-            let frame = read_pake_frame(recv).await?;
-            match handshake.handle(&frame) {
-                Ok(ClientOutput::Send(reply)) => send.write_all(&reply).await?,
-                Ok(ClientOutput::Admitted(admission)) => return Ok(admission),
-                Err(e) => {
-                    if e == PakeError::WrongPasscodeOrIntercepted {
-                        // Tell the host at once; it counts a failed attempt.
-                        let _ = send.write_all(&pake::abort_frame()).await;
-                    }
-                    return Err(e.into());
-                }
-            }
-        }
-    })
-    .await
+) -> Result<Admission, AdmissionError> {
+    let exporter =
+        exporter(connection, pake::EXPORTER_LABEL).map_err(|_| AdmissionError::Exporter)?;
+    admission::client(&mut QuicPipe { send, recv }, exporter, room, passcode).await
 }
 
-/// Resolves an attempt ticket: failed unless marked successful, also when
-/// the admission future is dropped (timeout, lost connection).
-struct AttemptGuard<'a> {
-    limiter: &'a Mutex<AttemptLimiter>,
-    ticket: Option<AttemptTicket>,
-}
-
-impl AttemptGuard<'_> {
-    fn succeeded(mut self) {
-        if let Some(ticket) = self.ticket.take() {
-            lock(self.limiter).succeeded(ticket);
-        }
-    }
-}
-
-impl Drop for AttemptGuard<'_> {
-    fn drop(&mut self) {
-        if let Some(ticket) = self.ticket.take() {
-            lock(self.limiter).failed(ticket);
-        }
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The host's side of admission on a client's control stream. `passcode_for`
-/// gives a room's passcode (`None`: open room). A request that would run
-/// SPAKE2 first passes `limiter` (keyed by the connection's remote IP);
-/// refused requests get a `Refused` frame and no SPAKE2 work. Returns the
-/// admission, or the reason the client was refused (the stream is finished
-/// either way).
+/// The host's side of admission on a client's control stream, keyed for the
+/// limiter by the connection's remote IP; see [`admission::host`].
 pub async fn host_admission(
     connection: &quinn::Connection,
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
     passcode_for: impl Fn(&str) -> Option<Passcode>,
     limiter: &Mutex<AttemptLimiter>,
-) -> Result<Admission, QuicError> {
-    let exporter = exporter(connection, pake::EXPORTER_LABEL)?;
+) -> Result<Admission, AdmissionError> {
+    let exporter =
+        exporter(connection, pake::EXPORTER_LABEL).map_err(|_| AdmissionError::Exporter)?;
     let ip = connection.remote_address().ip();
-    let result = with_timeout(ADMISSION_TIMEOUT, async {
-        let request = match read_pake_frame(recv)
-            .await
-            .and_then(|f| Request::parse(&f).map_err(Into::into))
-        {
-            Ok(request) => request,
-            Err(e) => {
-                let _ =
-                    send.write_all(&pake::refusal(RefuseReason::BadRequest, Duration::ZERO)).await;
-                return Err(e);
-            }
-        };
-        let passcode = passcode_for(request.room());
-        let guard = if request.runs_pake(passcode.as_ref()) {
-            let ticket = lock(limiter).begin(ip, Instant::now());
-            match ticket {
-                Ok(ticket) => Some(AttemptGuard { limiter, ticket: Some(ticket) }),
-                Err(refusal) => {
-                    let (reason, retry_after) = match refusal {
-                        Refusal::TooManyAttempts { retry_after } => {
-                            (RefuseReason::TooManyAttempts, retry_after)
-                        }
-                        Refusal::Busy => (RefuseReason::Busy, Duration::from_millis(200)),
-                    };
-                    send.write_all(&pake::refusal(reason, retry_after)).await?;
-                    return Err(QuicError::Limited(refusal));
-                }
-            }
-        } else {
-            None
-        };
-        match pake::respond(request, passcode.as_ref(), exporter) {
-            HostDecision::Admit { reply, admission } => {
-                send.write_all(&reply).await?;
-                Ok(admission)
-            }
-            HostDecision::Refuse { reply, reason } => {
-                send.write_all(&reply).await?;
-                Err(PakeError::Refused { reason, retry_after_ms: 0 }.into())
-            }
-            HostDecision::Challenge { reply, pending } => {
-                send.write_all(&reply).await?;
-                let frame = read_pake_frame(recv).await?;
-                let (reply, outcome) = pending.finish(&frame);
-                if let Some(reply) = reply {
-                    send.write_all(&reply).await?;
-                }
-                let admission = outcome?;
-                if let Some(guard) = guard {
-                    guard.succeeded();
-                }
-                Ok(admission)
-            }
-        }
-    })
-    .await;
-    if result.is_err() {
-        // Let the refusal reach the client before the stream is dropped.
-        let _ = send.finish();
-    }
-    result
+    admission::host(&mut QuicPipe { send, recv }, exporter, ip, passcode_for, limiter).await
 }
 
 /// An incoming connection that passed the caps: await `connecting` (in its
