@@ -7,4 +7,5 @@ pub mod net;
 pub mod proto;
 pub mod schedule;
 pub mod server;
+pub mod transport;
 pub mod ui;
