@@ -166,11 +166,11 @@ impl Downmix {
             let step = 1.0 / frames as f32;
             for (i, f) in block.chunks_exact(ch).enumerate() {
                 let t = (i + 1) as f32 * step;
-                let mut sum = 0.0;
-                for c in 0..ch {
-                    let g = self.gains[c] + (self.target[c] - self.gains[c]) * t;
-                    sum += f[c] * g;
-                }
+                let sum: f32 = f
+                    .iter()
+                    .zip(self.gains.iter().zip(&self.target))
+                    .map(|(x, (g, to))| x * (g + (to - g) * t))
+                    .sum();
                 out.push(sum);
             }
             self.gains.copy_from_slice(&self.target);
