@@ -173,7 +173,7 @@ impl Files {
         match state {
             Transfer::Offered => text("").into(),
             Transfer::Running(f) => progress_bar(0.0..=1.0, *f).girth(8).into(),
-            Transfer::Done(s) => text(s.clone()).size(11).into(),
+            Transfer::Done(s) => text(visible(s)).size(11).into(),
             Transfer::Failed(e) => text(visible(e)).size(11).style(text::danger).into(),
         }
     }
