@@ -279,6 +279,8 @@ where
 /// [`Downmix`] in [`ChannelChoice::Auto`].
 pub fn open_input(wanted: Option<&str>) -> Result<CpalMic, AudioError> {
     let (wanted, choice) = match wanted {
+        // A device whose own name has a '#' in it is taken by name.
+        Some(w) if w.contains('#') && find(true, Some(w)).is_ok() => (Some(w), ChannelChoice::Auto),
         Some(w) => parse_channel(w).map_err(AudioError::NoInput)?,
         None => (None, ChannelChoice::Auto),
     };
