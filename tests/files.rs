@@ -1130,3 +1130,37 @@ fn a_private_file_follows_its_recipient_across_a_timeout_and_the_sender_hears_th
         host.shutdown().await;
     });
 }
+
+#[test]
+fn a_right_to_left_override_never_reaches_a_shown_or_saved_file_name() {
+    bounded(30, async {
+        let host = host_with(file_opts()).await;
+        let alice = join(host.control_addr, "alice", "lab").await;
+        let bob = join(host.control_addr, "bob", "lab").await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_temp(dir.path(), "plain", b"MZ not really");
+        let cases = [
+            // Reads as "invoiceexe.pdf" with the override intact.
+            ("invoice\u{202E}fdp.exe", "invoicefdp.exe"),
+            ("photo\u{2066}gpj.scr\u{2069}", "photogpj.scr"),
+            ("re\u{200B}port.pdf", "report.pdf"),
+            ("cafe\u{301}.txt", "café.txt"),
+        ];
+        let out = tempfile::tempdir().unwrap();
+        for (raw, shown) in cases {
+            let opts = UploadOptions { to: None, name: Some(raw.into()) };
+            let info = FileClient::for_client(&alice, host.control_addr)
+                .upload(&path, opts, None)
+                .await
+                .unwrap();
+            assert_eq!(info.name, shown, "{raw:?}");
+            assert_eq!(offered(&bob).await.name, shown, "{raw:?}");
+            let got = FileClient::for_client(&bob, host.control_addr)
+                .download(info.id, Dest::Dir(out.path().into()), None)
+                .await
+                .unwrap();
+            assert_eq!(got.path.file_name().unwrap().to_str(), Some(shown), "{raw:?}");
+        }
+        host.shutdown().await;
+    });
+}
