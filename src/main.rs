@@ -627,7 +627,8 @@ fn auto() -> CmdResult {
     let hosts = smol::block_on(discover(&opts)).unwrap_or_default();
     match hosts.iter().find(|h| h.is_compatible()) {
         Some(h) => {
-            println!("Found \"{}\" at {}: joining.", h.host_name, h.addr);
+            let name = sapora::proto::text::visible(&h.host_name);
+            println!("Found \"{name}\" at {}: joining.", h.addr);
             let args = JoinArgs {
                 host: Some(h.addr.to_string()),
                 meeting: None,

@@ -260,3 +260,30 @@ fn the_hosts_own_app_is_marked_host_and_a_wrong_key_marks_nobody() {
         host.shutdown().await;
     });
 }
+
+#[test]
+fn invisible_names_are_refused_and_look_alikes_count_as_taken() {
+    smol::block_on(async {
+        use sapora::client::ClientConfig;
+        let host = start_host().await;
+        for (name, says) in [
+            ("al\u{200b}ice", "U+200B (ZERO WIDTH SPACE)"),
+            ("bob\u{202e}gnp.exe", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+        ] {
+            let err =
+                sapora::client::Client::connect(ClientConfig::new(host.control_addr, name, ""))
+                    .await
+                    .err()
+                    .expect("refused");
+            assert!(matches!(err, ClientError::Refused(_)), "{err}");
+            assert!(err.to_string().contains(says), "{err}");
+        }
+        let alice = join(host.control_addr, "alice", "").await;
+        let fake = join(host.control_addr, "\u{430}lice", "").await;
+        assert_eq!(fake.welcome().name, "\u{430}lice_1", "a look-alike of alice is taken");
+        // The room shows two distinguishable names.
+        let names = expect(&alice, 2 * SEC, |e| members(e).filter(|m| m.len() == 2)).await;
+        assert_eq!(names, ["alice", "\u{430}lice_1"]);
+        host.shutdown().await;
+    });
+}

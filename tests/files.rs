@@ -884,3 +884,283 @@ fn a_new_user_shares_privately_through_the_binary() {
         std::panic::resume_unwind(e);
     }
 }
+
+/// A TCP relay that cuts every connection's host → client direction after
+/// `cut` bytes (a fetch interrupted by Ctrl+C, every time it runs through it).
+fn cut_every(target: SocketAddr, cut: u64) -> (SocketAddr, smol::Task<()>) {
+    let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
+    let addr = listener.get_ref().local_addr().unwrap();
+    let task = smol::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else { return };
+            let Ok(server) = Async::<TcpStream>::connect(target).await else { return };
+            let (client, server) = (Arc::new(client), Arc::new(server));
+            smol::spawn(pump(client.clone(), server.clone(), u64::MAX, None)).detach();
+            smol::spawn(pump(server, client, cut, None)).detach();
+        }
+    });
+    (addr, task)
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn an_interrupted_fetch_into_a_folder_resumes_on_the_next_run_and_leaves_no_part() {
+    bounded(60, async {
+        let host = host_with(file_opts()).await;
+        let alice = join(host.control_addr, "alice", "lab").await;
+        let size = 6 * 1024 * 1024 + 7;
+        let data = random_bytes(size, 21);
+        let src = tempfile::tempdir().unwrap();
+        let path = write_temp(src.path(), "big.bin", &data);
+        let info = FileClient::for_client(&alice, host.control_addr)
+            .upload(&path, UploadOptions::default(), None)
+            .await
+            .unwrap();
+        let out = tempfile::tempdir().unwrap();
+
+        // Run 1 (`sapora fetch HOST ID -o DIR`) dies after 3 MB: Ctrl+C.
+        let bob = join(host.control_addr, "bob", "lab").await;
+        let file_addr = SocketAddr::new(host.control_addr.ip(), host.ports.file);
+        let (relay, _relay) = cut_every(file_addr, 3 * 1024 * 1024);
+        let mut fc = FileClient::for_client(&bob, host.control_addr).via(relay);
+        fc.retries = 0;
+        let err = fc.download(info.id, Dest::Dir(out.path().into()), None).await.unwrap_err();
+        assert!(matches!(err, FileError::Link { .. }), "{err}");
+        bob.leave().await;
+        let left = files_in(out.path());
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert!(left[0].starts_with("big.bin.") && left[0].ends_with(".part"), "{left:?}");
+        let kept = std::fs::metadata(out.path().join(&left[0])).unwrap().len();
+        assert!(kept >= 2 * 1024 * 1024, "{kept} bytes kept");
+
+        // Run 2, a new session: resumes that .part, ends as big.bin, no leftovers.
+        let bob = join(host.control_addr, "bob", "lab").await;
+        let (tx, rx) = smol::channel::unbounded();
+        let got = FileClient::for_client(&bob, host.control_addr)
+            .download(info.id, Dest::Dir(out.path().into()), Some(tx))
+            .await
+            .unwrap();
+        assert_eq!(rx.try_recv().unwrap(), Progress::Started { total: size as u64, from: kept });
+        assert_eq!(got.path, out.path().join("big.bin"));
+        assert_eq!(std::fs::read(&got.path).unwrap(), data);
+        assert_eq!(files_in(out.path()), ["big.bin"], "no big (2).bin, no .part");
+
+        // Fetched again: a second copy beside the first, still no .part.
+        let again = FileClient::for_client(&bob, host.control_addr)
+            .download(info.id, Dest::Dir(out.path().into()), None)
+            .await
+            .unwrap();
+        assert_eq!(again.path, out.path().join("big (2).bin"));
+        assert_eq!(files_in(out.path()), ["big (2).bin", "big.bin"]);
+
+        // Another file that is also called big.bin never resumes this one's bytes.
+        let other = random_bytes(100_000, 22);
+        let path2 = write_temp(src.path(), "big.bin", &other);
+        let info2 = FileClient::for_client(&alice, host.control_addr)
+            .upload(&path2, UploadOptions::default(), None)
+            .await
+            .unwrap();
+        std::fs::write(out.path().join(&left[0]), &data[..1_000_000]).unwrap();
+        let third = FileClient::for_client(&bob, host.control_addr)
+            .download(info2.id, Dest::Dir(out.path().into()), None)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(&third.path).unwrap(), other);
+        assert!(out.path().join(&left[0]).exists(), "the first file's .part is left alone");
+        host.shutdown().await;
+    });
+}
+
+/// A control connection that registers and then stays silent (no heartbeats).
+fn raw_member(
+    addr: SocketAddr,
+    name: &str,
+    room: &str,
+    token: Option<u64>,
+) -> (std::net::TcpStream, sapora::proto::Welcome) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let reg = sapora::proto::Register {
+        version: PROTOCOL_VERSION,
+        name: name.into(),
+        room: room.into(),
+        rejoin_token: token,
+        host_key: None,
+    };
+    let mut frame = Vec::new();
+    sapora::proto::encode_frame(sapora::proto::MsgType::Register, 0, &reg, &mut frame);
+    s.write_all(&frame).unwrap();
+    loop {
+        let mut head = [0u8; HEADER_LEN];
+        s.read_exact(&mut head).unwrap();
+        let h = Header::decode(&head).unwrap();
+        let mut p = vec![0u8; h.len as usize];
+        s.read_exact(&mut p).unwrap();
+        if let Ok(sapora::proto::HostMsg::Welcome(w)) = sapora::proto::HostMsg::decode(h.kind, &p) {
+            return (s, *w);
+        }
+    }
+}
+
+/// The control messages waiting on a raw member's connection, read for `d`.
+fn raw_messages(s: &mut std::net::TcpStream, d: Duration) -> Vec<sapora::proto::HostMsg> {
+    use std::io::Read;
+    let until = std::time::Instant::now() + d;
+    let mut out = Vec::new();
+    while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+        s.set_read_timeout(Some(left.max(Duration::from_millis(1)))).unwrap();
+        let mut head = [0u8; HEADER_LEN];
+        if s.read_exact(&mut head).is_err() {
+            break;
+        }
+        let h = Header::decode(&head).unwrap();
+        let mut p = vec![0u8; h.len as usize];
+        s.read_exact(&mut p).unwrap();
+        if let Ok(m) = sapora::proto::HostMsg::decode(h.kind, &p) {
+            out.push(m);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_private_file_follows_its_recipient_across_a_timeout_and_the_sender_hears_they_left() {
+    bounded(60, async {
+        let mut opts = file_opts();
+        opts.idle_timeout = Duration::from_millis(1500);
+        opts.heartbeat = Duration::from_millis(100);
+        let host = host_with(opts).await;
+        let alice = join(host.control_addr, "alice", "lab").await;
+        let (bob_link, bob) = raw_member(host.control_addr, "bob", "lab", None);
+        let src = tempfile::tempdir().unwrap();
+        let data = random_bytes(200_000, 31);
+        let path = write_temp(src.path(), "notes.txt", &data);
+        let to_bob = || UploadOptions { to: Some("bob".into()), name: None };
+
+        // 1. Offered while bob is there; then bob times out.
+        let first = FileClient::for_client(&alice, host.control_addr)
+            .upload(&path, to_bob(), None)
+            .await
+            .unwrap();
+        expect(&alice, 5 * SEC, |e| match e {
+            Event::Presence(p)
+                if p.name == "bob" && p.change == sapora::proto::PresenceChange::TimedOut =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+        drop(bob_link);
+
+        // 2. Sent while bob is gone: refused up front, saying so.
+        let err = FileClient::for_client(&alice, host.control_addr)
+            .upload(&path, to_bob(), None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(FileErrorCode::NoSuchMember), "{err}");
+        assert!(err.to_string().contains("has left"), "{err}");
+
+        // 3. Bob leaves while an upload to him runs: the sender is told.
+        let (bob_link, bob2) = raw_member(host.control_addr, "bob", "lab", Some(bob.token));
+        assert_eq!((bob2.session, bob2.token), (bob.session, bob.token), "same session back");
+        let w = alice.current();
+        let mut raw = Raw::open(&host).await;
+        let req = UploadRequest {
+            session: w.session,
+            token: w.token,
+            name: "late.txt".into(),
+            size: data.len() as u64,
+            to: Some("bob".into()),
+            resume: None,
+        };
+        raw.send(&FileClientMsg::Upload(req)).await.unwrap();
+        assert!(matches!(raw.recv().await, FileHostMsg::Ready(_)));
+        for (i, c) in data.chunks(CHUNK_SIZE).enumerate() {
+            raw.send(&FileClientMsg::Chunk { offset: (i * CHUNK_SIZE) as u64, data: c.to_vec() })
+                .await
+                .unwrap();
+        }
+        drop(bob_link);
+        expect(&alice, 5 * SEC, |e| match e {
+            Event::Presence(p)
+                if p.name == "bob" && p.change != sapora::proto::PresenceChange::Joined =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+        raw.send(&FileClientMsg::End(UploadEnd { md5: md5(&data) })).await.unwrap();
+        let FileHostMsg::Done(done) = raw.recv().await else { panic!("expected Done") };
+        let notice = done.notice.expect("the sender is told bob is gone");
+        assert!(notice.contains("bob is no longer in the meeting"), "{notice}");
+
+        // 4. Bob's client rejoins with its token: the waiting file is offered,
+        //    and both files are his to list and fetch.
+        let (mut bob_link, bob3) = raw_member(host.control_addr, "bob", "lab", Some(bob.token));
+        assert_eq!(bob3.session, bob.session);
+        let offers: Vec<u64> = raw_messages(&mut bob_link, Duration::from_millis(300))
+            .into_iter()
+            .filter_map(|m| match m {
+                sapora::proto::HostMsg::FileOffered(f) => Some(f.id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(offers, [done.file.id], "offered once, when he is back");
+        let fc = FileClient::new(host.control_addr, Arc::new(std::sync::Mutex::new(bob3)));
+        let ids: Vec<u64> = fc.list().await.unwrap().iter().map(|f| f.id).collect();
+        assert_eq!(ids, [first.id, done.file.id]);
+        let out = tempfile::tempdir().unwrap();
+        for id in ids {
+            let got = fc.download(id, Dest::Dir(out.path().into()), None).await.unwrap();
+            assert_eq!(std::fs::read(got.path).unwrap(), data);
+        }
+        drop(bob_link);
+        host.shutdown().await;
+    });
+}
+
+#[test]
+fn a_right_to_left_override_never_reaches_a_shown_or_saved_file_name() {
+    bounded(30, async {
+        let host = host_with(file_opts()).await;
+        let alice = join(host.control_addr, "alice", "lab").await;
+        let bob = join(host.control_addr, "bob", "lab").await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_temp(dir.path(), "plain", b"MZ not really");
+        let cases = [
+            // Reads as "invoiceexe.pdf" with the override intact.
+            ("invoice\u{202E}fdp.exe", "invoicefdp.exe"),
+            ("photo\u{2066}gpj.scr\u{2069}", "photogpj.scr"),
+            ("re\u{200B}port.pdf", "report.pdf"),
+            ("cafe\u{301}.txt", "café.txt"),
+        ];
+        let out = tempfile::tempdir().unwrap();
+        for (raw, shown) in cases {
+            let opts = UploadOptions { to: None, name: Some(raw.into()) };
+            let info = FileClient::for_client(&alice, host.control_addr)
+                .upload(&path, opts, None)
+                .await
+                .unwrap();
+            assert_eq!(info.name, shown, "{raw:?}");
+            assert_eq!(offered(&bob).await.name, shown, "{raw:?}");
+            let got = FileClient::for_client(&bob, host.control_addr)
+                .download(info.id, Dest::Dir(out.path().into()), None)
+                .await
+                .unwrap();
+            assert_eq!(got.path.file_name().unwrap().to_str(), Some(shown), "{raw:?}");
+        }
+        host.shutdown().await;
+    });
+}

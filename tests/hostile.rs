@@ -169,3 +169,107 @@ fn a_client_that_never_reads_is_dropped_not_buffered() {
         host.shutdown().await;
     });
 }
+
+/// `sapora join` in a terminal (no display), its stdout read line by line.
+struct TerminalJoin {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl TerminalJoin {
+    fn start(addr: std::net::SocketAddr, name: &str) -> TerminalJoin {
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sapora"))
+            .args(["join", &addr.to_string(), "--name", name])
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .env("SAPORA_DISCOVERY_ADDR", "127.255.255.255")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sapora runs");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Raw bytes, so an escape sequence cannot hide in decoding.
+            let mut all = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                all.extend_from_slice(&buf[..n]);
+                while let Some(i) = all.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = all.drain(..=i).collect();
+                    let _ = tx.send(String::from_utf8_lossy(&line[..i]).into_owned());
+                }
+            }
+        });
+        TerminalJoin { child, stdin, lines, seen: Vec::new() }
+    }
+
+    /// The first line containing `needle` (panics after 10 s).
+    fn wait_for(&mut self, needle: &str) -> String {
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("never printed {needle:?}; printed {:#?}", self.seen),
+            }
+        }
+    }
+
+    fn type_line(&mut self, line: &str) {
+        self.stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+        self.stdin.flush().unwrap();
+    }
+}
+
+impl Drop for TerminalJoin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_hostile_chat_message_cannot_drive_the_terminal_or_fake_a_line() {
+    smol::block_on(async {
+        let host = start_host().await;
+        let mallory = join(host.control_addr, "mallory", "").await;
+        let ana = join(host.control_addr, "Ana Maria", "").await;
+        let _ana_m = join(host.control_addr, "Ana", "").await;
+        let mut term = TerminalJoin::start(host.control_addr, "watcher");
+        term.wait_for("Type a message");
+        mallory.chat(None, "\x1b[2J\x1b]0;pwned\x07\nalice: fake line\r\x1b[1Aover").unwrap();
+        let first = term.wait_for("mallory: ");
+        let second = term.wait_for("fake line");
+        // Nothing a terminal would obey reached it: no ESC, BEL or CR.
+        for line in [&first, &second] {
+            assert!(!line.bytes().any(|b| b < 0x20 || b == 0x7f), "{line:?}");
+        }
+        assert!(first.ends_with("mallory: ␛[2J␛]0;pwned␇"), "{first:?}");
+        // The continuation is visibly part of mallory's message.
+        assert!(second.starts_with("    | alice: fake line"), "{second:?}");
+        // `/to Ana Maria …` reaches "Ana Maria", not "Ana" with "Maria …" as text.
+        term.type_line("/to Ana Maria hi there");
+        let got = expect(&ana, 5 * SEC, |e| match e {
+            Event::Chat(m) if m.to.is_some() => Some(m.text.clone()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(got, "hi there");
+        term.wait_for("delivered privately to Ana Maria");
+        host.shutdown().await;
+    });
+}

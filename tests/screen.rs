@@ -368,3 +368,69 @@ fn bots_share_and_view_a_screen_report_it_and_save_a_png() {
         }
     });
 }
+
+/// Waits for a picture in `v`'s slot that `ok` accepts.
+async fn picture(
+    v: &Viewer,
+    within: Duration,
+    ok: impl Fn(&sapora::client::screen::ScreenImage) -> bool,
+) -> std::sync::Arc<sapora::client::screen::ScreenImage> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(img) = v.latest().filter(|i| ok(i)) {
+            return img;
+        }
+        assert!(Instant::now() < deadline, "no such picture within {within:?}");
+        smol::Timer::after(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn a_5120x1440_monitor_is_shared_scaled_down_and_a_resolution_change_is_followed() {
+    use sapora::client::screen::PresenterEvent;
+    use sapora::media::screen::{Downscaler, TestSize};
+    smol::block_on(async {
+        let host = start_host().await;
+        let ann = join(host.control_addr, "ann", "").await;
+        let bob = join(host.control_addr, "bob", "").await;
+        let v = Viewer::start(target(&bob)).unwrap();
+        let size = TestSize::new(5120, 1440);
+        let mut o = PresentOptions::new(ScreenSource::Resizable(size.clone()));
+        o.fps = 4;
+        let p = Presenter::start(target(&ann), o).expect("an ultrawide is shared, not refused");
+        assert_eq!((p.width, p.height), (2560, 720), "halved to fit 2560x1600");
+        assert!(matches!(
+            next_event(&v, 5 * SEC).await,
+            ViewerEvent::Started { width: 2560, height: 720, .. }
+        ));
+        // The viewer sees the whole screen, scaled: check against frame N.
+        let img = picture(&v, 20 * SEC, |i| i.width == 2560).await;
+        let mut big = TestScreen::new(5120, 1440);
+        let mut scaler = Downscaler::default();
+        let want = scaler.scale(&big.frame(u64::from(img.frame)), 2560, 720);
+        let canvas = Canvas { width: 2560, height: 720, rgba: img.rgba.clone() };
+        let (max, mean) = canvas.compare(&want);
+        assert!(max <= JPEG_MAX_ERR && mean <= JPEG_MEAN_ERR, "max {max}, mean {mean:.2}");
+
+        // The monitor switches to 1280x720 while presenting: followed, no restart.
+        size.set(1280, 720);
+        match next_event(&v, 10 * SEC).await {
+            ViewerEvent::Started { presenter, width: 1280, height: 720 } => {
+                assert_eq!(presenter, "ann")
+            }
+            other => panic!("expected the new geometry, got {other:?}"),
+        }
+        let img = picture(&v, 20 * SEC, |i| (i.width, i.height) == (1280, 720)).await;
+        let mut small = TestScreen::new(1280, 720);
+        let canvas = Canvas { width: 1280, height: 720, rgba: img.rgba.clone() };
+        let (max, mean) = canvas.compare(&small.frame(u64::from(img.frame)));
+        assert!(max <= JPEG_MAX_ERR && mean <= JPEG_MEAN_ERR, "max {max}, mean {mean:.2}");
+        assert!(p.is_running());
+        let events: Vec<PresenterEvent> =
+            std::iter::from_fn(|| p.events().try_recv().ok()).collect();
+        assert_eq!(events, [PresenterEvent::Resized { width: 1280, height: 720 }]);
+        let s = p.stop();
+        assert_eq!((s.resizes, s.shared_size), (1, (1280, 720)));
+        host.shutdown().await;
+    });
+}

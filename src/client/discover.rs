@@ -407,9 +407,10 @@ pub fn format_hosts(hosts: &[DiscoveredHost]) -> String {
 }
 
 /// Names come from the network: control characters (escape sequences, line
-/// breaks) must not reach the user's terminal.
+/// breaks) and bidi overrides must not reach the user's terminal; they are
+/// shown instead ([`crate::proto::text::visible`]).
 fn printable(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect()
+    crate::proto::text::visible(s)
 }
 
 /// What [`Scanner::next`] woke up for.

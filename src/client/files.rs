@@ -24,8 +24,8 @@ use super::session::Client;
 use crate::net::ArcStream;
 use crate::proto::{
     CHUNK_HEADER, CHUNK_SIZE, DownloadRequest, FileClientMsg, FileErrorCode, FileFailure,
-    FileHostMsg, FileInfo, HEADER_LEN, Header, ListRequest, MsgType, PROTOCOL_VERSION, UploadEnd,
-    UploadRequest, Welcome, encode_chunk, host_limit, sanitize_file_name,
+    FileHostMsg, FileInfo, HEADER_LEN, Header, ListRequest, MsgType, PROTOCOL_VERSION, UploadDone,
+    UploadEnd, UploadRequest, Welcome, encode_chunk, host_limit, md5_hex, sanitize_file_name,
 };
 
 /// A silent host is given up on after this long (then the transfer retries).
@@ -177,6 +177,18 @@ impl FileClient {
         opts: UploadOptions,
         progress: Option<Sender<Progress>>,
     ) -> Result<FileInfo, FileError> {
+        self.upload_done(path, opts, progress).await.map(|d| d.file)
+    }
+
+    /// [`FileClient::upload`], with the host's whole answer: the stored
+    /// file and, if any, a notice for the sender (e.g. that the recipient
+    /// has left the meeting).
+    pub async fn upload_done(
+        &self,
+        path: &Path,
+        opts: UploadOptions,
+        progress: Option<Sender<Progress>>,
+    ) -> Result<UploadDone, FileError> {
         let local = |source| FileError::Local { what: "cannot read", path: path.into(), source };
         let size = fs::metadata(path).map_err(local)?.len();
         File::open(path).map_err(local)?;
@@ -227,8 +239,15 @@ impl FileClient {
         progress: Option<Sender<Progress>>,
     ) -> Result<Downloaded, FileError> {
         let started = Instant::now();
-        let path = match dest {
-            Dest::File(p) => p,
+        // Into a folder, the download lands in a `.part` named after the
+        // file's name and MD5, so a later run (after Ctrl+C) finds and
+        // resumes it, and a same-named other file never clobbers it. The
+        // final name is chosen when the bytes are verified.
+        let (path, part) = match dest {
+            Dest::File(p) => {
+                let part = part_path(&p);
+                (Some(p), part)
+            }
             Dest::Dir(dir) => {
                 let files = self.list().await?;
                 let Some(f) = files.iter().find(|f| f.id == id) else {
@@ -237,10 +256,14 @@ impl FileClient {
                         reason: format!("no file {id} for you here"),
                     }));
                 };
-                free_path(&dir, &sanitize_file_name(&f.name))
+                let part = resume_part_path(&dir, &sanitize_file_name(&f.name), &f.md5);
+                // A `.part` longer than the file cannot be this file's.
+                if fs::metadata(&part).is_ok_and(|m| m.len() > f.size) {
+                    let _ = fs::remove_file(&part);
+                }
+                (None, part)
             }
         };
-        let part = part_path(&path);
         let mut fresh_restart_done = false;
         let mut attempt = 0u32;
         loop {
@@ -248,6 +271,13 @@ impl FileClient {
             let result = download_once(self, id, &part, progress.as_ref()).await;
             match result {
                 Ok(info) => {
+                    let path = match &path {
+                        Some(p) => p.clone(),
+                        None => free_path(
+                            part.parent().unwrap_or(Path::new(".")),
+                            &sanitize_file_name(&info.name),
+                        ),
+                    };
                     fs::rename(&part, &path).map_err(|source| FileError::Local {
                         what: "cannot rename the finished download to",
                         path: path.clone(),
@@ -311,10 +341,19 @@ pub fn part_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Where a download of the file `name` with this MD5 into `dir` keeps its
+/// bytes until they are verified: `dir/name.<first 12 hex digits of the
+/// MD5>.part`. The same file fetched again (another run, even another host
+/// or file id) maps to the same `.part` and resumes it; another file of the
+/// same name does not.
+pub fn resume_part_path(dir: &Path, name: &str, md5: &[u8; 16]) -> PathBuf {
+    dir.join(format!("{name}.{}.part", &md5_hex(md5)[..12]))
+}
+
 /// `dir/name`, or `dir/name (2).ext` … if taken.
 pub fn free_path(dir: &Path, name: &str) -> PathBuf {
     let first = dir.join(name);
-    if !first.exists() && !part_path(&first).exists() {
+    if !first.exists() {
         return first;
     }
     let (stem, ext) = match name.rfind('.') {
@@ -424,7 +463,7 @@ async fn upload_once(
     state: &mut Hashing,
     upload_id: &mut Option<u64>,
     progress: Option<&Sender<Progress>>,
-) -> Result<FileInfo, Attempt> {
+) -> Result<UploadDone, Attempt> {
     let size = req.size;
     let mut conn = Conn::open(addr).await?;
     conn.send(&FileClientMsg::Upload(req)).await?;
@@ -506,7 +545,7 @@ async fn upload_once(
     let md5: [u8; 16] = state.md5.clone().finalize().into();
     conn.send(&FileClientMsg::End(UploadEnd { md5 })).await?;
     match conn.recv().await? {
-        FileHostMsg::Done(d) => Ok(d.file),
+        FileHostMsg::Done(d) => Ok(d),
         FileHostMsg::Failure(f) => Err(Attempt::Final(FileError::Refused(f))),
         other => Err(unexpected(&other)),
     }
@@ -746,6 +785,14 @@ mod tests {
         assert_eq!(free_path(dir.path(), "a.txt"), dir.path().join("a (2).txt"));
         fs::write(dir.path().join("noext"), b"x").unwrap();
         assert_eq!(free_path(dir.path(), "noext"), dir.path().join("noext (2)"));
+        // A .part of its own does not make a name taken: it is resumed.
+        fs::write(dir.path().join("b.txt.0123456789ab.part"), b"x").unwrap();
+        assert_eq!(free_path(dir.path(), "b.txt"), dir.path().join("b.txt"));
+        let md5 = [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(
+            resume_part_path(dir.path(), "b.txt", &md5),
+            dir.path().join("b.txt.0123456789ab.part")
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use smol::channel::Receiver;
 
 use super::files::{Dest, FileClient, Progress, UploadOptions};
 use super::session::{Client, ClientConfig};
+use crate::proto::text::visible;
 use crate::proto::{FileInfo, human_bytes, md5_hex};
 
 /// Who the short-lived participant is.
@@ -47,6 +48,7 @@ async fn draw(rx: Receiver<Progress>, verb: &'static str) {
             Progress::Bytes { done, total } => (done, total),
             Progress::Retrying { attempt, reason } => {
                 eprint!("\r\x1b[K");
+                let reason = visible(&reason);
                 eprintln!("{verb}: connection lost ({reason}); resuming (attempt {attempt})…");
                 continue;
             }
@@ -75,12 +77,21 @@ async fn draw(rx: Receiver<Progress>, verb: &'static str) {
     }
 }
 
+/// One file for people: every name in it is remote-controlled, so each is
+/// shown with hidden characters made visible (a `\u{202E}` in a file name
+/// cannot turn `invoice<RLO>fdp.exe` into "invoiceexe.pdf").
 fn describe(f: &FileInfo) -> String {
     let to = match &f.to {
-        Some(to) => format!(", privately to {to}"),
+        Some(to) => format!(", privately to {}", visible(to)),
         None => String::new(),
     };
-    format!("{} \"{}\" ({}) from {}{to}", f.id, f.name, human_bytes(f.size), f.sender)
+    format!(
+        "{} \"{}\" ({}) from {}{to}",
+        f.id,
+        visible(&f.name),
+        human_bytes(f.size),
+        visible(&f.sender)
+    )
 }
 
 /// Uploads `path`; the line to print when it is verified and offered.
@@ -95,13 +106,26 @@ pub fn send(
         let (tx, rx) = smol::channel::bounded(64);
         let bar = smol::spawn(draw(rx, "sending"));
         let started = Instant::now();
-        let result = files.upload(&path, UploadOptions { to, name }, Some(tx)).await;
+        let result = files.upload_done(&path, UploadOptions { to, name }, Some(tx)).await;
         bar.await;
         client.leave().await;
-        let f = result.map_err(|e| format!("{} was not sent: {e}", path.display()))?;
+        let done = result
+            .map_err(|e| format!("{} was not sent: {}", path.display(), visible(&e.to_string())))?;
+        let f = done.file;
+        if let Some(notice) = &done.notice {
+            // The recipient is gone: "offered privately" would mislead.
+            return Ok(format!(
+                "Sent \"{}\" ({}), MD5 {} verified by the host, as file {}; {}.",
+                visible(&f.name),
+                human_bytes(f.size),
+                md5_hex(&f.md5),
+                f.id,
+                visible(notice)
+            ));
+        }
         let secs = started.elapsed().as_secs_f64();
         let whom = match &f.to {
-            Some(to) => format!("offered privately to {to}"),
+            Some(to) => format!("offered privately to {}", visible(to)),
             None => format!("offered to everyone in \"{}\"", v.room_label()),
         };
         let how = match &f.to {
@@ -111,7 +135,7 @@ pub fn send(
         };
         Ok(format!(
             "Sent \"{}\" ({}) in {secs:.1} s, MD5 {} verified by the host; {whom} as file {}; {how}",
-            f.name,
+            visible(&f.name),
             human_bytes(f.size),
             md5_hex(&f.md5),
             f.id,
@@ -125,7 +149,7 @@ pub fn list(v: Visit) -> Result<String, String> {
         let (client, files) = connect(&v).await?;
         let result = files.list().await;
         client.leave().await;
-        let list = result.map_err(|e| e.to_string())?;
+        let list = result.map_err(|e| visible(&e.to_string()))?;
         if list.is_empty() {
             return Ok(format!("No files shared in \"{}\".", v.room_label()));
         }
@@ -136,8 +160,8 @@ pub fn list(v: Visit) -> Result<String, String> {
                 "{:>6}  {:>10}  {:<12}  {}{private}\n",
                 f.id,
                 human_bytes(f.size),
-                f.sender,
-                f.name
+                visible(&f.sender),
+                visible(&f.name)
             ));
         }
         out.push_str(&format!(
@@ -163,11 +187,12 @@ pub fn fetch(v: Visit, id: u64, out: Option<PathBuf>) -> Result<String, String> 
         let result = files.download(id, dest, Some(tx)).await;
         bar.await;
         client.leave().await;
-        let d = result.map_err(|e| format!("file {id} was not fetched: {e}"))?;
+        let d = result
+            .map_err(|e| format!("file {id} was not fetched: {}", visible(&e.to_string())))?;
         Ok(format!(
             "Fetched {} to {} in {:.1} s; MD5 {} verified.",
             describe(&d.info),
-            d.path.display(),
+            visible(&d.path.display().to_string()),
             d.seconds,
             md5_hex(&d.info.md5)
         ))
@@ -201,10 +226,10 @@ pub fn fetch_in_background(client: &Client, host: SocketAddr, id: u64) {
             Ok(d) => println!(
                 "* fetched {} to {} ({:.1} s, MD5 verified)",
                 describe(&d.info),
-                d.path.display(),
+                visible(&d.path.display().to_string()),
                 d.seconds
             ),
-            Err(e) => println!("! file {id} was not fetched: {e}"),
+            Err(e) => println!("! file {id} was not fetched: {}", visible(&e.to_string())),
         }
     })
     .detach();

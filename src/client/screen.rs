@@ -23,8 +23,8 @@ use serde::Serialize;
 use super::bot::Percentiles;
 use super::session::Client;
 use crate::media::screen::{
-    Canvas, CaptureError, DEFAULT_FPS, DEFAULT_QUALITY, MAX_FPS, ScreenSource, TileEncoder,
-    TileError, encode_png_rgba,
+    Canvas, CaptureError, DEFAULT_FPS, DEFAULT_QUALITY, Downscaler, MAX_FPS, ScreenSource,
+    TileEncoder, TileError, encode_png_rgba, share_size,
 };
 use crate::net::unix_ms;
 use crate::proto::{
@@ -144,12 +144,25 @@ pub struct PresenterStats {
     pub bytes: u64,
     /// Capture + diff + encode time per frame, milliseconds.
     pub process_ms: Vec<f64>,
+    /// Times the screen changed size while presenting (each one re-announced
+    /// to the host, which tells the viewers the new geometry).
+    pub resizes: u64,
+    /// The size being shared now (after any downscaling).
+    pub shared_size: (usize, usize),
 }
 
-/// Why a presentation ended without being asked to.
+/// What happens to a presentation without being asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PresenterEvent {
-    Ended { reason: String },
+    Ended {
+        reason: String,
+    },
+    /// The screen changed resolution; it is now shared at this size
+    /// (the screen's own, or scaled down to fit `SHARE_MAX`).
+    Resized {
+        width: usize,
+        height: usize,
+    },
 }
 
 /// A running presentation. Dropping it stops sharing.
@@ -158,6 +171,9 @@ pub struct Presenter {
     thread: Option<JoinHandle<()>>,
     stats: Arc<Mutex<PresenterStats>>,
     events: smol::channel::Receiver<PresenterEvent>,
+    /// The size shared when the presentation started: the screen's own, or
+    /// scaled down (one factor both ways) to fit
+    /// [`SHARE_MAX`](crate::media::screen::SHARE_MAX), e.g. 5120×1440 → 2560×720.
     pub width: usize,
     pub height: usize,
 }
@@ -249,7 +265,9 @@ fn present(
         Ok(c) => c,
         Err(e) => return fail(e.into()),
     };
-    let (width, height) = capture.size();
+    let mut source_size = capture.size();
+    let (mut width, mut height) = share_size(source_size.0, source_size.1);
+    let mut scaler = Downscaler::default();
     let mut encoder = match TileEncoder::new(width, height, opts.quality) {
         Ok(e) => e,
         Err(e) => return fail(e.into()),
@@ -281,6 +299,7 @@ fn present(
     }
     let _ = stream.set_read_timeout(None);
     let _ = ready.send(Ok((width, height)));
+    stats.lock().unwrap_or_else(|e| e.into_inner()).shared_size = (width, height);
 
     // The host may end the presentation (or vanish): a small reader notices.
     let ended: Arc<Mutex<Option<String>>> = Arc::default();
@@ -326,6 +345,28 @@ fn present(
             Ok(f) => f,
             Err(e) => break Some(e.to_string()),
         };
+        if (frame.width, frame.height) != source_size {
+            // The resolution changed: a new grid, announced to the host
+            // (which tells the viewers), then the whole new picture.
+            source_size = (frame.width, frame.height);
+            (width, height) = share_size(frame.width, frame.height);
+            encoder = match TileEncoder::new(width, height, opts.quality) {
+                Ok(e) => e,
+                Err(e) => break Some(e.to_string()),
+            };
+            let m =
+                ScreenClientMsg::Start(ScreenStart { width: width as u16, height: height as u16 });
+            if let Err(e) = write_msg(&mut &stream, m.msg_type() as u8, &m.payload()) {
+                break Some(format!("sending to the host failed: {e}"));
+            }
+            {
+                let mut s = stats.lock().unwrap_or_else(|e| e.into_inner());
+                s.resizes += 1;
+                s.shared_size = (width, height);
+            }
+            let _ = events.try_send(PresenterEvent::Resized { width, height });
+        }
+        let frame = scaler.scale(&frame, width, height);
         let tiles = match encoder.encode(&frame) {
             Ok(t) => t,
             Err(e) => break Some(e.to_string()),
@@ -715,8 +756,11 @@ impl BotScreen {
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
         let mut report = None;
         if let Some(p) = self.presenter {
-            if let Ok(PresenterEvent::Ended { reason }) = p.events().try_recv() {
-                errors.push(format!("screen share ended: {reason}"));
+            let events = p.events();
+            while let Ok(e) = events.try_recv() {
+                if let PresenterEvent::Ended { reason } = e {
+                    errors.push(format!("screen share ended: {reason}"));
+                }
             }
             let s = p.stop();
             report = Some(ScreenReport {

@@ -1,6 +1,13 @@
 //! `sapora join` without the desktop app: a line-based chat client.
-//! Lines typed go to the room; `/to NAME text` is private; `/who` lists the
-//! room; `/quit` (or end of input) leaves.
+//! Lines typed go to the room; `/to NAME text` is private (`NAME` is the
+//! longest member name the line starts with, so `/to Ana Maria hi` reaches
+//! "Ana Maria"; `/to "Ana Maria" hi` quotes it); `/who` lists the room;
+//! `/quit` (or end of input) leaves.
+//!
+//! Everything another party controls (chat text, names, file names, reasons
+//! given by the host) is printed through [`text::visible`]: control
+//! characters are shown, never obeyed, and a multi-line message has its
+//! continuation lines indented, so it cannot pose as lines of its own.
 
 use std::io::BufRead;
 use std::net::SocketAddr;
@@ -8,7 +15,68 @@ use std::net::SocketAddr;
 use smol::future::FutureExt;
 
 use super::session::{Client, ClientConfig, ClientError, Event};
-use crate::proto::{ChatOutcome, Member, PresenceChange};
+use crate::proto::text::{self, visible};
+use crate::proto::{ChatMessage, ChatOutcome, Member, PresenceChange};
+
+/// Continuation lines of a chat message start with this.
+const INDENT: &str = "    | ";
+
+/// One chat line as printed: `[12:03] alice: text`, names and text made
+/// visible, continuation lines indented.
+fn chat_line(m: &ChatMessage) -> String {
+    let private = if m.to.is_some() { " (privately)" } else { "" };
+    format!(
+        "[{}] {}{private}: {}",
+        time_of(m.ts_ms),
+        visible(&m.from),
+        text::visible_lines(&m.text, INDENT)
+    )
+}
+
+/// Splits what follows `/to ` into the recipient and the message.
+///
+/// `"Ana Maria" hi` takes the quoted name. Otherwise the recipient is the
+/// longest member name the line starts with, compared as the host compares
+/// names ([`text::confusable_key`]: case and look-alikes do not matter) and
+/// ending at a space, so `Ana Maria hi` reaches "Ana Maria" even when "Ana"
+/// is in the meeting too. With no such member the first word is taken (the
+/// host then says there is no such member).
+pub fn split_recipient<'a>(rest: &'a str, members: &[Member]) -> Option<(String, &'a str)> {
+    let rest = rest.trim_start();
+    if let Some(quoted) = rest.strip_prefix('"') {
+        let (name, text) = quoted.split_once('"')?;
+        let text = text.trim();
+        return (!name.trim().is_empty() && !text.is_empty()).then(|| (name.trim().into(), text));
+    }
+    let best = members
+        .iter()
+        .filter_map(|m| {
+            // The same number of words as the member's name.
+            let words = m.name.split(' ').count();
+            let end = rest
+                .char_indices()
+                .filter(|(_, c)| *c == ' ')
+                .map(|(i, _)| i)
+                .nth(words - 1)
+                .unwrap_or(rest.len());
+            let candidate = &rest[..end];
+            (text::confusable_key(candidate) == text::confusable_key(&m.name)).then_some((
+                m.name.chars().count(),
+                m.name.clone(),
+                end,
+            ))
+        })
+        .max_by_key(|(len, _, _)| *len);
+    let (name, end) = match best {
+        Some((_, name, end)) => (name, end),
+        None => {
+            let end = rest.find(' ')?;
+            (rest[..end].to_string(), end)
+        }
+    };
+    let text = rest[end..].trim();
+    (!text.is_empty()).then_some((name, text))
+}
 
 enum Wake {
     Line(Option<String>),
@@ -37,10 +105,12 @@ fn who(members: &[Member], host: Option<&str>) -> String {
         if m.screen {
             flags.push("sharing");
         }
+        let name = visible(&m.name);
+        let ip = visible(&m.ip);
         if flags.is_empty() {
-            format!("{} ({})", m.name, m.ip)
+            format!("{name} ({ip})")
         } else {
-            format!("{} ({}, {})", m.name, m.ip, flags.join(", "))
+            format!("{name} ({ip}, {})", flags.join(", "))
         }
     };
     members.iter().map(show).collect::<Vec<_>>().join(", ")
@@ -50,13 +120,18 @@ pub async fn run(host: SocketAddr, name: String, room: String) -> Result<(), Cli
     println!("Connecting to {host}…");
     let client = Client::connect(ClientConfig::new(host, name, room)).await?;
     let w = client.welcome();
-    println!("Joined meeting \"{}\" on \"{}\" as {}.", w.room, w.host_name, w.name);
+    println!(
+        "Joined meeting \"{}\" on \"{}\" as {}.",
+        visible(&w.room),
+        visible(&w.host_name),
+        visible(&w.name)
+    );
     println!("In the meeting: {}", who(&w.members, w.host_member.as_deref()));
     for m in &w.history {
-        println!("[{}] {}: {}", time_of(m.ts_ms), m.from, m.text);
+        println!("{}", chat_line(m));
     }
     println!(
-        "Type a message and press Enter. /to NAME text sends privately, /who lists people, /fetch ID downloads a shared file, /quit leaves."
+        "Type a message and press Enter. /to NAME text sends privately (quote a name: /to \"Ana Maria\" hi), /who lists people, /fetch ID downloads a shared file, /quit leaves."
     );
 
     // Reading stdin blocks, so it gets a thread of its own.
@@ -97,10 +172,12 @@ pub async fn run(host: SocketAddr, name: String, room: String) -> Result<(), Cli
                     }
                     continue;
                 } else if let Some(rest) = line.strip_prefix("/to ") {
-                    match rest.trim().split_once(' ') {
-                        Some((to, text)) => client.chat(Some(to), text.trim()),
+                    match split_recipient(rest, &members) {
+                        Some((to, text)) => client.chat(Some(&to), text),
                         None => {
-                            println!("usage: /to NAME message");
+                            println!(
+                                "usage: /to NAME message (or /to \"NAME WITH SPACES\" message)"
+                            );
                             continue;
                         }
                     }
@@ -108,7 +185,7 @@ pub async fn run(host: SocketAddr, name: String, room: String) -> Result<(), Cli
                     client.chat(None, line)
                 };
                 if let Err(e) = sent {
-                    println!("! {e}");
+                    println!("! {}", visible(&e.to_string()));
                 }
             }
             Wake::Event(None | Some(Event::Ended)) => {
@@ -116,18 +193,13 @@ pub async fn run(host: SocketAddr, name: String, room: String) -> Result<(), Cli
                 break;
             }
             Wake::Event(Some(e)) => match e {
-                Event::Chat(m) => match &m.to {
-                    Some(_) => {
-                        println!("[{}] {} (privately): {}", time_of(m.ts_ms), m.from, m.text)
-                    }
-                    None => println!("[{}] {}: {}", time_of(m.ts_ms), m.from, m.text),
-                },
+                Event::Chat(m) => println!("{}", chat_line(&m)),
                 Event::ChatResult(r) => match r.outcome {
                     ChatOutcome::Delivered { to: Some(to), ts_ms, .. } => {
-                        println!("[{}] (delivered privately to {to})", time_of(ts_ms))
+                        println!("[{}] (delivered privately to {})", time_of(ts_ms), visible(&to))
                     }
                     ChatOutcome::Delivered { .. } => {}
-                    ChatOutcome::Refused { reason } => println!("! not sent: {reason}"),
+                    ChatOutcome::Refused { reason } => println!("! not sent: {}", visible(&reason)),
                 },
                 Event::Presence(p) => {
                     let how = match p.change {
@@ -136,24 +208,31 @@ pub async fn run(host: SocketAddr, name: String, room: String) -> Result<(), Cli
                         PresenceChange::TimedOut => "timed out",
                         PresenceChange::Dropped => "dropped out",
                     };
-                    println!("* {} {how}", p.name);
+                    println!("* {} {how}", visible(&p.name));
                 }
                 Event::Members(l) => (members, host_member) = (l.members, l.host_member),
                 Event::Disconnected { reason, retrying, .. } => {
+                    let reason = visible(&reason);
                     println!("* {reason}{}", if retrying { " — reconnecting…" } else { "" })
                 }
                 Event::Joined { welcome, rejoined: true } => {
                     members = welcome.members.clone();
                     host_member = welcome.host_member.clone();
-                    println!("* reconnected to \"{}\" as {}", welcome.room, welcome.name);
+                    println!(
+                        "* reconnected to \"{}\" as {}",
+                        visible(&welcome.room),
+                        visible(&welcome.name)
+                    );
                 }
                 Event::Joined { .. } => {}
-                Event::Refused(r) => println!("! the host refused to take you back: {}", r.reason),
+                Event::Refused(r) => {
+                    println!("! the host refused to take you back: {}", visible(&r.reason))
+                }
                 Event::Ended => {}
                 Event::FileOffered(f) => println!(
                     "* {} shared \"{}\" ({} bytes{}): type /fetch {} to download it",
-                    f.sender,
-                    f.name,
+                    visible(&f.sender),
+                    visible(&f.name),
                     f.size,
                     if f.private() { ", privately with you" } else { "" },
                     f.id
@@ -182,5 +261,59 @@ mod tests {
         let list = [m("ann"), m("bo")];
         assert_eq!(who(&list, Some("bo")), "ann (10.0.0.2, camera), bo (10.0.0.2, host, camera)");
         assert_eq!(who(&list, None), "ann (10.0.0.2, camera), bo (10.0.0.2, camera)");
+        // A hostile name cannot reorder or hide the rest of the line.
+        let evil = [m("bob\u{202e}gnp.exe")];
+        assert_eq!(who(&evil, None), "bob<U+202E>gnp.exe (10.0.0.2, camera)");
+    }
+
+    fn member(name: &str) -> Member {
+        Member {
+            name: name.into(),
+            ip: "10.0.0.2".into(),
+            mic: false,
+            camera: false,
+            screen: false,
+        }
+    }
+
+    #[test]
+    fn a_chat_message_cannot_clear_the_screen_or_fake_a_line() {
+        let m = ChatMessage {
+            id: 1,
+            from: "mallory".into(),
+            to: None,
+            text: "\x1b[2J\x1b]0;pwned\x07\nalice: fake line".into(),
+            ts_ms: 0,
+        };
+        let line = chat_line(&m);
+        assert!(!line.contains('\x1b') && !line.contains('\x07'), "{line:?}");
+        let lines: Vec<&str> = line.lines().collect();
+        assert_eq!(lines.len(), 2, "{line:?}");
+        assert!(lines[0].ends_with("mallory: ␛[2J␛]0;pwned␇"), "{line:?}");
+        // The second line is visibly a continuation, not a line from alice.
+        assert_eq!(lines[1], "    | alice: fake line");
+        // The sender's name is remote-controlled too.
+        let m = ChatMessage { from: "eve\r\x1b[1A".into(), text: "x".into(), ..m };
+        assert!(chat_line(&m).contains("eve␍␛[1A: x"), "{}", chat_line(&m));
+    }
+
+    #[test]
+    fn to_reaches_names_with_spaces_by_longest_match_or_quotes() {
+        let members =
+            [member("Ana"), member("Ana Maria"), member("bob"), member("Jean Luc Picard")];
+        let split = |rest| split_recipient(rest, &members);
+        assert_eq!(split("Ana Maria hi"), Some(("Ana Maria".into(), "hi")));
+        assert_eq!(split("Ana hi there"), Some(("Ana".into(), "hi there")));
+        assert_eq!(split("ana maria  hi "), Some(("Ana Maria".into(), "hi")), "case");
+        assert_eq!(split("Jean Luc Picard engage"), Some(("Jean Luc Picard".into(), "engage")));
+        assert_eq!(split("\"Ana Maria\" hi"), Some(("Ana Maria".into(), "hi")));
+        assert_eq!(split("\"Someone Else\" hi"), Some(("Someone Else".into(), "hi")));
+        // No member matches: the first word, for the host to refuse clearly.
+        assert_eq!(split("carol hello"), Some(("carol".into(), "hello")));
+        // Nothing to send.
+        assert_eq!(split("Ana Maria"), None);
+        assert_eq!(split("bob"), None);
+        assert_eq!(split("\"Ana Maria"), None, "unclosed quote");
+        assert_eq!(split("\"\" hi"), None);
     }
 }

@@ -64,6 +64,15 @@ pub struct UploadEnd {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadDone {
     pub file: FileInfo,
+    /// Optional trailing field: something the sender should know, e.g. that
+    /// the one recipient has left the meeting (the file is kept and offered
+    /// if they rejoin).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::trailing"
+    )]
+    pub notice: Option<String>,
 }
 
 /// 0x23, client → host: send me file `id`, from byte `offset`.
@@ -308,15 +317,16 @@ const RESERVED: &[&str] = &[
     "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9", "LPT¹", "LPT²", "LPT³",
 ];
 
-/// A file name safe to show and to save under on any of our platforms: the
-/// last path component only, without control characters, characters Windows
-/// forbids, leading or trailing dots and spaces, or a reserved device name.
-/// Never empty.
+/// A file name safe to show and to save under on any of our platforms: NFC,
+/// the last path component only, without hidden characters (controls,
+/// format characters such as the right-to-left override that makes
+/// `invoice\u{202E}fdp.exe` read as "invoiceexe.pdf", see
+/// [`super::text::is_hidden`]), characters Windows forbids, leading or
+/// trailing dots and spaces, or a reserved device name. Never empty.
 pub fn sanitize_file_name(raw: &str) -> String {
     let last = raw.rsplit(['/', '\\']).next().unwrap_or_default();
-    let mut name: String = last
+    let mut name: String = super::text::strip_hidden(last)
         .chars()
-        .filter(|c| !c.is_control())
         .map(|c| if matches!(c, '<' | '>' | ':' | '"' | '|' | '?' | '*') { '_' } else { c })
         .collect();
     name = name.trim_matches(|c: char| c == '.' || c.is_whitespace()).to_string();
@@ -375,7 +385,8 @@ mod tests {
         }
         let host = [
             FileHostMsg::Ready(UploadReady { upload: 3, offset: 32768 }),
-            FileHostMsg::Done(UploadDone { file: info.clone() }),
+            FileHostMsg::Done(UploadDone { file: info.clone(), notice: None }),
+            FileHostMsg::Done(UploadDone { file: info.clone(), notice: Some("gone".into()) }),
             FileHostMsg::Failure(FileFailure { code: FileErrorCode::DiskFull, reason: "x".into() }),
             FileHostMsg::Metadata(info.clone()),
             FileHostMsg::Chunk { offset: 5, data: vec![9; CHUNK_SIZE] },
@@ -447,6 +458,12 @@ mod tests {
             ("  .hidden.  ", "hidden", "leading/trailing dots and spaces"),
             ("a<b>c:d\"e|f?g*h", "a_b_c_d_e_f_g_h", "characters Windows forbids"),
             ("naïve 👋.txt", "naïve 👋.txt", "unicode kept"),
+            ("invoice\u{202E}fdp.exe", "invoicefdp.exe", "right-to-left override"),
+            ("a\u{2066}b\u{2069}.txt", "ab.txt", "bidi isolates"),
+            ("re\u{200B}port\u{FEFF}.pdf", "report.pdf", "zero-width space, BOM"),
+            ("tag\u{E0041}.txt", "tag.txt", "tag characters"),
+            ("cafe\u{301}.txt", "café.txt", "NFC"),
+            ("a\u{2028}b.txt", "ab.txt", "line separator"),
         ];
         for (raw, want, why) in cases {
             assert_eq!(sanitize_file_name(raw), *want, "{why}");
@@ -462,7 +479,7 @@ mod tests {
             let s = sanitize_file_name(&raw);
             proptest::prop_assert!(!s.is_empty() && s.len() <= FILE_NAME_BYTES);
             proptest::prop_assert!(!s.contains(['/', '\\', '\0', ':']));
-            proptest::prop_assert!(!s.chars().any(char::is_control));
+            proptest::prop_assert!(!s.chars().any(super::super::text::is_hidden));
             proptest::prop_assert!(s != "." && s != "..");
         }
 

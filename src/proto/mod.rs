@@ -10,6 +10,7 @@ mod files;
 mod header;
 mod messages;
 mod screen;
+pub mod text;
 mod video;
 
 pub use audio::*;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::proto::{
     ChatMessage, ChatOutcome, ChatResult, ChatSend, ClientMsg, Disconnect, DisconnectCode, HostKey,
     HostMsg, MediaState, Member, PROTOCOL_VERSION, Ports, Presence, PresenceChange, RefuseCode,
-    Refused, Register, RoomInfo, UserList, Welcome, limits,
+    Refused, Register, RoomInfo, UserList, Welcome, limits, text,
 };
 
 /// One TCP connection, numbered by the driver.
@@ -172,8 +172,23 @@ struct Room {
     history: VecDeque<ChatMessage>,
 }
 
+/// A member whose link was dropped or timed out, remembered so that their
+/// client, rejoining with its token after the host already let go, gets
+/// the same session back: what was addressed to the member (a private
+/// file) follows them.
+struct Departed {
+    session: SessionId,
+    token: u64,
+    room: String,
+    name_key: String,
+}
+
+/// How many departed members are remembered (oldest forgotten first).
+const DEPARTED_KEPT: usize = 1024;
+
 pub struct Host {
     config: HostConfig,
+    departed: VecDeque<Departed>,
     /// Wall-clock time (Unix ms) at `started`, for stamping chat.
     started: Instant,
     started_unix_ms: u64,
@@ -187,25 +202,18 @@ pub struct Host {
     shutting_down: bool,
 }
 
-/// Case-insensitive key for names and rooms.
+/// The key names and rooms are compared by: case-insensitive and
+/// confusable-insensitive (`alice`, `ALICE` and `аlice` with a Cyrillic а are
+/// one name), see [`text::confusable_key`].
 fn key(s: &str) -> String {
-    s.to_lowercase()
-}
-
-fn check_label(s: &str, what: &str, max: usize) -> Result<(), String> {
-    if s.chars().count() > max {
-        return Err(format!("{what} is longer than {max} characters"));
-    }
-    if s.chars().any(char::is_control) {
-        return Err(format!("{what} contains control characters"));
-    }
-    Ok(())
+    text::confusable_key(s)
 }
 
 impl Host {
     pub fn new(config: HostConfig, now: Instant, now_unix_ms: u64) -> Host {
         Host {
             config,
+            departed: VecDeque::new(),
             started: now,
             started_unix_ms: now_unix_ms,
             conns: HashMap::new(),
@@ -362,20 +370,17 @@ impl Host {
         if reg.version != PROTOCOL_VERSION {
             return self.refuse(conn, RefuseCode::Version, version_mismatch(reg.version));
         }
-        let name = reg.name.trim().to_string();
-        if name.is_empty() {
-            return self.refuse(conn, RefuseCode::BadName, "your name must not be empty".into());
-        }
-        if let Err(e) = check_label(&name, "your name", limits::NAME_CHARS) {
-            return self.refuse(conn, RefuseCode::BadName, e);
-        }
-        let room_name = match reg.room.trim() {
-            "" => "default".to_string(),
-            r => r.to_string(),
+        let name = match text::label(&reg.name, "your name", limits::NAME_CHARS) {
+            Ok(name) => name,
+            Err(e) => return self.refuse(conn, RefuseCode::BadName, e.to_string()),
         };
-        if let Err(e) = check_label(&room_name, "the meeting id", limits::ROOM_CHARS) {
-            return self.refuse(conn, RefuseCode::BadRoom, e);
-        }
+        let room_name = match text::normalize(&reg.room).as_str() {
+            "" => "default".to_string(),
+            _ => match text::label(&reg.room, "the meeting id", limits::ROOM_CHARS) {
+                Ok(room) => room,
+                Err(e) => return self.refuse(conn, RefuseCode::BadRoom, e.to_string()),
+            },
+        };
         let room_key = key(&room_name);
         let Some(peer) = self.conns.get(&conn).map(|c| c.peer) else {
             return;
@@ -415,8 +420,23 @@ impl Host {
                 sid
             }
             None => {
-                let sid = SessionId(self.next_session);
-                self.next_session = self.next_session.wrapping_add(1).max(1);
+                // The host let go of this member (timed out, link dropped)
+                // and they come back with their token: same session again.
+                let returning = reg.rejoin_token.and_then(|token| {
+                    let i = self.departed.iter().position(|d| {
+                        d.token == token && d.room == room_key && d.name_key == key(&name)
+                    })?;
+                    let d = self.departed.remove(i)?;
+                    (!self.sessions.contains_key(&d.session)).then_some(d)
+                });
+                let (sid, token) = match returning {
+                    Some(d) => (d.session, d.token),
+                    None => {
+                        let sid = SessionId(self.next_session);
+                        self.next_session = self.next_session.wrapping_add(1).max(1);
+                        (sid, (self.config.tokens)())
+                    }
+                };
                 let room = self.rooms.entry(room_key.clone()).or_insert_with(|| Room {
                     display: room_name.clone(),
                     members: Vec::new(),
@@ -429,7 +449,6 @@ impl Host {
                     .collect();
                 let assigned = unique_name(&name, &taken);
                 room.members.push(sid);
-                let token = (self.config.tokens)();
                 self.sessions.insert(
                     sid,
                     Session {
@@ -600,6 +619,17 @@ impl Host {
             return;
         };
         let room_key = s.room;
+        // Only their client knows the token, and it offers it only when
+        // rejoining after a lost link, so remembering every departure is safe.
+        if self.departed.len() == DEPARTED_KEPT {
+            self.departed.pop_front();
+        }
+        self.departed.push_back(Departed {
+            session: sid,
+            token: s.token,
+            room: room_key.clone(),
+            name_key: key(&s.member.name),
+        });
         let Some(room) = self.rooms.get_mut(&room_key) else {
             return;
         };
@@ -678,7 +708,8 @@ fn version_mismatch(got: u8) -> String {
     )
 }
 
-/// `name` if free, else `name_1`, `name_2`, … (compared case-insensitively).
+/// `name` if free, else `name_1`, `name_2`, … (compared by [`key`], so a
+/// look-alike of a member's name counts as taken).
 /// The base is shortened as needed so that the result stays within the name
 /// limit: a client reconnecting under its assigned name must pass validation.
 fn unique_name(name: &str, taken_keys: &[String]) -> String {

@@ -567,3 +567,79 @@ fn without_a_configured_key_nobody_is_host_whatever_they_send() {
     assert_eq!(last_members(&m), ["p1", "p2", "p3"]);
     assert_eq!(last_host(&m), None);
 }
+
+#[test]
+fn invisible_and_direction_changing_names_are_refused_with_the_character_named() {
+    let mut h = Harness::new();
+    for (conn, name, room, code, says) in [
+        (1, "al\u{200b}ice", "", RefuseCode::BadName, "ZERO WIDTH SPACE"),
+        (2, "bob\u{202e}gnp.exe", "", RefuseCode::BadName, "RIGHT-TO-LEFT OVERRIDE"),
+        (3, "ok", "lab\u{2066}", RefuseCode::BadRoom, "LEFT-TO-RIGHT ISOLATE"),
+        (4, "\u{3164}", "", RefuseCode::BadName, "HANGUL FILLER"),
+    ] {
+        h.register(conn, reg(name, room));
+        match &h.take(conn)[..] {
+            [HostMsg::Refused(r)] => {
+                assert_eq!(r.code, code, "{name:?}");
+                assert!(r.reason.contains(says), "{name:?}: {}", r.reason);
+            }
+            other => panic!("{name:?} {other:?}"),
+        }
+    }
+    // A decomposed name is stored NFC, spaces tidied.
+    assert_eq!(h.join(5, " Jose\u{301}   Maria ", "r").name, "José Maria");
+}
+
+#[test]
+fn look_alike_names_count_as_taken_and_look_alike_rooms_are_one_room() {
+    let mut h = Harness::new();
+    assert_eq!(h.join(1, "alice", "lab").name, "alice");
+    // Cyrillic а: looks the same, so it is taken.
+    assert_eq!(h.join(2, "\u{430}lice", "lab").name, "\u{430}lice_1");
+    // Decomposed é is the same name as the composed one.
+    assert_eq!(h.join(3, "José", "lab").name, "José");
+    assert_eq!(h.join(4, "Jose\u{301}", "lab").name, "José_1");
+    // A look-alike of the room's name is the same room.
+    let w = h.join(5, "eve", "l\u{430}b");
+    assert_eq!(w.room, "lab");
+    assert_eq!(w.members.len(), 5);
+    // Private chat finds the member by the same rule.
+    h.chat(5, 1, Some("ALICE"), "hi");
+    assert!(matches!(
+        &results(&h.take(5))[..],
+        [ChatOutcome::Delivered { to: Some(to), .. }] if to == "alice"
+    ));
+}
+
+#[test]
+fn a_member_who_timed_out_gets_the_same_session_back_with_their_token() {
+    let mut h = Harness::new();
+    h.join(1, "alice", "r");
+    let bob = h.join(2, "bob", "r");
+    for _ in 0..16 {
+        h.advance(Duration::from_secs(1));
+        h.send(1, ClientMsg::Heartbeat);
+    }
+    assert!(h.closed.contains(&ConnId(2)), "bob timed out");
+    assert!(h.events.iter().any(
+        |e| matches!(e, HostEvent::Left { session, .. } if *session == SessionId(bob.session))
+    ));
+    h.take(1);
+    // Bob's client rejoins with its token, after the host let go.
+    h.register(3, Register { rejoin_token: Some(bob.token), ..reg("bob", "r") });
+    let HostMsg::Welcome(w) = &h.take(3)[0] else { panic!() };
+    assert_eq!((w.session, w.token, w.name.as_str()), (bob.session, bob.token, "bob"));
+    // The room hears that bob is back.
+    assert!(h.take(1).contains(&HostMsg::Presence(Presence {
+        name: "bob".into(),
+        change: PresenceChange::Joined
+    })));
+    // A stranger with a made-up token or another name does not get it.
+    h.send(3, ClientMsg::Leave(Leave { reason: "bye".into() }));
+    h.register(4, Register { rejoin_token: Some(bob.token), ..reg("mallory", "r") });
+    let HostMsg::Welcome(w) = &h.take(4)[0] else { panic!() };
+    assert_ne!(w.session, bob.session);
+    h.register(5, Register { rejoin_token: Some(bob.token ^ 1), ..reg("bob", "r") });
+    let HostMsg::Welcome(w) = &h.take(5)[0] else { panic!() };
+    assert_ne!(w.session, bob.session);
+}

@@ -27,6 +27,7 @@ use super::control::ControlHandle;
 use super::core::{HostEvent, SessionId};
 use super::directory::{Directory, Entry};
 use crate::net::{ArcStream, random_u64, unix_ms};
+use crate::proto::text::{confusable_key, visible};
 use crate::proto::{
     CHUNK_HEADER, CHUNK_SIZE, DecodeError, FileClientMsg, FileErrorCode, FileFailure, FileHostMsg,
     FileInfo, FileList, HEADER_LEN, Header, HostMsg, MAX_FILES_PER_ROOM, MsgType, PROTOCOL_VERSION,
@@ -160,6 +161,10 @@ struct Stored {
     sender: SessionId,
     to: Option<SessionId>,
     path: PathBuf,
+    /// Private, and its recipient was away when it was stored: offered to
+    /// them when their session comes back (the host gives a member who
+    /// rejoins with their token the same session).
+    pending: bool,
 }
 
 struct Partial {
@@ -249,11 +254,40 @@ pub struct FileHook {
 impl FileHook {
     /// Call after the [`Directory`] has applied `event`.
     pub fn observe(&self, event: &HostEvent) {
-        if let HostEvent::Left { room, .. } = event
-            && self.shared.directory.room_members(room).is_empty()
-        {
-            let _ = self.tx.try_send(room_key(room));
+        match event {
+            HostEvent::Left { room, .. } if self.shared.directory.room_members(room).is_empty() => {
+                let _ = self.tx.try_send(room_key(room));
+            }
+            HostEvent::Joined { session, .. } => self.offer_pending(*session),
+            _ => {}
         }
+    }
+
+    /// Offers the private files that waited for `session` to come back.
+    fn offer_pending(&self, session: SessionId) {
+        let offers: Vec<FileInfo> = {
+            let mut st = self.shared.state();
+            let mut waiting: Vec<&mut Stored> =
+                st.files.values_mut().filter(|f| f.pending && f.to == Some(session)).collect();
+            waiting.sort_by_key(|f| f.info.id);
+            waiting
+                .into_iter()
+                .map(|f| {
+                    f.pending = false;
+                    f.info.clone()
+                })
+                .collect()
+        };
+        if offers.is_empty() {
+            return;
+        }
+        let control = self.shared.control.clone();
+        smol::spawn(async move {
+            for info in offers {
+                control.deliver(vec![session], HostMsg::FileOffered(info)).await;
+            }
+        })
+        .detach();
     }
 }
 
@@ -586,15 +620,24 @@ async fn claim(
     let core = UploadCore::new(req.size, shared.config.max_file_bytes)?;
     let to = match &req.to {
         None => None,
-        Some(name) => match shared.directory.find_in_room(&who.room, name) {
-            Some(e) => Some((e.session, e.name)),
-            None => {
-                return Err(failure(
-                    FileErrorCode::NoSuchMember,
-                    format!("no such member \"{}\" in meeting \"{}\"", name.trim(), who.room),
-                ));
+        Some(name) => {
+            // Names compare as the host compares them: look-alikes are one name.
+            let want = confusable_key(name);
+            let members = shared.directory.room_members(&who.room);
+            match members.into_iter().find(|e| confusable_key(&e.name) == want) {
+                Some(e) => Some((e.session, e.name)),
+                None => {
+                    return Err(failure(
+                        FileErrorCode::NoSuchMember,
+                        format!(
+                            "\"{}\" is not in meeting \"{}\" (not joined, or has left): nothing was sent",
+                            visible(name.trim()),
+                            who.room
+                        ),
+                    ));
+                }
             }
-        },
+        }
     };
     let mut st = shared.state();
     let id = st.next_id;
@@ -786,7 +829,7 @@ fn discard(shared: &Shared, id: u64) {
 
 /// The upload is verified: rename it into place, record it, tell the recipients.
 async fn commit(shared: &Arc<Shared>, id: u64, md5: [u8; 16]) -> Result<FileHostMsg, FileFailure> {
-    let (info, recipients) = {
+    let (info, recipients, notice) = {
         let mut st = shared.state();
         let Some(u) = st.uploads.remove(&id) else {
             return Err(failure(FileErrorCode::NoSuchUpload, "the upload was cancelled"));
@@ -815,8 +858,16 @@ async fn commit(shared: &Arc<Shared>, id: u64, md5: [u8; 16]) -> Result<FileHost
             ts_ms: unix_ms(),
         };
         let recipients: Vec<SessionId> = match &u.to {
-            Some((s, _)) => vec![*s],
+            Some((s, _)) => members.iter().map(|m| m.session).filter(|m| m == s).collect(),
             None => members.iter().map(|m| m.session).filter(|s| *s != u.sender).collect(),
+        };
+        // The one recipient left while the upload ran: say so, keep the file.
+        let pending = u.to.is_some() && recipients.is_empty();
+        let notice = match (&u.to, pending) {
+            (Some((_, name)), true) => Some(format!(
+                "{name} is no longer in the meeting; the file is kept for them and offered when they rejoin"
+            )),
+            _ => None,
         };
         st.files.insert(
             id,
@@ -826,6 +877,7 @@ async fn commit(shared: &Arc<Shared>, id: u64, md5: [u8; 16]) -> Result<FileHost
                 sender: u.sender,
                 to: u.to.map(|(s, _)| s),
                 path,
+                pending,
             },
         );
         // Bound a room's store: the oldest files go first.
@@ -839,12 +891,12 @@ async fn commit(shared: &Arc<Shared>, id: u64, md5: [u8; 16]) -> Result<FileHost
                 }
             }
         }
-        (info, recipients)
+        (info, recipients, notice)
     };
     if !recipients.is_empty() {
         shared.control.deliver(recipients, HostMsg::FileOffered(info.clone())).await;
     }
-    Ok(FileHostMsg::Done(UploadDone { file: info }))
+    Ok(FileHostMsg::Done(UploadDone { file: info, notice }))
 }
 
 async fn download(

@@ -125,6 +125,9 @@ impl Dirty {
 struct Known {
     id: u64,
     presenter: String,
+    /// The screen size it was last told (a presenter's resolution changes
+    /// within one presentation).
+    size: (u16, u16),
 }
 
 struct Conn {
@@ -307,7 +310,7 @@ impl Relay {
                     return self.protocol_error(now, conn, "screen size out of range");
                 };
                 let r = self.rooms.entry(room.clone()).or_default();
-                match &r.presentation {
+                match &mut r.presentation {
                     Some(p) if p.conn != conn => {
                         let presenter = p.name.clone();
                         if let Some(c) = self.conns.get_mut(&conn) {
@@ -316,7 +319,18 @@ impl Relay {
                         self.pump(now, conn);
                         return;
                     }
-                    Some(_) => self.end(now, &room, ScreenStopReason::Stopped),
+                    Some(p) => {
+                        // The presenter's screen changed resolution: the same
+                        // presentation on a new grid; every viewer is told
+                        // the new geometry (a Started again) before its tiles.
+                        p.width = s.width;
+                        p.height = s.height;
+                        p.tiles = vec![None; usize::from(sized.0) * usize::from(sized.1)];
+                        p.bytes = 0;
+                        p.partial = false;
+                        self.pump_room(now, &room);
+                        return;
+                    }
                     None => {}
                 }
                 let Some(who) = self.conns.get(&conn).and_then(|c| c.who.clone()) else { return };
@@ -474,8 +488,29 @@ impl Relay {
             c.dirty.reset(0);
             let m = ScreenHostMsg::Stopped(ScreenStopped { presenter: k.presenter, reason });
             Some((m.msg_type() as u8, m.payload()))
+        } else if let (Some(k), Some(p)) = (&mut c.known, current)
+            && k.id == p.id
+            && k.size != (p.width, p.height)
+        {
+            k.size = (p.width, p.height);
+            c.dirty.reset(p.tiles.len());
+            if p.conn != conn {
+                for (i, t) in p.tiles.iter().enumerate() {
+                    if t.is_some() {
+                        c.dirty.set(i);
+                    }
+                }
+            }
+            let m = ScreenHostMsg::Started(ScreenStarted {
+                presenter: p.name.clone(),
+                session: p.session,
+                width: p.width,
+                height: p.height,
+            });
+            Some((m.msg_type() as u8, m.payload()))
         } else if let (None, Some(p)) = (&c.known, current) {
-            c.known = Some(Known { id: p.id, presenter: p.name.clone() });
+            c.known =
+                Some(Known { id: p.id, presenter: p.name.clone(), size: (p.width, p.height) });
             c.dirty.reset(p.tiles.len());
             if p.conn != conn {
                 for (i, t) in p.tiles.iter().enumerate() {
@@ -907,6 +942,56 @@ mod tests {
         paint(&mut late_c, &sent);
         assert!(late_c.as_ref().unwrap().compare(&last).0 < 64);
         assert!(h.relay.stats().tiles_held <= tile_count);
+    }
+
+    #[test]
+    fn a_resolution_change_keeps_the_presentation_and_tells_viewers_the_new_size() {
+        let (pres, v) = (ScreenConn(1), ScreenConn(2));
+        let mut h = Harness::new();
+        h.auto_ready.extend([pres, v]);
+        h.input(Input::Hello { conn: pres, who: who(1, "ann") });
+        h.input(Input::Hello { conn: v, who: who(2, "bob") });
+        h.start(pres);
+        h.take(v);
+        let mut screen = TestScreen::new(usize::from(W), usize::from(H));
+        let mut enc = TileEncoder::new(usize::from(W), usize::from(H), 90).unwrap();
+        send_frame(&mut h, pres, &mut enc, &screen.frame(1), 1);
+        h.take(v);
+        // The presenter announces its new size on the same connection.
+        let (w2, h2) = (200u16, 120u16);
+        let start = ScreenClientMsg::Start(crate::proto::ScreenStart { width: w2, height: h2 });
+        h.input(Input::Message { conn: pres, kind: 0x31, payload: &start.payload() });
+        let started = ScreenHostMsg::Started(ScreenStarted {
+            presenter: "ann".into(),
+            session: 1,
+            width: w2,
+            height: h2,
+        });
+        assert_eq!(host_msgs(&h.take(v)), vec![started], "no Stopped: the same presentation");
+        assert_eq!(h.relay.presenter("r"), Some("ann"));
+        assert_eq!(h.relay.stats().tiles_held, 0, "the old grid's tiles are gone");
+        // Tiles of the new size are relayed; the old size is now an error.
+        screen = TestScreen::new(usize::from(w2), usize::from(h2));
+        let mut enc2 = TileEncoder::new(usize::from(w2), usize::from(h2), 90).unwrap();
+        let f = screen.frame(2);
+        let tiles = enc2.encode(&f).unwrap();
+        let head = TileFrameHead { frame: 2, capture_ms: 2, width: w2, height: h2, flags: 0 };
+        let mut payload = Vec::new();
+        encode_tile_frame(head, tiles.iter().map(|t| (t.col, t.row, &t.jpeg[..])), &mut payload);
+        h.input(Input::Message { conn: pres, kind: 0x30, payload: &payload });
+        let mut canvas = None;
+        paint(&mut canvas, &h.take(v));
+        let c = canvas.expect("tiles of the new size arrived");
+        assert_eq!((c.width, c.height), (usize::from(w2), usize::from(h2)));
+        assert!(c.compare(&f).0 < 64);
+        // A late viewer is told the current size only.
+        let late = ScreenConn(3);
+        h.auto_ready.insert(late);
+        h.input(Input::Hello { conn: late, who: who(3, "cy") });
+        assert!(matches!(
+            host_msgs(&h.take(late))[..],
+            [ScreenHostMsg::Started(ScreenStarted { width: 200, height: 120, .. })]
+        ));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use super::chat::{self, Chat};
 use super::files::{self, Files};
 use super::participants;
 use crate::client::Event as SessionEvent;
+use crate::proto::text::visible;
 use crate::proto::{MediaState, Member, PresenceChange, Welcome};
 
 /// A decoded picture ready to draw. The handle is built once, when the frame
@@ -610,12 +611,12 @@ impl Call {
                     .height(Fill)
                     .content_fit(iced::ContentFit::Contain)
                     .into(),
-                None => container(text(format!("{presenter} is presenting…")).size(24))
+                None => container(text(format!("{} is presenting…", visible(presenter))).size(24))
                     .center(Fill)
                     .into(),
             };
             return column![
-                text(format!("{presenter} is sharing their screen")).size(14),
+                text(format!("{} is sharing their screen", visible(presenter))).size(14),
                 screen,
                 self.strip(None)
             ]

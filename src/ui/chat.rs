@@ -3,6 +3,8 @@
 use iced::widget::{button, column, container, pick_list, row, scrollable, text, text_input};
 use iced::{Element, Fill, Task};
 
+use crate::proto::text::{visible, visible_lines};
+
 use crate::proto::{ChatMessage, ChatOutcome, ChatResult};
 
 /// The scrollable's id, so new messages can scroll it to the end.
@@ -195,20 +197,22 @@ impl Chat {
         for e in &self.entries {
             let who = match (&e.to, e.from == self.me) {
                 (None, true) => "You".to_string(),
-                (None, false) => e.from.clone(),
-                (Some(to), true) => format!("You → {to} (private)"),
-                (Some(_), false) => format!("{} → you (private)", e.from),
+                (None, false) => visible(&e.from),
+                (Some(to), true) => format!("You → {} (private)", visible(to)),
+                (Some(_), false) => format!("{} → you (private)", visible(&e.from)),
             };
             let when = e.ts_ms.map(time_of).unwrap_or_default();
             let state = match &e.delivery {
                 Delivery::Sending(_) => " · sending…".to_string(),
                 Delivery::Delivered if e.from == self.me => " · delivered".to_string(),
-                Delivery::Failed(why) => format!(" · not delivered: {why}"),
+                Delivery::Failed(why) => format!(" · not delivered: {}", visible(why)),
                 _ => String::new(),
             };
             let head = text(format!("{who}  {when}{state}")).size(11);
             let head = if e.is_private() { head.style(text::warning) } else { head };
-            let body = text(e.text.clone()).size(14);
+            // Line breaks stay (a bubble cannot pose as another message);
+            // direction overrides and other hidden characters are shown.
+            let body = text(visible_lines(&e.text, "")).size(14);
             let body = if matches!(e.delivery, Delivery::Failed(_)) {
                 body.style(text::danger)
             } else {

@@ -7,6 +7,7 @@ use iced::{Element, Fill, Task};
 
 use super::chat::Recipient;
 use super::picker::Picked;
+use crate::proto::text::visible;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transfer {
@@ -172,8 +173,8 @@ impl Files {
         match state {
             Transfer::Offered => text("").into(),
             Transfer::Running(f) => progress_bar(0.0..=1.0, *f).girth(8).into(),
-            Transfer::Done(s) => text(s.clone()).size(11).into(),
-            Transfer::Failed(e) => text(e.clone()).size(11).style(text::danger).into(),
+            Transfer::Done(s) => text(visible(s)).size(11).into(),
+            Transfer::Failed(e) => text(visible(e)).size(11).style(text::danger).into(),
         }
     }
 
@@ -191,8 +192,9 @@ impl Files {
                 column![
                     row![
                         column![
-                            text(o.name.clone()).size(14),
-                            text(format!("{} · from {}", human_size(o.size), o.from)).size(11),
+                            text(visible(&o.name)).size(14),
+                            text(format!("{} · from {}", human_size(o.size), visible(&o.from)))
+                                .size(11),
                         ]
                         .width(Fill),
                         get

@@ -6,6 +6,7 @@ use iced::{Center, Element, Fill, Task};
 
 use super::scheduler::{self, Scheduler};
 use crate::client::discover::DiscoveredHost;
+use crate::proto::text::visible;
 
 /// What the launcher is doing besides waiting for the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,7 +202,7 @@ impl Launcher {
                     .map(|r| {
                         format!(
                             "{} ({} {})",
-                            r.name,
+                            visible(&r.name),
                             r.members,
                             if r.members == 1 { "person" } else { "people" }
                         )
@@ -211,7 +212,7 @@ impl Launcher {
             };
             let compat = if h.is_compatible() { "" } else { " · incompatible version" };
             let entry = column![
-                text(format!("{} — {}", h.host_name, h.addr)).size(15),
+                text(format!("{} — {}", visible(&h.host_name), h.addr)).size(15),
                 text(format!("{rooms}{compat}")).size(12),
             ];
             hosts = hosts.push(
@@ -228,7 +229,7 @@ impl Launcher {
         }
         if let Some(h) = &self.offer {
             top = top.push(
-                button(text(format!("Join \"{}\" at {}", h.host_name, h.addr)).size(18))
+                button(text(format!("Join \"{}\" at {}", visible(&h.host_name), h.addr)).size(18))
                     .padding(12)
                     .style(button::success)
                     .on_press_maybe((!busy).then_some(Message::JoinOffer)),

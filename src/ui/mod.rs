@@ -1121,9 +1121,13 @@ impl App {
                 let Some(fc) = self.file_client() else { return Task::none() };
                 transfer(TransferKey::Upload(path.clone()), move |p| async move {
                     let opts = UploadOptions { to, name: None };
-                    fc.upload(std::path::Path::new(&path), opts, Some(p))
+                    fc.upload_done(std::path::Path::new(&path), opts, Some(p))
                         .await
-                        .map(|info| format!("shared as \"{}\"", info.name))
+                        .map(|d| match d.notice {
+                            // The recipient left: "shared" alone would mislead.
+                            Some(n) => format!("stored as \"{}\"; {n}", d.file.name),
+                            None => format!("shared as \"{}\"", d.file.name),
+                        })
                         .map_err(|e| e.to_string())
                 })
             }

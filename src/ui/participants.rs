@@ -4,6 +4,7 @@ use iced::widget::{column, row, scrollable, text};
 use iced::{Element, Fill};
 
 use crate::proto::Member;
+use crate::proto::text::visible;
 
 /// The panel has no state of its own: it shows the call's member list.
 #[derive(Debug, Clone)]
@@ -11,7 +12,7 @@ pub enum Message {}
 
 /// The line under a member's name.
 pub fn label(m: &Member, me: &str, host_member: Option<&str>) -> String {
-    let mut name = m.name.clone();
+    let mut name = visible(&m.name);
     if m.name == me {
         name.push_str(" (You)");
     }
@@ -40,7 +41,7 @@ pub fn view<'a>(
         list = list.push(
             column![
                 row![text(label(m, me, host_member)).size(15)],
-                text(m.ip.clone()).size(11),
+                text(visible(&m.ip)).size(11),
                 text(state).size(11),
             ]
             .spacing(1),

@@ -4,12 +4,13 @@ use rubato::{FftFixedIn, Resampler};
 
 use super::{AudioError, SAMPLE_RATE};
 
-/// Averages interleaved channels into mono.
+/// Interleaved channels to mono with [`super::device::Downmix`]: the active
+/// channels, polarity-aligned, so channels never cancel.
 pub fn downmix(interleaved: &[f32], channels: usize) -> Vec<f32> {
-    if channels <= 1 {
-        return interleaved.to_vec();
-    }
-    interleaved.chunks_exact(channels).map(|c| c.iter().sum::<f32>() / channels as f32).collect()
+    let mut out = Vec::with_capacity(interleaved.len() / channels.max(1));
+    super::device::Downmix::new(channels, super::device::ChannelChoice::Auto)
+        .process(interleaved, &mut out);
+    out
 }
 
 /// Converts a whole recording to mono 48 kHz.

@@ -31,11 +31,39 @@ pub enum CaptureError {
     Unsupported,
 }
 
+/// The size of a [`ScreenSource::Resizable`] test screen, changeable while
+/// it is shared (as a monitor's resolution changes). Clones share the size.
+#[derive(Debug, Clone)]
+pub struct TestSize(std::sync::Arc<std::sync::Mutex<(usize, usize)>>);
+
+impl TestSize {
+    pub fn new(width: usize, height: usize) -> TestSize {
+        TestSize(std::sync::Arc::new(std::sync::Mutex::new((width, height))))
+    }
+    pub fn get(&self) -> (usize, usize) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    /// The next frame captured has this size.
+    pub fn set(&self, width: usize, height: usize) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = (width, height);
+    }
+}
+
+impl PartialEq for TestSize {
+    fn eq(&self, other: &TestSize) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for TestSize {}
+
 /// What to share: a display or the synthetic test screen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScreenSource {
     /// The `test` screen at this size.
     Test { width: usize, height: usize },
+    /// The `test` screen at a size that may change while it is shared.
+    Resizable(TestSize),
     /// An X display name such as ":99"; blank means `$DISPLAY`.
     Display(String),
 }
@@ -60,20 +88,30 @@ impl ScreenSource {
     pub fn open(&self) -> Result<Capture, CaptureError> {
         Ok(match self {
             ScreenSource::Test { width, height } => {
-                Capture::Test { screen: TestScreen::new(*width, *height), n: 0 }
+                Capture::Test { screen: TestScreen::new(*width, *height), n: 0, size: None }
+            }
+            ScreenSource::Resizable(size) => {
+                let (width, height) = size.get();
+                Capture::Test {
+                    screen: TestScreen::new(width, height),
+                    n: 0,
+                    size: Some(size.clone()),
+                }
             }
             ScreenSource::Display(name) => Capture::Display(DisplayCapture::open(name)?),
         })
     }
 }
 
-/// An open source of frames.
+/// An open source of frames. Its size may change between frames (a
+/// monitor's resolution changed): each [`FrameRef`] carries its own.
 pub enum Capture {
-    Test { screen: TestScreen, n: u64 },
+    Test { screen: TestScreen, n: u64, size: Option<TestSize> },
     Display(DisplayCapture),
 }
 
 impl Capture {
+    /// The size of the last frame (or the first, before any).
     pub fn size(&self) -> (usize, usize) {
         match self {
             Capture::Test { screen, .. } => screen.size(),
@@ -84,7 +122,12 @@ impl Capture {
     /// The next frame (the test screen advances one step per call).
     pub fn frame(&mut self) -> Result<FrameRef<'_>, CaptureError> {
         match self {
-            Capture::Test { screen, n } => {
+            Capture::Test { screen, n, size } => {
+                if let Some(want) = size.as_ref().map(TestSize::get)
+                    && want != screen.size()
+                {
+                    *screen = TestScreen::new(want.0, want.1);
+                }
                 *n += 1;
                 Ok(screen.frame(*n))
             }
@@ -111,34 +154,67 @@ pub struct DisplayCapture {
     capturer: scrap::x11::Capturer,
     pub width: usize,
     pub height: usize,
+    name: String,
+    /// When the display's size was last checked (a resolution change needs
+    /// a new capturer: scrap's shared-memory image has the old size).
+    checked: std::time::Instant,
+}
+
+/// How often a shared X display is checked for a new resolution.
+#[cfg(all(unix, not(target_os = "macos")))]
+const GEOMETRY_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The X display's default monitor and its size.
+#[cfg(all(unix, not(target_os = "macos")))]
+fn default_display(name: &str) -> Result<(scrap::x11::Display, usize, usize), CaptureError> {
+    use std::rc::Rc;
+    let c_name =
+        std::ffi::CString::new(name.to_string()).map_err(|_| CaptureError::Connect(name.into()))?;
+    let server = scrap::x11::Server::connect(c_name.as_ptr().cast())
+        .map_err(|_| CaptureError::Connect(name.into()))?;
+    let mut displays: Vec<_> = scrap::x11::Server::displays(Rc::new(server)).collect();
+    let pick = displays.iter().position(|d| d.is_default()).unwrap_or(0);
+    if displays.is_empty() {
+        return Err(CaptureError::NoMonitor(name.into()));
+    }
+    let display = displays.swap_remove(pick);
+    let rect = display.rect();
+    let (width, height) = (usize::from(rect.w), usize::from(rect.h));
+    if width == 0 || height == 0 {
+        return Err(CaptureError::NoMonitor(name.into()));
+    }
+    Ok((display, width, height))
 }
 
 #[cfg(all(unix, not(target_os = "macos")))]
 impl DisplayCapture {
     pub fn open(name: &str) -> Result<DisplayCapture, CaptureError> {
-        use std::rc::Rc;
         let name = resolve_display(name)?;
-        let c_name = std::ffi::CString::new(name.clone())
-            .map_err(|_| CaptureError::Connect(name.clone()))?;
-        let server = scrap::x11::Server::connect(c_name.as_ptr().cast())
-            .map_err(|_| CaptureError::Connect(name.clone()))?;
-        let mut displays: Vec<_> = scrap::x11::Server::displays(Rc::new(server)).collect();
-        let pick = displays.iter().position(|d| d.is_default()).unwrap_or(0);
-        if displays.is_empty() {
-            return Err(CaptureError::NoMonitor(name));
-        }
-        let display = displays.swap_remove(pick);
-        let rect = display.rect();
-        let (width, height) = (usize::from(rect.w), usize::from(rect.h));
-        if width == 0 || height == 0 {
-            return Err(CaptureError::NoMonitor(name));
-        }
+        let (display, width, height) = default_display(&name)?;
         let capturer = scrap::x11::Capturer::new(display)
-            .map_err(|source| CaptureError::Capturer { display: name, source })?;
-        Ok(DisplayCapture { capturer, width, height })
+            .map_err(|source| CaptureError::Capturer { display: name.clone(), source })?;
+        Ok(DisplayCapture { capturer, width, height, name, checked: std::time::Instant::now() })
     }
 
     pub fn frame(&mut self) -> Result<FrameRef<'_>, CaptureError> {
+        if self.checked.elapsed() >= GEOMETRY_CHECK {
+            self.checked = std::time::Instant::now();
+            // A new capturer only when the size changed (it allocates the
+            // shared-memory image); keep the old one if X cannot be asked now.
+            let changed = default_display(&self.name)
+                .is_ok_and(|(_, w, h)| (w, h) != (self.width, self.height));
+            if changed && let Ok(fresh) = DisplayCapture::open(&self.name) {
+                tracing::info!(
+                    "display {} changed from {}x{} to {}x{}",
+                    self.name,
+                    self.width,
+                    self.height,
+                    fresh.width,
+                    fresh.height
+                );
+                *self = fresh;
+            }
+        }
         let (width, height) = (self.width, self.height);
         let data = self.capturer.frame();
         if data.len() < width * height * 4 {

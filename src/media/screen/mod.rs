@@ -5,11 +5,13 @@
 
 pub mod capture;
 pub mod png;
+pub mod scale;
 pub mod synthetic;
 pub mod tiles;
 
-pub use capture::{Capture, CaptureError, DEFAULT_FPS, MAX_FPS, ScreenSource};
+pub use capture::{Capture, CaptureError, DEFAULT_FPS, MAX_FPS, ScreenSource, TestSize};
 pub use png::encode_png_rgba;
+pub use scale::{Downscaler, SHARE_MAX, share_size};
 pub use synthetic::TestScreen;
 pub use tiles::{
     Canvas, DEFAULT_QUALITY, EncodedTile, FrameRef, PixelFormat, TileEncoder, TileError,

@@ -90,8 +90,18 @@ pub enum CameraError {
     NoCamera(String),
     #[error("{choice} is not among the cameras found ({found}); run `sapora devices` to list them")]
     NotFound { choice: String, found: String },
-    #[error("cannot open {name}: {why}. Is another program using it?")]
+    #[error(
+        "{name} is in use by another program ({why}); close that program, or choose another camera"
+    )]
     Busy { name: String, why: String },
+    #[error(
+        "no permission to open {name} ({why}); on Linux, add yourself to the \"video\" group and log in again"
+    )]
+    Permission { name: String, why: String },
+    #[error("{name} offers no picture format Sapora can read; it offers: {offered}")]
+    NoUsableFormat { name: String, offered: String },
+    #[error("cannot open {name}: {why}")]
+    Open { name: String, why: String },
     #[error("the camera stopped delivering frames: {0}")]
     Capture(String),
 }
@@ -180,6 +190,240 @@ pub fn open(
     }
 }
 
+/// Pixel formats a camera may deliver (the V4L2/UVC ones nokhwa names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PixelFormat {
+    /// Motion JPEG: every frame a JPEG.
+    Mjpeg,
+    /// YUV 4:2:2 packed Y0 U Y1 V (YUY2).
+    Yuyv,
+    /// YUV 4:2:0: a Y plane, then interleaved U V at half size each way.
+    Nv12,
+    /// 8-bit luma only.
+    Gray,
+    /// Packed 8-bit R G B.
+    Rgb,
+    /// Packed 8-bit B G R.
+    Bgr,
+}
+
+impl fmt::Display for PixelFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PixelFormat::Mjpeg => "MJPEG",
+            PixelFormat::Yuyv => "YUYV",
+            PixelFormat::Nv12 => "NV12",
+            PixelFormat::Gray => "GRAY",
+            PixelFormat::Rgb => "RGB",
+            PixelFormat::Bgr => "BGR",
+        })
+    }
+}
+
+/// One mode a camera offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CameraMode {
+    pub width: usize,
+    pub height: usize,
+    pub fps: u32,
+    pub format: PixelFormat,
+}
+
+impl fmt::Display for CameraMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}x{} at {} fps", self.format, self.width, self.height, self.fps)
+    }
+}
+
+/// Largest capture side we decode (a 4K mode costs too much to decode 15×
+/// a second only to be scaled down to 640×480).
+const MAX_DECODE_SIDE: usize = 1920;
+
+/// Picks the camera mode closest to `want`, among `offered`; `None` when
+/// nothing is usable (no modes, or only sizes above 1920 on a side).
+///
+/// Order of preference: a size at least as large as wanted (scaling down
+/// keeps detail, scaling up invents it) and the smallest such; else the
+/// largest smaller one; then the same aspect ratio (less cropped away); then
+/// a frame rate at least the wanted one, closest; then a format that is
+/// cheaper to decode (raw before MJPEG, at equal size). Every format in
+/// [`PixelFormat`] is decoded by [`decode_frame`], so a YUYV-only camera,
+/// or one with MJPEG only at 1280×720, is used rather than refused.
+pub fn choose_mode(offered: &[CameraMode], want: CaptureConfig) -> Option<CameraMode> {
+    let want_area = (want.width * want.height) as f64;
+    let want_aspect = want.width as f64 / want.height as f64;
+    let score = |m: &CameraMode| {
+        let area = (m.width * m.height) as f64;
+        let covers = m.width >= want.width && m.height >= want.height;
+        // Down-scaling: the less surplus the better. Up-scaling: always
+        // after any mode that covers, the closer the better.
+        let size = if covers { (area / want_area).ln() } else { 100.0 + (want_area / area).ln() };
+        let aspect = ((m.width as f64 / m.height as f64) / want_aspect).ln().abs();
+        let fps = if m.fps >= want.fps {
+            f64::from(m.fps - want.fps) / 1000.0
+        } else {
+            1.0 + f64::from(want.fps - m.fps) / f64::from(want.fps)
+        };
+        let format = match m.format {
+            PixelFormat::Mjpeg => 0.01,
+            _ => 0.0,
+        };
+        size + aspect + fps + format
+    };
+    offered
+        .iter()
+        .filter(|m| {
+            m.width >= 2
+                && m.height >= 2
+                && m.width <= MAX_DECODE_SIDE
+                && m.height <= MAX_DECODE_SIDE
+                && m.fps > 0
+        })
+        .min_by(|a, b| score(a).total_cmp(&score(b)))
+        .copied()
+}
+
+/// Decodes one captured frame of `mode`'s format and size to packed RGB
+/// (`rgb` is resized to `width × height × 3`). YUV is converted with the
+/// BT.601 limited-range matrix that UVC cameras use. Errors say what was
+/// wrong with the frame (a short buffer, a broken JPEG, a size that does
+/// not match the mode).
+pub fn decode_frame(
+    format: PixelFormat,
+    data: &[u8],
+    width: usize,
+    height: usize,
+    rgb: &mut Vec<u8>,
+) -> Result<(), String> {
+    let px = width * height;
+    let need = |n: usize| {
+        if data.len() < n {
+            Err(format!(
+                "a {format} {width}x{height} frame needs {n} bytes, the camera sent {}",
+                data.len()
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    rgb.resize(px * 3, 0);
+    match format {
+        PixelFormat::Mjpeg => {
+            use zune_jpeg::zune_core::colorspace::ColorSpace;
+            use zune_jpeg::zune_core::options::DecoderOptions;
+            let options = DecoderOptions::default()
+                .jpeg_set_out_colorspace(ColorSpace::RGB)
+                .set_max_width(MAX_DECODE_SIDE * 2)
+                .set_max_height(MAX_DECODE_SIDE * 2);
+            let mut d = zune_jpeg::JpegDecoder::new_with_options(data, options);
+            let pixels = d.decode().map_err(|e| format!("a broken MJPEG frame: {e:?}"))?;
+            let (w, h) = d.dimensions().unwrap_or((0, 0));
+            if (w, h) != (width, height) || pixels.len() != px * 3 {
+                return Err(format!(
+                    "the camera sent a {w}x{h} MJPEG frame in its {width}x{height} mode"
+                ));
+            }
+            rgb.copy_from_slice(&pixels);
+        }
+        PixelFormat::Yuyv => {
+            need(px * 2)?;
+            for (o, i) in rgb.chunks_exact_mut(6).zip(data.chunks_exact(4)) {
+                let (u, v) = (i[1], i[3]);
+                o[..3].copy_from_slice(&yuv_to_rgb(i[0], u, v));
+                o[3..].copy_from_slice(&yuv_to_rgb(i[2], u, v));
+            }
+        }
+        PixelFormat::Nv12 => {
+            need(px + 2 * width.div_ceil(2) * height.div_ceil(2))?;
+            let (luma, chroma) = data.split_at(px);
+            let cw = width.div_ceil(2) * 2;
+            for y in 0..height {
+                for x in 0..width {
+                    let c = (y / 2) * cw + (x / 2) * 2;
+                    let p = yuv_to_rgb(luma[y * width + x], chroma[c], chroma[c + 1]);
+                    rgb[(y * width + x) * 3..][..3].copy_from_slice(&p);
+                }
+            }
+        }
+        PixelFormat::Gray => {
+            need(px)?;
+            for (o, g) in rgb.chunks_exact_mut(3).zip(data) {
+                o.fill(*g);
+            }
+        }
+        PixelFormat::Rgb => {
+            need(px * 3)?;
+            rgb.copy_from_slice(&data[..px * 3]);
+        }
+        PixelFormat::Bgr => {
+            need(px * 3)?;
+            for (o, i) in rgb.chunks_exact_mut(3).zip(data.chunks_exact(3)) {
+                o.copy_from_slice(&[i[2], i[1], i[0]]);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// BT.601 limited range (Y 16–235, Cb/Cr 16–240) to RGB, in 16.16 fixed point.
+fn yuv_to_rgb(y: u8, u: u8, v: u8) -> [u8; 3] {
+    let c = (i32::from(y) - 16).max(0) * 76_309;
+    let d = i32::from(u) - 128;
+    let e = i32::from(v) - 128;
+    let clamp = |x: i32| ((x + 32_768) >> 16).clamp(0, 255) as u8;
+    [clamp(c + 104_597 * e), clamp(c - 25_675 * d - 53_279 * e), clamp(c + 132_201 * d)]
+}
+
+/// Scales packed RGB `sw × sh` to `dw × dh`, cropping the centre to the
+/// target's aspect ratio first (a 16:9 camera fills a 4:3 picture without
+/// stretching faces).
+pub fn fit_rgb(src: &[u8], sw: usize, sh: usize, dst: &mut Vec<u8>, dw: usize, dh: usize) {
+    if sw == 0 || sh == 0 || dw == 0 || dh == 0 || src.len() < sw * sh * 3 {
+        dst.clear();
+        dst.resize(dw * dh * 3, 0);
+        return;
+    }
+    // The largest centred window of the target's aspect ratio.
+    let (cw, ch) = if sw * dh > sh * dw { (sh * dw / dh, sh) } else { (sw, sw * dh / dw) };
+    let (cw, ch) = (cw.clamp(1, sw), ch.clamp(1, sh));
+    if (cw, ch) == (sw, sh) {
+        resize_rgb(src, sw, sh, dst, dw, dh);
+        return;
+    }
+    let (x0, y0) = ((sw - cw) / 2, (sh - ch) / 2);
+    let mut crop = Vec::with_capacity(cw * ch * 3);
+    for y in y0..y0 + ch {
+        crop.extend_from_slice(&src[(y * sw + x0) * 3..][..cw * 3]);
+    }
+    resize_rgb(&crop, cw, ch, dst, dw, dh);
+}
+
+/// What an error from opening a camera means, for people: busy, no
+/// permission, or the backend's own words.
+pub fn explain_open_error(name: &str, why: &str) -> CameraError {
+    let w = why.to_lowercase();
+    let (name, why) = (name.to_string(), why.to_string());
+    if w.contains("busy") || w.contains("ebusy") || w.contains("in use") {
+        CameraError::Busy { name, why }
+    } else if w.contains("permission") || w.contains("eacces") || w.contains("access denied") {
+        CameraError::Permission { name, why }
+    } else {
+        CameraError::Open { name, why }
+    }
+}
+
+fn to_pixel_format(f: nokhwa::utils::FrameFormat) -> PixelFormat {
+    use nokhwa::utils::FrameFormat;
+    match f {
+        FrameFormat::MJPEG => PixelFormat::Mjpeg,
+        FrameFormat::YUYV => PixelFormat::Yuyv,
+        FrameFormat::NV12 => PixelFormat::Nv12,
+        FrameFormat::GRAY => PixelFormat::Gray,
+        FrameFormat::RAWRGB => PixelFormat::Rgb,
+        FrameFormat::RAWBGR => PixelFormat::Bgr,
+    }
+}
+
 /// A real camera through nokhwa, converted to RGB at the configured size.
 pub struct DeviceCamera {
     camera: nokhwa::Camera,
@@ -189,7 +433,6 @@ pub struct DeviceCamera {
 
 impl DeviceCamera {
     fn open(choice: &CameraChoice, config: CaptureConfig) -> Result<DeviceCamera, CameraError> {
-        use nokhwa::pixel_format::RgbFormat;
         use nokhwa::utils::{
             CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType,
             Resolution,
@@ -211,22 +454,83 @@ impl DeviceCamera {
                 found: names.join(", "),
             });
         };
-        let want = CameraFormat::new(
-            Resolution::new(config.width as u32, config.height as u32),
-            FrameFormat::MJPEG,
-            config.fps,
-        );
-        let format = RequestedFormat::new::<RgbFormat>(RequestedFormatType::Closest(want));
-        let busy = |e: nokhwa::NokhwaError| CameraError::Busy {
-            name: desc.name.clone(),
-            why: e.to_string(),
-        };
+        let explain = |e: nokhwa::NokhwaError| explain_open_error(&desc.name, &e.to_string());
+        // Open with whatever the driver has set, then choose ourselves among
+        // everything it offers: asking nokhwa for exactly 640x480 MJPEG
+        // fails on a YUYV-only camera.
+        let any = RequestedFormat::with_formats(RequestedFormatType::None, ALL_FORMATS);
         let mut camera =
-            nokhwa::Camera::new(CameraIndex::Index(desc.index), format).map_err(busy)?;
-        camera.open_stream().map_err(busy)?;
+            nokhwa::Camera::new(CameraIndex::Index(desc.index), any).map_err(explain)?;
+        let modes: Vec<CameraMode> = match camera.compatible_camera_formats() {
+            Ok(list) => list
+                .iter()
+                .map(|f| CameraMode {
+                    width: f.width() as usize,
+                    height: f.height() as usize,
+                    fps: f.frame_rate(),
+                    format: to_pixel_format(f.format()),
+                })
+                .collect(),
+            // Some backends cannot list modes: keep the driver's current one.
+            Err(_) => {
+                let f = camera.camera_format();
+                vec![CameraMode {
+                    width: f.width() as usize,
+                    height: f.height() as usize,
+                    fps: f.frame_rate(),
+                    format: to_pixel_format(f.format()),
+                }]
+            }
+        };
+        let Some(mode) = choose_mode(&modes, config) else {
+            let offered: Vec<String> = modes.iter().map(|m| m.to_string()).collect();
+            return Err(CameraError::NoUsableFormat {
+                name: desc.name.clone(),
+                offered: if offered.is_empty() { "nothing".into() } else { offered.join(", ") },
+            });
+        };
+        let format = match mode.format {
+            PixelFormat::Mjpeg => FrameFormat::MJPEG,
+            PixelFormat::Yuyv => FrameFormat::YUYV,
+            PixelFormat::Nv12 => FrameFormat::NV12,
+            PixelFormat::Gray => FrameFormat::GRAY,
+            PixelFormat::Rgb => FrameFormat::RAWRGB,
+            PixelFormat::Bgr => FrameFormat::RAWBGR,
+        };
+        let exact = CameraFormat::new(
+            Resolution::new(mode.width as u32, mode.height as u32),
+            format,
+            mode.fps,
+        );
+        camera
+            .set_camera_requset(RequestedFormat::with_formats(
+                RequestedFormatType::Exact(exact),
+                ALL_FORMATS,
+            ))
+            .map_err(|e| CameraError::Open {
+                name: desc.name.clone(),
+                why: format!("it refused its own mode {mode}: {e}"),
+            })?;
+        camera.open_stream().map_err(explain)?;
+        tracing::info!(
+            "camera {}: {mode}, scaled to {}x{}",
+            desc.name,
+            config.width,
+            config.height
+        );
         Ok(DeviceCamera { camera, config, native: Vec::new() })
     }
 }
+
+/// Every format [`decode_frame`] reads.
+const ALL_FORMATS: &[nokhwa::utils::FrameFormat] = &[
+    nokhwa::utils::FrameFormat::MJPEG,
+    nokhwa::utils::FrameFormat::YUYV,
+    nokhwa::utils::FrameFormat::NV12,
+    nokhwa::utils::FrameFormat::GRAY,
+    nokhwa::utils::FrameFormat::RAWRGB,
+    nokhwa::utils::FrameFormat::RAWBGR,
+];
 
 impl FrameSource for DeviceCamera {
     fn size(&self) -> (usize, usize) {
@@ -234,25 +538,14 @@ impl FrameSource for DeviceCamera {
     }
 
     fn next_frame(&mut self, _counter: u32, rgb: &mut Vec<u8>) -> Result<(), CameraError> {
-        use nokhwa::pixel_format::RgbFormat;
         let frame = self.camera.frame().map_err(|e| CameraError::Capture(e.to_string()))?;
         let res = frame.resolution();
         let (nw, nh) = (res.width() as usize, res.height() as usize);
-        let (w, h) = (self.config.width, self.config.height);
-        if (nw, nh) == (w, h) {
-            rgb.resize(w * h * 3, 0);
-            frame
-                .decode_image_to_buffer::<RgbFormat>(rgb)
-                .map_err(|e| CameraError::Capture(e.to_string()))
-        } else {
-            // The camera picked the closest mode it has: scale to ours.
-            self.native.resize(nw * nh * 3, 0);
-            frame
-                .decode_image_to_buffer::<RgbFormat>(&mut self.native)
-                .map_err(|e| CameraError::Capture(e.to_string()))?;
-            resize_rgb(&self.native, nw, nh, rgb, w, h);
-            Ok(())
-        }
+        let format = to_pixel_format(frame.source_frame_format());
+        decode_frame(format, frame.buffer(), nw, nh, &mut self.native)
+            .map_err(CameraError::Capture)?;
+        fit_rgb(&self.native, nw, nh, rgb, self.config.width, self.config.height);
+        Ok(())
     }
 
     fn self_paced(&self) -> bool {
@@ -304,5 +597,157 @@ mod tests {
             Ok(_) => panic!("a camera with that name cannot exist"),
         }
         assert!(describe_cameras().contains("test"));
+    }
+
+    fn mode(width: usize, height: usize, fps: u32, format: PixelFormat) -> CameraMode {
+        CameraMode { width, height, fps, format }
+    }
+
+    #[test]
+    fn the_closest_offered_mode_is_taken() {
+        use PixelFormat::*;
+        let want = CaptureConfig::default();
+        // (offered, expected, why)
+        let cases: Vec<(Vec<CameraMode>, Option<CameraMode>, &str)> = vec![
+            (
+                vec![mode(320, 240, 30, Yuyv), mode(640, 480, 30, Yuyv), mode(1280, 720, 10, Yuyv)],
+                Some(mode(640, 480, 30, Yuyv)),
+                "YUYV-only webcam: its 640x480",
+            ),
+            (
+                vec![mode(1280, 720, 30, Mjpeg), mode(640, 480, 5, Yuyv), mode(320, 240, 30, Yuyv)],
+                Some(mode(1280, 720, 30, Mjpeg)),
+                "MJPEG only at 1280x720: rather that than 5 fps or an up-scaled 320x240",
+            ),
+            (
+                vec![mode(1280, 720, 30, Mjpeg)],
+                Some(mode(1280, 720, 30, Mjpeg)),
+                "one mode: take it",
+            ),
+            (
+                vec![mode(3840, 2160, 30, Mjpeg), mode(1920, 1080, 30, Mjpeg)],
+                Some(mode(1920, 1080, 30, Mjpeg)),
+                "4K is too costly to decode",
+            ),
+            (
+                vec![mode(800, 600, 15, Nv12), mode(960, 540, 15, Nv12)],
+                Some(mode(800, 600, 15, Nv12)),
+                "same aspect ratio, smaller surplus",
+            ),
+            (
+                vec![mode(640, 480, 30, Mjpeg), mode(640, 480, 30, Yuyv)],
+                Some(mode(640, 480, 30, Yuyv)),
+                "raw is cheaper to decode at the same size",
+            ),
+            (
+                vec![mode(640, 480, 10, Yuyv), mode(640, 480, 15, Mjpeg), mode(640, 480, 60, Yuyv)],
+                Some(mode(640, 480, 15, Mjpeg)),
+                "the wanted rate",
+            ),
+            (vec![mode(320, 240, 30, Gray)], Some(mode(320, 240, 30, Gray)), "only smaller"),
+            (vec![], None, "nothing offered"),
+            (vec![mode(4096, 2160, 30, Mjpeg)], None, "nothing decodable at a sane cost"),
+        ];
+        for (offered, expected, why) in cases {
+            assert_eq!(choose_mode(&offered, want), expected, "{why}");
+        }
+    }
+
+    /// A frame whose left half is red and right half blue, in `format`.
+    fn synthetic(format: PixelFormat, w: usize, h: usize) -> Vec<u8> {
+        let rgb: Vec<u8> = (0..w * h)
+            .flat_map(|i| if i % w < w / 2 { [200, 30, 30] } else { [30, 30, 200] })
+            .collect();
+        // BT.601 limited range, the inverse of yuv_to_rgb.
+        let yuv = |p: &[u8]| {
+            let (r, g, b) = (f32::from(p[0]), f32::from(p[1]), f32::from(p[2]));
+            let y = 16.0 + 0.257 * r + 0.504 * g + 0.098 * b;
+            let u = 128.0 - 0.148 * r - 0.291 * g + 0.439 * b;
+            let v = 128.0 + 0.439 * r - 0.368 * g - 0.071 * b;
+            [y.round() as u8, u.round() as u8, v.round() as u8]
+        };
+        match format {
+            PixelFormat::Rgb => rgb,
+            PixelFormat::Bgr => rgb.chunks(3).flat_map(|p| [p[2], p[1], p[0]]).collect(),
+            PixelFormat::Gray => rgb.chunks(3).map(|p| yuv(p)[0]).collect(),
+            PixelFormat::Yuyv => rgb
+                .chunks(6)
+                .flat_map(|p| {
+                    let (a, b) = (yuv(&p[..3]), yuv(&p[3..]));
+                    [a[0], a[1], b[0], a[2]]
+                })
+                .collect(),
+            PixelFormat::Nv12 => {
+                let mut out: Vec<u8> = rgb.chunks(3).map(|p| yuv(p)[0]).collect();
+                for y in (0..h).step_by(2) {
+                    for x in (0..w).step_by(2) {
+                        let c = yuv(&rgb[(y * w + x) * 3..][..3]);
+                        out.extend_from_slice(&[c[1], c[2]]);
+                    }
+                }
+                out
+            }
+            PixelFormat::Mjpeg => {
+                let mut jpeg = Vec::new();
+                crate::media::jpeg::encode_rgb(&rgb, w, h, 90, &mut jpeg).unwrap();
+                jpeg
+            }
+        }
+    }
+
+    #[test]
+    fn every_format_decodes_and_scales_to_our_size() {
+        let formats = [
+            PixelFormat::Mjpeg,
+            PixelFormat::Yuyv,
+            PixelFormat::Nv12,
+            PixelFormat::Rgb,
+            PixelFormat::Bgr,
+        ];
+        for (format, (w, h)) in
+            formats.into_iter().zip([(1280, 720), (640, 480), (1280, 720), (320, 240), (800, 600)])
+        {
+            let data = synthetic(format, w, h);
+            let mut native = Vec::new();
+            decode_frame(format, &data, w, h, &mut native)
+                .unwrap_or_else(|e| panic!("{format}: {e}"));
+            let mut out = Vec::new();
+            fit_rgb(&native, w, h, &mut out, 640, 480);
+            assert_eq!(out.len(), 640 * 480 * 3, "{format}");
+            // Left reads red, right reads blue, within codec error.
+            let at = |x: usize, y: usize| &out[(y * 640 + x) * 3..][..3];
+            for y in [10, 240, 470] {
+                let (l, r) = (at(100, y), at(540, y));
+                assert!(l[0] > 170 && l[2] < 70, "{format} left {l:?}");
+                assert!(r[2] > 170 && r[0] < 70, "{format} right {r:?}");
+            }
+        }
+        let gray = synthetic(PixelFormat::Gray, 64, 48);
+        let mut native = Vec::new();
+        decode_frame(PixelFormat::Gray, &gray, 64, 48, &mut native).unwrap();
+        assert_eq!(native[0], native[1]);
+    }
+
+    #[test]
+    fn bad_frames_and_open_failures_say_what_went_wrong() {
+        let mut out = Vec::new();
+        let e = decode_frame(PixelFormat::Yuyv, &[0; 100], 640, 480, &mut out).unwrap_err();
+        assert!(e.contains("needs 614400 bytes") && e.contains("sent 100"), "{e}");
+        let e = decode_frame(PixelFormat::Mjpeg, b"not a jpeg", 640, 480, &mut out).unwrap_err();
+        assert!(e.contains("MJPEG"), "{e}");
+        let jpeg = synthetic(PixelFormat::Mjpeg, 320, 240);
+        let e = decode_frame(PixelFormat::Mjpeg, &jpeg, 640, 480, &mut out).unwrap_err();
+        assert!(e.contains("320x240"), "{e}");
+        let busy = explain_open_error("HD Webcam", "Device or resource busy (os error 16)");
+        assert!(busy.to_string().contains("in use by another program"), "{busy}");
+        let perm = explain_open_error("HD Webcam", "Permission denied (os error 13)");
+        assert!(perm.to_string().contains("\"video\" group"), "{perm}");
+        let other = explain_open_error("HD Webcam", "Inappropriate ioctl for device");
+        assert!(!other.to_string().contains("another program"), "{other}");
+        let none = CameraError::NoUsableFormat {
+            name: "X".into(),
+            offered: "H264 1920x1080 at 30 fps".into(),
+        };
+        assert!(none.to_string().contains("H264"), "{none}");
     }
 }
