@@ -75,6 +75,8 @@ fn discovered(name: &str, addr: &str, rooms: &[(&str, u32)]) -> DiscoveredHost {
         rooms: rooms.iter().map(|(n, m)| RoomInfo { name: n.to_string(), members: *m }).collect(),
         version: PROTOCOL_VERSION,
         last_seen: Instant::now(),
+        owner: None,
+        auto: false,
     }
 }
 

@@ -149,6 +149,10 @@ pub async fn run(host: SocketAddr, name: String, room: String) -> Result<(), Cli
                 }
                 Event::Joined { .. } => {}
                 Event::Refused(r) => println!("! the host refused to take you back: {}", r.reason),
+                Event::Moved { to, host_name } => {
+                    println!("* the meeting moved to {host_name}'s host at {to}; following it…")
+                }
+                Event::MediaBlocked(text) => println!("! {text}"),
                 Event::Ended => {}
                 Event::FileOffered(f) => println!(
                     "* {} shared \"{}\" ({} bytes{}): type /fetch {} to download it",
