@@ -93,7 +93,7 @@ if [ "${1:-}" = _doubleclick_once ]; then
         # One host, and the three double-clickers in its meeting: the
         # survivor is a relay, the two others joined it from the terminal,
         # so its room holds 2 people and no other host is left.
-        hosts=$(printf '%s' "$json" | grep -o '"host_id"' | wc -l)
+        hosts=$(printf '%s' "$json" | { grep -o '"host_id"' || true; } | wc -l)
         people=$(printf '%s' "$json" | sed -n 's/.*"people":\([0-9]*\).*/\1/p')
         if [ "$hosts" = 1 ] && [ "$people" = 2 ]; then
             echo "CONVERGED $el"

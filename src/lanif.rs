@@ -308,7 +308,12 @@ impl Fanout {
         self.send_logged(&sock, frame, dest).await
     }
 
-    async fn send_logged(&mut self, sock: &Async<UdpSocket>, frame: &[u8], dest: SocketAddr) -> bool {
+    async fn send_logged(
+        &mut self,
+        sock: &Async<UdpSocket>,
+        frame: &[u8],
+        dest: SocketAddr,
+    ) -> bool {
         match sock.send_to(frame, dest).await {
             Ok(_) => {
                 if self.failing.remove(&dest) {
@@ -412,7 +417,11 @@ mod tests {
             ([10, 0, 0, 1], 0, [255, 255, 255, 255]),
         ];
         for (ip, prefix, want) in cases {
-            assert_eq!(directed_broadcast(ip.into(), prefix), Ipv4Addr::from(want), "{ip:?}/{prefix}");
+            assert_eq!(
+                directed_broadcast(ip.into(), prefix),
+                Ipv4Addr::from(want),
+                "{ip:?}/{prefix}"
+            );
         }
     }
 

@@ -19,11 +19,11 @@ use smol::channel::{Receiver, Sender};
 use smol::{Async, Timer};
 use tracing::{debug, warn};
 
+use crate::lanif::{Fanout, Reach, Via};
 use crate::proto::{
     Beacon, DecodeError, HEADER_LEN, Header, MsgType, PROTOCOL_VERSION, Probe, RoomInfo,
     decode_payload, encode_frame, limits,
 };
-use crate::lanif::{Fanout, Reach, Via};
 use crate::server::beacon::bind_discovery_socket;
 
 /// How long `sapora discover` and the launcher listen by default.
@@ -552,8 +552,8 @@ impl Scanner {
 mod tests {
     use super::*;
     use crate::server::beacon::{BeaconConfig, run_beacon};
-    use std::net::{Ipv4Addr, UdpSocket};
     use std::future::Future;
+    use std::net::{Ipv4Addr, UdpSocket};
     use std::sync::{Arc, Mutex};
 
     const LOOPBACK_BROADCAST: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 255, 255, 255));

@@ -79,7 +79,10 @@ pub enum Event {
     /// The host handed the meeting to another host (two people started one
     /// at the same moment); the session is rejoining there by itself, and
     /// [`Client::host`] now returns `to`. A `Joined { rejoined: true }` follows.
-    Moved { to: SocketAddr, host_name: String },
+    Moved {
+        to: SocketAddr,
+        host_name: String,
+    },
     /// None of this client's audio/video reached the host within 3 s of
     /// joining: the text says what seems blocked and what to open.
     MediaBlocked(String),

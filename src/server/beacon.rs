@@ -522,7 +522,9 @@ impl Driver {
             Merge::Ignore => self.stats.ignored += 1,
             Merge::Outrank => {
                 let now = Instant::now();
-                if self.last_outrank.is_none_or(|t| now.saturating_duration_since(t) >= OUTRANK_EVERY)
+                if self
+                    .last_outrank
+                    .is_none_or(|t| now.saturating_duration_since(t) >= OUTRANK_EVERY)
                 {
                     self.last_outrank = Some(now);
                     debug!(%src, "an auto-started rival must yield to us: announcing");
@@ -607,9 +609,11 @@ mod tests {
             ("own beacon looped back", encode_beacon(&cfg(42), &[], 0, 0), |i| {
                 *i == Incoming::OwnBeacon
             }),
-            ("another host's beacon", encode_beacon(&cfg(43), &[], 0, 0), |i| {
-                matches!(i, Incoming::PeerBeacon(b) if b.host_id == 43)
-            }),
+            (
+                "another host's beacon",
+                encode_beacon(&cfg(43), &[], 0, 0),
+                |i| matches!(i, Incoming::PeerBeacon(b) if b.host_id == 43),
+            ),
             ("empty datagram", vec![], |i| {
                 matches!(i, Incoming::Malformed(DecodeError::UnexpectedEnd))
             }),

@@ -151,7 +151,9 @@ pub async fn run(
                 u.name, u.ip, u.waited.as_secs(), media_ports
             );
             let waited_ms = u32::try_from(u.waited.as_millis()).unwrap_or(u32::MAX);
-            control.deliver(vec![u.session], HostMsg::MediaUnheard(MediaUnheard { waited_ms })).await;
+            control
+                .deliver(vec![u.session], HostMsg::MediaUnheard(MediaUnheard { waited_ms }))
+                .await;
             let _ = notices.try_send(u);
         }
         let wake_at = watch.poll_timeout().map_or(now + HEARD_POLL, |t| t.min(now + HEARD_POLL));
