@@ -10,11 +10,13 @@
 #       builds the LAN, prints "READY <pid>" and waits until stdin closes
 #       (used by tests/common/lan.rs; run commands with
 #       `nsenter -t <pid> -m -n ip netns exec mK ...`).
-#   scripts/lan.sh doubleclick [RUNS]
+#   scripts/lan.sh doubleclick [RUNS [--force]]
 #       the double-click race: three machines start `sapora` with no
-#       arguments within the same second; checks that one meeting with all
-#       three people remains within 10 s. Repeats RUNS times (default 20) and
-#       prints "N of RUNS converged within 10 s, max X s".
+#       arguments at the same moment (released by one barrier); checks that
+#       one meeting with all three people remains within 10 s. Repeats RUNS
+#       times (default 20) and prints "N of RUNS converged within 10 s, max
+#       X s". With --force, discovery datagrams are dropped for the first
+#       1.3 s, so all three always start hosting and must merge.
 #
 # Options:
 #   -n N             machines (default 3). Machine K is 10.77.0.K/24 on eth0.
@@ -44,6 +46,7 @@ die() { printf 'lan.sh: %s\n' "$*" >&2; exit 2; }
 # ---------------------------------------------------------------------------
 if [ "${1:-}" = doubleclick ]; then
     runs="${2:-20}"
+    if [ "${3:-}" = --force ]; then export FORCE_RACE=1; fi
     sapora="${SAPORA:-${CARGO_TARGET_DIR:-$here/../target}/debug/sapora}"
     [ -x "$sapora" ] || die "no sapora binary at $sapora (cargo build, or set SAPORA)"
     export SAPORA="$sapora"
@@ -52,10 +55,11 @@ if [ "${1:-}" = doubleclick ]; then
     for i in $(seq 1 "$runs"); do
         out=$("$0" -n 4 -- "$0" _doubleclick_once 2>&1) || true
         t=$(printf '%s\n' "$out" | sed -n 's/^CONVERGED \([0-9.]*\)$/\1/p' | tail -1)
+        h=$(printf '%s\n' "$out" | sed -n 's/^handovers: \([0-9]*\)$/\1/p' | tail -1)
         if [ -n "$t" ]; then
             ok=$((ok + 1))
             max=$(awk -v a="$max" -v b="$t" 'BEGIN { print (b > a) ? b : a }')
-            printf 'run %2d: one meeting after %s s\n' "$i" "$t"
+            printf 'run %2d: one meeting after %s s (%s host(s) handed over)\n' "$i" "$t" "${h:-?}"
         else
             printf 'run %2d: NOT converged\n%s\n' "$i" "$out" | head -40
         fi
@@ -76,27 +80,48 @@ if [ "${1:-}" = _doubleclick_once ]; then
         rm -rf "$dir"
     }
     trap cleanup_once EXIT
-    start=$(date +%s.%N)
+    # All three wait at one barrier (a fifo) and are released together: the
+    # same second, to within milliseconds.
+    mkfifo "$dir/go"
     for k in 1 2 3; do
         # stdin stays open (a fifo held by sleep) so a terminal client stays.
         mkfifo "$dir/in$k"
         sleep 60 >"$dir/in$k" &
         pids+=($!)
         ip netns exec "m$k" env -u SAPORA_DISCOVERY_ADDR -u DISPLAY -u WAYLAND_DISPLAY \
-            USER="user$k" "$SAPORA" <"$dir/in$k" >"$dir/out$k" 2>&1 &
+            USER="user$k" sh -c 'cat "$1" >/dev/null; exec "$0"' "$SAPORA" "$dir/go" \
+            <"$dir/in$k" >"$dir/out$k" 2>&1 &
         pids+=($!)
     done
+    if [ "${FORCE_RACE:-0}" = 1 ]; then
+        # The worst case: nobody hears anybody during the 1 s search, so all
+        # three start hosting; then the LAN heals and they must merge.
+        for k in 1 2 3; do
+            echo 'table inet race { chain input { type filter hook input priority 0; udp dport 5001 drop; }; }' |
+                ip netns exec "m$k" nft -f -
+        done
+    fi
+    sleep 0.3 # let all three reach the barrier
+    start=$(date +%s.%N)
+    : >"$dir/go"
+    if [ "${FORCE_RACE:-0}" = 1 ]; then
+        sleep 1.3
+        for k in 1 2 3; do ip netns exec "m$k" nft delete table inet race; done
+    fi
     while :; do
+        json=$(ip netns exec m4 env -u SAPORA_DISCOVERY_ADDR "$SAPORA" discover --json --timeout 0.5 2>/dev/null || echo '[]')
         now=$(date +%s.%N)
         el=$(awk -v a="$start" -v b="$now" 'BEGIN { printf "%.2f", b - a }')
-        json=$(ip netns exec m4 env -u SAPORA_DISCOVERY_ADDR "$SAPORA" discover --json --timeout 0.5 2>/dev/null || echo '[]')
         # One host, and the three double-clickers in its meeting: the
         # survivor is a relay, the two others joined it from the terminal,
         # so its room holds 2 people and no other host is left.
         hosts=$(printf '%s' "$json" | { grep -o '"host_id"' || true; } | wc -l)
         people=$(printf '%s' "$json" | sed -n 's/.*"people":\([0-9]*\).*/\1/p')
         if [ "$hosts" = 1 ] && [ "$people" = 2 ]; then
+            # How many started hosting and then handed over (the race).
+            merged=$(cat "$dir"/out* | { grep -c "at the same moment" || true; })
             echo "CONVERGED $el"
+            echo "handovers: $merged"
             exit 0
         fi
         if awk -v e="$el" 'BEGIN { exit !(e > 10) }'; then

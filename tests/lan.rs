@@ -111,27 +111,63 @@ fn discovery_ignores_a_vpn_default_route_and_uses_every_card() {
 
 /// One race: `sapora` with no arguments on m1..m3 at once; returns how long
 /// until m4 sees one host with the two others in its meeting, or panics
-/// after 10 s with what each machine printed.
-fn double_click_once() -> Option<Duration> {
+/// after 10 s with what each machine printed. `force`: discovery datagrams
+/// are dropped for the first 1.3 s, so all three start hosting and must merge.
+fn double_click_once(force: bool) -> Option<Duration> {
     let mut lan = Lan::new(&LanOptions::machines(4))?;
+    let race = "table inet race { chain input { type filter hook input priority 0; udp dport 5001 drop; }; }";
+    if force {
+        for k in 1..=3 {
+            let o = lan.outer(&format!("echo '{race}' | ip netns exec m{k} nft -f -"));
+            if !o.status.success() {
+                eprintln!("SKIP: nftables does not work here: {o:?}");
+                return None;
+            }
+        }
+    }
+    // All three wait at one barrier (a fifo) and are released together.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let go = dir.path().join("go");
+    let made = Command::new("mkfifo").arg(&go).status().expect("mkfifo runs");
+    assert!(made.success());
     let mut outputs = Vec::new();
-    let started = Instant::now();
     for k in 1..=3 {
-        let mut cmd = lan.command(k, SAPORA);
+        let mut cmd = lan.command(k, "sh");
         // stdin stays open: the people who end up joining keep their
         // terminal session.
-        cmd.env("USER", format!("user{k}"))
+        cmd.args(["-c", "cat \"$1\" >/dev/null; exec \"$0\"", SAPORA])
+            .arg(&go)
+            .env("USER", format!("user{k}"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         outputs.push(lines(lan.spawn(cmd)));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    // Opening the fifo for writing releases all three readers at once.
+    drop(std::fs::OpenOptions::new().write(true).open(&go).expect("barrier opens"));
+    if force {
+        std::thread::sleep(Duration::from_millis(1300));
+        for k in 1..=3 {
+            let o = lan.outer(&format!("ip netns exec m{k} nft delete table inet race"));
+            assert!(o.status.success(), "{o:?}");
+        }
     }
     let mut last = Vec::new();
     while started.elapsed() < Duration::from_secs(10) {
         let (hosts, _) = discover(&lan, 4, "0.5");
         // The survivor is a relay (headless); the other two joined it.
         if hosts.len() == 1 && hosts[0]["people"] == 2 {
-            return Some(started.elapsed());
+            let took = started.elapsed();
+            if force {
+                // All three hosted; two handed over, and said so.
+                std::thread::sleep(Duration::from_millis(300));
+                let printed: Vec<String> = outputs.iter().flat_map(|rx| rx.try_iter()).collect();
+                let handovers = printed.iter().filter(|l| l.contains("at the same moment")).count();
+                assert_eq!(handovers, 2, "{}", printed.join("\n"));
+            }
+            return Some(took);
         }
         last = hosts;
     }
@@ -142,10 +178,11 @@ fn double_click_once() -> Option<Duration> {
 
 #[test]
 fn three_double_clicks_in_the_same_second_make_one_meeting() {
-    // scripts/lan.sh doubleclick 20 runs it twenty times; three here.
+    // scripts/lan.sh doubleclick 20 [--force] runs it twenty times; three
+    // here, the first forced to a three-way merge.
     let mut times = Vec::new();
-    for _ in 0..3 {
-        match double_click_once() {
+    for force in [true, false, false] {
+        match double_click_once(force) {
             Some(t) => times.push(t),
             None => return,
         }
