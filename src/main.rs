@@ -600,19 +600,19 @@ fn host(args: HostArgs) -> CmdResult {
                 Wake::Stop => break,
             }
         }
-        if moved_to.is_none() {
-            let members = host.stats().members;
-            println!("Stopping: telling {members} participant(s) the meeting is over…");
+        if let Some(addr) = moved_to {
+            // This host forwards late arrivals for a few seconds, then stops;
+            // meanwhile the person who double-clicked joins the surviving
+            // meeting too.
+            let retiring = smol::spawn(host.retire());
+            let joined = terminal::run(addr, user_name(), args.room.trim().to_string()).await;
+            retiring.await;
+            return joined.map(|()| ExitCode::SUCCESS).map_err(|e| e.to_string());
         }
+        let members = host.stats().members;
+        println!("Stopping: telling {members} participant(s) the meeting is over…");
         host.shutdown().await;
         println!("Host stopped.");
-        if let Some(addr) = moved_to {
-            // The person who double-clicked joins the surviving meeting too.
-            return terminal::run(addr, user_name(), args.room.trim().to_string())
-                .await
-                .map(|()| ExitCode::SUCCESS)
-                .map_err(|e| e.to_string());
-        }
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -138,8 +138,8 @@ impl RunningHost {
     }
 
     /// Fires once if this auto-started host handed its meeting to another
-    /// host (its participants were told to rejoin there): the owner should
-    /// then [`RunningHost::shutdown`] it, and its own app follows the others.
+    /// host (its participants are told to rejoin there): the owner should
+    /// then [`RunningHost::retire`] it, and its own app follows the others.
     pub fn handover(&self) -> Receiver<Survivor> {
         self.handover.clone()
     }
@@ -167,6 +167,13 @@ impl RunningHost {
 
     pub fn stats(&self) -> Stats {
         *self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// After a handover: keeps forwarding late arrivals for
+    /// [`REDIRECT_FOR`], then stops.
+    pub async fn retire(self) {
+        smol::Timer::after(REDIRECT_FOR + Duration::from_millis(300)).await;
+        self.shutdown().await;
     }
 
     /// Tells every client the host is going away, flushes, and stops.
@@ -253,8 +260,8 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
             Some(smol::spawn(async move {
                 match run_beacon(cfg, rooms).await {
                     Ok(survivor) => {
+                        let _ = handover_tx.try_send(survivor.clone());
                         hand_over(&directory, &control, &survivor).await;
-                        let _ = handover_tx.try_send(survivor);
                     }
                     Err(e) => tracing::warn!("LAN discovery is off: {e}"),
                 }
@@ -318,12 +325,17 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
     })
 }
 
+/// How long a host that handed its meeting over keeps forwarding whoever
+/// still arrives (`RunningHost::retire`). Three hosts started together may
+/// yield in a chain (C to B while B yields to A); C's people then reach B
+/// after B has handed over, and B passes them on instead of refusing them.
+pub const REDIRECT_FOR: Duration = Duration::from_secs(5);
+
 /// Tells every session to rejoin at `survivor` (same name and room), and
-/// gives the messages a moment to leave before the owner shuts us down.
+/// keeps telling sessions that join later, for [`REDIRECT_FOR`].
 async fn hand_over(directory: &Directory, control: &ControlHandle, survivor: &Survivor) {
-    let sessions = directory.sessions();
     tracing::info!(
-        to = %survivor.addr, sessions = sessions.len(),
+        to = %survivor.addr, sessions = directory.sessions().len(),
         "handing the meeting over to {}", survivor.host_name
     );
     let msg = crate::proto::Handover {
@@ -331,6 +343,13 @@ async fn hand_over(directory: &Directory, control: &ControlHandle, survivor: &Su
         port: survivor.addr.port(),
         host_name: survivor.owner.clone().unwrap_or_else(|| survivor.host_name.clone()),
     };
-    control.deliver(sessions, crate::proto::HostMsg::Handover(msg)).await;
-    smol::Timer::after(Duration::from_millis(300)).await;
+    let until = std::time::Instant::now() + REDIRECT_FOR;
+    let mut told = std::collections::HashSet::new();
+    while std::time::Instant::now() < until {
+        let new: Vec<_> = directory.sessions().into_iter().filter(|s| told.insert(*s)).collect();
+        if !new.is_empty() {
+            control.deliver(new, crate::proto::HostMsg::Handover(msg.clone())).await;
+        }
+        smol::Timer::after(Duration::from_millis(100)).await;
+    }
 }

@@ -862,7 +862,15 @@ impl App {
     /// at the new host.
     fn follow_handover(&mut self, id: u64, to: SocketAddr) -> Task<Message> {
         self.joined_addr = to.to_string();
-        let stop = if self.host.is_some() { self.stop_host() } else { Task::none() };
+        // Our host forwards late arrivals for a few seconds, then stops.
+        let stop = match self.host.take() {
+            Some(h) => {
+                self.share = None;
+                self.launcher.hosting = None;
+                Task::perform(h.retire(), |_| Message::HostStopped)
+            }
+            None => Task::none(),
+        };
         let Some(mut route) = self.route.clone() else { return stop };
         route.host = to.ip();
         self.route = Some(route.clone());
