@@ -834,6 +834,9 @@ fn bot(args: BotArgs) -> CmdResult {
                 for e in &r.errors {
                     println!("  {}: {e}", r.name);
                 }
+                for w in &r.warnings {
+                    println!("  {}: warning: {w}", r.name);
+                }
             }
         }
     }

@@ -227,3 +227,79 @@ fn blocked_udp_is_named_to_the_member_and_in_the_host_log() {
     });
     assert!(line.contains("10.77.0.2") && line.contains("6000\u{2013}6001"), "{line}");
 }
+
+// ---- the same mechanisms in-process on loopback (no namespaces needed) ----
+
+#[test]
+fn a_handover_moves_every_session_to_the_other_host() {
+    use sapora::client::Event;
+    use sapora::proto::{Handover, HostMsg};
+    smol::block_on(async {
+        let a = common::start_host().await;
+        let b = common::start_host().await;
+        let ana = common::join(a.control_addr, "ana", "default").await;
+        let bo = common::join(a.control_addr, "bo", "default").await;
+        let sessions = a.directory().sessions();
+        assert_eq!(sessions.len(), 2);
+        let msg = Handover {
+            addr: b.control_addr.ip().to_string(),
+            port: b.control_addr.port(),
+            host_name: "cy".into(),
+        };
+        a.control().deliver(sessions, HostMsg::Handover(msg)).await;
+        for c in [&ana, &bo] {
+            let to = common::expect(c, 5 * common::SEC, |e| match e {
+                Event::Moved { to, host_name } if host_name == "cy" => Some(*to),
+                _ => None,
+            })
+            .await;
+            assert_eq!(to, b.control_addr);
+            let w = common::expect(c, 5 * common::SEC, |e| match e {
+                Event::Joined { welcome, rejoined: true } => Some(welcome.clone()),
+                _ => None,
+            })
+            .await;
+            assert_eq!(w.room, "default");
+            assert_eq!(c.host(), b.control_addr);
+        }
+        // Both are in the other host's meeting, under their own names.
+        let members: Vec<String> = ana.current().members.iter().map(|m| m.name.clone()).collect();
+        assert!(members.contains(&"ana".to_string()), "{members:?}");
+        let deadline = Instant::now() + 5 * common::SEC;
+        while b.stats().members < 2 {
+            assert!(Instant::now() < deadline, "both moved: {:?}", b.stats());
+            smol::Timer::after(Duration::from_millis(20)).await;
+        }
+    });
+}
+
+#[test]
+fn a_member_whose_media_never_arrives_is_told_and_a_chat_only_one_is_not() {
+    use sapora::client::{Client, ClientConfig, Event};
+    smol::block_on(async {
+        let host = common::start_host().await;
+        let mut config = ClientConfig::new(host.control_addr, "ana", "default");
+        // Says it sends media, but sends none (as if a firewall ate it).
+        config.media = true;
+        let ana = Client::connect(config).await.expect("joins");
+        let chat_only = common::join(host.control_addr, "bo", "default").await;
+        let started = Instant::now();
+        let text = common::expect(&ana, 5 * common::SEC, |e| match e {
+            Event::MediaBlocked(t) => Some(t.clone()),
+            _ => None,
+        })
+        .await;
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(2900), "not before 3 s: {waited:?}");
+        let p = host.ports;
+        let want = format!("UDP to 127.0.0.1 {}", sapora::server::reach::describe_media_ports(&p));
+        assert!(text.contains(&want), "{text} (wanted {want})");
+        let notice = host.media_notices().recv().await.expect("the host names the member");
+        assert!(["ana", "bo"].contains(&notice.name.as_str()));
+        let events = common::collect(&chat_only, Duration::from_millis(300)).await;
+        assert!(
+            !events.iter().any(|e| matches!(e, Event::MediaBlocked(_))),
+            "a chat-only client sends no media and is not warned: {events:?}"
+        );
+    });
+}
