@@ -332,17 +332,6 @@ impl Fanout {
             }
         }
     }
-
-    /// Whether every send of the last round failed (nothing reaches anyone).
-    pub fn all_failing(&self) -> bool {
-        !self.failing.is_empty()
-            && match self.reach {
-                Reach::Only(_) => true,
-                Reach::EveryInterface => self.ifaces.iter().all(|(i, _, _)| {
-                    self.failing.iter().any(|d| d.ip() == IpAddr::V4(i.broadcast))
-                }),
-            }
-    }
 }
 
 /// A UDP socket bound to `addr`:0 that may broadcast (IPv4), nonblocking.

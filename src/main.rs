@@ -604,8 +604,19 @@ fn host(args: HostArgs) -> CmdResult {
             // This host forwards late arrivals for a few seconds, then stops;
             // meanwhile the person who double-clicked joins the surviving
             // meeting too.
+            use smol::future::FutureExt;
             let retiring = smol::spawn(host.retire());
-            let joined = terminal::run(addr, user_name(), args.room.trim().to_string()).await;
+            let room = args.room.trim().to_string();
+            // Ctrl+C still ends it (this process's handler is installed).
+            let joined = async { Some(terminal::run(addr, user_name(), room).await) }
+                .or(async {
+                    let _ = stop.recv().await;
+                    None
+                })
+                .await;
+            let Some(joined) = joined else {
+                return Ok(ExitCode::SUCCESS);
+            };
             retiring.await;
             return joined.map(|()| ExitCode::SUCCESS).map_err(|e| e.to_string());
         }
