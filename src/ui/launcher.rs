@@ -212,7 +212,8 @@ impl Launcher {
             let compat = if h.is_compatible() { "" } else { " · incompatible version" };
             let entry = column![
                 text(format!("{} — {}", h.host_name, h.addr)).size(15),
-                text(format!("{} — {rooms}{compat}", h.label())).size(12),
+                text(h.label()).size(13),
+                text(format!("{rooms}{compat}")).size(12),
             ];
             hosts = hosts.push(
                 button(entry).width(Fill).style(button::secondary).on_press(Message::Pick(i)),
