@@ -54,7 +54,8 @@ pub fn directed_broadcast(ip: Ipv4Addr, prefix_len: u8) -> Ipv4Addr {
 }
 
 /// The interfaces discovery broadcasts on, from an `if_addrs` listing: IPv4,
-/// not loopback, not operationally down, broadcast-capable (so point-to-point
+/// not loopback, operationally up (on Linux `IFF_RUNNING`: up with a
+/// carrier), broadcast-capable (so point-to-point
 /// VPN tunnels are left out), and with a subnet that has a broadcast address
 /// (not /31 or /32). An interface flagged broadcast-capable whose broadcast
 /// address was never set gets the one computed from its netmask. Sorted by
@@ -62,7 +63,7 @@ pub fn directed_broadcast(ip: Ipv4Addr, prefix_len: u8) -> Ipv4Addr {
 pub fn from_if_addrs(list: &[if_addrs::Interface]) -> Vec<LanInterface> {
     let mut out: Vec<LanInterface> = list
         .iter()
-        .filter(|i| i.oper_status != if_addrs::IfOperStatus::Down && !i.is_p2p)
+        .filter(|i| i.is_oper_up() && !i.is_p2p)
         .filter_map(|i| match &i.addr {
             if_addrs::IfAddr::V4(v4) if !v4.ip.is_loopback() && v4.prefixlen <= 30 => {
                 let computed = directed_broadcast(v4.ip, v4.prefixlen);
@@ -109,7 +110,7 @@ pub fn join_addresses() -> Vec<(String, Ipv4Addr)> {
         from_if_addrs(&list).into_iter().map(|i| (i.name, i.addr)).collect();
     let mut others: Vec<(String, Ipv4Addr)> = list
         .iter()
-        .filter(|i| i.oper_status != if_addrs::IfOperStatus::Down)
+        .filter(|i| i.is_oper_up())
         .filter_map(|i| match &i.addr {
             if_addrs::IfAddr::V4(v4)
                 if !v4.ip.is_loopback()
@@ -418,6 +419,9 @@ mod tests {
     fn picks_broadcast_capable_lan_interfaces() {
         let mut down = iface("eth9", [10, 9, 0, 1], 24, Some([10, 9, 0, 255]), false);
         down.oper_status = IfOperStatus::Down;
+        // What Linux reports for an interface that is not running (no carrier).
+        let mut no_carrier = iface("eth8", [10, 8, 0, 1], 24, Some([10, 8, 0, 255]), false);
+        no_carrier.oper_status = IfOperStatus::Unknown;
         let list = vec![
             iface("lo", [127, 0, 0, 1], 8, None, false),
             iface("wlan0", [192, 168, 1, 20], 24, Some([192, 168, 1, 255]), false),
@@ -429,6 +433,7 @@ mod tests {
             // A /32 has no broadcast address worth sending to.
             iface("eth2", [10, 1, 1, 1], 32, Some([10, 1, 1, 1]), false),
             down,
+            no_carrier,
         ];
         let got: Vec<(String, Ipv4Addr)> =
             from_if_addrs(&list).into_iter().map(|i| (i.name, i.broadcast)).collect();

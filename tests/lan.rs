@@ -109,6 +109,39 @@ fn discovery_ignores_a_vpn_default_route_and_uses_every_card() {
     }
 }
 
+#[test]
+fn a_network_card_that_comes_up_later_is_used() {
+    let opts = LanOptions { machines: 3, second: true, ..LanOptions::default() };
+    let Some(mut lan) = Lan::new(&opts) else { return };
+    // The host's second card is down when it starts; machine 3 is only on
+    // the second subnet.
+    let o = lan
+        .outer("ip netns exec m1 ip link set eth1 down && ip netns exec m3 ip link set eth0 down");
+    assert!(o.status.success(), "{o:?}");
+    let mut cmd = lan.command(1, SAPORA);
+    cmd.args(["host", "--headless"])
+        .env("SAPORA_LOG", "sapora::lanif=info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let child = lan.spawn(cmd);
+    let log = common::lan::lines_of(child.stderr.take().expect("piped"));
+    expect_line(&log, Duration::from_secs(10), "eth0 in use", |l| {
+        l.contains("using interface") && l.contains("eth0")
+    });
+    let up = Instant::now();
+    let o = lan.outer("ip netns exec m1 ip link set eth1 up");
+    assert!(o.status.success(), "{o:?}");
+    let line = expect_line(&log, Duration::from_secs(5), "eth1 in use", |l| {
+        l.contains("using interface") && l.contains("eth1")
+    });
+    assert!(line.contains("10.78.0.255"), "{line}");
+    eprintln!("a new interface was in use {:?} after it came up", up.elapsed());
+    let (hosts, _) = discover(&lan, 3, "0.8");
+    assert_eq!(hosts.len(), 1, "{hosts:?}");
+    assert_eq!(hosts[0]["ip"], "10.78.0.1");
+}
+
 /// One race: `sapora` with no arguments on m1..m3 at once; returns how long
 /// until m4 sees one host with the two others in its meeting, or panics
 /// after 10 s with what each machine printed. `force`: discovery datagrams

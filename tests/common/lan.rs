@@ -159,16 +159,22 @@ fn on_path(tool: &str) -> bool {
 
 /// Reads `child`'s stdout lines on a thread; the receiver yields them.
 pub fn lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    if let Some(out) = child.stdout.take() {
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+    match child.stdout.take() {
+        Some(out) => lines_of(out),
+        None => std::sync::mpsc::channel().1,
     }
+}
+
+/// Reads lines from `r` (a child's stdout or stderr) on a thread.
+pub fn lines_of(r: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
     rx
 }
 
