@@ -112,22 +112,7 @@ pub fn hosts_to_json(hosts: &[DiscoveredHost]) -> serde_json::Value {
     serde_json::Value::Array(hosts.iter().map(DiscoveredHost::to_json).collect())
 }
 
-/// The control address a beacon points at. A host bound to the wildcard (or a
-/// beacon naming something unusable) means "where this datagram came from".
-pub fn control_addr_of(src: SocketAddr, beacon: &Beacon) -> SocketAddr {
-    let ip = match beacon.control_addr.parse::<IpAddr>() {
-        Ok(ip) if usable_unicast(ip) => ip,
-        _ => src.ip(),
-    };
-    SocketAddr::new(ip, beacon.control_port)
-}
-
-fn usable_unicast(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast()),
-        IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
-    }
-}
+pub use crate::server::beacon::control_addr_of;
 
 /// Decodes a datagram that should be a Beacon. Pure; never panics.
 ///

@@ -191,6 +191,23 @@ pub fn encode_beacon(cfg: &BeaconConfig, rooms: &[RoomInfo], nonce: u32, seq: u1
     }
 }
 
+/// The control address a beacon points at. A host bound to the wildcard (or a
+/// beacon naming something unusable) means "where this datagram came from".
+pub fn control_addr_of(src: SocketAddr, beacon: &Beacon) -> SocketAddr {
+    let ip = match beacon.control_addr.parse::<IpAddr>() {
+        Ok(ip) if usable_unicast(ip) => ip,
+        _ => src.ip(),
+    };
+    SocketAddr::new(ip, beacon.control_port)
+}
+
+fn usable_unicast(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast()),
+        IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
+    }
+}
+
 /// Caps probe answers per one-second window. Time is passed in.
 #[derive(Debug, Clone, Default)]
 pub struct AnswerBudget {
@@ -538,7 +555,7 @@ impl Driver {
                         host_id: b.host_id,
                         host_name: b.host_name.clone(),
                         owner: b.owner.clone(),
-                        addr: crate::client::discover::control_addr_of(src, b),
+                        addr: control_addr_of(src, b),
                     };
                     debug!(to = %survivor.addr, "an earlier auto-started host is here");
                     self.best_rival = Some((survivor, key));
