@@ -15,8 +15,9 @@ set -euo pipefail
 PACKAGES=(
     pkg-config        # -sys crates find C libraries with it
     build-essential   # C compiler and make, for crates that build C
-    iproute2          # `ip`: scripts/test.sh brings up loopback in a network namespace
-    util-linux        # `unshare`: scripts/test.sh runs tests in a network namespace
+    iproute2          # `ip`: network namespaces for the tests and the simulated LAN (scripts/lan.sh)
+    util-linux        # `unshare`, `nsenter`: tests run in network namespaces; scripts/lan.sh
+    nftables          # `nft`: firewall rules on the simulated LAN (tests/lan.rs, scripts/lan.sh)
     libasound2-dev    # audio devices (cpal -> alsa-sys)
     libopus-dev       # Opus codec (opus -> audiopus_sys; without it, it needs cmake)
     libclang-dev      # camera (nokhwa -> v4l2-sys-mit, bindgen needs libclang)

@@ -2,6 +2,7 @@
 //! holds everything it and the integration tests share.
 
 pub mod client;
+pub mod lanif;
 pub mod media;
 pub mod net;
 pub mod proto;

@@ -181,6 +181,10 @@ struct HostArgs {
     /// Seconds between status lines
     #[arg(long, value_name = "SECS", default_value_t = 10, hide = true)]
     status_every: u64,
+    /// Started by `sapora` with no arguments: merge with another such host
+    /// started at the same moment (never set from the command line)
+    #[arg(skip)]
+    auto: bool,
     #[command(flatten)]
     files: FileStoreArgs,
     /// Codec of the audio mix: opus (about 60 kbps per listener) or pcm (raw 16-bit, 780 kbps, least CPU)
@@ -426,17 +430,17 @@ fn user_name() -> String {
         .unwrap_or_else(|| "guest".into())
 }
 
-/// The address to tell others: the bound one, or this machine's first LAN IPv4.
-fn share_addr(bind: IpAddr) -> IpAddr {
+/// The addresses to tell others, each with its interface name: the bound
+/// one, or every LAN address of this machine (`lanif::join_addresses`).
+fn share_addrs(bind: IpAddr) -> Vec<(IpAddr, Option<String>)> {
     if !bind.is_unspecified() {
-        return bind;
+        return vec![(bind, None)];
     }
-    if_addrs::get_if_addrs()
-        .ok()
-        .and_then(|ifs| {
-            ifs.into_iter().map(|i| i.ip()).find(|ip| ip.is_ipv4() && !ip.is_loopback())
-        })
-        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    let list = sapora::lanif::join_addresses();
+    if list.is_empty() {
+        return vec![(IpAddr::V4(Ipv4Addr::LOCALHOST), Some("loopback: no network found".into()))];
+    }
+    list.into_iter().map(|(name, ip)| (IpAddr::V4(ip), Some(name))).collect()
 }
 
 /// Ctrl+C (and SIGTERM) as a channel that closes when the signal arrives.
@@ -460,8 +464,12 @@ fn host(args: HostArgs) -> CmdResult {
         println!("sapora: {camera} is for the desktop app; the headless host sends no video.");
     }
     let mut opts = HostOptions::new(args.bind, ports, args.name.unwrap_or_else(machine_name));
+    opts.owner = Some(user_name());
     if !args.no_discovery {
         opts.discovery_target = Some(args.net.discovery_addr);
+    }
+    if args.auto {
+        opts.merge_room = Some("default".into());
     }
     args.files.apply(&mut opts);
     if args.audio_codec == "pcm" {
@@ -483,34 +491,65 @@ fn host(args: HostArgs) -> CmdResult {
     let stop = ctrl_c();
     smol::block_on(async {
         let host = server::start(opts.clone()).await.map_err(|e| e.to_string())?;
-        let share = share_addr(args.bind);
         let p = host.ports;
         let port_suffix = if p.control == 5000 { String::new() } else { format!(":{}", p.control) };
         let room = args.room.trim();
         let room_hint = if room.is_empty() { String::new() } else { format!(" --room {room}") };
         println!("Sapora host \"{}\" is running.", host.host_name);
-        println!("  Others join with:  sapora join {share}{port_suffix}{room_hint}");
+        for (i, (ip, iface)) in share_addrs(args.bind).into_iter().enumerate() {
+            let lead = if i == 0 { "  Others join with:" } else { "                    " };
+            let iface = iface.map(|n| format!("   ({n})")).unwrap_or_default();
+            println!("{lead}  sapora join {ip}{port_suffix}{room_hint}{iface}");
+        }
         println!(
             "  Ports: control {}/tcp, discovery {}/udp, files {}/tcp, screen {}/tcp, video {}/udp, audio {}/udp",
             p.control, p.discovery, p.file, p.screen, p.video, p.audio
         );
         match opts.discovery_target {
+            Some(t) if t == sapora::server::beacon::LAN_BROADCAST => {
+                let ifs = sapora::lanif::lan_interfaces();
+                let on = if ifs.is_empty() {
+                    "no LAN interface yet (checked every 2 s)".to_string()
+                } else {
+                    ifs.iter()
+                        .map(|i| format!("{} ({})", i.name, i.broadcast))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                println!("  Discovery: beacons every 5 s on {on}, port {}", p.discovery)
+            }
             Some(t) => println!("  Discovery: beacons every 5 s to {t}:{}", p.discovery),
             None => println!("  Discovery: off"),
         }
         println!("Press Ctrl+C to stop.");
         let started = Instant::now();
         let events = host.events();
+        let (handover, unheard) = (host.handover(), host.media_notices());
         let every = Duration::from_secs(args.status_every.max(1));
         let mut next_status = Instant::now() + every;
+        let mut moved_to = None;
         loop {
             use smol::future::FutureExt;
             enum Wake {
                 Event(HostEvent),
                 Status,
                 Stop,
+                Unheard(server::reach::Unheard),
+                Handover(server::beacon::Survivor),
             }
             let wake = async { events.recv().await.map(Wake::Event).unwrap_or(Wake::Stop) }
+                .or(async {
+                    match unheard.recv().await {
+                        Ok(u) => Wake::Unheard(u),
+                        Err(_) => smol::future::pending().await,
+                    }
+                })
+                .or(async {
+                    match handover.recv().await {
+                        Ok(s) => Wake::Handover(s),
+                        Err(_) => smol::future::pending().await,
+                    }
+                })
                 .or(async {
                     smol::Timer::at(next_status).await;
                     Wake::Status
@@ -539,8 +578,47 @@ fn host(args: HostArgs) -> CmdResult {
                         uptime(started.elapsed())
                     );
                 }
+                Wake::Unheard(u) => println!(
+                    "[{}] no audio/video from {} ({}) within {} s of joining: UDP to {} {} may be blocked on the way",
+                    clock(),
+                    u.name,
+                    u.ip,
+                    u.waited.as_secs(),
+                    share_addrs(args.bind).first().map_or(String::new(), |a| a.0.to_string()),
+                    server::reach::describe_media_ports(&p)
+                ),
+                Wake::Handover(s) => {
+                    let who = s.owner.clone().unwrap_or_else(|| s.host_name.clone());
+                    println!(
+                        "[{}] {who} started a meeting at the same moment ({}): it goes on there; everyone here was moved to it.",
+                        clock(),
+                        s.addr
+                    );
+                    moved_to = Some(s.addr);
+                    break;
+                }
                 Wake::Stop => break,
             }
+        }
+        if let Some(addr) = moved_to {
+            // This host forwards late arrivals for a few seconds, then stops;
+            // meanwhile the person who double-clicked joins the surviving
+            // meeting too.
+            use smol::future::FutureExt;
+            let retiring = smol::spawn(host.retire());
+            let room = args.room.trim().to_string();
+            // Ctrl+C still ends it (this process's handler is installed).
+            let joined = async { Some(terminal::run(addr, user_name(), room).await) }
+                .or(async {
+                    let _ = stop.recv().await;
+                    None
+                })
+                .await;
+            let Some(joined) = joined else {
+                return Ok(ExitCode::SUCCESS);
+            };
+            retiring.await;
+            return joined.map(|()| ExitCode::SUCCESS).map_err(|e| e.to_string());
         }
         let members = host.stats().members;
         println!("Stopping: telling {members} participant(s) the meeting is over…");
@@ -627,8 +705,7 @@ fn auto() -> CmdResult {
     let hosts = smol::block_on(discover(&opts)).unwrap_or_default();
     match hosts.iter().find(|h| h.is_compatible()) {
         Some(h) => {
-            let name = sapora::proto::text::visible(&h.host_name);
-            println!("Found \"{name}\" at {}: joining.", h.addr);
+            println!("Found {} at {}: joining.", h.label(), h.addr);
             let args = JoinArgs {
                 host: Some(h.addr.to_string()),
                 meeting: None,
@@ -649,6 +726,7 @@ fn auto() -> CmdResult {
                 headless: false,
                 no_discovery: false,
                 status_every: 10,
+                auto: true,
                 files: FileStoreArgs::default(),
                 audio_codec: "opus".into(),
                 audio_frame_ms: "20".into(),
@@ -663,6 +741,7 @@ fn auto() -> CmdResult {
 fn app_host_options(net: &NetArgs) -> Result<HostOptions, String> {
     let mut opts = HostOptions::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), ports(net)?, machine_name());
     opts.discovery_target = Some(net.discovery_addr);
+    opts.owner = Some(user_name());
     Ok(opts)
 }
 
@@ -765,6 +844,9 @@ fn bot(args: BotArgs) -> CmdResult {
                 );
                 for e in &r.errors {
                     println!("  {}: {e}", r.name);
+                }
+                for w in &r.warnings {
+                    println!("  {}: warning: {w}", r.name);
                 }
             }
         }

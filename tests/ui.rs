@@ -75,6 +75,8 @@ fn discovered(name: &str, addr: &str, rooms: &[(&str, u32)]) -> DiscoveredHost {
         rooms: rooms.iter().map(|(n, m)| RoomInfo { name: n.to_string(), members: *m }).collect(),
         version: PROTOCOL_VERSION,
         last_seen: Instant::now(),
+        owner: None,
+        auto: false,
     }
 }
 
@@ -96,6 +98,7 @@ fn launcher_lists_discovered_hosts_and_a_click_fills_the_form() {
     let mut ui = simulator(l.view());
     assert!(ui.find("lab-pc — 127.0.0.1:5000").is_ok());
     assert!(ui.find("standup (3 people)").is_ok());
+    assert!(ui.find("meeting on lab-pc · 3 people").is_ok(), "who hosts, how many");
     assert!(ui.find("attic — 127.0.0.2:5100").is_ok());
     assert!(ui.find("no meetings yet").is_ok());
     ui.click("lab-pc — 127.0.0.1:5000").expect("host entry is clickable");

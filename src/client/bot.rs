@@ -116,6 +116,9 @@ pub struct BotReport {
     pub audio: super::audio::AudioReport,
     /// Files sent and fetched: `{id, name, bytes, md5_ok, seconds, sent}`.
     pub files: Vec<super::files_bot::FileReport>,
+    /// Things the bot's user should fix, e.g. "UDP to 10.77.0.1 ports
+    /// 6000–6001 seems blocked by a firewall" (the meeting itself went on).
+    pub warnings: Vec<String>,
 }
 
 /// Names for `count` bots: `name`, `name-2`, `name-3`, …
@@ -135,7 +138,12 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
     let mut report =
         BotReport { name: opts.name.clone(), room: opts.room.clone(), ..BotReport::default() };
     let started = Instant::now();
-    let client = match Client::connect(ClientConfig::new(opts.host, &opts.name, &opts.room)).await {
+    let mut config = ClientConfig::new(opts.host, &opts.name, &opts.room);
+    let video_on = opts.video.camera != crate::media::video::CameraChoice::None
+        || opts.video.subscribe != crate::proto::Subscription::None;
+    let audio_on = opts.audio.mic.is_some() || opts.audio.speaker.is_some();
+    config.media = video_on || audio_on;
+    let client = match Client::connect(config).await {
         Ok(c) => c,
         Err(e) => {
             report.errors.push(e.to_string());
@@ -168,6 +176,8 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
     let mut pending: HashMap<u32, Instant> = HashMap::new();
     let mut unmute_at = opts.audio.unmute_after.map(|d| Instant::now() + d);
     let mut rtts: Vec<f64> = Vec::new();
+    // Whether anyone else had a camera or microphone on while we were there.
+    let (mut others_video, mut others_audio) = (false, false);
 
     loop {
         file_bot.poll(&members);
@@ -242,7 +252,19 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
                     }
                 }
                 Event::Members(list) => {
+                    for m in list.members.iter().filter(|m| m.name != report.name) {
+                        others_video |= m.camera;
+                        others_audio |= m.mic;
+                    }
                     members = list.members.into_iter().map(|m| m.name).collect()
+                }
+                Event::Moved { to, host_name } => {
+                    report.errors.push(format!("meeting moved to {host_name} at {to}"));
+                }
+                Event::MediaBlocked(text) => {
+                    if !report.warnings.contains(&text) {
+                        report.warnings.push(text);
+                    }
                 }
                 Event::Chat(m) => {
                     report.chat.push(ChatLine { from: m.from, to: m.to, text: m.text, ts: m.ts_ms })
@@ -283,6 +305,23 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
     report.screen = screen_report;
     report.errors.extend(screen_errors);
     report.audio = audio.finish(&mut report.errors);
+    let video_frames: u64 = report.video.values().map(|v| v.frames).sum();
+    let expected = [
+        (others_video && opts.video.subscribe != crate::proto::Subscription::None, video_frames),
+        (others_audio && opts.audio.speaker.is_some(), report.audio.audio_packets_received),
+    ];
+    let waited_enough = started.elapsed() >= super::session::RECEIVE_GRACE;
+    if waited_enough
+        && expected.iter().any(|(e, _)| *e)
+        && expected.iter().all(|(e, got)| !e || *got == 0)
+    {
+        let w = client.current();
+        report.warnings.push(format!(
+            "Others are sending audio/video but none arrived: UDP from {} {} to this machine seems blocked by a firewall. Allow incoming UDP from the host here.",
+            client.host().ip(),
+            crate::server::reach::describe_media_ports(&w.ports)
+        ));
+    }
     report.files = file_bot.finish(&mut report.errors).await;
     client.leave().await;
     report

@@ -12,13 +12,14 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use smol::channel::{Receiver, Sender};
 use smol::{Async, Timer};
 use tracing::{debug, warn};
 
+use crate::lanif::{Fanout, Reach, Via};
 use crate::proto::{
     Beacon, DecodeError, HEADER_LEN, Header, MsgType, PROTOCOL_VERSION, Probe, RoomInfo,
     decode_payload, encode_frame, limits,
@@ -35,8 +36,6 @@ pub const WATCH_PROBE_EVERY: Duration = Duration::from_secs(5);
 
 /// Biggest payload a discovery datagram may carry.
 const MAX_PAYLOAD: u32 = (limits::DISCOVERY_DATAGRAM - HEADER_LEN) as u32;
-/// Bigger than any valid datagram, so oversized ones are seen as such.
-const RECV_BUF: usize = 2048;
 /// Pause after a receive error so a persistently failing socket cannot spin.
 const RECV_ERROR_BACKOFF: Duration = Duration::from_millis(10);
 /// The watcher wakes at least this often to notice that nobody listens any more.
@@ -54,12 +53,35 @@ pub struct DiscoveredHost {
     /// The host's protocol version; see [`DiscoveredHost::is_compatible`].
     pub version: u8,
     pub last_seen: Instant,
+    /// Who runs it (a login name), if the beacon says.
+    pub owner: Option<String>,
+    /// Started by `sapora` with no arguments (it may hand over to another
+    /// such host started at the same moment).
+    pub auto: bool,
 }
 
 impl DiscoveredHost {
     /// Whether this build can join the host.
     pub fn is_compatible(&self) -> bool {
         self.version == PROTOCOL_VERSION
+    }
+
+    /// Everyone in the host's meetings.
+    pub fn people(&self) -> u64 {
+        self.rooms.iter().map(|r| u64::from(r.members)).sum()
+    }
+
+    /// "Ana's meeting · 3 people" (or the host's name when the beacon names
+    /// nobody), with control characters from the network made harmless.
+    pub fn label(&self) -> String {
+        let who = match self.owner.as_deref().map(str::trim).filter(|o| !o.is_empty()) {
+            Some(owner) => format!("{}'s meeting", printable(owner)),
+            None => format!("meeting on {}", printable(&self.host_name)),
+        };
+        match self.people() {
+            1 => format!("{who} · 1 person"),
+            n => format!("{who} · {n} people"),
+        }
     }
 
     /// The `--json` view. `host_id` is a hex string because JSON readers
@@ -77,6 +99,10 @@ impl DiscoveredHost {
             })).collect::<Vec<_>>(),
             "version": self.version,
             "compatible": self.is_compatible(),
+            "owner": self.owner,
+            "people": self.people(),
+            "label": self.label(),
+            "auto": self.auto,
         })
     }
 }
@@ -86,22 +112,7 @@ pub fn hosts_to_json(hosts: &[DiscoveredHost]) -> serde_json::Value {
     serde_json::Value::Array(hosts.iter().map(DiscoveredHost::to_json).collect())
 }
 
-/// The control address a beacon points at. A host bound to the wildcard (or a
-/// beacon naming something unusable) means "where this datagram came from".
-pub fn control_addr_of(src: SocketAddr, beacon: &Beacon) -> SocketAddr {
-    let ip = match beacon.control_addr.parse::<IpAddr>() {
-        Ok(ip) if usable_unicast(ip) => ip,
-        _ => src.ip(),
-    };
-    SocketAddr::new(ip, beacon.control_port)
-}
-
-fn usable_unicast(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast()),
-        IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
-    }
-}
+pub use crate::server::beacon::control_addr_of;
 
 /// Decodes a datagram that should be a Beacon. Pure; never panics.
 ///
@@ -159,11 +170,14 @@ impl HostTable {
             let changed = host.host_name != beacon.host_name
                 || host.addr != addr
                 || host.rooms != beacon.rooms
-                || host.version != beacon.version;
+                || host.version != beacon.version
+                || host.owner != beacon.owner;
             host.host_name = beacon.host_name;
             host.addr = addr;
             host.rooms = beacon.rooms;
             host.version = beacon.version;
+            host.owner = beacon.owner;
+            host.auto = beacon.merge_room.is_some();
             // Never move backwards if the caller's clock readings interleave.
             host.last_seen = host.last_seen.max(now);
             return changed;
@@ -180,6 +194,8 @@ impl HostTable {
                 rooms: beacon.rooms,
                 version: beacon.version,
                 last_seen: now,
+                owner: beacon.owner,
+                auto: beacon.merge_room.is_some(),
             },
         );
         true
@@ -252,7 +268,7 @@ pub async fn discover(opts: &DiscoverOptions) -> io::Result<Vec<DiscoveredHost>>
     let mut table = HostTable::new();
 
     if let Err(e) = scanner.probe().await {
-        if scanner.listen.is_none() {
+        if !scanner.listening {
             return Err(e);
         }
         warn!(target = %opts.target, port = opts.port, error = %e,
@@ -300,6 +316,9 @@ pub async fn watch(opts: DiscoverOptions, updates: Sender<Vec<DiscoveredHost>>) 
         let now = Instant::now();
         let resend = retry_at.is_some_and(|r| now >= r);
         if now >= next_probe || resend {
+            if !resend && !scanner.fanout.refresh().is_empty() {
+                debug!("new network interface: probing there too");
+            }
             match scanner.probe().await {
                 Ok(()) => probe_failing = false,
                 Err(e) if !probe_failing => {
@@ -360,8 +379,8 @@ pub fn format_hosts(hosts: &[DiscoveredHost]) -> String {
         )
         .to_string();
     }
-    let header = ["NAME", "ADDRESS", "ROOMS", "VERSION"].map(String::from);
-    let rows: Vec<[String; 4]> = hosts
+    let header = ["MEETING", "HOST", "ADDRESS", "ROOMS", "VERSION"].map(String::from);
+    let rows: Vec<[String; 5]> = hosts
         .iter()
         .map(|h| {
             let rooms = if h.rooms.is_empty() {
@@ -378,10 +397,10 @@ pub fn format_hosts(hosts: &[DiscoveredHost]) -> String {
             } else {
                 format!("{} (incompatible: this build speaks {PROTOCOL_VERSION})", h.version)
             };
-            [printable(&h.host_name), h.addr.to_string(), rooms, version]
+            [h.label(), printable(&h.host_name), h.addr.to_string(), rooms, version]
         })
         .collect();
-    let mut widths = [0usize; 4];
+    let mut widths = [0usize; 5];
     for row in std::iter::once(&header).chain(&rows) {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -422,68 +441,56 @@ enum Heard {
 
 /// The sockets and probe state shared by [`discover`] and [`watch`].
 struct Scanner {
-    /// Ephemeral socket: probes go out from it, answers come back to it.
-    probe: Async<UdpSocket>,
-    /// The shared discovery port, for periodic beacons; None if it could not
-    /// be bound (we then rely on probe answers alone).
-    listen: Option<Async<UdpSocket>>,
-    dest: SocketAddr,
+    /// Per-interface sockets (probes go out from them, answers come back to
+    /// them) and the shared discovery port (periodic beacons), read as one.
+    fanout: Fanout,
+    port: u16,
+    /// Whether the shared discovery port is bound (periodic beacons heard).
+    listening: bool,
     nonce: u32,
     seq: u16,
-    probe_buf: Vec<u8>,
-    listen_buf: Vec<u8>,
     rejected: u64,
-}
-
-enum Via {
-    Probe,
-    Listen,
 }
 
 impl Scanner {
     fn open(opts: &DiscoverOptions) -> io::Result<Scanner> {
-        let any: IpAddr = match opts.target {
-            IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
-            IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
-        };
-        let probe = UdpSocket::bind(SocketAddr::new(any, 0))?;
-        if opts.target.is_ipv4() {
-            probe.set_broadcast(true)?;
-        }
-        let probe = Async::new(probe)?;
-        let listen = match bind_discovery_socket(opts.port).and_then(Async::new) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                debug!(port = opts.port, error = %e,
-                    "cannot listen on the discovery port; relying on probe answers");
-                None
+        let listen = if opts.target.is_ipv4() {
+            match bind_discovery_socket(opts.port).and_then(Async::new) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    debug!(port = opts.port, error = %e,
+                        "cannot listen on the discovery port; relying on probe answers");
+                    None
+                }
             }
+        } else {
+            None
         };
+        let listening = listen.is_some();
+        let fanout = Fanout::open(Reach::from_target(opts.target), listen)?;
         // 0 marks unsolicited beacons, so a probe never uses it.
         let nonce = getrandom::u32().unwrap_or(0).max(1);
-        Ok(Scanner {
-            probe,
-            listen,
-            dest: SocketAddr::new(opts.target, opts.port),
-            nonce,
-            seq: 0,
-            probe_buf: vec![0; RECV_BUF],
-            listen_buf: vec![0; RECV_BUF],
-            rejected: 0,
-        })
+        Ok(Scanner { fanout, port: opts.port, listening, nonce, seq: 0, rejected: 0 })
     }
 
+    /// Probes everywhere discovery reaches; an error only if no copy left.
     async fn probe(&mut self) -> io::Result<()> {
         let mut frame = Vec::new();
         let probe = Probe { version: PROTOCOL_VERSION, nonce: self.nonce };
         encode_frame(MsgType::DiscoveryProbe, self.seq, &probe, &mut frame);
         self.seq = self.seq.wrapping_add(1);
-        self.probe.send_to(&frame, self.dest).await.map(|_| ())
+        match self.fanout.broadcast(&frame, self.port).await {
+            0 => Err(io::Error::new(
+                io::ErrorKind::NetworkUnreachable,
+                "no network interface could send a probe",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Waits for the next acceptable beacon, or until `wake_at`.
     async fn next(&mut self, wake_at: Instant) -> Heard {
-        let Scanner { probe, listen, probe_buf, listen_buf, nonce, rejected, .. } = self;
+        let incoming = self.fanout.incoming().clone();
         loop {
             // Checked on every turn so a flood of datagrams cannot keep us
             // past the deadline; receiving is polled first so queued answers
@@ -491,43 +498,25 @@ impl Scanner {
             if Instant::now() >= wake_at {
                 return Heard::Nothing;
             }
-            let got = smol::future::or(
-                smol::future::or(
-                    async { Some((Via::Probe, probe.recv_from(probe_buf).await)) },
-                    async {
-                        match listen {
-                            Some(sock) => Some((Via::Listen, sock.recv_from(listen_buf).await)),
-                            None => smol::future::pending().await,
-                        }
-                    },
-                ),
-                async {
-                    Timer::at(wake_at).await;
-                    None
-                },
-            )
+            let got = smol::future::or(async { incoming.recv().await.ok() }, async {
+                Timer::at(wake_at).await;
+                None
+            })
             .await;
-            let Some((via, result)) = got else {
+            let Some(d) = got else {
+                if Instant::now() < wake_at {
+                    // The readers are gone (cannot happen while we hold the
+                    // fanout); do not spin.
+                    Timer::after(RECV_ERROR_BACKOFF).await;
+                }
                 return Heard::Nothing;
             };
-            let (len, src) = match result {
-                Ok(v) => v,
-                Err(e) => {
-                    debug!(error = %e, "discovery receive error");
-                    Timer::after(RECV_ERROR_BACKOFF).await;
-                    continue;
-                }
-            };
-            let datagram = match via {
-                Via::Probe => probe_buf.get(..len),
-                Via::Listen => listen_buf.get(..len),
-            }
-            .unwrap_or_default();
-            match parse_beacon(datagram) {
-                // Answers on the probe socket must echo our nonce; anything
+            let src = d.src;
+            match parse_beacon(&d.bytes) {
+                // Answers on our own sockets must echo our nonce; anything
                 // else there is stale or forged.
-                Ok(b) if matches!(via, Via::Probe) && b.nonce != *nonce => {
-                    *rejected += 1;
+                Ok(b) if d.via != Via::Shared && b.nonce != self.nonce => {
+                    self.rejected += 1;
                     debug!(%src, nonce = b.nonce, "beacon with a foreign nonce ignored");
                 }
                 Ok(b) => return Heard::Beacon(src, b),
@@ -535,8 +524,9 @@ impl Scanner {
                 // port; they are not for us and not worth a log line.
                 Err(DecodeError::Unexpected(kind)) if kind == MsgType::DiscoveryProbe as u8 => {}
                 Err(e) => {
-                    *rejected += 1;
-                    let count = *rejected;
+                    self.rejected += 1;
+                    let count = self.rejected;
+                    let len = d.bytes.len();
                     debug!(%src, len, error = %e, count, "discarded discovery datagram");
                 }
             }
@@ -549,6 +539,7 @@ mod tests {
     use super::*;
     use crate::server::beacon::{BeaconConfig, run_beacon};
     use std::future::Future;
+    use std::net::{Ipv4Addr, UdpSocket};
     use std::sync::{Arc, Mutex};
 
     const LOOPBACK_BROADCAST: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 255, 255, 255));
@@ -562,6 +553,9 @@ mod tests {
             control_port: 5000,
             rooms: rooms.iter().map(|(n, m)| RoomInfo { name: (*n).into(), members: *m }).collect(),
             nonce: 0,
+            owner: None,
+            started_ms: None,
+            merge_room: None,
         }
     }
 
@@ -717,6 +711,7 @@ mod tests {
         assert!(text.contains("192.168.1.20:5000"), "{text}");
         assert!(text.contains("default (3), lab (1)"), "{text}");
         assert!(text.contains("incompatible"), "{text}");
+        assert!(text.contains("meeting on lab-pc · 4 people"), "{text}");
         assert!(!text.contains('\u{1b}'), "no escape sequence reaches the terminal: {text}");
 
         let none = format_hosts(&[]);
@@ -727,11 +722,9 @@ mod tests {
     #[test]
     fn json_view() {
         let mut table = HostTable::new();
-        table.observe(
-            Instant::now(),
-            src("10.1.2.3:5001"),
-            beacon(0xAB, "h", "0.0.0.0", &[("default", 3)]),
-        );
+        let mut b = beacon(0xAB, "h", "0.0.0.0", &[("default", 3)]);
+        b.owner = Some("ana".into());
+        table.observe(Instant::now(), src("10.1.2.3:5001"), b);
         let v = hosts_to_json(&table.hosts());
         assert_eq!(
             v,
@@ -744,6 +737,10 @@ mod tests {
                 "rooms": [{"name": "default", "members": 3}],
                 "version": PROTOCOL_VERSION,
                 "compatible": true,
+                "owner": "ana",
+                "people": 3,
+                "label": "ana's meeting · 3 people",
+                "auto": false,
             }])
         );
     }
@@ -770,7 +767,10 @@ mod tests {
         .await
     }
 
-    fn start_host(port: u16, host_id: u64) -> smol::Task<io::Result<()>> {
+    fn start_host(
+        port: u16,
+        host_id: u64,
+    ) -> smol::Task<io::Result<crate::server::beacon::Survivor>> {
         let cfg = BeaconConfig {
             host_name: "loop-host".into(),
             host_id,
@@ -779,6 +779,9 @@ mod tests {
             discovery_port: port,
             target: LOOPBACK_BROADCAST,
             interval: Duration::from_secs(5),
+            owner: None,
+            started_ms: 0,
+            merge_room: None,
         };
         let rooms = Arc::new(Mutex::new(vec![
             RoomInfo { name: "default".into(), members: 3 },

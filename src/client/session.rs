@@ -17,6 +17,10 @@ use crate::proto::{
     PROTOCOL_VERSION, Presence, Refused, Register, UserList, Welcome, limits,
 };
 
+/// How long a member may receive nothing while others send before that is
+/// reported as blocked (the 3 s, the same as the host's check).
+pub const RECEIVE_GRACE: Duration = Duration::from_secs(3);
+
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub host: SocketAddr,
@@ -29,6 +33,10 @@ pub struct ClientConfig {
     /// The host's key, when this is the host's own app: the room then sees
     /// this member marked as the host (sent on every Register, rejoins too).
     pub host_key: Option<crate::proto::HostKey>,
+    /// This client sends audio or video: if the host says none of it arrives
+    /// (`HostMsg::MediaUnheard`), report [`Event::MediaBlocked`]. Chat-only
+    /// clients leave it false (they send no media, so silence is expected).
+    pub media: bool,
 }
 
 impl ClientConfig {
@@ -40,6 +48,7 @@ impl ClientConfig {
             reconnect: true,
             connect_timeout: Duration::from_secs(5),
             host_key: None,
+            media: false,
         }
     }
 }
@@ -67,6 +76,16 @@ pub enum Event {
     },
     /// The host turned a rejoin down; the session ends.
     Refused(Refused),
+    /// The host handed the meeting to another host (two people started one
+    /// at the same moment); the session is rejoining there by itself, and
+    /// [`Client::host`] now returns `to`. A `Joined { rejoined: true }` follows.
+    Moved {
+        to: SocketAddr,
+        host_name: String,
+    },
+    /// None of this client's audio/video reached the host within 3 s of
+    /// joining: the text says what seems blocked and what to open.
+    MediaBlocked(String),
     /// The session is over (left, or gave up); no more events follow.
     Ended,
 }
@@ -97,6 +116,7 @@ enum Command {
 pub struct Client {
     welcome: Welcome,
     current: Arc<Mutex<Welcome>>,
+    host: Arc<Mutex<SocketAddr>>,
     cmd: Sender<Command>,
     events: Receiver<Event>,
     next_chat: AtomicU32,
@@ -119,10 +139,12 @@ impl Client {
         let (ev_tx, events) = smol::channel::unbounded();
         let _ = ev_tx.try_send(Event::Joined { welcome: welcome.clone(), rejoined: false });
         let current = Arc::new(Mutex::new((*welcome).clone()));
-        let task = smol::spawn(run(config, link, current.clone(), cmd_rx, ev_tx));
+        let host = Arc::new(Mutex::new(config.host));
+        let task = smol::spawn(run(config, link, current.clone(), host.clone(), cmd_rx, ev_tx));
         Ok(Client {
             welcome: *welcome,
             current,
+            host,
             cmd,
             events,
             next_chat: AtomicU32::new(1),
@@ -140,6 +162,12 @@ impl Client {
     /// (Events go to one consumer; this is for everyone else.)
     pub fn current(&self) -> Welcome {
         self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The host's control address now: the one connected to, until a
+    /// handover ([`Event::Moved`]) moves the session elsewhere.
+    pub fn host(&self) -> SocketAddr {
+        *self.host.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A handle media engines can keep to read the latest Welcome later.
@@ -293,6 +321,7 @@ async fn read_loop(stream: Arc<Async<TcpStream>>, tx: Sender<Result<HostMsg, Str
 enum LinkEnd {
     Left,
     Lost { reason: String, code: Option<DisconnectCode> },
+    Moved { to: SocketAddr, host_name: String },
 }
 
 enum Wake {
@@ -305,6 +334,7 @@ enum Wake {
 /// Serves one link until it ends.
 async fn serve(
     link: &mut Link,
+    config: &ClientConfig,
     welcome: &Welcome,
     cmd: &Receiver<Command>,
     events: &Sender<Event>,
@@ -341,6 +371,18 @@ async fn serve(
                     HostMsg::Chat(c) => Event::Chat(c),
                     HostMsg::ChatResult(r) => Event::ChatResult(r),
                     HostMsg::FileOffered(f) => Event::FileOffered(f),
+                    HostMsg::Handover(h) => match h.addr.parse::<std::net::IpAddr>() {
+                        Ok(ip) if h.port != 0 => {
+                            let to = SocketAddr::new(ip, h.port);
+                            return LinkEnd::Moved { to, host_name: h.host_name };
+                        }
+                        // Nowhere usable to go: stay until the host ends.
+                        _ => continue,
+                    },
+                    HostMsg::MediaUnheard(_) if config.media => Event::MediaBlocked(
+                        crate::server::reach::blocked_warning(config.host.ip(), &welcome.ports),
+                    ),
+                    HostMsg::MediaUnheard(_) => continue,
                     // Only expected during the handshake: ignore.
                     HostMsg::Welcome(_) | HostMsg::Refused(_) => continue,
                 };
@@ -377,27 +419,39 @@ async fn serve(
 }
 
 async fn run(
-    config: ClientConfig,
+    mut config: ClientConfig,
     mut link: Link,
     current: Arc<Mutex<Welcome>>,
+    host: Arc<Mutex<SocketAddr>>,
     cmd: Receiver<Command>,
     events: Sender<Event>,
 ) {
     let mut welcome = current.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mut media = MediaState::default();
     loop {
-        let (reason, code) = match serve(&mut link, &welcome, &cmd, &events, &mut media).await {
+        let mut fresh = false;
+        match serve(&mut link, &config, &welcome, &cmd, &events, &mut media).await {
             LinkEnd::Left => break,
-            LinkEnd::Lost { reason, code } => (reason, code),
-        };
-        drop(link);
-        // Another link of ours took over: nothing to rejoin.
-        let retrying = config.reconnect && code != Some(DisconnectCode::Replaced);
-        let _ = events.send(Event::Disconnected { reason, code, retrying }).await;
-        if !retrying {
-            break;
+            LinkEnd::Moved { to, host_name } => {
+                drop(link);
+                // The new host does not know our token: join it afresh, with
+                // the same name and room.
+                config.host = to;
+                *host.lock().unwrap_or_else(|e| e.into_inner()) = to;
+                fresh = true;
+                let _ = events.send(Event::Moved { to, host_name }).await;
+            }
+            LinkEnd::Lost { reason, code } => {
+                drop(link);
+                // Another link of ours took over: nothing to rejoin.
+                let retrying = config.reconnect && code != Some(DisconnectCode::Replaced);
+                let _ = events.send(Event::Disconnected { reason, code, retrying }).await;
+                if !retrying {
+                    break;
+                }
+            }
         }
-        match rejoin(&config, &welcome, &cmd, &events, &mut media).await {
+        match rejoin(&config, &welcome, fresh, &cmd, &events, &mut media).await {
             Some((l, w)) => {
                 link = l;
                 welcome = *w;
@@ -420,6 +474,7 @@ async fn run(
 async fn rejoin(
     config: &ClientConfig,
     welcome: &Welcome,
+    fresh: bool,
     cmd: &Receiver<Command>,
     events: &Sender<Event>,
     media: &mut MediaState,
@@ -430,7 +485,7 @@ async fn rejoin(
             version: PROTOCOL_VERSION,
             name: welcome.name.clone(),
             room: welcome.room.clone(),
-            rejoin_token: Some(welcome.token),
+            rejoin_token: (!fresh).then_some(welcome.token),
             host_key: config.host_key,
         };
         match Link::open(config, register).await {

@@ -228,6 +228,10 @@ pub async fn run(host: SocketAddr, name: String, room: String) -> Result<(), Cli
                 Event::Refused(r) => {
                     println!("! the host refused to take you back: {}", visible(&r.reason))
                 }
+                Event::Moved { to, host_name } => {
+                    println!("* the meeting moved to {}'s host at {to}; following it…", visible(&host_name))
+                }
+                Event::MediaBlocked(text) => println!("! {}", visible(&text)),
                 Event::Ended => {}
                 Event::FileOffered(f) => println!(
                     "* {} shared \"{}\" ({} bytes{}): type /fetch {} to download it",

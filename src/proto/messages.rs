@@ -264,6 +264,48 @@ pub struct Beacon {
     pub rooms: Vec<RoomInfo>,
     /// The probe's nonce when answering one, else 0.
     pub nonce: u32,
+    /// Optional trailing field: who runs the host (the login name of the
+    /// person who started it), so a list can say "Ana's meeting".
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::trailing"
+    )]
+    pub owner: Option<String>,
+    /// Optional trailing field: when this host run started, milliseconds since
+    /// the Unix epoch (the first key of the double-click rule).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::trailing"
+    )]
+    pub started_ms: Option<u64>,
+    /// Optional trailing field: set only by a host started by `sapora` with no
+    /// arguments: the room it would hand over to an earlier such host.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::trailing"
+    )]
+    pub merge_room: Option<String>,
+}
+
+/// 0x09, host → client: this host hands its meeting to another host (two
+/// people started one at the same moment); rejoin there, same name and room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handover {
+    /// The other host's control address (IP text) and port.
+    pub addr: String,
+    pub port: u16,
+    /// Who hosts there, for the notice ("Ana's meeting").
+    pub host_name: String,
+}
+
+/// 0x0A, host → client: the host has heard no UDP media datagram from this
+/// session since it joined `waited_ms` ago.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaUnheard {
+    pub waited_ms: u32,
 }
 
 /// Everything a client may send on the control channel.
@@ -289,6 +331,10 @@ pub enum HostMsg {
     Disconnect(Disconnect),
     /// 0x26: a file was shared with the room or with you (see `files.rs`).
     FileOffered(super::FileInfo),
+    /// 0x09: rejoin the meeting at another host.
+    Handover(Handover),
+    /// 0x0A: no media datagram from you has reached the host.
+    MediaUnheard(MediaUnheard),
 }
 
 impl ClientMsg {
@@ -336,6 +382,8 @@ impl HostMsg {
             HostMsg::ChatResult(_) => MsgType::ChatResult,
             HostMsg::Disconnect(_) => MsgType::Disconnect,
             HostMsg::FileOffered(_) => MsgType::FileOffered,
+            HostMsg::Handover(_) => MsgType::Handover,
+            HostMsg::MediaUnheard(_) => MsgType::MediaUnheard,
         }
     }
 
@@ -350,6 +398,8 @@ impl HostMsg {
             HostMsg::ChatResult(m) => encode_payload(m),
             HostMsg::Disconnect(m) => encode_payload(m),
             HostMsg::FileOffered(m) => encode_payload(m),
+            HostMsg::Handover(m) => encode_payload(m),
+            HostMsg::MediaUnheard(m) => encode_payload(m),
         }
     }
 
@@ -364,6 +414,8 @@ impl HostMsg {
             MsgType::ChatResult => HostMsg::ChatResult(decode_payload(payload)?),
             MsgType::Disconnect => HostMsg::Disconnect(decode_payload(payload)?),
             MsgType::FileOffered => HostMsg::FileOffered(decode_payload(payload)?),
+            MsgType::Handover => HostMsg::Handover(decode_payload(payload)?),
+            MsgType::MediaUnheard => HostMsg::MediaUnheard(decode_payload(payload)?),
             _ => return Err(DecodeError::Unexpected(kind)),
         })
     }

@@ -55,6 +55,10 @@ pub enum MsgType {
     Refused = 0x06,
     MediaState = 0x07,
     Presence = 0x08,
+    /// Host → client: rejoin at another host (double-click merge).
+    Handover = 0x09,
+    /// Host → client: no media datagram from you reached the host.
+    MediaUnheard = 0x0A,
     ChatSend = 0x10,
     Chat = 0x11,
     ChatResult = 0x12,
@@ -104,6 +108,8 @@ impl TryFrom<u8> for MsgType {
             0x06 => Refused,
             0x07 => MediaState,
             0x08 => Presence,
+            0x09 => Handover,
+            0x0A => MediaUnheard,
             0x10 => ChatSend,
             0x11 => Chat,
             0x12 => ChatResult,

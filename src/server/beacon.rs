@@ -11,6 +11,17 @@
 //! - a client broadcasts a Probe from an ephemeral port and the host answers it
 //!   at once, unicast, echoing the nonce. This is what makes `sapora discover`
 //!   and the launcher fast: they need not wait up to 5 s for the next beacon.
+//!
+//! Both go out on every LAN interface ([`crate::lanif::Fanout`]): to each
+//! interface's directed broadcast from a socket bound to that interface's
+//! address, plus 255.255.255.255 where a route allows. Probe answers leave
+//! from the socket of the interface whose subnet holds the prober. The list
+//! of interfaces is re-read every [`INTERFACE_RESCAN`].
+//!
+//! A host started by `sapora` with no arguments also listens for rivals: two
+//! people who double-click at the same moment both start hosting, and
+//! [`merge_rule`] picks one survivor; [`run_beacon`] then returns it and the
+//! other host hands its participants over (`server::host`).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
@@ -21,6 +32,8 @@ use smol::{Async, Timer};
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, info, warn};
 
+use crate::lanif::{Datagram, Fanout, Reach};
+
 use crate::proto::{
     Beacon, DecodeError, HEADER_LEN, MsgType, PROTOCOL_VERSION, Probe, RoomInfo, decode_datagram,
     decode_payload, encode_frame, limits,
@@ -28,8 +41,10 @@ use crate::proto::{
 
 /// The reference system's discovery port.
 pub const DEFAULT_DISCOVERY_PORT: u16 = 5001;
-/// Where beacons go on a real LAN. Tests must use the loopback broadcast
-/// address 127.255.255.255 instead; this is only ever a default, never forced.
+/// The default discovery target. It means "every LAN interface": each
+/// interface's directed broadcast plus 255.255.255.255 where a route allows
+/// ([`crate::lanif::Reach`]). Tests use 127.255.255.255 instead, which
+/// overrides it; this is only ever a default, never forced.
 pub const LAN_BROADCAST: IpAddr = IpAddr::V4(Ipv4Addr::BROADCAST);
 /// The reference system's beacon period (clients forget a host after 15 s,
 /// so three beacons may be lost before it disappears).
@@ -45,11 +60,6 @@ pub const MAX_ANSWERS_PER_SEC: u32 = 64;
 
 /// Biggest payload a discovery datagram may carry.
 const MAX_PAYLOAD: u32 = (limits::DISCOVERY_DATAGRAM - HEADER_LEN) as u32;
-/// Receive buffer: bigger than any valid datagram, so an oversized one shows
-/// up as such instead of being silently truncated into something valid-looking.
-const RECV_BUF: usize = 2048;
-/// Pause after a receive error so a persistently failing socket cannot spin.
-const RECV_ERROR_BACKOFF: Duration = Duration::from_millis(10);
 
 /// Everything a beacon says about this host, and where it says it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,12 +73,19 @@ pub struct BeaconConfig {
     pub control_addr: IpAddr,
     pub control_port: u16,
     pub discovery_port: u16,
-    /// Where periodic beacons go: [`LAN_BROADCAST`] for users, 127.255.255.255
-    /// in tests.
+    /// Where periodic beacons go: [`LAN_BROADCAST`] (every interface) for
+    /// users, 127.255.255.255 in tests (that address only).
     pub target: IpAddr,
     /// Period of unsolicited beacons ([`DEFAULT_INTERVAL`]); clamped to at
     /// least [`MIN_INTERVAL`].
     pub interval: Duration,
+    /// Who runs the host (a login name), shown as "Ana's meeting".
+    pub owner: Option<String>,
+    /// When this host run started, ms since the Unix epoch.
+    pub started_ms: u64,
+    /// `Some(room)` only for a host started by `sapora` with no arguments:
+    /// it hands `room` over to an earlier such host ([`merge_rule`]).
+    pub merge_room: Option<String>,
 }
 
 /// A fresh random host id. Falls back to clock and pid if the OS has no
@@ -108,6 +125,8 @@ pub enum Incoming {
     Probe { nonce: u32 },
     /// Our own periodic beacon, looped back by the broadcast.
     OwnBeacon,
+    /// Another host's beacon (a rival, if both were auto-started).
+    PeerBeacon(Box<Beacon>),
     /// A well-formed message that is not for a host (another host's beacon,
     /// another type).
     NotForUs { kind: u8 },
@@ -137,7 +156,7 @@ pub fn classify(datagram: &[u8], own_host_id: u64) -> Incoming {
         },
         Ok(MsgType::DiscoveryBeacon) => match decode_payload::<Beacon>(payload) {
             Ok(b) if b.host_id == own_host_id => Incoming::OwnBeacon,
-            Ok(_) => Incoming::NotForUs { kind: header.kind },
+            Ok(b) => Incoming::PeerBeacon(Box::new(b)),
             Err(e) => Incoming::Malformed(e),
         },
         Ok(_) => Incoming::NotForUs { kind: header.kind },
@@ -157,15 +176,35 @@ pub fn encode_beacon(cfg: &BeaconConfig, rooms: &[RoomInfo], nonce: u32, seq: u1
         control_port: cfg.control_port,
         rooms: rooms.to_vec(),
         nonce,
+        owner: cfg.owner.as_ref().map(|o| o.chars().take(MAX_HOST_NAME_CHARS).collect()),
+        started_ms: Some(cfg.started_ms),
+        merge_room: cfg.merge_room.as_ref().map(|r| r.chars().take(MAX_HOST_NAME_CHARS).collect()),
     };
     loop {
         let mut frame = Vec::new();
         encode_frame(MsgType::DiscoveryBeacon, seq, &beacon, &mut frame);
-        // With no rooms the frame is at most ~330 bytes (64 four-byte chars of
-        // name plus the longest IPv6 text), so this loop always ends.
+        // With no rooms the frame is at most ~850 bytes (three strings of 64
+        // four-byte chars plus the longest IPv6 text), so this loop always ends.
         if frame.len() <= limits::DISCOVERY_DATAGRAM || beacon.rooms.pop().is_none() {
             return frame;
         }
+    }
+}
+
+/// The control address a beacon points at. A host bound to the wildcard (or a
+/// beacon naming something unusable) means "where this datagram came from".
+pub fn control_addr_of(src: SocketAddr, beacon: &Beacon) -> SocketAddr {
+    let ip = match beacon.control_addr.parse::<IpAddr>() {
+        Ok(ip) if usable_unicast(ip) => ip,
+        _ => src.ip(),
+    };
+    SocketAddr::new(ip, beacon.control_port)
+}
+
+fn usable_unicast(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast()),
+        IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
     }
 }
 
@@ -208,84 +247,211 @@ pub struct BeaconStats {
     pub recv_errors: u64,
 }
 
-/// Runs the discovery beacon until the task is dropped.
+/// The host an auto-started host hands its meeting to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Survivor {
+    pub host_id: u64,
+    pub host_name: String,
+    pub owner: Option<String>,
+    /// Its control address, as the beacon tells clients to use it.
+    pub addr: SocketAddr,
+}
+
+/// What an auto-started host makes of another host's beacon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merge {
+    /// Not a rival: an explicit host, another room, or this host is explicit.
+    Ignore,
+    /// The other host started earlier (or at the same millisecond with a
+    /// lower host id): hand the meeting over to it.
+    Yield,
+    /// The other host must yield to us: tell it at once that we exist.
+    Outrank,
+}
+
+/// The double-click rule. Only two hosts that were both started by `sapora`
+/// with no arguments (both beacons carry `merge_room`) for the same room
+/// (case-insensitively) take part; the survivor is the one with the smaller
+/// `(started_ms, host_id)`. Both sides compute the same answer from the same
+/// two beacons, so clock skew between machines changes who wins, never
+/// whether exactly one does. Pure.
+pub fn merge_rule(me: &BeaconConfig, peer: &Beacon) -> Merge {
+    let (Some(mine), Some(theirs)) = (&me.merge_room, &peer.merge_room) else {
+        return Merge::Ignore;
+    };
+    if peer.host_id == me.host_id || mine.trim().to_lowercase() != theirs.trim().to_lowercase() {
+        return Merge::Ignore;
+    }
+    // A beacon without a start time cannot be ranked; leave it alone.
+    let Some(their_start) = peer.started_ms else {
+        return Merge::Ignore;
+    };
+    if (their_start, peer.host_id) < (me.started_ms, me.host_id) {
+        Merge::Yield
+    } else {
+        Merge::Outrank
+    }
+}
+
+/// After the first rival that wins, wait this long for others (three
+/// double-clicks: hand over to the best of them, not to one that is itself
+/// about to hand over).
+pub const YIELD_GATHER: Duration = Duration::from_millis(300);
+/// An auto-started host beacons and probes at these times after it starts,
+/// so two hosts started in the same second find each other at once.
+const FAST_START: [Duration; 4] = [
+    Duration::ZERO,
+    Duration::from_millis(300),
+    Duration::from_millis(1000),
+    Duration::from_millis(2000),
+];
+/// How often the interface list is re-read (a laptop joining Wi-Fi).
+pub const INTERFACE_RESCAN: Duration = Duration::from_secs(2);
+/// At most one extra beacon this often in answer to outranked rivals.
+const OUTRANK_EVERY: Duration = Duration::from_millis(200);
+
+/// Runs the discovery beacon until the task is dropped, or (for an
+/// auto-started host, `cfg.merge_room` set) until it hears an earlier
+/// auto-started host of the same room: then it returns that host, and the
+/// caller hands the meeting over.
 ///
 /// Errors only if the discovery socket cannot be set up; once running, every
 /// per-datagram problem is logged and counted and the beacon carries on.
-pub async fn run_beacon(cfg: BeaconConfig, rooms: Arc<Mutex<Vec<RoomInfo>>>) -> io::Result<()> {
-    let socket = Async::new(bind_discovery_socket(cfg.discovery_port)?)?;
+pub async fn run_beacon(
+    cfg: BeaconConfig,
+    rooms: Arc<Mutex<Vec<RoomInfo>>>,
+) -> io::Result<Survivor> {
+    let shared = Async::new(bind_discovery_socket(cfg.discovery_port)?)?;
+    let reach = Reach::from_target(cfg.target);
+    let fanout = Fanout::open(reach, Some(shared))?;
     info!(
         port = cfg.discovery_port,
         target = %cfg.target,
+        interfaces = ?fanout.interfaces().iter().map(|i| &i.name).collect::<Vec<_>>(),
         host_id = format_args!("{:016x}", cfg.host_id),
         "discovery beacon running"
     );
     let interval = cfg.interval.max(MIN_INTERVAL);
+    let started = Instant::now();
     let mut driver = Driver {
-        beacon_dest: SocketAddr::new(cfg.target, cfg.discovery_port),
-        socket,
+        fanout,
+        probe_nonce: loop {
+            let n = crate::net::random_u64() as u32;
+            if n != 0 {
+                break n;
+            }
+        },
         cfg,
         rooms,
         seq: 0,
         stats: BeaconStats::default(),
         budget: AnswerBudget::default(),
         broadcast_failing: false,
+        best_rival: None,
+        yield_at: None,
+        last_outrank: None,
     };
-    let mut buf = vec![0u8; RECV_BUF];
-    let mut next_beacon = Instant::now();
+    let mut fast: Vec<Instant> = if driver.cfg.merge_room.is_some() {
+        FAST_START.iter().map(|d| started + *d).collect()
+    } else {
+        vec![started]
+    };
+    fast.reverse(); // popped from the back, earliest first
+    let mut next_beacon = fast.pop().unwrap_or(started);
+    let mut next_scan = started + INTERFACE_RESCAN;
 
     enum Wake {
         Beacon,
-        Datagram(io::Result<(usize, SocketAddr)>),
+        Scan,
+        Yield,
+        Datagram(Datagram),
     }
 
     loop {
-        // Receiving is polled first so a burst of probes is answered promptly;
-        // the beacon time is also checked on every turn so a flood of
-        // datagrams cannot starve it.
-        let wake = if Instant::now() >= next_beacon {
+        let now = Instant::now();
+        // Timers are checked on every turn so a flood of datagrams cannot
+        // starve them.
+        let wake = if driver.yield_at.is_some_and(|t| now >= t) {
+            Wake::Yield
+        } else if now >= next_beacon {
             Wake::Beacon
+        } else if now >= next_scan {
+            Wake::Scan
         } else {
-            let socket = &driver.socket;
-            smol::future::or(async { Wake::Datagram(socket.recv_from(&mut buf).await) }, async {
-                Timer::at(next_beacon).await;
-                Wake::Beacon
-            })
+            let wake_at = [Some(next_beacon), Some(next_scan), driver.yield_at]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(next_beacon);
+            let incoming = driver.fanout.incoming().clone();
+            smol::future::or(
+                async {
+                    match incoming.recv().await {
+                        Ok(d) => Wake::Datagram(d),
+                        Err(_) => {
+                            // Cannot happen while the fanout lives; do not spin.
+                            Timer::at(wake_at).await;
+                            Wake::Scan
+                        }
+                    }
+                },
+                async {
+                    Timer::at(wake_at).await;
+                    Wake::Scan
+                },
+            )
             .await
         };
         match wake {
+            Wake::Yield => {
+                if let Some((survivor, _)) = driver.best_rival.take() {
+                    info!(to = %survivor.addr, host = %survivor.host_name,
+                        "another meeting started at the same moment; handing this one over");
+                    return Ok(survivor);
+                }
+                driver.yield_at = None;
+            }
             Wake::Beacon => {
                 driver.send_beacon().await;
+                if driver.cfg.merge_room.is_some() {
+                    driver.send_probe().await;
+                }
                 // From now, not from the missed deadline: after a stall (a
                 // suspended laptop) we send one beacon, not a burst.
-                next_beacon = Instant::now() + interval;
+                next_beacon = fast.pop().unwrap_or_else(|| Instant::now() + interval);
             }
-            Wake::Datagram(Ok((len, src))) => {
-                driver.handle(buf.get(..len).unwrap_or(&buf[..]), src).await;
+            Wake::Scan => {
+                if Instant::now() >= next_scan {
+                    next_scan = Instant::now() + INTERFACE_RESCAN;
+                    if !driver.fanout.refresh().is_empty() {
+                        // A new network: announce ourselves there now.
+                        next_beacon = Instant::now();
+                    }
+                }
             }
-            Wake::Datagram(Err(e)) => {
-                // E.g. Windows reports an earlier send's ICMP "port
-                // unreachable" here. Nothing to do but carry on.
-                driver.stats.recv_errors += 1;
-                debug!(error = %e, errors = driver.stats.recv_errors, "discovery receive error");
-                Timer::after(RECV_ERROR_BACKOFF).await;
-            }
+            Wake::Datagram(d) => driver.handle(&d).await,
         }
     }
 }
 
 /// The state [`run_beacon`] keeps between wake-ups.
 struct Driver {
-    socket: Async<UdpSocket>,
+    fanout: Fanout,
     cfg: BeaconConfig,
     rooms: Arc<Mutex<Vec<RoomInfo>>>,
-    beacon_dest: SocketAddr,
+    /// Our own probe's nonce (auto-started hosts probe for rivals); a probe
+    /// with it is our own, looped back.
+    probe_nonce: u32,
     seq: u16,
     stats: BeaconStats,
     budget: AnswerBudget,
     /// Broadcast can fail for as long as the machine has no route for it;
     /// this makes us say so once per outage instead of every five seconds.
     broadcast_failing: bool,
+    /// The best host heard so far that we should yield to, and when to.
+    best_rival: Option<(Survivor, (u64, u64))>,
+    yield_at: Option<Instant>,
+    last_outrank: Option<Instant>,
 }
 
 impl Driver {
@@ -297,30 +463,43 @@ impl Driver {
 
     async fn send_beacon(&mut self) {
         let frame = self.frame(0);
-        let dest = self.beacon_dest;
-        match self.socket.send_to(&frame, dest).await {
-            Ok(_) => {
-                self.stats.beacons_sent += 1;
-                if self.broadcast_failing {
-                    info!(%dest, "discovery beacons are going out again");
-                    self.broadcast_failing = false;
-                }
+        let sent = self.fanout.broadcast(&frame, self.cfg.discovery_port).await;
+        if sent > 0 {
+            self.stats.beacons_sent += 1;
+            if self.broadcast_failing {
+                info!("discovery beacons are going out again");
+                self.broadcast_failing = false;
             }
-            Err(e) => {
-                self.stats.send_errors += 1;
-                if self.broadcast_failing {
-                    debug!(%dest, error = %e, "beacon send failed again");
-                } else {
-                    warn!(%dest, error = %e, "cannot send beacons; still answering probes");
-                    self.broadcast_failing = true;
-                }
+        } else {
+            self.stats.send_errors += 1;
+            if !self.broadcast_failing {
+                warn!(target = %self.cfg.target,
+                    "cannot send beacons on any interface; still answering probes");
+                self.broadcast_failing = true;
             }
         }
     }
 
-    async fn handle(&mut self, datagram: &[u8], src: SocketAddr) {
+    async fn send_probe(&mut self) {
+        let mut frame = Vec::new();
+        let probe = Probe { version: PROTOCOL_VERSION, nonce: self.probe_nonce };
+        encode_frame(MsgType::DiscoveryProbe, self.seq, &probe, &mut frame);
+        self.seq = self.seq.wrapping_add(1);
+        self.fanout.broadcast(&frame, self.cfg.discovery_port).await;
+    }
+
+    async fn handle(&mut self, d: &Datagram) {
+        let (datagram, src) = (&d.bytes[..], d.src);
         let nonce = match classify(datagram, self.cfg.host_id) {
+            Incoming::Probe { nonce } if nonce == self.probe_nonce => {
+                self.stats.ignored += 1;
+                return;
+            }
             Incoming::Probe { nonce } => nonce,
+            Incoming::PeerBeacon(b) => {
+                self.rival(src, &b).await;
+                return;
+            }
             Incoming::OwnBeacon | Incoming::NotForUs { .. } => {
                 self.stats.ignored += 1;
                 return;
@@ -346,14 +525,42 @@ impl Driver {
             return;
         }
         let frame = self.frame(nonce);
-        match self.socket.send_to(&frame, src).await {
-            Ok(_) => {
-                self.stats.probes_answered += 1;
-                debug!(%src, nonce, "answered probe");
+        if self.fanout.send_to(&frame, src).await {
+            self.stats.probes_answered += 1;
+            debug!(%src, nonce, "answered probe");
+        } else {
+            self.stats.send_errors += 1;
+        }
+    }
+
+    /// Another host's beacon: apply the double-click rule.
+    async fn rival(&mut self, src: SocketAddr, b: &Beacon) {
+        match merge_rule(&self.cfg, b) {
+            Merge::Ignore => self.stats.ignored += 1,
+            Merge::Outrank => {
+                let now = Instant::now();
+                if self
+                    .last_outrank
+                    .is_none_or(|t| now.saturating_duration_since(t) >= OUTRANK_EVERY)
+                {
+                    self.last_outrank = Some(now);
+                    debug!(%src, "an auto-started rival must yield to us: announcing");
+                    self.send_beacon().await;
+                }
             }
-            Err(e) => {
-                self.stats.send_errors += 1;
-                debug!(%src, error = %e, "could not answer probe");
+            Merge::Yield => {
+                let key = (b.started_ms.unwrap_or(u64::MAX), b.host_id);
+                if self.best_rival.as_ref().is_none_or(|(_, best)| key < *best) {
+                    let survivor = Survivor {
+                        host_id: b.host_id,
+                        host_name: b.host_name.clone(),
+                        owner: b.owner.clone(),
+                        addr: control_addr_of(src, b),
+                    };
+                    debug!(to = %survivor.addr, "an earlier auto-started host is here");
+                    self.best_rival = Some((survivor, key));
+                }
+                self.yield_at.get_or_insert_with(|| Instant::now() + YIELD_GATHER);
             }
         }
     }
@@ -380,6 +587,9 @@ mod tests {
             discovery_port: 5001,
             target: IpAddr::V4(Ipv4Addr::new(127, 255, 255, 255)),
             interval: DEFAULT_INTERVAL,
+            owner: Some("ana".into()),
+            started_ms: 1_700_000_000_000,
+            merge_room: None,
         }
     }
 
@@ -416,9 +626,11 @@ mod tests {
             ("own beacon looped back", encode_beacon(&cfg(42), &[], 0, 0), |i| {
                 *i == Incoming::OwnBeacon
             }),
-            ("another host's beacon", encode_beacon(&cfg(43), &[], 0, 0), |i| {
-                *i == Incoming::NotForUs { kind: 0x51 }
-            }),
+            (
+                "another host's beacon",
+                encode_beacon(&cfg(43), &[], 0, 0),
+                |i| matches!(i, Incoming::PeerBeacon(b) if b.host_id == 43),
+            ),
             ("empty datagram", vec![], |i| {
                 matches!(i, Incoming::Malformed(DecodeError::UnexpectedEnd))
             }),
@@ -456,6 +668,8 @@ mod tests {
     fn beacon_always_fits_a_datagram() {
         let mut c = cfg(1);
         c.host_name = "é".repeat(10_000);
+        c.owner = Some("😀".repeat(10_000));
+        c.merge_room = Some("😀".repeat(10_000));
         c.control_addr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
         let rooms: Vec<RoomInfo> =
             (0..500).map(|i| RoomInfo { name: format!("{i:0>64}"), members: u32::MAX }).collect();
@@ -486,8 +700,54 @@ mod tests {
                 control_port: 5000,
                 rooms,
                 nonce: 5,
+                owner: Some("ana".into()),
+                started_ms: Some(1_700_000_000_000),
+                merge_room: None,
             }
         );
+    }
+
+    fn rival(host_id: u64, started_ms: Option<u64>, merge_room: Option<&str>) -> Beacon {
+        let mut c = cfg(host_id);
+        c.merge_room = merge_room.map(str::to_string);
+        let frame = encode_beacon(&c, &[], 0, 0);
+        let (_, payload) = decode_datagram(&frame, MAX_PAYLOAD).unwrap();
+        let mut b: Beacon = decode_payload(payload).unwrap();
+        b.started_ms = started_ms;
+        b
+    }
+
+    #[test]
+    fn double_click_rule_picks_one_survivor() {
+        let t = 1_700_000_000_000;
+        let mut me = cfg(50);
+        me.merge_room = Some("default".into());
+        me.started_ms = t;
+        let cases = [
+            ("earlier start wins", rival(99, Some(t - 1), Some("default")), Merge::Yield),
+            ("later start loses", rival(1, Some(t + 1), Some("default")), Merge::Outrank),
+            ("same ms: lower id wins", rival(49, Some(t), Some("default")), Merge::Yield),
+            ("same ms: higher id loses", rival(51, Some(t), Some("default")), Merge::Outrank),
+            ("room names ignore case", rival(1, Some(t - 5), Some(" Default ")), Merge::Yield),
+            ("another room", rival(1, Some(t - 5), Some("lab")), Merge::Ignore),
+            ("an explicit host never takes part", rival(1, Some(t - 5), None), Merge::Ignore),
+            ("no start time: cannot rank", rival(1, None, Some("default")), Merge::Ignore),
+            ("our own beacon", rival(50, Some(t), Some("default")), Merge::Ignore),
+        ];
+        for (why, peer, want) in cases {
+            assert_eq!(merge_rule(&me, &peer), want, "{why}");
+        }
+        // Symmetric: of two auto hosts exactly one yields.
+        let mut other = cfg(49);
+        other.merge_room = Some("default".into());
+        other.started_ms = t;
+        let me_b = rival(50, Some(t), Some("default"));
+        let other_b = rival(49, Some(t), Some("default"));
+        assert_eq!(merge_rule(&me, &other_b), Merge::Yield);
+        assert_eq!(merge_rule(&other, &me_b), Merge::Outrank);
+        // An explicit host never yields, whoever is earlier.
+        let explicit = cfg(77);
+        assert_eq!(merge_rule(&explicit, &rival(1, Some(0), Some("default"))), Merge::Ignore);
     }
 
     #[test]

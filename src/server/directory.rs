@@ -4,9 +4,9 @@
 //! sender's session token and routed to its room without asking the control
 //! task.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use super::core::{HostEvent, SessionId};
 
@@ -23,6 +23,11 @@ pub struct Entry {
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
     inner: Arc<RwLock<HashMap<SessionId, Entry>>>,
+    /// Sessions a media datagram with a valid token has come from, and those
+    /// heard for the first time since the last [`Directory::take_heard`]
+    /// (`server::reach` tells members whose media never arrives).
+    heard: Arc<RwLock<HashSet<SessionId>>>,
+    fresh: Arc<Mutex<Vec<SessionId>>>,
 }
 
 impl Directory {
@@ -47,6 +52,7 @@ impl Directory {
             }
             HostEvent::Left { session, .. } => {
                 map.remove(session);
+                self.heard.write().unwrap_or_else(|e| e.into_inner()).remove(session);
             }
             HostEvent::Refused { .. } | HostEvent::Rooms(_) => {}
         }
@@ -58,9 +64,28 @@ impl Directory {
     }
 
     /// The session, if `token` is its token; `None` for strangers and forgers.
+    /// Media services call this for the datagrams they receive, so a success
+    /// also records that the session's media reaches us.
     pub fn authenticate(&self, session: u32, token: u64) -> Option<Entry> {
         let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        map.get(&SessionId(session)).filter(|e| e.token == token).cloned()
+        let entry = map.get(&SessionId(session)).filter(|e| e.token == token).cloned();
+        if let Some(e) = &entry {
+            let known = self.heard.read().unwrap_or_else(|e| e.into_inner()).contains(&e.session);
+            if !known && self.heard.write().unwrap_or_else(|e| e.into_inner()).insert(e.session) {
+                self.fresh.lock().unwrap_or_else(|e| e.into_inner()).push(e.session);
+            }
+        }
+        entry
+    }
+
+    /// Sessions whose first media datagram arrived since the last call.
+    pub fn take_heard(&self) -> Vec<SessionId> {
+        std::mem::take(&mut *self.fresh.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Every session, in no particular order.
+    pub fn sessions(&self) -> Vec<SessionId> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner()).keys().copied().collect()
     }
 
     pub fn get(&self, session: SessionId) -> Option<Entry> {
@@ -101,9 +126,18 @@ mod tests {
         d.apply(&join(1, 11, "Ann", "lab"));
         d.apply(&join(2, 22, "bob", "lab"));
         d.apply(&join(3, 33, "cy", "other"));
+        assert!(d.take_heard().is_empty(), "no media yet");
         assert_eq!(d.authenticate(1, 11).map(|e| e.name), Some("Ann".into()));
+        assert_eq!(d.authenticate(1, 11).map(|e| e.session), Some(SessionId(1)));
+        assert_eq!(d.take_heard(), [SessionId(1)], "heard once, reported once");
+        assert!(d.take_heard().is_empty());
         assert_eq!(d.authenticate(1, 22), None, "wrong token");
         assert_eq!(d.authenticate(9, 11), None, "unknown session");
+        assert_eq!(d.authenticate(2, 11), None, "another session's token");
+        assert!(d.take_heard().is_empty(), "forgeries are not media that reached us");
+        let mut all = d.sessions();
+        all.sort();
+        assert_eq!(all, [SessionId(1), SessionId(2), SessionId(3)]);
         assert_eq!(d.room_members("lab").len(), 2);
         assert_eq!(d.find_in_room("lab", " ANN ").map(|e| e.session), Some(SessionId(1)));
         assert_eq!(d.find_in_room("other", "ann"), None, "rooms are separate");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use smol::channel::{Receiver, Sender};
 use smol::{Async, Task};
 
-use super::beacon::{BeaconConfig, run_beacon};
+use super::beacon::{BeaconConfig, Survivor, run_beacon};
 use super::control::{self, ControlHandle};
 use super::core::{Host, HostConfig, HostEvent, Stats};
 use super::directory::Directory;
@@ -22,9 +22,17 @@ pub struct HostOptions {
     /// carries the port actually bound.
     pub ports: Ports,
     pub host_name: String,
-    /// Where beacons go (e.g. 255.255.255.255, or 127.255.255.255 in tests);
-    /// `None` runs no discovery service.
+    /// Where beacons go: 255.255.255.255 means every LAN interface (directed
+    /// broadcasts, see `lanif`); any other address (127.255.255.255 in tests)
+    /// only there. `None` runs no discovery service.
     pub discovery_target: Option<IpAddr>,
+    /// Who runs the host (a login name), announced as "Ana's meeting".
+    pub owner: Option<String>,
+    /// Set only for a host started by `sapora` with no arguments: the room it
+    /// hands over to an earlier such host heard on the LAN (the double-click
+    /// rule, `beacon::merge_rule`). An explicit `sapora host` leaves it
+    /// `None` and never yields.
+    pub merge_room: Option<String>,
     pub beacon_interval: Duration,
     pub heartbeat: Duration,
     pub idle_timeout: Duration,
@@ -54,6 +62,8 @@ impl HostOptions {
             ports,
             host_name: host_name.into(),
             discovery_target: None,
+            owner: None,
+            merge_room: None,
             beacon_interval: Duration::from_secs(5),
             heartbeat: Duration::from_secs(3),
             idle_timeout: Duration::from_secs(15),
@@ -93,6 +103,9 @@ pub struct RunningHost {
     handle: ControlHandle,
     directory: Directory,
     _beacon: Option<Task<()>>,
+    _reach: Task<()>,
+    handover: Receiver<Survivor>,
+    media_notices: Receiver<super::reach::Unheard>,
     events: Receiver<HostEvent>,
     stats: Arc<Mutex<Stats>>,
     /// Dropping it deletes the run's file store.
@@ -124,6 +137,19 @@ impl RunningHost {
         self.events.clone()
     }
 
+    /// Fires once if this auto-started host handed its meeting to another
+    /// host (its participants are told to rejoin there): the owner should
+    /// then [`RunningHost::retire`] it, and its own app follows the others.
+    pub fn handover(&self) -> Receiver<Survivor> {
+        self.handover.clone()
+    }
+
+    /// Members whose audio/video datagrams did not reach the host within 3 s
+    /// of joining (they were told; this is for the host's log).
+    pub fn media_notices(&self) -> Receiver<super::reach::Unheard> {
+        self.media_notices.clone()
+    }
+
     /// Sessions by id, for media services and tests.
     pub fn directory(&self) -> &Directory {
         &self.directory
@@ -141,6 +167,13 @@ impl RunningHost {
 
     pub fn stats(&self) -> Stats {
         *self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// After a handover: keeps forwarding late arrivals for
+    /// [`REDIRECT_FOR`], then stops.
+    pub async fn retire(self) {
+        smol::Timer::after(REDIRECT_FOR + Duration::from_millis(300)).await;
+        self.shutdown().await;
     }
 
     /// Tells every client the host is going away, flushes, and stops.
@@ -162,26 +195,6 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
     let mut ports = Ports { control: control_addr.port(), ..opts.ports };
 
     let rooms: Arc<Mutex<Vec<RoomInfo>>> = Arc::default();
-    let beacon = match opts.discovery_target {
-        Some(target) => {
-            let cfg = BeaconConfig {
-                host_name: opts.host_name.clone(),
-                host_id: random_u64(),
-                control_addr: opts.bind,
-                control_port: ports.control,
-                discovery_port: ports.discovery,
-                target,
-                interval: opts.beacon_interval,
-            };
-            let rooms = rooms.clone();
-            Some(smol::spawn(async move {
-                if let Err(e) = run_beacon(cfg, rooms).await {
-                    tracing::warn!("LAN discovery is off: {e}");
-                }
-            }))
-        }
-        None => None,
-    };
 
     // Media services start here, each binding its port (0 = any) and
     // recording the port actually bound in `ports`, with `directory` to check
@@ -227,6 +240,44 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
         .map_err(|source| HostError::FileStore { dir: file_dir, source })?;
     let ports = Ports { file: files.addr.port(), ..ports };
     let file_hook = files.hook();
+    let (handover_tx, handover) = smol::channel::bounded(1);
+    let beacon = match opts.discovery_target {
+        Some(target) => {
+            let cfg = BeaconConfig {
+                host_name: opts.host_name.clone(),
+                host_id: random_u64(),
+                control_addr: opts.bind,
+                control_port: ports.control,
+                discovery_port: ports.discovery,
+                target,
+                interval: opts.beacon_interval,
+                owner: opts.owner.clone(),
+                started_ms: crate::net::unix_ms(),
+                merge_room: opts.merge_room.clone(),
+            };
+            let rooms = rooms.clone();
+            let (directory, control) = (directory.clone(), control.clone());
+            Some(smol::spawn(async move {
+                match run_beacon(cfg, rooms).await {
+                    Ok(survivor) => {
+                        let _ = handover_tx.try_send(survivor.clone());
+                        hand_over(&directory, &control, &survivor).await;
+                    }
+                    Err(e) => tracing::warn!("LAN discovery is off: {e}"),
+                }
+            }))
+        }
+        None => None,
+    };
+    let (reach_tx, reach_rx) = smol::channel::bounded(1024);
+    let (notice_tx, media_notices) = smol::channel::bounded(64);
+    let reach = smol::spawn(super::reach::run(
+        reach_rx,
+        directory.clone(),
+        control.clone(),
+        notice_tx,
+        super::reach::describe_media_ports(&ports),
+    ));
 
     let mut config = HostConfig::new(opts.host_name.clone(), ports, Box::new(random_u64));
     config.heartbeat = opts.heartbeat;
@@ -246,6 +297,9 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
             if let HostEvent::Rooms(list) = &event {
                 *rooms.lock().unwrap_or_else(|e| e.into_inner()) = list.clone();
             }
+            if matches!(event, HostEvent::Joined { .. } | HostEvent::Left { .. }) {
+                let _ = reach_tx.try_send(event.clone());
+            }
             let _ = events_tx.try_send(event);
         }))
     };
@@ -259,6 +313,9 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
         handle: control,
         directory,
         _beacon: beacon,
+        _reach: reach,
+        handover,
+        media_notices,
         events,
         stats,
         files,
@@ -266,4 +323,33 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
         screen,
         audio,
     })
+}
+
+/// How long a host that handed its meeting over keeps forwarding whoever
+/// still arrives (`RunningHost::retire`). Three hosts started together may
+/// yield in a chain (C to B while B yields to A); C's people then reach B
+/// after B has handed over, and B passes them on instead of refusing them.
+pub const REDIRECT_FOR: Duration = Duration::from_secs(5);
+
+/// Tells every session to rejoin at `survivor` (same name and room), and
+/// keeps telling sessions that join later, for [`REDIRECT_FOR`].
+async fn hand_over(directory: &Directory, control: &ControlHandle, survivor: &Survivor) {
+    tracing::info!(
+        to = %survivor.addr, sessions = directory.sessions().len(),
+        "handing the meeting over to {}", survivor.host_name
+    );
+    let msg = crate::proto::Handover {
+        addr: survivor.addr.ip().to_string(),
+        port: survivor.addr.port(),
+        host_name: survivor.owner.clone().unwrap_or_else(|| survivor.host_name.clone()),
+    };
+    let until = std::time::Instant::now() + REDIRECT_FOR;
+    let mut told = std::collections::HashSet::new();
+    while std::time::Instant::now() < until {
+        let new: Vec<_> = directory.sessions().into_iter().filter(|s| told.insert(*s)).collect();
+        if !new.is_empty() {
+            control.deliver(new, crate::proto::HostMsg::Handover(msg.clone())).await;
+        }
+        smol::Timer::after(Duration::from_millis(100)).await;
+    }
 }

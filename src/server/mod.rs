@@ -9,6 +9,7 @@ pub mod directory;
 pub mod files;
 pub mod host;
 pub mod mixer;
+pub mod reach;
 pub mod screen;
 pub mod video;
 

@@ -362,6 +362,12 @@ impl Call {
                 self.ended = Some(r.reason.clone());
                 notices.push(Notice { text: r.reason, error: true });
             }
+            SessionEvent::Moved { to, host_name } => {
+                self.host_addr = to.to_string();
+                let text = format!("Two meetings started at once: moving to {host_name}'s at {to}");
+                notices.push(Notice::info(text));
+            }
+            SessionEvent::MediaBlocked(text) => notices.push(Notice { text, error: true }),
             SessionEvent::Ended => {
                 if self.ended.is_none() {
                     self.ended = Some("The meeting ended.".into());

@@ -213,6 +213,7 @@ impl Launcher {
             let compat = if h.is_compatible() { "" } else { " · incompatible version" };
             let entry = column![
                 text(format!("{} — {}", visible(&h.host_name), h.addr)).size(15),
+                text(h.label()).size(13),
                 text(format!("{rooms}{compat}")).size(12),
             ];
             hosts = hosts.push(

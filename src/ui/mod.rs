@@ -90,24 +90,28 @@ pub fn display_available() -> bool {
         || std::env::var_os("WAYLAND_DISPLAY").is_some_and(|d| !d.is_empty())
 }
 
-/// The address to tell others: the bound one, or this machine's first LAN
-/// IPv4, with the port when it is not the default.
+/// The address to tell others: the bound one, or every LAN address of this
+/// machine with its interface name ("10.77.0.1 (eth0), or 10.78.0.1 (eth1)"),
+/// with the port when it is not the default.
 pub fn share_address(bind: IpAddr, control_port: u16) -> String {
-    let ip = if bind.is_unspecified() {
-        if_addrs::get_if_addrs()
-            .ok()
-            .and_then(|ifs| {
-                ifs.into_iter().map(|i| i.ip()).find(|ip| ip.is_ipv4() && !ip.is_loopback())
-            })
-            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
-    } else {
-        bind
+    let with_port = |ip: IpAddr| {
+        if control_port == crate::proto::Ports::with_offset(0).map(|p| p.control).unwrap_or(5000) {
+            ip.to_string()
+        } else {
+            SocketAddr::new(ip, control_port).to_string()
+        }
     };
-    if control_port == crate::proto::Ports::with_offset(0).map(|p| p.control).unwrap_or(5000) {
-        ip.to_string()
-    } else {
-        SocketAddr::new(ip, control_port).to_string()
+    if !bind.is_unspecified() {
+        return with_port(bind);
     }
+    let list = crate::lanif::join_addresses();
+    if list.is_empty() {
+        return with_port(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    list.iter()
+        .map(|(name, ip)| format!("{} ({name})", with_port(IpAddr::V4(*ip))))
+        .collect::<Vec<_>>()
+        .join(", or ")
 }
 
 /// Opens the app and returns when its window closes.
@@ -483,6 +487,8 @@ impl App {
         self.joined_addr = addr.to_string();
         let mut config = ClientConfig::new(addr, name, room);
         config.host_key = host_key;
+        // The app always runs media engines: tell the user if none arrives.
+        config.media = true;
         Task::perform(Client::connect(config), move |r| {
             Message::Connected(id, r.map(Handoff::new).map_err(|e| e.to_string()))
         })
@@ -613,6 +619,9 @@ impl App {
                     }
                     None => {
                         let name = self.launcher.name.clone();
+                        // Started by double-click: if someone else did the
+                        // same at this moment, the two hosts merge.
+                        self.options.host.merge_room = Some("default".into());
                         let t = self.notify(Notice {
                             text: "No meeting found on your network: hosting one.".into(),
                             error: false,
@@ -659,6 +668,10 @@ impl App {
                 if self.session.as_ref().map(|s| s.id) != Some(id) {
                     return Task::none();
                 }
+                let moved = match &event {
+                    SessionEvent::Moved { to, .. } => Some(self.follow_handover(id, *to)),
+                    _ => None,
+                };
                 let Some(call) = &mut self.call else { return Task::none() };
                 let (notices, layers) = call.on_session(event);
                 let ended = call.ended.clone();
@@ -671,6 +684,7 @@ impl App {
                     self.launcher.error = Some(reason);
                     tasks.push(self.end_call());
                 }
+                tasks.extend(moved);
                 Task::batch(tasks)
             }
             Message::Call(m) => {
@@ -841,6 +855,26 @@ impl App {
             }))
             .detach();
         }
+    }
+
+    /// The session moved to another host (double-click merge): stop our own
+    /// host if we ran the one that handed over, and point the media engines
+    /// at the new host.
+    fn follow_handover(&mut self, id: u64, to: SocketAddr) -> Task<Message> {
+        self.joined_addr = to.to_string();
+        // Our host forwards late arrivals for a few seconds, then stops.
+        let stop = match self.host.take() {
+            Some(h) => {
+                self.share = None;
+                self.launcher.hosting = None;
+                Task::perform(h.retire(), |_| Message::HostStopped)
+            }
+            None => Task::none(),
+        };
+        let Some(mut route) = self.route.clone() else { return stop };
+        route.host = to.ip();
+        self.route = Some(route.clone());
+        Task::batch([stop, self.start_engines(id, route)])
     }
 
     fn stop_host(&mut self) -> Task<Message> {

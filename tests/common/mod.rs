@@ -14,6 +14,7 @@ pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// The only broadcast address tests may use.
 pub const LOOPBACK_BROADCAST: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 255, 255, 255));
 
+pub mod lan;
 pub mod shim;
 
 /// Host options on 127.0.0.1 with free ports (0 = any) and no discovery.
