@@ -562,6 +562,11 @@ mod tests {
         let avg: Vec<f32> =
             interleave(&chans).chunks(8).map(|f| f.iter().sum::<f32>() / 8.0).collect();
         assert!(db(&avg[4800..]) < want - 17.0);
+        eprintln!(
+            "8 inputs, mic on one: {:+.2} dB (plain average {:+.2} dB)",
+            got - want,
+            db(&avg[4800..]) - want
+        );
     }
 
     #[test]
@@ -572,6 +577,12 @@ mod tests {
             mix(&mut Downmix::new(2, ChannelChoice::Auto), &interleave(&[v.clone(), inverted]), 2);
         let (got, want) = (db(&out[4800..]), db(&v[4800..]));
         assert!((got - want).abs() < 1.5, "{got:.1} dB vs {want:.1} dB");
+        let avg: Vec<f32> = v.iter().map(|x| (x - 0.9 * x) / 2.0).collect();
+        eprintln!(
+            "anti-phase pair: {:+.2} dB (plain average {:+.2} dB)",
+            got - want,
+            db(&avg[4800..]) - want
+        );
         // The first block already counts: no silent start either.
         assert!(db(&out[..480]) > want - 3.0, "{:.1} dB", db(&out[..480]));
     }
