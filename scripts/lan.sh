@@ -168,7 +168,12 @@ done
 
 # `ip netns add` bind-mounts under /run/netns: a tmpfs of our own keeps those
 # mounts inside this mount namespace.
-mkdir -p /run/netns
+if ! mkdir -p /run/netns 2>/dev/null; then
+    # Not allowed to create it (e.g. root only inside a user namespace): a
+    # private /run for this mount namespace will do.
+    mount -t tmpfs lan-run /run
+    mkdir -p /run/netns
+fi
 mount -t tmpfs lan-netns /run/netns
 ip link set lo up
 

@@ -418,7 +418,9 @@ pub async fn run_beacon(
                 }
                 // From now, not from the missed deadline: after a stall (a
                 // suspended laptop) we send one beacon, not a burst.
-                next_beacon = fast.pop().unwrap_or_else(|| Instant::now() + interval);
+                let now = Instant::now();
+                fast.retain(|t| *t > now);
+                next_beacon = fast.pop().unwrap_or(now + interval);
             }
             Wake::Scan => {
                 if Instant::now() >= next_scan {
