@@ -503,3 +503,84 @@ fn bots_report_audio_counters_and_click_latency() {
         host.shutdown().await;
     });
 }
+
+/// "I hear myself": A plays clicks and records what it hears; B has no
+/// microphone of its own but sits in a simulated room (`--echo room`: its
+/// speaker comes back into its microphone, RT60 0.3 s, −6 dB, 60 ms). With
+/// B's echo cancellation off A hears its own clicks back through B; with it
+/// on, at least 25 dB less. Both cases run at once, in two meetings; B's
+/// noise suppression and gain control are off in both, so the difference is
+/// the canceller's alone.
+#[test]
+fn echo_cancellation_keeps_others_from_hearing_themselves() {
+    let _one_at_a_time = serial();
+    smol::block_on(async {
+        let host = start_host().await;
+        let dir = tempfile::tempdir().unwrap();
+        let addr = host.control_addr.to_string();
+        let bot = |args: Vec<String>| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_sapora"))
+                .arg("bot")
+                .arg(&addr)
+                .args(args)
+                .args(["--duration", "6", "--report", "json"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("bot starts")
+        };
+        let mut runs = Vec::new();
+        for aec in ["off", "on"] {
+            let wav = dir.path().join(format!("a-{aec}.wav"));
+            let room = format!("echo-{aec}");
+            let a = bot(
+                format!("--name a --room {room} --mic clicks --speaker record:{}", wav.display())
+                    .split(' ')
+                    .map(String::from)
+                    .collect(),
+            );
+            let b = bot(
+                format!(
+                    "--name b --room {room} --mic none --speaker null --echo room --aec {aec} \
+                     --noise-suppression off --agc off"
+                )
+                .split_whitespace()
+                .map(String::from)
+                .collect(),
+            );
+            runs.push((aec, wav, a, b));
+        }
+        let mut heard = Vec::new();
+        for (aec, wav, a, b) in runs {
+            for (who, child) in [("a", a), ("b", b)] {
+                let out = child.wait_with_output().expect("bot ends");
+                let text = String::from_utf8_lossy(&out.stdout);
+                let report: serde_json::Value = text
+                    .lines()
+                    .find_map(|l| serde_json::from_str(l).ok())
+                    .unwrap_or_else(|| {
+                        panic!("{who}: {text} {}", String::from_utf8_lossy(&out.stderr))
+                    });
+                assert!(report["errors"].as_array().unwrap().is_empty(), "{report}");
+                if who == "b" {
+                    eprintln!("B with AEC {aec}: {}", report["aec"]);
+                    if aec == "on" {
+                        assert!(report["aec"]["delay_ms"].as_i64().is_some(), "{report}");
+                    }
+                }
+            }
+            // Skip the first 2 s: joining, and the canceller's convergence
+            // (at most 2 s, checked in media::audio::apm's unit tests).
+            let x = read_wav(&wav);
+            let body = &x[(2 * 48_000).min(x.len())..];
+            let energy: f64 = body.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+            let db = 10.0 * (energy / body.len().max(1) as f64).max(1e-15).log10();
+            eprintln!("A hears itself at {db:.1} dBFS with B's AEC {aec}");
+            heard.push(db);
+        }
+        assert!(heard[0] > -45.0, "without AEC the echo is loud ({:.1} dBFS)", heard[0]);
+        let gain = heard[0] - heard[1];
+        assert!(gain >= 25.0, "AEC makes the echo {gain:.1} dB quieter; want ≥ 25 dB");
+        host.shutdown().await;
+    });
+}
