@@ -533,21 +533,20 @@ fn echo_cancellation_keeps_others_from_hearing_themselves() {
         for aec in ["off", "on"] {
             let wav = dir.path().join(format!("a-{aec}.wav"));
             let room = format!("echo-{aec}");
-            let a = bot(
-                format!("--name a --room {room} --mic clicks --speaker record:{}", wav.display())
-                    .split(' ')
-                    .map(String::from)
-                    .collect(),
-            );
-            let b = bot(
-                format!(
-                    "--name b --room {room} --mic none --speaker null --echo room --aec {aec} \
+            let a = bot(format!(
+                "--name a --room {room} --mic clicks --speaker record:{}",
+                wav.display()
+            )
+            .split(' ')
+            .map(String::from)
+            .collect());
+            let b = bot(format!(
+                "--name b --room {room} --mic none --speaker null --echo room --aec {aec} \
                      --noise-suppression off --agc off"
-                )
-                .split_whitespace()
-                .map(String::from)
-                .collect(),
-            );
+            )
+            .split_whitespace()
+            .map(String::from)
+            .collect());
             runs.push((aec, wav, a, b));
         }
         let mut heard = Vec::new();
@@ -555,10 +554,8 @@ fn echo_cancellation_keeps_others_from_hearing_themselves() {
             for (who, child) in [("a", a), ("b", b)] {
                 let out = child.wait_with_output().expect("bot ends");
                 let text = String::from_utf8_lossy(&out.stdout);
-                let report: serde_json::Value = text
-                    .lines()
-                    .find_map(|l| serde_json::from_str(l).ok())
-                    .unwrap_or_else(|| {
+                let report: serde_json::Value =
+                    text.lines().find_map(|l| serde_json::from_str(l).ok()).unwrap_or_else(|| {
                         panic!("{who}: {text} {}", String::from_utf8_lossy(&out.stderr))
                     });
                 assert!(report["errors"].as_array().unwrap().is_empty(), "{report}");

@@ -28,8 +28,7 @@ use std::sync::Mutex;
 use nnnoiseless::DenoiseState;
 use serde::{Deserialize, Serialize};
 use sonora::config::{
-    AdaptiveDigital, EchoCanceller, GainController2, NoiseSuppression as Ns,
-    NoiseSuppressionLevel,
+    AdaptiveDigital, EchoCanceller, GainController2, NoiseSuppression as Ns, NoiseSuppressionLevel,
 };
 use sonora::{AudioProcessing, Config, StreamConfig};
 
@@ -439,7 +438,12 @@ pub struct Voice {
 
 impl Voice {
     pub fn new(settings: VoiceSettings, probe: Option<Probe>) -> Voice {
-        Voice { processor: VoiceProcessor::new(settings), probe, meter: EchoMeter::default(), frames: 0 }
+        Voice {
+            processor: VoiceProcessor::new(settings),
+            probe,
+            meter: EchoMeter::default(),
+            frames: 0,
+        }
     }
 
     /// What the speaker just played.
@@ -465,7 +469,9 @@ impl Voice {
             self.processor.set_device_delay_ms((us / 1000) as u32);
         }
         self.processor.capture(frame);
-        if let Some(c) = self.probe.as_ref().and_then(|p| *p.lock().unwrap_or_else(|e| e.into_inner())) {
+        if let Some(c) =
+            self.probe.as_ref().and_then(|p| *p.lock().unwrap_or_else(|e| e.into_inner()))
+        {
             self.meter.feed(c, frame);
         }
         // Reports a few times a second (statistics are not free).

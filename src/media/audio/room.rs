@@ -511,7 +511,8 @@ impl Noise {
                 for k in 0..4 {
                     if self.n % 12_000 == (k as u64 * 3_000) {
                         // A new syllable (or a pause) every 250 ms.
-                        self.env[k] = if self.rng.uniform() < 0.6 { self.rng.uniform() } else { 0.0 };
+                        self.env[k] =
+                            if self.rng.uniform() < 0.6 { self.rng.uniform() } else { 0.0 };
                     }
                     let w = self.rng.gauss();
                     // Two-pole resonator at 300–900 Hz, one per talker.
@@ -639,7 +640,8 @@ pub fn attach(
     }
     let room = Arc::new(Mutex::new(Room::new(echo, noise)));
     let probe: Probe = Arc::default();
-    let mic = RoomMic { inner: mic, room: room.clone(), cursor: Cursor::default(), probe: probe.clone() };
+    let mic =
+        RoomMic { inner: mic, room: room.clone(), cursor: Cursor::default(), probe: probe.clone() };
     let speaker: Box<dyn Sink> = if echo.is_some() {
         Box::new(RoomSpeaker { inner: speaker, room, cursor: Cursor::default() })
     } else {
