@@ -429,12 +429,25 @@ impl VoiceControl {
 
 /// The engine thread's part: the processor, the simulated room's probe (if
 /// any) and the ERLE meter.
+///
+/// The canceller's reference is what the device plays, in step with what
+/// it records: a full-duplex device plays and records on one clock. The
+/// engine hands the speaker a frame at its own pace (now and then two in a
+/// row, or one late, as it follows the host's tick), so played frames wait
+/// here and one frame of reference goes to the canceller per captured
+/// frame, as they leave the speaker's queue. Otherwise the echo delay seen
+/// by the canceller would jump whenever the engine's pace does.
 pub struct Voice {
     processor: VoiceProcessor,
     probe: Option<Probe>,
     meter: EchoMeter,
     frames: u32,
+    reference: std::collections::VecDeque<f32>,
+    chunk: Vec<f32>,
 }
+
+/// Most reference held back, ms: the speaker queue's limit (`CpalSpeaker`).
+const REFERENCE_LIMIT_MS: usize = 60;
 
 impl Voice {
     pub fn new(settings: VoiceSettings, probe: Option<Probe>) -> Voice {
@@ -443,12 +456,17 @@ impl Voice {
             probe,
             meter: EchoMeter::default(),
             frames: 0,
+            reference: std::collections::VecDeque::new(),
+            chunk: Vec::new(),
         }
     }
 
-    /// What the speaker just played.
+    /// What was just handed to the speaker.
     pub fn render(&mut self, played: &[f32]) {
-        self.processor.render(played);
+        self.reference.extend(played);
+        let limit = REFERENCE_LIMIT_MS * SAMPLE_RATE as usize / 1000;
+        let excess = self.reference.len().saturating_sub(limit);
+        self.reference.drain(..excess);
     }
 
     /// Processes the microphone frame in place. `mic_us`/`speaker_us` are
@@ -468,6 +486,12 @@ impl Voice {
             let us = mic_us.unwrap_or(0) + speaker_us.unwrap_or(0);
             self.processor.set_device_delay_ms((us / 1000) as u32);
         }
+        // The reference for this frame: what left the speaker meanwhile.
+        let take = frame.len().min(self.reference.len());
+        self.chunk.clear();
+        self.chunk.extend(self.reference.drain(..take));
+        self.chunk.resize(frame.len(), 0.0);
+        self.processor.render(&self.chunk);
         self.processor.capture(frame);
         if let Some(c) =
             self.probe.as_ref().and_then(|p| *p.lock().unwrap_or_else(|e| e.into_inner()))

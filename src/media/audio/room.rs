@@ -36,6 +36,8 @@ pub const ROOM_DELAY_MS: u32 = 60;
 pub const ROOM_MAX_DELAY_MS: u32 = 400;
 /// Seed of the room's impulse response: every run hears the same room.
 pub const ROOM_SEED: u64 = 0x5A90_4A11;
+/// Most audio the simulated speaker queues, ms (as `CpalSpeaker`).
+const QUEUE_LIMIT_MS: usize = 60;
 /// Default level of `--noise` (RMS, dBFS).
 pub const NOISE_DBFS: f32 = -20.0;
 
@@ -326,6 +328,8 @@ pub struct Room {
     echo: Option<EchoPath>,
     noise: Option<Noise>,
     near: Vec<f32>,
+    /// Frames handed to the speaker, waiting to be played (see [`Room::enqueue`]).
+    queue: std::collections::VecDeque<f32>,
 }
 
 struct EchoPath {
@@ -386,7 +390,7 @@ impl Room {
         let echo = echo.map(|spec| {
             EchoPath::new(spec, &impulse_response(ROOM_SEED, ROOM_RT60_S, ROOM_GAIN_DB))
         });
-        Room { echo, noise: noise.map(Noise::new), near: Vec::new() }
+        Room { echo, noise: noise.map(Noise::new), near: Vec::new(), queue: Default::default() }
     }
 
     /// Replaces the echo path (the laptop moved): same room model, another
@@ -405,6 +409,32 @@ impl Room {
         if let Some(e) = &mut self.echo {
             e.played.write(at, frame);
         }
+    }
+
+    /// Hands a frame to the speaker's output queue, as the engine does with
+    /// a real device: it is played when the device gets to it
+    /// ([`Room::play_queued`]). Like `CpalSpeaker`, at most 60 ms wait; the
+    /// oldest are dropped beyond that.
+    pub fn enqueue(&mut self, frame: &[f32]) {
+        self.queue.extend(frame);
+        let limit = QUEUE_LIMIT_MS * SAMPLE_RATE as usize / 1000;
+        let excess = self.queue.len().saturating_sub(limit);
+        self.queue.drain(..excess);
+    }
+
+    /// The device plays the next `n` queued samples (silence when the queue
+    /// runs dry) at sample index `at`: a full-duplex device plays and
+    /// records on one clock, so the microphone's reads drive it.
+    pub fn play_queued(&mut self, at: u64, n: usize) {
+        let Some(e) = &mut self.echo else {
+            self.queue.clear();
+            return;
+        };
+        let take = n.min(self.queue.len());
+        self.near.clear();
+        self.near.extend(self.queue.drain(..take));
+        self.near.resize(n, 0.0);
+        e.played.write(at, &self.near);
     }
 
     /// The microphone picks up `mic` (the near-end sound, changed in place
@@ -553,9 +583,10 @@ impl Noise {
 /// the ERLE meter (see [`super::apm::EchoMeter`]).
 pub type Probe = Arc<Mutex<Option<Captured>>>;
 
-/// Samples per second, as `u64`, for wall-clock → sample-index conversion.
+/// Wall clock (Unix µs) → sample index at 48 kHz (48 samples a ms; the
+/// product stays far from overflow for the next few thousand years).
 fn index_of(unix_us: u64) -> u64 {
-    unix_us * u64::from(SAMPLE_RATE) / 1_000_000
+    unix_us * u64::from(SAMPLE_RATE / 1000) / 1000
 }
 
 /// Keeps a device's samples contiguous on the room's timeline: consecutive
@@ -575,13 +606,6 @@ impl Cursor {
     }
 }
 
-fn unix_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
-
 struct RoomMic {
     inner: Box<dyn Source>,
     room: Arc<Mutex<Room>>,
@@ -594,7 +618,11 @@ impl Source for RoomMic {
         // `none` reads silence: the room still has something to say.
         let _ = self.inner.read(out, start_us);
         let at = self.cursor.place(index_of(start_us), out.len());
-        let captured = self.room.lock().unwrap_or_else(|e| e.into_inner()).capture(at, out);
+        let captured = {
+            let mut room = self.room.lock().unwrap_or_else(|e| e.into_inner());
+            room.play_queued(at, out.len());
+            room.capture(at, out)
+        };
         *self.probe.lock().unwrap_or_else(|e| e.into_inner()) = Some(captured);
         true
     }
@@ -607,14 +635,12 @@ impl Source for RoomMic {
 struct RoomSpeaker {
     inner: Box<dyn Sink>,
     room: Arc<Mutex<Room>>,
-    cursor: Cursor,
 }
 
 impl Sink for RoomSpeaker {
     fn write(&mut self, frame: &[f32]) {
         self.inner.write(frame);
-        let at = self.cursor.place(index_of(unix_us()), frame.len());
-        self.room.lock().unwrap_or_else(|e| e.into_inner()).play(at, frame);
+        self.room.lock().unwrap_or_else(|e| e.into_inner()).enqueue(frame);
     }
 
     fn finish(&mut self) -> Result<(), AudioError> {
@@ -642,11 +668,8 @@ pub fn attach(
     let probe: Probe = Arc::default();
     let mic =
         RoomMic { inner: mic, room: room.clone(), cursor: Cursor::default(), probe: probe.clone() };
-    let speaker: Box<dyn Sink> = if echo.is_some() {
-        Box::new(RoomSpeaker { inner: speaker, room, cursor: Cursor::default() })
-    } else {
-        speaker
-    };
+    let speaker: Box<dyn Sink> =
+        if echo.is_some() { Box::new(RoomSpeaker { inner: speaker, room }) } else { speaker };
     (Box::new(mic), speaker, Some(probe))
 }
 
