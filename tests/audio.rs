@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use common::shim::{Impairment, Shim};
 use common::{LOOPBACK, SEC, join, start_host};
 use sapora::client::audio::{AudioConfig, AudioEngine};
+use sapora::media::audio::apm::VoiceSettings;
 use sapora::media::audio::{MicSpec, SpeakerSpec, source::load_wav};
 use sapora::proto::{AudioCodec, AudioUp};
 
@@ -42,6 +43,9 @@ fn engine(
 ) -> AudioEngine {
     let mut cfg = AudioConfig::new(mic, speaker);
     cfg.via = via;
+    // These tests measure the transport with test tones, which noise
+    // suppression (on by default) rightly takes for steady noise.
+    cfg.voice = VoiceSettings::OFF;
     AudioEngine::start(client.current_slot(), LOOPBACK, cfg).expect("device-free audio starts")
 }
 
@@ -331,6 +335,7 @@ fn unmuting_while_someone_talks_leaves_no_gap_in_what_you_hear() {
         let b = join(host.control_addr, "b", "m").await;
         let ea = engine(&a, MicSpec::Tone(440.0), SpeakerSpec::Null, None);
         let mut cfg = AudioConfig::new(MicSpec::Tone(1000.0), SpeakerSpec::Record(wb.clone()));
+        cfg.voice = VoiceSettings::OFF;
         cfg.muted = true;
         let eb = AudioEngine::start(b.current_slot(), LOOPBACK, cfg).unwrap();
         smol::Timer::after(SEC + SEC / 2).await;
