@@ -485,7 +485,7 @@ impl Noise {
     fn new(spec: NoiseSpec) -> Noise {
         let mut n = Noise {
             kind: spec.kind,
-            rng: Rng::new(ROOM_SEED ^ spec.kind as u64 + 1),
+            rng: Rng::new(ROOM_SEED ^ (spec.kind as u64 + 1)),
             gain: 1.0,
             n: 0,
             state: [0.0; 16],

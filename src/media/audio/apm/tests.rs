@@ -175,7 +175,8 @@ fn spectrogram(x: &[f32], keep: &impl Fn(usize) -> bool) -> Vec<Option<[f64; 16]
         edges.windows(2).position(|e| f >= e[0] && f < e[1])
     };
     // Twiddles once: a bin every 50 Hz, Hann-windowed.
-    let tw: Vec<(Option<usize>, Vec<(f64, f64)>)> = (2..=140)
+    type Bin = (Option<usize>, Vec<(f64, f64)>);
+    let tw: Vec<Bin> = (2..=140)
         .map(|k| {
             let t = (0..n)
                 .map(|i| {
