@@ -265,3 +265,26 @@ impl Dialog {
         body.into()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn voice_switches_are_on_by_default_and_apply_on_save() {
+        let mut d = Dialog::new(&Settings::default());
+        assert_eq!(d.draft.voice, VoiceSettings::default());
+        let _ = d.update(Message::Aec(false));
+        let _ = d.update(Message::NoiseSuppression(NoiseSuppression::Strong));
+        let _ = d.update(Message::Agc(false));
+        let (_, event) = d.update(Message::Save);
+        let Some(Event::Apply(s)) = event else { panic!("{event:?}") };
+        assert_eq!(
+            s.voice,
+            VoiceSettings { aec: false, noise_suppression: NoiseSuppression::Strong, agc: false }
+        );
+        // Settings saved before these switches existed load with them on.
+        let old: Settings = serde_json::from_str(r#"{"name":"ann","mic":"tone"}"#).unwrap();
+        assert_eq!(old.voice, VoiceSettings::default());
+    }
+}
