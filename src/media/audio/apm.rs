@@ -208,7 +208,7 @@ impl VoiceProcessor {
     }
 
     /// Runs `f` on the module; on a panic rebuilds it, logs the first
-    /// time, and returns `None`.
+    /// time, and returns false (also when everything is off).
     fn guarded(&mut self, f: impl FnOnce(&mut AudioProcessing, &[f32], &mut [f32])) -> bool {
         let Some(apm) = self.apm.as_mut() else { return false };
         #[cfg(test)]
