@@ -209,6 +209,8 @@ struct AppMediaArgs {
     /// Speaker for the desktop app: record:PATH.wav, null, default, or a device
     #[arg(long, value_name = "SINK")]
     speaker: Option<String>,
+    #[command(flatten)]
+    voice: VoiceArgs,
 }
 
 impl AppMediaArgs {
@@ -217,7 +219,42 @@ impl AppMediaArgs {
             camera: self.camera.as_ref().map(ui::media::camera_word),
             mic: self.mic.clone(),
             speaker: self.speaker.clone(),
+            aec: self.voice.aec,
+            noise_suppression: self.voice.noise_suppression,
+            agc: self.voice.agc,
         }
+    }
+}
+
+/// Voice processing switches (default: the saved settings, else all on).
+#[derive(Args, Clone, Default)]
+struct VoiceArgs {
+    /// Echo cancellation: on or off (default on)
+    #[arg(long, value_name = "on|off", value_parser = on_off)]
+    aec: Option<bool>,
+    /// Noise suppression: off, normal or strong (RNNoise as well) (default normal)
+    #[arg(long, value_name = "LEVEL")]
+    noise_suppression: Option<sapora::media::audio::apm::NoiseSuppression>,
+    /// Automatic gain control: on or off (default on)
+    #[arg(long, value_name = "on|off", value_parser = on_off)]
+    agc: Option<bool>,
+}
+
+impl VoiceArgs {
+    fn settings(&self) -> sapora::media::audio::apm::VoiceSettings {
+        let mut s = sapora::media::audio::apm::VoiceSettings::default();
+        s.aec = self.aec.unwrap_or(s.aec);
+        s.noise_suppression = self.noise_suppression.unwrap_or(s.noise_suppression);
+        s.agc = self.agc.unwrap_or(s.agc);
+        s
+    }
+}
+
+fn on_off(s: &str) -> Result<bool, String> {
+    match s.trim() {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(format!("\"{other}\": use on or off")),
     }
 }
 
@@ -299,6 +336,14 @@ struct BotArgs {
     /// Join with the microphone muted and unmute it after SECS (starting to talk mid-meeting)
     #[arg(long, value_name = "SECS", requires = "mic")]
     unmute_after: Option<f64>,
+    /// Hear the bot's own speaker through a simulated room (RT60 0.3 s, -6 dB): room, or room:DELAY_MS (default 60)
+    #[arg(long, value_name = "room[:DELAY_MS]")]
+    echo: Option<sapora::media::audio::room::EchoSpec>,
+    /// Mix generated noise into the microphone: fan, babble or keyboard, optionally :DBFS (default -20)
+    #[arg(long, value_name = "KIND[:DBFS]")]
+    noise: Option<sapora::media::audio::room::NoiseSpec>,
+    #[command(flatten)]
+    voice: VoiceArgs,
     /// Share a screen: test (synthetic 1920x1080), test:WxH, or an X display such as :99
     #[arg(long, value_name = "SCREEN")]
     share_screen: Option<String>,
@@ -801,6 +846,9 @@ fn bot(args: BotArgs) -> CmdResult {
                         speaker: args.speaker.clone(),
                         unmute_after: args.unmute_after.map(Duration::from_secs_f64),
                         via: None,
+                        voice: args.voice.settings(),
+                        echo: args.echo,
+                        noise: args.noise,
                     },
                     files: sapora::client::files_bot::BotFileOptions {
                         send_file: args.send_file.clone(),

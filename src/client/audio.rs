@@ -25,6 +25,8 @@ use serde::Serialize;
 use smol::channel::{Receiver, Sender};
 
 use super::session::Client;
+use crate::media::audio::apm::{self, AecReport, VoiceSettings};
+use crate::media::audio::room::{EchoSpec, NoiseSpec};
 use crate::media::audio::source::CLICK_US;
 use crate::media::audio::{
     self, AudioError, CLICK_PERIOD_US, DEFAULT_BITRATE, Decoder, Encoder, FRAME_10MS, FRAME_20MS,
@@ -45,6 +47,11 @@ pub struct AudioConfig {
     /// impairment shim sitting in front of the host).
     pub via: Option<SocketAddr>,
     pub muted: bool,
+    /// Echo cancellation, noise suppression, gain control (all on by default).
+    pub voice: VoiceSettings,
+    /// Bots: a simulated room between speaker and microphone, and noise.
+    pub echo: Option<EchoSpec>,
+    pub noise: Option<NoiseSpec>,
 }
 
 impl AudioConfig {
@@ -56,6 +63,9 @@ impl AudioConfig {
             frame_samples: FRAME_20MS,
             via: None,
             muted: false,
+            voice: VoiceSettings::default(),
+            echo: None,
+            noise: None,
         }
     }
 }
@@ -110,6 +120,7 @@ struct Shared {
     /// When the host's mix arrives within the frame period.
     phase: Mutex<TickPhase>,
     start: Instant,
+    voice: apm::VoiceControl,
 }
 
 impl Shared {
@@ -139,6 +150,7 @@ impl AudioEngine {
     ) -> Result<AudioEngine, AudioError> {
         let mic = audio::source::open(&config.mic)?;
         let sink = audio::sink::open(&config.speaker)?;
+        let (mic, sink, probe) = audio::room::attach(mic, sink, config.echo, config.noise);
         let bind_ip = match config.via.map(|a| a.ip()).unwrap_or(host) {
             IpAddr::V4(ip) if ip.is_loopback() => IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -161,6 +173,7 @@ impl AudioEngine {
             frame_samples: AtomicUsize::new(config.frame_samples),
             phase: Mutex::new(TickPhase::new(fus)),
             start: Instant::now(),
+            voice: apm::VoiceControl::default(),
         });
         let (ev_tx, events) = smol::channel::bounded(64);
         let rx = {
@@ -179,11 +192,12 @@ impl AudioEngine {
                         shared: &shared,
                         welcome,
                         host,
-                        config,
                         socket,
                         mic,
                         sink,
                         clicks: ClickDetector::default(),
+                        voice: apm::Voice::new(config.voice, probe),
+                        config,
                     };
                     e.run()
                 })
@@ -199,6 +213,18 @@ impl AudioEngine {
 
     pub fn muted(&self) -> bool {
         self.shared.muted.load(Ordering::Relaxed)
+    }
+
+    /// Switches echo cancellation, noise suppression and gain control
+    /// from the next frame on.
+    pub fn set_voice(&self, settings: VoiceSettings) {
+        self.shared.voice.set(settings);
+    }
+
+    /// The voice settings in force, the processor's stats and the measured
+    /// echo figures (ERLE only with a simulated room).
+    pub fn voice_report(&self) -> (VoiceSettings, apm::VoiceStats, AecReport) {
+        self.shared.voice.report()
     }
 
     pub fn stats(&self) -> AudioStats {
@@ -298,6 +324,7 @@ struct Engine<'a> {
     mic: Box<dyn audio::Source>,
     sink: Box<dyn audio::Sink>,
     clicks: ClickDetector,
+    voice: apm::Voice,
 }
 
 fn unix_us() -> u64 {
@@ -460,6 +487,10 @@ impl Engine<'_> {
     fn send(&mut self, up: &mut Uplink, n: usize) -> Result<(), AudioError> {
         let now_unix = unix_us();
         let has_audio = self.mic.read(&mut up.frame, now_unix.saturating_sub(frame_us(n)));
+        if has_audio {
+            let (mic_us, speaker_us) = (self.mic.latency_us(), self.sink.latency_us());
+            self.voice.capture(&mut up.frame, &self.shared.voice, mic_us, speaker_us);
+        }
         let (session, token, port) = {
             let w = self.welcome.lock().unwrap_or_else(|e| e.into_inner());
             (w.session, w.token, w.ports.audio)
@@ -544,6 +575,7 @@ impl Engine<'_> {
         down.quiet = !audible || audio::rms(&down.played) < audio::QUIET_FRAME_RMS;
         let play_unix = unix_us();
         self.sink.write(&down.played);
+        self.voice.render(&down.played);
         if audible {
             for ms in self.clicks.feed(&down.played, play_unix) {
                 let mut l = self.shared.latencies_ms.lock().unwrap_or_else(|e| e.into_inner());
@@ -635,6 +667,11 @@ pub struct BotAudioOptions {
     pub unmute_after: Option<std::time::Duration>,
     /// Send audio here instead of the host's audio port (tests: loss shim).
     pub via: Option<SocketAddr>,
+    /// `--aec`, `--noise-suppression`, `--agc`.
+    pub voice: VoiceSettings,
+    /// `--echo room[:DELAY_MS]`, `--noise KIND`.
+    pub echo: Option<EchoSpec>,
+    pub noise: Option<NoiseSpec>,
 }
 
 /// The audio part of a bot's JSON report.
@@ -649,6 +686,10 @@ pub struct AudioReport {
     /// Bytes per second on the wire (UDP payload incl. our headers), each way.
     pub audio_kbps_sent: f64,
     pub audio_kbps_received: f64,
+    /// Echo cancellation: `{erle_db, delay_ms, converged_after_ms}` (with
+    /// AEC on or a simulated room).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aec: Option<AecReport>,
 }
 
 /// Runs a bot's audio engine for the life of the bot.
@@ -668,7 +709,8 @@ impl BotAudio {
         media: &mut crate::proto::MediaState,
     ) -> (BotAudio, Vec<String>) {
         let none = BotAudio { engine: None, started: Instant::now() };
-        if opts.mic.is_none() && opts.speaker.is_none() {
+        let room = opts.echo.is_some() || opts.noise.is_some();
+        if opts.mic.is_none() && opts.speaker.is_none() && !room {
             return (none, Vec::new());
         }
         let parse = || -> Result<AudioConfig, AudioError> {
@@ -677,13 +719,14 @@ impl BotAudio {
             let mut c = AudioConfig::new(mic, speaker);
             c.via = opts.via;
             c.muted = opts.unmute_after.is_some();
+            (c.voice, c.echo, c.noise) = (opts.voice, opts.echo, opts.noise);
             Ok(c)
         };
         let config = match parse() {
             Ok(c) => c,
             Err(e) => return (none, vec![e.to_string()]),
         };
-        let mic_on = !matches!(config.mic, MicSpec::None) && !config.muted;
+        let mic_on = (room || !matches!(config.mic, MicSpec::None)) && !config.muted;
         match AudioEngine::start(client.current_slot(), host, config) {
             Ok(engine) => {
                 if mic_on {
@@ -711,6 +754,7 @@ impl BotAudio {
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
         let s = engine.stats();
         let lat = engine.latencies_ms();
+        let (voice, _, aec) = engine.voice_report();
         if let Err(e) = engine.stop() {
             errors.push(e.to_string());
         }
@@ -722,6 +766,7 @@ impl BotAudio {
             audio_frames_concealed: s.frames_concealed,
             audio_kbps_sent: s.bytes_sent as f64 * 8.0 / secs / 1000.0,
             audio_kbps_received: s.bytes_received as f64 * 8.0 / secs / 1000.0,
+            aec: voice.aec.then_some(aec),
         }
     }
 }

@@ -65,6 +65,7 @@ pub fn start_audio(route: &Route, settings: &Settings, muted: bool) -> Result<Au
         settings.speaker.parse().map_err(|e: crate::media::audio::AudioError| e.to_string())?;
     let mut config = AudioConfig::new(mic, speaker);
     config.muted = muted;
+    config.voice = settings.voice;
     AudioEngine::start(route.welcome.clone(), route.host, config).map_err(|e| e.to_string())
 }
 

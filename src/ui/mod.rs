@@ -65,6 +65,10 @@ pub struct MediaChoice {
     pub camera: Option<String>,
     pub mic: Option<String>,
     pub speaker: Option<String>,
+    /// `--aec`, `--noise-suppression`, `--agc`.
+    pub aec: Option<bool>,
+    pub noise_suppression: Option<crate::media::audio::apm::NoiseSuppression>,
+    pub agc: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -339,6 +343,10 @@ impl App {
         if let Some(c) = &m.speaker {
             settings.speaker = c.clone();
         }
+        let v = &mut settings.voice;
+        v.aec = m.aec.unwrap_or(v.aec);
+        v.noise_suppression = m.noise_suppression.unwrap_or(v.noise_suppression);
+        v.agc = m.agc.unwrap_or(v.agc);
         let name = Some(settings.name.clone())
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(default_name);
@@ -990,6 +998,12 @@ impl App {
                 }),
                 move |r| Message::VideoStarted(id, r.map(Handoff::new)),
             ));
+        }
+        if new.voice != old.voice {
+            // Takes effect at the engine's next frame; no restart.
+            if let Some(audio) = &self.media.audio {
+                audio.set_voice(new.voice);
+            }
         }
         if new.mic != old.mic || new.speaker != old.speaker {
             let muted = !mic_on || new.mic.trim() == "none";

@@ -7,6 +7,7 @@ use iced::widget::{button, checkbox, column, pick_list, row, text, text_input};
 use iced::{Element, Task};
 use serde::{Deserialize, Serialize};
 
+use crate::media::audio::apm::{NoiseSuppression, VoiceSettings};
 use crate::schedule::CONFIG_DIR_ENV;
 
 pub const FILE_NAME: &str = "settings.json";
@@ -59,6 +60,8 @@ pub struct Settings {
     /// Receive everyone's full-size video even in a big grid (more
     /// bandwidth and CPU; thumbnails are the default there).
     pub always_full: bool,
+    /// Echo cancellation, noise suppression and gain control.
+    pub voice: VoiceSettings,
 }
 
 impl Default for Settings {
@@ -70,6 +73,7 @@ impl Default for Settings {
             speaker: "default".into(),
             quality: Quality::Standard,
             always_full: false,
+            voice: VoiceSettings::default(),
         }
     }
 }
@@ -141,6 +145,9 @@ pub enum Message {
     Speaker(String),
     Quality(Quality),
     AlwaysFull(bool),
+    Aec(bool),
+    NoiseSuppression(NoiseSuppression),
+    Agc(bool),
     Save,
     Saved(Result<String, String>),
     Close,
@@ -178,6 +185,9 @@ impl Dialog {
             Message::Speaker(v) => self.draft.speaker = v,
             Message::Quality(q) => self.draft.quality = q,
             Message::AlwaysFull(v) => self.draft.always_full = v,
+            Message::Aec(v) => self.draft.voice.aec = v,
+            Message::NoiseSuppression(v) => self.draft.voice.noise_suppression = v,
+            Message::Agc(v) => self.draft.voice.agc = v,
             Message::Save => {
                 let s = self.draft.clone();
                 let save = smol::unblock(move || {
@@ -220,6 +230,21 @@ impl Dialog {
             checkbox(self.draft.always_full)
                 .label("Always receive full-size video (more bandwidth and CPU)")
                 .on_toggle(Message::AlwaysFull),
+            checkbox(self.draft.voice.aec)
+                .label("Echo cancellation (others do not hear themselves from your speakers)")
+                .on_toggle(Message::Aec),
+            row![
+                text("Noise suppression").width(110),
+                pick_list(
+                    NoiseSuppression::ALL,
+                    Some(self.draft.voice.noise_suppression),
+                    Message::NoiseSuppression
+                ),
+            ]
+            .spacing(8),
+            checkbox(self.draft.voice.agc)
+                .label("Automatic gain control (an even voice level)")
+                .on_toggle(Message::Agc),
             text(if self.live {
                 "Save applies changes now: only the camera or the sound restarts, the call goes on."
             } else {
@@ -238,5 +263,28 @@ impl Dialog {
             body = body.push(text(s.clone()).size(12));
         }
         body.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn voice_switches_are_on_by_default_and_apply_on_save() {
+        let mut d = Dialog::new(&Settings::default());
+        assert_eq!(d.draft.voice, VoiceSettings::default());
+        let _ = d.update(Message::Aec(false));
+        let _ = d.update(Message::NoiseSuppression(NoiseSuppression::Strong));
+        let _ = d.update(Message::Agc(false));
+        let (_, event) = d.update(Message::Save);
+        let Some(Event::Apply(s)) = event else { panic!("{event:?}") };
+        assert_eq!(
+            s.voice,
+            VoiceSettings { aec: false, noise_suppression: NoiseSuppression::Strong, agc: false }
+        );
+        // Settings saved before these switches existed load with them on.
+        let old: Settings = serde_json::from_str(r#"{"name":"ann","mic":"tone"}"#).unwrap();
+        assert_eq!(old.voice, VoiceSettings::default());
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -20,6 +20,13 @@ use super::source::Source;
 use super::{AudioError, SAMPLE_RATE};
 
 type Queue = Arc<Mutex<VecDeque<f32>>>;
+/// A device's own delay from its callback timestamps, µs (`u64::MAX`: not
+/// told yet); the echo canceller's delay hint.
+type Latency = Arc<AtomicU64>;
+
+fn latency_of(latency: &Latency) -> Option<u64> {
+    Some(latency.load(Ordering::Relaxed)).filter(|&us| us != u64::MAX)
+}
 
 fn find(input: bool, wanted: Option<&str>) -> Result<cpal::Device, String> {
     let host = cpal::default_host();
@@ -247,12 +254,14 @@ pub struct CpalMic {
     pending: Vec<f32>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    latency: Latency,
 }
 
 fn build_input<T: SizedSample + Send + 'static>(
     device: &cpal::Device,
     config: &cpal::StreamConfig,
     queue: Queue,
+    latency: Latency,
 ) -> Result<cpal::Stream, String>
 where
     f32: FromSample<T>,
@@ -260,7 +269,11 @@ where
     device
         .build_input_stream(
             config,
-            move |data: &[T], _: &cpal::InputCallbackInfo| {
+            move |data: &[T], info: &cpal::InputCallbackInfo| {
+                let t = info.timestamp();
+                if let Some(d) = t.callback.duration_since(&t.capture) {
+                    latency.store(d.as_micros() as u64, Ordering::Relaxed);
+                }
                 if let Ok(mut q) = queue.try_lock() {
                     let room = q.capacity() - q.len();
                     q.extend(
@@ -303,13 +316,15 @@ pub fn open_input(wanted: Option<&str>) -> Result<CpalMic, AudioError> {
     let queue: Queue = Arc::new(Mutex::new(VecDeque::with_capacity(rate as usize * channels / 2)));
     let stop = Arc::new(AtomicBool::new(false));
     let q = queue.clone();
+    let latency = Latency::new(AtomicU64::new(u64::MAX));
+    let l = latency.clone();
     let thread = spawn_stream(
         "sapora-audio-mic",
         move || match format {
-            cpal::SampleFormat::F32 => build_input::<f32>(&device, &config, q),
-            cpal::SampleFormat::I16 => build_input::<i16>(&device, &config, q),
-            cpal::SampleFormat::U16 => build_input::<u16>(&device, &config, q),
-            cpal::SampleFormat::I32 => build_input::<i32>(&device, &config, q),
+            cpal::SampleFormat::F32 => build_input::<f32>(&device, &config, q, l),
+            cpal::SampleFormat::I16 => build_input::<i16>(&device, &config, q, l),
+            cpal::SampleFormat::U16 => build_input::<u16>(&device, &config, q, l),
+            cpal::SampleFormat::I32 => build_input::<i32>(&device, &config, q, l),
             other => Err(format!("unsupported sample format {other}")),
         },
         stop.clone(),
@@ -325,6 +340,7 @@ pub fn open_input(wanted: Option<&str>) -> Result<CpalMic, AudioError> {
         pending: Vec::with_capacity(SAMPLE_RATE as usize),
         stop,
         thread: Some(thread),
+        latency,
     })
 }
 
@@ -350,6 +366,10 @@ impl Source for CpalMic {
         self.pending.drain(..n);
         true
     }
+
+    fn latency_us(&self) -> Option<u64> {
+        latency_of(&self.latency)
+    }
 }
 
 impl Drop for CpalMic {
@@ -371,18 +391,26 @@ pub struct CpalSpeaker {
     limit: usize,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    latency: Latency,
+    /// Device samples per µs (rate × channels / 1e6), for the queue's delay.
+    samples_per_us: f64,
 }
 
 fn build_output<T: SizedSample + FromSample<f32> + Send + 'static>(
     device: &cpal::Device,
     config: &cpal::StreamConfig,
     queue: Queue,
+    latency: Latency,
 ) -> Result<cpal::Stream, String> {
     device
         .build_output_stream(
             config,
-            move |data: &mut [T], _: &cpal::OutputCallbackInfo| match queue.try_lock() {
+            move |data: &mut [T], info: &cpal::OutputCallbackInfo| match queue.try_lock() {
                 Ok(mut q) => {
+                    let t = info.timestamp();
+                    if let Some(d) = t.playback.duration_since(&t.callback) {
+                        latency.store(d.as_micros() as u64, Ordering::Relaxed);
+                    }
                     for s in data.iter_mut() {
                         *s = T::from_sample(q.pop_front().unwrap_or(0.0));
                     }
@@ -413,13 +441,15 @@ pub fn open_output(wanted: Option<&str>) -> Result<CpalSpeaker, AudioError> {
     let queue: Queue = Arc::new(Mutex::new(VecDeque::with_capacity(limit * 2)));
     let stop = Arc::new(AtomicBool::new(false));
     let q = queue.clone();
+    let latency = Latency::new(AtomicU64::new(u64::MAX));
+    let l = latency.clone();
     let thread = spawn_stream(
         "sapora-audio-speaker",
         move || match format {
-            cpal::SampleFormat::F32 => build_output::<f32>(&device, &config, q),
-            cpal::SampleFormat::I16 => build_output::<i16>(&device, &config, q),
-            cpal::SampleFormat::U16 => build_output::<u16>(&device, &config, q),
-            cpal::SampleFormat::I32 => build_output::<i32>(&device, &config, q),
+            cpal::SampleFormat::F32 => build_output::<f32>(&device, &config, q, l),
+            cpal::SampleFormat::I16 => build_output::<i16>(&device, &config, q, l),
+            cpal::SampleFormat::U16 => build_output::<u16>(&device, &config, q, l),
+            cpal::SampleFormat::I32 => build_output::<i32>(&device, &config, q, l),
             other => Err(format!("unsupported sample format {other}")),
         },
         stop.clone(),
@@ -433,6 +463,8 @@ pub fn open_output(wanted: Option<&str>) -> Result<CpalSpeaker, AudioError> {
         limit,
         stop,
         thread: Some(thread),
+        latency,
+        samples_per_us: f64::from(rate) * channels as f64 / 1e6,
     })
 }
 
@@ -450,6 +482,12 @@ impl Sink for CpalSpeaker {
             let excess = q.len().saturating_sub(self.limit);
             q.drain(..excess);
         }
+    }
+
+    /// The device's own delay plus what waits in our queue.
+    fn latency_us(&self) -> Option<u64> {
+        let queued = self.queue.lock().map(|q| q.len()).unwrap_or(0);
+        latency_of(&self.latency).map(|us| us + (queued as f64 / self.samples_per_us) as u64)
     }
 }
 

@@ -6,11 +6,13 @@
 //! The client engine (`client::audio`) and the host mixer (`server::mixer`)
 //! are built from these parts.
 
+pub mod apm;
 pub mod codec;
 pub mod device;
 pub mod jitter;
 pub mod phase;
 pub mod resample;
+pub mod room;
 pub mod sink;
 pub mod source;
 

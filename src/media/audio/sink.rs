@@ -47,6 +47,11 @@ pub trait Sink: Send {
     fn finish(&mut self) -> Result<(), AudioError> {
         Ok(())
     }
+    /// Us → loudspeaker delay (queue and output buffer), µs, where the
+    /// device tells it.
+    fn latency_us(&self) -> Option<u64> {
+        None
+    }
 }
 
 pub struct NullSink;

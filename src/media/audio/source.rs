@@ -60,6 +60,10 @@ impl FromStr for MicSpec {
 pub trait Source: Send {
     /// Returns false when there is nothing to send (no microphone).
     fn read(&mut self, out: &mut [f32], start_us: u64) -> bool;
+    /// Device → us delay (input buffer), µs, where the device tells it.
+    fn latency_us(&self) -> Option<u64> {
+        None
+    }
 }
 
 pub struct Tone {

