@@ -149,6 +149,7 @@ pub async fn run(host: SocketAddr, name: String, room: String) -> Result<(), Cli
     let events = client.events();
     let mut members = w.members.clone();
     let mut host_member = w.host_member.clone();
+    let mut room = crate::proto::RoomState::default();
     loop {
         let wake = async { Wake::Line(lines.recv().await.ok()) }
             .or(async { Wake::Event(events.recv().await.ok()) })
@@ -229,10 +230,27 @@ pub async fn run(host: SocketAddr, name: String, room: String) -> Result<(), Cli
                     println!("! the host refused to take you back: {}", visible(&r.reason))
                 }
                 Event::Moved { to, host_name } => {
-                    println!("* the meeting moved to {}'s host at {to}; following it…", visible(&host_name))
+                    println!(
+                        "* the meeting moved to {}'s host at {to}; following it…",
+                        visible(&host_name)
+                    )
                 }
                 Event::MediaBlocked(text) => println!("! {}", visible(&text)),
                 Event::Ended => {}
+                Event::ControlNotice(n) => println!("* {}", visible(&n.text)),
+                Event::ControlResult(r) => {
+                    if let Some(reason) = r.refused {
+                        println!("! refused: {}", visible(&reason))
+                    }
+                }
+                Event::RoomState(state) => {
+                    let hands: Vec<String> = state.hands.iter().map(|h| h.name.clone()).collect();
+                    let before: Vec<String> = room.hands.iter().map(|h| h.name.clone()).collect();
+                    if hands != before && !hands.is_empty() {
+                        println!("* raised hands: {}", visible(&hands.join(", ")));
+                    }
+                    room = state;
+                }
                 Event::FileOffered(f) => println!(
                     "* {} shared \"{}\" ({} bytes{}): type /fetch {} to download it",
                     visible(&f.sender),

@@ -15,7 +15,7 @@ use super::files::{self, Files};
 use super::participants;
 use crate::client::Event as SessionEvent;
 use crate::proto::text::visible;
-use crate::proto::{MediaState, Member, PresenceChange, Welcome};
+use crate::proto::{Control, MediaState, Member, PresenceChange, RoomState, Welcome};
 
 /// A decoded picture ready to draw. The handle is built once, when the frame
 /// arrives, so drawing never copies pixels.
@@ -106,6 +106,8 @@ pub struct Call {
     pub ended: Option<String>,
     /// The user's choice: full-size video from everyone, whatever the grid.
     pub always_full: bool,
+    /// Co-hosts, raised hands, host mutes, lock and recording (issue 17).
+    pub room_state: RoomState,
 }
 
 #[derive(Debug, Clone)]
@@ -181,6 +183,7 @@ impl Call {
             layers: HashMap::new(),
             ended: None,
             always_full: false,
+            room_state: RoomState::default(),
         };
         call.set_members(welcome.members.clone());
         call
@@ -368,6 +371,33 @@ impl Call {
                 notices.push(Notice::info(text));
             }
             SessionEvent::MediaBlocked(text) => notices.push(Notice { text, error: true }),
+            SessionEvent::RoomState(state) => self.room_state = state,
+            SessionEvent::ControlResult(r) => {
+                if let Some(reason) = r.refused {
+                    notices.push(Notice { text: reason, error: true });
+                }
+            }
+            SessionEvent::ControlNotice(n) => {
+                notices.push(Notice::info(n.text));
+                let me = |name: &str| name == self.me;
+                let media = match &n.control {
+                    Control::Mute { name, .. } if me(name) && self.media.mic => {
+                        self.media.mic = false;
+                        true
+                    }
+                    Control::StopVideo { name } if me(name) && self.media.camera => {
+                        self.media.camera = false;
+                        let name = self.me.clone();
+                        self.clear_frame(&name);
+                        true
+                    }
+                    _ => false,
+                };
+                if media {
+                    self.update_me();
+                    return (notices, Some(Event::Media(self.media)));
+                }
+            }
             SessionEvent::Ended => {
                 if self.ended.is_none() {
                     self.ended = Some("The meeting ended.".into());
