@@ -158,7 +158,14 @@ pub struct Mixer {
     payload: Vec<u8>,
     shared_payload: Vec<u8>,
     datagram: Vec<u8>,
+    /// Rooms being recorded: their shared mix is encoded every tick, even
+    /// with no listener on it, and handed to `tap` (see `record.rs`).
+    recorded: std::collections::HashSet<String>,
+    tap: Option<MixTap>,
 }
+
+/// Receives a recorded room's shared-mix packet (room, payload) every tick.
+pub type MixTap = Box<dyn FnMut(&str, &[u8]) + Send>;
 
 impl Mixer {
     pub fn new(cfg: MixerConfig) -> Mixer {
@@ -175,6 +182,22 @@ impl Mixer {
             payload: Vec::with_capacity(2048),
             shared_payload: Vec::with_capacity(2048),
             datagram: Vec::with_capacity(4096),
+            recorded: Default::default(),
+            tap: None,
+        }
+    }
+
+    /// Where recorded rooms' mixes go; `None` stops the tap.
+    pub fn set_tap(&mut self, tap: Option<MixTap>) {
+        self.tap = tap;
+    }
+
+    /// Starts or stops recording `room` (its display name).
+    pub fn set_recorded(&mut self, room: &str, on: bool) {
+        if on {
+            self.recorded.insert(room.to_string());
+        } else {
+            self.recorded.remove(room);
         }
     }
 
@@ -313,7 +336,8 @@ impl Mixer {
                     }
                 }
             }
-            let state = self.rooms.entry(room).or_default();
+            let recorded = self.recorded.contains(&room);
+            let state = self.rooms.entry(room.clone()).or_default();
             state.quiet_run =
                 if rms(&self.sum) < QUIET_RMS { state.quiet_run.saturating_add(1) } else { 0 };
             let quiet_run = state.quiet_run;
@@ -416,6 +440,24 @@ impl Mixer {
                 self.stats.datagrams_out += 1;
                 self.stats.bytes_out += self.datagram.len() as u64;
                 send(m.addr, &self.datagram);
+            }
+            if recorded && self.cfg.codec == AudioCodec::Opus {
+                if !shared_ready {
+                    for (x, s) in self.shared_mix.iter_mut().zip(&self.sum) {
+                        *x = soft_limit(*s);
+                    }
+                    let cfg = self.cfg;
+                    let enc = state.shared.get_or_insert_with(|| {
+                        Encoder::with_complexity(cfg.codec, cfg.bitrate, cfg.complexity)
+                            .expect("opus encoder")
+                    });
+                    self.shared_payload.clear();
+                    shared_ready = enc.encode(&self.shared_mix, &mut self.shared_payload).is_ok();
+                    self.stats.encodes += 1;
+                }
+                if let (true, Some(tap)) = (shared_ready, self.tap.as_mut()) {
+                    tap(&room, &self.shared_payload);
+                }
             }
             // After the loop: a member primed this tick must not see this
             // tick's frame among the shared encoder's past ones. PCM has no
