@@ -481,7 +481,17 @@ async fn run(
             LinkEnd::Lost { reason, code } => {
                 drop(link);
                 // Another link of ours took over: nothing to rejoin.
-                let retrying = config.reconnect && code != Some(DisconnectCode::Replaced);
+                // Nor after being removed or the meeting's end: the host
+                // would refuse us, or make a new empty meeting.
+                let retrying = config.reconnect
+                    && !matches!(
+                        code,
+                        Some(
+                            DisconnectCode::Replaced
+                                | DisconnectCode::Removed
+                                | DisconnectCode::Ended
+                        )
+                    );
                 let _ = events.send(Event::Disconnected { reason, code, retrying }).await;
                 if !retrying {
                     break;

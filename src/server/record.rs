@@ -124,6 +124,11 @@ impl<W: Write> OggOpusWriter<W> {
 #[derive(Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 enum LogLine<'a> {
+    /// The first line: when the recording (t_ms 0) started, Unix ms.
+    Start {
+        ts_ms: u64,
+        room: &'a str,
+    },
     Chat {
         /// Milliseconds into the recording.
         t_ms: u64,
@@ -203,15 +208,10 @@ impl RoomRecording {
         )?;
         let mut vtt = File::create(base.with_extension("vtt"))?;
         vtt.write_all(b"WEBVTT\n\n")?;
-        let jsonl = File::create(base.with_extension("jsonl"))?;
-        Ok(RoomRecording {
-            opus,
-            vtt,
-            jsonl,
-            started: Instant::now(),
-            started_unix_ms: crate::net::unix_ms(),
-            path,
-        })
+        let mut jsonl = File::create(base.with_extension("jsonl"))?;
+        let started_unix_ms = crate::net::unix_ms();
+        write_line(&mut jsonl, &LogLine::Start { ts_ms: started_unix_ms, room })?;
+        Ok(RoomRecording { opus, vtt, jsonl, started: Instant::now(), started_unix_ms, path })
     }
 
     fn t_ms(&self, ts_ms: u64) -> u64 {
