@@ -189,7 +189,7 @@ fn a_recorded_call_has_both_talkers_clicks_and_the_chat_at_their_times() {
     assert!(vtt.starts_with("WEBVTT\n\n"), "{vtt}");
     let t = chat_ts - start;
     let cue_start = format!("00:00:{:02}.{:03} --> ", t / 1000, t % 1000);
-    assert!(vtt.contains(&format!("{cue_start}")), "{cue_start} in {vtt}");
+    assert!(vtt.contains(&cue_start), "{cue_start} in {vtt}");
     assert!(vtt.contains("<v ann>a &lt;chat&gt; line\n"), "{vtt}");
     assert!(vtt.contains("<v talker-b>b says hi\n"), "{vtt}");
     assert!(jsonl.contains("\"text\":\"a <chat> line\""), "{jsonl}");
