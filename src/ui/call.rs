@@ -127,6 +127,8 @@ pub enum Message {
     Leave,
     /// Our own media state changed outside the screen (an engine started).
     Refresh,
+    /// A host control, or raising/lowering our hand.
+    Control(Control),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -142,6 +144,8 @@ pub enum Event {
     Layers(Vec<(String, Layer)>),
     OpenSettings,
     Leave,
+    /// Ask the host for a control (the answer comes as a session event).
+    Control(Control),
 }
 
 /// A line for the notifications area.
@@ -503,6 +507,7 @@ impl Call {
             }
             Message::OpenSettings => return (Task::none(), Some(Event::OpenSettings)),
             Message::Leave => return (Task::none(), Some(Event::Leave)),
+            Message::Control(c) => return (Task::none(), Some(Event::Control(c))),
             Message::Refresh => {
                 self.update_me();
                 return (Task::none(), self.layer_changes());
@@ -528,6 +533,11 @@ impl Call {
 
     // ---- view ----
 
+    /// Our hand is up (the host's word, from the room state).
+    pub fn hand_raised(&self) -> bool {
+        self.room_state.hands.iter().any(|h| h.name == self.me)
+    }
+
     fn tile<'a>(&'a self, name: &'a str, compact: bool) -> Element<'a, Message> {
         let member = self.member(name);
         let is_me = name == self.me;
@@ -549,8 +559,10 @@ impl Call {
         if is_me {
             label.push_str(" (You)");
         }
+        let hand = self.room_state.hands.iter().position(|h| h.name == name);
         let state = format!(
-            "{}{}",
+            "{}{}{}",
+            hand.map(|n| format!(" · hand raised ({})", n + 1)).unwrap_or_default(),
             if mic { "" } else { " · muted" },
             if camera { "" } else { " · camera off" }
         );
@@ -746,6 +758,12 @@ impl Call {
                 button::secondary,
             ),
             control(
+                if self.hand_raised() { "Lower hand" } else { "Raise hand" }.into(),
+                "Raise or lower your hand; raised hands show in the grid and the people list",
+                Message::Control(Control::Hand { raised: !self.hand_raised() }),
+                on_off(self.hand_raised()),
+            ),
+            control(
                 "Leave".into(),
                 "Leave the meeting (Ctrl+Shift+H)",
                 Message::Leave,
@@ -762,6 +780,10 @@ impl Call {
                 .size(14)
                 .width(Fill)
         ];
+        if self.room_state.recording {
+            header = header
+                .push(text("● Recording  ").size(14).color(Color::from_rgb8(0xf0, 0x5a, 0x5a)));
+        }
         if let Some(addr) = &self.hosting {
             header = header
                 .push(text(format!("You are hosting · others join: sapora join {addr}")).size(14));
@@ -781,10 +803,13 @@ impl Call {
         let side: Option<Element<'_, Message>> = self.panel.map(|p| match p {
             Panel::Chat => self.chat.view().map(Message::Chat),
             Panel::Files => self.files.view().map(Message::Files),
-            Panel::People => {
-                participants::view(&self.members, &self.me, self.host_member.as_deref())
-                    .map(|never| match never {})
-            }
+            Panel::People => participants::view(
+                &self.members,
+                &self.me,
+                self.host_member.as_deref(),
+                &self.room_state,
+            )
+            .map(|participants::Message::Control(c)| Message::Control(c)),
         });
         let mut center = row![container(self.stage()).width(Fill).height(Fill)];
         if let Some(side) = side {
