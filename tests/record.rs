@@ -238,3 +238,75 @@ fn a_killed_host_leaves_a_playable_recording() {
     let pcm = decode(&opus);
     assert!(clicks(&pcm).len() >= 3, "the clicks are in what was kept");
 }
+
+/// The headless host's console: `/lock` refuses a newcomer, `/record on|off`
+/// records and tells everyone, `/mute NAME` reaches the member; then
+/// `sapora recordings DIR` lists the recording.
+#[test]
+fn the_headless_hosts_console_controls_the_meeting_and_recordings_are_listed() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let offset = unique_offset(41);
+    let mut host = Command::new(env!("CARGO_BIN_EXE_sapora"))
+        .args(["host", "--headless", "--bind", "127.0.0.1", "--no-discovery", "--port-offset"])
+        .arg(offset.to_string())
+        .env("XDG_DATA_HOME", dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut console = host.stdin.take().unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", 5000 + offset).parse().unwrap();
+    smol::block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "the host did not start");
+            smol::Timer::after(Duration::from_millis(50)).await;
+        }
+        let ann = join(addr, "Ann Lee", "").await;
+        writeln!(console, "/lock").unwrap();
+        let told = |c: &Client, what: &'static str| {
+            let c = c.events();
+            async move {
+                let deadline = Instant::now() + 5 * SEC;
+                loop {
+                    match recv_by(&c, deadline).await {
+                        Some(Event::ControlNotice(n)) if n.text == what => return,
+                        Some(_) => {}
+                        None => panic!("not told \"{what}\""),
+                    }
+                }
+            }
+        };
+        told(&ann, "the host locked the meeting: nobody new can join").await;
+        match Client::connect(ClientConfig::new(addr, "bob", "")).await {
+            Err(sapora::client::ClientError::Refused(r)) => assert!(r.reason.contains("locked")),
+            other => panic!("locked, yet: {}", other.is_ok()),
+        }
+        writeln!(console, "/record on").unwrap();
+        told(&ann, "the host started recording the meeting (sound and chat)").await;
+        ann.chat(None, "on the record").unwrap();
+        writeln!(console, "/mute ann lee").unwrap();
+        told(&ann, "the host muted you; you may unmute yourself").await;
+        smol::Timer::after(Duration::from_millis(1500)).await;
+        writeln!(console, "/record off").unwrap();
+        told(&ann, "the host stopped recording the meeting").await;
+    });
+    host.kill().unwrap();
+    let _ = host.wait();
+    let recordings = dir.path().join("sapora/recordings");
+    let opus = one_file(&recordings, "opus");
+    let secs = ffprobe_duration(&opus);
+    opusinfo_accepts(&opus, false);
+    assert!((1.0..4.0).contains(&secs), "{secs}");
+    let out = Command::new(env!("CARGO_BIN_EXE_sapora"))
+        .arg("recordings")
+        .arg(&recordings)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let name = opus.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(out.status.success() && text.contains(&name), "{text}");
+    assert!(text.contains("1 chat line(s)"), "{text}");
+}
