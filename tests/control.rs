@@ -461,3 +461,21 @@ fn mute_video_stop_and_hands_reach_everyones_member_list() {
         host.shutdown().await;
     });
 }
+
+#[test]
+fn a_bot_with_hand_raises_it_for_everyone() {
+    smol::block_on(async {
+        let host = start_host().await;
+        let watcher = join(host.control_addr, "watcher", "").await;
+        let mut opts = sapora::client::bot::BotOptions::new(host.control_addr, "Hand Bot");
+        opts.hand = true;
+        opts.duration = Some(Duration::from_millis(600));
+        let (_tx, stop) = smol::channel::bounded::<()>(1);
+        let bot = smol::spawn(sapora::client::bot::run_bot(opts, stop));
+        let s = state_where(&watcher, |s| !s.hands.is_empty()).await;
+        assert_eq!(s.hands.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), ["Hand Bot"]);
+        let report = bot.await;
+        assert_eq!(report.hands, ["Hand Bot"], "{report:?}");
+        host.shutdown().await;
+    });
+}

@@ -920,3 +920,33 @@ fn ending_the_meeting_disconnects_everyone_and_recording_is_announced() {
     assert_eq!(h.host.stats().rooms, 0);
     assert!(h.events.contains(&HostEvent::Recording { room: "default".into(), on: false }));
 }
+
+#[test]
+fn room_chat_and_public_file_offers_are_reported_for_the_recorder() {
+    let mut h = meeting();
+    h.events.clear();
+    h.chat(2, 1, Some("ann"), "private: not recorded");
+    h.chat(2, 2, None, "for the room");
+    let file = |to: Option<&str>| FileInfo {
+        id: 9,
+        name: "notes.txt".into(),
+        size: 3,
+        md5: [0; 16],
+        sender: "bob".into(),
+        to: to.map(Into::into),
+        ts_ms: 1_700_000_000_500,
+    };
+    let to = vec![SessionId(1), SessionId(3)];
+    h.input(Input::Deliver { to: to.clone(), msg: HostMsg::FileOffered(file(None)) });
+    h.input(Input::Deliver { to, msg: HostMsg::FileOffered(file(Some("ann"))) });
+    let seen: Vec<String> = h
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            HostEvent::Chat { room, msg } => Some(format!("{room}: chat {}", msg.text)),
+            HostEvent::FileOffered { room, file } => Some(format!("{room}: file {}", file.name)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seen, ["default: chat for the room", "default: file notes.txt"]);
+}

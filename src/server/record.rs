@@ -345,7 +345,7 @@ fn run(rx: mpsc::Receiver<RecMsg>, dir: &Path, frame_samples: usize, silence: &[
             }
             Some(RecMsg::File { room, file }) => {
                 if let Some(r) = rooms.get_mut(&room) {
-                    let t_ms = r.t_ms(crate::net::unix_ms());
+                    let t_ms = r.t_ms(file.ts_ms);
                     let line = LogLine::File {
                         t_ms,
                         from: &file.sender,
