@@ -704,7 +704,10 @@ fn describe(e: &HostEvent) -> Option<String> {
             format!("{name} {how} \"{room}\"")
         }
         HostEvent::Refused { ip, reason } => format!("refused a client from {ip}: {reason}"),
-        HostEvent::Rooms(_) | HostEvent::Chat { .. } | HostEvent::FileOffered { .. } => {
+        HostEvent::Rooms(_)
+        | HostEvent::Chat { .. }
+        | HostEvent::FileOffered { .. }
+        | HostEvent::HeldMuted { .. } => {
             return None;
         }
         HostEvent::Recording { room, on: true } => format!("recording \"{room}\" started"),

@@ -106,6 +106,13 @@ impl AudioService {
         lock(&self.state).mixer.set_recorded(room, on);
     }
 
+    /// Leaves a session's audio out of every mix (the host holds it muted)
+    /// or lets it back, as a function the control plane can keep.
+    pub fn silence_switch(&self) -> impl Fn(u32, bool) + Send + 'static {
+        let state = self.state.clone();
+        move |session, on| lock(&state).mixer.set_silenced(session, on)
+    }
+
     /// [`AudioService::set_recorded`] as a function the control plane can keep.
     pub fn recording_switch(&self) -> impl Fn(&str, bool) + Send + 'static {
         let state = self.state.clone();

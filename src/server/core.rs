@@ -166,6 +166,13 @@ pub enum HostEvent {
     },
     /// What became of an [`Input::Console`] control: done or refused.
     Console(String),
+    /// The host holds this member muted (`held`: they may not unmute, so
+    /// the mixer leaves their audio out whatever their client sends), or
+    /// no longer does.
+    HeldMuted {
+        session: SessionId,
+        held: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -761,6 +768,9 @@ impl Host {
             return;
         };
         let room_key = s.room;
+        if s.host_mute == Some(false) {
+            self.out.push_back(Output::Event(HostEvent::HeldMuted { session: sid, held: false }));
+        }
         // Only their client knows the token, and it offers it only when
         // rejoining after a lost link, so remembering every departure is safe.
         if self.departed.len() == DEPARTED_KEPT {
@@ -980,7 +990,12 @@ impl Host {
                 protect(self, target)?;
                 let s = self.sessions.get_mut(&target).expect("found above");
                 s.member.mic = false;
+                let was_held = s.host_mute == Some(false);
                 s.host_mute = Some(may_unmute);
+                if was_held == may_unmute {
+                    let event = HostEvent::HeldMuted { session: target, held: !may_unmute };
+                    self.out.push_back(Output::Event(event));
+                }
                 let text = if may_unmute {
                     format!("{by} muted you; you may unmute yourself")
                 } else {

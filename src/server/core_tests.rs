@@ -791,9 +791,20 @@ fn mute_video_stop_and_hands_reach_everyones_list() {
     }
     h.send(2, ClientMsg::MediaState(MediaState { mic: true, camera: true, screen: false }));
     assert!(h.take(3).is_empty(), "a held member's mic stays off");
+    let held = |h: &Harness| {
+        h.events
+            .iter()
+            .filter_map(|e| match e {
+                HostEvent::HeldMuted { session, held } => Some((session.0, *held)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(held(&h), [(2, true)], "the mixer is told to leave bob out");
     // Released: he may unmute, and doing so clears the mark.
     assert_eq!(h.control(1, 2, Control::Mute { name: "bob".into(), may_unmute: true }), None);
     assert_eq!(notices(&h.take(2)), ["ann muted you; you may unmute yourself"]);
+    assert_eq!(held(&h), [(2, true), (2, false)], "and to let him back");
     h.send(2, ClientMsg::MediaState(MediaState { mic: true, camera: true, screen: false }));
     let seen = h.take(3);
     assert!(last_list(&seen).iter().find(|m| m.name == "bob").unwrap().mic);

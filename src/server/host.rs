@@ -323,6 +323,7 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
         })));
     }
     let record_switch = audio.recording_switch();
+    let silence_switch = audio.silence_switch();
     let core = Host::new(config, std::time::Instant::now(), crate::net::unix_ms());
     let stats: Arc<Mutex<Stats>> = Arc::default();
     let (events_tx, events) = smol::channel::bounded(1024);
@@ -335,6 +336,9 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
             file_hook.observe(&event);
             if let HostEvent::Rooms(list) = &event {
                 *rooms.lock().unwrap_or_else(|e| e.into_inner()) = list.clone();
+            }
+            if let HostEvent::HeldMuted { session, held } = &event {
+                silence_switch(session.0, *held);
             }
             if let Some(rec) = &rec {
                 use super::record::RecMsg;

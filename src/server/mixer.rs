@@ -162,6 +162,9 @@ pub struct Mixer {
     /// with no listener on it, and handed to `tap` (see `record.rs`).
     recorded: std::collections::HashSet<String>,
     tap: Option<MixTap>,
+    /// Sessions the host muted and holds muted: their audio is left out of
+    /// every mix whatever their client sends (they still hear the room).
+    silenced: std::collections::HashSet<u32>,
 }
 
 /// Receives a recorded room's shared-mix packet (room, payload) every tick.
@@ -184,6 +187,7 @@ impl Mixer {
             datagram: Vec::with_capacity(4096),
             recorded: Default::default(),
             tap: None,
+            silenced: Default::default(),
         }
     }
 
@@ -198,6 +202,15 @@ impl Mixer {
             self.recorded.insert(room.to_string());
         } else {
             self.recorded.remove(room);
+        }
+    }
+
+    /// Leaves `session`'s audio out of every mix (`on`), or lets it back.
+    pub fn set_silenced(&mut self, session: u32, on: bool) {
+        if on {
+            self.silenced.insert(session);
+        } else {
+            self.silenced.remove(&session);
         }
     }
 
@@ -283,7 +296,7 @@ impl Mixer {
         self.tick += 1;
         let n = self.cfg.frame_samples;
         let share = self.cfg.share_mix;
-        for m in self.members.values_mut() {
+        for (id, m) in self.members.iter_mut() {
             m.jb.set_quiet(!m.talking || rms(&m.frame) < QUIET_FRAME_RMS);
             m.talking = match m.jb.pop(now_us) {
                 Playout::Frame((codec, data)) => {
@@ -295,7 +308,7 @@ impl Mixer {
                     true
                 }
                 Playout::Idle => false,
-            };
+            } && !self.silenced.contains(id);
             if m.talking {
                 m.level = m.level.max(level_from_rms(rms(&m.frame)));
                 m.ticks_since_talk = 0;
@@ -592,6 +605,27 @@ mod tests {
         assert!(near(heard[&1].1[0], 0.024), "A hears B+C: {}", heard[&1].1[0]);
         assert!(near(heard[&2].1[0], 0.104), "B hears A+C: {}", heard[&2].1[0]);
         assert!(near(heard[&3].1[0], 0.12), "C hears A+B: {}", heard[&3].1[0]);
+    }
+
+    #[test]
+    fn a_member_held_muted_by_the_host_is_left_out_of_every_mix() {
+        let mut r = Room::new(pcm());
+        r.mixer.set_silenced(1, true);
+        let mut heard = BTreeMap::new();
+        for _ in 0..5 {
+            r.send(1, "lab", Some(&dc(0.1)));
+            r.send(2, "lab", Some(&dc(0.02)));
+            heard = r.tick();
+        }
+        assert!(near(heard[&2].1[0], 0.0), "B does not hear A: {}", heard[&2].1[0]);
+        assert!(near(heard[&1].1[0], 0.02), "A still hears B: {}", heard[&1].1[0]);
+        r.mixer.set_silenced(1, false);
+        for _ in 0..3 {
+            r.send(1, "lab", Some(&dc(0.1)));
+            r.send(2, "lab", Some(&dc(0.02)));
+            heard = r.tick();
+        }
+        assert!(near(heard[&2].1[0], 0.1), "let back: {}", heard[&2].1[0]);
     }
 
     #[test]
