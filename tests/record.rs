@@ -179,7 +179,7 @@ fn a_recorded_call_has_both_talkers_clicks_and_the_chat_at_their_times() {
     }
     assert!(delay < 300.0, "pipeline delay {delay:.1} ms");
     println!(
-        "{} clicks, delay {delay:.1} ms, spread {:.1} ms, recording {secs:.3} s for a {call_secs:.3} s call",
+        "{} clicks, {delay:.1} ms after the grid, spread {:.1} ms, recording {secs:.3} s for a {call_secs:.3} s call",
         onsets.len(),
         hi - lo
     );

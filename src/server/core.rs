@@ -41,6 +41,9 @@ pub struct HostConfig {
     pub host_key: Option<HostKey>,
     /// Every room records from its creation (`sapora host --record DIR`).
     pub record_from_start: bool,
+    /// Why this host cannot record, if it cannot (a `Record` control is
+    /// refused with it), e.g. its mix is PCM.
+    pub cannot_record: Option<String>,
 }
 
 impl HostConfig {
@@ -58,6 +61,7 @@ impl HostConfig {
             tokens,
             host_key: None,
             record_from_start: false,
+            cannot_record: None,
         }
     }
 }
@@ -555,7 +559,7 @@ impl Host {
                         (sid, (self.config.tokens)())
                     }
                 };
-                let record = self.config.record_from_start;
+                let record = self.config.record_from_start && self.config.cannot_record.is_none();
                 let new_room = !self.rooms.contains_key(&room_key);
                 let room = self.rooms.entry(room_key.clone()).or_insert_with(|| Room {
                     display: room_name.clone(),
@@ -969,6 +973,9 @@ impl Host {
                 }
             }
             Control::Record { on } => {
+                if let (true, Some(why)) = (on, &self.config.cannot_record) {
+                    return Err(why.clone());
+                }
                 let room = self.rooms.get_mut(room_key).expect("checked above");
                 if room.recording != on {
                     room.recording = on;

@@ -961,3 +961,18 @@ fn room_chat_and_public_file_offers_are_reported_for_the_recorder() {
         .collect();
     assert_eq!(seen, ["default: chat for the room", "default: file notes.txt"]);
 }
+
+#[test]
+fn a_host_that_cannot_record_says_why() {
+    let mut h = meeting();
+    let why = "this host cannot record: its audio mix is PCM (start it with --audio-codec opus)";
+    // Rebuild with the reason set (the harness's config is consumed by Host::new).
+    let mut config = HostConfig::new("test-host", Ports::with_offset(0).unwrap(), Box::new(|| 7));
+    config.host_key = Some(KEY);
+    config.cannot_record = Some(why.into());
+    h.host = Host::new(config, h.now, 1_700_000_000_000);
+    let host = Register { host_key: Some(KEY), ..reg("ann", "") };
+    assert!(matches!(h.join_from(11, host), HostMsg::Welcome(_)));
+    assert_eq!(h.control(11, 1, Control::Record { on: true }).as_deref(), Some(why));
+    assert!(!h.events.iter().any(|e| matches!(e, HostEvent::Recording { .. })));
+}

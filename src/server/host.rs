@@ -314,6 +314,15 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
         }
         crate::proto::AudioCodec::Pcm16 => None,
     };
+    if recorder.is_none() {
+        config.cannot_record = Some(match opts.audio_codec {
+            crate::proto::AudioCodec::Pcm16 => {
+                "this host cannot record: its audio mix is PCM (start it with --audio-codec opus)"
+                    .into()
+            }
+            crate::proto::AudioCodec::Opus => "this host cannot record (see its log)".into(),
+        });
+    }
     let rec = recorder.as_ref().map(|r| r.sender());
     if let Some(tx) = rec.clone() {
         let tx = std::sync::Mutex::new(tx);
