@@ -779,10 +779,11 @@ impl Call {
             text(format!("{} · meeting \"{}\" on {}", self.host_name, self.room, self.host_addr))
                 .size(14)
                 .width(Fill)
-        ];
+        ]
+        .spacing(12);
         if self.room_state.recording {
-            header = header
-                .push(text("● Recording  ").size(14).color(Color::from_rgb8(0xf0, 0x5a, 0x5a)));
+            header =
+                header.push(text("● Recording").size(14).color(Color::from_rgb8(0xf0, 0x5a, 0x5a)));
         }
         if let Some(addr) = &self.hosting {
             header = header
