@@ -172,12 +172,15 @@ fn a_recorded_call_has_both_talkers_clicks_and_the_chat_at_their_times() {
     let offsets: Vec<f64> =
         phases.iter().map(|p| (p - phases[0] + 250.0).rem_euclid(500.0) - 250.0).collect();
     let (lo, hi) = offsets.iter().fold((f64::MAX, f64::MIN), |(l, h), o| (l.min(*o), h.max(*o)));
-    let delay = (phases[0] + (lo + hi) / 2.0).rem_euclid(500.0);
+    // Signed: the recording's clock may run a little ahead of the mix (the
+    // recorder fills silence up to 100 ms behind the wall clock before the
+    // room's first mix arrives), so a click can land just before the grid.
+    let delay = (phases[0] + (lo + hi) / 2.0 + 250.0).rem_euclid(500.0) - 250.0;
     for (t, o) in onsets.iter().zip(&offsets) {
         let off = o - (lo + hi) / 2.0;
         assert!(off.abs() <= 20.0, "click at {t:.1} ms is {off:.1} ms off: phases {phases:?}");
     }
-    assert!(delay < 300.0, "pipeline delay {delay:.1} ms");
+    assert!((-150.0..250.0).contains(&delay), "{delay:.1} ms from the grid");
     println!(
         "{} clicks, {delay:.1} ms after the grid, spread {:.1} ms, recording {secs:.3} s for a {call_secs:.3} s call",
         onsets.len(),
