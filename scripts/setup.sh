@@ -26,6 +26,7 @@ PACKAGES=(
     # (scripts/screenshot.sh, scripts/screen-demo.sh); small, so always installed.
     xvfb xdotool xterm x11-utils imagemagick
     zenity            # the app's file dialog where no XDG desktop portal runs (rfd falls back to it)
+    ffmpeg opus-tools # ffprobe and opusinfo check recordings (tests/record.rs)
 )
 
 say() { printf '==> setup: %s\n' "$*"; }

@@ -51,6 +51,18 @@ enum Command {
     Files(FilesArgs),
     /// Download a shared file by its id (MD5-verified, resumable)
     Fetch(FetchArgs),
+    /// List recorded meetings (sound as .opus, chat as .vtt and .jsonl)
+    Recordings(RecordingsArgs),
+}
+
+#[derive(Args)]
+struct RecordingsArgs {
+    /// Folder to look in (default: where `sapora host` records, ~/.local/share/sapora/recordings)
+    #[arg(value_name = "DIR")]
+    dir: Option<std::path::PathBuf>,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    json: bool,
 }
 
 /// Who joins the meeting for a one-off file command.
@@ -195,6 +207,9 @@ struct HostArgs {
     audio_frame_ms: String,
     #[command(flatten)]
     media: AppMediaArgs,
+    /// Record every meeting on this host from its start into DIR (the mix as .opus, chat as .vtt and .jsonl); without it, /record on records into ~/.local/share/sapora/recordings
+    #[arg(long, value_name = "DIR")]
+    record: Option<std::path::PathBuf>,
 }
 
 /// Devices for the desktop app; the same words as the bots use.
@@ -353,6 +368,9 @@ struct BotArgs {
     /// Watch the room's shared screen
     #[arg(long)]
     view_screen: bool,
+    /// Raise a hand once joined
+    #[arg(long)]
+    hand: bool,
     /// With --view-screen: save the last picture seen as a PNG when the bot ends
     #[arg(long, value_name = "PATH", requires = "view_screen")]
     save_png: Option<std::path::PathBuf>,
@@ -436,6 +454,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Fetch(a)) => visit(a.visit)
             .and_then(|v| print_line(sapora::client::files_cli::fetch(v, a.id, a.output))),
+        Some(Command::Recordings(a)) => recordings(a),
     };
     match result {
         Ok(code) => code,
@@ -517,6 +536,10 @@ fn host(args: HostArgs) -> CmdResult {
         opts.merge_room = Some("default".into());
     }
     args.files.apply(&mut opts);
+    if let Some(dir) = &args.record {
+        opts.record_dir = Some(dir.clone());
+        opts.record_from_start = true;
+    }
     if args.audio_codec == "pcm" {
         opts.audio_codec = sapora::proto::AudioCodec::Pcm16;
     }
@@ -566,7 +589,23 @@ fn host(args: HostArgs) -> CmdResult {
             Some(t) => println!("  Discovery: beacons every 5 s to {t}:{}", p.discovery),
             None => println!("  Discovery: off"),
         }
-        println!("Press Ctrl+C to stop.");
+        println!("Press Ctrl+C to stop. Type host controls here: {}.", HOST_CONSOLE_HELP);
+        if let Some(dir) = &args.record {
+            println!("  Recording every meeting into {}", dir.display());
+        }
+        // The console: host controls typed on standard input.
+        let (line_tx, lines) = smol::channel::unbounded::<String>();
+        std::thread::Builder::new()
+            .name("console".into())
+            .spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+                    if line_tx.send_blocking(line).is_err() {
+                        break;
+                    }
+                }
+            })
+            .ok();
         let started = Instant::now();
         let events = host.events();
         let (handover, unheard) = (host.handover(), host.media_notices());
@@ -581,8 +620,16 @@ fn host(args: HostArgs) -> CmdResult {
                 Stop,
                 Unheard(server::reach::Unheard),
                 Handover(server::beacon::Survivor),
+                Line(String),
             }
             let wake = async { events.recv().await.map(Wake::Event).unwrap_or(Wake::Stop) }
+                .or(async {
+                    match lines.recv().await {
+                        Ok(l) => Wake::Line(l),
+                        // End of input (e.g. </dev/null): the host runs on.
+                        Err(_) => smol::future::pending().await,
+                    }
+                })
                 .or(async {
                     match unheard.recv().await {
                         Ok(u) => Wake::Unheard(u),
@@ -605,6 +652,19 @@ fn host(args: HostArgs) -> CmdResult {
                 })
                 .await;
             match wake {
+                Wake::Line(line) if line.trim().is_empty() => {}
+                Wake::Line(line) => match terminal::parse_control(&line, false) {
+                    Some(Ok(sapora::proto::Control::Hand { .. })) => {
+                        println!("[{}] console: the console has no hand to raise", clock())
+                    }
+                    Some(Ok(control)) => host.console(control).await,
+                    Some(Err(usage)) => println!("[{}] console: {usage}", clock()),
+                    None => println!(
+                        "[{}] console: unknown command; try {}",
+                        clock(),
+                        HOST_CONSOLE_HELP
+                    ),
+                },
                 Wake::Event(e) => {
                     if let Some(line) = describe(&e) {
                         println!("[{}] {line}", clock());
@@ -689,8 +749,43 @@ fn describe(e: &HostEvent) -> Option<String> {
             format!("{name} {how} \"{room}\"")
         }
         HostEvent::Refused { ip, reason } => format!("refused a client from {ip}: {reason}"),
-        HostEvent::Rooms(_) => return None,
+        HostEvent::Rooms(_)
+        | HostEvent::Chat { .. }
+        | HostEvent::FileOffered { .. }
+        | HostEvent::HeldMuted { .. } => {
+            return None;
+        }
+        HostEvent::Recording { room, on: true } => format!("recording \"{room}\" started"),
+        HostEvent::Recording { room, on: false } => format!("recording \"{room}\" stopped"),
+        HostEvent::Console(text) => format!("console: {text}"),
     })
+}
+
+/// The headless host's console commands.
+const HOST_CONSOLE_HELP: &str = "/lock, /unlock, /mute NAME, /hold NAME, /stopvideo NAME, /remove NAME, /letback NAME, /cohost NAME, /end, /record on|off";
+
+fn recordings(args: RecordingsArgs) -> CmdResult {
+    let dir = args.dir.unwrap_or_else(sapora::server::record::default_dir);
+    let list = match sapora::server::record::list(&dir) {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&list).map_err(|e| e.to_string())?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if list.is_empty() {
+        println!("No recordings in {}.", dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("Recordings in {}:", dir.display());
+    for r in list {
+        let name = r.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let secs = r.seconds.map_or("?".to_string(), |s| uptime(Duration::from_secs_f64(s)));
+        println!("  {name}  {secs}  {} KiB  {} chat line(s)", r.bytes / 1024, r.chat_lines);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn clock() -> String {
@@ -776,6 +871,7 @@ fn auto() -> CmdResult {
                 audio_codec: "opus".into(),
                 audio_frame_ms: "20".into(),
                 media: AppMediaArgs::default(),
+                record: None,
             })
         }
     }
@@ -860,6 +956,7 @@ fn bot(args: BotArgs) -> CmdResult {
                         save_png: args.save_png.clone(),
                         fps: args.screen_fps,
                     },
+                    hand: args.hand,
                 };
                 smol::spawn(run_bot(opts, stop.clone()))
             })

@@ -287,3 +287,195 @@ fn invisible_names_are_refused_and_look_alikes_count_as_taken() {
         host.shutdown().await;
     });
 }
+
+// ---- Host controls (issue 17) ----
+
+use sapora::client::{Client, ClientConfig};
+use sapora::proto::{Control, RefuseCode, RoomState};
+
+/// The host's own app ("ann", registered with the host's key), bob and carol.
+async fn meeting(host: &sapora::server::RunningHost) -> (Client, Client, Client) {
+    let mut config = ClientConfig::new(host.control_addr, "ann", "");
+    config.host_key = Some(host.host_key);
+    let ann = Client::connect(config).await.expect("host app joins");
+    let bob = join(host.control_addr, "bob", "").await;
+    let carol = join(host.control_addr, "Carol Ann", "").await;
+    expect(&ann, SEC, |e| members(e).filter(|m| m.len() == 3)).await;
+    (ann, bob, carol)
+}
+
+async fn refused_reason(c: &Client, id: u32) -> Option<String> {
+    expect(c, SEC, |e| match e {
+        Event::ControlResult(r) if r.id == id => Some(r.refused.clone()),
+        _ => None,
+    })
+    .await
+}
+
+async fn state_where(c: &Client, ok: impl Fn(&RoomState) -> bool) -> RoomState {
+    expect(c, SEC, |e| match e {
+        Event::RoomState(s) if ok(s) => Some(s.clone()),
+        _ => None,
+    })
+    .await
+}
+
+#[test]
+fn a_non_hosts_control_is_refused_and_a_locked_room_refuses_a_join() {
+    smol::block_on(async {
+        let host = start_host().await;
+        let (ann, bob, _carol) = meeting(&host).await;
+        let id = bob.control(Control::Lock).unwrap();
+        assert_eq!(
+            refused_reason(&bob, id).await.as_deref(),
+            Some("only the host or a co-host can lock the meeting")
+        );
+        let id = bob.control(Control::Remove { name: "Carol Ann".into() }).unwrap();
+        assert_eq!(
+            refused_reason(&bob, id).await.as_deref(),
+            Some("only the host or a co-host can remove someone")
+        );
+        // A stranger still gets in, then the host locks the room.
+        let id = ann.control(Control::Lock).unwrap();
+        assert_eq!(refused_reason(&ann, id).await, None);
+        expect(&bob, SEC, |e| match e {
+            Event::ControlNotice(n) if n.text == "ann locked the meeting: nobody new can join" => {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+        match Client::connect(ClientConfig::new(host.control_addr, "dave", "")).await {
+            Err(ClientError::Refused(r)) => {
+                assert_eq!(r.code, RefuseCode::Locked);
+                assert_eq!(
+                    r.reason,
+                    "meeting \"default\" is locked: the host is letting nobody new in"
+                );
+            }
+            other => panic!("a locked room let dave in: {:?}", other.map(|c| c.welcome().clone())),
+        }
+        let id = ann.control(Control::Unlock).unwrap();
+        assert_eq!(refused_reason(&ann, id).await, None);
+        join(host.control_addr, "dave", "").await;
+        host.shutdown().await;
+    });
+}
+
+#[test]
+fn a_removed_member_is_refused_on_rejoin_until_let_back() {
+    smol::block_on(async {
+        let host = start_host().await;
+        let (ann, bob, carol) = meeting(&host).await;
+        let id = ann.control(Control::Remove { name: "BOB".into() }).unwrap();
+        assert_eq!(refused_reason(&ann, id).await, None);
+        let (code, reason, retrying) = expect(&bob, SEC, |e| match e {
+            Event::Disconnected { code, reason, retrying } => {
+                Some((*code, reason.clone(), *retrying))
+            }
+            _ => None,
+        })
+        .await;
+        assert_eq!(code, Some(DisconnectCode::Removed));
+        assert_eq!(reason, "ann removed you from meeting \"default\"");
+        assert!(!retrying, "a removed member's client does not knock again by itself");
+        expect(&carol, SEC, |e| members(e).filter(|m| m.len() == 2)).await;
+        // Trying again (same name, loopback) is refused with the reason.
+        match Client::connect(ClientConfig::new(host.control_addr, "bob", "")).await {
+            Err(ClientError::Refused(r)) => {
+                assert_eq!(r.code, RefuseCode::Removed);
+                assert_eq!(
+                    r.reason,
+                    "you were removed from meeting \"default\"; only the host can let you back in"
+                );
+            }
+            other => panic!("a removed member got back in: {}", other.is_ok()),
+        }
+        let id = ann.control(Control::LetBack { name: "bob".into() }).unwrap();
+        assert_eq!(refused_reason(&ann, id).await, None);
+        join(host.control_addr, "bob", "").await;
+        host.shutdown().await;
+    });
+}
+
+#[test]
+fn mute_video_stop_and_hands_reach_everyones_member_list() {
+    smol::block_on(async {
+        let host = start_host().await;
+        let (ann, bob, carol) = meeting(&host).await;
+        let on = MediaState { mic: true, camera: true, screen: false };
+        bob.set_media(on).unwrap();
+        carol.set_media(on).unwrap();
+        expect(&ann, SEC, |e| {
+            members(e)?;
+            let Event::Members(l) = e else { return None };
+            l.members.iter().filter(|m| m.mic && m.camera).count().eq(&2).then_some(())
+        })
+        .await;
+
+        let id = ann.control(Control::Mute { name: "bob".into(), may_unmute: false }).unwrap();
+        assert_eq!(refused_reason(&ann, id).await, None);
+        let id = ann.control(Control::StopVideo { name: "carol ann".into() }).unwrap();
+        assert_eq!(refused_reason(&ann, id).await, None);
+        let told = expect(&bob, SEC, |e| match e {
+            Event::ControlNotice(n) => Some(n.text.clone()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(told, "ann muted you; only the host can let you unmute");
+        let told = expect(&carol, SEC, |e| match e {
+            Event::ControlNotice(n) => Some(n.text.clone()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(told, "ann stopped your video");
+
+        let id = carol.control(Control::Hand { raised: true }).unwrap();
+        assert_eq!(refused_reason(&carol, id).await, None);
+        smol::Timer::after(Duration::from_millis(20)).await;
+        let id = bob.control(Control::Hand { raised: true }).unwrap();
+        assert_eq!(refused_reason(&bob, id).await, None);
+        // bob, held muted, cannot turn his microphone back on.
+        bob.set_media(on).unwrap();
+        // A newcomer makes the host push the list and the room state to all.
+        let dave = join(host.control_addr, "dave", "").await;
+        for c in [&ann, &bob, &carol, &dave] {
+            let list = expect(c, SEC, |e| {
+                members(e).is_some_and(|m| m.len() == 4).then(|| match e {
+                    Event::Members(l) => l.members.clone(),
+                    _ => unreachable!(),
+                })
+            })
+            .await;
+            let get = |n: &str| list.iter().find(|m| m.name == n).expect("listed").clone();
+            assert!(!get("bob").mic && get("bob").camera, "{list:?}");
+            assert!(get("Carol Ann").mic && !get("Carol Ann").camera, "{list:?}");
+            let s = state_where(c, |_| true).await;
+            let hands: Vec<&str> = s.hands.iter().map(|h| h.name.as_str()).collect();
+            assert_eq!(hands, ["Carol Ann", "bob"], "oldest hand first");
+            assert!(s.hands[0].since_ms <= s.hands[1].since_ms);
+            assert_eq!(s.host_muted.len(), 1);
+            assert_eq!((s.host_muted[0].name.as_str(), s.host_muted[0].may_unmute), ("bob", false));
+            assert_eq!(s.video_stopped, ["Carol Ann"]);
+        }
+        host.shutdown().await;
+    });
+}
+
+#[test]
+fn a_bot_with_hand_raises_it_for_everyone() {
+    smol::block_on(async {
+        let host = start_host().await;
+        let watcher = join(host.control_addr, "watcher", "").await;
+        let mut opts = sapora::client::bot::BotOptions::new(host.control_addr, "Hand Bot");
+        opts.hand = true;
+        opts.duration = Some(Duration::from_millis(600));
+        let (_tx, stop) = smol::channel::bounded::<()>(1);
+        let bot = smol::spawn(sapora::client::bot::run_bot(opts, stop));
+        let s = state_where(&watcher, |s| !s.hands.is_empty()).await;
+        assert_eq!(s.hands.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), ["Hand Bot"]);
+        let report = bot.await;
+        assert_eq!(report.hands, ["Hand Bot"], "{report:?}");
+        host.shutdown().await;
+    });
+}

@@ -747,6 +747,15 @@ impl BotAudio {
         let _ = client.set_media(*media);
     }
 
+    /// The host muted this bot: the microphone goes off (the session has
+    /// already told the host).
+    pub fn host_mute(&self, media: &mut crate::proto::MediaState) {
+        if let Some(engine) = &self.engine {
+            engine.set_muted(true);
+        }
+        media.mic = false;
+    }
+
     /// Stops the engine and reports; a recording that could not be completed
     /// is an error in the report.
     pub fn finish(self, errors: &mut Vec<String>) -> AudioReport {

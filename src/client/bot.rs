@@ -36,6 +36,8 @@ pub struct BotOptions {
     pub files: super::files_bot::BotFileOptions,
     /// `--share-screen`, `--view-screen`, `--save-png`, `--screen-fps`.
     pub screen: super::screen::BotScreenOptions,
+    /// Raise a hand once joined (`--hand`).
+    pub hand: bool,
 }
 
 impl BotOptions {
@@ -54,6 +56,7 @@ impl BotOptions {
             audio: Default::default(),
             files: Default::default(),
             screen: Default::default(),
+            hand: false,
         }
     }
 }
@@ -119,6 +122,11 @@ pub struct BotReport {
     /// Things the bot's user should fix, e.g. "UDP to 10.77.0.1 ports
     /// 6000–6001 seems blocked by a firewall" (the meeting itself went on).
     pub warnings: Vec<String>,
+    /// Raised hands in the room when the bot ended, oldest first.
+    pub hands: Vec<String>,
+    /// Host controls applied to the room or the bot ("ann muted you; …"),
+    /// and the reasons of refused control requests.
+    pub notices: Vec<String>,
 }
 
 /// Names for `count` bots: `name`, `name-2`, `name-3`, …
@@ -168,6 +176,11 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
     report.errors.extend(screen_errors);
     let mut file_bot =
         super::files_bot::FileBot::new(opts.host, &client, &opts.files, opts.to.clone());
+    if opts.hand {
+        if let Err(e) = client.control(crate::proto::Control::Hand { raised: true }) {
+            report.errors.push(format!("hand not raised: {e}"));
+        }
+    }
     let events = client.events();
     let end = opts.duration.map(|d| Instant::now() + d);
     let mut members: Vec<String> = Vec::new();
@@ -290,6 +303,21 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
                 Event::Refused(r) => report.errors.push(format!("rejoin refused: {}", r.reason)),
                 Event::Presence(_) | Event::Ended => {}
                 Event::FileOffered(f) => file_bot.offered(f),
+                Event::RoomState(state) => {
+                    report.hands = state.hands.into_iter().map(|h| h.name).collect();
+                }
+                Event::ControlNotice(n) => {
+                    if matches!(n.control, crate::proto::Control::Mute { ref name, .. } if *name == report.name)
+                    {
+                        audio.host_mute(&mut media);
+                    }
+                    report.notices.push(n.text);
+                }
+                Event::ControlResult(r) => {
+                    if let Some(reason) = r.refused {
+                        report.notices.push(format!("control refused: {reason}"));
+                    }
+                }
             },
         }
     }

@@ -13,8 +13,9 @@ use smol::{Async, Task, Timer};
 
 use crate::net::{FrameError, read_frame, write_frame};
 use crate::proto::{
-    ChatMessage, ChatResult, ChatSend, ClientMsg, DisconnectCode, HostMsg, Leave, MediaState,
-    PROTOCOL_VERSION, Presence, Refused, Register, UserList, Welcome, limits,
+    ChatMessage, ChatResult, ChatSend, ClientMsg, Control, ControlNotice, ControlRequest,
+    ControlResult, DisconnectCode, HostMsg, Leave, MediaState, PROTOCOL_VERSION, Presence, Refused,
+    Register, RoomState, UserList, Welcome, limits,
 };
 
 /// How long a member may receive nothing while others send before that is
@@ -83,6 +84,15 @@ pub enum Event {
         to: SocketAddr,
         host_name: String,
     },
+    /// What became of a [`Client::control`] request (`refused: None` = done).
+    ControlResult(ControlResult),
+    /// A control was applied to the room or to you. When it muted you or
+    /// stopped your video, the session has already marked your microphone
+    /// or camera off towards the host; the media engine should stop too.
+    ControlNotice(ControlNotice),
+    /// The room's control state: co-hosts, raised hands (oldest first),
+    /// host mutes, stopped videos, lock and recording.
+    RoomState(RoomState),
     /// None of this client's audio/video reached the host within 3 s of
     /// joining: the text says what seems blocked and what to open.
     MediaBlocked(String),
@@ -108,6 +118,7 @@ pub enum ClientError {
 
 enum Command {
     Chat(ChatSend),
+    Control(ControlRequest),
     Media(MediaState),
     Leave,
 }
@@ -188,6 +199,16 @@ impl Client {
         let id = self.next_chat.fetch_add(1, Ordering::Relaxed);
         let msg = ChatSend { id, to: to.map(str::to_string), text: text.to_string() };
         self.cmd.try_send(Command::Chat(msg)).map_err(|_| ClientError::Ended)?;
+        Ok(id)
+    }
+
+    /// Asks the host to apply a control (or raise/lower your hand); returns
+    /// the id its [`Event::ControlResult`] will carry.
+    pub fn control(&self, control: Control) -> Result<u32, ClientError> {
+        let id = self.next_chat.fetch_add(1, Ordering::Relaxed);
+        self.cmd
+            .try_send(Command::Control(ControlRequest { id, control }))
+            .map_err(|_| ClientError::Ended)?;
         Ok(id)
     }
 
@@ -383,6 +404,21 @@ async fn serve(
                         crate::server::reach::blocked_warning(config.host.ip(), &welcome.ports),
                     ),
                     HostMsg::MediaUnheard(_) => continue,
+                    HostMsg::ControlResult(r) => Event::ControlResult(r),
+                    HostMsg::RoomState(r) => Event::RoomState(r),
+                    HostMsg::ControlNotice(n) => {
+                        // Off towards the host too, so a rejoin does not turn it back on.
+                        match &n.control {
+                            Control::Mute { name, .. } if *name == welcome.name => {
+                                media.mic = false
+                            }
+                            Control::StopVideo { name } if *name == welcome.name => {
+                                media.camera = false
+                            }
+                            _ => {}
+                        }
+                        Event::ControlNotice(n)
+                    }
                     // Only expected during the handshake: ignore.
                     HostMsg::Welcome(_) | HostMsg::Refused(_) => continue,
                 };
@@ -391,6 +427,7 @@ async fn serve(
             }
             Wake::Frame(Err(reason)) => return LinkEnd::Lost { reason, code: None },
             Wake::Command(Some(Command::Chat(c))) => link.send(&ClientMsg::Chat(c)).await,
+            Wake::Command(Some(Command::Control(c))) => link.send(&ClientMsg::Control(c)).await,
             Wake::Command(Some(Command::Media(m))) => {
                 *media = m;
                 link.send(&ClientMsg::MediaState(m)).await
@@ -444,7 +481,17 @@ async fn run(
             LinkEnd::Lost { reason, code } => {
                 drop(link);
                 // Another link of ours took over: nothing to rejoin.
-                let retrying = config.reconnect && code != Some(DisconnectCode::Replaced);
+                // Nor after being removed or the meeting's end: the host
+                // would refuse us, or make a new empty meeting.
+                let retrying = config.reconnect
+                    && !matches!(
+                        code,
+                        Some(
+                            DisconnectCode::Replaced
+                                | DisconnectCode::Removed
+                                | DisconnectCode::Ended
+                        )
+                    );
                 let _ = events.send(Event::Disconnected { reason, code, retrying }).await;
                 if !retrying {
                     break;
@@ -516,6 +563,12 @@ async fn rejoin(
                         outcome: crate::proto::ChatOutcome::Refused { reason },
                     };
                     let _ = events.send(Event::ChatResult(r)).await;
+                }
+                Some(Some(Command::Control(c))) => {
+                    let refused = Some("not connected to the host (reconnecting)".to_string());
+                    let _ = events
+                        .send(Event::ControlResult(ControlResult { id: c.id, refused }))
+                        .await;
                 }
                 // Remembered, and sent once we are back.
                 Some(Some(Command::Media(m))) => *media = m,

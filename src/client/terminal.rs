@@ -16,7 +16,7 @@ use smol::future::FutureExt;
 
 use super::session::{Client, ClientConfig, ClientError, Event};
 use crate::proto::text::{self, visible};
-use crate::proto::{ChatMessage, ChatOutcome, Member, PresenceChange};
+use crate::proto::{ChatMessage, ChatOutcome, Control, Member, PresenceChange};
 
 /// Continuation lines of a chat message start with this.
 const INDENT: &str = "    | ";
@@ -78,6 +78,49 @@ pub fn split_recipient<'a>(rest: &'a str, members: &[Member]) -> Option<(String,
     (!text.is_empty()).then_some((name, text))
 }
 
+/// The host controls a line may be, as typed in `sapora join` and the
+/// headless host's console: `None` when the line is not one of them,
+/// `Some(Err(usage))` when it is but is incomplete.
+///
+/// `/lock`, `/unlock`, `/mute NAME` (they may unmute), `/hold NAME` (muted
+/// until the host mutes them again with `/mute`), `/stopvideo NAME`,
+/// `/remove NAME`, `/letback NAME`, `/cohost NAME`, `/uncohost NAME`, `/end`,
+/// `/hand` (raise, or lower if `hand_up`), `/record on|off`. A NAME is the
+/// rest of the line, so names with spaces need no quotes (quotes are
+/// accepted); the host matches it as it matches chat recipients.
+pub fn parse_control(line: &str, hand_up: bool) -> Option<Result<Control, String>> {
+    let line = line.trim();
+    let (cmd, rest) = line.split_once(' ').unwrap_or((line, ""));
+    let rest = rest.trim();
+    let name = || -> Result<String, String> {
+        let n = rest.strip_prefix('"').and_then(|r| r.strip_suffix('"')).unwrap_or(rest).trim();
+        if n.is_empty() { Err(format!("usage: {cmd} NAME")) } else { Ok(n.to_string()) }
+    };
+    let control = match cmd {
+        "/lock" => Ok(Control::Lock),
+        "/unlock" => Ok(Control::Unlock),
+        "/end" => Ok(Control::End),
+        "/hand" => Ok(Control::Hand { raised: !hand_up }),
+        "/mute" => name().map(|name| Control::Mute { name, may_unmute: true }),
+        "/hold" => name().map(|name| Control::Mute { name, may_unmute: false }),
+        "/stopvideo" => name().map(|name| Control::StopVideo { name }),
+        "/remove" => name().map(|name| Control::Remove { name }),
+        "/letback" => name().map(|name| Control::LetBack { name }),
+        "/cohost" => name().map(|name| Control::CoHost { name, on: true }),
+        "/uncohost" => name().map(|name| Control::CoHost { name, on: false }),
+        "/record" => match rest {
+            "on" => Ok(Control::Record { on: true }),
+            "off" => Ok(Control::Record { on: false }),
+            _ => Err("usage: /record on|off".to_string()),
+        },
+        _ => return None,
+    };
+    Some(control)
+}
+
+/// The controls, for the help line.
+pub const CONTROLS_HELP: &str = "/hand raises or lowers your hand; hosts: /lock, /unlock, /mute NAME, /hold NAME, /stopvideo NAME, /remove NAME, /letback NAME, /cohost NAME, /end, /record on|off";
+
 enum Wake {
     Line(Option<String>),
     Event(Option<Event>),
@@ -133,6 +176,7 @@ pub async fn run(host: SocketAddr, name: String, room: String) -> Result<(), Cli
     println!(
         "Type a message and press Enter. /to NAME text sends privately (quote a name: /to \"Ana Maria\" hi), /who lists people, /fetch ID downloads a shared file, /quit leaves."
     );
+    println!("{CONTROLS_HELP}.");
 
     // Reading stdin blocks, so it gets a thread of its own.
     let (line_tx, lines) = smol::channel::unbounded::<String>();
@@ -149,6 +193,7 @@ pub async fn run(host: SocketAddr, name: String, room: String) -> Result<(), Cli
     let events = client.events();
     let mut members = w.members.clone();
     let mut host_member = w.host_member.clone();
+    let mut room = crate::proto::RoomState::default();
     loop {
         let wake = async { Wake::Line(lines.recv().await.ok()) }
             .or(async { Wake::Event(events.recv().await.ok()) })
@@ -164,6 +209,15 @@ pub async fn run(host: SocketAddr, name: String, room: String) -> Result<(), Cli
                     break;
                 } else if line == "/who" {
                     println!("In the meeting: {}", who(&members, host_member.as_deref()));
+                    continue;
+                } else if let Some(control) =
+                    parse_control(line, room.hands.iter().any(|h| h.name == client.current().name))
+                {
+                    match control.map(|c| client.control(c)) {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => println!("! {}", visible(&e.to_string())),
+                        Err(usage) => println!("{usage}"),
+                    }
                     continue;
                 } else if let Some(id) = line.strip_prefix("/fetch ") {
                     match id.trim().parse::<u64>() {
@@ -229,10 +283,27 @@ pub async fn run(host: SocketAddr, name: String, room: String) -> Result<(), Cli
                     println!("! the host refused to take you back: {}", visible(&r.reason))
                 }
                 Event::Moved { to, host_name } => {
-                    println!("* the meeting moved to {}'s host at {to}; following it…", visible(&host_name))
+                    println!(
+                        "* the meeting moved to {}'s host at {to}; following it…",
+                        visible(&host_name)
+                    )
                 }
                 Event::MediaBlocked(text) => println!("! {}", visible(&text)),
                 Event::Ended => {}
+                Event::ControlNotice(n) => println!("* {}", visible(&n.text)),
+                Event::ControlResult(r) => {
+                    if let Some(reason) = r.refused {
+                        println!("! refused: {}", visible(&reason))
+                    }
+                }
+                Event::RoomState(state) => {
+                    let hands: Vec<String> = state.hands.iter().map(|h| h.name.clone()).collect();
+                    let before: Vec<String> = room.hands.iter().map(|h| h.name.clone()).collect();
+                    if hands != before && !hands.is_empty() {
+                        println!("* raised hands: {}", visible(&hands.join(", ")));
+                    }
+                    room = state;
+                }
                 Event::FileOffered(f) => println!(
                     "* {} shared \"{}\" ({} bytes{}): type /fetch {} to download it",
                     visible(&f.sender),
@@ -299,6 +370,30 @@ mod tests {
         // The sender's name is remote-controlled too.
         let m = ChatMessage { from: "eve\r\x1b[1A".into(), text: "x".into(), ..m };
         assert!(chat_line(&m).contains("eve␍␛[1A: x"), "{}", chat_line(&m));
+    }
+
+    #[test]
+    fn control_commands_parse_with_names_with_spaces() {
+        let p = |line| parse_control(line, false);
+        assert_eq!(p("/lock"), Some(Ok(Control::Lock)));
+        assert_eq!(p("/end "), Some(Ok(Control::End)));
+        assert_eq!(
+            p("/mute Ana Maria"),
+            Some(Ok(Control::Mute { name: "Ana Maria".into(), may_unmute: true }))
+        );
+        assert_eq!(
+            p("/hold \"Ana Maria\""),
+            Some(Ok(Control::Mute { name: "Ana Maria".into(), may_unmute: false }))
+        );
+        assert_eq!(p("/remove  bob "), Some(Ok(Control::Remove { name: "bob".into() })));
+        assert_eq!(p("/cohost bob"), Some(Ok(Control::CoHost { name: "bob".into(), on: true })));
+        assert_eq!(p("/hand"), Some(Ok(Control::Hand { raised: true })));
+        assert_eq!(parse_control("/hand", true), Some(Ok(Control::Hand { raised: false })));
+        assert_eq!(p("/record on"), Some(Ok(Control::Record { on: true })));
+        assert_eq!(p("/record maybe"), Some(Err("usage: /record on|off".into())));
+        assert_eq!(p("/mute"), Some(Err("usage: /mute NAME".into())));
+        assert_eq!(p("/to bob hi"), None);
+        assert_eq!(p("hello /lock"), None);
     }
 
     #[test]

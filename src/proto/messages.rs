@@ -121,6 +121,11 @@ pub enum DisconnectCode {
     TooSlow,
     /// The same participant reconnected on a new link.
     Replaced,
+    /// The host (or a co-host) removed this member from the meeting; they
+    /// cannot rejoin it until the host lets them back ([`Control::LetBack`]).
+    Removed,
+    /// The host (or a co-host) ended the meeting for everyone.
+    Ended,
 }
 
 /// 0x04, host → client: the host is closing this connection, and why.
@@ -162,6 +167,11 @@ pub enum RefuseCode {
     BadName,
     BadRoom,
     Protocol,
+    /// The meeting is locked: no new joins (a member rejoining with their
+    /// session token still gets back in).
+    Locked,
+    /// This member was removed from the meeting and not let back in.
+    Removed,
 }
 
 /// 0x06, host → client: registration refused; the host closes the connection.
@@ -308,6 +318,118 @@ pub struct MediaUnheard {
     pub waited_ms: u32,
 }
 
+/// A host control (issue 17), asked for in a [`ControlRequest`] and
+/// announced in a [`ControlNotice`]. `name` is a member's name as the room
+/// shows it (compared case- and look-alike-insensitively, like chat).
+///
+/// Who may: [`Control::Hand`] anyone (for themselves); [`Control::CoHost`]
+/// the host only; everything else the host or a co-host. Nobody may mute,
+/// stop, remove or demote the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Control {
+    /// No new joins until [`Control::Unlock`].
+    Lock,
+    Unlock,
+    /// Turn a member's microphone off. With `may_unmute: false` they cannot
+    /// turn it on again until the host mutes them again with `true`.
+    Mute {
+        name: String,
+        may_unmute: bool,
+    },
+    /// Turn a member's camera off (they may start it again).
+    StopVideo {
+        name: String,
+    },
+    /// Disconnect a member; they cannot rejoin (by token, name or address)
+    /// until [`Control::LetBack`].
+    Remove {
+        name: String,
+    },
+    /// Lift a removal.
+    LetBack {
+        name: String,
+    },
+    /// Disconnect everyone and close the room.
+    End,
+    /// Make a member co-host (`on`) or take it back.
+    CoHost {
+        name: String,
+        on: bool,
+    },
+    /// Raise or lower the sender's own hand.
+    Hand {
+        raised: bool,
+    },
+    /// Start or stop recording the room's mix and chat.
+    Record {
+        on: bool,
+    },
+}
+
+/// 0x0B, client → host: please apply this control.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlRequest {
+    /// Chosen by the client; echoed in the [`ControlResult`].
+    pub id: u32,
+    pub control: Control,
+}
+
+/// 0x0C, host → client: what became of a [`ControlRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlResult {
+    pub id: u32,
+    /// `None`: done. `Some(reason)`: refused, with a sentence for the user
+    /// ("only the host or a co-host can remove someone", "no such member
+    /// \"zed\" in meeting \"default\"").
+    pub refused: Option<String>,
+}
+
+/// 0x0D, host → client: a control was applied. Sent to the whole room for
+/// lock, end, co-host and recording changes, and to the member concerned
+/// for mute and video stop (whose client then turns its microphone or
+/// camera off).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlNotice {
+    /// Who applied it: a member's name, or "the host" for the host's console.
+    pub by: String,
+    pub control: Control,
+    /// The same, as a sentence to show ("Ana muted you; you may unmute").
+    pub text: String,
+}
+
+/// A raised hand, in [`RoomState::hands`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaisedHand {
+    pub name: String,
+    /// When it was raised: milliseconds since the Unix epoch, host clock.
+    pub since_ms: u64,
+}
+
+/// A member the host muted, in [`RoomState::host_muted`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostMute {
+    pub name: String,
+    /// May turn their microphone on again themselves.
+    pub may_unmute: bool,
+}
+
+/// 0x0E, host → client: the room's control state, sent after the Welcome
+/// and pushed with every change (alongside the UserList it complements).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomState {
+    pub room: String,
+    pub locked: bool,
+    pub recording: bool,
+    /// Co-hosts' names, in the order they were named.
+    pub co_hosts: Vec<String>,
+    /// Raised hands, oldest first.
+    pub hands: Vec<RaisedHand>,
+    /// Members muted by the host who have not turned their microphone on since.
+    pub host_muted: Vec<HostMute>,
+    /// Members whose camera the host stopped and who have not restarted it.
+    pub video_stopped: Vec<String>,
+}
+
 /// Everything a client may send on the control channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientMsg {
@@ -316,6 +438,8 @@ pub enum ClientMsg {
     Leave(Leave),
     MediaState(MediaState),
     Chat(ChatSend),
+    /// 0x0B: a host control or a raised hand.
+    Control(ControlRequest),
 }
 
 /// Everything a host may send on the control channel.
@@ -335,6 +459,12 @@ pub enum HostMsg {
     Handover(Handover),
     /// 0x0A: no media datagram from you has reached the host.
     MediaUnheard(MediaUnheard),
+    /// 0x0C: what became of your control request.
+    ControlResult(ControlResult),
+    /// 0x0D: a control was applied.
+    ControlNotice(ControlNotice),
+    /// 0x0E: the room's control state.
+    RoomState(RoomState),
 }
 
 impl ClientMsg {
@@ -345,6 +475,7 @@ impl ClientMsg {
             ClientMsg::Leave(_) => MsgType::Disconnect,
             ClientMsg::MediaState(_) => MsgType::MediaState,
             ClientMsg::Chat(_) => MsgType::ChatSend,
+            ClientMsg::Control(_) => MsgType::ControlRequest,
         }
     }
 
@@ -355,6 +486,7 @@ impl ClientMsg {
             ClientMsg::Leave(m) => encode_payload(m),
             ClientMsg::MediaState(m) => encode_payload(m),
             ClientMsg::Chat(m) => encode_payload(m),
+            ClientMsg::Control(m) => encode_payload(m),
         }
     }
 
@@ -365,6 +497,7 @@ impl ClientMsg {
             MsgType::Disconnect => ClientMsg::Leave(decode_payload(payload)?),
             MsgType::MediaState => ClientMsg::MediaState(decode_payload(payload)?),
             MsgType::ChatSend => ClientMsg::Chat(decode_payload(payload)?),
+            MsgType::ControlRequest => ClientMsg::Control(decode_payload(payload)?),
             _ => return Err(DecodeError::Unexpected(kind)),
         })
     }
@@ -384,6 +517,9 @@ impl HostMsg {
             HostMsg::FileOffered(_) => MsgType::FileOffered,
             HostMsg::Handover(_) => MsgType::Handover,
             HostMsg::MediaUnheard(_) => MsgType::MediaUnheard,
+            HostMsg::ControlResult(_) => MsgType::ControlResult,
+            HostMsg::ControlNotice(_) => MsgType::ControlNotice,
+            HostMsg::RoomState(_) => MsgType::RoomState,
         }
     }
 
@@ -400,6 +536,9 @@ impl HostMsg {
             HostMsg::FileOffered(m) => encode_payload(m),
             HostMsg::Handover(m) => encode_payload(m),
             HostMsg::MediaUnheard(m) => encode_payload(m),
+            HostMsg::ControlResult(m) => encode_payload(m),
+            HostMsg::ControlNotice(m) => encode_payload(m),
+            HostMsg::RoomState(m) => encode_payload(m),
         }
     }
 
@@ -416,6 +555,9 @@ impl HostMsg {
             MsgType::FileOffered => HostMsg::FileOffered(decode_payload(payload)?),
             MsgType::Handover => HostMsg::Handover(decode_payload(payload)?),
             MsgType::MediaUnheard => HostMsg::MediaUnheard(decode_payload(payload)?),
+            MsgType::ControlResult => HostMsg::ControlResult(decode_payload(payload)?),
+            MsgType::ControlNotice => HostMsg::ControlNotice(decode_payload(payload)?),
+            MsgType::RoomState => HostMsg::RoomState(decode_payload(payload)?),
             _ => return Err(DecodeError::Unexpected(kind)),
         })
     }
@@ -470,6 +612,11 @@ mod tests {
             ClientMsg::Leave(Leave { reason: "bye".into() }),
             ClientMsg::MediaState(MediaState { mic: true, camera: false, screen: true }),
             ClientMsg::Chat(ChatSend { id: 3, to: Some("Bob".into()), text: "hi".into() }),
+            ClientMsg::Control(ControlRequest {
+                id: 4,
+                control: Control::Mute { name: "Ana Maria".into(), may_unmute: false },
+            }),
+            ClientMsg::Control(ControlRequest { id: 5, control: Control::Hand { raised: true } }),
         ];
         for m in client {
             assert_eq!(ClientMsg::decode(m.msg_type() as u8, &m.payload()).unwrap(), m);
@@ -496,6 +643,22 @@ mod tests {
             HostMsg::Disconnect(Disconnect {
                 code: DisconnectCode::HostShutdown,
                 reason: "bye".into(),
+            }),
+            HostMsg::Disconnect(Disconnect { code: DisconnectCode::Removed, reason: "x".into() }),
+            HostMsg::ControlResult(ControlResult { id: 4, refused: Some("not host".into()) }),
+            HostMsg::ControlNotice(ControlNotice {
+                by: "ann".into(),
+                control: Control::Record { on: true },
+                text: "ann started recording".into(),
+            }),
+            HostMsg::RoomState(RoomState {
+                room: "r".into(),
+                locked: true,
+                recording: true,
+                co_hosts: vec!["bo".into()],
+                hands: vec![RaisedHand { name: "cy".into(), since_ms: 5 }],
+                host_muted: vec![HostMute { name: "di".into(), may_unmute: false }],
+                video_stopped: vec!["ed".into()],
             }),
         ];
         for m in host {

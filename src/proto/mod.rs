@@ -59,6 +59,14 @@ pub enum MsgType {
     Handover = 0x09,
     /// Host → client: no media datagram from you reached the host.
     MediaUnheard = 0x0A,
+    /// Client → host: a host control or a raised hand (issue 17).
+    ControlRequest = 0x0B,
+    /// Host → client: what became of a control request.
+    ControlResult = 0x0C,
+    /// Host → client: a control was applied.
+    ControlNotice = 0x0D,
+    /// Host → client: the room's control state (roles, hands, lock, recording).
+    RoomState = 0x0E,
     ChatSend = 0x10,
     Chat = 0x11,
     ChatResult = 0x12,
@@ -110,6 +118,10 @@ impl TryFrom<u8> for MsgType {
             0x08 => Presence,
             0x09 => Handover,
             0x0A => MediaUnheard,
+            0x0B => ControlRequest,
+            0x0C => ControlResult,
+            0x0D => ControlNotice,
+            0x0E => RoomState,
             0x10 => ChatSend,
             0x11 => Chat,
             0x12 => ChatResult,

@@ -96,6 +96,29 @@ impl AudioService {
         Ok(AudioService { addr, stop, state, threads })
     }
 
+    /// Where recorded rooms' shared mixes go (see `record.rs`).
+    pub fn set_tap(&self, tap: Option<super::mixer::MixTap>) {
+        lock(&self.state).mixer.set_tap(tap);
+    }
+
+    /// Starts or stops recording a room's mix.
+    pub fn set_recorded(&self, room: &str, on: bool) {
+        lock(&self.state).mixer.set_recorded(room, on);
+    }
+
+    /// Leaves a session's audio out of every mix (the host holds it muted)
+    /// or lets it back, as a function the control plane can keep.
+    pub fn silence_switch(&self) -> impl Fn(u32, bool) + Send + 'static {
+        let state = self.state.clone();
+        move |session, on| lock(&state).mixer.set_silenced(session, on)
+    }
+
+    /// [`AudioService::set_recorded`] as a function the control plane can keep.
+    pub fn recording_switch(&self) -> impl Fn(&str, bool) + Send + 'static {
+        let state = self.state.clone();
+        move |room, on| lock(&state).mixer.set_recorded(room, on)
+    }
+
     pub fn stats(&self) -> AudioStats {
         let st = lock(&self.state);
         AudioStats { mixer: st.mixer.stats(), ..st.stats }

@@ -54,6 +54,14 @@ impl ControlHandle {
     }
 }
 
+impl ControlHandle {
+    /// A control typed at the host's console, with the host's authority; the
+    /// outcome comes back as [`HostEvent::Console`] among the host's events.
+    pub async fn console(&self, control: crate::proto::Control) {
+        let _ = self.tx.send(DriverMsg::Input(Input::Console { control })).await;
+    }
+}
+
 /// The control task's inbox; made before [`run`] so that services started
 /// alongside it can hold a [`ControlHandle`].
 pub struct Inbox {

@@ -11,9 +11,10 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::proto::{
-    ChatMessage, ChatOutcome, ChatResult, ChatSend, ClientMsg, Disconnect, DisconnectCode, HostKey,
-    HostMsg, MediaState, Member, PROTOCOL_VERSION, Ports, Presence, PresenceChange, RefuseCode,
-    Refused, Register, RoomInfo, UserList, Welcome, limits, text,
+    ChatMessage, ChatOutcome, ChatResult, ChatSend, ClientMsg, Control, ControlNotice,
+    ControlRequest, ControlResult, Disconnect, DisconnectCode, FileInfo, HostKey, HostMsg,
+    HostMute, MediaState, Member, PROTOCOL_VERSION, Ports, Presence, PresenceChange, RaisedHand,
+    RefuseCode, Refused, Register, RoomInfo, RoomState, UserList, Welcome, limits, text,
 };
 
 /// One TCP connection, numbered by the driver.
@@ -38,6 +39,11 @@ pub struct HostConfig {
     /// The secret the host gave its own app: a Register carrying it marks
     /// that member as the host in member lists. `None` marks nobody.
     pub host_key: Option<HostKey>,
+    /// Every room records from its creation (`sapora host --record DIR`).
+    pub record_from_start: bool,
+    /// Why this host cannot record, if it cannot (a `Record` control is
+    /// refused with it), e.g. its mix is PCM.
+    pub cannot_record: Option<String>,
 }
 
 impl HostConfig {
@@ -54,6 +60,8 @@ impl HostConfig {
             register_timeout: Duration::from_secs(10),
             tokens,
             host_key: None,
+            record_from_start: false,
+            cannot_record: None,
         }
     }
 }
@@ -92,6 +100,12 @@ pub enum Input {
     Deliver {
         to: Vec<SessionId>,
         msg: HostMsg,
+    },
+    /// A control typed at the host's own console (`sapora host --headless`):
+    /// it has the host's authority in every room. The outcome comes back as
+    /// [`HostEvent::Console`].
+    Console {
+        control: Control,
     },
     /// Time passed; check deadlines.
     Timeout,
@@ -138,6 +152,31 @@ pub enum HostEvent {
     },
     /// The set of rooms or their member counts changed.
     Rooms(Vec<RoomInfo>),
+    /// Recording of this room (display name) starts or stops; the driver
+    /// opens or closes its files. A room that empties stops recording.
+    Recording {
+        room: String,
+        on: bool,
+    },
+    /// A message to the whole room (private messages are not reported).
+    Chat {
+        room: String,
+        msg: ChatMessage,
+    },
+    /// A file shared with the whole room.
+    FileOffered {
+        room: String,
+        file: FileInfo,
+    },
+    /// What became of an [`Input::Console`] control: done or refused.
+    Console(String),
+    /// The host holds this member muted (`held`: they may not unmute, so
+    /// the mixer leaves their audio out whatever their client sends), or
+    /// no longer does.
+    HeldMuted {
+        session: SessionId,
+        held: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -162,6 +201,13 @@ struct Session {
     member: Member,
     /// Registered with the host's key (on its latest Register).
     host: bool,
+    co_host: bool,
+    /// Raised hand: when (Unix ms).
+    hand: Option<u64>,
+    /// Muted by the host: `Some(may_unmute)` until they turn the mic on.
+    host_mute: Option<bool>,
+    /// Camera stopped by the host, until they start it again.
+    video_stopped: bool,
 }
 
 struct Room {
@@ -170,6 +216,27 @@ struct Room {
     /// In join order.
     members: Vec<SessionId>,
     history: VecDeque<ChatMessage>,
+    locked: bool,
+    recording: bool,
+    /// Co-hosts in the order they were named.
+    co_hosts: Vec<SessionId>,
+    /// Removed members, refused until the host lets them back.
+    removed: Vec<Removal>,
+}
+
+/// A removed member: refused when any of token, name or (non-loopback)
+/// address matches.
+struct Removal {
+    token: u64,
+    name_key: String,
+    ip: IpAddr,
+}
+
+/// Who asked for a control.
+#[derive(Clone, Copy)]
+enum Actor {
+    Member(SessionId),
+    Console,
 }
 
 /// A member whose link was dropped or timed out, remembered so that their
@@ -299,9 +366,28 @@ impl Host {
             },
             Input::Malformed { conn, error } => self.protocol_error(conn, &error),
             Input::Deliver { to, msg } => {
+                if let HostMsg::FileOffered(file) = &msg {
+                    let room = to.iter().find_map(|s| self.sessions.get(s)).map(|s| &s.room);
+                    if let (false, Some(room)) =
+                        (file.private(), room.and_then(|r| self.rooms.get(r)))
+                    {
+                        let event = HostEvent::FileOffered {
+                            room: room.display.clone(),
+                            file: file.clone(),
+                        };
+                        self.out.push_back(Output::Event(event));
+                    }
+                }
                 let conns =
                     to.iter().filter_map(|s| self.sessions.get(s)).map(|s| s.conn).collect();
                 self.send(conns, msg);
+            }
+            Input::Console { control } => {
+                let text = match self.on_console(now, control) {
+                    Ok(done) => done,
+                    Err(refused) => format!("refused: {refused}"),
+                };
+                self.out.push_back(Output::Event(HostEvent::Console(text)));
             }
             Input::Timeout => self.on_timeout(now),
             Input::Shutdown => {
@@ -318,6 +404,12 @@ impl Host {
                 }
                 for conn in all {
                     self.out.push_back(Output::Close { conn });
+                }
+                for room in self.rooms.values().filter(|r| r.recording) {
+                    self.out.push_back(Output::Event(HostEvent::Recording {
+                        room: room.display.clone(),
+                        on: false,
+                    }));
                 }
                 self.conns.clear();
                 self.sessions.clear();
@@ -342,6 +434,7 @@ impl Host {
             }
             (ClientMsg::MediaState(state), Some(sid)) => self.on_media_state(sid, state),
             (ClientMsg::Chat(chat), Some(sid)) => self.on_chat(now, conn, sid, chat),
+            (ClientMsg::Control(req), Some(sid)) => self.on_control_request(now, conn, sid, req),
             (ClientMsg::Register(_), Some(_)) => self.protocol_error(conn, "registered twice"),
             (_, None) => self.protocol_error(conn, "the first message must be Register"),
         }
@@ -394,6 +487,35 @@ impl Host {
                     .then_some(*sid)
             })
         });
+        if !is_host {
+            if let Some(room) = self.rooms.get(&room_key) {
+                let name_key = key(&name);
+                let removed = room.removed.iter().any(|r| {
+                    Some(r.token) == reg.rejoin_token
+                        || r.name_key == name_key
+                        || (r.ip == peer && !peer.is_loopback())
+                });
+                if removed {
+                    let reason = format!(
+                        "you were removed from meeting \"{}\"; only the host can let you back in",
+                        room.display
+                    );
+                    return self.refuse(conn, RefuseCode::Removed, reason);
+                }
+                let returning = reg.rejoin_token.is_some_and(|token| {
+                    self.departed
+                        .iter()
+                        .any(|d| d.token == token && d.room == room_key && d.name_key == name_key)
+                });
+                if room.locked && rejoin.is_none() && !returning {
+                    let reason = format!(
+                        "meeting \"{}\" is locked: the host is letting nobody new in",
+                        room.display
+                    );
+                    return self.refuse(conn, RefuseCode::Locked, reason);
+                }
+            }
+        }
         let sid = match rejoin {
             Some(sid) => {
                 let s = self.sessions.get_mut(&sid).expect("found above");
@@ -437,11 +559,23 @@ impl Host {
                         (sid, (self.config.tokens)())
                     }
                 };
+                let record = self.config.record_from_start && self.config.cannot_record.is_none();
+                let new_room = !self.rooms.contains_key(&room_key);
                 let room = self.rooms.entry(room_key.clone()).or_insert_with(|| Room {
                     display: room_name.clone(),
                     members: Vec::new(),
                     history: VecDeque::new(),
+                    locked: false,
+                    recording: record,
+                    co_hosts: Vec::new(),
+                    removed: Vec::new(),
                 });
+                if new_room && record {
+                    self.out.push_back(Output::Event(HostEvent::Recording {
+                        room: room.display.clone(),
+                        on: true,
+                    }));
+                }
                 let taken: Vec<String> = room
                     .members
                     .iter()
@@ -463,6 +597,10 @@ impl Host {
                             screen: false,
                         },
                         host: is_host,
+                        co_host: false,
+                        hand: None,
+                        host_mute: None,
+                        video_stopped: false,
                     },
                 );
                 let room_display = room.display.clone();
@@ -504,6 +642,7 @@ impl Host {
             );
         }
         self.push_user_list(&room_key);
+        self.push_room_state(&room_key);
         self.out.push_back(Output::Event(HostEvent::Rooms(self.rooms())));
     }
 
@@ -511,13 +650,25 @@ impl Host {
         let Some(s) = self.sessions.get_mut(&sid) else {
             return;
         };
-        let m = &mut s.member;
-        if (m.mic, m.camera, m.screen) == (state.mic, state.camera, state.screen) {
-            return;
+        // Held muted by the host: the microphone stays off in the list.
+        let mic = state.mic && s.host_mute != Some(false);
+        let controls_before = (s.host_mute, s.video_stopped);
+        if mic {
+            s.host_mute = None;
         }
-        (m.mic, m.camera, m.screen) = (state.mic, state.camera, state.screen);
+        if state.camera {
+            s.video_stopped = false;
+        }
+        let controls_changed = controls_before != (s.host_mute, s.video_stopped);
+        let m = &mut s.member;
         let room = s.room.clone();
-        self.push_user_list(&room);
+        if (m.mic, m.camera, m.screen) != (mic, state.camera, state.screen) {
+            (m.mic, m.camera, m.screen) = (mic, state.camera, state.screen);
+            self.push_user_list(&room);
+        }
+        if controls_changed {
+            self.push_room_state(&room);
+        }
     }
 
     fn on_chat(&mut self, now: Instant, conn: ConnId, sid: SessionId, chat: ChatSend) {
@@ -575,11 +726,13 @@ impl Host {
         self.next_msg += 1;
         self.chat_messages += 1;
         if to.is_none() {
-            let history = &mut self.rooms.get_mut(&room_key).expect("sender's room exists").history;
-            if history.len() == limits::CHAT_HISTORY {
-                history.pop_front();
+            let room = self.rooms.get_mut(&room_key).expect("sender's room exists");
+            if room.history.len() == limits::CHAT_HISTORY {
+                room.history.pop_front();
             }
-            history.push_back(msg.clone());
+            room.history.push_back(msg.clone());
+            let event = HostEvent::Chat { room: room.display.clone(), msg: msg.clone() };
+            self.out.push_back(Output::Event(event));
         }
         let outcome = ChatOutcome::Delivered { msg_id: msg.id, ts_ms, to };
         self.send(recipients, HostMsg::Chat(msg));
@@ -619,6 +772,9 @@ impl Host {
             return;
         };
         let room_key = s.room;
+        if s.host_mute == Some(false) {
+            self.out.push_back(Output::Event(HostEvent::HeldMuted { session: sid, held: false }));
+        }
         // Only their client knows the token, and it offers it only when
         // rejoining after a lost link, so remembering every departure is safe.
         if self.departed.len() == DEPARTED_KEPT {
@@ -634,13 +790,22 @@ impl Host {
             return;
         };
         room.members.retain(|m| *m != sid);
+        room.co_hosts.retain(|m| *m != sid);
         let room_display = room.display.clone();
         if room.members.is_empty() {
-            self.rooms.remove(&room_key);
+            if self.rooms.remove(&room_key).is_some_and(|r| r.recording) {
+                self.out.push_back(Output::Event(HostEvent::Recording {
+                    room: room_display.clone(),
+                    on: false,
+                }));
+            }
         } else {
             let others = self.conns_of(&room_key, None);
             self.send(others, HostMsg::Presence(Presence { name: s.member.name.clone(), change }));
             self.push_user_list(&room_key);
+            if s.hand.is_some() || s.co_host || s.host_mute.is_some() || s.video_stopped {
+                self.push_room_state(&room_key);
+            }
         }
         self.out.push_back(Output::Event(HostEvent::Left {
             session: sid,
@@ -649,6 +814,327 @@ impl Host {
             change,
         }));
         self.out.push_back(Output::Event(HostEvent::Rooms(self.rooms())));
+    }
+
+    fn now_ms(&self, now: Instant) -> u64 {
+        self.started_unix_ms + now.saturating_duration_since(self.started).as_millis() as u64
+    }
+
+    fn on_control_request(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        sid: SessionId,
+        req: ControlRequest,
+    ) {
+        let Some(room_key) = self.sessions.get(&sid).map(|s| s.room.clone()) else {
+            return;
+        };
+        let outcome = self.apply_control(now, Actor::Member(sid), &room_key, req.control);
+        // The requester may have ended the meeting (and so be gone).
+        if self.conns.contains_key(&conn) {
+            let refused = outcome.err();
+            self.send(vec![conn], HostMsg::ControlResult(ControlResult { id: req.id, refused }));
+        }
+    }
+
+    /// The console speaks for the host in every room: room-wide controls go
+    /// to each room, a member's name is looked up in all of them.
+    fn on_console(&mut self, now: Instant, control: Control) -> Result<String, String> {
+        let target = match &control {
+            Control::Mute { name, .. }
+            | Control::StopVideo { name }
+            | Control::Remove { name }
+            | Control::CoHost { name, .. } => Some(name.clone()),
+            Control::LetBack { name } => {
+                let k = key(name.trim());
+                let room = self
+                    .rooms
+                    .iter()
+                    .find(|(_, r)| r.removed.iter().any(|x| x.name_key == k))
+                    .map(|(rk, _)| rk.clone())
+                    .ok_or_else(|| format!("nobody called \"{}\" was removed", name.trim()))?;
+                let done = describe(&control);
+                self.apply_control(now, Actor::Console, &room, control)?;
+                return Ok(done);
+            }
+            Control::Hand { .. } => return Err("the console has no hand to raise".into()),
+            Control::Lock | Control::Unlock | Control::End | Control::Record { .. } => None,
+        };
+        match target {
+            Some(name) => {
+                let k = key(name.trim());
+                let room = self
+                    .sessions
+                    .values()
+                    .find(|s| key(&s.member.name) == k)
+                    .map(|s| s.room.clone())
+                    .ok_or_else(|| format!("no such member \"{}\" in any meeting", name.trim()))?;
+                let done = describe(&control);
+                self.apply_control(now, Actor::Console, &room, control)?;
+                Ok(done)
+            }
+            None => {
+                let rooms: Vec<String> = self.rooms.keys().cloned().collect();
+                if rooms.is_empty() {
+                    return Err("there is no meeting yet (nobody has joined)".into());
+                }
+                let mut done = Vec::new();
+                for room in rooms {
+                    let display = self.rooms.get(&room).map(|r| r.display.clone());
+                    self.apply_control(now, Actor::Console, &room, control.clone())?;
+                    done.extend(display);
+                }
+                Ok(format!("{} in {}", describe(&control), done.join(", ")))
+            }
+        }
+    }
+
+    /// Applies `control` in `room_key` on behalf of `actor`: `Err` is the
+    /// refusal as a sentence for the user.
+    fn apply_control(
+        &mut self,
+        now: Instant,
+        actor: Actor,
+        room_key: &str,
+        control: Control,
+    ) -> Result<(), String> {
+        let (by, is_host, is_co_host) = match actor {
+            Actor::Console => ("the host".to_string(), true, false),
+            Actor::Member(sid) => {
+                let s = self.sessions.get(&sid).ok_or("you are not in the meeting")?;
+                (s.member.name.clone(), s.host, s.co_host)
+            }
+        };
+        let room_display = self.rooms.get(room_key).ok_or("the meeting has ended")?.display.clone();
+        if let Control::Hand { raised } = control {
+            let Actor::Member(sid) = actor else {
+                return Err("the console has no hand to raise".into());
+            };
+            let now_ms = self.now_ms(now);
+            let s = self.sessions.get_mut(&sid).expect("checked above");
+            match (raised, s.hand) {
+                (true, None) => s.hand = Some(now_ms),
+                (false, Some(_)) => s.hand = None,
+                _ => return Ok(()),
+            }
+            self.push_room_state(room_key);
+            return Ok(());
+        }
+        let allowed = match control {
+            Control::CoHost { .. } => is_host,
+            _ => is_host || is_co_host,
+        };
+        if !allowed {
+            let who = if matches!(control, Control::CoHost { .. }) {
+                "only the host"
+            } else {
+                "only the host or a co-host"
+            };
+            return Err(format!("{who} can {}", verb(&control)));
+        }
+        // The member a control is about, looked up in this room.
+        let find = |this: &Host, name: &str| -> Result<SessionId, String> {
+            let k = key(name.trim());
+            this.rooms[room_key]
+                .members
+                .iter()
+                .copied()
+                .find(|m| this.sessions.get(m).is_some_and(|s| key(&s.member.name) == k))
+                .ok_or_else(|| {
+                    format!("no such member \"{}\" in meeting \"{room_display}\"", name.trim())
+                })
+        };
+        let protect = |this: &Host, target: SessionId| -> Result<(), String> {
+            if this.sessions.get(&target).is_some_and(|s| s.host) {
+                Err(format!("nobody can {} the host", verb(&control).replace(" someone", "")))
+            } else {
+                Ok(())
+            }
+        };
+        let room_wide = |this: &mut Host, text: String, control: Control| {
+            let to = this.conns_of(room_key, None);
+            this.send(to, HostMsg::ControlNotice(ControlNotice { by: by.clone(), control, text }));
+        };
+        match control.clone() {
+            Control::Hand { .. } => unreachable!("handled above"),
+            Control::Lock | Control::Unlock => {
+                let on = control == Control::Lock;
+                let room = self.rooms.get_mut(room_key).expect("checked above");
+                if room.locked != on {
+                    room.locked = on;
+                    let text = if on {
+                        format!("{by} locked the meeting: nobody new can join")
+                    } else {
+                        format!("{by} unlocked the meeting")
+                    };
+                    room_wide(self, text, control);
+                    self.push_room_state(room_key);
+                }
+            }
+            Control::Record { on } => {
+                if let (true, Some(why)) = (on, &self.config.cannot_record) {
+                    return Err(why.clone());
+                }
+                let room = self.rooms.get_mut(room_key).expect("checked above");
+                if room.recording != on {
+                    room.recording = on;
+                    let text = if on {
+                        format!("{by} started recording the meeting (sound and chat)")
+                    } else {
+                        format!("{by} stopped recording the meeting")
+                    };
+                    self.out.push_back(Output::Event(HostEvent::Recording {
+                        room: room_display.clone(),
+                        on,
+                    }));
+                    room_wide(self, text, control);
+                    self.push_room_state(room_key);
+                }
+            }
+            Control::Mute { name, may_unmute } => {
+                let target = find(self, &name)?;
+                protect(self, target)?;
+                let s = self.sessions.get_mut(&target).expect("found above");
+                s.member.mic = false;
+                let was_held = s.host_mute == Some(false);
+                s.host_mute = Some(may_unmute);
+                if was_held == may_unmute {
+                    let event = HostEvent::HeldMuted { session: target, held: !may_unmute };
+                    self.out.push_back(Output::Event(event));
+                }
+                let text = if may_unmute {
+                    format!("{by} muted you; you may unmute yourself")
+                } else {
+                    format!("{by} muted you; only the host can let you unmute")
+                };
+                let conn = s.conn;
+                self.send(vec![conn], HostMsg::ControlNotice(ControlNotice { by, control, text }));
+                self.push_user_list(room_key);
+                self.push_room_state(room_key);
+            }
+            Control::StopVideo { name } => {
+                let target = find(self, &name)?;
+                protect(self, target)?;
+                let s = self.sessions.get_mut(&target).expect("found above");
+                s.member.camera = false;
+                s.video_stopped = true;
+                let text = format!("{by} stopped your video");
+                let conn = s.conn;
+                self.send(vec![conn], HostMsg::ControlNotice(ControlNotice { by, control, text }));
+                self.push_user_list(room_key);
+                self.push_room_state(room_key);
+            }
+            Control::Remove { name } => {
+                let target = find(self, &name)?;
+                protect(self, target)?;
+                if actor_is(actor, target) {
+                    return Err("you cannot remove yourself: leave the meeting instead".into());
+                }
+                let s = &self.sessions[&target];
+                let (conn, removal) = (
+                    s.conn,
+                    Removal {
+                        token: s.token,
+                        name_key: key(&s.member.name),
+                        ip: s.member.ip.parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
+                    },
+                );
+                self.rooms.get_mut(room_key).expect("checked above").removed.push(removal);
+                let notice = Disconnect {
+                    code: DisconnectCode::Removed,
+                    reason: format!("{by} removed you from meeting \"{room_display}\""),
+                };
+                self.drop_conn(conn, PresenceChange::Left, Some(notice));
+            }
+            Control::LetBack { name } => {
+                let k = key(name.trim());
+                let room = self.rooms.get_mut(room_key).expect("checked above");
+                let before = room.removed.len();
+                room.removed.retain(|r| r.name_key != k);
+                if room.removed.len() == before {
+                    return Err(format!(
+                        "nobody called \"{}\" was removed from meeting \"{room_display}\"",
+                        name.trim()
+                    ));
+                }
+            }
+            Control::End => {
+                let conns = self.conns_of(room_key, None);
+                let reason = format!("{by} ended the meeting");
+                for conn in conns {
+                    let notice = Disconnect { code: DisconnectCode::Ended, reason: reason.clone() };
+                    self.drop_conn(conn, PresenceChange::Left, Some(notice));
+                }
+            }
+            Control::CoHost { name, on } => {
+                let target = find(self, &name)?;
+                protect(self, target)?;
+                let s = self.sessions.get_mut(&target).expect("found above");
+                if s.co_host != on {
+                    s.co_host = on;
+                    let who = s.member.name.clone();
+                    let room = self.rooms.get_mut(room_key).expect("checked above");
+                    room.co_hosts.retain(|m| *m != target);
+                    if on {
+                        room.co_hosts.push(target);
+                    }
+                    let text = if on {
+                        format!("{by} made {who} a co-host")
+                    } else {
+                        format!("{by} made {who} no longer a co-host")
+                    };
+                    room_wide(self, text, control);
+                    self.push_room_state(room_key);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The room's control state, as [`RoomState`].
+    pub fn room_state(&self, room_key: &str) -> Option<RoomState> {
+        let room = self.rooms.get(room_key)?;
+        let members: Vec<&Session> =
+            room.members.iter().filter_map(|m| self.sessions.get(m)).collect();
+        let mut hands: Vec<RaisedHand> = members
+            .iter()
+            .filter_map(|s| {
+                s.hand.map(|since_ms| RaisedHand { name: s.member.name.clone(), since_ms })
+            })
+            .collect();
+        hands.sort_by_key(|h| h.since_ms);
+        Some(RoomState {
+            room: room.display.clone(),
+            locked: room.locked,
+            recording: room.recording,
+            co_hosts: room
+                .co_hosts
+                .iter()
+                .filter_map(|m| self.sessions.get(m))
+                .map(|s| s.member.name.clone())
+                .collect(),
+            hands,
+            host_muted: members
+                .iter()
+                .filter_map(|s| {
+                    s.host_mute
+                        .map(|may_unmute| HostMute { name: s.member.name.clone(), may_unmute })
+                })
+                .collect(),
+            video_stopped: members
+                .iter()
+                .filter(|s| s.video_stopped)
+                .map(|s| s.member.name.clone())
+                .collect(),
+        })
+    }
+
+    fn push_room_state(&mut self, room_key: &str) {
+        if let Some(state) = self.room_state(room_key) {
+            let to = self.conns_of(room_key, None);
+            self.send(to, HostMsg::RoomState(state));
+        }
     }
 
     fn members_of(&self, room_key: &str) -> Vec<Member> {
@@ -699,6 +1185,46 @@ impl Host {
         };
         let to = self.conns_of(room_key, None);
         self.send(to, HostMsg::UserList(list));
+    }
+}
+
+fn actor_is(actor: Actor, sid: SessionId) -> bool {
+    matches!(actor, Actor::Member(s) if s == sid)
+}
+
+/// What a control does, for "only the host can …".
+fn verb(control: &Control) -> &'static str {
+    match control {
+        Control::Lock => "lock the meeting",
+        Control::Unlock => "unlock the meeting",
+        Control::Mute { .. } => "mute someone",
+        Control::StopVideo { .. } => "stop someone's video",
+        Control::Remove { .. } => "remove someone",
+        Control::LetBack { .. } => "let someone back in",
+        Control::End => "end the meeting",
+        Control::CoHost { .. } => "make someone co-host",
+        Control::Hand { .. } => "raise a hand",
+        Control::Record { .. } => "start or stop recording",
+    }
+}
+
+/// A console's summary of a control ("locked", "muted Ana").
+fn describe(control: &Control) -> String {
+    match control {
+        Control::Lock => "locked".into(),
+        Control::Unlock => "unlocked".into(),
+        Control::End => "ended the meeting".into(),
+        Control::Record { on } => format!("recording {}", if *on { "on" } else { "off" }),
+        Control::Mute { name, may_unmute: true } => format!("muted {}", name.trim()),
+        Control::Mute { name, may_unmute: false } => {
+            format!("muted {} (they cannot unmute)", name.trim())
+        }
+        Control::StopVideo { name } => format!("stopped the video of {}", name.trim()),
+        Control::Remove { name } => format!("removed {}", name.trim()),
+        Control::LetBack { name } => format!("let {} back in", name.trim()),
+        Control::CoHost { name, on: true } => format!("made {} a co-host", name.trim()),
+        Control::CoHost { name, on: false } => format!("{} is no longer a co-host", name.trim()),
+        Control::Hand { raised } => format!("hand {}", if *raised { "raised" } else { "lowered" }),
     }
 }
 

@@ -643,3 +643,336 @@ fn a_member_who_timed_out_gets_the_same_session_back_with_their_token() {
     let HostMsg::Welcome(w) = &h.take(5)[0] else { panic!() };
     assert_ne!(w.session, bob.session);
 }
+
+// ---- Host controls (issue 17) ----
+
+/// A harness whose host has a key; members join from their own addresses.
+fn controlled() -> Harness {
+    let mut h = Harness::new();
+    let mut config = HostConfig::new("test-host", Ports::with_offset(0).unwrap(), {
+        let mut n = 0u64;
+        Box::new(move || {
+            n += 1;
+            1000 + n
+        })
+    });
+    config.host_key = Some(KEY);
+    h.host = Host::new(config, h.now, 1_700_000_000_000);
+    h
+}
+
+fn ip(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, last))
+}
+
+impl Harness {
+    /// Connection `conn` from 10.0.0.`conn` registers; returns the host's first answer.
+    fn join_from(&mut self, conn: u64, reg: Register) -> HostMsg {
+        self.input(Input::Connected { conn: ConnId(conn), peer: ip(conn as u8) });
+        self.send(conn, ClientMsg::Register(reg));
+        self.take(conn).into_iter().next().expect("an answer")
+    }
+
+    fn control(&mut self, conn: u64, id: u32, control: Control) -> Option<String> {
+        self.send(conn, ClientMsg::Control(ControlRequest { id, control }));
+        self.take(conn)
+            .iter()
+            .find_map(|m| match m {
+                HostMsg::ControlResult(r) if r.id == id => Some(r.refused.clone()),
+                _ => None,
+            })
+            .expect("a ControlResult")
+    }
+}
+
+fn last_state(msgs: &[HostMsg]) -> RoomState {
+    msgs.iter()
+        .rev()
+        .find_map(|m| match m {
+            HostMsg::RoomState(s) => Some(s.clone()),
+            _ => None,
+        })
+        .expect("a RoomState")
+}
+
+fn last_list(msgs: &[HostMsg]) -> Vec<Member> {
+    msgs.iter()
+        .rev()
+        .find_map(|m| match m {
+            HostMsg::UserList(l) => Some(l.members.clone()),
+            _ => None,
+        })
+        .expect("a UserList")
+}
+
+fn notices(msgs: &[HostMsg]) -> Vec<String> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            HostMsg::ControlNotice(n) => Some(n.text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Host "ann" (conn 1, with the key), "bob" (2), "Ana Maria" (3).
+fn meeting() -> Harness {
+    let mut h = controlled();
+    let host = Register { host_key: Some(KEY), ..reg("ann", "") };
+    assert!(matches!(h.join_from(1, host), HostMsg::Welcome(_)));
+    assert!(matches!(h.join_from(2, reg("bob", "")), HostMsg::Welcome(_)));
+    assert!(matches!(h.join_from(3, reg("Ana Maria", "")), HostMsg::Welcome(_)));
+    for c in 1..=3 {
+        h.take(c);
+    }
+    h
+}
+
+#[test]
+fn a_non_hosts_control_is_refused_with_the_reason() {
+    let mut h = meeting();
+    let refused = |r: Option<String>| r.expect("refused");
+    assert_eq!(
+        refused(h.control(2, 1, Control::Lock)),
+        "only the host or a co-host can lock the meeting"
+    );
+    assert_eq!(
+        refused(h.control(2, 2, Control::Remove { name: "ann".into() })),
+        "only the host or a co-host can remove someone"
+    );
+    assert_eq!(
+        refused(h.control(2, 3, Control::CoHost { name: "bob".into(), on: true })),
+        "only the host can make someone co-host"
+    );
+    assert_eq!(
+        refused(h.control(1, 4, Control::Mute { name: "zed".into(), may_unmute: true })),
+        "no such member \"zed\" in meeting \"default\""
+    );
+    // Nothing changed for anyone.
+    assert!(h.take(3).is_empty());
+
+    // A co-host may mute and lock, but not touch the host or name co-hosts.
+    assert_eq!(h.control(1, 5, Control::CoHost { name: "BOB".into(), on: true }), None);
+    assert_eq!(last_state(&h.take(3)).co_hosts, ["bob"]);
+    assert_eq!(h.control(2, 6, Control::Mute { name: "ana maria".into(), may_unmute: true }), None);
+    assert_eq!(
+        refused(h.control(2, 7, Control::Mute { name: "ann".into(), may_unmute: true })),
+        "nobody can mute the host"
+    );
+    assert_eq!(
+        refused(h.control(2, 8, Control::CoHost { name: "Ana Maria".into(), on: true })),
+        "only the host can make someone co-host"
+    );
+}
+
+#[test]
+fn mute_video_stop_and_hands_reach_everyones_list() {
+    let mut h = meeting();
+    h.send(2, ClientMsg::MediaState(MediaState { mic: true, camera: true, screen: false }));
+    h.send(3, ClientMsg::MediaState(MediaState { mic: true, camera: true, screen: false }));
+    h.take(1);
+    h.take(2);
+    h.take(3);
+
+    // Held mute: bob is told and cannot turn his microphone back on.
+    let mute = Control::Mute { name: "bob".into(), may_unmute: false };
+    h.send(1, ClientMsg::Control(ControlRequest { id: 1, control: mute }));
+    for c in 1..=3 {
+        let msgs = h.take(c);
+        let told =
+            if c == 2 { vec!["ann muted you; only the host can let you unmute"] } else { vec![] };
+        assert_eq!(notices(&msgs), told, "conn {c}");
+        let list = last_list(&msgs);
+        assert!(!list.iter().find(|m| m.name == "bob").unwrap().mic, "conn {c}");
+        assert_eq!(
+            last_state(&msgs).host_muted,
+            [HostMute { name: "bob".into(), may_unmute: false }],
+            "conn {c}"
+        );
+    }
+    h.send(2, ClientMsg::MediaState(MediaState { mic: true, camera: true, screen: false }));
+    assert!(h.take(3).is_empty(), "a held member's mic stays off");
+    let held = |h: &Harness| {
+        h.events
+            .iter()
+            .filter_map(|e| match e {
+                HostEvent::HeldMuted { session, held } => Some((session.0, *held)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(held(&h), [(2, true)], "the mixer is told to leave bob out");
+    // Released: he may unmute, and doing so clears the mark.
+    assert_eq!(h.control(1, 2, Control::Mute { name: "bob".into(), may_unmute: true }), None);
+    assert_eq!(notices(&h.take(2)), ["ann muted you; you may unmute yourself"]);
+    assert_eq!(held(&h), [(2, true), (2, false)], "and to let him back");
+    h.send(2, ClientMsg::MediaState(MediaState { mic: true, camera: true, screen: false }));
+    let seen = h.take(3);
+    assert!(last_list(&seen).iter().find(|m| m.name == "bob").unwrap().mic);
+    assert!(last_state(&seen).host_muted.is_empty());
+
+    // Video stop.
+    assert_eq!(h.control(1, 3, Control::StopVideo { name: "Ana Maria".into() }), None);
+    assert_eq!(notices(&h.take(3)), ["ann stopped your video"]);
+    let seen = h.take(2);
+    assert!(!last_list(&seen).iter().find(|m| m.name == "Ana Maria").unwrap().camera);
+    assert_eq!(last_state(&seen).video_stopped, ["Ana Maria"]);
+
+    // Hands, ordered by when they went up; anyone may raise their own.
+    assert_eq!(h.control(3, 4, Control::Hand { raised: true }), None);
+    h.advance(Duration::from_millis(1500));
+    assert_eq!(h.control(2, 5, Control::Hand { raised: true }), None);
+    let state = last_state(&h.take(1));
+    let hands: Vec<(&str, u64)> =
+        state.hands.iter().map(|x| (x.name.as_str(), x.since_ms)).collect();
+    assert_eq!(hands, [("Ana Maria", 1_700_000_000_000), ("bob", 1_700_000_001_500)]);
+    assert_eq!(h.control(3, 6, Control::Hand { raised: false }), None);
+    let state = last_state(&h.take(2));
+    assert_eq!(state.hands.iter().map(|x| x.name.as_str()).collect::<Vec<_>>(), ["bob"]);
+}
+
+#[test]
+fn a_locked_room_refuses_new_joins_but_takes_members_back() {
+    let mut h = meeting();
+    assert_eq!(h.control(1, 1, Control::Lock), None);
+    assert_eq!(notices(&h.take(2)), ["ann locked the meeting: nobody new can join"]);
+    match h.join_from(4, reg("dave", "")) {
+        HostMsg::Refused(r) => {
+            assert_eq!(r.code, RefuseCode::Locked);
+            assert_eq!(
+                r.reason,
+                "meeting \"default\" is locked: the host is letting nobody new in"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // Bob's link drops; his client comes back with its token and is let in.
+    let token = 1002;
+    h.input(Input::Closed { conn: ConnId(2), error: Some("reset".into()) });
+    let back = Register { rejoin_token: Some(token), ..reg("bob", "") };
+    assert!(matches!(h.join_from(5, back), HostMsg::Welcome(_)));
+    // Other rooms are not locked.
+    assert!(matches!(h.join_from(6, reg("dave", "other")), HostMsg::Welcome(_)));
+    assert_eq!(h.control(1, 2, Control::Unlock), None);
+    assert!(matches!(h.join_from(7, reg("dave", "")), HostMsg::Welcome(_)));
+}
+
+#[test]
+fn a_removed_member_cannot_rejoin_until_let_back() {
+    let mut h = meeting();
+    assert_eq!(h.control(1, 1, Control::Remove { name: "bob".into() }), None);
+    let bob = h.take(2);
+    assert!(
+        bob.iter().any(|m| matches!(m, HostMsg::Disconnect(d)
+            if d.code == DisconnectCode::Removed && d.reason == "ann removed you from meeting \"default\"")),
+        "{bob:?}"
+    );
+    assert!(h.closed.contains(&ConnId(2)));
+    let refused = |answer: HostMsg| match answer {
+        HostMsg::Refused(r) => {
+            assert_eq!(r.code, RefuseCode::Removed);
+            r.reason
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    // By token, by name (another machine), by address (another name).
+    let by_token = Register { rejoin_token: Some(1002), ..reg("bob", "") };
+    assert_eq!(
+        refused(h.join_from(4, by_token)),
+        "you were removed from meeting \"default\"; only the host can let you back in"
+    );
+    refused(h.join_from(5, reg("BOB", "")));
+    h.input(Input::Connected { conn: ConnId(6), peer: ip(2) });
+    h.send(6, ClientMsg::Register(reg("robert", "")));
+    assert!(matches!(h.take(6).first(), Some(HostMsg::Refused(_))));
+    // Not the host's to refuse elsewhere; and the host lets him back.
+    assert_eq!(
+        h.control(3, 2, Control::LetBack { name: "bob".into() }).unwrap(),
+        "only the host or a co-host can let someone back in"
+    );
+    assert_eq!(h.control(1, 3, Control::LetBack { name: "bob".into() }), None);
+    assert!(matches!(h.join_from(7, reg("bob", "")), HostMsg::Welcome(_)));
+}
+
+#[test]
+fn ending_the_meeting_disconnects_everyone_and_recording_is_announced() {
+    let mut h = meeting();
+    assert_eq!(h.control(1, 1, Control::Record { on: true }), None);
+    assert!(h.events.contains(&HostEvent::Recording { room: "default".into(), on: true }));
+    let seen = h.take(3);
+    assert_eq!(notices(&seen), ["ann started recording the meeting (sound and chat)"]);
+    assert!(last_state(&seen).recording);
+    h.chat(2, 1, None, "hello");
+    assert!(h.events.iter().any(
+        |e| matches!(e, HostEvent::Chat { room, msg } if room == "default" && msg.text == "hello")
+    ));
+
+    // The console speaks for the host.
+    h.input(Input::Console { control: Control::Lock });
+    assert_eq!(h.events.last(), Some(&HostEvent::Console("locked in default".into())));
+    h.input(Input::Console { control: Control::Mute { name: "nobody".into(), may_unmute: true } });
+    assert_eq!(
+        h.events.last(),
+        Some(&HostEvent::Console("refused: no such member \"nobody\" in any meeting".into()))
+    );
+
+    h.take(1);
+    h.take(2);
+    h.take(3);
+    h.send(1, ClientMsg::Control(ControlRequest { id: 2, control: Control::End }));
+    for c in 1..=3 {
+        let got = h.take(c);
+        assert!(
+            got.iter().any(|m| matches!(m, HostMsg::Disconnect(d)
+                if d.code == DisconnectCode::Ended && d.reason == "ann ended the meeting")),
+            "conn {c}: {got:?}"
+        );
+        assert!(h.closed.contains(&ConnId(c)));
+    }
+    assert_eq!(h.host.stats().rooms, 0);
+    assert!(h.events.contains(&HostEvent::Recording { room: "default".into(), on: false }));
+}
+
+#[test]
+fn room_chat_and_public_file_offers_are_reported_for_the_recorder() {
+    let mut h = meeting();
+    h.events.clear();
+    h.chat(2, 1, Some("ann"), "private: not recorded");
+    h.chat(2, 2, None, "for the room");
+    let file = |to: Option<&str>| FileInfo {
+        id: 9,
+        name: "notes.txt".into(),
+        size: 3,
+        md5: [0; 16],
+        sender: "bob".into(),
+        to: to.map(Into::into),
+        ts_ms: 1_700_000_000_500,
+    };
+    let to = vec![SessionId(1), SessionId(3)];
+    h.input(Input::Deliver { to: to.clone(), msg: HostMsg::FileOffered(file(None)) });
+    h.input(Input::Deliver { to, msg: HostMsg::FileOffered(file(Some("ann"))) });
+    let seen: Vec<String> = h
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            HostEvent::Chat { room, msg } => Some(format!("{room}: chat {}", msg.text)),
+            HostEvent::FileOffered { room, file } => Some(format!("{room}: file {}", file.name)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seen, ["default: chat for the room", "default: file notes.txt"]);
+}
+
+#[test]
+fn a_host_that_cannot_record_says_why() {
+    let mut h = meeting();
+    let why = "this host cannot record: its audio mix is PCM (start it with --audio-codec opus)";
+    // Rebuild with the reason set (the harness's config is consumed by Host::new).
+    let mut config = HostConfig::new("test-host", Ports::with_offset(0).unwrap(), Box::new(|| 7));
+    config.host_key = Some(KEY);
+    config.cannot_record = Some(why.into());
+    h.host = Host::new(config, h.now, 1_700_000_000_000);
+    let host = Register { host_key: Some(KEY), ..reg("ann", "") };
+    assert!(matches!(h.join_from(11, host), HostMsg::Welcome(_)));
+    assert_eq!(h.control(11, 1, Control::Record { on: true }).as_deref(), Some(why));
+    assert!(!h.events.iter().any(|e| matches!(e, HostEvent::Recording { .. })));
+}

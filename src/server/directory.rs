@@ -54,7 +54,7 @@ impl Directory {
                 map.remove(session);
                 self.heard.write().unwrap_or_else(|e| e.into_inner()).remove(session);
             }
-            HostEvent::Refused { .. } | HostEvent::Rooms(_) => {}
+            _ => {}
         }
     }
 

@@ -53,6 +53,11 @@ pub struct HostOptions {
     /// (`RunningHost::host_key` → `ClientConfig::host_key`), whose member is
     /// then marked as the host. Nobody else learns it.
     pub host_key: HostKey,
+    /// Where recordings go (`--record DIR`); `None` = [`super::record::default_dir`].
+    pub record_dir: Option<std::path::PathBuf>,
+    /// Record every room from its start (`sapora host --record DIR`);
+    /// otherwise a host or co-host starts it (`/record on`).
+    pub record_from_start: bool,
 }
 
 impl HostOptions {
@@ -76,6 +81,8 @@ impl HostOptions {
             audio_codec: crate::proto::AudioCodec::Opus,
             audio_frame_samples: crate::media::audio::FRAME_20MS,
             host_key: HostKey::random(),
+            record_dir: None,
+            record_from_start: false,
         }
     }
 }
@@ -113,6 +120,8 @@ pub struct RunningHost {
     video: super::video::VideoService,
     screen: super::screen::ScreenService,
     audio: super::audio::AudioService,
+    /// Finishes open recordings when dropped (after the control task).
+    _recorder: Option<super::record::Recorder>,
 }
 
 impl RunningHost {
@@ -163,6 +172,12 @@ impl RunningHost {
     /// The file store and its TCP service.
     pub fn files(&self) -> &super::files::FileService {
         &self.files
+    }
+
+    /// A control typed at the host's console (host authority, every room);
+    /// the outcome arrives as `HostEvent::Console` on [`RunningHost::events`].
+    pub async fn console(&self, control: crate::proto::Control) {
+        self.handle.console(control).await;
     }
 
     pub fn stats(&self) -> Stats {
@@ -284,6 +299,40 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
     config.idle_timeout = opts.idle_timeout;
     config.register_timeout = opts.register_timeout;
     config.host_key = Some(opts.host_key);
+    config.record_from_start = opts.record_from_start;
+    // Recording frames the mixer's shared Opus mix; a PCM mix is not recorded.
+    let record_dir = opts.record_dir.clone().unwrap_or_else(super::record::default_dir);
+    let recorder = match opts.audio_codec {
+        crate::proto::AudioCodec::Opus => {
+            match super::record::Recorder::start(record_dir, opts.audio_frame_samples) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!("recording is unavailable: {e}");
+                    None
+                }
+            }
+        }
+        crate::proto::AudioCodec::Pcm16 => None,
+    };
+    if recorder.is_none() {
+        config.cannot_record = Some(match opts.audio_codec {
+            crate::proto::AudioCodec::Pcm16 => {
+                "this host cannot record: its audio mix is PCM (start it with --audio-codec opus)"
+                    .into()
+            }
+            crate::proto::AudioCodec::Opus => "this host cannot record (see its log)".into(),
+        });
+    }
+    let rec = recorder.as_ref().map(|r| r.sender());
+    if let Some(tx) = rec.clone() {
+        let tx = std::sync::Mutex::new(tx);
+        audio.set_tap(Some(Box::new(move |room: &str, packet: &[u8]| {
+            let msg = super::record::RecMsg::Mix { room: room.into(), packet: packet.to_vec() };
+            let _ = tx.lock().unwrap_or_else(|e| e.into_inner()).send(msg);
+        })));
+    }
+    let record_switch = audio.recording_switch();
+    let silence_switch = audio.silence_switch();
     let core = Host::new(config, std::time::Instant::now(), crate::net::unix_ms());
     let stats: Arc<Mutex<Stats>> = Arc::default();
     let (events_tx, events) = smol::channel::bounded(1024);
@@ -296,6 +345,32 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
             file_hook.observe(&event);
             if let HostEvent::Rooms(list) = &event {
                 *rooms.lock().unwrap_or_else(|e| e.into_inner()) = list.clone();
+            }
+            if let HostEvent::HeldMuted { session, held } = &event {
+                silence_switch(session.0, *held);
+            }
+            if let Some(rec) = &rec {
+                use super::record::RecMsg;
+                let msg = match &event {
+                    HostEvent::Recording { room, on } => {
+                        record_switch(room, *on);
+                        Some(if *on {
+                            RecMsg::Start { room: room.clone() }
+                        } else {
+                            RecMsg::Stop { room: room.clone() }
+                        })
+                    }
+                    HostEvent::Chat { room, msg } => {
+                        Some(RecMsg::Chat { room: room.clone(), msg: msg.clone() })
+                    }
+                    HostEvent::FileOffered { room, file } => {
+                        Some(RecMsg::File { room: room.clone(), file: file.clone() })
+                    }
+                    _ => None,
+                };
+                if let Some(msg) = msg {
+                    let _ = rec.send(msg);
+                }
             }
             if matches!(event, HostEvent::Joined { .. } | HostEvent::Left { .. }) {
                 let _ = reach_tx.try_send(event.clone());
@@ -322,6 +397,7 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
         video,
         screen,
         audio,
+        _recorder: recorder,
     })
 }
 

@@ -158,7 +158,17 @@ pub struct Mixer {
     payload: Vec<u8>,
     shared_payload: Vec<u8>,
     datagram: Vec<u8>,
+    /// Rooms being recorded: their shared mix is encoded every tick, even
+    /// with no listener on it, and handed to `tap` (see `record.rs`).
+    recorded: std::collections::HashSet<String>,
+    tap: Option<MixTap>,
+    /// Sessions the host muted and holds muted: their audio is left out of
+    /// every mix whatever their client sends (they still hear the room).
+    silenced: std::collections::HashSet<u32>,
 }
+
+/// Receives a recorded room's shared-mix packet (room, payload) every tick.
+pub type MixTap = Box<dyn FnMut(&str, &[u8]) + Send>;
 
 impl Mixer {
     pub fn new(cfg: MixerConfig) -> Mixer {
@@ -175,6 +185,32 @@ impl Mixer {
             payload: Vec::with_capacity(2048),
             shared_payload: Vec::with_capacity(2048),
             datagram: Vec::with_capacity(4096),
+            recorded: Default::default(),
+            tap: None,
+            silenced: Default::default(),
+        }
+    }
+
+    /// Where recorded rooms' mixes go; `None` stops the tap.
+    pub fn set_tap(&mut self, tap: Option<MixTap>) {
+        self.tap = tap;
+    }
+
+    /// Starts or stops recording `room` (its display name).
+    pub fn set_recorded(&mut self, room: &str, on: bool) {
+        if on {
+            self.recorded.insert(room.to_string());
+        } else {
+            self.recorded.remove(room);
+        }
+    }
+
+    /// Leaves `session`'s audio out of every mix (`on`), or lets it back.
+    pub fn set_silenced(&mut self, session: u32, on: bool) {
+        if on {
+            self.silenced.insert(session);
+        } else {
+            self.silenced.remove(&session);
         }
     }
 
@@ -260,7 +296,7 @@ impl Mixer {
         self.tick += 1;
         let n = self.cfg.frame_samples;
         let share = self.cfg.share_mix;
-        for m in self.members.values_mut() {
+        for (id, m) in self.members.iter_mut() {
             m.jb.set_quiet(!m.talking || rms(&m.frame) < QUIET_FRAME_RMS);
             m.talking = match m.jb.pop(now_us) {
                 Playout::Frame((codec, data)) => {
@@ -272,7 +308,7 @@ impl Mixer {
                     true
                 }
                 Playout::Idle => false,
-            };
+            } && !self.silenced.contains(id);
             if m.talking {
                 m.level = m.level.max(level_from_rms(rms(&m.frame)));
                 m.ticks_since_talk = 0;
@@ -313,7 +349,8 @@ impl Mixer {
                     }
                 }
             }
-            let state = self.rooms.entry(room).or_default();
+            let recorded = self.recorded.contains(&room);
+            let state = self.rooms.entry(room.clone()).or_default();
             state.quiet_run =
                 if rms(&self.sum) < QUIET_RMS { state.quiet_run.saturating_add(1) } else { 0 };
             let quiet_run = state.quiet_run;
@@ -416,6 +453,24 @@ impl Mixer {
                 self.stats.datagrams_out += 1;
                 self.stats.bytes_out += self.datagram.len() as u64;
                 send(m.addr, &self.datagram);
+            }
+            if recorded && self.cfg.codec == AudioCodec::Opus {
+                if !shared_ready {
+                    for (x, s) in self.shared_mix.iter_mut().zip(&self.sum) {
+                        *x = soft_limit(*s);
+                    }
+                    let cfg = self.cfg;
+                    let enc = state.shared.get_or_insert_with(|| {
+                        Encoder::with_complexity(cfg.codec, cfg.bitrate, cfg.complexity)
+                            .expect("opus encoder")
+                    });
+                    self.shared_payload.clear();
+                    shared_ready = enc.encode(&self.shared_mix, &mut self.shared_payload).is_ok();
+                    self.stats.encodes += 1;
+                }
+                if let (true, Some(tap)) = (shared_ready, self.tap.as_mut()) {
+                    tap(&room, &self.shared_payload);
+                }
             }
             // After the loop: a member primed this tick must not see this
             // tick's frame among the shared encoder's past ones. PCM has no
@@ -550,6 +605,27 @@ mod tests {
         assert!(near(heard[&1].1[0], 0.024), "A hears B+C: {}", heard[&1].1[0]);
         assert!(near(heard[&2].1[0], 0.104), "B hears A+C: {}", heard[&2].1[0]);
         assert!(near(heard[&3].1[0], 0.12), "C hears A+B: {}", heard[&3].1[0]);
+    }
+
+    #[test]
+    fn a_member_held_muted_by_the_host_is_left_out_of_every_mix() {
+        let mut r = Room::new(pcm());
+        r.mixer.set_silenced(1, true);
+        let mut heard = BTreeMap::new();
+        for _ in 0..5 {
+            r.send(1, "lab", Some(&dc(0.1)));
+            r.send(2, "lab", Some(&dc(0.02)));
+            heard = r.tick();
+        }
+        assert!(near(heard[&2].1[0], 0.0), "B does not hear A: {}", heard[&2].1[0]);
+        assert!(near(heard[&1].1[0], 0.02), "A still hears B: {}", heard[&1].1[0]);
+        r.mixer.set_silenced(1, false);
+        for _ in 0..3 {
+            r.send(1, "lab", Some(&dc(0.1)));
+            r.send(2, "lab", Some(&dc(0.02)));
+            heard = r.tick();
+        }
+        assert!(near(heard[&2].1[0], 0.1), "let back: {}", heard[&2].1[0]);
     }
 
     #[test]

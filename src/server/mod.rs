@@ -10,6 +10,7 @@ pub mod files;
 pub mod host;
 pub mod mixer;
 pub mod reach;
+pub mod record;
 pub mod screen;
 pub mod video;
 

@@ -15,7 +15,7 @@ use super::files::{self, Files};
 use super::participants;
 use crate::client::Event as SessionEvent;
 use crate::proto::text::visible;
-use crate::proto::{MediaState, Member, PresenceChange, Welcome};
+use crate::proto::{Control, MediaState, Member, PresenceChange, RoomState, Welcome};
 
 /// A decoded picture ready to draw. The handle is built once, when the frame
 /// arrives, so drawing never copies pixels.
@@ -106,6 +106,8 @@ pub struct Call {
     pub ended: Option<String>,
     /// The user's choice: full-size video from everyone, whatever the grid.
     pub always_full: bool,
+    /// Co-hosts, raised hands, host mutes, lock and recording (issue 17).
+    pub room_state: RoomState,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +127,8 @@ pub enum Message {
     Leave,
     /// Our own media state changed outside the screen (an engine started).
     Refresh,
+    /// A host control, or raising/lowering our hand.
+    Control(Control),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -140,6 +144,8 @@ pub enum Event {
     Layers(Vec<(String, Layer)>),
     OpenSettings,
     Leave,
+    /// Ask the host for a control (the answer comes as a session event).
+    Control(Control),
 }
 
 /// A line for the notifications area.
@@ -181,6 +187,7 @@ impl Call {
             layers: HashMap::new(),
             ended: None,
             always_full: false,
+            room_state: RoomState::default(),
         };
         call.set_members(welcome.members.clone());
         call
@@ -368,6 +375,33 @@ impl Call {
                 notices.push(Notice::info(text));
             }
             SessionEvent::MediaBlocked(text) => notices.push(Notice { text, error: true }),
+            SessionEvent::RoomState(state) => self.room_state = state,
+            SessionEvent::ControlResult(r) => {
+                if let Some(reason) = r.refused {
+                    notices.push(Notice { text: reason, error: true });
+                }
+            }
+            SessionEvent::ControlNotice(n) => {
+                notices.push(Notice::info(n.text));
+                let me = |name: &str| name == self.me;
+                let media = match &n.control {
+                    Control::Mute { name, .. } if me(name) && self.media.mic => {
+                        self.media.mic = false;
+                        true
+                    }
+                    Control::StopVideo { name } if me(name) && self.media.camera => {
+                        self.media.camera = false;
+                        let name = self.me.clone();
+                        self.clear_frame(&name);
+                        true
+                    }
+                    _ => false,
+                };
+                if media {
+                    self.update_me();
+                    return (notices, Some(Event::Media(self.media)));
+                }
+            }
             SessionEvent::Ended => {
                 if self.ended.is_none() {
                     self.ended = Some("The meeting ended.".into());
@@ -473,6 +507,7 @@ impl Call {
             }
             Message::OpenSettings => return (Task::none(), Some(Event::OpenSettings)),
             Message::Leave => return (Task::none(), Some(Event::Leave)),
+            Message::Control(c) => return (Task::none(), Some(Event::Control(c))),
             Message::Refresh => {
                 self.update_me();
                 return (Task::none(), self.layer_changes());
@@ -498,6 +533,11 @@ impl Call {
 
     // ---- view ----
 
+    /// Our hand is up (the host's word, from the room state).
+    pub fn hand_raised(&self) -> bool {
+        self.room_state.hands.iter().any(|h| h.name == self.me)
+    }
+
     fn tile<'a>(&'a self, name: &'a str, compact: bool) -> Element<'a, Message> {
         let member = self.member(name);
         let is_me = name == self.me;
@@ -519,8 +559,10 @@ impl Call {
         if is_me {
             label.push_str(" (You)");
         }
+        let hand = self.room_state.hands.iter().position(|h| h.name == name);
         let state = format!(
-            "{}{}",
+            "{}{}{}",
+            hand.map(|n| format!(" · hand raised ({})", n + 1)).unwrap_or_default(),
             if mic { "" } else { " · muted" },
             if camera { "" } else { " · camera off" }
         );
@@ -716,6 +758,12 @@ impl Call {
                 button::secondary,
             ),
             control(
+                if self.hand_raised() { "Lower hand" } else { "Raise hand" }.into(),
+                "Raise or lower your hand; raised hands show in the grid and the people list",
+                Message::Control(Control::Hand { raised: !self.hand_raised() }),
+                on_off(self.hand_raised()),
+            ),
+            control(
                 "Leave".into(),
                 "Leave the meeting (Ctrl+Shift+H)",
                 Message::Leave,
@@ -731,7 +779,12 @@ impl Call {
             text(format!("{} · meeting \"{}\" on {}", self.host_name, self.room, self.host_addr))
                 .size(14)
                 .width(Fill)
-        ];
+        ]
+        .spacing(12);
+        if self.room_state.recording {
+            header =
+                header.push(text("● Recording").size(14).color(Color::from_rgb8(0xf0, 0x5a, 0x5a)));
+        }
         if let Some(addr) = &self.hosting {
             header = header
                 .push(text(format!("You are hosting · others join: sapora join {addr}")).size(14));
@@ -751,10 +804,13 @@ impl Call {
         let side: Option<Element<'_, Message>> = self.panel.map(|p| match p {
             Panel::Chat => self.chat.view().map(Message::Chat),
             Panel::Files => self.files.view().map(Message::Files),
-            Panel::People => {
-                participants::view(&self.members, &self.me, self.host_member.as_deref())
-                    .map(|never| match never {})
-            }
+            Panel::People => participants::view(
+                &self.members,
+                &self.me,
+                self.host_member.as_deref(),
+                &self.room_state,
+            )
+            .map(|participants::Message::Control(c)| Message::Control(c)),
         });
         let mut center = row![container(self.stage()).width(Fill).height(Fill)];
         if let Some(side) = side {

@@ -959,6 +959,13 @@ impl App {
                 self.dialog = Some(settings::Dialog::in_call(&self.settings));
                 Task::none()
             }
+            call::Event::Control(c) => {
+                if let Some(s) = &self.session {
+                    // A refusal comes back as a session event (shown as a notice).
+                    let _ = s.client.control(c);
+                }
+                Task::none()
+            }
         }
     }
 
