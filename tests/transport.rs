@@ -175,7 +175,10 @@ fn control_frames_and_datagrams_flow_after_the_passcode_check() {
 
         // Datagrams: every one comes back (loopback loses nothing).
         let max = joined.connection.max_datagram_size().expect("datagrams are enabled");
-        assert!(max >= 1200, "max datagram {max}");
+        // QUIC starts at a 1200-byte MTU (RFC 9000 §14), so before path-MTU
+        // discovery a datagram holds about 1150 bytes: media must size its
+        // packets from max_datagram_size(), not assume 1200.
+        assert!(max >= 1100, "max datagram {max}");
         let mut sent: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 1000]).collect();
         for datagram in &sent {
             joined.connection.send_datagram(datagram.clone().into()).unwrap();
