@@ -472,3 +472,39 @@ fn tls_websocket_fallback_runs_the_same_admission_and_carries_frames() {
         assert_eq!((expected, presented), (wrong_pin, host.fingerprint));
     });
 }
+
+#[test]
+fn endpoints_can_run_on_an_explicit_named_executor() {
+    use sapora::transport::quic::ExecutorRuntime;
+    // One named thread runs the executor, as the host's runtime will.
+    let executor = Arc::new(smol::Executor::new());
+    let (stop, stopped) = smol::channel::bounded::<()>(1);
+    let thread = {
+        let executor = executor.clone();
+        std::thread::Builder::new()
+            .name("sapora-net".into())
+            .spawn(move || smol::block_on(executor.run(stopped.recv())))
+            .unwrap()
+    };
+    run(async {
+        let runtime = Arc::new(ExecutorRuntime(executor.clone()));
+        let identity = HostIdentity::generate().unwrap();
+        let host = quic::host_endpoint_on(LOOPBACK_ANY, &identity, runtime.clone()).unwrap();
+        // The endpoint's driver task lives on our executor, not the global one.
+        assert!(!executor.is_empty());
+        let client = quic::client_endpoint_on(LOOPBACK_ANY, runtime).unwrap();
+        let addr = host.local_addr().unwrap();
+        let accept = async {
+            let caps = SharedCaps::default();
+            let accepted = quic::accept(&host, &caps).await.unwrap();
+            accepted.connecting.await.unwrap()
+        };
+        let connect = quic::connect(&client, addr, Trust::Pinned(identity.fingerprint()));
+        let (server_side, client_side) = smol::future::zip(accept, connect).await;
+        let client_side = client_side.unwrap().connection;
+        client_side.send_datagram(vec![1, 2, 3].into()).unwrap();
+        assert_eq!(server_side.read_datagram().await.unwrap().to_vec(), [1, 2, 3]);
+    });
+    stop.send_blocking(()).unwrap();
+    thread.join().unwrap().expect("the executor thread stops when told");
+}
