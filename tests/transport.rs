@@ -508,3 +508,25 @@ fn endpoints_can_run_on_an_explicit_named_executor() {
     stop.send_blocking(()).unwrap();
     thread.join().unwrap().expect("the executor thread stops when told");
 }
+
+#[test]
+fn hostile_bytes_before_admission_get_a_refusal_not_a_hang() {
+    use sapora::transport::pake::Msg;
+    run(async {
+        let host = start_host(Some("hunter2"));
+        let endpoint = quic::client_endpoint(LOOPBACK_ANY).unwrap();
+        let trust = Trust::Pinned(host.fingerprint);
+        let conn = quic::connect(&endpoint, host.addr, trust).await.unwrap().connection;
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        // A length prefix of 65535: refused from the prefix alone.
+        send.write_all(&[0xff, 0xff, 0x01]).await.unwrap();
+        let seen = host.outcome().await.admission.unwrap_err();
+        assert!(seen.contains("over the limit"), "{seen}");
+        let mut reply = Vec::new();
+        smol::io::AsyncReadExt::read_to_end(&mut recv, &mut reply).await.unwrap();
+        assert_eq!(
+            Msg::decode(&reply),
+            Ok(Msg::Refused { reason: RefuseReason::BadRequest, retry_after_ms: 0 })
+        );
+    });
+}
