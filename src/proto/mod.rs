@@ -6,6 +6,7 @@
 //! error before any allocation, and no input makes them panic.
 
 mod audio;
+pub mod coding;
 mod files;
 mod header;
 mod messages;

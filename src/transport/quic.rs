@@ -23,7 +23,9 @@
 //! [`super::pake`]: [`client_admission`] and [`host_admission`] drive it
 //! through [`super::admission`] (length-prefixed frames on the stream).
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -221,28 +223,76 @@ pub fn client_config(trust: Trust) -> Result<(quinn::ClientConfig, Arc<PinVerifi
     Ok((config, verifier))
 }
 
+/// A quinn runtime that spawns quinn's tasks (the endpoint driver) onto a
+/// given executor (the explicit executor with named threads that issue 14
+/// asks for) instead of smol's global one; timers and UDP sockets are
+/// [`quinn::SmolRuntime`]'s (async-io's reactor).
+#[derive(Clone)]
+pub struct ExecutorRuntime(pub Arc<smol::Executor<'static>>);
+
+impl std::fmt::Debug for ExecutorRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExecutorRuntime")
+    }
+}
+
+impl quinn::Runtime for ExecutorRuntime {
+    fn new_timer(&self, at: std::time::Instant) -> Pin<Box<dyn quinn::AsyncTimer>> {
+        quinn::SmolRuntime.new_timer(at)
+    }
+
+    fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>) {
+        self.0.spawn(future).detach();
+    }
+
+    fn wrap_udp_socket(
+        &self,
+        socket: std::net::UdpSocket,
+    ) -> std::io::Result<Arc<dyn quinn::AsyncUdpSocket>> {
+        quinn::SmolRuntime.wrap_udp_socket(socket)
+    }
+}
+
 fn endpoint(
     addr: SocketAddr,
     server: Option<quinn::ServerConfig>,
+    runtime: Arc<dyn quinn::Runtime>,
 ) -> Result<quinn::Endpoint, QuicError> {
     let bind = |source| QuicError::Bind { addr, source };
     let socket = std::net::UdpSocket::bind(addr).map_err(bind)?;
-    let runtime = Arc::new(quinn::SmolRuntime);
     quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime).map_err(bind)
 }
 
 /// The host's endpoint on `addr` (UDP; port 0 picks one, see
-/// `Endpoint::local_addr`). It also works as a client endpoint.
+/// `Endpoint::local_addr`), its driver on smol's global executor. It also
+/// works as a client endpoint.
 pub fn host_endpoint(
     addr: SocketAddr,
     identity: &HostIdentity,
 ) -> Result<quinn::Endpoint, QuicError> {
-    endpoint(addr, Some(server_config(identity)?))
+    endpoint(addr, Some(server_config(identity)?), Arc::new(quinn::SmolRuntime))
+}
+
+/// [`host_endpoint`] with its driver on `runtime` (e.g. [`ExecutorRuntime`]).
+pub fn host_endpoint_on(
+    addr: SocketAddr,
+    identity: &HostIdentity,
+    runtime: Arc<dyn quinn::Runtime>,
+) -> Result<quinn::Endpoint, QuicError> {
+    endpoint(addr, Some(server_config(identity)?), runtime)
 }
 
 /// A client endpoint bound to `addr` (usually `0.0.0.0:0` or `127.0.0.1:0`).
 pub fn client_endpoint(addr: SocketAddr) -> Result<quinn::Endpoint, QuicError> {
-    endpoint(addr, None)
+    endpoint(addr, None, Arc::new(quinn::SmolRuntime))
+}
+
+/// [`client_endpoint`] with its driver on `runtime`.
+pub fn client_endpoint_on(
+    addr: SocketAddr,
+    runtime: Arc<dyn quinn::Runtime>,
+) -> Result<quinn::Endpoint, QuicError> {
+    endpoint(addr, None, runtime)
 }
 
 /// An established connection and the fingerprint the host presented.
