@@ -87,6 +87,11 @@ impl Encoder {
                 enc.set_bitrate(opus::Bitrate::Bits(bitrate.clamp(6_000, 510_000) as i32))
                     .map_err(e)?;
                 enc.set_complexity(complexity.clamp(0, 10)).map_err(e)?;
+                // Speech: every encoder picks the same (SILK or hybrid) mode,
+                // so a listener's decoder can move between the host's
+                // encoders and a talker's forwarded packets without a mode
+                // switch (which, unannounced by the encoder, is a gap).
+                enc.set_signal(opus::Signal::Voice).map_err(e)?;
                 // A clean network until told otherwise: no FEC.
                 enc.set_inband_fec(false).map_err(e)?;
                 enc.set_packet_loss_perc(0).map_err(e)?;
