@@ -308,16 +308,6 @@ fn receive(socket: UdpSocket, shared: &Shared, events: &Sender<AudioEvent>) {
             // Nobody listening, or a slow one: newer levels follow soon.
             let _ = events.try_send(AudioEvent::Levels(down.levels.clone()));
         }
-        if down.keepalive {
-            // Levels only: no audio, not in the sequence.
-            continue;
-        }
-        shared.down_loss.lock().unwrap_or_else(|e| e.into_inner()).record(down.seq);
-        {
-            let mut s = shared.stats.lock().unwrap_or_else(|e| e.into_inner());
-            s.mix_datagrams += 1;
-            s.frames_forwarded += u64::from(down.forwarded);
-        }
         let samples = usize::from(down.samples);
         if samples != FRAME_10MS && samples != FRAME_20MS {
             continue;
@@ -328,6 +318,16 @@ fn receive(socket: UdpSocket, shared: &Shared, events: &Sender<AudioEvent>) {
             *shared.phase.lock().unwrap_or_else(|e| e.into_inner()) = TickPhase::new(fus);
             *shared.jb.lock().unwrap_or_else(|e| e.into_inner()) =
                 JitterBuffer::new(JitterConfig::new(fus));
+        }
+        if down.keepalive {
+            // Levels only: no audio, not in the sequence.
+            continue;
+        }
+        shared.down_loss.lock().unwrap_or_else(|e| e.into_inner()).record(down.seq);
+        {
+            let mut s = shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+            s.mix_datagrams += 1;
+            s.frames_forwarded += u64::from(down.forwarded);
         }
         shared.phase.lock().unwrap_or_else(|e| e.into_inner()).arrival(now);
         // An empty payload is an end mark with no audio.
