@@ -229,6 +229,8 @@ pub struct Mixer {
     cfg: MixerConfig,
     members: BTreeMap<u32, Member>,
     rooms: HashMap<String, RoomMix>,
+    /// Members by room, in session order; rebuilt when membership changes.
+    groups: Option<Vec<(String, Vec<u32>)>>,
     tick: u64,
     stats: MixerStats,
     sum: Vec<f32>,
@@ -296,6 +298,7 @@ impl Mixer {
             cfg,
             members: BTreeMap::new(),
             rooms: HashMap::new(),
+            groups: None,
             tick: 0,
             stats: MixerStats::default(),
             sum: vec![0.0; n],
@@ -328,11 +331,16 @@ impl Mixer {
 
     pub fn remove(&mut self, session: u32) {
         self.members.remove(&session);
+        self.groups = None;
     }
 
     /// Forgets sessions `keep` says are gone (left the host, or changed room).
     pub fn retain(&mut self, mut keep: impl FnMut(u32, &str) -> bool) {
+        let before = self.members.len();
         self.members.retain(|&s, m| keep(s, &m.room));
+        if self.members.len() != before {
+            self.groups = None;
+        }
         let rooms: Vec<String> = self.members.values().map(|m| m.room.clone()).collect();
         self.rooms.retain(|r, _| rooms.contains(r));
     }
@@ -340,6 +348,9 @@ impl Mixer {
     fn member(&mut self, now_us: u64, sender: Sender<'_>, from: SocketAddr) -> &mut Member {
         let fus = frame_us(self.cfg.frame_samples);
         let n = self.cfg.frame_samples;
+        if self.members.get(&sender.session).is_none_or(|m| m.room != sender.room) {
+            self.groups = None;
+        }
         let m = self.members.entry(sender.session).or_insert_with(|| Member {
             name: sender.name.to_string(),
             room: sender.room.to_string(),
@@ -469,16 +480,36 @@ impl Mixer {
         let silent_levels = tick % (levels_every * SILENT_LEVELS_EVERY) == 0;
         let timestamp = (tick as u32).wrapping_mul(n as u32);
         let share = self.cfg.share_mix;
-        let mut rooms: Vec<String> = self.members.values().map(|m| m.room.clone()).collect();
-        rooms.sort();
-        rooms.dedup();
+        let groups = match self.groups.take() {
+            Some(g) => g,
+            None => {
+                let mut g: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+                for (&s, m) in &self.members {
+                    g.entry(&m.room).or_default().push(s);
+                }
+                g.into_iter().map(|(r, ids)| (r.to_string(), ids)).collect()
+            }
+        };
         // (talker, listener's downlink loss) for each forwarded packet.
         let mut forwarded: Vec<(u32, f64)> = Vec::new();
-        for room in rooms {
-            let ids: Vec<u32> =
-                self.members.iter().filter(|(_, m)| m.room == room).map(|(&s, _)| s).collect();
+        for (room, ids) in &groups {
+            let ids = &ids[..];
             let talkers: Vec<u32> =
                 ids.iter().copied().filter(|s| self.members[s].talking).collect();
+            if !self.rooms.contains_key(room) {
+                self.rooms.insert(room.clone(), RoomMix::default());
+            }
+            // A silent room whose listeners all heard its end: nothing to
+            // do but the occasional levels.
+            if talkers.is_empty()
+                && !(report_levels && silent_levels)
+                && ids.iter().all(|s| self.members[s].stream == Stream::Silent)
+            {
+                let state = self.rooms.get_mut(room).expect("inserted above");
+                state.quiet_run = state.quiet_run.saturating_add(1);
+                state.shared_live = false;
+                continue;
+            }
             let levels: Vec<SpeakingLevel> = if report_levels {
                 let mut l: Vec<SpeakingLevel> = ids
                     .iter()
@@ -500,7 +531,7 @@ impl Mixer {
                     *acc += x;
                 }
             }
-            let state = self.rooms.entry(room).or_default();
+            let state = self.rooms.get_mut(room).expect("inserted above");
             state.quiet_run = if talkers.is_empty() || rms(&self.sum) < QUIET_RMS {
                 state.quiet_run.saturating_add(1)
             } else {
@@ -510,7 +541,7 @@ impl Mixer {
             let shared_was_live = std::mem::take(&mut state.shared_live);
             let shared_loss = std::mem::take(&mut state.shared_loss);
             let mut shared_ready = false;
-            for &s in &ids {
+            for &s in ids {
                 let (talking, prev, since_talk, stale, waited) = {
                     let m = &self.members[&s];
                     (
@@ -639,7 +670,7 @@ impl Mixer {
                             self.stats.encodes += prime(
                                 e,
                                 &self.members,
-                                &ids,
+                                ids,
                                 Some(s),
                                 tick,
                                 &mut frame,
@@ -678,7 +709,7 @@ impl Mixer {
                                 self.stats.encodes += prime(
                                     enc,
                                     &self.members,
-                                    &ids,
+                                    ids,
                                     None,
                                     tick,
                                     &mut self.shared_mix,
@@ -758,6 +789,9 @@ impl Mixer {
                 self.stats.bytes_out += datagram.len() as u64;
                 send(self.members[&s].addr, datagram);
             }
+        }
+        if self.groups.is_none() {
+            self.groups = Some(groups);
         }
         for (t, loss) in forwarded {
             if let Some(m) = self.members.get_mut(&t) {
