@@ -37,12 +37,25 @@ done
 sleep 3   # let everyone join and the first heartbeats settle
 members=$(grep -c " joined " "$work/host.log" || true)
 tick=$(getconf CLK_TCK)
+# CPU ticks of the host's audio threads (names start with sapora-audio).
+audio_ticks() {
+    local t=0 f
+    for f in /proc/$host/task/*; do
+        if grep -q '^sapora-audio' "$f/comm" 2>/dev/null; then
+            t=$((t + $(awk '{print $14 + $15}' "$f/stat")))
+        fi
+    done
+    echo "$t"
+}
 read -r u0 s0 < <(awk '{print $14, $15}' /proc/$host/stat)
+a0=$(audio_ticks)
 sleep "$secs"
 read -r u1 s1 < <(awk '{print $14, $15}' /proc/$host/stat)
+a1=$(audio_ticks)
 rss_kb=$(awk '/VmRSS/ {print $2}' /proc/$host/status)
 hwm_kb=$(awk '/VmHWM/ {print $2}' /proc/$host/status)
 cpu=$(awk -v a=$((u1 + s1 - u0 - s0)) -v t="$tick" -v s="$secs" 'BEGIN {printf "%.3f", 100 * a / t / s}')
+audio_cpu=$(awk -v a=$((a1 - a0)) -v t="$tick" -v s="$secs" 'BEGIN {printf "%.3f", 100 * a / t / s}')
 for b in "${bots[@]}"; do wait "$b" || true; done
 # Audio datagrams received per member per second, over the bots' whole run
 # (joining included): mean and worst.
@@ -50,4 +63,4 @@ pps=$(cat "$work"/bots-*.json | python3 -c "
 import json, sys
 rates = [r['audio_packets_received'] / $((secs + 6)) for r in map(json.loads, filter(str.strip, sys.stdin))]
 print('{\"audio_members\": %d, \"audio_packets_per_member_per_s_mean\": %.2f, \"audio_packets_per_member_per_s_max\": %.2f}' % (len(rates), sum(rates) / max(len(rates), 1), max(rates or [0])))")
-echo "{\"members\": $members, \"seconds\": $secs, \"host_rss_mb\": $(awk -v k="$rss_kb" 'BEGIN{printf "%.1f", k/1024}'), \"host_peak_rss_mb\": $(awk -v k="$hwm_kb" 'BEGIN{printf "%.1f", k/1024}'), \"host_cpu_percent_of_one_core\": $cpu, \"audio\": $pps}"
+echo "{\"members\": $members, \"seconds\": $secs, \"host_rss_mb\": $(awk -v k="$rss_kb" 'BEGIN{printf "%.1f", k/1024}'), \"host_peak_rss_mb\": $(awk -v k="$hwm_kb" 'BEGIN{printf "%.1f", k/1024}'), \"host_cpu_percent_of_one_core\": $cpu, \"host_audio_threads_cpu_percent\": $audio_cpu, \"audio\": $pps}"

@@ -490,7 +490,10 @@ fn bots_report_audio_counters_and_click_latency() {
             String::from_utf8_lossy(&out.stderr)
         );
         for r in &reports {
-            assert!(r["audio_packets_received"].as_u64().unwrap() > 100, "{r}");
+            // Silence between clicks is not sent: each click is a talkspurt
+            // of about 12 frames (the click, 200 ms of hangover, the end
+            // mark), two a second.
+            assert!(r["audio_packets_received"].as_u64().unwrap() > 60, "{r}");
             assert!(r["audio_packets_lost"].as_u64().is_some(), "{r}");
             let p50 = r["audio_latency_ms"]["p50"].as_f64().expect("clicks measured");
             let p95 = r["audio_latency_ms"]["p95"].as_f64().unwrap();

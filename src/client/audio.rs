@@ -117,7 +117,9 @@ pub enum AudioEvent {
     Levels(Vec<SpeakingLevel>),
 }
 
-type Packet = (AudioCodec, Vec<u8>);
+/// A packet, and whether it is the next frame's, carried for its FEC
+/// (the host forwards it when a talker's packet was lost on the way in).
+type Packet = (AudioCodec, Vec<u8>, bool);
 
 struct Shared {
     stop: AtomicBool,
@@ -331,7 +333,8 @@ fn receive(socket: UdpSocket, shared: &Shared, events: &Sender<AudioEvent>) {
         }
         shared.phase.lock().unwrap_or_else(|e| e.into_inner()).arrival(now);
         // An empty payload is an end mark with no audio.
-        let packet = (!down.payload.is_empty()).then(|| (down.codec, down.payload.to_vec()));
+        let packet =
+            (!down.payload.is_empty()).then(|| (down.codec, down.payload.to_vec(), down.fec));
         shared.jb.lock().unwrap_or_else(|e| e.into_inner()).push_marked(
             now,
             down.seq,
@@ -643,12 +646,22 @@ impl Engine<'_> {
             (out, jb.stats(), jb.delay_us())
         };
         let audible = match out {
-            Playout::Frame((codec, data)) => {
+            Playout::Frame((codec, data, false)) => {
                 down.decoder.decode(codec, &data, &mut down.played);
                 true
             }
+            Playout::Frame((codec, data, true)) => {
+                // Lost before the host: rebuilt from the next packet's FEC.
+                down.decoder.conceal(Some((codec, &data)), &mut down.played);
+                down.concealed += 1;
+                down.fec += 1;
+                true
+            }
             Playout::Conceal { next } => {
-                down.decoder.conceal(next.as_ref().map(|(c, d)| (*c, &d[..])), &mut down.played);
+                // A packet carried for FEC belongs to the frame after next.
+                let next = next.filter(|(_, _, fec)| !fec);
+                down.decoder
+                    .conceal(next.as_ref().map(|(c, d, _)| (*c, &d[..])), &mut down.played);
                 down.concealed += 1;
                 down.fec += u64::from(next.is_some());
                 true

@@ -26,6 +26,11 @@ pub const AUDIO_FEEDBACK: u16 = 1 << 3;
 /// Flag bit (host → client): the payload is one talker's packet, forwarded
 /// unchanged (pass-through), not a mix the host encoded.
 pub const AUDIO_FORWARDED: u16 = 1 << 4;
+/// Flag bit (host → client, with [`AUDIO_FORWARDED`]): the talker's packet
+/// for this frame never reached the host; the payload is the talker's
+/// *next* packet, to rebuild this frame from its in-band FEC (Opus
+/// `decode_fec`). The next packet still follows in its own datagram.
+pub const AUDIO_FEC: u16 = 1 << 5;
 
 /// Largest audio datagram we send or accept: one 20 ms frame of 16-bit PCM
 /// (1920 bytes) plus headers and speaking levels fits with room to spare.
@@ -103,6 +108,8 @@ pub struct AudioDown<'a> {
     pub end: bool,
     /// The payload is a talker's own packet ([`AUDIO_FORWARDED`]).
     pub forwarded: bool,
+    /// The payload is the next frame's packet, for its FEC ([`AUDIO_FEC`]).
+    pub fec: bool,
     pub timestamp: u32,
     pub codec: AudioCodec,
     pub samples: u16,
@@ -192,7 +199,8 @@ impl<'a> AudioDown<'a> {
         let flags = AUDIO_FROM_HOST
             | if self.keepalive { AUDIO_KEEPALIVE } else { 0 }
             | if self.end { AUDIO_END } else { 0 }
-            | if self.forwarded { AUDIO_FORWARDED } else { 0 };
+            | if self.forwarded { AUDIO_FORWARDED } else { 0 }
+            | if self.fec { AUDIO_FEC } else { 0 };
         header(DOWN_HEADER_LEN + level_bytes + self.payload.len(), self.seq, flags).encode(out);
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.timestamp.to_be_bytes());
@@ -240,6 +248,7 @@ impl<'a> AudioDown<'a> {
             keepalive: h.flags & AUDIO_KEEPALIVE != 0,
             end: h.flags & AUDIO_END != 0,
             forwarded: h.flags & AUDIO_FORWARDED != 0,
+            fec: h.flags & AUDIO_FEC != 0,
             timestamp: be_u32(p, 4)?,
             codec: AudioCodec::from_u8(byte(p, 8)?)?,
             samples: be_u16(p, 9)?,
@@ -436,6 +445,7 @@ mod tests {
             keepalive: false,
             end: true,
             forwarded: true,
+            fec: true,
             timestamp: 480,
             codec: AudioCodec::Pcm16,
             samples: 480,
@@ -459,6 +469,7 @@ mod tests {
             keepalive: false,
             end: false,
             forwarded: false,
+            fec: false,
             timestamp: 0,
             codec: AudioCodec::Opus,
             samples: 960,

@@ -11,8 +11,10 @@
 //! - **pass-through**: exactly one other talker (the usual case): that
 //!   talker's packet goes out unchanged under the listener's sequence number,
 //!   so the listener decodes the talker's own encoding (one codec generation,
-//!   not two). A frame the host had to conceal leaves a gap in the sequence:
-//!   the listener rebuilds it from the next packet's FEC, as the host would.
+//!   not two). A frame lost on the way to the host goes on as the talker's
+//!   next packet, flagged for its in-band FEC ([`AudioDown::fec`]), or, when
+//!   that is not here yet, as a gap in the sequence: the listener rebuilds
+//!   the frame from the next packet's FEC, or conceals it.
 //! - **shared mix**: listeners who are not talking all hear the same sum,
 //!   soft-limited, encoded once per room and tick.
 //! - **own mix**: a talker who hears two or more others gets a mix of their
@@ -155,6 +157,9 @@ struct Member {
     /// and is in the mix codec: what pass-through forwards.
     packet: Vec<u8>,
     has_packet: bool,
+    /// This tick's frame was lost on the way here, and `packet` holds the
+    /// next one, whose in-band FEC rebuilds it.
+    fec_packet: bool,
     /// The last packet played was in another codec than the mix: this
     /// member is always mixed, never forwarded.
     foreign_codec: bool,
@@ -362,6 +367,7 @@ impl Mixer {
             talking: false,
             packet: Vec::new(),
             has_packet: false,
+            fec_packet: false,
             foreign_codec: false,
             end: false,
             encoder: None,
@@ -443,6 +449,7 @@ impl Mixer {
         for m in self.members.values_mut() {
             m.jb.set_quiet(!m.talking || rms(&m.frame) < QUIET_FRAME_RMS);
             m.has_packet = false;
+            m.fec_packet = false;
             m.talking = match m.jb.pop(now_us) {
                 Playout::Frame((c, data)) => {
                     m.decoder.decode(c, &data, &mut m.frame);
@@ -453,6 +460,10 @@ impl Mixer {
                 }
                 Playout::Conceal { next } => {
                     m.decoder.conceal(next.as_ref().map(|(c, d)| (*c, &d[..])), &mut m.frame);
+                    if let Some((c, d)) = next.filter(|(c, _)| *c == codec) {
+                        m.fec_packet = c == AudioCodec::Opus;
+                        m.packet = d;
+                    }
                     true
                 }
                 Playout::Idle => false,
@@ -596,6 +607,7 @@ impl Mixer {
                 };
                 let mut sent_end = None;
                 let mut forward_from = None;
+                let mut fec = false;
                 let mut audio = true;
                 self.payload.clear();
                 match want {
@@ -618,14 +630,18 @@ impl Mixer {
                         }
                     }
                     Stream::Forward(t) => {
-                        let (has, end) = {
+                        let (has, end, has_fec) = {
                             let tm = &self.members[&t];
-                            (tm.has_packet, tm.end)
+                            (tm.has_packet, tm.end, tm.fec_packet)
                         };
                         forwarded.push((t, self.members[&s].down_loss.get()));
-                        if has {
+                        if has || has_fec {
+                            // A frame lost on the way here goes on as the
+                            // next packet, for its FEC: the listener rebuilds
+                            // it even if the next one's own datagram is lost.
                             forward_from = Some(t);
-                            sent_end = Some(end);
+                            fec = has_fec;
+                            sent_end = Some(end && has);
                         } else {
                             // Concealed here: a gap there, which the
                             // listener fills from the next packet's FEC.
@@ -758,6 +774,7 @@ impl Mixer {
                         keepalive: false,
                         end,
                         forwarded: forward_from.is_some(),
+                        fec,
                         timestamp,
                         codec,
                         samples: n as u16,
@@ -775,6 +792,7 @@ impl Mixer {
                         keepalive: true,
                         end: false,
                         forwarded: false,
+                        fec: false,
                         timestamp,
                         codec,
                         samples: n as u16,
