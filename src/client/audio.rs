@@ -31,12 +31,12 @@ use serde::Serialize;
 use smol::channel::{Receiver, Sender};
 
 use super::session::Client;
+use crate::media::audio::jitter::LossMeter;
 use crate::media::audio::source::CLICK_US;
 use crate::media::audio::{
     self, AudioError, CLICK_PERIOD_US, DEFAULT_BITRATE, Decoder, Encoder, FRAME_10MS, FRAME_20MS,
     JitterBuffer, JitterConfig, MicSpec, Playout, SpeakerSpec, TickPhase, frame_us,
 };
-use crate::media::audio::jitter::LossMeter;
 use crate::proto::{
     AUDIO_DATAGRAM_MAX, AudioCodec, AudioDown, AudioUp, FeedbackDown, FeedbackUp, SpeakingLevel,
     Welcome, is_audio_feedback,
@@ -660,8 +660,7 @@ impl Engine<'_> {
             Playout::Conceal { next } => {
                 // A packet carried for FEC belongs to the frame after next.
                 let next = next.filter(|(_, _, fec)| !fec);
-                down.decoder
-                    .conceal(next.as_ref().map(|(c, d, _)| (*c, &d[..])), &mut down.played);
+                down.decoder.conceal(next.as_ref().map(|(c, d, _)| (*c, &d[..])), &mut down.played);
                 down.concealed += 1;
                 down.fec += u64::from(next.is_some());
                 true

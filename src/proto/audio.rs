@@ -156,8 +156,8 @@ fn header(len: usize, seq: u32, flags: u16) -> Header {
 
 impl<'a> AudioUp<'a> {
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let flags = if self.keepalive { AUDIO_KEEPALIVE } else { 0 }
-            | if self.end { AUDIO_END } else { 0 };
+        let flags =
+            if self.keepalive { AUDIO_KEEPALIVE } else { 0 } | if self.end { AUDIO_END } else { 0 };
         header(UP_HEADER_LEN + self.payload.len(), self.seq, flags).encode(out);
         out.extend_from_slice(&self.session.to_be_bytes());
         out.extend_from_slice(&self.token.to_be_bytes());
@@ -503,7 +503,8 @@ mod tests {
 
     #[test]
     fn feedback_round_trips_and_is_told_apart_from_audio() {
-        let up = FeedbackUp { session: 9, token: 0xdead_beef_0000_0001, loss: 0.125, jitter_us: 3_400 };
+        let up =
+            FeedbackUp { session: 9, token: 0xdead_beef_0000_0001, loss: 0.125, jitter_us: 3_400 };
         let mut buf = Vec::new();
         up.encode(&mut buf);
         assert_eq!(buf.len(), HEADER_LEN + FEEDBACK_UP_LEN);

@@ -160,6 +160,9 @@ struct Member {
     /// This tick's frame was lost on the way here, and `packet` holds the
     /// next one, whose in-band FEC rebuilds it.
     fec_packet: bool,
+    /// This tick's frame is late: the jitter buffer concealed it and waits
+    /// for it (it plays next tick if it comes).
+    waiting: bool,
     /// The last packet played was in another codec than the mix: this
     /// member is always mixed, never forwarded.
     foreign_codec: bool,
@@ -368,6 +371,7 @@ impl Mixer {
             packet: Vec::new(),
             has_packet: false,
             fec_packet: false,
+            waiting: false,
             foreign_codec: false,
             end: false,
             encoder: None,
@@ -450,6 +454,7 @@ impl Mixer {
             m.jb.set_quiet(!m.talking || rms(&m.frame) < QUIET_FRAME_RMS);
             m.has_packet = false;
             m.fec_packet = false;
+            let stretched = m.jb.stats().stretched;
             m.talking = match m.jb.pop(now_us) {
                 Playout::Frame((c, data)) => {
                     m.decoder.decode(c, &data, &mut m.frame);
@@ -468,6 +473,7 @@ impl Mixer {
                 }
                 Playout::Idle => false,
             };
+            m.waiting = m.jb.stats().stretched > stretched;
             m.end = m.has_packet && m.jb.ended();
             if m.talking {
                 m.level = m.level.max(level_from_rms(rms(&m.frame)));
@@ -592,7 +598,9 @@ impl Mixer {
                 };
                 let want = match (first, more) {
                     (None, _) => Stream::Silent,
-                    (Some(t), false) if self.cfg.pass_through && !self.members[&t].foreign_codec => {
+                    (Some(t), false)
+                        if self.cfg.pass_through && !self.members[&t].foreign_codec =>
+                    {
                         match prev {
                             Stream::Silent => Stream::Forward(t),
                             Stream::Forward(x) if x == t => Stream::Forward(t),
@@ -630,9 +638,9 @@ impl Mixer {
                         }
                     }
                     Stream::Forward(t) => {
-                        let (has, end, has_fec) = {
+                        let (has, end, has_fec, late) = {
                             let tm = &self.members[&t];
-                            (tm.has_packet, tm.end, tm.fec_packet)
+                            (tm.has_packet, tm.end, tm.fec_packet, tm.waiting)
                         };
                         forwarded.push((t, self.members[&s].down_loss.get()));
                         if has || has_fec {
@@ -642,9 +650,16 @@ impl Mixer {
                             forward_from = Some(t);
                             fec = has_fec;
                             sent_end = Some(end && has);
+                        } else if late {
+                            // Late, not lost: it goes out when it comes, and
+                            // the listener's jitter buffer absorbs the wait
+                            // (a gap here would make it conceal a frame and
+                            // then play one frame later: a slip).
+                            audio = false;
                         } else {
-                            // Concealed here: a gap there, which the
-                            // listener fills from the next packet's FEC.
+                            // Lost, and the next packet not here yet: a gap,
+                            // which the listener conceals (with the next
+                            // packet's FEC if it comes in time).
                             audio = false;
                             let m = self.members.get_mut(&s).expect("listed above");
                             m.out_seq = m.out_seq.wrapping_add(1);
@@ -744,8 +759,7 @@ impl Mixer {
                             shared_ready = true;
                             state.shared_live = true;
                         }
-                        state.shared_loss =
-                            state.shared_loss.max(self.members[&s].down_loss.get());
+                        state.shared_loss = state.shared_loss.max(self.members[&s].down_loss.get());
                         sent_end = Some(false);
                     }
                 }
@@ -1384,4 +1398,3 @@ mod tests {
         assert_eq!(r.mixer.stats().feedback_in, 3);
     }
 }
-

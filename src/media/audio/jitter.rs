@@ -381,9 +381,7 @@ impl<T: Clone> JitterBuffer<T> {
                 self.next = Some(n + 1);
                 self.stats.lost += 1;
                 self.note_loss(true);
-                Playout::Conceal {
-                    next: self.slots.get(&(n + 1)).and_then(|s| s.item.clone()),
-                }
+                Playout::Conceal { next: self.slots.get(&(n + 1)).and_then(|s| s.item.clone()) }
             } else {
                 self.misses += 1;
                 if self.misses > self.cfg.idle_after {
@@ -752,8 +750,10 @@ mod tests {
                 assert!(b.ended());
             }
         }
-        let frames: Vec<u32> =
-            out.iter().filter_map(|p| if let Playout::Frame(x) = p { Some(*x) } else { None }).collect();
+        let frames: Vec<u32> = out
+            .iter()
+            .filter_map(|p| if let Playout::Frame(x) = p { Some(*x) } else { None })
+            .collect();
         assert_eq!(frames, (0..20).collect::<Vec<_>>());
         assert!(!out.iter().any(|p| matches!(p, Playout::Conceal { .. })), "{out:?}");
         let s = b.stats();
