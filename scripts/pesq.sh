@@ -113,7 +113,19 @@ for run in $(seq 1 "$runs"); do
     score=$(python3 -c "import json, sys; print(json.loads(sys.argv[1])['pesq_wb'])" "$out")
     scores+=("$score")
     echo "run $run: $out"
-    echo "  listener: $(tr -d '\n' <"$work/listener-$run.json" | cut -c1-600)"
+    for who in listener talker; do
+        python3 - "$work/$who-$run.json" "$who" <<'PY' || true
+import json, sys
+try:
+    r = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+except Exception:
+    sys.exit(0)
+keys = ["audio_packets_received", "audio_packets_sent", "audio_frames_concealed",
+        "audio_loss_down_percent", "audio_loss_up_percent", "audio_fec_expected_loss_percent",
+        "audio_passthrough_share", "errors"]
+print("  %s: %s" % (sys.argv[2], json.dumps({k: r.get(k) for k in keys})))
+PY
+    done
 done
 if [ "$loss" -gt 0 ]; then
     echo "nftables drops:"
