@@ -541,12 +541,14 @@ fn a_lone_talker_is_passed_through_and_fec_follows_measured_loss() {
                 assert_eq!(sa.fec_expected_loss_percent, 0, "a clean path needs no FEC");
                 assert_eq!(sb.down_lost, 0, "{sb:?}");
             } else {
-                // Both legs lose 10 %: the listener measures about 19 % end
-                // to end, and the talker's FEC is tuned for that.
+                // Both legs lose 10 %: the talker's FEC is tuned for it
+                // (losses on the way in reach the listener as FEC carriers,
+                // so it measures about the downlink's 10 %).
                 let pct = sa.fec_expected_loss_percent;
-                assert!((8..=40).contains(&pct), "FEC tuned for {pct} %: {sa:?}");
+                assert!((5..=40).contains(&pct), "FEC tuned for {pct} %: {sa:?}");
                 let down = sb.down_lost as f64 / sb.down_expected.max(1) as f64;
-                assert!(down > 0.1 && down < 0.35, "listener measured {down} loss: {sb:?}");
+                assert!(down > 0.03 && down < 0.35, "listener measured {down} loss: {sb:?}");
+                assert!(sb.frames_fec > 0, "lost frames rebuilt from FEC: {sb:?}");
             }
             host.shutdown().await;
         }

@@ -181,6 +181,8 @@ struct Member {
     out_seq: u32,
     /// Loudest level since the last report.
     level: u8,
+    /// Sent frames of another size: owed a datagram that shows ours.
+    hint: bool,
     /// Decoded frames of the last few ticks this member talked (tick, frame).
     history: VecDeque<(u64, Vec<f32>)>,
     /// Loss of this member's packets on the way here.
@@ -381,6 +383,7 @@ impl Mixer {
             ticks_since_talk: u32::MAX,
             out_seq: 0,
             level: 0,
+            hint: false,
             history: VecDeque::with_capacity(PRIME_FRAMES + 1),
             up_meter: LossMeter::new(),
             up_loss: LossEstimate::default(),
@@ -421,6 +424,7 @@ impl Mixer {
         }
         m.up_meter.record(pkt.seq);
         if usize::from(pkt.samples) != frame_samples {
+            m.hint = true;
             self.stats.wrong_frame += 1;
             return;
         }
@@ -520,7 +524,9 @@ impl Mixer {
             // do but the occasional levels.
             if talkers.is_empty()
                 && !(report_levels && silent_levels)
-                && ids.iter().all(|s| self.members[s].stream == Stream::Silent)
+                && ids
+                    .iter()
+                    .all(|s| self.members[s].stream == Stream::Silent && !self.members[s].hint)
             {
                 let state = self.rooms.get_mut(room).expect("inserted above");
                 state.quiet_run = state.quiet_run.saturating_add(1);
@@ -799,8 +805,10 @@ impl Mixer {
                     if forward_from.is_some() {
                         self.stats.forwarded += 1;
                     }
-                } else if report_levels && (!talkers.is_empty() || silent_levels) {
-                    // No audio this tick: the levels alone, outside the sequence.
+                } else if report_levels && (!talkers.is_empty() || silent_levels) || m.hint {
+                    // No audio this tick: the levels alone, outside the
+                    // sequence (and our frame size, to a member sending another).
+                    m.hint = false;
                     AudioDown {
                         seq: m.out_seq,
                         keepalive: true,

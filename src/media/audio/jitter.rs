@@ -357,6 +357,9 @@ impl<T: Clone> JitterBuffer<T> {
         {
             self.debt -= 1;
             self.stats.lost += 1;
+            // A loss like any other: it raises the target depth, so that
+            // the next loss can be rebuilt from the following packet's FEC.
+            self.note_loss(true);
             n += 1;
         }
         self.next = Some(n);
