@@ -78,6 +78,7 @@ fn mixer_tick(c: &mut Criterion) {
                             session: s,
                             token: 0,
                             keepalive: !talking,
+                            end: false,
                             seq,
                             timestamp: seq.wrapping_mul(960),
                             codec,

@@ -1,31 +1,66 @@
 #!/usr/bin/env bash
 # Idle-host benchmark: a headless host with 200 bots in 20 rooms (10 each),
-# nobody talking. Prints the host's resident memory and CPU use over a
-# measuring window. Everything stays on 127.0.0.1 / 127.255.255.255.
+# nobody talking: every bot has an open microphone that hears silence
+# (`--mic file:` a silent WAV) and a speaker (`--speaker null`), so all 200
+# run an audio engine. Prints the host's resident memory, its CPU use over a
+# measuring window, and the audio datagrams each member received per second.
+# Everything stays on 127.0.0.1 / 127.255.255.255.
 #   usage: scripts/bench-idle.sh [SECONDS]   (default 30)
+# Environment: SAPORA_BIN (a built binary; default: `cargo build --release`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-30}
-cargo build --release --quiet
-bin=target/release/sapora
+if [ -z "${SAPORA_BIN:-}" ]; then
+    cargo build --release --quiet
+    SAPORA_BIN="${CARGO_TARGET_DIR:-target}/release/sapora"
+fi
+bin=$SAPORA_BIN
+work=$(mktemp -d /tmp/sapora-bench-idle.XXXXXX)
+silence="$work/silence.wav"
+python3 -c "
+import wave
+w = wave.open('$silence', 'wb'); w.setnchannels(1); w.setsampwidth(2); w.setframerate(48000)
+w.writeframes(b'\0\0' * 4800); w.close()"
 offset=$((30000 + RANDOM % 1000))
 export SAPORA_DISCOVERY_ADDR=127.255.255.255
-"$bin" host --headless --bind 127.0.0.1 --port-offset "$offset" >/tmp/sapora-bench-host.log 2>&1 &
+"$bin" host --headless --bind 127.0.0.1 --port-offset "$offset" >"$work/host.log" 2>&1 &
 host=$!
-trap 'kill $host ${bots[*]:-} 2>/dev/null || true' EXIT
+trap 'kill $host ${bots[*]:-} 2>/dev/null || true; rm -rf "$work"' EXIT
 sleep 0.5
 bots=()
 for r in $(seq 1 20); do
-  "$bin" bot "127.0.0.1:$((5000 + offset))" --name "r${r}bot" --room "room$r" --count 10 >/dev/null 2>&1 &
+  "$bin" bot "127.0.0.1:$((5000 + offset))" --name "r${r}bot" --room "room$r" --count 10 \
+      --mic "file:$silence" --speaker null --duration "$((secs + 6))" --report json \
+      >"$work/bots-$r.json" 2>&1 &
   bots+=($!)
 done
 sleep 3   # let everyone join and the first heartbeats settle
-members=$(grep -c " joined " /tmp/sapora-bench-host.log || true)
+members=$(grep -c " joined " "$work/host.log" || true)
 tick=$(getconf CLK_TCK)
+# CPU ticks of the host's audio threads (names start with sapora-audio).
+audio_ticks() {
+    local t=0 f
+    for f in /proc/$host/task/*; do
+        if grep -q '^sapora-audio' "$f/comm" 2>/dev/null; then
+            t=$((t + $(awk '{print $14 + $15}' "$f/stat")))
+        fi
+    done
+    echo "$t"
+}
 read -r u0 s0 < <(awk '{print $14, $15}' /proc/$host/stat)
+a0=$(audio_ticks)
 sleep "$secs"
 read -r u1 s1 < <(awk '{print $14, $15}' /proc/$host/stat)
+a1=$(audio_ticks)
 rss_kb=$(awk '/VmRSS/ {print $2}' /proc/$host/status)
 hwm_kb=$(awk '/VmHWM/ {print $2}' /proc/$host/status)
 cpu=$(awk -v a=$((u1 + s1 - u0 - s0)) -v t="$tick" -v s="$secs" 'BEGIN {printf "%.3f", 100 * a / t / s}')
-echo "{\"members\": $members, \"seconds\": $secs, \"host_rss_mb\": $(awk -v k="$rss_kb" 'BEGIN{printf "%.1f", k/1024}'), \"host_peak_rss_mb\": $(awk -v k="$hwm_kb" 'BEGIN{printf "%.1f", k/1024}'), \"host_cpu_percent_of_one_core\": $cpu}"
+audio_cpu=$(awk -v a=$((a1 - a0)) -v t="$tick" -v s="$secs" 'BEGIN {printf "%.3f", 100 * a / t / s}')
+for b in "${bots[@]}"; do wait "$b" || true; done
+# Audio datagrams received per member per second, over the bots' whole run
+# (joining included): mean and worst.
+pps=$(cat "$work"/bots-*.json | python3 -c "
+import json, sys
+rates = [r['audio_packets_received'] / $((secs + 6)) for r in map(json.loads, filter(str.strip, sys.stdin))]
+print('{\"audio_members\": %d, \"audio_packets_per_member_per_s_mean\": %.2f, \"audio_packets_per_member_per_s_max\": %.2f}' % (len(rates), sum(rates) / max(len(rates), 1), max(rates or [0])))")
+echo "{\"members\": $members, \"seconds\": $secs, \"host_rss_mb\": $(awk -v k="$rss_kb" 'BEGIN{printf "%.1f", k/1024}'), \"host_peak_rss_mb\": $(awk -v k="$hwm_kb" 'BEGIN{printf "%.1f", k/1024}'), \"host_cpu_percent_of_one_core\": $cpu, \"host_audio_threads_cpu_percent\": $audio_cpu, \"audio\": $pps}"

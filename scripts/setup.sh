@@ -17,7 +17,7 @@ PACKAGES=(
     build-essential   # C compiler and make, for crates that build C
     iproute2          # `ip`: network namespaces for the tests and the simulated LAN (scripts/lan.sh)
     util-linux        # `unshare`, `nsenter`: tests run in network namespaces; scripts/lan.sh
-    nftables          # `nft`: firewall rules on the simulated LAN (tests/lan.rs, scripts/lan.sh)
+    nftables          # `nft`: firewall rules on the simulated LAN (tests/lan.rs, scripts/lan.sh) and random loss (scripts/pesq.sh)
     libasound2-dev    # audio devices (cpal -> alsa-sys)
     libopus-dev       # Opus codec (opus -> audiopus_sys; without it, it needs cmake)
     libclang-dev      # camera (nokhwa -> v4l2-sys-mit, bindgen needs libclang)
@@ -52,14 +52,8 @@ for pkg in "${PACKAGES[@]}"; do
     fi
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-    say "system packages present: ${PACKAGES[*]}"
-    exit 0
-fi
-
-say "installing missing packages: ${missing[*]}"
 SUDO=()
-if [ "$(id -u)" -ne 0 ]; then
+if [ "$(id -u)" -ne 0 ] && [ ${#missing[@]} -gt 0 ]; then
     if ! command -v sudo >/dev/null 2>&1; then
         warn "not root and sudo is not installed: as root, run: apt-get install -y ${missing[*]}"
         exit 1
@@ -69,7 +63,40 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -q --no-install-recommends "${missing[@]}"
-say "installed: ${missing[*]}"
+if [ ${#missing[@]} -eq 0 ]; then
+    say "system packages present: ${PACKAGES[*]}"
+else
+    say "installing missing packages: ${missing[*]}"
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
+    say "installed: ${missing[*]}"
+fi
+
+# ---------------------------------------------------------------------------
+# Python packages (pip), for scripts/pesq.sh only: numpy, scipy and pesq
+# (ITU-T P.862 PESQ; built from source, so it needs the C compiler above and
+# Python's headers). Not fatal: without them scripts/pesq.sh says it cannot
+# score and prints no score.
+# ---------------------------------------------------------------------------
+PIP_PACKAGES=(numpy scipy pesq)
+if ! command -v python3 >/dev/null 2>&1; then
+    warn "python3 not found: scripts/pesq.sh will not score (install python3, then run this again)"
+elif python3 -c 'import numpy, scipy, pesq' 2>/dev/null; then
+    say "python packages present: ${PIP_PACKAGES[*]}"
+else
+    if ! python3 -m pip --version >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -q --no-install-recommends python3-pip python3-dev || true
+    fi
+    say "installing python packages: ${PIP_PACKAGES[*]}"
+    # numpy first: pesq's build imports it. A Debian system Python refuses
+    # pip installs (PEP 668) unless told otherwise; this is a test tool.
+    for pkgs in "numpy scipy" "pesq"; do
+        # shellcheck disable=SC2086
+        python3 -m pip install --quiet $pkgs 2>/dev/null \
+            || python3 -m pip install --quiet --break-system-packages $pkgs \
+            || warn "pip could not install $pkgs: scripts/pesq.sh will not score"
+    done
+fi

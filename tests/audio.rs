@@ -383,6 +383,7 @@ fn packets_with_a_wrong_token_are_dropped_and_counted() {
             session: w.session,
             token: w.token ^ 1,
             keepalive: false,
+            end: false,
             seq: 1,
             timestamp: 0,
             codec: AudioCodec::Pcm16,
@@ -494,7 +495,10 @@ fn bots_report_audio_counters_and_click_latency() {
             String::from_utf8_lossy(&out.stderr)
         );
         for r in &reports {
-            assert!(r["audio_packets_received"].as_u64().unwrap() > 100, "{r}");
+            // Silence between clicks is not sent: each click is a talkspurt
+            // of about 12 frames (the click, 200 ms of hangover, the end
+            // mark), two a second.
+            assert!(r["audio_packets_received"].as_u64().unwrap() > 60, "{r}");
             assert!(r["audio_packets_lost"].as_u64().is_some(), "{r}");
             let p50 = r["audio_latency_ms"]["p50"].as_f64().expect("clicks measured");
             let p95 = r["audio_latency_ms"]["p95"].as_f64().unwrap();
@@ -597,6 +601,100 @@ fn echo_cancellation_keeps_others_from_hearing_themselves() {
         assert!(heard[0] > -50.0, "without AEC the echo is loud ({:.1} dBFS)", heard[0]);
         let gain = heard[0] - heard[1];
         assert!(gain >= 25.0, "AEC makes the echo {gain:.1} dB quieter; want ≥ 25 dB");
+        host.shutdown().await;
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Pass-through, loss-adaptive FEC and silence (issue 12).
+// ---------------------------------------------------------------------------
+
+/// One talker, one listener: the listener gets the talker's packets unchanged
+/// (the host encodes nothing), and the talker's encoder expects no loss on a
+/// clean path but turns FEC on when 10 % of datagrams are lost each way.
+#[test]
+fn a_lone_talker_is_passed_through_and_fec_follows_measured_loss() {
+    let _one_at_a_time = serial();
+    smol::block_on(async {
+        for loss in [0.0, 0.10] {
+            let host = start_host().await;
+            let imp = Impairment { loss, seed: 5, ..Impairment::none() };
+            let shim = Shim::start(SocketAddr::new(LOOPBACK, host.ports.audio), imp);
+            let a = join(host.control_addr, "talker", "pt").await;
+            let b = join(host.control_addr, "listener", "pt").await;
+            let ea = engine(&a, MicSpec::Tone(440.0), SpeakerSpec::Null, Some(shim.addr));
+            let eb = engine(&b, MicSpec::None, SpeakerSpec::Null, Some(shim.addr));
+            smol::Timer::after(4 * SEC).await;
+            let (sa, sb) = (ea.stats(), eb.stats());
+            let hs = host.audio_stats();
+            ea.stop().unwrap();
+            eb.stop().unwrap();
+            eprintln!("loss {loss}: talker {sa:?}\nlistener {sb:?}\nhost {hs:?}");
+            assert!(sb.mix_datagrams > 100, "{sb:?}");
+            assert_eq!(sb.frames_forwarded, sb.mix_datagrams, "every frame passed through");
+            assert_eq!(hs.mixer.encodes, 0, "the host never re-encodes a lone talker");
+            assert!(sa.up_reports >= 2, "the host reports on the talker's audio: {sa:?}");
+            if loss == 0.0 {
+                assert_eq!(sa.fec_expected_loss_percent, 0, "a clean path needs no FEC");
+                assert_eq!(sb.down_lost, 0, "{sb:?}");
+            } else {
+                // Both legs lose 10 %: the talker's FEC is tuned for it
+                // (losses on the way in reach the listener as FEC carriers,
+                // so it measures about the downlink's 10 %).
+                let pct = sa.fec_expected_loss_percent;
+                assert!((5..=40).contains(&pct), "FEC tuned for {pct} %: {sa:?}");
+                let down = sb.down_lost as f64 / sb.down_expected.max(1) as f64;
+                assert!(down > 0.03 && down < 0.35, "listener measured {down} loss: {sb:?}");
+                assert!(sb.frames_fec > 0, "lost frames rebuilt from FEC: {sb:?}");
+            }
+            host.shutdown().await;
+        }
+    });
+}
+
+/// Silent open microphones: nothing is sent but keepalives and reports, the
+/// host encodes nothing and sends each member at most a few levels-only
+/// datagrams a second.
+#[test]
+fn a_silent_room_costs_no_encodes_and_almost_no_packets() {
+    let _one_at_a_time = serial();
+    smol::block_on(async {
+        let host = start_host().await;
+        let dir = tempfile::tempdir().unwrap();
+        let silence = dir.path().join("silence.wav");
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 48_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&silence, spec).unwrap();
+        for _ in 0..4_800 {
+            w.write_sample(0i16).unwrap();
+        }
+        w.finalize().unwrap();
+        let mut clients = Vec::new();
+        let mut engines = Vec::new();
+        for name in ["a", "b", "c"] {
+            let c = join(host.control_addr, name, "hush").await;
+            engines.push(engine(&c, MicSpec::File(silence.clone()), SpeakerSpec::Null, None));
+            clients.push(c);
+        }
+        smol::Timer::after(SEC).await;
+        let before: Vec<_> = engines.iter().map(|e| e.stats()).collect();
+        let encodes = host.audio_stats().mixer.encodes;
+        smol::Timer::after(3 * SEC).await;
+        for (e, b) in engines.iter().zip(&before) {
+            let s = e.stats();
+            assert_eq!(s.packets_sent, 0, "silence is not sent: {s:?}");
+            let got = s.packets_received - b.packets_received;
+            assert!(got <= 9, "{got} datagrams in 3 s of silence: {s:?}");
+            assert_eq!(s.frames_concealed, 0, "silence is not loss: {s:?}");
+        }
+        assert_eq!(host.audio_stats().mixer.encodes, encodes, "no encoder runs for a silent room");
+        for e in engines {
+            e.stop().unwrap();
+        }
         host.shutdown().await;
     });
 }

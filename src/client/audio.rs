@@ -14,6 +14,12 @@
 //! Muting stops sending audio; the engine then sends a keepalive once a
 //! second so the host keeps sending it the mix. The owner also tells the
 //! room through `Client::set_media` (see [`BotAudio`] for the pattern).
+//!
+//! Silence is not sent either: after [`SILENCE_HANGOVER`] frames below
+//! [`SILENCE_RMS`] the engine sends one frame marked as the end of the
+//! talkspurt, then only the keepalive until there is sound again. Once a
+//! second it reports the mix's loss and jitter to the host, and its encoder
+//! expects the loss the host's reports ask for (Opus FEC).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
@@ -27,12 +33,16 @@ use smol::channel::{Receiver, Sender};
 use super::session::Client;
 use crate::media::audio::apm::{self, AecReport, VoiceSettings};
 use crate::media::audio::room::{EchoSpec, NoiseSpec};
+use crate::media::audio::jitter::LossMeter;
 use crate::media::audio::source::CLICK_US;
 use crate::media::audio::{
     self, AudioError, CLICK_PERIOD_US, DEFAULT_BITRATE, Decoder, Encoder, FRAME_10MS, FRAME_20MS,
     JitterBuffer, JitterConfig, MicSpec, Playout, SpeakerSpec, TickPhase, frame_us,
 };
-use crate::proto::{AUDIO_DATAGRAM_MAX, AudioCodec, AudioDown, AudioUp, SpeakingLevel, Welcome};
+use crate::proto::{
+    AUDIO_DATAGRAM_MAX, AudioCodec, AudioDown, AudioUp, FeedbackDown, FeedbackUp, SpeakingLevel,
+    Welcome, is_audio_feedback,
+};
 
 #[derive(Debug, Clone)]
 pub struct AudioConfig {
@@ -93,6 +103,21 @@ pub struct AudioStats {
     pub buffer_resets: u64,
     /// Frames the jitter buffer dropped to shrink its delay.
     pub frames_dropped: u64,
+    /// Mix datagrams with audio (levels-only ones not counted), and those
+    /// that carried a talker's packet unchanged (the host's pass-through).
+    pub mix_datagrams: u64,
+    pub frames_forwarded: u64,
+    /// Mix datagrams expected and lost, from the gaps in their sequence
+    /// numbers (RFC 3550): the downlink's loss.
+    pub down_expected: u64,
+    pub down_lost: u64,
+    /// The host's reports on our audio: how many, and their loss figures summed.
+    pub up_reports: u64,
+    pub up_loss_sum: f64,
+    /// Packet loss our encoder expects, percent (Opus FEC; 0 = off), as the host asks.
+    pub fec_expected_loss_percent: u8,
+    /// Talkspurts sent (each ended by an end mark, then nothing until sound).
+    pub talkspurts_sent: u64,
 }
 
 /// What the engine tells its owner (the UI) besides counters.
@@ -102,7 +127,9 @@ pub enum AudioEvent {
     Levels(Vec<SpeakingLevel>),
 }
 
-type Packet = (AudioCodec, Vec<u8>);
+/// A packet, and whether it is the next frame's, carried for its FEC
+/// (the host forwards it when a talker's packet was lost on the way in).
+type Packet = (AudioCodec, Vec<u8>, bool);
 
 struct Shared {
     stop: AtomicBool,
@@ -119,6 +146,10 @@ struct Shared {
     frame_samples: AtomicUsize,
     /// When the host's mix arrives within the frame period.
     phase: Mutex<TickPhase>,
+    /// Loss of the mix on its way here, for our reports to the host.
+    down_loss: Mutex<LossMeter>,
+    /// Packet loss the host asks our encoder to expect, percent.
+    expected_loss: AtomicU8,
     start: Instant,
     voice: apm::VoiceControl,
 }
@@ -172,6 +203,8 @@ impl AudioEngine {
             latencies_ms: Mutex::new(Vec::new()),
             frame_samples: AtomicUsize::new(config.frame_samples),
             phase: Mutex::new(TickPhase::new(fus)),
+            down_loss: Mutex::new(LossMeter::new()),
+            expected_loss: AtomicU8::new(0),
             start: Instant::now(),
             voice: apm::VoiceControl::default(),
         });
@@ -280,6 +313,16 @@ fn receive(socket: UdpSocket, shared: &Shared, events: &Sender<AudioEvent>) {
         if dest != Some(from) {
             continue;
         }
+        if is_audio_feedback(&buf[..n]) {
+            // The host's report on our audio: our encoder's FEC follows it.
+            if let Ok(r) = FeedbackDown::decode(&buf[..n]) {
+                shared.expected_loss.store(r.expected_loss_percent, Ordering::Relaxed);
+                let mut s = shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+                s.up_reports += 1;
+                s.up_loss_sum += r.loss;
+            }
+            continue;
+        }
         let Ok(down) = AudioDown::decode(&buf[..n]) else { continue };
         let now = shared.now_us();
         shared.codec.store(down.codec as u8, Ordering::Relaxed);
@@ -304,13 +347,26 @@ fn receive(socket: UdpSocket, shared: &Shared, events: &Sender<AudioEvent>) {
             *shared.jb.lock().unwrap_or_else(|e| e.into_inner()) =
                 JitterBuffer::new(JitterConfig::new(fus));
         }
+        if down.keepalive {
+            // Levels only: no audio, not in the sequence.
+            continue;
+        }
+        shared.down_loss.lock().unwrap_or_else(|e| e.into_inner()).record(down.seq);
+        {
+            let mut s = shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+            s.mix_datagrams += 1;
+            s.frames_forwarded += u64::from(down.forwarded);
+        }
         shared.phase.lock().unwrap_or_else(|e| e.into_inner()).arrival(now);
-        let packet = (down.codec, down.payload.to_vec());
-        shared.jb.lock().unwrap_or_else(|e| e.into_inner()).push(
+        // An empty payload is an end mark with no audio.
+        let packet =
+            (!down.payload.is_empty()).then(|| (down.codec, down.payload.to_vec(), down.fec));
+        shared.jb.lock().unwrap_or_else(|e| e.into_inner()).push_marked(
             now,
             down.seq,
             down.timestamp,
             packet,
+            down.end,
         );
     }
 }
@@ -343,7 +399,20 @@ struct Uplink {
     seq: u32,
     timestamp: u32,
     since_keepalive: u32,
+    /// Frames in a row below [`SILENCE_RMS`] (or muted).
+    quiet_frames: u32,
+    /// In a talkspurt: frames are being sent.
+    talking: bool,
+    /// Frames since the last reception report to the host.
+    since_feedback: u32,
 }
+
+/// A captured frame below this RMS (−60 dBFS) is silence: not sent once the
+/// hangover has passed.
+pub const SILENCE_RMS: f32 = 0.001;
+/// Silent frames still sent after sound (200 ms at 20 ms frames), so the
+/// tails of words and short pauses between them go out as they are.
+pub const SILENCE_HANGOVER: u32 = 10;
 
 /// The playing half's state, kept across frames.
 struct Downlink {
@@ -385,6 +454,9 @@ impl Engine<'_> {
             seq: 0,
             timestamp: 0,
             since_keepalive: u32::MAX,
+            quiet_frames: u32::MAX,
+            talking: false,
+            since_feedback: 0,
         };
         let mut down = Downlink {
             played: vec![0.0; n],
@@ -508,15 +580,30 @@ impl Engine<'_> {
         if up.encoder.as_ref().is_none_or(|e| e.codec() != codec) {
             up.encoder = Some(Encoder::new(codec, self.config.bitrate)?);
         }
-        let sending = has_audio && !self.shared.muted.load(Ordering::Relaxed);
+        let muted = self.shared.muted.load(Ordering::Relaxed);
+        let open = has_audio && !muted;
+        let voiced = open && audio::rms(&up.frame) >= SILENCE_RMS;
+        up.quiet_frames = if voiced { 0 } else { up.quiet_frames.saturating_add(1) };
+        let in_talkspurt = open && up.quiet_frames <= SILENCE_HANGOVER;
+        // The first frame after a talkspurt goes out marked as its end (a
+        // silent one when muted), so the host and listeners know the gap
+        // that follows is a pause, not loss.
+        let end = up.talking && !in_talkspurt;
+        let sending = in_talkspurt || end;
+        up.talking = in_talkspurt;
+        if end && !open {
+            up.frame.fill(0.0);
+        }
         up.payload.clear();
         let keepalive = !sending;
         if sending {
             if let Some(enc) = up.encoder.as_mut() {
+                enc.set_expected_loss(self.shared.expected_loss.load(Ordering::Relaxed));
                 enc.encode(&up.frame, &mut up.payload)?;
             }
             up.seq = up.seq.wrapping_add(1);
         }
+        self.feedback(up, n, dest, session, token);
         up.timestamp = up.timestamp.wrapping_add(n as u32);
         up.since_keepalive = up.since_keepalive.saturating_add(1);
         let keepalive_due = up.since_keepalive as u64 * frame_us(n) >= 1_000_000;
@@ -529,6 +616,7 @@ impl Engine<'_> {
             session,
             token,
             keepalive,
+            end,
             seq: up.seq,
             timestamp: up.timestamp,
             codec,
@@ -543,9 +631,41 @@ impl Engine<'_> {
             } else {
                 s.packets_sent += 1;
             }
+            s.talkspurts_sent += u64::from(end);
+            s.fec_expected_loss_percent = up.encoder.as_ref().map_or(0, Encoder::expected_loss);
             s.bytes_sent += up.datagram.len() as u64;
         }
         Ok(())
+    }
+
+    /// About once a second, while the mix arrives: tells the host how much
+    /// of it was lost on the way and its jitter (its encoders' FEC follows).
+    fn feedback(
+        &mut self,
+        up: &mut Uplink,
+        n: usize,
+        dest: Option<SocketAddr>,
+        session: u32,
+        token: u64,
+    ) {
+        up.since_feedback = up.since_feedback.saturating_add(1);
+        if (up.since_feedback as u64) * frame_us(n) < 1_000_000 {
+            return;
+        }
+        up.since_feedback = 0;
+        let taken = self.shared.down_loss.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let (Some((loss, expected)), Some(dest)) = (taken, dest) else { return };
+        let jitter = self.shared.jb.lock().unwrap_or_else(|e| e.into_inner()).jitter_us();
+        {
+            let mut s = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+            s.down_expected += expected;
+            s.down_lost += (loss * expected as f64).round() as u64;
+        }
+        let report =
+            FeedbackUp { session, token, loss, jitter_us: jitter.round().clamp(0.0, 1e9) as u32 };
+        up.datagram.clear();
+        report.encode(&mut up.datagram);
+        let _ = self.socket.send_to(&up.datagram, dest);
     }
 
     /// Plays one frame of the mix: received, rebuilt (FEC), concealed, or silence.
@@ -557,12 +677,21 @@ impl Engine<'_> {
             (out, jb.stats(), jb.delay_us())
         };
         let audible = match out {
-            Playout::Frame((codec, data)) => {
+            Playout::Frame((codec, data, false)) => {
                 down.decoder.decode(codec, &data, &mut down.played);
                 true
             }
+            Playout::Frame((codec, data, true)) => {
+                // Lost before the host: rebuilt from the next packet's FEC.
+                down.decoder.conceal(Some((codec, &data)), &mut down.played);
+                down.concealed += 1;
+                down.fec += 1;
+                true
+            }
             Playout::Conceal { next } => {
-                down.decoder.conceal(next.as_ref().map(|(c, d)| (*c, &d[..])), &mut down.played);
+                // A packet carried for FEC belongs to the frame after next.
+                let next = next.filter(|(_, _, fec)| !fec);
+                down.decoder.conceal(next.as_ref().map(|(c, d, _)| (*c, &d[..])), &mut down.played);
                 down.concealed += 1;
                 down.fec += u64::from(next.is_some());
                 true
@@ -690,6 +819,19 @@ pub struct AudioReport {
     /// AEC on or a simulated room).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aec: Option<AecReport>,
+    /// Loss of the mix on its way to us, percent (from its sequence gaps).
+    pub audio_loss_down_percent: f64,
+    /// Loss of our audio on its way to the host, percent (mean of the host's
+    /// reports; null without any).
+    pub audio_loss_up_percent: Option<f64>,
+    /// Packet loss our Opus encoder expected at the end, percent: its FEC
+    /// state (0 = FEC off).
+    pub audio_fec_expected_loss_percent: u8,
+    /// Share of the mix datagrams received that carried a talker's packet
+    /// unchanged (the host's pass-through), 0..=1.
+    pub audio_passthrough_share: f64,
+    /// Talkspurts we sent (silence between them is not sent).
+    pub audio_talkspurts_sent: u64,
 }
 
 /// Runs a bot's audio engine for the life of the bot.
@@ -776,6 +918,20 @@ impl BotAudio {
             audio_kbps_sent: s.bytes_sent as f64 * 8.0 / secs / 1000.0,
             audio_kbps_received: s.bytes_received as f64 * 8.0 / secs / 1000.0,
             aec: voice.aec.then_some(aec),
+            audio_loss_down_percent: if s.down_expected == 0 {
+                0.0
+            } else {
+                100.0 * s.down_lost as f64 / s.down_expected as f64
+            },
+            audio_loss_up_percent: (s.up_reports > 0)
+                .then(|| 100.0 * s.up_loss_sum / s.up_reports as f64),
+            audio_fec_expected_loss_percent: s.fec_expected_loss_percent,
+            audio_passthrough_share: if s.mix_datagrams == 0 {
+                0.0
+            } else {
+                s.frames_forwarded as f64 / s.mix_datagrams as f64
+            },
+            audio_talkspurts_sent: s.talkspurts_sent,
         }
     }
 }

@@ -13,9 +13,24 @@ use super::{DecodeError, Header, MsgType, PROTOCOL_VERSION};
 
 /// Flag bit: the datagram goes host → client (a mix). Clear: client → host.
 pub const AUDIO_FROM_HOST: u16 = 1 << 0;
-/// Flag bit (client → host): no audio, just "I am here, send me the mix"
-/// (sent while muted or without a microphone).
+/// Flag bit: no audio. Client → host: "I am here, send me the mix" (sent
+/// while muted, silent or without a microphone). Host → client: speaking
+/// levels only, outside the audio sequence (`seq` repeats the last one).
 pub const AUDIO_KEEPALIVE: u16 = 1 << 1;
+/// Flag bit: the last datagram of a talkspurt. Nothing follows until the
+/// sender has sound again, and the gap is silence, not loss. The payload may
+/// be empty (an end marker that carries no audio).
+pub const AUDIO_END: u16 = 1 << 2;
+/// Flag bit: a reception report ([`FeedbackUp`], [`FeedbackDown`]), not audio.
+pub const AUDIO_FEEDBACK: u16 = 1 << 3;
+/// Flag bit (host → client): the payload is one talker's packet, forwarded
+/// unchanged (pass-through), not a mix the host encoded.
+pub const AUDIO_FORWARDED: u16 = 1 << 4;
+/// Flag bit (host → client, with [`AUDIO_FORWARDED`]): the talker's packet
+/// for this frame never reached the host; the payload is the talker's
+/// *next* packet, to rebuild this frame from its in-band FEC (Opus
+/// `decode_fec`). The next packet still follows in its own datagram.
+pub const AUDIO_FEC: u16 = 1 << 5;
 
 /// Largest audio datagram we send or accept: one 20 ms frame of 16-bit PCM
 /// (1920 bytes) plus headers and speaking levels fits with room to spare.
@@ -26,6 +41,10 @@ pub const UP_HEADER_LEN: usize = 23;
 /// Host → client sub-header: seq u32, timestamp u32, codec u8, samples u16,
 /// level count u8.
 pub const DOWN_HEADER_LEN: usize = 12;
+/// Client → host reception report: session u32, token u64, loss u16, jitter u32.
+pub const FEEDBACK_UP_LEN: usize = 18;
+/// Host → client reception report: loss u16, jitter u32, expected loss u8.
+pub const FEEDBACK_DOWN_LEN: usize = 7;
 /// At most this many speaking levels ride in one mix datagram.
 pub const MAX_LEVELS: usize = 32;
 
@@ -55,7 +74,10 @@ pub struct AudioUp<'a> {
     pub session: u32,
     pub token: u64,
     pub keepalive: bool,
-    /// Counts every datagram the client sends, keepalives included.
+    /// Last frame of a talkspurt ([`AUDIO_END`]).
+    pub end: bool,
+    /// +1 per audio frame sent; keepalives repeat the last. Frames not sent
+    /// in a pause take no number, so a gap in `seq` is always a loss.
     pub seq: u32,
     /// Sample clock (48 kHz) of the frame's first sample.
     pub timestamp: u32,
@@ -77,8 +99,17 @@ pub struct SpeakingLevel {
 /// One host → client mix datagram.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AudioDown<'a> {
-    /// Per listener, consecutive.
+    /// Per listener, +1 per audio datagram (a frame the host could not
+    /// forward leaves a gap, a loss). Levels-only datagrams repeat the last.
     pub seq: u32,
+    /// No audio: speaking levels only ([`AUDIO_KEEPALIVE`]); not in the sequence.
+    pub keepalive: bool,
+    /// Last datagram of a talkspurt ([`AUDIO_END`]).
+    pub end: bool,
+    /// The payload is a talker's own packet ([`AUDIO_FORWARDED`]).
+    pub forwarded: bool,
+    /// The payload is the next frame's packet, for its FEC ([`AUDIO_FEC`]).
+    pub fec: bool,
     pub timestamp: u32,
     pub codec: AudioCodec,
     pub samples: u16,
@@ -125,7 +156,8 @@ fn header(len: usize, seq: u32, flags: u16) -> Header {
 
 impl<'a> AudioUp<'a> {
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let flags = if self.keepalive { AUDIO_KEEPALIVE } else { 0 };
+        let flags =
+            if self.keepalive { AUDIO_KEEPALIVE } else { 0 } | if self.end { AUDIO_END } else { 0 };
         header(UP_HEADER_LEN + self.payload.len(), self.seq, flags).encode(out);
         out.extend_from_slice(&self.session.to_be_bytes());
         out.extend_from_slice(&self.token.to_be_bytes());
@@ -138,7 +170,7 @@ impl<'a> AudioUp<'a> {
 
     pub fn decode(buf: &'a [u8]) -> Result<AudioUp<'a>, DecodeError> {
         let (h, p) = open(buf)?;
-        if h.flags & AUDIO_FROM_HOST != 0 {
+        if h.flags & (AUDIO_FROM_HOST | AUDIO_FEEDBACK) != 0 {
             return Err(DecodeError::Unexpected(h.kind));
         }
         if p.len() < UP_HEADER_LEN {
@@ -149,6 +181,7 @@ impl<'a> AudioUp<'a> {
             session: be_u32(p, 0)?,
             token,
             keepalive: h.flags & AUDIO_KEEPALIVE != 0,
+            end: h.flags & AUDIO_END != 0,
             seq: be_u32(p, 12)?,
             timestamp: be_u32(p, 16)?,
             codec: AudioCodec::from_u8(byte(p, 20)?)?,
@@ -163,8 +196,12 @@ impl<'a> AudioDown<'a> {
         let levels: &[SpeakingLevel] = &self.levels[..self.levels.len().min(MAX_LEVELS)];
         let level_bytes: usize =
             levels.iter().map(|l| 6 + l.name.len().min(u8::MAX as usize)).sum();
-        header(DOWN_HEADER_LEN + level_bytes + self.payload.len(), self.seq, AUDIO_FROM_HOST)
-            .encode(out);
+        let flags = AUDIO_FROM_HOST
+            | if self.keepalive { AUDIO_KEEPALIVE } else { 0 }
+            | if self.end { AUDIO_END } else { 0 }
+            | if self.forwarded { AUDIO_FORWARDED } else { 0 }
+            | if self.fec { AUDIO_FEC } else { 0 };
+        header(DOWN_HEADER_LEN + level_bytes + self.payload.len(), self.seq, flags).encode(out);
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.timestamp.to_be_bytes());
         out.push(self.codec as u8);
@@ -183,7 +220,7 @@ impl<'a> AudioDown<'a> {
 
     pub fn decode(buf: &'a [u8]) -> Result<AudioDown<'a>, DecodeError> {
         let (h, p) = open(buf)?;
-        if h.flags & AUDIO_FROM_HOST == 0 {
+        if h.flags & AUDIO_FROM_HOST == 0 || h.flags & AUDIO_FEEDBACK != 0 {
             return Err(DecodeError::Unexpected(h.kind));
         }
         if p.len() < DOWN_HEADER_LEN {
@@ -208,11 +245,118 @@ impl<'a> AudioDown<'a> {
         }
         Ok(AudioDown {
             seq: be_u32(p, 0)?,
+            keepalive: h.flags & AUDIO_KEEPALIVE != 0,
+            end: h.flags & AUDIO_END != 0,
+            forwarded: h.flags & AUDIO_FORWARDED != 0,
+            fec: h.flags & AUDIO_FEC != 0,
             timestamp: be_u32(p, 4)?,
             codec: AudioCodec::from_u8(byte(p, 8)?)?,
             samples: be_u16(p, 9)?,
             levels,
             payload: &p[at..],
+        })
+    }
+}
+
+/// Whether a datagram is a reception report (client → host or host →
+/// client), to pick the decoder. False for anything that is not one.
+pub fn is_audio_feedback(buf: &[u8]) -> bool {
+    buf.len() >= super::HEADER_LEN
+        && buf[1] == MsgType::StreamAudio as u8
+        && u16::from_be_bytes([buf[8], buf[9]]) & AUDIO_FEEDBACK != 0
+}
+
+/// Loss as a fraction 0..=1 ↔ per mille on the wire (saturating).
+fn permille(fraction: f64) -> u16 {
+    (fraction.clamp(0.0, 1.0) * 1000.0).round() as u16
+}
+
+/// A client's reception report on the mix it receives, about once a second
+/// while mix datagrams arrive ([`AUDIO_FEEDBACK`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FeedbackUp {
+    pub session: u32,
+    pub token: u64,
+    /// Share of the mix datagrams lost since the last report, 0..=1 (sent
+    /// in per mille: RFC 3550 "fraction lost", from the gaps in `seq`).
+    pub loss: f64,
+    /// RFC 3550 interarrival jitter of the mix, µs.
+    pub jitter_us: u32,
+}
+
+/// The host's reception report on a client's audio, about once a second
+/// while the client sends audio ([`AUDIO_FROM_HOST`] | [`AUDIO_FEEDBACK`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FeedbackDown {
+    /// Share of the client's audio datagrams lost on the way to the host
+    /// since the last report, 0..=1 (per mille on the wire).
+    pub loss: f64,
+    /// Interarrival jitter of the client's audio at the host, µs.
+    pub jitter_us: u32,
+    /// Packet loss, percent 0..=100, the client's encoder should expect
+    /// (Opus `OPUS_SET_PACKET_LOSS_PERC`; 0 = no in-band FEC): the worse of
+    /// its uplink loss and the loss that listeners of its forwarded packets
+    /// measure end to end (one packet's FEC serves both legs).
+    pub expected_loss_percent: u8,
+}
+
+impl FeedbackUp {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        header(FEEDBACK_UP_LEN, 0, AUDIO_FEEDBACK).encode(out);
+        out.extend_from_slice(&self.session.to_be_bytes());
+        out.extend_from_slice(&self.token.to_be_bytes());
+        out.extend_from_slice(&permille(self.loss).to_be_bytes());
+        out.extend_from_slice(&self.jitter_us.to_be_bytes());
+    }
+
+    pub fn decode(buf: &[u8]) -> Result<FeedbackUp, DecodeError> {
+        let (h, p) = open(buf)?;
+        if h.flags & AUDIO_FEEDBACK == 0 || h.flags & AUDIO_FROM_HOST != 0 {
+            return Err(DecodeError::Unexpected(h.kind));
+        }
+        if p.len() < FEEDBACK_UP_LEN {
+            return Err(DecodeError::UnexpectedEnd);
+        }
+        let loss = be_u16(p, 12)?;
+        if loss > 1000 {
+            return Err(DecodeError::Payload(format!("loss {loss} per mille (max 1000)")));
+        }
+        Ok(FeedbackUp {
+            session: be_u32(p, 0)?,
+            token: (u64::from(be_u32(p, 4)?) << 32) | u64::from(be_u32(p, 8)?),
+            loss: f64::from(loss) / 1000.0,
+            jitter_us: be_u32(p, 14)?,
+        })
+    }
+}
+
+impl FeedbackDown {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        header(FEEDBACK_DOWN_LEN, 0, AUDIO_FROM_HOST | AUDIO_FEEDBACK).encode(out);
+        out.extend_from_slice(&permille(self.loss).to_be_bytes());
+        out.extend_from_slice(&self.jitter_us.to_be_bytes());
+        out.push(self.expected_loss_percent.min(100));
+    }
+
+    pub fn decode(buf: &[u8]) -> Result<FeedbackDown, DecodeError> {
+        let (h, p) = open(buf)?;
+        if h.flags & AUDIO_FEEDBACK == 0 || h.flags & AUDIO_FROM_HOST == 0 {
+            return Err(DecodeError::Unexpected(h.kind));
+        }
+        if p.len() < FEEDBACK_DOWN_LEN {
+            return Err(DecodeError::UnexpectedEnd);
+        }
+        let loss = be_u16(p, 0)?;
+        let expected = byte(p, 6)?;
+        if loss > 1000 || expected > 100 {
+            return Err(DecodeError::Payload(format!(
+                "loss {loss} per mille, expected loss {expected} % (max 1000, 100)"
+            )));
+        }
+        Ok(FeedbackDown {
+            loss: f64::from(loss) / 1000.0,
+            jitter_us: be_u32(p, 2)?,
+            expected_loss_percent: expected,
         })
     }
 }
@@ -253,6 +397,7 @@ mod tests {
             session: 7,
             token: 0x0102_0304_0506_0708,
             keepalive: false,
+            end: true,
             seq: 70_000,
             timestamp: 960 * 3,
             codec: AudioCodec::Opus,
@@ -275,6 +420,7 @@ mod tests {
             session: 7,
             token: 0x0102_0304_0506_0708,
             keepalive: false,
+            end: false,
             seq: 3,
             timestamp: 2880,
             codec: AudioCodec::Opus,
@@ -296,6 +442,10 @@ mod tests {
         let payload = vec![9u8; 40];
         let down = AudioDown {
             seq: 3,
+            keepalive: false,
+            end: true,
+            forwarded: true,
+            fec: true,
             timestamp: 480,
             codec: AudioCodec::Pcm16,
             samples: 480,
@@ -316,6 +466,10 @@ mod tests {
         let mut good = Vec::new();
         AudioDown {
             seq: 1,
+            keepalive: false,
+            end: false,
+            forwarded: false,
+            fec: false,
             timestamp: 0,
             codec: AudioCodec::Opus,
             samples: 960,
@@ -345,6 +499,49 @@ mod tests {
         assert!(AudioDown::decode(&bad).is_err());
         // Oversized datagram.
         assert!(AudioUp::decode(&vec![0u8; AUDIO_DATAGRAM_MAX + 1]).is_err());
+    }
+
+    #[test]
+    fn feedback_round_trips_and_is_told_apart_from_audio() {
+        let up =
+            FeedbackUp { session: 9, token: 0xdead_beef_0000_0001, loss: 0.125, jitter_us: 3_400 };
+        let mut buf = Vec::new();
+        up.encode(&mut buf);
+        assert_eq!(buf.len(), HEADER_LEN + FEEDBACK_UP_LEN);
+        assert!(is_audio_feedback(&buf));
+        assert_eq!(FeedbackUp::decode(&buf), Ok(up));
+        // An audio decoder refuses it: the host must not take it for a frame.
+        assert!(AudioUp::decode(&buf).is_err());
+        assert!(FeedbackDown::decode(&buf).is_err());
+        let down = FeedbackDown { loss: 0.0, jitter_us: 0, expected_loss_percent: 12 };
+        let mut buf = Vec::new();
+        down.encode(&mut buf);
+        assert_eq!(buf.len(), HEADER_LEN + FEEDBACK_DOWN_LEN);
+        assert_eq!(FeedbackDown::decode(&buf), Ok(down));
+        assert!(AudioDown::decode(&buf).is_err());
+        assert!(FeedbackUp::decode(&buf).is_err());
+        // Loss over 100 % and truncations are errors, not panics.
+        let mut bad = buf.clone();
+        bad[HEADER_LEN] = 0xff;
+        assert!(FeedbackDown::decode(&bad).is_err());
+        for cut in 0..buf.len() {
+            assert!(FeedbackDown::decode(&buf[..cut]).is_err());
+        }
+        // Audio is not feedback.
+        let mut audio = Vec::new();
+        AudioUp {
+            session: 1,
+            token: 2,
+            keepalive: true,
+            end: false,
+            seq: 0,
+            timestamp: 0,
+            codec: AudioCodec::Opus,
+            samples: 960,
+            payload: &[],
+        }
+        .encode(&mut audio);
+        assert!(!is_audio_feedback(&audio) && !is_audio_feedback(&[]));
     }
 
     #[test]

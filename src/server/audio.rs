@@ -12,7 +12,7 @@ use super::core::SessionId;
 use super::directory::Directory;
 use super::mixer::{Mixer, MixerConfig, MixerStats, Sender};
 use crate::media::audio::frame_us;
-use crate::proto::{AUDIO_DATAGRAM_MAX, AudioUp};
+use crate::proto::{AUDIO_DATAGRAM_MAX, AudioUp, FeedbackUp, is_audio_feedback};
 
 /// Counters for an operator or a test.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -204,6 +204,19 @@ fn receive(
             }
         };
         let now = micros(start, Instant::now());
+        if is_audio_feedback(&buf[..n]) {
+            let Ok(report) = FeedbackUp::decode(&buf[..n]) else {
+                lock(state).stats.malformed += 1;
+                continue;
+            };
+            let Some(entry) = directory.authenticate(report.session, report.token) else {
+                lock(state).stats.bad_token += 1;
+                continue;
+            };
+            let who = Sender { session: report.session, name: &entry.name, room: &entry.room };
+            lock(state).mixer.feedback(now, who, from, &report);
+            continue;
+        }
         let Ok(pkt) = AudioUp::decode(&buf[..n]) else {
             lock(state).stats.malformed += 1;
             continue;

@@ -1,4 +1,9 @@
-//! Opus (48 kHz mono, VoIP mode, in-band FEC) and raw 16-bit PCM.
+//! Opus (48 kHz mono, VoIP mode, loss-adaptive in-band FEC) and raw 16-bit PCM.
+//!
+//! Encoders start expecting no loss (no FEC: a clean LAN spends every bit
+//! on the voice); their owners feed them measured loss
+//! ([`Encoder::set_expected_loss`], from [`LossEstimate`]) and Opus then
+//! spends bits on in-band FEC (LBRR) in proportion.
 //!
 //! Decoders take packets from the network: a packet that does not decode is
 //! concealed like a lost one, never a panic.
@@ -16,6 +21,47 @@ pub struct Encoder {
     codec: AudioCodec,
     opus: Option<opus::Encoder>,
     scratch: Vec<u8>,
+    /// Packet loss the encoder is told to expect, percent.
+    expected_loss: u8,
+}
+
+/// Loss below this (0.5 %) is a clean network: no FEC.
+const CLEAN_LOSS: f64 = 0.005;
+/// The most loss FEC is tuned for: beyond it, FEC's bits are better spent on
+/// the voice (Opus's LBRR rebuilds one lost frame from the next packet only).
+const MAX_EXPECTED_LOSS: u8 = 40;
+
+/// The Opus packet loss percentage (`OPUS_SET_PACKET_LOSS_PERC`) for a
+/// measured loss fraction: 0 on a clean network, else the loss rounded up
+/// to a whole percent, at most 40.
+pub fn expected_loss_percent(loss: f64) -> u8 {
+    if loss.is_nan() || loss < CLEAN_LOSS {
+        return 0;
+    }
+    // Less a hair, so that 10 % measured (5 of 50) is 10, not 11.
+    (loss * 100.0 - 1e-6).ceil().min(f64::from(MAX_EXPECTED_LOSS)) as u8
+}
+
+/// A loss figure smoothed over successive reports (one a second or so):
+/// it rises at once to a worse report, so FEC is there for the next burst,
+/// and falls a quarter of the way to a better one, so one lucky second does
+/// not switch it off (the shape of WebRTC's loss-based controllers).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LossEstimate {
+    value: f64,
+}
+
+impl LossEstimate {
+    pub fn update(&mut self, reported: f64) -> f64 {
+        let r = if reported.is_finite() { reported.clamp(0.0, 1.0) } else { 0.0 };
+        self.value = if r >= self.value { r } else { self.value + (r - self.value) / 4.0 };
+        self.value
+    }
+
+    /// The smoothed loss, 0..=1.
+    pub fn get(&self) -> f64 {
+        self.value
+    }
 }
 
 impl Encoder {
@@ -40,14 +86,46 @@ impl Encoder {
                         .map_err(e)?;
                 enc.set_bitrate(opus::Bitrate::Bits(bitrate.clamp(6_000, 510_000) as i32))
                     .map_err(e)?;
-                enc.set_inband_fec(true).map_err(e)?;
                 enc.set_complexity(complexity.clamp(0, 10)).map_err(e)?;
-                // FEC only kicks in when the encoder expects loss.
-                enc.set_packet_loss_perc(10).map_err(e)?;
+                // Speech: every encoder picks the same (SILK or hybrid) mode,
+                // so a listener's decoder can move between the host's
+                // encoders and a talker's forwarded packets without a mode
+                // switch (which, unannounced by the encoder, is a gap).
+                enc.set_signal(opus::Signal::Voice).map_err(e)?;
+                // A clean network until told otherwise: no FEC.
+                enc.set_inband_fec(false).map_err(e)?;
+                enc.set_packet_loss_perc(0).map_err(e)?;
                 Some(enc)
             }
         };
-        Ok(Encoder { codec, opus, scratch: vec![0; OPUS_MAX_PACKET] })
+        Ok(Encoder { codec, opus, scratch: vec![0; OPUS_MAX_PACKET], expected_loss: 0 })
+    }
+
+    /// Tells Opus how much packet loss to expect, percent (see
+    /// [`expected_loss_percent`]): above 0, in-band FEC is on and Opus spends
+    /// bits on it in proportion; 0 turns it off. Cheap when unchanged.
+    pub fn set_expected_loss(&mut self, percent: u8) {
+        let percent = percent.min(100);
+        if percent == self.expected_loss {
+            return;
+        }
+        if let Some(enc) = self.opus.as_mut() {
+            let _ = enc.set_inband_fec(percent > 0);
+            let _ = enc.set_packet_loss_perc(i32::from(percent));
+        }
+        self.expected_loss = percent;
+    }
+
+    /// The packet loss Opus is told to expect, percent (0 = no FEC).
+    pub fn expected_loss(&self) -> u8 {
+        self.expected_loss
+    }
+
+    /// Forgets the signal so far (as a new encoder would), keeping settings.
+    pub fn reset(&mut self) {
+        if let Some(enc) = self.opus.as_mut() {
+            let _ = enc.reset_state();
+        }
     }
 
     pub fn codec(&self) -> AudioCodec {
@@ -227,5 +305,59 @@ mod tests {
         }
         d.conceal(None, &mut out);
         d.conceal(Some((AudioCodec::Opus, &[0xfc, 1, 2])), &mut out);
+    }
+
+    #[test]
+    fn fec_follows_measured_loss() {
+        assert_eq!(expected_loss_percent(0.0), 0, "a clean LAN: no FEC");
+        assert_eq!(expected_loss_percent(0.004), 0);
+        assert_eq!(expected_loss_percent(0.1), 10);
+        assert_eq!(expected_loss_percent(0.101), 11);
+        assert_eq!(expected_loss_percent(0.9), 40);
+        assert_eq!(expected_loss_percent(f64::NAN), 0);
+        let mut l = LossEstimate::default();
+        assert_eq!(l.update(0.2), 0.2, "rises at once");
+        assert!((l.update(0.0) - 0.15).abs() < 1e-9, "falls slowly");
+        // With FEC on, a lost frame is rebuilt from the next packet far
+        // better than concealment guesses it.
+        let speechlike = |k: usize| -> Vec<f32> {
+            (0..960)
+                .map(|i| {
+                    let t = (k * 960 + i) as f32 / 48_000.0;
+                    let env = 0.5 + 0.5 * (std::f32::consts::TAU * 3.0 * t).sin();
+                    env * 0.3 * (std::f32::consts::TAU * 220.0 * t).sin()
+                        + env * 0.1 * (std::f32::consts::TAU * 1250.0 * t).sin()
+                })
+                .collect()
+        };
+        let run = |loss: u8| -> f64 {
+            let mut e = Encoder::new(AudioCodec::Opus, 48_000).unwrap();
+            e.set_expected_loss(loss);
+            assert_eq!(e.expected_loss(), loss);
+            let packets: Vec<Vec<u8>> = (0..100)
+                .map(|k| {
+                    let mut p = Vec::new();
+                    e.encode(&speechlike(k), &mut p).unwrap();
+                    p
+                })
+                .collect();
+            let (mut clean, mut lossy) = (Decoder::new(), Decoder::new());
+            let (mut a, mut b) = (vec![0.0; 960], vec![0.0; 960]);
+            let mut err = 0.0f64;
+            for (k, pair) in packets.windows(2).enumerate() {
+                clean.decode(AudioCodec::Opus, &pair[0], &mut a);
+                if k % 7 == 3 {
+                    lossy.conceal(Some((AudioCodec::Opus, &pair[1])), &mut b);
+                } else {
+                    lossy.decode(AudioCodec::Opus, &pair[0], &mut b);
+                }
+                if k % 7 == 3 {
+                    err += a.iter().zip(&b).map(|(x, y)| f64::from(x - y).powi(2)).sum::<f64>();
+                }
+            }
+            err
+        };
+        let (without, with) = (run(0), run(10));
+        assert!(with * 2.0 < without, "FEC rebuilds lost frames: error {with} vs {without}");
     }
 }

@@ -14,7 +14,12 @@
 //!   clock runs slow); if those packets then turn out lost, the frames
 //!   already stretched for are skipped rather than concealed a second time;
 //! - nothing arrives for a few frames → the sender stopped (mute, end of
-//!   talk): report [`Playout::Idle`] and start afresh with its next packet.
+//!   talk): report [`Playout::Idle`] and start afresh with its next packet;
+//! - the packet just played was marked as the end of a talkspurt
+//!   ([`JitterBuffer::push_marked`]) → the gap that follows is silence, not
+//!   loss: [`Playout::Idle`] at once, nothing concealed or counted lost, and
+//!   playout starts afresh (at the depth the network needs) with the next
+//!   talkspurt. A pause is where a buffer may change its delay unheard.
 //!
 //! It shrinks when the smallest depth seen over a window (half a second) is
 //! above the target, by dropping one frame, which also absorbs a sender whose
@@ -85,6 +90,8 @@ pub struct JitterStats {
     pub played: u64,
     /// Times the sender went idle or restarted.
     pub resets: u64,
+    /// Talkspurts that ended with an end mark (their pauses were silence).
+    pub talkspurts: u64,
 }
 
 /// What became of a pushed packet.
@@ -95,10 +102,17 @@ pub enum Push {
     Late,
 }
 
+/// A buffered packet, or an end-of-talkspurt mark without audio.
+#[derive(Debug)]
+struct Slot<T> {
+    item: Option<T>,
+    end: bool,
+}
+
 #[derive(Debug)]
 pub struct JitterBuffer<T> {
     cfg: JitterConfig,
-    slots: BTreeMap<u64, T>,
+    slots: BTreeMap<u64, Slot<T>>,
     /// Extended sequence number of the next frame to play; `None` until
     /// playout starts.
     next: Option<u64>,
@@ -116,6 +130,10 @@ pub struct JitterBuffer<T> {
     window_pops: u32,
     /// The owner's latest word on whether the audio just played was quiet.
     quiet: bool,
+    /// The frame just played ended a talkspurt.
+    ended: bool,
+    /// Between talkspurts: packets below this are late.
+    floor: Option<u64>,
     stats: JitterStats,
 }
 
@@ -137,8 +155,16 @@ impl<T: Clone> JitterBuffer<T> {
             window_min: u64::MAX,
             window_pops: 0,
             quiet: true,
+            ended: false,
+            floor: None,
             stats: JitterStats::default(),
         }
+    }
+
+    /// The frame the last pop played ended its talkspurt (the next pops are
+    /// [`Playout::Idle`] until the sender talks again).
+    pub fn ended(&self) -> bool {
+        self.ended
     }
 
     /// Whether the frame the owner just played was quiet (a pause): the
@@ -172,7 +198,7 @@ impl<T: Clone> JitterBuffer<T> {
     /// pop now would conceal. A caller that can afford to wait a moment
     /// (a late packet on a busy machine) may pop a little later instead.
     pub fn waiting(&self) -> bool {
-        self.next.is_some_and(|n| !self.slots.contains_key(&n)) && self.misses == 0
+        self.next.is_some_and(|n| !self.slots.contains_key(&n)) && self.misses == 0 && !self.ended
     }
 
     /// Recent share of frames lost (exponentially weighted over ~100 frames).
@@ -219,11 +245,39 @@ impl<T: Clone> JitterBuffer<T> {
         self.last_arrival = None;
         self.window_min = u64::MAX;
         self.window_pops = 0;
+        self.ended = false;
+        self.floor = None;
         self.stats.resets += 1;
+    }
+
+    /// Playout stops after a talkspurt; the next one starts afresh from its
+    /// first packet (already here, or still to come). Unlike a reset, the
+    /// sequence and the jitter estimate carry on: the sender's clocks do.
+    fn end_talkspurt(&mut self) {
+        self.floor = self.next;
+        self.next = None;
+        self.misses = 0;
+        self.debt = 0;
+        self.window_min = u64::MAX;
+        self.window_pops = 0;
+        self.ended = false;
     }
 
     /// A packet arrived at `now_us`. `timestamp` is its 48 kHz sample clock.
     pub fn push(&mut self, now_us: u64, seq: u32, timestamp: u32, item: T) -> Push {
+        self.push_marked(now_us, seq, timestamp, Some(item), false)
+    }
+
+    /// [`JitterBuffer::push`] for a packet that may end a talkspurt (`end`),
+    /// or an end mark that carries no audio (`item` `None`, `end` true).
+    pub fn push_marked(
+        &mut self,
+        now_us: u64,
+        seq: u32,
+        timestamp: u32,
+        item: Option<T>,
+        end: bool,
+    ) -> Push {
         self.stats.received += 1;
         let mut ext = self.unwrap_seq(seq);
         // A jump of many frames either way means the sender restarted.
@@ -234,7 +288,7 @@ impl<T: Clone> JitterBuffer<T> {
                 ext = self.unwrap_seq(seq);
             }
         }
-        if let Some(n) = self.next {
+        if let Some(n) = self.next.or(self.floor) {
             if ext < n {
                 self.stats.late += 1;
                 return Push::Late;
@@ -250,15 +304,16 @@ impl<T: Clone> JitterBuffer<T> {
             self.jitter_us += (d.abs() - self.jitter_us) / 16.0;
         }
         self.last_arrival = Some((now_us, timestamp));
-        self.slots.insert(ext, item);
+        self.slots.insert(ext, Slot { item, end });
         self.highest = Some(self.highest.map_or(ext, |h| h.max(ext)));
         self.misses = 0;
         // Never hold more than the maximum: drop the oldest.
         while self.span() > self.cfg.max_frames() {
             match self.next {
                 Some(n) => {
-                    if self.slots.remove(&n).is_some() {
+                    if let Some(slot) = self.slots.remove(&n) {
                         self.stats.dropped += 1;
+                        self.ended |= slot.end;
                     }
                     self.next = Some(n + 1);
                 }
@@ -273,6 +328,18 @@ impl<T: Clone> JitterBuffer<T> {
 
     /// One frame period has come: what to play.
     pub fn pop(&mut self, _now_us: u64) -> Playout<T> {
+        let ended = std::mem::take(&mut self.ended);
+        if ended && self.next.is_some_and(|n| !self.slots.contains_key(&n)) {
+            // The pause after a talkspurt: silence, not loss.
+            self.end_talkspurt();
+            return Playout::Idle;
+        }
+        // An end mark with no talkspurt before it: nothing to play.
+        while self.next.is_none()
+            && self.slots.first_key_value().is_some_and(|(_, s)| s.item.is_none())
+        {
+            self.slots.pop_first();
+        }
         let n = match self.next {
             Some(n) => n,
             None => match self.slots.keys().next() {
@@ -290,21 +357,34 @@ impl<T: Clone> JitterBuffer<T> {
         {
             self.debt -= 1;
             self.stats.lost += 1;
+            // A loss like any other: it raises the target depth, so that
+            // the next loss can be rebuilt from the following packet's FEC.
+            self.note_loss(true);
             n += 1;
         }
         self.next = Some(n);
-        let out = if let Some(item) = self.slots.remove(&n) {
+        let out = if let Some(slot) = self.slots.remove(&n) {
             self.next = Some(n + 1);
-            self.stats.played += 1;
             self.misses = 0;
             self.note_loss(false);
+            let Some(item) = slot.item else {
+                // An end mark: the talkspurt is over.
+                self.stats.talkspurts += 1;
+                self.end_talkspurt();
+                return Playout::Idle;
+            };
+            self.stats.played += 1;
+            if slot.end {
+                self.stats.talkspurts += 1;
+                self.ended = true;
+            }
             Playout::Frame(item)
         } else {
             if later(self, n) >= self.target_frames().max(1) {
                 self.next = Some(n + 1);
                 self.stats.lost += 1;
                 self.note_loss(true);
-                Playout::Conceal { next: self.slots.get(&(n + 1)).cloned() }
+                Playout::Conceal { next: self.slots.get(&(n + 1)).and_then(|s| s.item.clone()) }
             } else {
                 self.misses += 1;
                 if self.misses > self.cfg.idle_after {
@@ -334,8 +414,9 @@ impl<T: Clone> JitterBuffer<T> {
                 return;
             }
             if let Some(n) = self.next {
-                if self.slots.remove(&n).is_some() {
+                if let Some(slot) = self.slots.remove(&n) {
                     self.stats.dropped += 1;
+                    self.ended |= slot.end;
                 }
                 self.next = Some(n + 1);
                 self.debt = self.debt.saturating_sub(1);
@@ -343,6 +424,66 @@ impl<T: Clone> JitterBuffer<T> {
         }
         self.window_min = u64::MAX;
         self.window_pops = 0;
+    }
+}
+
+/// Packet loss from sequence numbers, as RFC 3550 (appendix A.3) counts it
+/// for a receiver report: over an interval, expected = growth of the highest
+/// sequence number seen, lost = expected − received. Sans-IO; the owner
+/// feeds every arriving sequence number and takes a figure about once a
+/// second. Silence costs nothing here: senders number only what they send.
+#[derive(Debug, Clone, Default)]
+pub struct LossMeter {
+    /// Extended highest sequence number seen.
+    highest: Option<u64>,
+    /// `highest` when the interval began.
+    base: u64,
+    received: u64,
+}
+
+/// A jump of more than this many sequence numbers is a restarted sender.
+const RESTART_GAP: u64 = 3_000;
+
+impl LossMeter {
+    pub fn new() -> LossMeter {
+        LossMeter::default()
+    }
+
+    /// A packet numbered `seq` arrived (duplicates count as received; the
+    /// interval's figure is clamped at no loss).
+    pub fn record(&mut self, seq: u32) {
+        let ext = match self.highest {
+            None => u64::from(seq) + (1 << 32),
+            Some(h) => (h as i64 + i64::from(seq.wrapping_sub(h as u32) as i32)).max(0) as u64,
+        };
+        match self.highest {
+            Some(h) if ext.abs_diff(h) <= RESTART_GAP => {
+                if ext > h {
+                    self.highest = Some(ext);
+                }
+            }
+            _ => {
+                self.highest = Some(ext);
+                self.base = ext - 1;
+                self.received = 0;
+            }
+        }
+        self.received += 1;
+    }
+
+    /// The share of packets lost since the last call (0..=1), and how many
+    /// were expected; `None` when nothing was expected (a pause, or nothing
+    /// heard yet).
+    pub fn take(&mut self) -> Option<(f64, u64)> {
+        let h = self.highest?;
+        let expected = h.saturating_sub(self.base);
+        let received = std::mem::take(&mut self.received);
+        self.base = h;
+        if expected == 0 {
+            return None;
+        }
+        let lost = expected.saturating_sub(received);
+        Some((lost as f64 / expected as f64, expected))
     }
 }
 
@@ -589,5 +730,87 @@ mod tests {
         // The sender comes back with a new sequence (a host restart).
         b.push(21 * F, 5_000_000, 0, 777);
         assert_eq!(b.pop(21 * F + 1), Playout::Frame(777));
+    }
+
+    #[test]
+    fn an_end_mark_makes_the_pause_silence_not_loss() {
+        // A talkspurt of 10 frames, the last marked; a 1 s pause; the next
+        // talkspurt goes on with the next sequence number.
+        let mut b = jb();
+        let mut out = Vec::new();
+        for k in 0..100u64 {
+            let t = k * F;
+            let seq = match k {
+                0..10 => Some(k as u32),
+                60..70 => Some(k as u32 - 50),
+                _ => None,
+            };
+            if let Some(seq) = seq {
+                b.push_marked(t, seq, (k as u32) * 960, Some(seq), seq == 9 || seq == 19);
+            }
+            out.push(b.pop(t + 1));
+            if k == 9 {
+                assert!(b.ended());
+            }
+        }
+        let frames: Vec<u32> = out
+            .iter()
+            .filter_map(|p| if let Playout::Frame(x) = p { Some(*x) } else { None })
+            .collect();
+        assert_eq!(frames, (0..20).collect::<Vec<_>>());
+        assert!(!out.iter().any(|p| matches!(p, Playout::Conceal { .. })), "{out:?}");
+        let s = b.stats();
+        assert_eq!((s.lost, s.stretched, s.talkspurts), (0, 0, 2), "{s:?}");
+        // Without the mark the same pause starts with concealment.
+        let mut b = jb();
+        for k in 0..10u64 {
+            b.push(k * F, k as u32, (k as u32) * 960, k as u32);
+            b.pop(k * F + 1);
+        }
+        assert!(matches!(b.pop(10 * F + 1), Playout::Conceal { .. }));
+    }
+
+    #[test]
+    fn an_end_mark_without_audio_ends_the_talkspurt_and_late_packets_stay_out() {
+        let mut b = jb();
+        for k in 0..5u32 {
+            b.push(u64::from(k) * F, k, k * 960, k);
+            assert_eq!(b.pop(u64::from(k) * F + 1), Playout::Frame(k));
+        }
+        b.push_marked(5 * F, 5, 5 * 960, None, true);
+        assert_eq!(b.pop(5 * F + 1), Playout::Idle);
+        assert_eq!(b.pop(6 * F + 1), Playout::Idle);
+        // A duplicate of an old frame after the end is late, not replayed.
+        assert_eq!(b.push(6 * F + 2, 3, 3 * 960, 3), Push::Late);
+        b.push(20 * F, 6, 20 * 960, 6);
+        assert_eq!(b.pop(20 * F + 1), Playout::Frame(6));
+        assert_eq!(b.stats().lost + b.stats().stretched, 0);
+    }
+
+    #[test]
+    fn loss_meter_counts_gaps_per_interval() {
+        let mut m = LossMeter::new();
+        assert_eq!(m.take(), None);
+        // 50 packets, every 10th lost, one duplicate.
+        for seq in (1000u32..1050).filter(|s| s % 10 != 3) {
+            m.record(seq);
+        }
+        m.record(1049);
+        let (loss, expected) = m.take().unwrap();
+        assert_eq!(expected, 50);
+        // 5 lost, but the duplicate counts as received (RFC 3550 does too).
+        assert!((loss - 4.0 / 50.0).abs() < 1e-9, "{loss}");
+        // A pause: nothing expected, no figure.
+        assert_eq!(m.take(), None);
+        // Sequence numbers wrap; a clean interval is 0.
+        let mut m = LossMeter::new();
+        for k in 0..20u32 {
+            m.record((u32::MAX - 10).wrapping_add(k));
+        }
+        assert_eq!(m.take(), Some((0.0, 20)));
+        // A restarted sender starts a new count.
+        m.record(100_000);
+        m.record(100_001);
+        assert_eq!(m.take(), Some((0.0, 2)));
     }
 }

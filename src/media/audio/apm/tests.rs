@@ -20,7 +20,7 @@ fn looped(x: &[f32], gap_ms: usize, len: usize) -> Vec<f32> {
 }
 
 /// With `SAPORA_APM_WAV_DIR` set, writes `x` there as NAME.wav (48 kHz
-/// float), for listening and for PESQ (`scripts/pesq_score.py`).
+/// float), for listening and for PESQ (`scripts/apm_pesq.py`).
 fn dump(name: &str, x: &[f32]) {
     let Some(dir) = std::env::var_os("SAPORA_APM_WAV_DIR") else { return };
     let spec = hound::WavSpec {
@@ -268,7 +268,7 @@ fn double_talk_keeps_the_near_end_speech() {
         );
         // The near end survives: far more like it than the echo is (0.2);
         // measured 0.475 (AEC alone) and 0.424 (all on). PESQ-WB with
-        // scripts/pesq_score.py: 1.07 after, 1.23 at the mic (this is a hard
+        // scripts/apm_pesq.py: 1.07 after, 1.23 at the mic (this is a hard
         // case: the far end talks non-stop, its echo only ~6 dB down).
         assert!(after >= 0.4 && after > 2.0 * control, "near end kept: {after:.3}");
         // And the echo is taken out.
