@@ -840,6 +840,13 @@ pub struct BotAudio {
     started: Instant,
 }
 
+impl Default for BotAudio {
+    /// No engine (a bot without audio, or one whose engine was handed on).
+    fn default() -> BotAudio {
+        BotAudio { engine: None, started: Instant::now() }
+    }
+}
+
 impl BotAudio {
     /// Starts the engine if the bot has a microphone or a speaker; sets
     /// `media.mic` and tells the room. Errors go to the report; the bot
@@ -850,7 +857,7 @@ impl BotAudio {
         opts: &BotAudioOptions,
         media: &mut crate::proto::MediaState,
     ) -> (BotAudio, Vec<String>) {
-        let none = BotAudio { engine: None, started: Instant::now() };
+        let none = BotAudio::default();
         let room = opts.echo.is_some() || opts.noise.is_some();
         if opts.mic.is_none() && opts.speaker.is_none() && !room {
             return (none, Vec::new());

@@ -160,7 +160,7 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
     };
     report.joined_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
     let mut media = crate::proto::MediaState::default();
-    let (video, video_errors) = super::video::BotVideo::start(
+    let (mut video, video_errors) = super::video::BotVideo::start(
         &client,
         opts.host,
         &client.welcome().name,
@@ -168,7 +168,7 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
         &mut media,
     );
     report.errors.extend(video_errors);
-    let (audio, audio_errors) =
+    let (mut audio, audio_errors) =
         super::audio::BotAudio::start(&client, opts.host.ip(), &opts.audio, &mut media);
     report.errors.extend(audio_errors);
     let (screen, screen_errors) =
@@ -272,7 +272,22 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
                     members = list.members.into_iter().map(|m| m.name).collect()
                 }
                 Event::Moved { to, host_name } => {
-                    report.errors.push(format!("meeting moved to {host_name} at {to}"));
+                    report.notices.push(format!("meeting moved to {host_name}'s host at {to}"));
+                    // The session follows by itself; the media engines send
+                    // to a host address, so they stop and start again on the
+                    // new one (the report's media figures, and a `record:`
+                    // speaker's file, are from then on).
+                    drop(std::mem::take(&mut video).finish());
+                    std::mem::take(&mut audio).finish(&mut report.errors);
+                    let name = client.current().name;
+                    let (v, errors) =
+                        super::video::BotVideo::start(&client, to, &name, &opts.video, &mut media);
+                    report.errors.extend(errors);
+                    video = v;
+                    let (a, errors) =
+                        super::audio::BotAudio::start(&client, to.ip(), &opts.audio, &mut media);
+                    report.errors.extend(errors);
+                    audio = a;
                 }
                 Event::MediaBlocked(text) => {
                     if !report.warnings.contains(&text) {

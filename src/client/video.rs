@@ -584,6 +584,7 @@ pub struct VideoReport {
 }
 
 /// A bot's video: starts the engine, reports at the end.
+#[derive(Default)]
 pub struct BotVideo {
     engine: Option<VideoEngine>,
 }
