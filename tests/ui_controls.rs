@@ -85,6 +85,39 @@ fn hands_recording_and_host_controls_show_and_send() {
         ),
         "{events:?}"
     );
+    // Hold muted (no unmuting) is a button too, and a member removed during
+    // the call can be let back from the panel.
+    let mut ui = simulator(call.view());
+    ui.click("Hold muted").expect("the host can hold a member muted");
+    let events: Vec<_> = ui.into_messages().filter_map(|m| call.update(m).1).collect::<Vec<_>>();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [call::Event::Control(Control::Mute { may_unmute: false, .. })]
+        ),
+        "{events:?}"
+    );
+    let removal = |control| {
+        SessionEvent::ControlNotice(ControlNotice {
+            by: "ann".into(),
+            control,
+            text: "ann removed dee".into(),
+        })
+    };
+    let _ = call.on_session(removal(Control::Remove { name: "dee".into() }));
+    let mut ui = simulator(call.view());
+    assert!(ui.find("Removed").is_ok(), "removed members are listed");
+    ui.click("Let back").expect("and can be let back");
+    let events: Vec<_> = ui.into_messages().filter_map(|m| call.update(m).1).collect::<Vec<_>>();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [call::Event::Control(Control::LetBack { name })] if name == "dee"
+        ),
+        "{events:?}"
+    );
+    let _ = call.on_session(removal(Control::LetBack { name: "dee".into() }));
+    assert!(call.removed.is_empty(), "let back: no longer listed");
 
     // A guest gets no host controls, only the hand button.
     let mut guest = call_as("bob", "ann");

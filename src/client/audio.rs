@@ -32,8 +32,8 @@ use smol::channel::{Receiver, Sender};
 
 use super::session::Client;
 use crate::media::audio::apm::{self, AecReport, VoiceSettings};
-use crate::media::audio::room::{EchoSpec, NoiseSpec};
 use crate::media::audio::jitter::LossMeter;
+use crate::media::audio::room::{EchoSpec, NoiseSpec};
 use crate::media::audio::source::CLICK_US;
 use crate::media::audio::{
     self, AudioError, CLICK_PERIOD_US, DEFAULT_BITRATE, Decoder, Encoder, FRAME_10MS, FRAME_20MS,

@@ -108,6 +108,9 @@ pub struct Call {
     pub always_full: bool,
     /// Co-hosts, raised hands, host mutes, lock and recording (issue 17).
     pub room_state: RoomState,
+    /// Members removed during this call and not let back yet (from the
+    /// host's notices), for the people panel's "Let back".
+    pub removed: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -188,6 +191,7 @@ impl Call {
             ended: None,
             always_full: false,
             room_state: RoomState::default(),
+            removed: Vec::new(),
         };
         call.set_members(welcome.members.clone());
         call
@@ -383,6 +387,13 @@ impl Call {
             }
             SessionEvent::ControlNotice(n) => {
                 notices.push(Notice::info(n.text));
+                match &n.control {
+                    Control::Remove { name } if !self.removed.contains(name) => {
+                        self.removed.push(name.clone())
+                    }
+                    Control::LetBack { name } => self.removed.retain(|r| r != name),
+                    _ => {}
+                }
                 let me = |name: &str| name == self.me;
                 let media = match &n.control {
                     Control::Mute { name, .. } if me(name) && self.media.mic => {
@@ -809,6 +820,7 @@ impl Call {
                 &self.me,
                 self.host_member.as_deref(),
                 &self.room_state,
+                &self.removed,
             )
             .map(|participants::Message::Control(c)| Message::Control(c)),
         });

@@ -1,7 +1,8 @@
 //! The participants panel: who is here, from where, what they share, their
 //! roles and raised hands (oldest first), and, for the host and co-hosts,
-//! the controls: lock, record, end, and mute / stop video / remove /
-//! co-host per member.
+//! the controls: lock, record, end, and mute / hold muted / stop video /
+//! remove / co-host per member, and "let back" for members removed during
+//! this call.
 
 use iced::widget::{button, column, row, scrollable, text};
 use iced::{Element, Fill};
@@ -49,6 +50,7 @@ pub fn view<'a>(
     me: &'a str,
     host_member: Option<&'a str>,
     state: &'a RoomState,
+    removed: &'a [String],
 ) -> Element<'a, Message> {
     let controller = controls_allowed(me, host_member, state);
     let small = |label: &'a str, control: Control| {
@@ -84,6 +86,7 @@ pub fn view<'a>(
             entry = entry.push(
                 row![
                     small("Mute", Control::Mute { name: name(), may_unmute: true }),
+                    small("Hold muted", Control::Mute { name: name(), may_unmute: false }),
                     small("Stop video", Control::StopVideo { name: name() }),
                     small("Remove", Control::Remove { name: name() }),
                     small(
@@ -117,6 +120,20 @@ pub fn view<'a>(
             ]
             .spacing(4),
         );
+    }
+    if controller && !removed.is_empty() {
+        // Removed members cannot come back until let back (by token, name
+        // or address); the host sees who, from this call's notices.
+        list = list.push(text("Removed").size(15));
+        for name in removed {
+            list = list.push(
+                row![
+                    text(visible(name)).size(13),
+                    small("Let back", Control::LetBack { name: name.clone() })
+                ]
+                .spacing(6),
+            );
+        }
     }
     column![head, scrollable(list).height(Fill)].spacing(8).into()
 }
