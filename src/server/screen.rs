@@ -488,27 +488,11 @@ impl Relay {
             c.dirty.reset(0);
             let m = ScreenHostMsg::Stopped(ScreenStopped { presenter: k.presenter, reason });
             Some((m.msg_type() as u8, m.payload()))
-        } else if let (Some(k), Some(p)) = (&mut c.known, current)
-            && k.id == p.id
-            && k.size != (p.width, p.height)
+        } else if let Some(p) = current
+            && c.known.as_ref().is_none_or(|k| k.id == p.id && k.size != (p.width, p.height))
         {
-            k.size = (p.width, p.height);
-            c.dirty.reset(p.tiles.len());
-            if p.conn != conn {
-                for (i, t) in p.tiles.iter().enumerate() {
-                    if t.is_some() {
-                        c.dirty.set(i);
-                    }
-                }
-            }
-            let m = ScreenHostMsg::Started(ScreenStarted {
-                presenter: p.name.clone(),
-                session: p.session,
-                width: p.width,
-                height: p.height,
-            });
-            Some((m.msg_type() as u8, m.payload()))
-        } else if let (None, Some(p)) = (&c.known, current) {
+            // A presentation this viewer has not heard of yet, or the same
+            // one at a new size: (re)announce it before any tile of it.
             c.known =
                 Some(Known { id: p.id, presenter: p.name.clone(), size: (p.width, p.height) });
             c.dirty.reset(p.tiles.len());
