@@ -206,6 +206,13 @@ const RELEASE_AFTER_US: u64 = 3_000_000;
 /// old one (the encoder's look-ahead and prediction state) instead of
 /// starting from silence under the others' voices.
 const PRIME_FRAMES: usize = 3;
+/// Pass-through stops while a talker's uplink loses more than this share of
+/// its packets (smoothed, [`LossEstimate`]): forwarded, every uplink loss
+/// reaches the listener on top of the downlink's, while a mix conceals it
+/// here (with the next packet's FEC) and re-encodes with FEC tuned for the
+/// downlink alone, so the two legs' losses do not compound. On a clean LAN
+/// the figure is 0 and pass-through applies.
+const PASS_THROUGH_MAX_UP_LOSS: f64 = 0.03;
 /// Levels-only datagrams to a silent room: one per this many level reports.
 const SILENT_LEVELS_EVERY: u64 = 5;
 
@@ -642,7 +649,9 @@ impl Mixer {
                 let want = match (first, more) {
                     (None, _) => Stream::Silent,
                     (Some(t), false)
-                        if self.cfg.pass_through && !self.members[&t].foreign_codec =>
+                        if self.cfg.pass_through
+                            && !self.members[&t].foreign_codec
+                            && self.members[&t].up_loss.get() < PASS_THROUGH_MAX_UP_LOSS =>
                     {
                         match prev {
                             Stream::Silent => Stream::Forward(t),
