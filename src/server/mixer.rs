@@ -1495,8 +1495,10 @@ mod tests {
         // 10 % lost on the way up; the listener it is forwarded to measures
         // 5 % (end to end): the uplink's figure rules.
         assert_eq!(expected(&mut r, 10, 0.05), Some(10));
-        // The listener measures 20 % end to end: that rules.
-        assert_eq!(expected(&mut r, 10, 0.2), Some(20));
+        // Now the host knows the uplink is lossy and mixes instead of
+        // forwarding (PASS_THROUGH_MAX_UP_LOSS): the listener's 20 % is its
+        // own encoder's business, and the talker encodes for the uplink.
+        assert_eq!(expected(&mut r, 10, 0.2), Some(10));
         assert_eq!(r.mixer.stats().feedback_in, 3);
     }
 
