@@ -4,6 +4,7 @@
 # talker bot and recorded by one listener bot, through a real headless host.
 #
 #   usage: scripts/pesq.sh [--loss PCT] [--runs N] [--copies N] [--frame-ms 10|20]
+#                          [--voice-processing on|off]
 #
 #   --loss PCT   drop PCT % of the audio datagrams to the host AND from the
 #                host (nftables `numgen random` on the input hook of `lo`;
@@ -11,6 +12,12 @@
 #   --runs N     repeat and print every score and their mean (default 1)
 #   --copies N   the talker reads the speech N times, 0.5 s apart (default 2:
 #                about 9 s, P.862 wants 8-20 s)
+#   --voice-processing on|off
+#                the talker's microphone chain (echo cancellation, noise
+#                suppression, gain control; default off: the source is a
+#                clean recording and this measures the path through the
+#                host; `on` scores what a listener hears from a real mic's
+#                chain as well)
 #
 # Everything runs inside a fresh network namespace (`unshare --net`) whose
 # only interface is loopback. Needs root (namespace, nftables), python3 with
@@ -22,17 +29,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-loss=0 runs=1 copies=2 frame_ms=20
+loss=0 runs=1 copies=2 frame_ms=20 voice=off
 while [ $# -gt 0 ]; do
     case "$1" in
         --loss) loss=$2; shift 2 ;;
         --runs) runs=$2; shift 2 ;;
         --copies) copies=$2; shift 2 ;;
         --frame-ms) frame_ms=$2; shift 2 ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        --voice-processing) voice=$2; shift 2 ;;
+        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
         *) echo "pesq.sh: unknown argument $1 (see --help)" >&2; exit 1 ;;
     esac
 done
+case "$voice" in on) voice_args=() ;; off) voice_args=(--aec off --noise-suppression off --agc off) ;;
+    *) echo "pesq.sh: --voice-processing takes on or off" >&2; exit 1 ;; esac
 case "$loss" in ''|*[!0-9]*) echo "pesq.sh: --loss takes a whole percentage 0-100" >&2; exit 1 ;; esac
 [ "$loss" -le 100 ] || { echo "pesq.sh: --loss takes a whole percentage 0-100" >&2; exit 1; }
 case "$runs$copies" in *[!0-9]*) echo "pesq.sh: --runs and --copies take counts" >&2; exit 1 ;; esac
@@ -101,7 +111,7 @@ for run in $(seq 1 "$runs"); do
     listener=$!
     sleep 1.5
     "$SAPORA_BIN" bot "127.0.0.1:$((5000 + offset))" --name "talker$run" --room pesq \
-        --mic "file:$ref" --duration "$talk_s" --report json >"$work/talker-$run.json" 2>&1 &
+        --mic "file:$ref" "${voice_args[@]}" --duration "$talk_s" --report json >"$work/talker-$run.json" 2>&1 &
     talker=$!
     pids+=("$listener" "$talker")
     wait "$talker" || true
