@@ -20,11 +20,11 @@ use smol::{Async, Timer};
 use tracing::{debug, warn};
 
 use crate::lanif::{Fanout, Reach, Via};
+use crate::net::bind_discovery_socket;
 use crate::proto::{
     Beacon, DecodeError, HEADER_LEN, Header, MsgType, PROTOCOL_VERSION, Probe, RoomInfo,
     decode_payload, encode_frame, limits,
 };
-use crate::server::beacon::bind_discovery_socket;
 
 /// How long `sapora discover` and the launcher listen by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -112,7 +112,7 @@ pub fn hosts_to_json(hosts: &[DiscoveredHost]) -> serde_json::Value {
     serde_json::Value::Array(hosts.iter().map(DiscoveredHost::to_json).collect())
 }
 
-pub use crate::server::beacon::control_addr_of;
+pub use crate::proto::control_addr_of;
 
 /// Decodes a datagram that should be a Beacon. Pure; never panics.
 ///

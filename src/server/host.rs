@@ -219,7 +219,7 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
     let video = {
         let addr = SocketAddr::new(opts.bind, opts.ports.video);
         let bind_err = |source| HostError::Bind { what: "video, UDP", addr, source };
-        let socket = super::video::bind(addr).map_err(bind_err)?;
+        let socket = crate::net::bind_media_socket(addr).map_err(bind_err)?;
         super::video::VideoService::start(socket, directory.clone()).map_err(bind_err)?
     };
     ports.video = video.addr.port();
