@@ -785,8 +785,12 @@ impl BotScreen {
             if let Some(path) = &self.save_png {
                 match &latest {
                     Some(img) => {
-                        let bytes = encode_png_rgba(img.width, img.height, &img.rgba);
-                        match std::fs::write(path, bytes) {
+                        let saved = encode_png_rgba(img.width, img.height, &img.rgba)
+                            .map_err(|e| e.to_string())
+                            .and_then(|bytes| {
+                                std::fs::write(path, bytes).map_err(|e| e.to_string())
+                            });
+                        match saved {
                             Ok(()) => png = Some(path.display().to_string()),
                             Err(e) => errors.push(format!("cannot save {}: {e}", path.display())),
                         }
