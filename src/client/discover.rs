@@ -802,8 +802,9 @@ mod tests {
 
     #[test]
     fn finds_a_loopback_host_within_one_short_window() {
-        // The host beacons only every 5 s; a 600 ms window finds it because
-        // it answers the probe.
+        // A one-shot discovery with a short window (as `sapora discover
+        // --timeout 0.6`) lists the host: through its answer to the probe or
+        // its first beacon, whichever arrives first.
         smol::block_on(hang_guard(async {
             let port = free_udp_port();
             let _host = start_host(port, 0x5A);
