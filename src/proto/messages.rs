@@ -67,21 +67,6 @@ pub fn blocked_warning(host: std::net::IpAddr, ports: &Ports) -> String {
 #[serde(transparent)]
 pub struct HostKey(pub u64);
 
-impl HostKey {
-    /// A fresh random key from the operating system's generator
-    /// (`getrandom`). Should that fail (only on exotic platforms), the clock
-    /// and the process id stand in, so a host still starts.
-    pub fn random() -> HostKey {
-        HostKey(getrandom::u64().unwrap_or_else(|_| {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0);
-            now.rotate_left(17) ^ u64::from(std::process::id())
-        }))
-    }
-}
-
 impl std::fmt::Debug for HostKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("HostKey(..)")

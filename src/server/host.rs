@@ -80,7 +80,8 @@ impl HostOptions {
             file_retention: Duration::from_secs(60),
             audio_codec: crate::proto::AudioCodec::Opus,
             audio_frame_samples: crate::media::audio::FRAME_20MS,
-            host_key: HostKey::random(),
+            // Fresh per run from the OS generator (proto has no randomness).
+            host_key: HostKey(random_u64()),
             record_dir: None,
             record_from_start: false,
         }
