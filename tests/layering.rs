@@ -10,11 +10,13 @@
 //!   (test code, `#[cfg(test)] mod … { … }` blocks and files named
 //!   `*tests.rs`, may: a client test starts a real host);
 //! - `stats` imports nothing of ours;
-//! - nothing outside `ui` mentions `iced`.
+//! - nothing outside `ui` mentions `iced`;
+//! - the top-level modules import each other without a cycle.
 //!
 //! Comments are ignored; the scan is textual, so a path spelt inside a string
 //! literal would count too (none does).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// One reference from a file to a top-level module of the crate.
@@ -187,8 +189,10 @@ fn violation(from: &str, r: &Reference) -> Option<&'static str> {
     None
 }
 
-/// Every violation in the files under `src`, as "path:line: rule (→ target)".
-fn scan(src: &Path) -> Vec<String> {
+/// Every `.rs` file under `src` with its path relative to `src`, its module
+/// path and its references, skipping the binary and the crate root (they sit
+/// above every layer).
+fn sources(src: &Path) -> Vec<(PathBuf, Vec<String>, Vec<Reference>)> {
     let mut files = Vec::new();
     let mut stack = vec![src.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -206,15 +210,24 @@ fn scan(src: &Path) -> Vec<String> {
     for path in files {
         let rel: PathBuf = path.strip_prefix(src).unwrap().to_path_buf();
         let module = module_path(&rel);
-        let top = module[0].as_str();
-        if top == "main" || top == "lib" {
-            continue; // the binary and the crate root sit above every layer
+        if module[0] == "main" || module[0] == "lib" {
+            continue;
         }
         let name = rel.file_name().unwrap().to_string_lossy();
         let test_file = name.ends_with("tests.rs");
         let source = std::fs::read_to_string(&path).unwrap();
-        for r in references(&module, &source, test_file) {
-            if let Some(rule) = violation(top, &r) {
+        let refs = references(&module, &source, test_file);
+        out.push((rel, module, refs));
+    }
+    out
+}
+
+/// Every violation in the files under `src`, as "path:line: rule (-> target)".
+fn scan(src: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for (rel, module, refs) in sources(src) {
+        for r in &refs {
+            if let Some(rule) = violation(&module[0], r) {
                 out.push(format!("src/{}:{}: {rule} (-> {})", rel.display(), r.line, r.target));
             }
         }
@@ -222,11 +235,71 @@ fn scan(src: &Path) -> Vec<String> {
     out
 }
 
+/// A cycle among `edges` (module → modules it imports), as the path of
+/// module names that closes it, if there is one.
+fn find_cycle(edges: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        edges: &BTreeMap<String, BTreeSet<String>>,
+        done: &mut BTreeSet<String>,
+        path: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(node.to_string());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_string());
+        for next in edges.get(node).into_iter().flatten() {
+            if let Some(c) = visit(next, edges, done, path) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(node.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    edges.keys().find_map(|n| visit(n, edges, &mut done, &mut Vec::new()))
+}
+
 #[test]
 fn the_crate_keeps_its_layers() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let found = scan(&src);
     assert!(found.is_empty(), "layering violations:\n{}", found.join("\n"));
+}
+
+/// The top-level modules import each other without a cycle (test code
+/// aside), so each layer builds on the ones below it only.
+#[test]
+fn top_level_modules_form_no_cycle() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (_, module, refs) in sources(&src) {
+        let from = edges.entry(module[0].clone()).or_default();
+        for r in refs {
+            if !r.in_test && r.target != "iced" && r.target != module[0] {
+                from.insert(r.target);
+            }
+        }
+    }
+    assert!(edges.contains_key("proto") && edges.contains_key("ui"), "{edges:?}");
+    assert!(edges["ui"].contains("client"), "the scan sees ui's imports: {edges:?}");
+    assert_eq!(find_cycle(&edges), None, "import cycle between top-level modules");
+    // The cycle finder itself.
+    let e = |pairs: &[(&str, &str)]| {
+        let mut m: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (a, b) in pairs {
+            m.entry((*a).into()).or_default().insert((*b).into());
+        }
+        m
+    };
+    assert_eq!(find_cycle(&e(&[("a", "b"), ("b", "c"), ("a", "c")])), None);
+    assert_eq!(find_cycle(&e(&[("a", "b"), ("b", "c"), ("c", "a")])).map(|c| c.len()), Some(4));
 }
 
 /// The checker itself: each rule catches a violation in every spelling the
