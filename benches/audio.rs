@@ -23,12 +23,12 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion};
 use sapora::client::audio::{AudioConfig, AudioEngine};
-use sapora::client::bot::Percentiles;
 use sapora::client::{Client, ClientConfig};
 use sapora::media::audio::{Encoder, MicSpec, SpeakerSpec};
 use sapora::proto::{AudioCodec, AudioUp, Ports};
 use sapora::server::mixer::{Mixer, MixerConfig, Sender};
 use sapora::server::{self, HostOptions};
+use sapora::stats::Percentiles;
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 

@@ -15,12 +15,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
-use sapora::client::bot::Percentiles;
 use sapora::client::screen::{PresentOptions, Presenter, ScreenTarget, Viewer};
 use sapora::client::{Client, ClientConfig};
 use sapora::media::screen::{DEFAULT_QUALITY, ScreenSource, TestScreen, TileEncoder};
 use sapora::proto::{Ports, SCREEN_FRAME_HEADER, SCREEN_TILE_HEADER};
 use sapora::server::{self, HostOptions};
+use sapora::stats::Percentiles;
 
 const W: usize = 1920;
 const H: usize = 1080;

@@ -201,7 +201,7 @@ fn load(n: u32, sub: Subscription, secs: f64) -> LoadResult {
     for c in &clients {
         let w = c.current();
         // Roomy buffers, as the real client has.
-        let socket = server::video::bind(SocketAddr::new(LOOPBACK, 0)).unwrap();
+        let socket = sapora::net::bind_media_socket(SocketAddr::new(LOOPBACK, 0)).unwrap();
         socket.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
         let socket = Arc::new(socket);
         // Receiver: hello every second, count fragments.

@@ -8,5 +8,6 @@ pub mod net;
 pub mod proto;
 pub mod schedule;
 pub mod server;
+pub mod stats;
 pub mod transport;
 pub mod ui;

@@ -809,7 +809,7 @@ pub struct AudioReport {
     pub audio_packets_received: u64,
     pub audio_packets_lost: u64,
     /// Mouth-to-ear delay of clicks heard (see [`ClickDetector`]), ms.
-    pub audio_latency_ms: Option<crate::client::bot::Percentiles>,
+    pub audio_latency_ms: Option<crate::stats::Percentiles>,
     pub audio_packets_sent: u64,
     pub audio_frames_concealed: u64,
     /// Bytes per second on the wire (UDP payload incl. our headers), each way.
@@ -919,7 +919,7 @@ impl BotAudio {
         AudioReport {
             audio_packets_received: s.packets_received,
             audio_packets_lost: s.packets_lost,
-            audio_latency_ms: crate::client::bot::Percentiles::of(&lat),
+            audio_latency_ms: crate::stats::Percentiles::of(&lat),
             audio_packets_sent: s.packets_sent,
             audio_frames_concealed: s.frames_concealed,
             audio_kbps_sent: s.bytes_sent as f64 * 8.0 / secs / 1000.0,

@@ -13,6 +13,7 @@ use smol::future::FutureExt;
 
 use super::session::{Client, ClientConfig, Event};
 use crate::proto::ChatOutcome;
+use crate::stats::Percentiles;
 
 #[derive(Debug, Clone)]
 pub struct BotOptions {
@@ -69,26 +70,6 @@ pub struct ChatLine {
     pub text: String,
     /// Host timestamp, milliseconds since the Unix epoch.
     pub ts: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Percentiles {
-    pub p50: f64,
-    pub p95: f64,
-    pub p99: f64,
-}
-
-impl Percentiles {
-    /// Nearest-rank percentiles; `None` for no samples.
-    pub fn of(samples: &[f64]) -> Option<Percentiles> {
-        if samples.is_empty() {
-            return None;
-        }
-        let mut s = samples.to_vec();
-        s.sort_by(f64::total_cmp);
-        let at = |p: f64| s[((p / 100.0 * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1];
-        Some(Percentiles { p50: at(50.0), p95: at(95.0), p99: at(99.0) })
-    }
 }
 
 /// What a bot prints with `--report json`: one object per bot.
@@ -362,7 +343,7 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
         report.warnings.push(format!(
             "Others are sending audio/video but none arrived: UDP from {} {} to this machine seems blocked by a firewall. Allow incoming UDP from the host here.",
             client.host().ip(),
-            crate::server::reach::describe_media_ports(&w.ports)
+            crate::proto::describe_media_ports(&w.ports)
         ));
     }
     report.files = file_bot.finish(&mut report.errors).await;
@@ -378,13 +359,5 @@ mod tests {
     fn names_follow_n_n2_n3() {
         assert_eq!(bot_names("bot", 3), ["bot", "bot-2", "bot-3"]);
         assert_eq!(bot_names("solo", 1), ["solo"]);
-    }
-
-    #[test]
-    fn percentiles_nearest_rank() {
-        let s: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(Percentiles::of(&s), Some(Percentiles { p50: 50.0, p95: 95.0, p99: 99.0 }));
-        assert_eq!(Percentiles::of(&[7.0]), Some(Percentiles { p50: 7.0, p95: 7.0, p99: 7.0 }));
-        assert_eq!(Percentiles::of(&[]), None);
     }
 }

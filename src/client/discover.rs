@@ -20,11 +20,11 @@ use smol::{Async, Timer};
 use tracing::{debug, warn};
 
 use crate::lanif::{Fanout, Reach, Via};
+use crate::net::bind_discovery_socket;
 use crate::proto::{
     Beacon, DecodeError, HEADER_LEN, Header, MsgType, PROTOCOL_VERSION, Probe, RoomInfo,
     decode_payload, encode_frame, limits,
 };
-use crate::server::beacon::bind_discovery_socket;
 
 /// How long `sapora discover` and the launcher listen by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -112,7 +112,7 @@ pub fn hosts_to_json(hosts: &[DiscoveredHost]) -> serde_json::Value {
     serde_json::Value::Array(hosts.iter().map(DiscoveredHost::to_json).collect())
 }
 
-pub use crate::server::beacon::control_addr_of;
+pub use crate::proto::control_addr_of;
 
 /// Decodes a datagram that should be a Beacon. Pure; never panics.
 ///
@@ -758,11 +758,17 @@ mod tests {
         UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
     }
 
-    /// Fails the test instead of hanging it.
-    async fn within<T>(limit: Duration, fut: impl Future<Output = T>) -> T {
+    /// A watchdog, not a timing assertion: fails the test instead of hanging
+    /// it when a discovery never returns. Generous, so a loaded machine (CI
+    /// on 2 cores) never trips it; what must happen is asserted by events
+    /// (a host found, a list sent, a task finished) and by the deadline
+    /// logic, which never ends a window early.
+    const HANG_GUARD: Duration = Duration::from_secs(60);
+
+    async fn hang_guard<T>(fut: impl Future<Output = T>) -> T {
         smol::future::or(fut, async {
-            Timer::after(limit).await;
-            panic!("timed out after {limit:?}");
+            Timer::after(HANG_GUARD).await;
+            panic!("hung for {HANG_GUARD:?}");
         })
         .await
     }
@@ -795,11 +801,13 @@ mod tests {
     }
 
     #[test]
-    fn finds_a_loopback_host_quickly() {
-        smol::block_on(within(Duration::from_secs(5), async {
+    fn finds_a_loopback_host_within_one_short_window() {
+        // A one-shot discovery with a short window (as `sapora discover
+        // --timeout 0.6`) lists the host: through its answer to the probe or
+        // its first beacon, whichever arrives first.
+        smol::block_on(hang_guard(async {
             let port = free_udp_port();
             let _host = start_host(port, 0x5A);
-            let start = Instant::now();
             let hosts = discover(&loopback_opts(port, Duration::from_millis(600))).await.unwrap();
             assert_eq!(hosts.len(), 1, "{hosts:?}");
             let h = &hosts[0];
@@ -814,8 +822,6 @@ mod tests {
                 ]
             );
             assert!(h.is_compatible());
-            let found_after = h.last_seen - start;
-            assert!(found_after < Duration::from_millis(500), "found after {found_after:?}");
         }));
     }
 
@@ -823,7 +829,7 @@ mod tests {
     fn two_discoverers_at_once_both_find_the_host() {
         // Both bind the shared discovery port next to the host (reuse-port);
         // each still gets its own probe answers.
-        smol::block_on(within(Duration::from_secs(5), async {
+        smol::block_on(hang_guard(async {
             let port = free_udp_port();
             let _host = start_host(port, 0x77);
             let opts = loopback_opts(port, Duration::from_millis(400));
@@ -836,11 +842,14 @@ mod tests {
 
     #[test]
     fn garbage_does_not_stop_the_host_answering() {
-        smol::block_on(within(Duration::from_secs(5), async {
+        smol::block_on(hang_guard(async {
             let port = free_udp_port();
             let _host = start_host(port, 0x99);
-            // Let the host bind before the garbage is sent, so it receives it.
-            Timer::after(Duration::from_millis(50)).await;
+            // The host answering once proves it is bound, so it receives the
+            // garbage below (an event, not a sleep).
+            let opts = loopback_opts(port, Duration::from_millis(400));
+            let before = discover(&opts).await.unwrap();
+            assert_eq!(before.iter().map(|h| h.host_id).collect::<Vec<_>>(), [0x99]);
             let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
             sender.set_broadcast(true).unwrap();
             let mut wrong_version = Vec::new();
@@ -866,37 +875,38 @@ mod tests {
                     sender.send_to(g, (dest, port)).unwrap();
                 }
             }
-            let hosts = discover(&loopback_opts(port, Duration::from_millis(400))).await.unwrap();
+            let hosts = discover(&opts).await.unwrap();
             assert_eq!(hosts.iter().map(|h| h.host_id).collect::<Vec<_>>(), [0x99]);
         }));
     }
 
     #[test]
-    fn no_host_means_an_empty_list_on_time() {
-        smol::block_on(within(Duration::from_secs(3), async {
+    fn no_host_means_an_empty_list_after_the_whole_window() {
+        // Returning at all is the event (the watchdog catches a hang); the
+        // window is never cut short, which a monotonic clock makes exact.
+        smol::block_on(hang_guard(async {
             let port = free_udp_port();
             let start = Instant::now();
             let hosts = discover(&loopback_opts(port, Duration::from_millis(300))).await.unwrap();
             assert!(hosts.is_empty());
             let took = start.elapsed();
-            assert!(
-                took >= Duration::from_millis(300) && took < Duration::from_secs(2),
-                "{took:?}"
-            );
+            assert!(took >= Duration::from_millis(300), "returned early, after {took:?}");
         }));
     }
 
     #[test]
     fn watch_reports_a_host_and_stops_when_nobody_listens() {
-        smol::block_on(within(Duration::from_secs(6), async {
+        smol::block_on(hang_guard(async {
             let port = free_udp_port();
             let _host = start_host(port, 0x42);
             let (tx, rx) = smol::channel::bounded(1);
             let watcher = smol::spawn(watch(loopback_opts(port, DEFAULT_TIMEOUT), tx));
             let hosts = rx.recv().await.unwrap();
             assert_eq!(hosts.iter().map(|h| h.host_id).collect::<Vec<_>>(), [0x42]);
+            // Nobody listens any more: the watcher ends by itself (awaited
+            // as an event; the watchdog above catches it never ending).
             drop(rx);
-            within(Duration::from_secs(3), watcher).await.unwrap();
+            watcher.await.unwrap();
         }));
     }
 }

@@ -2,11 +2,11 @@
 //! a short-lived participant, does one transfer with a progress bar on
 //! stderr, and returns the final line for stdout.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use smol::channel::Receiver;
 
 use super::files::{Dest, FileClient, Progress, UploadOptions};
@@ -31,12 +31,19 @@ async fn connect(v: &Visit) -> Result<(Client, FileClient), String> {
     Ok((client, files))
 }
 
-/// Draws `[#####-----]  45%  45.0 MB of 100.0 MB  312 MB/s` on stderr.
+/// Draws `send [#####-----]  45%  45.0 MiB of 100.0 MiB  312.0 MiB/s` on
+/// stderr with `indicatif`, at most 20 times a second; hidden when stderr is
+/// not a terminal (logs and pipes get no carriage-return noise). A retry is
+/// always reported on stderr, terminal or not.
 async fn draw(rx: Receiver<Progress>, verb: &'static str) {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template("{prefix} [{bar:30}] {percent:>3}%  {msg}")
+        .expect("a valid template")
+        .progress_chars("#-");
+    bar.set_style(style);
+    bar.set_prefix(verb);
     let mut started = Instant::now();
     let mut from = 0;
-    let mut last = Instant::now() - Duration::from_secs(1);
-    let mut drawn = false;
     while let Ok(p) = rx.recv().await {
         let (done, total) = match p {
             Progress::Started { total, from: f } => {
@@ -47,34 +54,26 @@ async fn draw(rx: Receiver<Progress>, verb: &'static str) {
             }
             Progress::Bytes { done, total } => (done, total),
             Progress::Retrying { attempt, reason } => {
-                eprint!("\r\x1b[K");
                 let reason = visible(&reason);
-                eprintln!("{verb}: connection lost ({reason}); resuming (attempt {attempt})…");
+                bar.suspend(|| {
+                    eprintln!("{verb}: connection lost ({reason}); resuming (attempt {attempt})…")
+                });
                 continue;
             }
         };
-        if last.elapsed() < Duration::from_millis(100) && done < total {
-            continue;
-        }
-        last = Instant::now();
-        let frac = if total == 0 { 1.0 } else { done as f64 / total as f64 };
-        let filled = (frac * 30.0).round() as usize;
+        // An empty file is complete at once: show 100 %, not 0 of 0.
+        bar.set_length(total.max(1));
+        bar.set_position(if total == 0 { 1 } else { done.min(total) });
         let secs = started.elapsed().as_secs_f64().max(1e-3);
-        let rate = (done - from.min(done)) as f64 / secs / (1024.0 * 1024.0);
-        eprint!(
-            "\r{verb} [{}{}] {:3.0}%  {} of {}  {rate:.0} MB/s\x1b[K",
-            "#".repeat(filled),
-            "-".repeat(30 - filled),
-            frac * 100.0,
+        let rate = ((done - from.min(done)) as f64 / secs) as u64;
+        bar.set_message(format!(
+            "{} of {}  {}/s",
             human_bytes(done),
-            human_bytes(total)
-        );
-        let _ = std::io::stderr().flush();
-        drawn = true;
+            human_bytes(total),
+            human_bytes(rate)
+        ));
     }
-    if drawn {
-        eprintln!();
-    }
+    bar.finish();
 }
 
 /// One file for people: every name in it is remote-controlled, so each is

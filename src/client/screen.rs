@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::bot::Percentiles;
 use super::session::Client;
 use crate::media::screen::{
     Canvas, CaptureError, DEFAULT_FPS, DEFAULT_QUALITY, Downscaler, MAX_FPS, ScreenSource,
@@ -32,6 +31,7 @@ use crate::proto::{
     SCREEN_MAX_PAYLOAD, SCREEN_MORE, ScreenAck, ScreenClientMsg, ScreenHello, ScreenHostMsg,
     ScreenStart, ScreenStopReason, TileFrame, TileFrameHead, Welcome, encode_tile_frame,
 };
+use crate::stats::Percentiles;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -785,8 +785,12 @@ impl BotScreen {
             if let Some(path) = &self.save_png {
                 match &latest {
                     Some(img) => {
-                        let bytes = encode_png_rgba(img.width, img.height, &img.rgba);
-                        match std::fs::write(path, bytes) {
+                        let saved = encode_png_rgba(img.width, img.height, &img.rgba)
+                            .map_err(|e| e.to_string())
+                            .and_then(|bytes| {
+                                std::fs::write(path, bytes).map_err(|e| e.to_string())
+                            });
+                        match saved {
                             Ok(()) => png = Some(path.display().to_string()),
                             Err(e) => errors.push(format!("cannot save {}: {e}", path.display())),
                         }

@@ -401,7 +401,7 @@ async fn serve(
                         _ => continue,
                     },
                     HostMsg::MediaUnheard(_) if config.media => Event::MediaBlocked(
-                        crate::server::reach::blocked_warning(config.host.ip(), &welcome.ports),
+                        crate::proto::blocked_warning(config.host.ip(), &welcome.ports),
                     ),
                     HostMsg::MediaUnheard(_) => continue,
                     HostMsg::ControlResult(r) => Event::ControlResult(r),

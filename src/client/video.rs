@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use smol::channel::{Receiver, Sender};
 
-use super::bot::Percentiles;
 use super::session::Client;
 use crate::media::jpeg::{self, Rgba};
 use crate::media::video::{
@@ -33,6 +32,7 @@ use crate::proto::{
     FragmentHeader, Layer, MAX_HELLO_ENTRIES, MAX_VIDEO_CONTROL, MAX_VIDEO_DATAGRAM, MediaState,
     MsgType, Subscription, VideoHello, VideoPacket, Welcome, decode_video, encode_video_control,
 };
+use crate::stats::Percentiles;
 
 #[derive(Debug, Clone)]
 pub struct VideoOptions {
@@ -176,7 +176,7 @@ impl VideoEngine {
             IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
         };
         let bind = SocketAddr::new(local, 0);
-        let socket = crate::server::video::bind(bind).map_err(VideoError::Socket)?;
+        let socket = crate::net::bind_media_socket(bind).map_err(VideoError::Socket)?;
         socket.set_read_timeout(Some(Duration::from_millis(20))).map_err(VideoError::Socket)?;
         let socket = Arc::new(socket);
         let shared = Arc::new(Shared {

@@ -304,10 +304,23 @@ pub fn md5_hex(md5: &[u8; 16]) -> String {
     md5.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A size for people: "512 bytes", "3.2 MB" (MiB, as file managers show).
+/// A size for people in binary (IEC 80000-13) units: "1 byte", "512 bytes",
+/// "1.5 KiB", "3.2 MiB", "2.0 GiB", "1.0 TiB", with one decimal.
 pub fn human_bytes(n: u64) -> String {
-    const MB: f64 = 1024.0 * 1024.0;
-    if n >= 1024 * 1024 { format!("{:.1} MB", n as f64 / MB) } else { format!("{n} bytes") }
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    match n {
+        1 => return "1 byte".into(),
+        0..1024 => return format!("{n} bytes"),
+        _ => {}
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    // Move up while the value would print as 1024.0 or more.
+    while value >= 1023.95 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// Names Windows reserves for devices, in any case and with any extension.
@@ -352,6 +365,21 @@ pub fn sanitize_file_name(raw: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn human_bytes_uses_binary_units() {
+        assert_eq!(human_bytes(0), "0 bytes");
+        assert_eq!(human_bytes(1), "1 byte");
+        assert_eq!(human_bytes(1023), "1023 bytes");
+        assert_eq!(human_bytes(1024), "1.0 KiB");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(1024 * 1024 - 1), "1.0 MiB");
+        assert_eq!(human_bytes(100 * 1024 * 1024), "100.0 MiB");
+        assert_eq!(human_bytes(3_355_443), "3.2 MiB");
+        assert_eq!(human_bytes(2 << 30), "2.0 GiB");
+        assert_eq!(human_bytes(1 << 40), "1.0 TiB");
+        assert_eq!(human_bytes(u64::MAX), "16777216.0 TiB");
+    }
     use super::*;
 
     #[test]

@@ -37,19 +37,35 @@ impl Ports {
     }
 }
 
+/// The media ports in words, from the ports actually in use (never
+/// literals): "ports 6000–6001", "ports 6000 and 6010", or "port 5000" once
+/// audio and video share one port.
+pub fn describe_media_ports(ports: &Ports) -> String {
+    let (lo, hi) = (ports.video.min(ports.audio), ports.video.max(ports.audio));
+    match hi - lo {
+        0 => format!("port {lo}"),
+        1 => format!("ports {lo}\u{2013}{hi}"),
+        _ => format!("ports {lo} and {hi}"),
+    }
+}
+
+/// The warning a member sees when the host heard none of their media:
+/// "UDP to 10.77.0.1 ports 6000–6001 seems blocked by a firewall", and what
+/// to open.
+pub fn blocked_warning(host: std::net::IpAddr, ports: &Ports) -> String {
+    let what = describe_media_ports(ports);
+    format!(
+        "No audio or video gets through: UDP to {host} {what} seems blocked by a firewall. \
+         Allow UDP {what} in the host's firewall (and on this machine, if it filters outgoing traffic)."
+    )
+}
+
 /// The secret a host hands only to its own app (docs/protocol.md §3.1,
 /// Register). On the wire it is a plain `u64`; `Debug` never shows it, so
 /// logging an options struct or a message cannot leak it.
 #[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct HostKey(pub u64);
-
-impl HostKey {
-    /// A fresh random key.
-    pub fn random() -> HostKey {
-        HostKey(crate::net::random_u64())
-    }
-}
 
 impl std::fmt::Debug for HostKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -298,6 +314,22 @@ pub struct Beacon {
         deserialize_with = "super::trailing"
     )]
     pub merge_room: Option<String>,
+}
+
+/// Where to reach the host that sent `beacon` from `src`: its advertised
+/// control address when that is a usable unicast address, else the address
+/// the datagram came from (a host bound to 0.0.0.0 advertises "0.0.0.0").
+pub fn control_addr_of(src: std::net::SocketAddr, beacon: &Beacon) -> std::net::SocketAddr {
+    use std::net::IpAddr;
+    let usable_unicast = |ip: IpAddr| match ip {
+        IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast()),
+        IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
+    };
+    let ip = match beacon.control_addr.parse::<IpAddr>() {
+        Ok(ip) if usable_unicast(ip) => ip,
+        _ => src.ip(),
+    };
+    std::net::SocketAddr::new(ip, beacon.control_port)
 }
 
 /// 0x09, host → client: this host hands its meeting to another host (two

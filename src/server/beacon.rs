@@ -24,19 +24,18 @@
 //! other host hands its participants over (`server::host`).
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use smol::{Async, Timer};
-use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, info, warn};
 
 use crate::lanif::{Datagram, Fanout, Reach};
-
+use crate::net::bind_discovery_socket;
 use crate::proto::{
-    Beacon, DecodeError, HEADER_LEN, MsgType, PROTOCOL_VERSION, Probe, RoomInfo, decode_datagram,
-    decode_payload, encode_frame, limits,
+    Beacon, DecodeError, HEADER_LEN, MsgType, PROTOCOL_VERSION, Probe, RoomInfo, control_addr_of,
+    decode_datagram, decode_payload, encode_frame, limits,
 };
 
 /// The reference system's discovery port.
@@ -93,29 +92,6 @@ pub struct BeaconConfig {
 /// entries in a client's list.
 pub fn random_host_id() -> u64 {
     crate::net::random_u64()
-}
-
-/// Binds the shared discovery socket: UDP/IPv4 on 0.0.0.0:`port`, nonblocking.
-///
-/// The wildcard address is needed to receive broadcasts. SO_REUSEADDR and
-/// SO_REUSEPORT let a host and any number of discovering clients on the same
-/// machine bind the port at once; the kernel delivers every broadcast to all of
-/// them (unicast to such a port reaches only one, which is why probe answers go
-/// to the prober's own ephemeral socket instead). SO_BROADCAST lets the socket
-/// send to a broadcast address.
-pub fn bind_discovery_socket(port: u16) -> io::Result<UdpSocket> {
-    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_address(true)?;
-    // Windows has no SO_REUSEPORT; there SO_REUSEADDR alone allows sharing.
-    #[cfg(all(
-        unix,
-        not(any(target_os = "solaris", target_os = "illumos", target_os = "cygwin"))
-    ))]
-    socket.set_reuse_port(true)?;
-    socket.set_broadcast(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)).into())?;
-    Ok(socket.into())
 }
 
 /// What a datagram arriving on the discovery port means to a host.
@@ -188,23 +164,6 @@ pub fn encode_beacon(cfg: &BeaconConfig, rooms: &[RoomInfo], nonce: u32, seq: u1
         if frame.len() <= limits::DISCOVERY_DATAGRAM || beacon.rooms.pop().is_none() {
             return frame;
         }
-    }
-}
-
-/// The control address a beacon points at. A host bound to the wildcard (or a
-/// beacon naming something unusable) means "where this datagram came from".
-pub fn control_addr_of(src: SocketAddr, beacon: &Beacon) -> SocketAddr {
-    let ip = match beacon.control_addr.parse::<IpAddr>() {
-        Ok(ip) if usable_unicast(ip) => ip,
-        _ => src.ip(),
-    };
-    SocketAddr::new(ip, beacon.control_port)
-}
-
-fn usable_unicast(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast()),
-        IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
     }
 }
 
@@ -579,6 +538,7 @@ fn snapshot(rooms: &Mutex<Vec<RoomInfo>>) -> Vec<RoomInfo> {
 mod tests {
     use super::*;
     use crate::proto::{Header, Probe};
+    use std::net::UdpSocket;
 
     fn cfg(host_id: u64) -> BeaconConfig {
         BeaconConfig {

@@ -80,7 +80,8 @@ impl HostOptions {
             file_retention: Duration::from_secs(60),
             audio_codec: crate::proto::AudioCodec::Opus,
             audio_frame_samples: crate::media::audio::FRAME_20MS,
-            host_key: HostKey::random(),
+            // Fresh per run from the OS generator (proto has no randomness).
+            host_key: HostKey(random_u64()),
             record_dir: None,
             record_from_start: false,
         }
@@ -219,7 +220,7 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
     let video = {
         let addr = SocketAddr::new(opts.bind, opts.ports.video);
         let bind_err = |source| HostError::Bind { what: "video, UDP", addr, source };
-        let socket = super::video::bind(addr).map_err(bind_err)?;
+        let socket = crate::net::bind_media_socket(addr).map_err(bind_err)?;
         super::video::VideoService::start(socket, directory.clone()).map_err(bind_err)?
     };
     ports.video = video.addr.port();

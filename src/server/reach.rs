@@ -102,28 +102,7 @@ impl MediaWatch {
     }
 }
 
-/// The media ports in words, from the ports actually in use (never
-/// literals): "ports 6000–6001", "ports 6000 and 6010", or "port 5000" once
-/// audio and video share one port.
-pub fn describe_media_ports(ports: &crate::proto::Ports) -> String {
-    let (lo, hi) = (ports.video.min(ports.audio), ports.video.max(ports.audio));
-    match hi - lo {
-        0 => format!("port {lo}"),
-        1 => format!("ports {lo}\u{2013}{hi}"),
-        _ => format!("ports {lo} and {hi}"),
-    }
-}
-
-/// The warning a member sees when the host heard none of their media:
-/// "UDP to 10.77.0.1 ports 6000–6001 seems blocked by a firewall", and what
-/// to open.
-pub fn blocked_warning(host: IpAddr, ports: &crate::proto::Ports) -> String {
-    let what = describe_media_ports(ports);
-    format!(
-        "No audio or video gets through: UDP to {host} {what} seems blocked by a firewall. \
-         Allow UDP {what} in the host's firewall (and on this machine, if it filters outgoing traffic)."
-    )
-}
+pub use crate::proto::{blocked_warning, describe_media_ports};
 
 /// How often the driver collects "first datagram heard" from the directory.
 const HEARD_POLL: Duration = Duration::from_millis(250);

@@ -249,17 +249,6 @@ impl VideoRelay {
     }
 }
 
-/// Binds the video socket with roomy buffers: a frame's fragments arrive in a
-/// burst, and a small receive buffer would drop the tail of it.
-pub fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    let _ = socket.set_recv_buffer_size(4 << 20);
-    let _ = socket.set_send_buffer_size(4 << 20);
-    socket.bind(&addr.into())?;
-    Ok(socket.into())
-}
-
 /// A running relay, kept by `RunningHost`.
 pub struct VideoService {
     pub addr: SocketAddr,

@@ -15,9 +15,8 @@ use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{FromSample, SizedSample};
 
 use super::resample::Stream as Resampler;
-use super::sink::Sink;
-use super::source::Source;
 use super::{AudioError, SAMPLE_RATE};
+use super::{Sink, Source};
 
 type Queue = Arc<Mutex<VecDeque<f32>>>;
 /// A device's own delay from its callback timestamps, µs (`u64::MAX`: not

@@ -3,6 +3,11 @@
 //! speaks mono 48 kHz `f32` frames of 20 ms (or 10 ms); devices at other
 //! rates and channel counts are converted at the edge.
 //!
+//! The [`Source`] and [`Sink`] traits live here, below every implementation:
+//! `device` (cpal) implements them without importing `source`/`sink`, and the
+//! factories `source::open`/`sink::open` sit above `device`, so the files
+//! form no import cycle.
+//!
 //! The client engine (`client::audio`) and the host mixer (`server::mixer`)
 //! are built from these parts.
 
@@ -19,8 +24,33 @@ pub mod source;
 pub use codec::{Decoder, Encoder};
 pub use jitter::{JitterBuffer, JitterConfig, JitterStats, Playout};
 pub use phase::{ArrivalWindow, TickPhase};
-pub use sink::{Sink, SpeakerSpec};
-pub use source::{MicSpec, Source};
+pub use sink::SpeakerSpec;
+pub use source::MicSpec;
+
+/// Fills 48 kHz mono frames. `start_us` is the Unix time (µs) at which the
+/// frame's first sample leaves the microphone.
+pub trait Source: Send {
+    /// Returns false when there is nothing to send (no microphone).
+    fn read(&mut self, out: &mut [f32], start_us: u64) -> bool;
+    /// Device → us delay (input buffer), µs, where the device tells it.
+    fn latency_us(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// Takes 48 kHz mono frames, one per frame period.
+pub trait Sink: Send {
+    fn write(&mut self, frame: &[f32]);
+    /// Flushes (e.g. completes the WAV header). Called once at the end.
+    fn finish(&mut self) -> Result<(), AudioError> {
+        Ok(())
+    }
+    /// Us → loudspeaker delay (queue and output buffer), µs, where the
+    /// device tells it.
+    fn latency_us(&self) -> Option<u64> {
+        None
+    }
+}
 
 /// The one sample rate Sapora's audio runs at.
 pub const SAMPLE_RATE: u32 = 48_000;

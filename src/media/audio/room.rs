@@ -21,9 +21,8 @@ use std::sync::{Arc, Mutex};
 use realfft::num_complex::Complex32;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 
-use super::sink::Sink;
-use super::source::Source;
 use super::{AudioError, FRAME_10MS, SAMPLE_RATE};
+use super::{Sink, Source};
 
 /// Reverberation time of the simulated room, seconds (a furnished office).
 pub const ROOM_RT60_S: f32 = 0.3;

@@ -5,6 +5,7 @@ use std::io::BufWriter;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+pub use super::Sink;
 use super::{AudioError, SAMPLE_RATE};
 
 /// Where what a participant hears goes.
@@ -37,20 +38,6 @@ impl FromStr for SpeakerSpec {
                 None => SpeakerSpec::Device(s.strip_prefix("device:").unwrap_or(s).to_string()),
             },
         })
-    }
-}
-
-/// Takes 48 kHz mono frames, one per frame period.
-pub trait Sink: Send {
-    fn write(&mut self, frame: &[f32]);
-    /// Flushes (e.g. completes the WAV header). Called once at the end.
-    fn finish(&mut self) -> Result<(), AudioError> {
-        Ok(())
-    }
-    /// Us → loudspeaker delay (queue and output buffer), µs, where the
-    /// device tells it.
-    fn latency_us(&self) -> Option<u64> {
-        None
     }
 }
 

@@ -5,6 +5,7 @@ use std::f64::consts::TAU;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+pub use super::Source;
 use super::{AudioError, CLICK_PERIOD_US, SAMPLE_RATE};
 
 /// Where a participant's voice comes from.
@@ -52,17 +53,6 @@ impl FromStr for MicSpec {
                 }
             }
         })
-    }
-}
-
-/// Fills 48 kHz mono frames. `start_us` is the Unix time (µs) at which the
-/// frame's first sample leaves the microphone.
-pub trait Source: Send {
-    /// Returns false when there is nothing to send (no microphone).
-    fn read(&mut self, out: &mut [f32], start_us: u64) -> bool;
-    /// Device → us delay (input buffer), µs, where the device tells it.
-    fn latency_us(&self) -> Option<u64> {
-        None
     }
 }
 

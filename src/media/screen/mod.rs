@@ -10,7 +10,7 @@ pub mod synthetic;
 pub mod tiles;
 
 pub use capture::{Capture, CaptureError, DEFAULT_FPS, MAX_FPS, ScreenSource, TestSize};
-pub use png::encode_png_rgba;
+pub use png::{PngError, encode_png_rgba};
 pub use scale::{Downscaler, SHARE_MAX, share_size};
 pub use synthetic::TestScreen;
 pub use tiles::{
