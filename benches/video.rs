@@ -225,10 +225,11 @@ fn load(n: u32, sub: Subscription, secs: f64) -> LoadResult {
                             let _ = s2.send_to(&hello, video);
                             next = Instant::now() + Duration::from_secs(1);
                         }
-                        if let Ok((n, _)) = s2.recv_from(&mut buf) {
-                            if buf[1] == MsgType::StreamVideo as u8 && n > 0 {
-                                rx.fetch_add(1, Ordering::Relaxed);
-                            }
+                        if let Ok((n, _)) = s2.recv_from(&mut buf)
+                            && buf[1] == MsgType::StreamVideo as u8
+                            && n > 0
+                        {
+                            rx.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                 })

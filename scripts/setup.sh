@@ -33,9 +33,14 @@ say() { printf '==> setup: %s\n' "$*"; }
 warn() { printf 'setup: warning: %s\n' "$*" >&2; }
 
 if ! command -v cargo >/dev/null 2>&1; then
-    warn "cargo not found: install Rust (1.85 or newer) with rustup, then run this again"
+    warn "cargo not found: install Rust (1.91 or newer) with rustup, then run this again"
     warn "(if it is installed, add ~/.cargo/bin to PATH: . \"\$HOME/.cargo/env\")"
     exit 1
+fi
+# Voice processing (sonora) needs Rust 1.91: say so before a long build fails.
+rust_minor=$(rustc --version 2>/dev/null | sed -n 's/^rustc 1\.\([0-9]*\).*/\1/p')
+if [ -n "$rust_minor" ] && [ "$rust_minor" -lt 91 ]; then
+    warn "Rust $(rustc --version | cut -d' ' -f2) is too old: Sapora needs 1.91 or newer (run: rustup update)"
 fi
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then

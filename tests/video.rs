@@ -547,12 +547,13 @@ fn video_follows_a_host_restart() {
                     None
                 })
                 .await;
-            if let Some(VideoEvent::Frame(f)) = next {
-                if f.capture_us > restarted_us && f.sender == ann.current().session {
-                    assert_eq!(f.name, "ann");
-                    assert_eq!(bob.current().ports.video, host.ports.video);
-                    break;
-                }
+            if let Some(VideoEvent::Frame(f)) = next
+                && f.capture_us > restarted_us
+                && f.sender == ann.current().session
+            {
+                assert_eq!(f.name, "ann");
+                assert_eq!(bob.current().ports.video, host.ports.video);
+                break;
             }
         }
         host.shutdown().await;

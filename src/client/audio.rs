@@ -496,7 +496,7 @@ impl Engine<'_> {
                 send_at += period;
                 sends = sends.wrapping_add(1);
                 // Every frame until the first alignment, then now and then.
-                if !aligned || sends % ALIGN_EVERY == 0 {
+                if !aligned || sends.is_multiple_of(ALIGN_EVERY) {
                     aligned |= self.align(&mut send_at, &mut play_at, n);
                 }
             }

@@ -157,10 +157,10 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
     report.errors.extend(screen_errors);
     let mut file_bot =
         super::files_bot::FileBot::new(opts.host, &client, &opts.files, opts.to.clone());
-    if opts.hand {
-        if let Err(e) = client.control(crate::proto::Control::Hand { raised: true }) {
-            report.errors.push(format!("hand not raised: {e}"));
-        }
+    if opts.hand
+        && let Err(e) = client.control(crate::proto::Control::Hand { raised: true })
+    {
+        report.errors.push(format!("hand not raised: {e}"));
     }
     let events = client.events();
     let end = opts.duration.map(|d| Instant::now() + d);
@@ -210,11 +210,11 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
             }
             Wake::Say => {
                 // A private message waits until its recipient is in the room.
-                if let Some(to) = &opts.to {
-                    if !members.iter().any(|m| m.to_lowercase() == to.trim().to_lowercase()) {
-                        next_say = Some(Instant::now() + Duration::from_millis(50));
-                        continue;
-                    }
+                if let Some(to) = &opts.to
+                    && !members.iter().any(|m| m.to_lowercase() == to.trim().to_lowercase())
+                {
+                    next_say = Some(Instant::now() + Duration::from_millis(50));
+                    continue;
                 }
                 let base = opts.say.as_deref().unwrap_or_default();
                 said += 1;

@@ -286,10 +286,10 @@ pub async fn discover(opts: &DiscoverOptions) -> io::Result<Vec<DiscoveredHost>>
                 if Instant::now() >= deadline {
                     break;
                 }
-                if retry_at.take().is_some() {
-                    if let Err(e) = scanner.probe().await {
-                        debug!(error = %e, "discovery probe resend failed");
-                    }
+                if retry_at.take().is_some()
+                    && let Err(e) = scanner.probe().await
+                {
+                    debug!(error = %e, "discovery probe resend failed");
                 }
             }
         }
@@ -345,12 +345,11 @@ pub async fn watch(opts: DiscoverOptions, updates: Sender<Vec<DiscoveredHost>>) 
                 .flatten()
                 .min()
                 .unwrap_or(next_probe);
-        if let Heard::Beacon(src, beacon) = scanner.next(wake_at).await {
-            if table.observe(Instant::now(), src, beacon)
-                && updates.force_send(table.hosts()).is_err()
-            {
-                return Ok(());
-            }
+        if let Heard::Beacon(src, beacon) = scanner.next(wake_at).await
+            && table.observe(Instant::now(), src, beacon)
+            && updates.force_send(table.hosts()).is_err()
+        {
+            return Ok(());
         }
     }
 }

@@ -171,7 +171,7 @@ fn tick(
             next_tick = now + period;
         }
         ticks += 1;
-        if ticks % 25 == 0 {
+        if ticks.is_multiple_of(25) {
             st.mixer.retain(|s, room| directory.get(SessionId(s)).is_some_and(|e| e.room == room));
         }
     }

@@ -487,33 +487,31 @@ impl Host {
                     .then_some(*sid)
             })
         });
-        if !is_host {
-            if let Some(room) = self.rooms.get(&room_key) {
-                let name_key = key(&name);
-                let removed = room.removed.iter().any(|r| {
-                    Some(r.token) == reg.rejoin_token
-                        || r.name_key == name_key
-                        || (r.ip == peer && !peer.is_loopback())
-                });
-                if removed {
-                    let reason = format!(
-                        "you were removed from meeting \"{}\"; only the host can let you back in",
-                        room.display
-                    );
-                    return self.refuse(conn, RefuseCode::Removed, reason);
-                }
-                let returning = reg.rejoin_token.is_some_and(|token| {
-                    self.departed
-                        .iter()
-                        .any(|d| d.token == token && d.room == room_key && d.name_key == name_key)
-                });
-                if room.locked && rejoin.is_none() && !returning {
-                    let reason = format!(
-                        "meeting \"{}\" is locked: the host is letting nobody new in",
-                        room.display
-                    );
-                    return self.refuse(conn, RefuseCode::Locked, reason);
-                }
+        if !is_host && let Some(room) = self.rooms.get(&room_key) {
+            let name_key = key(&name);
+            let removed = room.removed.iter().any(|r| {
+                Some(r.token) == reg.rejoin_token
+                    || r.name_key == name_key
+                    || (r.ip == peer && !peer.is_loopback())
+            });
+            if removed {
+                let reason = format!(
+                    "you were removed from meeting \"{}\"; only the host can let you back in",
+                    room.display
+                );
+                return self.refuse(conn, RefuseCode::Removed, reason);
+            }
+            let returning = reg.rejoin_token.is_some_and(|token| {
+                self.departed
+                    .iter()
+                    .any(|d| d.token == token && d.room == room_key && d.name_key == name_key)
+            });
+            if room.locked && rejoin.is_none() && !returning {
+                let reason = format!(
+                    "meeting \"{}\" is locked: the host is letting nobody new in",
+                    room.display
+                );
+                return self.refuse(conn, RefuseCode::Locked, reason);
             }
         }
         let sid = match rejoin {

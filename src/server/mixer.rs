@@ -540,8 +540,8 @@ impl Mixer {
         }
         let release_after = (RELEASE_AFTER_US / frame_us(n)) as u32;
         let levels_every = u64::from(self.cfg.levels_every.max(1));
-        let report_levels = tick % levels_every == 0;
-        let silent_levels = tick % (levels_every * SILENT_LEVELS_EVERY) == 0;
+        let report_levels = tick.is_multiple_of(levels_every);
+        let silent_levels = tick.is_multiple_of(levels_every * SILENT_LEVELS_EVERY);
         let timestamp = (tick as u32).wrapping_mul(n as u32);
         let share = self.cfg.share_mix;
         let groups = match self.groups.take() {
@@ -781,10 +781,8 @@ impl Mixer {
                                     self.cfg.complexity,
                                 )
                                 .ok();
-                            } else if !shared_was_live {
-                                if let Some(e) = state.shared.as_mut() {
-                                    e.reset();
-                                }
+                            } else if !shared_was_live && let Some(e) = state.shared.as_mut() {
+                                e.reset();
                             }
                             let Some(enc) = state.shared.as_mut() else { continue };
                             if !shared_was_live && codec == AudioCodec::Opus {
@@ -914,7 +912,7 @@ impl Mixer {
                 m.level = 0;
             }
         }
-        if tick % u64::from(self.cfg.feedback_every.max(1)) == 0 {
+        if tick.is_multiple_of(u64::from(self.cfg.feedback_every.max(1))) {
             self.send_feedback(&mut send);
         }
     }

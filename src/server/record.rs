@@ -322,10 +322,10 @@ fn run(rx: mpsc::Receiver<RecMsg>, dir: &Path, frame_samples: usize, silence: &[
                 }
             }
             Some(RecMsg::Mix { room, packet }) => {
-                if let Some(r) = rooms.get_mut(&room) {
-                    if let Err(e) = r.opus.write(&packet) {
-                        report("writing the sound", e);
-                    }
+                if let Some(r) = rooms.get_mut(&room)
+                    && let Err(e) = r.opus.write(&packet)
+                {
+                    report("writing the sound", e);
                 }
             }
             Some(RecMsg::Chat { room, msg }) => {

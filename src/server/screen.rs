@@ -106,11 +106,11 @@ impl Dirty {
         self.count = 0;
     }
     fn set(&mut self, i: usize) {
-        if let Some(w) = self.bits.get_mut(i / 64) {
-            if *w & (1 << (i % 64)) == 0 {
-                *w |= 1 << (i % 64);
-                self.count += 1;
-            }
+        if let Some(w) = self.bits.get_mut(i / 64)
+            && *w & (1 << (i % 64)) == 0
+        {
+            *w |= 1 << (i % 64);
+            self.count += 1;
         }
     }
     fn take_next(&mut self) -> Option<usize> {
@@ -408,11 +408,12 @@ impl Relay {
         let members: Vec<ScreenConn> =
             self.rooms.get(room).map(|r| r.conns.iter().copied().collect()).unwrap_or_default();
         for m in &members {
-            if let Some(c) = self.conns.get_mut(m) {
-                if *m != conn && c.known.as_ref().is_some_and(|k| k.id == id) {
-                    for &i in &changed {
-                        c.dirty.set(i);
-                    }
+            if let Some(c) = self.conns.get_mut(m)
+                && *m != conn
+                && c.known.as_ref().is_some_and(|k| k.id == id)
+            {
+                for &i in &changed {
+                    c.dirty.set(i);
                 }
             }
         }

@@ -172,12 +172,11 @@ impl VideoRelay {
     /// The sender's room if `token` is its session's, from a recent check or
     /// the directory.
     fn sender_room(&mut self, now: Instant, session: u32, token: u64) -> Option<Arc<str>> {
-        if let Some(a) = self.senders.get(&session) {
-            if a.token == token
-                && now.saturating_duration_since(a.checked) < self.config.auth_refresh
-            {
-                return Some(a.room.clone());
-            }
+        if let Some(a) = self.senders.get(&session)
+            && a.token == token
+            && now.saturating_duration_since(a.checked) < self.config.auth_refresh
+        {
+            return Some(a.room.clone());
         }
         match self.directory.authenticate(session, token) {
             Some(entry) => {

@@ -105,10 +105,10 @@ impl Chat {
     /// Keeps the recipient picker in step with the room.
     pub fn set_members(&mut self, names: Vec<String>) {
         self.members = names.into_iter().filter(|n| *n != self.me).collect();
-        if let Recipient::Member(n) = &self.to {
-            if !self.members.contains(n) {
-                self.to = Recipient::Everyone;
-            }
+        if let Recipient::Member(n) = &self.to
+            && !self.members.contains(n)
+        {
+            self.to = Recipient::Everyone;
         }
     }
 

@@ -85,12 +85,11 @@ impl Launcher {
     /// meeting unless one was typed.
     pub fn fill_from(&mut self, h: &DiscoveredHost) {
         self.address = h.addr.to_string();
-        if self.meeting.trim().is_empty() {
-            if let Some(r) = h.rooms.iter().max_by_key(|r| r.members) {
-                if r.name != "default" {
-                    self.meeting = r.name.clone();
-                }
-            }
+        if self.meeting.trim().is_empty()
+            && let Some(r) = h.rooms.iter().max_by_key(|r| r.members)
+            && r.name != "default"
+        {
+            self.meeting = r.name.clone();
         }
     }
 

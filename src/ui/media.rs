@@ -183,17 +183,17 @@ impl Media {
                 self.apply_layers();
             }
         }
-        if let Some(viewer) = &self.viewer {
-            if let Some(img) = viewer.latest() {
-                let key = (img.presenter.clone(), img.frame);
-                if self.screen_shown.as_ref() != Some(&key) {
-                    if let Some(frame) =
-                        Frame::from_rgba(img.width as u32, img.height as u32, img.rgba.clone())
-                    {
-                        out.screen = Some((img.presenter.clone(), frame));
-                    }
-                    self.screen_shown = Some(key);
+        if let Some(viewer) = &self.viewer
+            && let Some(img) = viewer.latest()
+        {
+            let key = (img.presenter.clone(), img.frame);
+            if self.screen_shown.as_ref() != Some(&key) {
+                if let Some(frame) =
+                    Frame::from_rgba(img.width as u32, img.height as u32, img.rgba.clone())
+                {
+                    out.screen = Some((img.presenter.clone(), frame));
                 }
+                self.screen_shown = Some(key);
             }
         }
         out

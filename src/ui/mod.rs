@@ -711,10 +711,10 @@ impl App {
                 Task::none()
             }
             Message::Audio(id, event) => {
-                if self.session.as_ref().map(|s| s.id) == Some(id) {
-                    if let Some(call) = &mut self.call {
-                        call.set_speaking(media::Media::speaking(&event));
-                    }
+                if self.session.as_ref().map(|s| s.id) == Some(id)
+                    && let Some(call) = &mut self.call
+                {
+                    call.set_speaking(media::Media::speaking(&event));
                 }
                 Task::none()
             }
@@ -1070,10 +1070,10 @@ impl App {
             for (name, frame) in polled.frames {
                 call.set_frame(&name, frame);
             }
-            if let Some((presenter, frame)) = polled.screen {
-                if call.presenter.as_deref() == Some(presenter.as_str()) {
-                    call.screen = Some(frame);
-                }
+            if let Some((presenter, frame)) = polled.screen
+                && call.presenter.as_deref() == Some(presenter.as_str())
+            {
+                call.screen = Some(frame);
             }
         }
     }
@@ -1149,10 +1149,10 @@ impl App {
                 smol::unblock(move || media::start_presenter(&route)),
                 move |r| Message::PresenterStarted(id, r.map(Handoff::new)),
             ));
-        } else if !wanted.screen {
-            if let Some(p) = self.media.presenter.take() {
-                smol::spawn(smol::unblock(move || drop(p))).detach();
-            }
+        } else if !wanted.screen
+            && let Some(p) = self.media.presenter.take()
+        {
+            smol::spawn(smol::unblock(move || drop(p))).detach();
         }
         self.publish_media();
         Task::batch(tasks)

@@ -282,17 +282,17 @@ impl<T: Clone> JitterBuffer<T> {
         let mut ext = self.unwrap_seq(seq);
         // A jump of many frames either way means the sender restarted.
         let far = 5 * self.cfg.max_frames();
-        if let Some(h) = self.highest {
-            if ext.abs_diff(h) > far {
-                self.reset();
-                ext = self.unwrap_seq(seq);
-            }
+        if let Some(h) = self.highest
+            && ext.abs_diff(h) > far
+        {
+            self.reset();
+            ext = self.unwrap_seq(seq);
         }
-        if let Some(n) = self.next.or(self.floor) {
-            if ext < n {
-                self.stats.late += 1;
-                return Push::Late;
-            }
+        if let Some(n) = self.next.or(self.floor)
+            && ext < n
+        {
+            self.stats.late += 1;
+            return Push::Late;
         }
         if self.slots.contains_key(&ext) {
             self.stats.duplicates += 1;

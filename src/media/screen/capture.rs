@@ -75,10 +75,10 @@ impl ScreenSource {
         if s == "test" {
             return ScreenSource::Test { width: 1920, height: 1080 };
         }
-        if let Some((w, h)) = s.strip_prefix("test:").and_then(|r| r.split_once('x')) {
-            if let (Ok(width), Ok(height)) = (w.parse(), h.parse()) {
-                return ScreenSource::Test { width, height };
-            }
+        if let Some((w, h)) = s.strip_prefix("test:").and_then(|r| r.split_once('x'))
+            && let (Ok(width), Ok(height)) = (w.parse(), h.parse())
+        {
+            return ScreenSource::Test { width, height };
         }
         ScreenSource::Display(s.to_string())
     }

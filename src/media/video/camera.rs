@@ -70,8 +70,8 @@ impl CaptureConfig {
     pub fn check(&self) -> Result<(), CameraError> {
         let size_ok = (MIN_SIZE.0..=MAX_SIZE.0).contains(&self.width)
             && (MIN_SIZE.1..=MAX_SIZE.1).contains(&self.height)
-            && self.width % 2 == 0
-            && self.height % 2 == 0;
+            && self.width.is_multiple_of(2)
+            && self.height.is_multiple_of(2);
         if !size_ok || !FPS_RANGE.contains(&self.fps) {
             return Err(CameraError::BadConfig(*self));
         }
