@@ -41,6 +41,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 die() { printf 'lan.sh: %s\n' "$*" >&2; exit 2; }
 
+case "${1:-}" in -h|--help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+
 # ---------------------------------------------------------------------------
 # The double-click race, repeated.
 # ---------------------------------------------------------------------------
@@ -161,7 +163,7 @@ while [ $# -gt 0 ]; do
         --drop-udp) drops+=("$2"); shift 2 ;;
         --hold) hold=1; shift ;;
         --) shift; cmd=("$@"); break ;;
-        *) die "unknown option $1 (see the top of this script)" ;;
+        *) die "unknown option $1 (see scripts/lan.sh --help)" ;;
     esac
 done
 [ "$machines" -ge 1 ] && [ "$machines" -le 200 ] || die "-n must be 1..200"

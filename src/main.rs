@@ -565,7 +565,7 @@ fn host(args: HostArgs) -> CmdResult {
         let room_hint = if room.is_empty() { String::new() } else { format!(" --room {room}") };
         println!("Sapora host \"{}\" is running.", host.host_name);
         for (i, (ip, iface)) in share_addrs(args.bind).into_iter().enumerate() {
-            let lead = if i == 0 { "  Others join with:" } else { "                    " };
+            let lead = if i == 0 { "  Others join with:" } else { "                   " };
             let iface = iface.map(|n| format!("   ({n})")).unwrap_or_default();
             println!("{lead}  sapora join {ip}{port_suffix}{room_hint}{iface}");
         }

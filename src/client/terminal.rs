@@ -161,6 +161,7 @@ fn who(members: &[Member], host: Option<&str>) -> String {
 
 pub async fn run(host: SocketAddr, name: String, room: String) -> Result<(), ClientError> {
     println!("Connecting to {host}…");
+    let asked = name.clone();
     let client = Client::connect(ClientConfig::new(host, name, room)).await?;
     let w = client.welcome();
     println!(
@@ -169,6 +170,13 @@ pub async fn run(host: SocketAddr, name: String, room: String) -> Result<(), Cli
         visible(&w.host_name),
         visible(&w.name)
     );
+    if crate::proto::text::label(&asked, "name", usize::MAX).is_ok_and(|a| a != w.name) {
+        println!(
+            "* you are {1}: \"{0}\" is taken here, looks the same as a name that is, or is too long.",
+            visible(asked.trim()),
+            visible(&w.name)
+        );
+    }
     println!("In the meeting: {}", who(&w.members, w.host_member.as_deref()));
     for m in &w.history {
         println!("{}", chat_line(m));

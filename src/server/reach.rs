@@ -124,7 +124,9 @@ pub async fn run(
             watch.heard(s);
         }
         for u in watch.poll(now) {
-            tracing::warn!(
+            // The host's own log line (`sapora host`) says it once; this is
+            // for SAPORA_LOG=info.
+            tracing::info!(
                 member = %u.name, ip = %u.ip, room = %u.room,
                 "no audio/video datagram from {} ({}) within {} s of joining: UDP to {} may be blocked",
                 u.name, u.ip, u.waited.as_secs(), media_ports
