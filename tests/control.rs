@@ -479,3 +479,42 @@ fn a_bot_with_hand_raises_it_for_everyone() {
         host.shutdown().await;
     });
 }
+
+/// A bot sending its test camera whose video the host stops turns the
+/// camera off (the room's member list says so), keeps receiving, and says
+/// so in its report's notices.
+#[test]
+fn a_bot_whose_video_the_host_stops_turns_its_camera_off() {
+    smol::block_on(async {
+        let host = start_host().await;
+        let mut config = sapora::client::ClientConfig::new(host.control_addr, "ann", "");
+        config.host_key = Some(host.host_key);
+        let ann = sapora::client::Client::connect(config).await.unwrap();
+        let mut opts = sapora::client::bot::BotOptions::new(host.control_addr, "cam");
+        opts.video.camera = sapora::media::video::CameraChoice::Test;
+        opts.duration = Some(Duration::from_millis(2500));
+        let (_tx, stop) = smol::channel::bounded::<()>(1);
+        let bot = smol::spawn(sapora::client::bot::run_bot(opts, stop));
+        let camera_of = |e: &Event| match e {
+            Event::Members(l) => l.members.iter().find(|m| m.name == "cam").map(|m| m.camera),
+            _ => None,
+        };
+        expect(&ann, 2 * SEC, |e| camera_of(e).filter(|on| *on)).await;
+        // Frames flow (the only sender in the room; the host counts them)...
+        smol::Timer::after(Duration::from_millis(400)).await;
+        assert!(host.video_stats().fragments_in > 0, "{:?}", host.video_stats());
+        ann.control(Control::StopVideo { name: "cam".into() }).unwrap();
+        expect(&ann, 2 * SEC, |e| camera_of(e).filter(|on| !on)).await;
+        // ...and stop once the bot has turned its camera off (a frame or
+        // two may still be on the way).
+        smol::Timer::after(Duration::from_millis(300)).await;
+        let after_stop = host.video_stats().fragments_in;
+        smol::Timer::after(Duration::from_millis(800)).await;
+        let later = host.video_stats().fragments_in;
+        assert_eq!(later, after_stop, "no more frames from a stopped camera");
+        let report = bot.await;
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert!(report.notices.iter().any(|n| n.contains("stopped your video")), "{report:?}");
+        host.shutdown().await;
+    });
+}

@@ -141,6 +141,11 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
     };
     report.joined_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
     let mut media = crate::proto::MediaState::default();
+    // The camera as it is now: the host may stop it (`Control::StopVideo`).
+    let mut video_opts = opts.video.clone();
+    // What the video engine received before it was restarted (a handover
+    // or a host's video stop); the engine's later figures are added on top.
+    let mut earlier_video = std::collections::BTreeMap::new();
     let (mut video, video_errors) = super::video::BotVideo::start(
         &client,
         opts.host,
@@ -258,11 +263,11 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
                     // to a host address, so they stop and start again on the
                     // new one (the report's media figures, and a `record:`
                     // speaker's file, are from then on).
-                    drop(std::mem::take(&mut video).finish());
+                    earlier_video.extend(std::mem::take(&mut video).finish());
                     std::mem::take(&mut audio).finish(&mut report.errors);
                     let name = client.current().name;
                     let (v, errors) =
-                        super::video::BotVideo::start(&client, to, &name, &opts.video, &mut media);
+                        super::video::BotVideo::start(&client, to, &name, &video_opts, &mut media);
                     report.errors.extend(errors);
                     video = v;
                     let (a, errors) =
@@ -303,9 +308,34 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
                     report.hands = state.hands.into_iter().map(|h| h.name).collect();
                 }
                 Event::ControlNotice(n) => {
-                    if matches!(n.control, crate::proto::Control::Mute { ref name, .. } if *name == report.name)
-                    {
-                        audio.host_mute(&mut media);
+                    use crate::proto::Control;
+                    match &n.control {
+                        Control::Mute { name, .. } if *name == report.name => {
+                            audio.host_mute(&mut media)
+                        }
+                        // The host stopped our camera: the engine goes on
+                        // receiving, without a camera, and the room is told.
+                        Control::StopVideo { name }
+                            if *name == report.name
+                                && video_opts.camera != crate::media::video::CameraChoice::None =>
+                        {
+                            earlier_video.extend(std::mem::take(&mut video).finish());
+                            video_opts.camera = crate::media::video::CameraChoice::None;
+                            let me = client.current().name;
+                            let host = client.host();
+                            let (v, errors) = super::video::BotVideo::start(
+                                &client,
+                                host,
+                                &me,
+                                &video_opts,
+                                &mut media,
+                            );
+                            report.errors.extend(errors);
+                            video = v;
+                            media.camera = false;
+                            let _ = client.set_media(media);
+                        }
+                        _ => {}
                     }
                     report.notices.push(n.text);
                 }
@@ -324,7 +354,8 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
     }
     report.members = members;
     report.chat_rtt_ms = Percentiles::of(&rtts);
-    report.video = video.finish();
+    earlier_video.extend(video.finish());
+    report.video = earlier_video;
     let (screen_report, screen_errors) = screen.finish();
     report.screen = screen_report;
     report.errors.extend(screen_errors);
