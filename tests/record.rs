@@ -107,8 +107,8 @@ fn talker(host: &sapora::server::RunningHost, name: &str, secs: f64) -> BotOptio
     o
 }
 
-/// Two talkers take turns clicking (both on the wall clock's 500 ms grid,
-/// see `media::audio::source::Clicks`); the host mutes the first half-way
+/// A 20 s call: two talkers take turns clicking (both on the wall clock's
+/// 500 ms grid, see `media::audio::source::Clicks`); the host mutes the first half-way
 /// and the second unmutes then. Every click in the recording must sit on
 /// that grid (after one constant pipeline delay) within ±20 ms, in both
 /// halves; the file lasts as long as the call; the chat is in the .vtt.
@@ -125,7 +125,8 @@ fn a_recorded_call_has_both_talkers_clicks_and_the_chat_at_their_times() {
         config.host_key = Some(host.host_key);
         let ann = Client::connect(config).await.unwrap();
         let (_stop_tx, stop) = smol::channel::bounded::<()>(1);
-        let half = 3.0;
+        // Two halves of 10 s: the 20 s call.
+        let half = 10.0;
         let a = smol::spawn(run_bot(talker(&host, "talker-a", 2.0 * half), stop.clone()));
         let mut b_opts = talker(&host, "talker-b", 2.0 * half);
         b_opts.audio.unmute_after = Some(Duration::from_secs_f64(half));
@@ -163,8 +164,10 @@ fn a_recorded_call_has_both_talkers_clicks_and_the_chat_at_their_times() {
     let onsets = clicks(&pcm);
     let phase = |t: f64| (start as f64 + t).rem_euclid(500.0);
     let phases: Vec<f64> = onsets.iter().map(|t| phase(*t)).collect();
-    let first_half = onsets.iter().filter(|t| **t > 500.0 && **t < 2500.0).count();
-    let second_half = onsets.iter().filter(|t| **t > 3500.0 && **t < 5500.0).count();
+    let half_ms = call_secs * 500.0;
+    let first_half = onsets.iter().filter(|t| **t > 500.0 && **t < half_ms - 500.0).count();
+    let second_half =
+        onsets.iter().filter(|t| **t > half_ms + 500.0 && **t < 2.0 * half_ms - 500.0).count();
     assert!(first_half >= 3 && second_half >= 3, "clicks {onsets:?}");
     // The pipeline delay (client capture, network, the mixer's jitter
     // buffer) is one unknown constant: take the one that fits best, the
