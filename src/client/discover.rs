@@ -21,6 +21,9 @@ use tracing::{debug, warn};
 
 use crate::lanif::{Fanout, Reach, Via};
 use crate::net::bind_discovery_socket;
+// Names come from the network: control characters and bidi overrides are
+// shown visibly, never sent raw to the user's terminal.
+use crate::proto::text::visible;
 use crate::proto::{
     Beacon, DecodeError, HEADER_LEN, Header, MsgType, PROTOCOL_VERSION, Probe, RoomInfo,
     decode_payload, encode_frame, limits,
@@ -75,8 +78,8 @@ impl DiscoveredHost {
     /// nobody), with control characters from the network made harmless.
     pub fn label(&self) -> String {
         let who = match self.owner.as_deref().map(str::trim).filter(|o| !o.is_empty()) {
-            Some(owner) => format!("{}'s meeting", printable(owner)),
-            None => format!("meeting on {}", printable(&self.host_name)),
+            Some(owner) => format!("{}'s meeting", visible(owner)),
+            None => format!("meeting on {}", visible(&self.host_name)),
         };
         match self.people() {
             1 => format!("{who} · 1 person"),
@@ -387,7 +390,7 @@ pub fn format_hosts(hosts: &[DiscoveredHost]) -> String {
             } else {
                 h.rooms
                     .iter()
-                    .map(|r| format!("{} ({})", printable(&r.name), r.members))
+                    .map(|r| format!("{} ({})", visible(&r.name), r.members))
                     .collect::<Vec<_>>()
                     .join(", ")
             };
@@ -396,7 +399,7 @@ pub fn format_hosts(hosts: &[DiscoveredHost]) -> String {
             } else {
                 format!("{} (incompatible: this build speaks {PROTOCOL_VERSION})", h.version)
             };
-            [h.label(), printable(&h.host_name), h.addr.to_string(), rooms, version]
+            [h.label(), visible(&h.host_name), h.addr.to_string(), rooms, version]
         })
         .collect();
     let mut widths = [0usize; 5];
@@ -422,13 +425,6 @@ pub fn format_hosts(hosts: &[DiscoveredHost]) -> String {
         out.push('\n');
     }
     out
-}
-
-/// Names come from the network: control characters (escape sequences, line
-/// breaks) and bidi overrides must not reach the user's terminal; they are
-/// shown instead ([`crate::proto::text::visible`]).
-fn printable(s: &str) -> String {
-    crate::proto::text::visible(s)
 }
 
 /// What [`Scanner::next`] woke up for.

@@ -261,6 +261,9 @@ pub struct Mixer {
     /// with no listener on it, and handed to `tap` (see `record.rs`).
     recorded: std::collections::HashSet<String>,
     tap: Option<MixTap>,
+    /// (talker, listener's downlink loss) for each packet forwarded this
+    /// tick; kept to reuse its allocation from tick to tick.
+    forwarded: Vec<(u32, f64)>,
     /// Sessions the host muted and holds muted: their audio is left out of
     /// every mix whatever their client sends (they still hear the room).
     silenced: std::collections::HashSet<u32>,
@@ -336,6 +339,7 @@ impl Mixer {
             datagram: Vec::with_capacity(4096),
             recorded: Default::default(),
             tap: None,
+            forwarded: Vec::new(),
             silenced: Default::default(),
         }
     }
@@ -554,8 +558,6 @@ impl Mixer {
                 g.into_iter().map(|(r, ids)| (r.to_string(), ids)).collect()
             }
         };
-        // (talker, listener's downlink loss) for each forwarded packet.
-        let mut forwarded: Vec<(u32, f64)> = Vec::new();
         for (room, ids) in &groups {
             let ids = &ids[..];
             let talkers: Vec<u32> =
@@ -694,7 +696,7 @@ impl Mixer {
                             let tm = &self.members[&t];
                             (tm.has_packet, tm.end, tm.fec_packet, tm.waiting)
                         };
-                        forwarded.push((t, self.members[&s].down_loss.get()));
+                        self.forwarded.push((t, self.members[&s].down_loss.get()));
                         if has || has_fec {
                             // A frame lost on the way here goes on as the
                             // next packet, for its FEC: the listener rebuilds
@@ -902,7 +904,7 @@ impl Mixer {
         if self.groups.is_none() {
             self.groups = Some(groups);
         }
-        for (t, loss) in forwarded {
+        for (t, loss) in self.forwarded.drain(..) {
             if let Some(m) = self.members.get_mut(&t) {
                 m.forward_loss = m.forward_loss.max(loss);
             }
