@@ -49,6 +49,10 @@ pub const WS_PATH: &str = "/sapora/2";
 /// host (`proto::limits::CONTROL_FROM_HOST`, 4 MiB) plus its 10-byte header,
 /// rounded up.
 pub const MAX_MESSAGE: usize = 4 * 1024 * 1024 + 1024;
+/// The socket's `TCP_NOTSENT_LOWAT` (Linux, Android): the kernel keeps at
+/// most this many bytes queued but not yet sent, so that a datagram written
+/// after a file chunk does not wait behind megabytes in the send buffer.
+pub const NOTSENT_LOWAT: u32 = 128 * 1024;
 /// TCP connect + TLS + WebSocket upgrade must finish within this time.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -108,6 +112,14 @@ impl<S> FallbackConnection<S> {
     }
 }
 
+/// No Nagle delay, and a short unsent queue ([`NOTSENT_LOWAT`]).
+fn tune(tcp: &TcpStream) -> std::io::Result<()> {
+    tcp.set_nodelay(true)?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    socket2::SockRef::from(tcp).set_tcp_notsent_lowat(NOTSENT_LOWAT)?;
+    Ok(())
+}
+
 fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE)).max_frame_size(Some(MAX_MESSAGE))
 }
@@ -143,7 +155,7 @@ pub async fn accept(
     config: Arc<rustls::ServerConfig>,
 ) -> Result<FallbackConnection<HostTls>, FallbackError> {
     let peer = tcp.peer_addr()?;
-    tcp.set_nodelay(true)?;
+    tune(&tcp)?;
     with_timeout(async {
         let tls = TlsAcceptor::from(config).accept(tcp).await?;
         let (passcode_exporter, verify_exporter) = exporters(tls.get_ref().1)?;
@@ -175,7 +187,7 @@ pub async fn connect(
 ) -> Result<FallbackConnection<ClientTls>, FallbackError> {
     with_timeout(async {
         let tcp = TcpStream::connect(addr).await?;
-        tcp.set_nodelay(true)?;
+        tune(&tcp)?;
         let (config, verifier) = quic::client_tls_config(trust)?;
         let name = ServerName::try_from(SERVER_NAME).map_err(|_| FallbackError::WrongProtocol)?;
         let tls = match TlsConnector::from(Arc::new(config)).connect(name, tcp).await {

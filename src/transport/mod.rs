@@ -24,18 +24,23 @@
 //!   [`admission::FramePipe`] (QUIC control stream or WebSocket).
 //! - [`fallback`]: TLS 1.3 over TCP with WebSocket framing, for networks
 //!   that block UDP: same certificate, pinning, ALPN and admission.
+//! - [`tunnel`]: a whole link (control stream, datagrams, bidirectional
+//!   streams with flow control) over one fallback WebSocket; the sans-IO
+//!   multiplexer is [`tunnel::mux`].
 //!
 //! Layering: `cert`, `pin`, `pake` and `limit` do no network I/O and read no
 //! clock; `cert` and `pin` touch files only in their `load`/`save` edges.
-//! Only `quic` and `fallback` touch sockets.
+//! Only `quic`, `fallback` and `tunnel` touch sockets (`tunnel::mux` does not).
 
 pub mod admission;
 pub mod cert;
 pub mod fallback;
 pub mod limit;
+pub mod link;
 pub mod pake;
 pub mod pin;
 pub mod quic;
+pub mod tunnel;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,684 @@
+//! The tunnel: a whole Sapora link over one TLS/TCP WebSocket, for networks
+//! that block UDP (issue 14's TCP fallback).
+//!
+//! [`Tunnel`] has the methods of `transport::link::Link` (its
+//! [`Tunnel::kind`] is [`TransportKind::Tls`]): after the admission of
+//! [`super::fallback`], one WebSocket carries
+//! - the control stream (stream 0, reliable and ordered),
+//! - datagrams (audio, video): bounded queues, newest wins, never blocking
+//!   the sender (which may be the host's mixer thread),
+//! - bidirectional streams opened by either side (files, screen), each with
+//!   its own id, FIN, reset and credit-based flow control, so that a big
+//!   file cannot starve control or media.
+//!
+//! The wire layout is `docs/transport-v2.md` §5.2. The logic is the sans-IO
+//! [`mux::Mux`]; this module is its driver: one writer task (which writes in
+//! the mux's priority order: protocol messages, control, datagrams, then
+//! stream chunks round-robin, and WebSocket pings for keep-alive) and one
+//! reader task per WebSocket, both spawned on the executor given (smol's
+//! global one by default).
+//!
+//! [`connect`] is the client's side (TOFU through [`PinStore`], as
+//! `quic::connect_tofu`), [`serve_tcp`] the host's accept loop.
+//!
+//! Head-of-line blocking: TCP delivers in order, so a datagram still waits
+//! for the bytes already handed to the kernel. The writer never queues more
+//! than one chunk ([`mux::MAX_CHUNK`]) ahead of a datagram in user space, and
+//! the socket's unsent-bytes mark (`TCP_NOTSENT_LOWAT`,
+//! [`fallback::NOTSENT_LOWAT`], set by [`fallback`]) keeps the kernel's
+//! queue of unsent bytes short as well.
+
+pub mod mux;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::tungstenite::protocol::CloseFrame;
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use bytes::Bytes;
+use futures_util::SinkExt;
+use smol::io::{AsyncRead, AsyncWrite};
+use smol::stream::StreamExt;
+
+use self::mux::{CONTROL_ID, Event, Mux, Read, Side, StreamError, Transmit};
+use super::admission::{self, AdmissionError};
+use super::fallback::{self, FallbackError, WsPipe};
+use super::limit::{AttemptLimiter, ConnectionSlot, SharedCaps};
+use super::link::{Established, LinkRecv, LinkSend, TransportKind};
+use super::pake::{Passcode, VerificationCode};
+use super::pin::{PinError, PinStore, host_key};
+use super::quic::Trust;
+
+/// [`connect`] must be admitted within this time (TCP, TLS, WebSocket
+/// upgrade and the passcode check together).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Received datagrams waiting for `read_datagram`; past it the oldest is
+/// dropped (newest wins). At [`mux::MAX_DATAGRAM`] bytes each at most 8 MiB;
+/// media datagrams are ~1.2 KiB (about 0.6 MiB).
+pub const RECV_DATAGRAMS: usize = 512;
+/// A write of the WebSocket that makes no progress for this long means the
+/// peer stopped reading: the connection is closed.
+pub const WRITE_STALL_TIMEOUT: Duration = mux::IDLE_TIMEOUT;
+
+/// Errors of [`connect`], worded for the CLI.
+#[derive(Debug, thiserror::Error)]
+pub enum TunnelError {
+    #[error("{0}")]
+    Fallback(#[from] FallbackError),
+    #[error("{0}")]
+    Pin(#[from] PinError),
+    #[error("{0}")]
+    Admission(#[from] AdmissionError),
+    #[error("the TLS connection was not admitted within {} s", CONNECT_TIMEOUT.as_secs())]
+    Timeout,
+}
+
+impl TunnelError {
+    /// Whether this is a refusal about the passcode (see
+    /// [`AdmissionError::is_passcode_refusal`]).
+    pub fn is_passcode_refusal(&self) -> bool {
+        matches!(self, TunnelError::Admission(e) if e.is_passcode_refusal())
+    }
+}
+
+/// Where the tunnel's reader and writer tasks run.
+#[derive(Clone, Default)]
+pub enum Spawner {
+    /// smol's global executor.
+    #[default]
+    Global,
+    /// An explicit executor (the host's sized, named-thread one).
+    Executor(Arc<smol::Executor<'static>>),
+}
+
+impl Spawner {
+    fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
+        match self {
+            Spawner::Global => smol::spawn(future).detach(),
+            Spawner::Executor(executor) => executor.spawn(future).detach(),
+        }
+    }
+}
+
+/// What the tasks and the handles share.
+struct Inner {
+    mux: Mutex<Mux>,
+    /// Wakes the writer (capacity 1: a pending wake is enough).
+    wake_writer: smol::channel::Sender<()>,
+    /// Dropped when the connection closes: `closed()` resolves.
+    closed_tx: Mutex<Option<smol::channel::Sender<()>>>,
+    closed_rx: smol::channel::Receiver<()>,
+    datagrams: smol::channel::Receiver<Bytes>,
+    accepted: smol::channel::Receiver<u32>,
+    remote: SocketAddr,
+    code: VerificationCode,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Mux> {
+        // Every mux operation leaves it consistent: ignore poisoning.
+        self.mux.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the mux, then wakes the writer if it has something to
+    /// write and signals `closed()` if the connection ended.
+    fn with<R>(&self, f: impl FnOnce(&mut Mux) -> R) -> R {
+        let mut mux = self.lock();
+        let result = f(&mut mux);
+        let wants = mux.wants_transmit();
+        let closed = mux.close_reason().is_some();
+        drop(mux);
+        if wants {
+            let _ = self.wake_writer.try_send(());
+        }
+        if closed {
+            self.closed_tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        }
+        result
+    }
+
+    fn closed_error(&self) -> std::io::Error {
+        let reason = self.lock().close_reason().cloned();
+        let reason = reason.unwrap_or(mux::CloseReason::Lost("tasks ended".into()));
+        StreamError::Closed(reason).into()
+    }
+}
+
+/// Held by every user handle ([`Tunnel`] and stream halves); when the last
+/// goes, the connection is closed (as dropping a quinn connection).
+struct Owner(Arc<Inner>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.0.with(|mux| mux.close("the link was dropped"));
+    }
+}
+
+/// A Sapora link over a TLS/TCP WebSocket (see the module docs). Cloning
+/// gives another handle to the same connection.
+#[derive(Clone)]
+pub struct Tunnel {
+    owner: Arc<Owner>,
+}
+
+impl std::fmt::Debug for Tunnel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tunnel").field("remote", &self.inner().remote).finish_non_exhaustive()
+    }
+}
+
+impl Tunnel {
+    /// Starts the multiplexer on an admitted WebSocket: spawns its reader
+    /// and writer tasks with `spawner`. `slot` (the host's connection cap)
+    /// is given back when the connection ends. Use [`Tunnel::control`] once
+    /// for the control stream.
+    pub fn start<S>(
+        ws: WebSocketStream<S>,
+        side: Side,
+        remote: SocketAddr,
+        code: VerificationCode,
+        slot: Option<ConnectionSlot>,
+        spawner: &Spawner,
+    ) -> Tunnel
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (wake_writer, wakes) = smol::channel::bounded(1);
+        let (closed_tx, closed_rx) = smol::channel::bounded(1);
+        let (datagram_tx, datagrams) = smol::channel::bounded(RECV_DATAGRAMS);
+        let (accepted_tx, accepted) = smol::channel::unbounded();
+        let inner = Arc::new(Inner {
+            mux: Mutex::new(Mux::new(side, Instant::now())),
+            wake_writer,
+            closed_tx: Mutex::new(Some(closed_tx)),
+            closed_rx,
+            datagrams,
+            accepted,
+            remote,
+            code,
+        });
+        let (sink, stream) = ws.split();
+        spawner.spawn(writer(inner.clone(), sink, wakes, slot));
+        spawner.spawn(reader(inner.clone(), stream, datagram_tx, accepted_tx));
+        Tunnel { owner: Arc::new(Owner(inner)) }
+    }
+
+    fn inner(&self) -> &Inner {
+        &self.owner.0
+    }
+
+    fn halves(&self, id: u32) -> (LinkSend, LinkRecv) {
+        (
+            Box::new(TunnelSend { owner: self.owner.clone(), id }),
+            Box::new(TunnelRecv { owner: self.owner.clone(), id }),
+        )
+    }
+
+    /// The control stream (stream 0). Call it once per connection: the
+    /// halves are the `control_send`/`control_recv` of [`Established`].
+    pub fn control(&self) -> (LinkSend, LinkRecv) {
+        self.halves(CONTROL_ID)
+    }
+
+    /// Always [`TransportKind::Tls`].
+    pub fn kind(&self) -> TransportKind {
+        TransportKind::Tls
+    }
+
+    pub fn remote_address(&self) -> SocketAddr {
+        self.inner().remote
+    }
+
+    /// A new bidirectional stream; waits while [`mux::MAX_STREAMS`] opened
+    /// here are open.
+    pub async fn open_bi(&self) -> std::io::Result<(LinkSend, LinkRecv)> {
+        let id = std::future::poll_fn(|cx| match self.inner().with(|mux| mux.open(cx.waker())) {
+            Ok(Some(id)) => Poll::Ready(Ok(id)),
+            Ok(None) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(std::io::Error::from(e))),
+        })
+        .await?;
+        Ok(self.halves(id))
+    }
+
+    /// The next stream the peer opened; an error once the link is closed.
+    pub async fn accept_bi(&self) -> std::io::Result<(LinkSend, LinkRecv)> {
+        let inner = self.inner();
+        let id = smol::future::or(async { inner.accepted.recv().await.ok() }, async {
+            let _ = inner.closed_rx.recv().await;
+            None
+        })
+        .await;
+        match id {
+            Some(id) => Ok(self.halves(id)),
+            None => Err(inner.closed_error()),
+        }
+    }
+
+    /// Queues a datagram (audio, video). Never blocks and may be called from
+    /// any thread: a full queue drops its oldest datagram (newest wins). Err
+    /// only when the link is closed or `data` is over
+    /// [`Tunnel::max_datagram_size`].
+    pub fn send_datagram(&self, data: Bytes) -> std::io::Result<()> {
+        self.inner().with(|mux| mux.send_datagram(data)).map_err(std::io::Error::from)
+    }
+
+    /// The next datagram; an error once the link is closed.
+    pub async fn read_datagram(&self) -> std::io::Result<Bytes> {
+        let inner = self.inner();
+        match inner.datagrams.try_recv() {
+            Ok(datagram) => return Ok(datagram),
+            Err(_) if inner.lock().close_reason().is_some() => return Err(inner.closed_error()),
+            Err(_) => {}
+        }
+        let datagram = smol::future::or(async { inner.datagrams.recv().await.ok() }, async {
+            let _ = inner.closed_rx.recv().await;
+            None
+        })
+        .await;
+        datagram.ok_or_else(|| inner.closed_error())
+    }
+
+    /// Largest datagram [`Tunnel::send_datagram`] takes, in bytes
+    /// ([`mux::MAX_DATAGRAM`]).
+    pub fn max_datagram_size(&self) -> usize {
+        mux::MAX_DATAGRAM
+    }
+
+    /// The 6-digit code both ends show (from this TLS session's exporter).
+    pub fn verification_code(&self) -> VerificationCode {
+        self.inner().code
+    }
+
+    /// Closes the link; the peer sees `reason` (in the WebSocket close frame,
+    /// cut to 100 characters).
+    pub fn close(&self, reason: &str) {
+        self.inner().with(|mux| mux.close(reason));
+    }
+
+    /// Resolves when the link is closed, by either side, by the idle
+    /// timeout or by a failure.
+    pub async fn closed(&self) {
+        let _ = self.inner().closed_rx.recv().await;
+    }
+
+    /// Why the link closed, once it has.
+    pub fn close_reason(&self) -> Option<mux::CloseReason> {
+        self.inner().lock().close_reason().cloned()
+    }
+
+    /// Bytes this side holds for the connection now (queued to send, received
+    /// but unread), for tests and reports.
+    pub fn buffered_bytes(&self) -> usize {
+        self.inner().lock().buffered_bytes()
+    }
+
+    /// Outgoing datagrams dropped so far because the queue was full.
+    pub fn datagrams_dropped(&self) -> u64 {
+        self.inner().lock().datagrams_dropped()
+    }
+}
+
+/// The write half of a tunnel stream.
+struct TunnelSend {
+    owner: Arc<Owner>,
+    id: u32,
+}
+
+impl AsyncWrite for TunnelSend {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        match self.owner.0.with(|mux| mux.write(self.id, buf, cx.waker())) {
+            Ok(0) => Poll::Pending,
+            Ok(n) => Poll::Ready(Ok(n)),
+            Err(e) => Poll::Ready(Err(e.into())),
+        }
+    }
+
+    /// Written bytes are queued for the writer task at once: nothing to do
+    /// (as quinn's streams).
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Finishes the stream: FIN follows the queued bytes.
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(self.owner.0.with(|mux| mux.finish(self.id)).map_err(Into::into))
+    }
+}
+
+impl Drop for TunnelSend {
+    fn drop(&mut self) {
+        self.owner.0.with(|mux| mux.drop_send(self.id));
+    }
+}
+
+/// The read half of a tunnel stream.
+struct TunnelRecv {
+    owner: Arc<Owner>,
+    id: u32,
+}
+
+impl AsyncRead for TunnelRecv {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        match self.owner.0.with(|mux| mux.read(self.id, buf, cx.waker())) {
+            Ok(Read::Data(n)) => Poll::Ready(Ok(n)),
+            Ok(Read::Fin) => Poll::Ready(Ok(0)),
+            Ok(Read::Blocked) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(e.into())),
+        }
+    }
+}
+
+impl Drop for TunnelRecv {
+    fn drop(&mut self) {
+        self.owner.0.with(|mux| mux.drop_recv(self.id));
+    }
+}
+
+/// The reader and writer tasks yield to the executor after this many
+/// messages: a socket that is always ready must not starve other tasks on the
+/// same executor thread (smol has no preemption budget).
+const YIELD_EVERY: u32 = 32;
+
+type Sink<S> = async_tungstenite::WebSocketSender<S>;
+type Source<S> = async_tungstenite::WebSocketReceiver<S>;
+
+/// `work`, or `None` after [`WRITE_STALL_TIMEOUT`].
+async fn unless_stalled<T>(work: impl Future<Output = T>) -> Option<T> {
+    smol::future::or(async { Some(work.await) }, async {
+        smol::Timer::after(WRITE_STALL_TIMEOUT).await;
+        None
+    })
+    .await
+}
+
+/// The writer task: writes what the mux gives, in its order; flushes when
+/// there is nothing more; sleeps until woken or the next timer.
+async fn writer<S>(
+    inner: Arc<Inner>,
+    mut sink: Sink<S>,
+    wakes: smol::channel::Receiver<()>,
+    slot: Option<ConnectionSlot>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut since_yield = 0;
+    loop {
+        since_yield += 1;
+        if since_yield == YIELD_EVERY {
+            since_yield = 0;
+            smol::future::yield_now().await;
+        }
+        let now = Instant::now();
+        let (next, deadline) = inner.with(|mux| {
+            mux.handle_timeout(now);
+            (mux.poll_transmit(now), mux.poll_timeout())
+        });
+        let message = match next {
+            Some(Transmit::Message(message)) => Message::Binary(message.into()),
+            Some(Transmit::Ping) => Message::Ping(Bytes::new()),
+            Some(Transmit::Close { code, reason }) => {
+                let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
+                let close = async {
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                };
+                let give_up = async {
+                    smol::Timer::after(Duration::from_secs(1)).await;
+                };
+                smol::future::or(close, give_up).await;
+                break;
+            }
+            None => {
+                let Some(deadline) = deadline else { break };
+                match unless_stalled(sink.flush()).await {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => {
+                        inner.with(|mux| mux.handle_lost(e.to_string()));
+                        break;
+                    }
+                    None => {
+                        inner.with(|mux| mux.handle_lost("the peer stopped reading".into()));
+                        break;
+                    }
+                }
+                smol::future::or(async { wakes.recv().await.is_ok() }, async {
+                    smol::Timer::at(deadline).await;
+                    true
+                })
+                .await;
+                continue;
+            }
+        };
+        match unless_stalled(sink.feed(message)).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                inner.with(|mux| mux.handle_lost(e.to_string()));
+                break;
+            }
+            None => {
+                inner.with(|mux| mux.handle_lost("the peer stopped reading".into()));
+                break;
+            }
+        }
+    }
+    // Flush a close reply tungstenite may owe the peer; bounded.
+    let _ = smol::future::or(async { SinkExt::close(&mut sink).await.is_ok() }, async {
+        smol::Timer::after(Duration::from_secs(1)).await;
+        false
+    })
+    .await;
+    drop(slot);
+}
+
+/// The reader task: hands each message to the mux, datagrams and accepted
+/// streams to their channels, until the connection closes.
+async fn reader<S>(
+    inner: Arc<Inner>,
+    mut stream: Source<S>,
+    datagrams: smol::channel::Sender<Bytes>,
+    accepted: smol::channel::Sender<u32>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut since_yield = 0;
+    loop {
+        since_yield += 1;
+        if since_yield == YIELD_EVERY {
+            since_yield = 0;
+            smol::future::yield_now().await;
+        }
+        let next = smol::future::or(async { Some(stream.next().await) }, async {
+            let _ = inner.closed_rx.recv().await;
+            None
+        })
+        .await;
+        let Some(item) = next else { break };
+        let now = Instant::now();
+        match item {
+            Some(Ok(Message::Binary(bytes))) => {
+                let event = inner.with(|mux| {
+                    mux.handle_message(bytes, now);
+                    mux.poll_event()
+                });
+                match event {
+                    Some(Event::Datagram(datagram)) => {
+                        // Newest wins: a full queue gives up its oldest.
+                        let _ = datagrams.force_send(datagram);
+                    }
+                    Some(Event::Accepted(id)) => {
+                        let _ = accepted.try_send(id);
+                    }
+                    None => {}
+                }
+            }
+            Some(Ok(Message::Close(frame))) => {
+                let (code, reason) = frame
+                    .map(|f| (u16::from(f.code), f.reason.to_string()))
+                    .unwrap_or((mux::close_code::NORMAL, String::new()));
+                inner.with(|mux| mux.handle_peer_close(code, reason));
+            }
+            Some(Ok(Message::Text(_))) => {
+                inner.with(|mux| mux.handle_violation("a text message"));
+            }
+            Some(Ok(_)) => inner.with(|mux| mux.handle_activity(now)),
+            Some(Err(e)) => inner.with(|mux| mux.handle_lost(e.to_string())),
+            None => inner.with(|mux| mux.handle_lost("the connection ended".into())),
+        }
+    }
+}
+
+/// The client's side: TLS/WebSocket to the host at `addr` with trust on
+/// first use through `pins` (a known host must present its pinned
+/// certificate, else [`PinError::Changed`]; an unknown one is pinned after
+/// the TLS handshake), then the passcode check for `room`, then the tunnel.
+/// All within [`CONNECT_TIMEOUT`]. Tasks run on smol's global executor.
+pub async fn connect(
+    addr: SocketAddr,
+    room: &str,
+    passcode: Option<&Passcode>,
+    pins: &PinStore,
+) -> Result<Established<Tunnel>, TunnelError> {
+    connect_on(addr, room, passcode, pins, &Spawner::Global).await
+}
+
+/// [`connect`] with the tunnel's tasks on `spawner`.
+pub async fn connect_on(
+    addr: SocketAddr,
+    room: &str,
+    passcode: Option<&Passcode>,
+    pins: &PinStore,
+    spawner: &Spawner,
+) -> Result<Established<Tunnel>, TunnelError> {
+    let work = async {
+        let host = host_key(addr);
+        let known = {
+            let pins = pins.clone();
+            smol::unblock(move || pins.load()).await?
+        };
+        let trust = known.get(&host).map_or(Trust::FirstUse, Trust::Pinned);
+        let mut conn = match fallback::connect(addr, trust).await {
+            Err(FallbackError::PinMismatch { expected, presented }) => {
+                return Err(pins.changed(&known, &host, expected, presented).into());
+            }
+            other => other?,
+        };
+        let fingerprint = conn.fingerprint;
+        if let (Trust::FirstUse, Some(presented)) = (trust, fingerprint) {
+            let pins = pins.clone();
+            smol::unblock(move || pins.check_and_pin(&host, presented)).await?;
+        }
+        let exporter = conn.passcode_exporter();
+        let admission =
+            admission::client(&mut WsPipe(&mut conn.ws), exporter, room, passcode).await?;
+        let code = conn.verification_code();
+        let link = Tunnel::start(conn.ws, Side::Client, conn.peer, code, None, spawner);
+        let (control_send, control_recv) = link.control();
+        Ok(Established { link, control_send, control_recv, admission, fingerprint })
+    };
+    smol::future::or(work, async {
+        smol::Timer::after(CONNECT_TIMEOUT).await;
+        Err(TunnelError::Timeout)
+    })
+    .await
+}
+
+/// The host's accept loop on `listener` (TCP 5000): per connection, a slot
+/// from `caps` (per source address and in total; over the caps the TCP
+/// connection is closed at once), then in its own task TLS with `tls`
+/// (`quic::server_tls_config`), the WebSocket upgrade, the passcode check
+/// (`passcode_for` gives a room's passcode, `limiter` counts wrong ones),
+/// and `on_link` with the admitted tunnel. The slot is held until the
+/// connection ends. Runs until the task is dropped; accept errors (e.g. out
+/// of file descriptors) are logged and retried after 100 ms.
+pub async fn serve_tcp(
+    listener: smol::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    caps: SharedCaps,
+    passcode_for: impl Fn(&str) -> Option<Passcode> + Send + Sync + 'static,
+    limiter: Arc<Mutex<AttemptLimiter>>,
+    on_link: impl Fn(Established<Tunnel>) + Send + Sync + 'static,
+) {
+    serve_tcp_on(listener, tls, caps, passcode_for, limiter, on_link, Spawner::Global).await
+}
+
+/// [`serve_tcp`] with every task on `spawner`.
+pub async fn serve_tcp_on(
+    listener: smol::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    caps: SharedCaps,
+    passcode_for: impl Fn(&str) -> Option<Passcode> + Send + Sync + 'static,
+    limiter: Arc<Mutex<AttemptLimiter>>,
+    on_link: impl Fn(Established<Tunnel>) + Send + Sync + 'static,
+    spawner: Spawner,
+) {
+    let passcode_for = Arc::new(passcode_for);
+    let on_link = Arc::new(on_link);
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot accept a TLS connection");
+                smol::Timer::after(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let slot = match caps.try_open(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                tracing::warn!(remote = %peer, %refusal, "refusing TLS connection");
+                continue;
+            }
+        };
+        let (tls, passcode_for, limiter, on_link, task_spawner) =
+            (tls.clone(), passcode_for.clone(), limiter.clone(), on_link.clone(), spawner.clone());
+        spawner.spawn(async move {
+            let mut conn = match fallback::accept(tcp, tls).await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::debug!(remote = %peer, error = %e, "TLS/WebSocket handshake failed");
+                    return;
+                }
+            };
+            let exporter = conn.passcode_exporter();
+            let admission = admission::host(
+                &mut WsPipe(&mut conn.ws),
+                exporter,
+                peer.ip(),
+                |room| passcode_for(room),
+                &limiter,
+            )
+            .await;
+            let admission = match admission {
+                Ok(admission) => admission,
+                Err(e) => {
+                    tracing::info!(remote = %peer, error = %e, "TLS client not admitted");
+                    return;
+                }
+            };
+            let code = conn.verification_code();
+            let link = Tunnel::start(conn.ws, Side::Host, peer, code, Some(slot), &task_spawner);
+            let (control_send, control_recv) = link.control();
+            on_link(Established { link, control_send, control_recv, admission, fingerprint: None });
+        });
+    }
+}
