@@ -220,9 +220,9 @@ impl Tunnel {
         )
     }
 
-    /// The control stream (stream 0). Call it once per connection: the
-    /// halves are the `control_send`/`control_recv` of [`Established`].
-    pub fn control(&self) -> (LinkSend, LinkRecv) {
+    /// The control stream (stream 0), made once per connection: the halves
+    /// are the `control_send`/`control_recv` of [`Established`].
+    fn control(&self) -> (LinkSend, LinkRecv) {
         self.halves(CONTROL_ID)
     }
 

@@ -629,7 +629,11 @@ impl Mux {
             return Ok(None);
         }
         let id = self.next_id;
-        self.next_id += 2;
+        let Some(next) = id.checked_add(2) else {
+            self.close("stream ids exhausted");
+            return Err(self.closed_error().unwrap_or(StreamError::Unknown));
+        };
+        self.next_id = next;
         self.streams.insert(id, Stream::new(true));
         self.push_frame(frame(kind::OPEN, id, None));
         Ok(Some(id))
