@@ -18,10 +18,9 @@
 //! Messages are capped at [`MAX_MESSAGE`] bytes (before allocation, by
 //! tungstenite).
 //!
-//! How control frames, file/screen streams and datagrams share one WebSocket
-//! after admission is the switch-over's decision (see
-//! `docs/transport-v2.md`); this module provides the connection and its
-//! admission.
+//! After admission, [`super::tunnel`] multiplexes control, datagrams and
+//! streams over the WebSocket (`docs/transport-v2.md` §5.1–5.5); this module
+//! provides the connection and its admission.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -11,7 +11,7 @@
 //!   its own id, FIN, reset and credit-based flow control, so that a big
 //!   file cannot starve control or media.
 //!
-//! The wire layout is `docs/transport-v2.md` §5.2. The logic is the sans-IO
+//! The wire layout is `docs/transport-v2.md` §5.1–5.5. The logic is the sans-IO
 //! [`mux::Mux`]; this module is its driver: one writer task (which writes in
 //! the mux's priority order: protocol messages, control, datagrams, then
 //! stream chunks round-robin, and WebSocket pings for keep-alive) and one

@@ -1,6 +1,6 @@
 //! The tunnel's multiplexer: a sans-IO core (bytes in, messages out, time as
 //! an input) that carries the control stream, datagrams and bidirectional
-//! streams over one WebSocket. `docs/transport-v2.md` §5.2 is the wire
+//! streams over one WebSocket. `docs/transport-v2.md` §5.1–5.5 is the wire
 //! description; this module is its reference implementation.
 //!
 //! Nothing here touches a socket, spawns a task or reads a clock: the driver
