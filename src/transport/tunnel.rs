@@ -134,7 +134,8 @@ impl Inner {
         let wants = mux.wants_transmit();
         let closed = mux.close_reason().is_some();
         drop(mux);
-        if wants {
+        // The writer also ends (and gives its connection slot back) on close.
+        if wants || closed {
             let _ = self.wake_writer.try_send(());
         }
         if closed {
