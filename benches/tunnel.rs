@@ -1,6 +1,7 @@
 //! The TLS/TCP tunnel (issue 14's fallback) over loopback: stream throughput
 //! for a 100 MiB transfer each way (issue 14's target: >= 250 MB/s) and the
-//! round trip of a 1200-byte datagram.
+//! round trip of a 1200-byte datagram, alone and while a stream uploads
+//! without pause on the same connection.
 //!
 //! The host's and the client's tunnel tasks each run on their own
 //! one-thread executor (as on two machines); the client's application side
@@ -187,5 +188,47 @@ fn datagram_round_trip(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, stream_throughput, datagram_round_trip);
+/// The same round trip while the client uploads without pause on a stream
+/// of the same connection: what a file transfer adds to media latency
+/// (head-of-line blocking in TCP, bounded by the writer's priority and
+/// `TCP_NOTSENT_LOWAT`).
+fn datagram_round_trip_during_upload(c: &mut Criterion) {
+    let (client, _dir) = setup();
+    let link = client.link.clone();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let uploader = {
+        let (link, stop) = (link.clone(), stop.clone());
+        std::thread::spawn(move || {
+            smol::block_on(async {
+                let (mut send, _recv) = link.open_bi().await.unwrap();
+                send.write_all(&[UPLOAD]).await.unwrap();
+                let chunk = vec![7u8; 1 << 20];
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    send.write_all(&chunk).await.unwrap();
+                }
+                send.close().await.unwrap();
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let datagram = Bytes::from(vec![5u8; 1200]);
+    c.bench_function("tunnel datagram round trip during an upload (1200 bytes)", |b| {
+        b.iter(|| {
+            smol::block_on(async {
+                link.send_datagram(datagram.clone()).unwrap();
+                let echoed = link.read_datagram().await.unwrap();
+                assert_eq!(echoed.len(), 1200);
+            })
+        })
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    uploader.join().unwrap();
+}
+
+criterion_group!(
+    benches,
+    stream_throughput,
+    datagram_round_trip,
+    datagram_round_trip_during_upload
+);
 criterion_main!(benches);
