@@ -459,3 +459,79 @@ fn an_application_that_reads_nothing_holds_only_its_windows_and_the_newest_datag
         assert!(server.link.close_reason().is_none() && client.link.close_reason().is_none());
     });
 }
+
+#[test]
+fn pings_keep_an_idle_link_open_and_a_silent_peer_times_out() {
+    use sapora::transport::tunnel::mux::{CloseReason, Side, Timing};
+    run(async {
+        // A host built by hand with a short rule: ping after 100 ms of
+        // silence, close after 1 s without hearing anything.
+        let timing =
+            Timing { keep_alive: Duration::from_millis(100), idle_timeout: Duration::from_secs(1) };
+        let identity = HostIdentity::generate().unwrap();
+        let tls = Arc::new(quic::server_tls_config(&identity).unwrap());
+        let listener = smol::net::TcpListener::bind(LOOPBACK_ANY).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, links) = smol::channel::unbounded();
+        let _host = smol::spawn(async move {
+            let limiter = Mutex::new(AttemptLimiter::default());
+            while let Ok((tcp, peer)) = listener.accept().await {
+                let mut conn = fallback::accept(tcp, tls.clone()).await.unwrap();
+                let exporter = conn.passcode_exporter();
+                let pipe = &mut WsPipe(&mut conn.ws);
+                admission::host(pipe, exporter, peer.ip(), |_| None, &limiter).await.unwrap();
+                let code = conn.verification_code();
+                let spawner = tunnel::Spawner::Global;
+                let started =
+                    Tunnel::start_with(conn.ws, Side::Host, peer, code, None, &spawner, timing);
+                tx.send(started).await.unwrap();
+            }
+        });
+        let next_link = || async {
+            smol::future::or(async { links.recv().await.ok() }, async {
+                smol::Timer::after(Duration::from_secs(10)).await;
+                None
+            })
+            .await
+            .expect("admitted")
+        };
+
+        // A real client answers the pings (its WebSocket pongs): after 2 s
+        // of silence in both directions the link is still up.
+        let (_dir, store) = pins();
+        let mut client = tunnel::connect(addr, ROOM, None, &store).await.unwrap();
+        let (server, _server_send, mut server_recv) = next_link().await;
+        smol::Timer::after(Duration::from_secs(2)).await;
+        assert_eq!(server.close_reason(), None);
+        client.control_send.write_all(b"still here").await.unwrap();
+        let mut buf = [0u8; 10];
+        server_recv.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"still here");
+
+        // A peer that goes silent (reads nothing, so never pongs) is closed
+        // after the idle timeout.
+        let mut raw = fallback::connect(addr, Trust::Pinned(identity_fingerprint(&store, addr)))
+            .await
+            .unwrap();
+        let exporter = raw.passcode_exporter();
+        admission::client(&mut WsPipe(&mut raw.ws), exporter, ROOM, None).await.unwrap();
+        let (silent, _s, _r) = next_link().await;
+        let started = Instant::now();
+        smol::future::or(silent.closed(), async {
+            smol::Timer::after(Duration::from_secs(5)).await;
+            panic!("the silent peer was not closed");
+        })
+        .await;
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(900), "closed after {waited:?}");
+        assert_eq!(silent.close_reason(), Some(CloseReason::TimedOut));
+        assert!(silent.send_datagram(Bytes::from_static(b"x")).is_err());
+        assert_eq!(server.close_reason(), None, "the answering client is still connected");
+        drop(raw);
+    });
+}
+
+/// The fingerprint `store` pinned for `addr`.
+fn identity_fingerprint(store: &PinStore, addr: SocketAddr) -> Fingerprint {
+    store.load().unwrap().get(&host_key(addr)).expect("pinned on first use")
+}

@@ -46,7 +46,7 @@ use futures_util::SinkExt;
 use smol::io::{AsyncRead, AsyncWrite};
 use smol::stream::StreamExt;
 
-use self::mux::{CONTROL_ID, Event, Mux, Read, Side, StreamError, Transmit};
+use self::mux::{CONTROL_ID, Event, Mux, Read, Side, StreamError, Timing, Transmit};
 use super::admission::{self, AdmissionError};
 use super::fallback::{self, FallbackError, WsPipe};
 use super::limit::{AttemptLimiter, ConnectionSlot, SharedCaps};
@@ -177,8 +177,8 @@ impl std::fmt::Debug for Tunnel {
 impl Tunnel {
     /// Starts the multiplexer on an admitted WebSocket: spawns its reader
     /// and writer tasks with `spawner`. `slot` (the host's connection cap)
-    /// is given back when the connection ends. Use [`Tunnel::control`] once
-    /// for the control stream.
+    /// is given back when the connection ends. Returns the tunnel and the
+    /// control stream's halves (stream 0).
     pub fn start<S>(
         ws: WebSocketStream<S>,
         side: Side,
@@ -186,7 +186,23 @@ impl Tunnel {
         code: VerificationCode,
         slot: Option<ConnectionSlot>,
         spawner: &Spawner,
-    ) -> Tunnel
+    ) -> (Tunnel, LinkSend, LinkRecv)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        Tunnel::start_with(ws, side, remote, code, slot, spawner, Timing::default())
+    }
+
+    /// [`Tunnel::start`] with another keep-alive and idle rule.
+    pub fn start_with<S>(
+        ws: WebSocketStream<S>,
+        side: Side,
+        remote: SocketAddr,
+        code: VerificationCode,
+        slot: Option<ConnectionSlot>,
+        spawner: &Spawner,
+        timing: Timing,
+    ) -> (Tunnel, LinkSend, LinkRecv)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -195,7 +211,7 @@ impl Tunnel {
         let (datagram_tx, datagrams) = smol::channel::bounded(RECV_DATAGRAMS);
         let (accepted_tx, accepted) = smol::channel::unbounded();
         let inner = Arc::new(Inner {
-            mux: Mutex::new(Mux::new(side, Instant::now())),
+            mux: Mutex::new(Mux::with_timing(side, Instant::now(), timing)),
             wake_writer,
             closed_tx: Mutex::new(Some(closed_tx)),
             closed_rx,
@@ -207,7 +223,9 @@ impl Tunnel {
         let (sink, stream) = ws.split();
         spawner.spawn(writer(inner.clone(), sink, wakes, slot));
         spawner.spawn(reader(inner.clone(), stream, datagram_tx, accepted_tx));
-        Tunnel { owner: Arc::new(Owner(inner)) }
+        let tunnel = Tunnel { owner: Arc::new(Owner(inner)) };
+        let (send, recv) = tunnel.halves(CONTROL_ID);
+        (tunnel, send, recv)
     }
 
     fn inner(&self) -> &Inner {
@@ -219,12 +237,6 @@ impl Tunnel {
             Box::new(TunnelSend { owner: self.owner.clone(), id }),
             Box::new(TunnelRecv { owner: self.owner.clone(), id }),
         )
-    }
-
-    /// The control stream (stream 0), made once per connection: the halves
-    /// are the `control_send`/`control_recv` of [`Established`].
-    fn control(&self) -> (LinkSend, LinkRecv) {
-        self.halves(CONTROL_ID)
     }
 
     /// Always [`TransportKind::Tls`].
@@ -592,8 +604,8 @@ pub async fn connect_on(
         let admission =
             admission::client(&mut WsPipe(&mut conn.ws), exporter, room, passcode).await?;
         let code = conn.verification_code();
-        let link = Tunnel::start(conn.ws, Side::Client, conn.peer, code, None, spawner);
-        let (control_send, control_recv) = link.control();
+        let (link, control_send, control_recv) =
+            Tunnel::start(conn.ws, Side::Client, conn.peer, code, None, spawner);
         Ok(Established { link, control_send, control_recv, admission, fingerprint })
     };
     smol::future::or(work, async {
@@ -677,8 +689,8 @@ pub async fn serve_tcp_on(
                 }
             };
             let code = conn.verification_code();
-            let link = Tunnel::start(conn.ws, Side::Host, peer, code, Some(slot), &task_spawner);
-            let (control_send, control_recv) = link.control();
+            let (link, control_send, control_recv) =
+                Tunnel::start(conn.ws, Side::Host, peer, code, Some(slot), &task_spawner);
             on_link(Established { link, control_send, control_recv, admission, fingerprint: None });
         });
     }

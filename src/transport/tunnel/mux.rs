@@ -88,6 +88,22 @@ pub const KEEP_ALIVE_INTERVAL: Duration = crate::transport::quic::KEEP_ALIVE_INT
 /// A connection that received nothing for this long is closed (QUIC's idle
 /// timeout, [`crate::transport::quic::IDLE_TIMEOUT`]).
 pub const IDLE_TIMEOUT: Duration = crate::transport::quic::IDLE_TIMEOUT;
+
+/// The keep-alive and idle rule of one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// Send a ping after this long without sending anything.
+    pub keep_alive: Duration,
+    /// Close after this long without receiving anything.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Timing {
+    /// [`KEEP_ALIVE_INTERVAL`] and [`IDLE_TIMEOUT`], as QUIC.
+    fn default() -> Timing {
+        Timing { keep_alive: KEEP_ALIVE_INTERVAL, idle_timeout: IDLE_TIMEOUT }
+    }
+}
 /// RESET/STOP code: the application dropped its half without finishing.
 pub const CODE_DROPPED: u32 = 0;
 /// RESET/STOP code: the receiver refused the stream (too many open).
@@ -116,7 +132,7 @@ pub enum CloseReason {
     Local(String),
     /// The peer closed it with this WebSocket close code and reason.
     Peer { code: u16, reason: String },
-    /// Nothing arrived for [`IDLE_TIMEOUT`].
+    /// Nothing arrived for the idle timeout ([`IDLE_TIMEOUT`]).
     TimedOut,
     /// The peer broke the protocol; this side closed with 1002.
     Protocol(String),
@@ -133,7 +149,7 @@ impl std::fmt::Display for CloseReason {
             }
             CloseReason::Peer { reason, .. } => write!(f, "closed by the peer: {reason}"),
             CloseReason::TimedOut => {
-                write!(f, "nothing heard from the peer for {} s", IDLE_TIMEOUT.as_secs())
+                write!(f, "closed after hearing nothing from the peer (idle timeout)")
             }
             CloseReason::Protocol(why) => write!(f, "protocol error: {why}"),
             CloseReason::Lost(why) => write!(f, "connection lost: {why}"),
@@ -298,6 +314,7 @@ pub struct Mux {
     closed: Option<CloseReason>,
     last_sent: Instant,
     last_received: Instant,
+    timing: Timing,
 }
 
 fn header(kind: u8, id: u32, capacity: usize) -> Vec<u8> {
@@ -321,6 +338,11 @@ impl Mux {
     /// A new connection's multiplexer, right after admission at `now`.
     /// Stream 0 (control) is open on both sides.
     pub fn new(side: Side, now: Instant) -> Mux {
+        Mux::with_timing(side, now, Timing::default())
+    }
+
+    /// [`Mux::new`] with another keep-alive and idle rule.
+    pub fn with_timing(side: Side, now: Instant, timing: Timing) -> Mux {
         let mut streams = HashMap::new();
         streams.insert(CONTROL_ID, Stream::new(true));
         Mux {
@@ -341,6 +363,7 @@ impl Mux {
             closed: None,
             last_sent: now,
             last_received: now,
+            timing,
         }
     }
 
@@ -780,7 +803,7 @@ impl Mux {
     /// The next message to write, in priority order: protocol messages,
     /// control bytes, datagrams, then stream data round-robin (one chunk per
     /// stream per turn), and a ping when nothing was sent for
-    /// [`KEEP_ALIVE_INTERVAL`]. After [`Transmit::Close`], nothing.
+    /// the keep-alive interval. After [`Transmit::Close`], nothing.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         if self.closed.is_some() {
             self.frames.clear();
@@ -791,7 +814,7 @@ impl Mux {
             self.last_sent = now;
             return Some(Transmit::Message(message));
         }
-        if now.saturating_duration_since(self.last_sent) >= KEEP_ALIVE_INTERVAL {
+        if now.saturating_duration_since(self.last_sent) >= self.timing.keep_alive {
             self.last_sent = now;
             return Some(Transmit::Ping);
         }
@@ -865,13 +888,14 @@ impl Mux {
         if self.closed.is_some() {
             return None;
         }
-        Some((self.last_sent + KEEP_ALIVE_INTERVAL).min(self.last_received + IDLE_TIMEOUT))
+        let timing = self.timing;
+        Some((self.last_sent + timing.keep_alive).min(self.last_received + timing.idle_timeout))
     }
 
     /// Applies the idle rule at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.closed.is_none()
-            && now.saturating_duration_since(self.last_received) >= IDLE_TIMEOUT
+            && now.saturating_duration_since(self.last_received) >= self.timing.idle_timeout
         {
             let reason = "idle timeout".to_string();
             self.shut(CloseReason::TimedOut, Some((close_code::GOING_AWAY, reason)));
