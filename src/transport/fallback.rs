@@ -114,8 +114,11 @@ impl<S> FallbackConnection<S> {
 /// No Nagle delay, and a short unsent queue ([`NOTSENT_LOWAT`]).
 fn tune(tcp: &TcpStream) -> std::io::Result<()> {
     tcp.set_nodelay(true)?;
+    // Best effort: a kernel without the option only loses the bound.
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    socket2::SockRef::from(tcp).set_tcp_notsent_lowat(NOTSENT_LOWAT)?;
+    if let Err(e) = socket2::SockRef::from(tcp).set_tcp_notsent_lowat(NOTSENT_LOWAT) {
+        tracing::debug!(error = %e, "cannot set TCP_NOTSENT_LOWAT");
+    }
     Ok(())
 }
 
