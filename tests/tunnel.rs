@@ -535,3 +535,19 @@ fn pings_keep_an_idle_link_open_and_a_silent_peer_times_out() {
 fn identity_fingerprint(store: &PinStore, addr: SocketAddr) -> Fingerprint {
     store.load().unwrap().get(&host_key(addr)).expect("pinned on first use")
 }
+
+/// A `Tunnel` goes where a `quinn::Connection` goes: shared across threads,
+/// its futures spawned on multi-threaded executors.
+#[test]
+fn tunnels_and_their_futures_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    fn check(link: &Tunnel) {
+        send_sync(link);
+        send(&link.open_bi());
+        send(&link.accept_bi());
+        send(&link.read_datagram());
+        send(&link.closed());
+    }
+    let _ = check;
+}
