@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_tungstenite::tungstenite::Message;
 use bytes::Bytes;
+use sapora::proto::{self, ChatSend, MsgType};
 use sapora::transport::admission;
 use sapora::transport::cert::{Fingerprint, HostIdentity};
 use sapora::transport::fallback::{self, WsPipe};
@@ -140,6 +141,30 @@ fn control_and_datagrams_flow_both_ways_after_tofu_admission() {
         let mut buf = [0u8; 7];
         client.control_recv.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"welcome");
+
+        // Today's control frames pass through unchanged, also a 3 MiB one
+        // (larger than the stream window: it flows as the reader reads).
+        let mut frame = Vec::new();
+        let chat = ChatSend { id: 1, to: None, text: "over TLS".into() };
+        proto::encode_frame(MsgType::ChatSend, 7, &chat, &mut frame);
+        let big = ChatSend { id: 2, to: None, text: "x".repeat(3 << 20) };
+        proto::encode_frame(MsgType::ChatSend, 8, &big, &mut frame);
+        let (write, read) = smol::future::zip(client.control_send.write_all(&frame), async {
+            let mut payload = Vec::new();
+            let first = sapora::net::read_frame(&mut server.control_recv, 4 << 20, &mut payload)
+                .await
+                .unwrap();
+            let text_len = payload.len();
+            let second = sapora::net::read_frame(&mut server.control_recv, 4 << 20, &mut payload)
+                .await
+                .unwrap();
+            (first.seq, text_len, second.seq, payload.len())
+        })
+        .await;
+        write.unwrap();
+        let (seq1, _, seq2, len2) = read;
+        assert_eq!((seq1, seq2), (7, 8));
+        assert!(len2 > 3 << 20);
 
         // Datagrams both ways; the client's from a plain thread (a mixer).
         let sender = client.link.clone();
