@@ -310,7 +310,7 @@ impl Tunnel {
     }
 
     /// Closes the link; the peer sees `reason` (in the WebSocket close frame,
-    /// cut to 100 characters).
+    /// cut to [`mux::MAX_REASON`] bytes).
     pub fn close(&self, reason: &str) {
         self.inner().with(|mux| mux.close(reason));
     }

@@ -317,6 +317,19 @@ pub struct Mux {
     timing: Timing,
 }
 
+/// Longest close reason sent, in bytes: a WebSocket close frame's payload
+/// is at most 125 bytes, 2 of them the code (RFC 6455 §5.5).
+pub const MAX_REASON: usize = 123;
+
+/// `reason` cut to [`MAX_REASON`] bytes at a character boundary.
+fn cut_reason(reason: &str) -> String {
+    let mut end = reason.len().min(MAX_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_string()
+}
+
 fn header(kind: u8, id: u32, capacity: usize) -> Vec<u8> {
     let mut message = Vec::with_capacity(5 + capacity);
     message.push(kind);
@@ -419,9 +432,10 @@ impl Mux {
         }
     }
 
-    /// Closes the connection from this side; the peer sees `reason`.
+    /// Closes the connection from this side; the peer sees `reason`, cut to
+    /// [`MAX_REASON`] bytes.
     pub fn close(&mut self, reason: &str) {
-        let text: String = reason.chars().take(100).collect();
+        let text = cut_reason(reason);
         self.shut(CloseReason::Local(text.clone()), Some((close_code::NORMAL, text)));
     }
 
@@ -442,7 +456,7 @@ impl Mux {
     }
 
     fn protocol_error(&mut self, why: String) {
-        let reason: String = why.chars().take(100).collect();
+        let reason = cut_reason(&why);
         self.shut(CloseReason::Protocol(why), Some((close_code::PROTOCOL_ERROR, reason)));
     }
 
@@ -1150,6 +1164,17 @@ mod tests {
         }
         assert!(matches!(h.close_reason(), Some(CloseReason::Protocol(_))));
         assert!(h.buffered_bytes() < 64 * 1024);
+    }
+
+    #[test]
+    fn close_reasons_fit_a_close_frame() {
+        let (mut c, _, now) = pair();
+        let long = "é".repeat(100); // 200 bytes
+        c.close(&long);
+        let Some(Transmit::Close { code, reason }) = c.poll_transmit(now) else { panic!() };
+        assert_eq!(code, close_code::NORMAL);
+        assert!(reason.len() <= MAX_REASON && long.starts_with(&reason), "{reason}");
+        assert_eq!(reason.len(), 122, "whole characters only");
     }
 
     #[test]
