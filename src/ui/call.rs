@@ -12,10 +12,11 @@ use iced::{Background, Border, Color, Element, Fill, Length, Task, Theme};
 
 use super::chat::{self, Chat};
 use super::files::{self, Files};
+pub use super::notice::Notice;
 use super::participants;
 use crate::client::Event as SessionEvent;
 use crate::proto::text::visible;
-use crate::proto::{Control, MediaState, Member, PresenceChange, RoomState, Welcome};
+use crate::proto::{Control, MediaState, Member, PresenceChange, RoomState, Subscription, Welcome};
 
 /// A decoded picture ready to draw. The handle is built once, when the frame
 /// arrives, so drawing never copies pixels.
@@ -28,7 +29,9 @@ pub struct Frame {
 
 impl Frame {
     /// `rgba` must hold `width * height * 4` bytes; anything else is refused.
-    pub fn from_rgba(width: u32, height: u32, rgba: Vec<u8>) -> Option<Frame> {
+    /// A [`bytes::Bytes`] is kept as it is (shared, not copied).
+    pub fn from_rgba(width: u32, height: u32, rgba: impl Into<bytes::Bytes>) -> Option<Frame> {
+        let rgba = rgba.into();
         if rgba.len() as u64 != u64::from(width) * u64::from(height) * 4 || width == 0 {
             return None;
         }
@@ -47,14 +50,6 @@ pub enum Panel {
     Chat,
     People,
     Files,
-}
-
-/// Which video layer a tile needs from its sender.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Layer {
-    None,
-    Thumbnail,
-    Full,
 }
 
 /// Columns and visible rows of the grid for `n` tiles: 1×1, 2×1, 2×2, 3×2,
@@ -102,7 +97,7 @@ pub struct Call {
     /// Grid rows in view, first..last (exclusive), when the grid scrolls.
     pub rows_in_view: (usize, usize),
     /// Last layers requested, to tell the engine only about changes.
-    pub layers: HashMap<String, Layer>,
+    pub layers: HashMap<String, Subscription>,
     pub ended: Option<String>,
     /// The user's choice: full-size video from everyone, whatever the grid.
     pub always_full: bool,
@@ -144,24 +139,11 @@ pub enum Event {
     },
     Files(files::Event),
     /// What each sender should send us; only senders whose layer changed.
-    Layers(Vec<(String, Layer)>),
+    Layers(Vec<(String, Subscription)>),
     OpenSettings,
     Leave,
     /// Ask the host for a control (the answer comes as a session event).
     Control(Control),
-}
-
-/// A line for the notifications area.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notice {
-    pub text: String,
-    pub error: bool,
-}
-
-impl Notice {
-    fn info(text: impl Into<String>) -> Notice {
-        Notice { text: text.into(), error: false }
-    }
 }
 
 impl Call {
@@ -256,7 +238,7 @@ impl Call {
     /// The layer each other participant's video should come in, given the
     /// layout: full for the featured or a small grid, thumbnails in a big
     /// grid or the strip, none when scrolled out of view or camera off.
-    pub fn wanted_layers(&self) -> HashMap<String, Layer> {
+    pub fn wanted_layers(&self) -> HashMap<String, Subscription> {
         let tiles = self.tiles();
         let n = tiles.len();
         let featured = self.featured().map(str::to_string);
@@ -268,20 +250,24 @@ impl Call {
             }
             let camera = self.member(name).is_some_and(|m| m.camera);
             let layer = if !camera {
-                Layer::None
+                Subscription::None
             } else if self.presenter.is_some() {
-                Layer::Thumbnail
+                Subscription::Thumb
             } else if self.effective_layout() == Layout::Speaker {
-                if featured.as_deref() == Some(*name) { Layer::Full } else { Layer::Thumbnail }
+                if featured.as_deref() == Some(*name) {
+                    Subscription::Full
+                } else {
+                    Subscription::Thumb
+                }
             } else {
                 let row = i / cols;
                 let (first, last) = self.rows_in_view;
                 if n > 9 && (row < first || row >= last) {
-                    Layer::None
+                    Subscription::None
                 } else if n <= FULL_LAYER_MAX_TILES || self.always_full {
-                    Layer::Full
+                    Subscription::Full
                 } else {
-                    Layer::Thumbnail
+                    Subscription::Thumb
                 }
             };
             out.insert(name.to_string(), layer);
@@ -292,7 +278,7 @@ impl Call {
     /// Compares with what was last asked for; returns only the changes.
     fn layer_changes(&mut self) -> Option<Event> {
         let wanted = self.wanted_layers();
-        let mut changes: Vec<(String, Layer)> = wanted
+        let mut changes: Vec<(String, Subscription)> = wanted
             .iter()
             .filter(|(n, l)| self.layers.get(*n) != Some(l))
             .map(|(n, l)| (n.clone(), *l))
@@ -300,7 +286,7 @@ impl Call {
         if changes.is_empty() {
             return None;
         }
-        changes.sort();
+        changes.sort_by(|a, b| a.0.cmp(&b.0));
         self.layers = wanted;
         Some(Event::Layers(changes))
     }
