@@ -16,6 +16,7 @@ pub mod codec;
 pub mod device;
 pub mod jitter;
 pub mod phase;
+pub mod queue;
 pub mod resample;
 pub mod room;
 pub mod sink;
