@@ -242,6 +242,9 @@ pub fn parse_channel(wanted: &str) -> Result<(Option<&str>, ChannelChoice), Stri
     Ok(((!device.is_empty()).then_some(device), ChannelChoice::Only(n - 1)))
 }
 
+/// A real microphone (cpal): device audio, downmixed ([`Downmix`]) and
+/// resampled to mono 48 kHz on the engine's side of a wait-free queue.
+/// Opened by [`open_input`]; the stream's thread stops when this is dropped.
 pub struct CpalMic {
     queue: MicQueue,
     channels: usize,
@@ -373,6 +376,9 @@ impl Drop for CpalMic {
     }
 }
 
+/// A real speaker (cpal): mono 48 kHz frames resampled to the device rate
+/// and copied to every channel, at most 60 ms queued. Opened by
+/// [`open_output`]; the stream's thread stops when this is dropped.
 pub struct CpalSpeaker {
     /// At most 60 ms of device audio, for low delay.
     queue: SpeakerQueue,

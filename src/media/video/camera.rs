@@ -6,9 +6,12 @@ use std::fmt;
 use super::pattern::TestPattern;
 use super::scale::resize_rgb;
 
-/// Smallest and largest capture sizes and rates we accept.
+/// Smallest capture size we accept, (width, height) pixels (QVGA).
 pub const MIN_SIZE: (usize, usize) = (320, 240);
+/// Largest capture size we accept, (width, height) pixels (720p: more is
+/// more than a LAN call's tiles show, and JPEG cost grows with the area).
 pub const MAX_SIZE: (usize, usize) = (1280, 720);
+/// Capture rates we accept, frames per second.
 pub const FPS_RANGE: std::ops::RangeInclusive<u32> = 5..=30;
 
 /// Which camera to use, as typed after `--camera`.
@@ -55,8 +58,11 @@ impl fmt::Display for CameraChoice {
 /// Capture size and rate; [`CaptureConfig::check`] enforces the ranges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CaptureConfig {
+    /// Pixels per row (even).
     pub width: usize,
+    /// Rows (even).
     pub height: usize,
+    /// Frames per second.
     pub fps: u32,
 }
 
@@ -67,6 +73,8 @@ impl Default for CaptureConfig {
 }
 
 impl CaptureConfig {
+    /// [`CameraError::BadConfig`] unless the size is even and within
+    /// [`MIN_SIZE`]..=[`MAX_SIZE`] and the rate within [`FPS_RANGE`].
     pub fn check(&self) -> Result<(), CameraError> {
         let size_ok = (MIN_SIZE.0..=MAX_SIZE.0).contains(&self.width)
             && (MIN_SIZE.1..=MAX_SIZE.1).contains(&self.height)
@@ -80,29 +88,63 @@ impl CaptureConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a camera could not be used; each message says what to do.
 pub enum CameraError {
     #[error(
         "video {}x{} at {} fps is not supported: use even sizes from 320x240 to 1280x720 and 5 to 30 fps",
         .0.width, .0.height, .0.fps
     )]
+    /// A size or rate outside the accepted ranges.
     BadConfig(CaptureConfig),
     #[error("no camera found{0}; use --camera test for a test pattern, or --camera none")]
+    /// No camera at all (the text says where we looked).
     NoCamera(String),
     #[error("{choice} is not among the cameras found ({found}); run `sapora devices` to list them")]
-    NotFound { choice: String, found: String },
+    /// The chosen camera is not among those found.
+    NotFound {
+        /// The choice as typed.
+        choice: String,
+        /// The cameras found, listed.
+        found: String,
+    },
     #[error(
         "{name} is in use by another program ({why}); close that program, or choose another camera"
     )]
-    Busy { name: String, why: String },
+    /// Another program holds the camera.
+    Busy {
+        /// The camera.
+        name: String,
+        /// The driver's error.
+        why: String,
+    },
     #[error(
         "no permission to open {name} ({why}); on Linux, add yourself to the \"video\" group and log in again"
     )]
-    Permission { name: String, why: String },
+    /// The user may not open the camera.
+    Permission {
+        /// The camera.
+        name: String,
+        /// The driver's error.
+        why: String,
+    },
     #[error("{name} offers no picture format Sapora can read; it offers: {offered}")]
-    NoUsableFormat { name: String, offered: String },
+    /// The camera offers no format we decode (MJPEG, YUYV, NV12, GRAY, RGB, BGR).
+    NoUsableFormat {
+        /// The camera.
+        name: String,
+        /// The formats it offers.
+        offered: String,
+    },
     #[error("cannot open {name}: {why}")]
-    Open { name: String, why: String },
+    /// Opening failed otherwise.
+    Open {
+        /// The camera.
+        name: String,
+        /// nokhwa's error.
+        why: String,
+    },
     #[error("the camera stopped delivering frames: {0}")]
+    /// The camera stopped delivering frames (the driver's error).
     Capture(String),
 }
 
@@ -133,8 +175,11 @@ impl FrameSource for TestPattern {
 /// A camera as `sapora devices` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CameraDesc {
+    /// Index for `--camera INDEX`.
     pub index: u32,
+    /// Name for `--camera NAME` (any part of it).
     pub name: String,
+    /// What the driver says about it.
     pub description: String,
 }
 
@@ -223,9 +268,13 @@ impl fmt::Display for PixelFormat {
 /// One mode a camera offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CameraMode {
+    /// Pixels per row.
     pub width: usize,
+    /// Rows.
     pub height: usize,
+    /// Frames per second.
     pub fps: u32,
+    /// Pixel format the camera delivers.
     pub format: PixelFormat,
 }
 
