@@ -4,12 +4,11 @@
 //! engines, and turns children's `Event`s into work.
 //!
 //! Network → UI goes through subscriptions keyed by identity
-//! ([`Subscription::run_with`]): dropping a key from the state ends its
-//! worker. Nothing here blocks: connecting, hosting, resolving names and
-//! file I/O run as tasks.
-
+//! ([`Subscription::run_with`](iced::Subscription::run_with)): dropping a
+//! key from the state ends its worker. Nothing here blocks: connecting,
+//! hosting, resolving names and file I/O run as tasks.
 //!
-//! The parent is split by job: [`app`] (state, messages, dispatch, view),
+//! The parent is split by job: `app` (state, messages, dispatch, view),
 //! `stream` (subscriptions), `lifecycle` (join, host, leave, handover),
 //! `engines` (media engines and the call's media buttons), `transfers`
 //! (file uploads and downloads) and `notice` (notifications).

@@ -1,5 +1,5 @@
 //! Notifications: short lines over whatever screen shows, each for
-//! [`NOTICE_TIME`], at most five at once, the same text never twice.
+//! six seconds (`NOTICE_TIME`), at most five at once, the same text never twice.
 
 use std::time::Duration;
 
