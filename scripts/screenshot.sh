@@ -36,7 +36,7 @@ mkdir -p "$OUT"
 # code, slow unoptimised).
 PROFILE=${PROFILE:-debug}
 if [ "$PROFILE" = release ]; then cargo build --quiet --release; else cargo build --quiet; fi
-BIN=target/$PROFILE/sapora
+BIN=${CARGO_TARGET_DIR:-target}/$PROFILE/sapora
 
 CFG=$(mktemp -d)
 LOGS=$(mktemp -d)

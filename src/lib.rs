@@ -1,6 +1,7 @@
 //! Sapora: LAN video conferencing. The binary is `src/main.rs`; this library
 //! holds everything it and the integration tests share.
 
+pub mod cli;
 pub mod client;
 pub mod lanif;
 pub mod media;

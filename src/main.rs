@@ -8,11 +8,13 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use sapora::cli::discover::{format_hosts, hosts_to_json};
+use sapora::cli::schedule::format_table;
 use sapora::client::bot::{BotOptions, bot_names, run_bot};
-use sapora::client::discover::{DiscoverOptions, discover, format_hosts, hosts_to_json};
+use sapora::client::discover::{DiscoverOptions, discover};
 use sapora::client::terminal;
 use sapora::proto::Ports;
-use sapora::schedule::{Meeting, MeetingEdit, Store, format_table};
+use sapora::schedule::{Meeting, MeetingEdit, Store};
 use sapora::server::{self, HostOptions, core::HostEvent};
 use sapora::ui;
 

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use iced_test::simulator;
 use sapora::client::discover::DiscoveredHost;
 use sapora::client::{Client, Event as SessionEvent};
+use sapora::proto::Subscription;
 use sapora::proto::{
     ChatMessage, Member, PROTOCOL_VERSION, Ports, PresenceChange, RoomInfo, UserList, Welcome,
 };
 use sapora::schedule::Store;
-use sapora::ui::call::{self, Call, Layer, Layout, grid_shape};
+use sapora::ui::call::{self, Call, Layout, grid_shape};
 use sapora::ui::chat::{self, Delivery, Recipient};
 use sapora::ui::launcher::{self, Launcher};
 use sapora::ui::scheduler::Scheduler;
@@ -164,11 +165,11 @@ fn grid_lays_out_one_to_twelve_people() {
         let layers = call.wanted_layers();
         for i in 1..n {
             let want = if n > 9 && i >= 9 {
-                Layer::None
+                Subscription::None
             } else if n <= 4 {
-                Layer::Full
+                Subscription::Full
             } else {
-                Layer::Thumbnail
+                Subscription::Thumb
             };
             assert_eq!(layers[&format!("p{i}")], want, "{n} people, p{i}");
         }
@@ -184,8 +185,8 @@ fn speaker_view_features_the_active_speaker_and_pinning_overrides() {
     assert_eq!(call.effective_layout(), Layout::Speaker);
     assert_eq!(call.featured(), Some("p3"));
     let layers = call.wanted_layers();
-    assert_eq!(layers["p3"], Layer::Full);
-    assert_eq!(layers["p1"], Layer::Thumbnail);
+    assert_eq!(layers["p3"], Subscription::Full);
+    assert_eq!(layers["p1"], Subscription::Thumb);
     let ui = simulator(call.view());
     drop(ui);
 
@@ -193,8 +194,8 @@ fn speaker_view_features_the_active_speaker_and_pinning_overrides() {
     let (_, ev) = call.update(call::Message::Pin("p1".into()));
     assert_eq!(call.featured(), Some("p1"));
     let Some(call::Event::Layers(changes)) = ev else { panic!("layer change expected") };
-    assert!(changes.contains(&("p1".into(), Layer::Full)));
-    assert!(changes.contains(&("p3".into(), Layer::Thumbnail)));
+    assert!(changes.contains(&("p1".into(), Subscription::Full)));
+    assert!(changes.contains(&("p3".into(), Subscription::Thumb)));
 
     // The control bar switches back to the grid.
     let mut ui = simulator(call.view());
@@ -211,8 +212,8 @@ fn a_camera_off_sender_is_asked_for_nothing() {
     let mut w = welcome("me", 2);
     w.members[2].camera = false;
     let call = Call::new(&w, "127.0.0.1:5000".into(), None);
-    assert_eq!(call.wanted_layers()["p2"], Layer::None);
-    assert_eq!(call.wanted_layers()["p1"], Layer::Full);
+    assert_eq!(call.wanted_layers()["p2"], Subscription::None);
+    assert_eq!(call.wanted_layers()["p1"], Subscription::Full);
 }
 
 #[test]

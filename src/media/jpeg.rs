@@ -11,22 +11,37 @@ use zune_jpeg::zune_core::options::DecoderOptions;
 pub const MAX_SIDE: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
+/// Why a picture could not be encoded or decoded.
 pub enum JpegError {
     #[error("image of {width}x{height} does not fit its {len}-byte buffer")]
-    BadSize { width: usize, height: usize, len: usize },
+    /// The pixel buffer does not hold width × height × bytes per pixel.
+    BadSize {
+        /// Pixels per row.
+        width: usize,
+        /// Rows.
+        height: usize,
+        /// Bytes in the buffer given.
+        len: usize,
+    },
     #[error("image of {0}x{1} is too large to encode or decode")]
+    /// Width and height (0, or over [`MAX_SIDE`]).
     TooLarge(usize, usize),
     #[error("JPEG encoding failed: {0}")]
+    /// jpeg-encoder's error.
     Encode(String),
     #[error("JPEG decoding failed: {0}")]
+    /// zune-jpeg's error (corrupt or unsupported JPEG).
     Decode(String),
 }
 
 /// A decoded picture: tightly packed RGBA rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rgba {
+    /// Pixels per row.
     pub width: usize,
+    /// Rows.
     pub height: usize,
+    /// width × height × 4 bytes, R, G, B, A (A = 255).
     pub pixels: Vec<u8>,
 }
 

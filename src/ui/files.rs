@@ -7,6 +7,7 @@ use iced::{Element, Fill, Task};
 
 use super::chat::Recipient;
 use super::picker::Picked;
+use crate::proto::human_bytes;
 use crate::proto::text::visible;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -70,14 +71,6 @@ pub enum Event {
     Browse,
     /// Something the user should be told (e.g. no dialog could be shown).
     Failed(String),
-}
-
-pub fn human_size(bytes: u64) -> String {
-    match bytes {
-        0..1024 => format!("{bytes} B"),
-        1024..1_048_576 => format!("{:.1} KiB", bytes as f64 / 1024.0),
-        _ => format!("{:.1} MiB", bytes as f64 / 1_048_576.0),
-    }
 }
 
 impl Files {
@@ -193,7 +186,7 @@ impl Files {
                     row![
                         column![
                             text(visible(&o.name)).size(14),
-                            text(format!("{} · from {}", human_size(o.size), visible(&o.from)))
+                            text(format!("{} · from {}", human_bytes(o.size), visible(&o.from)))
                                 .size(11),
                         ]
                         .width(Fill),

@@ -8,12 +8,15 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use super::call::{Frame, Layer};
+use bytes::Bytes;
+
+use super::call::Frame;
 use super::settings::Settings;
 use crate::client::audio::{AudioConfig, AudioEngine, AudioEvent};
-use crate::client::screen::{PresentOptions, Presenter, ScreenTarget, Viewer};
+use crate::client::screen::{PresentOptions, Presenter, ScreenImage, ScreenTarget, Viewer};
 use crate::client::video::{VideoEngine, VideoOptions};
 use crate::media::audio::{MicSpec, SpeakerSpec};
+use crate::media::jpeg::Rgba;
 use crate::media::screen::ScreenSource;
 use crate::media::video::{CameraChoice, CaptureConfig};
 use crate::proto::{SPEAKING_LEVEL, Subscription, Welcome};
@@ -81,12 +84,39 @@ pub fn start_presenter(route: &Route) -> Result<Presenter, String> {
     Presenter::start(target, PresentOptions::new(source)).map_err(|e| e.to_string())
 }
 
-fn subscription(layer: Layer) -> Subscription {
-    match layer {
-        Layer::None => Subscription::None,
-        Layer::Thumbnail => Subscription::Thumb,
-        Layer::Full => Subscription::Full,
+/// A decoded picture as the engines share it (`Arc<Rgba>` for cameras,
+/// `Arc<ScreenImage>` for the shared screen): its RGBA bytes.
+trait Pixels: Send + Sync + 'static {
+    fn rgba(&self) -> &[u8];
+}
+
+impl Pixels for Rgba {
+    fn rgba(&self) -> &[u8] {
+        &self.pixels
     }
+}
+
+impl Pixels for ScreenImage {
+    fn rgba(&self) -> &[u8] {
+        &self.rgba
+    }
+}
+
+/// Owns one reference to an engine's picture for as long as the image
+/// handle lives.
+struct Shared<T>(Arc<T>);
+
+impl<T: Pixels> AsRef<[u8]> for Shared<T> {
+    fn as_ref(&self) -> &[u8] {
+        self.0.rgba()
+    }
+}
+
+/// The picture's pixels as [`Bytes`] without copying them: a 640×480 camera
+/// frame is 1.2 MB, a 1080p screen 8 MB, and the engine's slot already
+/// holds them behind an `Arc`.
+fn shared<T: Pixels>(picture: Arc<T>) -> Bytes {
+    Bytes::from_owner(Shared(picture))
 }
 
 /// The engines of the current call and what was last shown from them.
@@ -102,7 +132,7 @@ pub struct Media {
     /// Sender ids by name, learnt from received frames.
     ids: HashMap<String, u32>,
     /// The layer the layout wants per name, and what the engine was told.
-    wanted: HashMap<String, Layer>,
+    wanted: HashMap<String, Subscription>,
     told: HashMap<u32, Subscription>,
     /// Bumped whenever the video engine is replaced.
     pub generation: u64,
@@ -119,7 +149,7 @@ pub struct Polled {
 }
 
 impl Media {
-    pub fn set_layers(&mut self, changes: Vec<(String, Layer)>) {
+    pub fn set_layers(&mut self, changes: Vec<(String, Subscription)>) {
         for (name, layer) in changes {
             self.wanted.insert(name, layer);
         }
@@ -130,7 +160,7 @@ impl Media {
         let Some(video) = &self.video else { return };
         for (name, layer) in &self.wanted {
             let Some(&id) = self.ids.get(name) else { continue };
-            let sub = subscription(*layer);
+            let sub = *layer;
             if self.told.get(&id) != Some(&sub) {
                 video.subscribe(id, sub);
                 self.told.insert(id, sub);
@@ -172,10 +202,8 @@ impl Media {
                 if self.ids.insert(f.name.clone(), f.sender) != Some(f.sender) {
                     learnt = true;
                 }
-                let img = &f.image;
-                if let Some(frame) =
-                    Frame::from_rgba(img.width as u32, img.height as u32, img.pixels.clone())
-                {
+                let (width, height) = (f.image.width as u32, f.image.height as u32);
+                if let Some(frame) = Frame::from_rgba(width, height, shared(f.image.clone())) {
                     out.frames.push((f.name.clone(), frame));
                 }
             }
@@ -188,10 +216,10 @@ impl Media {
         {
             let key = (img.presenter.clone(), img.frame);
             if self.screen_shown.as_ref() != Some(&key) {
-                if let Some(frame) =
-                    Frame::from_rgba(img.width as u32, img.height as u32, img.rgba.clone())
-                {
-                    out.screen = Some((img.presenter.clone(), frame));
+                let (width, height) = (img.width as u32, img.height as u32);
+                let presenter = img.presenter.clone();
+                if let Some(frame) = Frame::from_rgba(width, height, shared(img)) {
+                    out.screen = Some((presenter, frame));
                 }
                 self.screen_shown = Some(key);
             }

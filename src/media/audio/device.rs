@@ -1,24 +1,23 @@
 //! Real microphones and speakers through cpal. Each stream lives on its own
 //! named thread (cpal streams cannot move between threads); the device
-//! callback only moves samples through a preallocated queue with `try_lock`,
-//! so it never blocks and never allocates. Conversion to and from mono
+//! callback only moves samples through a wait-free ring ([`super::queue`]),
+//! so it never locks, blocks or allocates. Conversion to and from mono
 //! 48 kHz happens on the engine's side of the queue.
 
-use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{FromSample, SizedSample};
 
+use super::queue::{self, MicProducer, MicQueue, SpeakerConsumer, SpeakerQueue};
 use super::resample::Stream as Resampler;
 use super::{AudioError, SAMPLE_RATE};
 use super::{Sink, Source};
 
-type Queue = Arc<Mutex<VecDeque<f32>>>;
 /// A device's own delay from its callback timestamps, µs (`u64::MAX`: not
 /// told yet); the echo canceller's delay hint.
 type Latency = Arc<AtomicU64>;
@@ -243,8 +242,11 @@ pub fn parse_channel(wanted: &str) -> Result<(Option<&str>, ChannelChoice), Stri
     Ok(((!device.is_empty()).then_some(device), ChannelChoice::Only(n - 1)))
 }
 
+/// A real microphone (cpal): device audio, downmixed ([`Downmix`]) and
+/// resampled to mono 48 kHz on the engine's side of a wait-free queue.
+/// Opened by [`open_input`]; the stream's thread stops when this is dropped.
 pub struct CpalMic {
-    queue: Queue,
+    queue: MicQueue,
     channels: usize,
     downmix: Downmix,
     mono: Vec<f32>,
@@ -259,7 +261,7 @@ pub struct CpalMic {
 fn build_input<T: SizedSample + Send + 'static>(
     device: &cpal::Device,
     config: &cpal::StreamConfig,
-    queue: Queue,
+    mut queue: MicProducer,
     latency: Latency,
 ) -> Result<cpal::Stream, String>
 where
@@ -273,12 +275,8 @@ where
                 if let Some(d) = t.callback.duration_since(&t.capture) {
                     latency.store(d.as_micros() as u64, Ordering::Relaxed);
                 }
-                if let Ok(mut q) = queue.try_lock() {
-                    let room = q.capacity() - q.len();
-                    q.extend(
-                        data.iter().take(room).map(|&s| <f32 as FromSample<T>>::from_sample_(s)),
-                    );
-                }
+                // A stalled engine loses the newest samples, never blocks us.
+                queue.push(data, <f32 as FromSample<T>>::from_sample_);
             },
             |e| tracing::warn!("microphone: {e}"),
             None,
@@ -312,9 +310,8 @@ pub fn open_input(wanted: Option<&str>) -> Result<CpalMic, AudioError> {
     }
     let rate = config.sample_rate.0;
     // Half a second of device audio: the engine drains it every frame.
-    let queue: Queue = Arc::new(Mutex::new(VecDeque::with_capacity(rate as usize * channels / 2)));
+    let (q, queue) = queue::mic(rate as usize * channels / 2, channels);
     let stop = Arc::new(AtomicBool::new(false));
-    let q = queue.clone();
     let latency = Latency::new(AtomicU64::new(u64::MAX));
     let l = latency.clone();
     let thread = spawn_stream(
@@ -345,9 +342,7 @@ pub fn open_input(wanted: Option<&str>) -> Result<CpalMic, AudioError> {
 
 impl Source for CpalMic {
     fn read(&mut self, out: &mut [f32], _start_us: u64) -> bool {
-        if let Ok(mut q) = self.queue.lock() {
-            self.raw.extend(q.drain(..));
-        }
+        self.queue.drain_into(&mut self.raw);
         // Whole frames only; a split frame's rest waits for the next read.
         let whole = self.raw.len() / self.channels * self.channels;
         self.mono.clear();
@@ -381,13 +376,14 @@ impl Drop for CpalMic {
     }
 }
 
+/// A real speaker (cpal): mono 48 kHz frames resampled to the device rate
+/// and copied to every channel, at most 60 ms queued. Opened by
+/// [`open_output`]; the stream's thread stops when this is dropped.
 pub struct CpalSpeaker {
-    queue: Queue,
-    channels: usize,
+    /// At most 60 ms of device audio, for low delay.
+    queue: SpeakerQueue,
     resampler: Resampler,
     converted: Vec<f32>,
-    /// Most device audio queued: small, for low delay.
-    limit: usize,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     latency: Latency,
@@ -398,23 +394,19 @@ pub struct CpalSpeaker {
 fn build_output<T: SizedSample + FromSample<f32> + Send + 'static>(
     device: &cpal::Device,
     config: &cpal::StreamConfig,
-    queue: Queue,
+    mut queue: SpeakerConsumer,
     latency: Latency,
 ) -> Result<cpal::Stream, String> {
     device
         .build_output_stream(
             config,
-            move |data: &mut [T], info: &cpal::OutputCallbackInfo| match queue.try_lock() {
-                Ok(mut q) => {
-                    let t = info.timestamp();
-                    if let Some(d) = t.playback.duration_since(&t.callback) {
-                        latency.store(d.as_micros() as u64, Ordering::Relaxed);
-                    }
-                    for s in data.iter_mut() {
-                        *s = T::from_sample(q.pop_front().unwrap_or(0.0));
-                    }
+            move |data: &mut [T], info: &cpal::OutputCallbackInfo| {
+                let t = info.timestamp();
+                if let Some(d) = t.playback.duration_since(&t.callback) {
+                    latency.store(d.as_micros() as u64, Ordering::Relaxed);
                 }
-                Err(_) => data.fill(T::EQUILIBRIUM),
+                // Above 60 ms queued the oldest is dropped; underflow is silence.
+                queue.pull(data, T::from_sample, T::EQUILIBRIUM);
             },
             |e| tracing::warn!("speaker: {e}"),
             None,
@@ -436,10 +428,8 @@ pub fn open_output(wanted: Option<&str>) -> Result<CpalSpeaker, AudioError> {
     }
     let channels = usize::from(config.channels.max(1));
     let rate = config.sample_rate.0;
-    let limit = rate as usize * channels * 60 / 1000;
-    let queue: Queue = Arc::new(Mutex::new(VecDeque::with_capacity(limit * 2)));
+    let (queue, q) = queue::speaker(rate as usize * channels * 60 / 1000, channels);
     let stop = Arc::new(AtomicBool::new(false));
-    let q = queue.clone();
     let latency = Latency::new(AtomicU64::new(u64::MAX));
     let l = latency.clone();
     let thread = spawn_stream(
@@ -456,10 +446,8 @@ pub fn open_output(wanted: Option<&str>) -> Result<CpalSpeaker, AudioError> {
     .map_err(AudioError::NoOutput)?;
     Ok(CpalSpeaker {
         queue,
-        channels,
         resampler: Resampler::new(SAMPLE_RATE, rate)?,
         converted: Vec::with_capacity(rate as usize),
-        limit,
         stop,
         thread: Some(thread),
         latency,
@@ -471,21 +459,14 @@ impl Sink for CpalSpeaker {
     fn write(&mut self, frame: &[f32]) {
         self.converted.clear();
         self.resampler.push(frame, &mut self.converted);
-        if let Ok(mut q) = self.queue.lock() {
-            for &x in &self.converted {
-                for _ in 0..self.channels {
-                    q.push_back(x);
-                }
-            }
-            // A device that plays slower than we send: drop the oldest.
-            let excess = q.len().saturating_sub(self.limit);
-            q.drain(..excess);
-        }
+        // A device that plays slower than we send: its callback drops the
+        // oldest above the limit; the ring always has room for one write.
+        self.queue.push_mono(&self.converted);
     }
 
     /// The device's own delay plus what waits in our queue.
     fn latency_us(&self) -> Option<u64> {
-        let queued = self.queue.lock().map(|q| q.len()).unwrap_or(0);
+        let queued = self.queue.queued();
         latency_of(&self.latency).map(|us| us + (queued as f64 / self.samples_per_us) as u64)
     }
 }

@@ -11,12 +11,21 @@
 //! The client engine (`client::audio`) and the host mixer (`server::mixer`)
 //! are built from these parts.
 
+// Not yet documented item by item (issue 18: the speech work edits it).
+#[allow(missing_docs)]
 pub mod apm;
+// Not yet documented item by item (issue 18: the speech work edits it).
+#[allow(missing_docs)]
 pub mod codec;
 pub mod device;
+// Not yet documented item by item (issue 18: the speech work edits it).
+#[allow(missing_docs)]
 pub mod jitter;
 pub mod phase;
+pub mod queue;
 pub mod resample;
+// Not yet documented item by item (issue 18: the speech work edits it).
+#[allow(missing_docs)]
 pub mod room;
 pub mod sink;
 pub mod source;
@@ -40,6 +49,8 @@ pub trait Source: Send {
 
 /// Takes 48 kHz mono frames, one per frame period.
 pub trait Sink: Send {
+    /// Plays (or stores) one frame of mono 48 kHz samples, full scale ±1.0;
+    /// called once per frame period, never blocks.
     fn write(&mut self, frame: &[f32]);
     /// Flushes (e.g. completes the WAV header). Called once at the end.
     fn finish(&mut self) -> Result<(), AudioError> {
@@ -75,28 +86,50 @@ pub fn frame_us(samples: usize) -> u64 {
 }
 
 #[derive(Debug, thiserror::Error)]
+/// Why an audio source, sink, device or codec could not be used. Every
+/// message says what to do instead (e.g. a device-free `--mic`).
 pub enum AudioError {
     #[error("cannot read {path}: {why}")]
-    File { path: String, why: String },
+    /// A WAV file could not be read (missing, not WAV, over 30 minutes).
+    File {
+        /// The WAV file as given.
+        path: String,
+        /// The reader's (hound's) error, or the limit the file broke.
+        why: String,
+    },
     #[error("cannot write {path}: {why}")]
-    Record { path: String, why: String },
+    /// A recording (`record:PATH.wav`) could not be written.
+    Record {
+        /// The WAV file as given.
+        path: String,
+        /// The writer's error.
+        why: String,
+    },
     #[error("no audio input device: {0} — use --mic tone, clicks, file:PATH.wav or none")]
+    /// No microphone could be opened; cpal's reason, or the choice that
+    /// matched nothing.
     NoInput(String),
     #[error("no audio output device: {0} — use --speaker record:FILE.wav or null")]
+    /// No speaker could be opened; cpal's reason, or the choice that
+    /// matched nothing.
     NoOutput(String),
     #[error("audio codec: {0}")]
+    /// The Opus encoder or decoder (libopus) refused; its message.
     Codec(String),
     #[error("{0}")]
+    /// A `--mic` / `--speaker` choice that does not parse; the message says
+    /// which forms exist.
     Spec(String),
     #[error("audio network: {0}")]
+    /// The audio socket failed (bind, send or receive).
     Net(String),
 }
 
-/// Root mean square of a frame (full scale = 1.0).
 /// A frame below this RMS (−40 dBFS) is a pause: dropping the frame after it
 /// to cut the jitter buffer's delay goes unheard ([`JitterBuffer::set_quiet`]).
 pub const QUIET_FRAME_RMS: f32 = 0.01;
 
+/// Root mean square of a frame (full scale = 1.0); 0.0 for an empty frame.
 pub fn rms(frame: &[f32]) -> f32 {
     if frame.is_empty() {
         return 0.0;

@@ -25,6 +25,9 @@ const KEEP: usize = 100;
 const MIN_ARRIVALS: usize = 10;
 
 #[derive(Debug, Clone)]
+/// Estimates where in each period (the host's 20 ms mix tick) packets
+/// arrive, from the last 100 arrival times taken modulo the period. Sans-IO:
+/// arrival times (µs, any monotonic clock) are passed in.
 pub struct TickPhase {
     period_us: u64,
     phases: VecDeque<u64>,
@@ -35,15 +38,20 @@ pub struct TickPhase {
 /// is the arrival spread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ArrivalWindow {
+    /// Earliest arrival phase, µs into the period.
     pub early: u64,
+    /// Latest arrival phase, µs, measured from the same period start as
+    /// `early` (may exceed the period when the window wraps).
     pub late: u64,
 }
 
 impl TickPhase {
+    /// An estimator for a period of `period_us` µs (at least 1).
     pub fn new(period_us: u64) -> TickPhase {
         TickPhase { period_us: period_us.max(1), phases: VecDeque::with_capacity(KEEP) }
     }
 
+    /// The period, µs.
     pub fn period_us(&self) -> u64 {
         self.period_us
     }

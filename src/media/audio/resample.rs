@@ -60,6 +60,9 @@ pub struct Stream {
 }
 
 impl Stream {
+    /// A resampler from `from` Hz to `to` Hz (pass-through when equal).
+    /// Errors ([`AudioError::Spec`]) when rubato refuses the ratio (e.g. a rate
+    /// of 0).
     pub fn new(from: u32, to: u32) -> Result<Stream, AudioError> {
         if from == to {
             return Ok(Stream { inner: None, pending: Vec::new(), chunk: 0 });

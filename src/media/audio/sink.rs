@@ -41,12 +41,16 @@ impl FromStr for SpeakerSpec {
     }
 }
 
+/// A speaker that discards everything (`--speaker null`).
 pub struct NullSink;
 
 impl Sink for NullSink {
     fn write(&mut self, _frame: &[f32]) {}
 }
 
+/// A speaker that records what it is given to a mono 48 kHz 16-bit WAV
+/// file (`--speaker record:PATH.wav`); the header is completed by
+/// [`Sink::finish`].
 pub struct WavSink {
     path: PathBuf,
     writer: Option<hound::WavWriter<BufWriter<File>>>,
@@ -54,6 +58,8 @@ pub struct WavSink {
 }
 
 impl WavSink {
+    /// Creates (or truncates) the WAV file; [`AudioError::Record`] if it
+    /// cannot be written.
     pub fn create(path: PathBuf) -> Result<WavSink, AudioError> {
         let spec = hound::WavSpec {
             channels: 1,

@@ -56,12 +56,15 @@ impl FromStr for MicSpec {
     }
 }
 
+/// A sine tone microphone (`--mic tone[:HZ]`), peak 0.316 of full scale
+/// (−10 dBFS).
 pub struct Tone {
     hz: f64,
     n: u64,
 }
 
 impl Tone {
+    /// A tone of `hz` Hz starting at phase 0.
     pub fn new(hz: f32) -> Tone {
         Tone { hz: f64::from(hz), n: 0 }
     }
@@ -108,6 +111,8 @@ impl Source for Clicks {
     }
 }
 
+/// A microphone that plays a WAV file (`--mic file:PATH.wav`), converted
+/// to mono 48 kHz, then silence.
 pub struct FileSource {
     samples: Vec<f32>,
     at: usize,
@@ -147,10 +152,12 @@ pub fn load_wav(path: &std::path::Path) -> Result<Vec<f32>, AudioError> {
 }
 
 impl FileSource {
+    /// Loads the whole file (see [`load_wav`] for the limits and errors).
     pub fn open(path: &std::path::Path) -> Result<FileSource, AudioError> {
         Ok(FileSource { samples: load_wav(path)?, at: 0 })
     }
 
+    /// Plays `samples` (mono 48 kHz, full scale ±1.0).
     pub fn from_samples(samples: Vec<f32>) -> FileSource {
         FileSource { samples, at: 0 }
     }

@@ -5,29 +5,44 @@
 use super::synthetic::TestScreen;
 use super::tiles::{FrameRef, PixelFormat};
 
-/// Default and highest capture rates.
+/// Default capture rate, frames per second: screens change little, and
+/// only changed tiles are sent.
 pub const DEFAULT_FPS: u32 = 10;
+/// Highest capture rate (`--screen-fps`), frames per second.
 pub const MAX_FPS: u32 = 30;
 
 #[derive(Debug, thiserror::Error)]
+/// Why a screen cannot be captured; each message says what to do.
 pub enum CaptureError {
     #[error(
         "screen capture needs an X11 display, and this looks like a Wayland session without X (WAYLAND_DISPLAY is set, DISPLAY is not); start XWayland, or share the `test` screen"
     )]
+    /// A Wayland session without XWayland (scrap captures X11 only).
     WaylandOnly,
     #[error(
         "no display to capture: DISPLAY is unset. Give one (e.g. --share-screen :99 with `Xvfb :99 -screen 0 1920x1080x24 &`), or share the `test` screen"
     )]
+    /// `DISPLAY` is unset and no display was named.
     NoDisplay,
     #[error("cannot connect to X display \"{0}\": is an X server running there?")]
+    /// The X display (named here) did not accept a connection.
     Connect(String),
     #[error("X display \"{0}\" has no monitor to capture")]
+    /// The X display (named here) reports no monitor, or a 0-sized one.
     NoMonitor(String),
     #[error("cannot capture X display \"{display}\" (needs the MIT-SHM extension): {source}")]
-    Capturer { display: String, source: std::io::Error },
+    /// The capturer could not start (e.g. no MIT-SHM).
+    Capturer {
+        /// The X display name.
+        display: String,
+        /// scrap's error.
+        source: std::io::Error,
+    },
     #[error("reading a frame from the screen failed: {0}")]
+    /// Reading one frame failed (scrap's error).
     Frame(std::io::Error),
     #[error("screen capture is not supported on this platform")]
+    /// This platform has no screen capture in this build (not X11).
     Unsupported,
 }
 
@@ -37,9 +52,11 @@ pub enum CaptureError {
 pub struct TestSize(std::sync::Arc<std::sync::Mutex<(usize, usize)>>);
 
 impl TestSize {
+    /// A test screen size of `width` × `height` pixels.
     pub fn new(width: usize, height: usize) -> TestSize {
         TestSize(std::sync::Arc::new(std::sync::Mutex::new((width, height))))
     }
+    /// The current size (width, height), pixels.
     pub fn get(&self) -> (usize, usize) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -61,7 +78,12 @@ impl Eq for TestSize {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScreenSource {
     /// The `test` screen at this size.
-    Test { width: usize, height: usize },
+    Test {
+        /// Pixels per row (at least 64).
+        width: usize,
+        /// Rows (at least 64).
+        height: usize,
+    },
     /// The `test` screen at a size that may change while it is shared.
     Resizable(TestSize),
     /// An X display name such as ":99"; blank means `$DISPLAY`.
@@ -106,7 +128,16 @@ impl ScreenSource {
 /// An open source of frames. Its size may change between frames (a
 /// monitor's resolution changed): each [`FrameRef`] carries its own.
 pub enum Capture {
-    Test { screen: TestScreen, n: u64, size: Option<TestSize> },
+    /// The synthetic `test` screen.
+    Test {
+        /// The synthetic screen.
+        screen: TestScreen,
+        /// Frames drawn so far (the animation step).
+        n: u64,
+        /// Where a resizable test screen's size is read from.
+        size: Option<TestSize>,
+    },
+    /// An X display.
     Display(DisplayCapture),
 }
 
@@ -150,9 +181,12 @@ pub fn resolve_display(name: &str) -> Result<String, CaptureError> {
 }
 
 #[cfg(all(unix, not(target_os = "macos")))]
+/// An X11 display captured through scrap (XCB + MIT-SHM), BGRA frames.
 pub struct DisplayCapture {
     capturer: scrap::x11::Capturer,
+    /// Pixels per row of the last frame.
     pub width: usize,
+    /// Rows of the last frame.
     pub height: usize,
     name: String,
     /// When the display's size was last checked (a resolution change needs
@@ -188,6 +222,7 @@ fn default_display(name: &str) -> Result<(scrap::x11::Display, usize, usize), Ca
 
 #[cfg(all(unix, not(target_os = "macos")))]
 impl DisplayCapture {
+    /// Opens X display `name` (blank: `$DISPLAY`) and its default monitor.
     pub fn open(name: &str) -> Result<DisplayCapture, CaptureError> {
         let name = resolve_display(name)?;
         let (display, width, height) = default_display(&name)?;
@@ -196,6 +231,9 @@ impl DisplayCapture {
         Ok(DisplayCapture { capturer, width, height, name, checked: std::time::Instant::now() })
     }
 
+    /// The next frame, borrowed from scrap's shared memory; blocks until the
+    /// X server has one. Every 2 s it checks the monitor's size and reopens the
+    /// capturer when it changed.
     pub fn frame(&mut self) -> Result<FrameRef<'_>, CaptureError> {
         if self.checked.elapsed() >= GEOMETRY_CHECK {
             self.checked = std::time::Instant::now();
@@ -225,11 +263,15 @@ impl DisplayCapture {
     }
 }
 
+/// The primary display captured through scrap (Windows: DXGI; macOS:
+/// CoreGraphics), BGRA frames.
 #[cfg(not(all(unix, not(target_os = "macos"))))]
 pub struct DisplayCapture {
     capturer: scrap::Capturer,
     buf: Vec<u8>,
+    /// Pixels per row.
     pub width: usize,
+    /// Rows.
     pub height: usize,
 }
 
@@ -245,6 +287,7 @@ impl DisplayCapture {
         Ok(DisplayCapture { capturer, buf: Vec::new(), width, height })
     }
 
+    /// The next frame, copied out of scrap's buffer.
     pub fn frame(&mut self) -> Result<FrameRef<'_>, CaptureError> {
         let (width, height) = (self.width, self.height);
         let frame = self.capturer.frame().map_err(CaptureError::Frame)?;

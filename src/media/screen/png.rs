@@ -6,13 +6,32 @@
 pub enum PngError {
     /// PNG has no empty pictures: width and height must be at least 1.
     #[error("cannot save an empty picture as PNG ({width}x{height} pixels)")]
-    Empty { width: usize, height: usize },
+    Empty {
+        /// Pixels per row given.
+        width: usize,
+        /// Rows given.
+        height: usize,
+    },
     /// The pixel buffer does not hold `width * height * 4` bytes.
     #[error("a {width}x{height} RGBA picture needs {expected} bytes, got {got}")]
-    Size { width: usize, height: usize, expected: usize, got: usize },
+    Size {
+        /// Pixels per row.
+        width: usize,
+        /// Rows.
+        height: usize,
+        /// width × height × 4.
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
     /// PNG sizes are 32-bit (at most 2^31 - 1 by the specification).
     #[error("{width}x{height} pixels is too large for PNG")]
-    TooLarge { width: usize, height: usize },
+    TooLarge {
+        /// Pixels per row given.
+        width: usize,
+        /// Rows given.
+        height: usize,
+    },
     /// The encoder failed (it writes to memory, so this is not expected).
     #[error("PNG encoder: {0}")]
     Encode(#[from] ::png::EncodingError),

@@ -41,6 +41,8 @@ pub struct TestScreen {
 }
 
 impl TestScreen {
+    /// A desktop of `width` × `height` pixels (each at least 64) with a
+    /// terminal window on it.
     pub fn new(width: usize, height: usize) -> TestScreen {
         let (width, height) = (width.max(64), height.max(64));
         let mut s = TestScreen {
@@ -69,6 +71,7 @@ impl TestScreen {
         s
     }
 
+    /// (width, height), pixels.
     pub fn size(&self) -> (usize, usize) {
         (self.width, self.height)
     }

@@ -13,33 +13,86 @@ pub const DEFAULT_QUALITY: u8 = 90;
 pub enum PixelFormat {
     /// X11 and most capture APIs.
     Bgra,
+    /// Most image libraries (and our own test screens).
     Rgba,
 }
 
 /// One captured frame, borrowed from the capturer.
 #[derive(Debug, Clone, Copy)]
 pub struct FrameRef<'a> {
+    /// Pixels per row.
     pub width: usize,
+    /// Rows.
     pub height: usize,
     /// Bytes from one row to the next (≥ width × 4).
     pub stride: usize,
+    /// Byte order of each pixel.
     pub format: PixelFormat,
+    /// At least stride × (height − 1) + width × 4 bytes.
     pub data: &'a [u8],
 }
 
 #[derive(Debug, thiserror::Error)]
+/// Why a frame could not be encoded, or a tile not painted.
 pub enum TileError {
     #[error("frame of {width}x{height} (stride {stride}) does not fit its {len}-byte buffer")]
-    BadFrame { width: usize, height: usize, stride: usize, len: usize },
+    /// The frame's buffer is shorter than its size and stride need.
+    BadFrame {
+        /// Pixels per row.
+        width: usize,
+        /// Rows.
+        height: usize,
+        /// Bytes per row.
+        stride: usize,
+        /// Bytes given.
+        len: usize,
+    },
     #[error("screen of {0}x{1} is not supported (1 to {SCREEN_MAX_SIDE} pixels either side)")]
+    /// Width and height outside 1..=[`SCREEN_MAX_SIDE`].
     BadSize(usize, usize),
     #[error("the screen changed size from {old_w}x{old_h} to {new_w}x{new_h}")]
-    SizeChanged { old_w: usize, old_h: usize, new_w: usize, new_h: usize },
+    /// A frame of another size than the encoder's (the caller starts a new
+    /// encoder and announces the new size).
+    SizeChanged {
+        /// Width before, pixels.
+        old_w: usize,
+        /// Height before, pixels.
+        old_h: usize,
+        /// Width now, pixels.
+        new_w: usize,
+        /// Height now, pixels.
+        new_h: usize,
+    },
     #[error("tile ({col}, {row}) is outside the {width}x{height} screen")]
-    OutOfRange { col: u16, row: u16, width: usize, height: usize },
+    /// A tile outside the screen's grid of 64×64 tiles.
+    OutOfRange {
+        /// Tile column.
+        col: u16,
+        /// Tile row.
+        row: u16,
+        /// Screen width, pixels.
+        width: usize,
+        /// Screen height, pixels.
+        height: usize,
+    },
     #[error("tile ({col}, {row}) decoded to {got_w}x{got_h}, expected {want_w}x{want_h}")]
-    WrongTileSize { col: u16, row: u16, got_w: usize, got_h: usize, want_w: usize, want_h: usize },
+    /// A tile's JPEG decoded to another size than its place on the screen.
+    WrongTileSize {
+        /// Tile column.
+        col: u16,
+        /// Tile row.
+        row: u16,
+        /// Decoded width, pixels.
+        got_w: usize,
+        /// Decoded height, pixels.
+        got_h: usize,
+        /// The tile's width on this screen, pixels.
+        want_w: usize,
+        /// The tile's height on this screen, pixels.
+        want_h: usize,
+    },
     #[error(transparent)]
+    /// The tile's JPEG could not be encoded or decoded.
     Jpeg(#[from] JpegError),
 }
 
@@ -60,8 +113,11 @@ pub fn tile_rect(col: u16, row: u16, width: usize, height: usize) -> (usize, usi
 /// One changed tile, JPEG-encoded.
 #[derive(Debug, Clone, Default)]
 pub struct EncodedTile {
+    /// Tile column (x / 64).
     pub col: u16,
+    /// Tile row (y / 64).
     pub row: u16,
+    /// The tile's pixels as a baseline JPEG.
     pub jpeg: Vec<u8>,
 }
 
@@ -80,6 +136,8 @@ pub struct TileEncoder {
 }
 
 impl TileEncoder {
+    /// An encoder for `width` × `height` frames at JPEG `quality` (1-100);
+    /// [`TileError::BadSize`] outside 1..=[`SCREEN_MAX_SIDE`].
     pub fn new(width: usize, height: usize, quality: u8) -> Result<TileEncoder, TileError> {
         check_size(width, height)?;
         Ok(TileEncoder {
@@ -93,6 +151,7 @@ impl TileEncoder {
         })
     }
 
+    /// (width, height), pixels.
     pub fn size(&self) -> (usize, usize) {
         (self.width, self.height)
     }
@@ -168,8 +227,11 @@ impl TileEncoder {
 /// The viewer's picture: RGBA, painted tile by tile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Canvas {
+    /// Pixels per row.
     pub width: usize,
+    /// Rows.
     pub height: usize,
+    /// width × height × 4 bytes, R, G, B, A.
     pub rgba: Vec<u8>,
 }
 

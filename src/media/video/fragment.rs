@@ -39,6 +39,7 @@ pub fn fragment_frame(
 }
 
 #[derive(Debug, Clone, Copy)]
+/// Limits of a [`Reassembler`]; the default suits a LAN call at 15 fps.
 pub struct ReassemblyConfig {
     /// A frame not complete this long after its first fragment is dropped.
     pub timeout: Duration,
@@ -67,17 +68,24 @@ impl Default for ReassemblyConfig {
 /// A whole encoded frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assembled {
+    /// The sender's session id.
     pub sender: u32,
+    /// Full or thumbnail.
     pub layer: Layer,
+    /// The sender's frame counter.
     pub frame_id: u32,
+    /// Capture time, µs since the Unix epoch (sender clock).
     pub capture_us: u64,
+    /// The whole JPEG.
     pub data: Vec<u8>,
 }
 
 /// Why fragments or frames were thrown away.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReassemblyStats {
+    /// Fragments taken.
     pub fragments: u64,
+    /// Fragments already held (sent twice, or duplicated on the way).
     pub duplicates: u64,
     /// Disagreed with the first fragment of their frame (size or count).
     pub inconsistent: u64,
@@ -85,6 +93,7 @@ pub struct ReassemblyStats {
     pub late: u64,
     /// Refused because frames in progress already hold too much memory.
     pub over_budget: u64,
+    /// Frames completed.
     pub frames: u64,
     /// Incomplete at the timeout, or pushed out by newer frames.
     pub frames_dropped: u64,
@@ -115,6 +124,9 @@ fn newer(a: u32, b: u32) -> bool {
 /// A backward jump this large means the sender restarted its counter.
 const RESTART_GAP: u32 = 64;
 
+/// Puts video fragments back into frames, per (sender, layer); drops
+/// incomplete, late and over-budget frames, never allocating more than
+/// [`ReassemblyConfig::max_pending_bytes`]. Sans-IO: time is passed in.
 pub struct Reassembler {
     config: ReassemblyConfig,
     streams: HashMap<(u32, Layer), Stream>,
@@ -123,6 +135,7 @@ pub struct Reassembler {
 }
 
 impl Reassembler {
+    /// A reassembler with these limits and nothing pending.
     pub fn new(config: ReassemblyConfig) -> Reassembler {
         Reassembler {
             config,
@@ -132,6 +145,7 @@ impl Reassembler {
         }
     }
 
+    /// What was taken and thrown away so far.
     pub fn stats(&self) -> ReassemblyStats {
         self.stats
     }

@@ -84,6 +84,8 @@ pub struct TestPattern {
 pub const GRAIN: i32 = 16;
 
 impl TestPattern {
+    /// A pattern of `width` × `height` pixels showing `name` (its first 24
+    /// characters).
     pub fn new(name: &str, width: usize, height: usize) -> TestPattern {
         let palette: Vec<[i32; 3]> = (0..PERIOD)
             .map(|i| {
@@ -111,6 +113,7 @@ impl TestPattern {
         TestPattern { name, width, height, background }
     }
 
+    /// (width, height), pixels.
     pub fn size(&self) -> (usize, usize) {
         (self.width, self.height)
     }

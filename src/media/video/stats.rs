@@ -42,6 +42,7 @@ pub struct StreamStats {
 const MAX_DELAYS: usize = 108_000;
 
 impl StreamStats {
+    /// Statistics whose rates cover the last `window`.
     pub fn new(window: Duration) -> StreamStats {
         StreamStats {
             window,
@@ -74,6 +75,7 @@ impl StreamStats {
         }
     }
 
+    /// Rates over the window ending at `now`, totals and delay percentiles.
     pub fn snapshot(&mut self, now: Instant) -> SenderStats {
         self.trim(now);
         let n = self.recent.len();
