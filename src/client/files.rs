@@ -2,36 +2,41 @@
 //! progress reports and resumption after a dropped connection. Used by the
 //! CLI, the bots and the desktop app alike; nothing here prints.
 //!
-//! Each transfer runs one named thread that owns the local file and the MD5
-//! state, so hashing and disk I/O overlap the socket work done on the async
-//! side. A download lands in `<name>.part` and is renamed only once its MD5
-//! matches the host's.
+//! Each transfer is one stream ([`StreamOpener`]). No thread per transfer:
+//! reading, hashing and framing (upload) or writing and hashing (download)
+//! run in batches on the blocking pool (`smol::unblock`), fed by a bounded
+//! channel, so disk I/O overlaps the stream. A download lands in
+//! `<name>.part` and is renamed only once its MD5 matches the host's.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use md5::{Digest, Md5};
+use smol::Timer;
 use smol::channel::Sender;
 use smol::future::FutureExt;
-use smol::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use smol::{Async, Timer};
 
 use super::session::Client;
-use crate::net::ArcStream;
+use super::streams::{StreamOpener, open_stream, refusal};
 use crate::proto::{
     CHUNK_HEADER, CHUNK_SIZE, DownloadRequest, FileClientMsg, FileErrorCode, FileFailure,
-    FileHostMsg, FileInfo, HEADER_LEN, Header, ListRequest, MsgType, PROTOCOL_VERSION, UploadDone,
-    UploadEnd, UploadRequest, Welcome, encode_chunk, host_limit, md5_hex, sanitize_file_name,
+    FileHostMsg, FileInfo, HEADER_LEN, MsgType, StreamRole, StreamService, UploadDone, UploadEnd,
+    UploadRequest, Welcome, host_limit, md5_hex, sanitize_file_name,
 };
+use crate::transport::framed::{FrameError, FrameReader, FrameWriter, encode_header};
+use crate::transport::link::{LinkRecv, LinkSend};
 
 /// A silent host is given up on after this long (then the transfer retries).
 const IO_TIMEOUT: Duration = Duration::from_secs(15);
-/// Chunks in flight between the socket and the file thread.
+/// Chunks in flight between the stream and the disk task.
 const PIPELINE: usize = 32;
+/// Chunks an upload reads from disk per blocking call (256 KiB).
+const READ_BATCH: usize = 8;
 /// Progress is reported about this often (in bytes), and at the end.
 const PROGRESS_STEP: u64 = 1024 * 1024;
 
@@ -121,42 +126,47 @@ pub struct UploadOptions {
 /// Talks to a host's file service on behalf of a session. Cheap to clone.
 #[derive(Clone)]
 pub struct FileClient {
-    control: SocketAddr,
+    opener: StreamOpener,
     welcome: Arc<Mutex<Welcome>>,
-    file_addr: Option<SocketAddr>,
     /// Reconnections allowed per transfer.
     pub retries: u32,
 }
 
 impl FileClient {
-    /// `control` is the host's control address (the file port comes from the
-    /// latest Welcome, so this keeps working after a host restart).
-    pub fn new(control: SocketAddr, welcome: Arc<Mutex<Welcome>>) -> FileClient {
-        FileClient { control, welcome, file_addr: None, retries: 5 }
+    /// Streams come from `opener`; session and token from the latest
+    /// Welcome in `welcome` (so this follows rejoins).
+    pub fn new(opener: StreamOpener, welcome: Arc<Mutex<Welcome>>) -> FileClient {
+        FileClient { opener, welcome, retries: 5 }
     }
 
+    /// For `client`'s session with the host at `control` (its control
+    /// address; the file port comes from the latest Welcome, so this keeps
+    /// working after a host restart).
     pub fn for_client(client: &Client, control: SocketAddr) -> FileClient {
-        FileClient::new(control, client.current_slot())
+        let opener = StreamOpener::for_client(client, control.ip(), StreamService::Files);
+        FileClient::new(opener, client.current_slot())
     }
 
-    /// Uses this address for the file service instead of the Welcome's port.
+    /// Opens streams to this address instead (a relay in tests).
     pub fn via(mut self, addr: SocketAddr) -> FileClient {
-        self.file_addr = Some(addr);
+        self.opener = StreamOpener::tcp(addr);
         self
     }
 
-    fn auth(&self) -> (u32, u64, SocketAddr) {
+    fn auth(&self) -> (u32, u64) {
         let w = self.welcome.lock().unwrap_or_else(|e| e.into_inner());
-        let addr = self.file_addr.unwrap_or(SocketAddr::new(self.control.ip(), w.ports.file));
-        (w.session, w.token, addr)
+        (w.session, w.token)
+    }
+
+    async fn open(&self, role: StreamRole) -> Result<Conn, Attempt> {
+        let (session, token) = self.auth();
+        Conn::open(&self.opener, session, token, role).await
     }
 
     /// The files in my room that I may see, oldest first.
     pub async fn list(&self) -> Result<Vec<FileInfo>, FileError> {
-        let (session, token, addr) = self.auth();
         let once = async {
-            let mut conn = Conn::open(addr).await?;
-            conn.send(&FileClientMsg::List(ListRequest { session, token })).await?;
+            let mut conn = self.open(StreamRole::FileList).await?;
             match conn.recv().await? {
                 FileHostMsg::List(l) => Ok(l.files),
                 FileHostMsg::Failure(f) => Err(Attempt::Final(FileError::Refused(f))),
@@ -190,8 +200,10 @@ impl FileClient {
         progress: Option<Sender<Progress>>,
     ) -> Result<UploadDone, FileError> {
         let local = |source| FileError::Local { what: "cannot read", path: path.into(), source };
-        let size = fs::metadata(path).map_err(local)?.len();
-        File::open(path).map_err(local)?;
+        let p = path.to_path_buf();
+        let size = smol::unblock(move || File::open(&p)?.metadata().map(|m| m.len()))
+            .await
+            .map_err(local)?;
         let name = opts.name.clone().unwrap_or_else(|| {
             path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
         });
@@ -199,17 +211,10 @@ impl FileClient {
         let mut upload_id = None;
         let mut attempt = 0u32;
         loop {
-            let (session, token, addr) = self.auth();
-            let req = UploadRequest {
-                session,
-                token,
-                name: name.clone(),
-                size,
-                to: opts.to.clone(),
-                resume: upload_id,
-            };
+            let req =
+                UploadRequest { name: name.clone(), size, to: opts.to.clone(), resume: upload_id };
             let result =
-                upload_once(addr, path, req, &mut state, &mut upload_id, progress.as_ref()).await;
+                upload_once(self, path, req, &mut state, &mut upload_id, progress.as_ref()).await;
             match result {
                 Ok(info) => return Ok(info),
                 Err(Attempt::Final(FileError::Refused(f)))
@@ -258,27 +263,36 @@ impl FileClient {
                 };
                 let part = resume_part_path(&dir, &sanitize_file_name(&f.name), &f.md5);
                 // A `.part` longer than the file cannot be this file's.
-                if fs::metadata(&part).is_ok_and(|m| m.len() > f.size) {
-                    let _ = fs::remove_file(&part);
-                }
+                let (p, size) = (part.clone(), f.size);
+                smol::unblock(move || {
+                    if fs::metadata(&p).is_ok_and(|m| m.len() > size) {
+                        let _ = fs::remove_file(&p);
+                    }
+                })
+                .await;
                 (None, part)
             }
         };
         let mut fresh_restart_done = false;
         let mut attempt = 0u32;
         loop {
-            let resumed_part = part.exists();
+            let p = part.clone();
+            let resumed_part = smol::unblock(move || p.exists()).await;
             let result = download_once(self, id, &part, progress.as_ref()).await;
             match result {
                 Ok(info) => {
-                    let path = match &path {
-                        Some(p) => p.clone(),
-                        None => free_path(
-                            part.parent().unwrap_or(Path::new(".")),
-                            &sanitize_file_name(&info.name),
-                        ),
-                    };
-                    fs::rename(&part, &path).map_err(|source| FileError::Local {
+                    let (chosen, from) = (path.clone(), part.clone());
+                    let name = sanitize_file_name(&info.name);
+                    let (path, renamed) = smol::unblock(move || {
+                        let path = match chosen {
+                            Some(p) => p,
+                            None => free_path(from.parent().unwrap_or(Path::new(".")), &name),
+                        };
+                        let renamed = fs::rename(&from, &path);
+                        (path, renamed)
+                    })
+                    .await;
+                    renamed.map_err(|source| FileError::Local {
                         what: "cannot rename the finished download to",
                         path: path.clone(),
                         source,
@@ -369,11 +383,10 @@ struct Hashing {
     hashed: u64,
 }
 
-/// One file-service connection.
+/// One file stream.
 struct Conn {
-    stream: Arc<Async<TcpStream>>,
-    reader: BufReader<ArcStream>,
-    buf: Vec<u8>,
+    w: FrameWriter<LinkSend>,
+    r: FrameReader<LinkRecv>,
 }
 
 async fn timed<T>(f: impl std::future::Future<Output = std::io::Result<T>>) -> std::io::Result<T> {
@@ -385,79 +398,63 @@ async fn timed<T>(f: impl std::future::Future<Output = std::io::Result<T>>) -> s
 }
 
 impl Conn {
-    async fn open(addr: SocketAddr) -> Result<Conn, Attempt> {
-        let stream = timed(Async::<TcpStream>::connect(addr)).await.map_err(|e| {
-            Attempt::Retry(format!("cannot reach the host's file service at {addr}: {e}"))
-        })?;
-        let _ = stream.get_ref().set_nodelay(true);
-        let stream = Arc::new(stream);
-        let reader = BufReader::with_capacity(256 * 1024, ArcStream(stream.clone()));
-        Ok(Conn { stream, reader, buf: Vec::new() })
+    async fn open(
+        opener: &StreamOpener,
+        session: u32,
+        token: u64,
+        role: StreamRole,
+    ) -> Result<Conn, Attempt> {
+        let (w, r) = timed(open_stream(opener, session, token, role))
+            .await
+            .map_err(|e| Attempt::Retry(format!("cannot reach the host's file service at {e}")))?;
+        Ok(Conn { w, r })
     }
 
     async fn send(&mut self, msg: &FileClientMsg) -> std::io::Result<()> {
         let payload = msg.payload();
-        self.buf.clear();
-        let kind = msg.msg_type() as u8;
-        Header { version: PROTOCOL_VERSION, kind, len: payload.len() as u32, seq: 0, flags: 0 }
-            .encode(&mut self.buf);
-        self.buf.extend_from_slice(&payload);
-        let frame = std::mem::take(&mut self.buf);
-        let r = self.write_raw(&frame).await;
-        self.buf = frame;
-        r
+        timed(self.w.send(msg.msg_type() as u8, &payload)).await
     }
 
-    async fn write_raw(&self, frame: &[u8]) -> std::io::Result<()> {
-        let mut w = &*self.stream;
-        timed(async {
-            w.write_all(frame).await?;
-            w.flush().await
-        })
-        .await
+    async fn write_raw(&mut self, frames: &[u8]) -> std::io::Result<()> {
+        timed(self.w.send_encoded(frames)).await
     }
 
     async fn recv(&mut self) -> Result<FileHostMsg, Attempt> {
-        let r = &mut self.reader;
-        let read = async {
-            let mut head = [0u8; HEADER_LEN];
-            r.read_exact(&mut head).await?;
-            let h = Header::decode(&head).map_err(std::io::Error::other)?;
-            if h.version != PROTOCOL_VERSION {
-                return Ok(Err(format!("the host speaks protocol version {}", h.version)));
+        let limit = |kind| {
+            if kind == MsgType::StreamRefused as u8 {
+                crate::proto::file_limits::SMALL
+            } else {
+                host_limit(kind)
             }
-            let len = match h.check_len(host_limit(h.kind)) {
-                Ok(l) => l,
-                Err(e) => return Ok(Err(e.to_string())),
-            };
-            if h.kind == MsgType::FileChunk as u8 && len >= CHUNK_HEADER {
-                // The offset apart, so the data needs no shifting.
-                let mut offset = [0u8; CHUNK_HEADER];
-                r.read_exact(&mut offset).await?;
-                let mut data = vec![0u8; len - CHUNK_HEADER];
-                r.read_exact(&mut data).await?;
-                return Ok(Ok(FileHostMsg::Chunk { offset: u64::from_be_bytes(offset), data }));
-            }
-            let mut payload = vec![0u8; len];
-            r.read_exact(&mut payload).await?;
-            Ok(FileHostMsg::decode(h.kind, payload).map_err(|e| e.to_string()))
         };
-        match timed(read).await {
-            Ok(Ok(m)) => Ok(m),
-            Ok(Err(why)) => Err(Attempt::Final(FileError::Protocol(why))),
-            Err(e) => Err(Attempt::Retry(e.to_string())),
+        let read = async { self.r.next(limit).await };
+        let timeout = async {
+            Timer::after(IO_TIMEOUT).await;
+            let e = std::io::Error::new(std::io::ErrorKind::TimedOut, "the host stopped answering");
+            Err(FrameError::Io(e))
+        };
+        let frame = match read.or(timeout).await {
+            Ok(f) => f,
+            Err(FrameError::Decode(d)) if d != crate::proto::DecodeError::UnexpectedEnd => {
+                return Err(Attempt::Final(FileError::Protocol(d.to_string())));
+            }
+            Err(FrameError::Closed) => {
+                return Err(Attempt::Retry("the host closed the file stream".into()));
+            }
+            Err(e) => return Err(Attempt::Retry(e.to_string())),
+        };
+        let kind = frame.header.kind;
+        if let Some(reason) = refusal(kind, &frame.payload) {
+            // Too many streams, for one: worth another try.
+            return Err(Attempt::Retry(format!("the host refused the stream: {reason}")));
         }
-    }
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        let _ = self.stream.get_ref().shutdown(std::net::Shutdown::Both);
+        FileHostMsg::decode(kind, frame.payload)
+            .map_err(|e| Attempt::Final(FileError::Protocol(e.to_string())))
     }
 }
 
 async fn upload_once(
-    addr: SocketAddr,
+    fc: &FileClient,
     path: &Path,
     req: UploadRequest,
     state: &mut Hashing,
@@ -465,8 +462,7 @@ async fn upload_once(
     progress: Option<&Sender<Progress>>,
 ) -> Result<UploadDone, Attempt> {
     let size = req.size;
-    let mut conn = Conn::open(addr).await?;
-    conn.send(&FileClientMsg::Upload(req)).await?;
+    let mut conn = fc.open(StreamRole::FileUpload(req)).await?;
     let offset = match conn.recv().await? {
         FileHostMsg::Ready(r) => {
             *upload_id = Some(r.upload);
@@ -481,33 +477,21 @@ async fn upload_once(
         ))));
     }
     report(progress, Progress::Started { total: size, from: offset });
-    // The file thread reads, hashes and frames chunks; this task writes them.
-    let (tx, rx) = smol::channel::bounded::<std::io::Result<Vec<u8>>>(PIPELINE);
-    let (back_tx, back_rx) = smol::channel::bounded::<Hashing>(1);
+    // The read-ahead task reads, hashes and frames chunks; this task writes them.
+    let (tx, rx) = smol::channel::bounded::<std::io::Result<(Vec<u8>, u64)>>(4);
     let taken = std::mem::replace(state, Hashing { md5: Md5::new(), hashed: 0 });
-    let file_path = path.to_path_buf();
-    let spawned = std::thread::Builder::new().name("sapora-file-send".into()).spawn(move || {
-        let back = read_and_frame(&file_path, size, offset, taken, &tx);
-        let _ = back_tx.send_blocking(back);
-    });
-    if let Err(e) = spawned {
-        return Err(Attempt::Final(FileError::Local {
-            what: "cannot start reading",
-            path: path.into(),
-            source: e,
-        }));
-    }
+    let reader = smol::spawn(read_ahead(path.to_path_buf(), size, offset, taken, tx));
     let mut sent = offset;
     let mut next_report = offset + PROGRESS_STEP;
     let mut failure: Option<Attempt> = None;
     while sent < size {
         match rx.recv().await {
-            Ok(Ok(frame)) => {
-                if let Err(e) = conn.write_raw(&frame).await {
+            Ok(Ok((frames, bytes))) => {
+                if let Err(e) = conn.write_raw(&frames).await {
                     failure = Some(e.into());
                     break;
                 }
-                sent += (frame.len() - HEADER_LEN - CHUNK_HEADER) as u64;
+                sent += bytes;
                 if sent >= next_report || sent == size {
                     report(progress, Progress::Bytes { done: sent, total: size });
                     next_report = sent + PROGRESS_STEP;
@@ -529,8 +513,8 @@ async fn upload_once(
         }
     }
     drop(rx);
-    // The thread hands the hash state back whatever happened.
-    *state = back_rx.recv().await.unwrap_or(Hashing { md5: Md5::new(), hashed: 0 });
+    // The task hands the hash state back whatever happened.
+    *state = reader.await;
     if let Some(f) = failure {
         return Err(f);
     }
@@ -551,59 +535,89 @@ async fn upload_once(
     }
 }
 
-/// The body of an upload's file thread: hashes what was never hashed, and
-/// frames every chunk from `offset`.
-fn read_and_frame(
-    path: &Path,
+/// An upload's read-ahead task: hashes what was never hashed, and reads and
+/// frames every chunk from `offset`, [`READ_BATCH`] chunks per blocking
+/// call. Returns the hash state when done or when the receiver is gone.
+async fn read_ahead(
+    path: PathBuf,
     size: u64,
     offset: u64,
-    mut st: Hashing,
-    tx: &Sender<std::io::Result<Vec<u8>>>,
+    st: Hashing,
+    tx: Sender<std::io::Result<(Vec<u8>, u64)>>,
 ) -> Hashing {
-    let mut file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) => {
-            let _ = tx.send_blocking(Err(e));
+    let opened = smol::unblock(move || {
+        let mut st = st;
+        let result = open_and_catch_up(&path, offset, &mut st);
+        (st, result)
+    })
+    .await;
+    let (mut st, mut file) = match opened {
+        (st, Ok(f)) => (st, f),
+        (st, Err(e)) => {
+            let _ = tx.send(Err(e)).await;
             return st;
         }
     };
-    let start = offset.min(st.hashed);
-    if let Err(e) = file.seek(SeekFrom::Start(start)) {
-        let _ = tx.send_blocking(Err(e));
-        return st;
-    }
-    let mut pos = start;
-    // Bytes before `offset` the host already has, but that we never hashed.
-    while pos < offset {
-        let n = (offset - pos).min(CHUNK_SIZE as u64) as usize;
-        let mut data = vec![0u8; n];
-        if let Err(e) = file.read_exact(&mut data) {
-            let _ = tx.send_blocking(Err(e));
-            return st;
-        }
-        hash_new(&mut st, pos, &data);
-        pos += n as u64;
-    }
+    let mut pos = offset;
     while pos < size {
-        let n = (size - pos).min(CHUNK_SIZE as u64) as usize;
-        let mut frame = Vec::with_capacity(HEADER_LEN + CHUNK_HEADER + n);
-        let len = (CHUNK_HEADER + n) as u32;
-        Header { version: PROTOCOL_VERSION, kind: MsgType::FileChunk as u8, len, seq: 0, flags: 0 }
-            .encode(&mut frame);
-        encode_chunk(pos, &[], &mut frame);
-        let at = frame.len();
-        frame.resize(at + n, 0);
-        if let Err(e) = file.read_exact(&mut frame[at..]) {
-            let _ = tx.send_blocking(Err(e));
-            return st;
+        let (f, s, batch) = smol::unblock(move || {
+            let batch = read_batch(&mut file, pos, size, &mut st);
+            (file, st, batch)
+        })
+        .await;
+        (file, st) = (f, s);
+        let failed = batch.is_err();
+        if let Ok((_, n)) = &batch {
+            pos += n;
         }
-        hash_new(&mut st, pos, &frame[at..]);
-        pos += n as u64;
-        if tx.send_blocking(Ok(frame)).is_err() {
+        if tx.send(batch).await.is_err() || failed {
             return st;
         }
     }
     st
+}
+
+/// Opens the file at `offset`, hashing the bytes before it that the host
+/// already has but that were never hashed here.
+fn open_and_catch_up(path: &Path, offset: u64, st: &mut Hashing) -> std::io::Result<File> {
+    let mut file = File::open(path)?;
+    let start = offset.min(st.hashed);
+    file.seek(SeekFrom::Start(start))?;
+    let mut pos = start;
+    let mut data = vec![0u8; CHUNK_SIZE];
+    while pos < offset {
+        let n = (offset - pos).min(CHUNK_SIZE as u64) as usize;
+        file.read_exact(&mut data[..n])?;
+        hash_new(st, pos, &data[..n]);
+        pos += n as u64;
+    }
+    Ok(file)
+}
+
+/// Up to [`READ_BATCH`] chunk frames from `pos` (where `file` is), hashed;
+/// and how many file bytes they hold.
+fn read_batch(
+    file: &mut File,
+    mut pos: u64,
+    size: u64,
+    st: &mut Hashing,
+) -> std::io::Result<(Vec<u8>, u64)> {
+    let first = pos;
+    let mut out = Vec::with_capacity(READ_BATCH * (HEADER_LEN + CHUNK_HEADER + CHUNK_SIZE));
+    for _ in 0..READ_BATCH {
+        if pos >= size {
+            break;
+        }
+        let n = (size - pos).min(CHUNK_SIZE as u64) as usize;
+        encode_header(MsgType::FileChunk as u8, 0, CHUNK_HEADER + n, &mut out);
+        out.extend_from_slice(&pos.to_be_bytes());
+        let at = out.len();
+        out.resize(at + n, 0);
+        file.read_exact(&mut out[at..])?;
+        hash_new(st, pos, &out[at..]);
+        pos += n as u64;
+    }
+    Ok((out, pos - first))
 }
 
 /// Hashes the part of `data` (which starts at byte `pos`) not yet hashed.
@@ -616,7 +630,7 @@ fn hash_new(st: &mut Hashing, pos: u64, data: &[u8]) {
     }
 }
 
-/// What the file thread of a download reports when it stops.
+/// What the disk task of a download reports when it stops.
 struct Written {
     md5: Md5,
     written: u64,
@@ -635,33 +649,21 @@ async fn download_once(
     let (md5, offset) = prefix.map_err(|source| {
         Attempt::Final(FileError::Local { what: "cannot write", path: part.into(), source })
     })?;
-    let (session, token, addr) = fc.auth();
-    let mut conn = Conn::open(addr).await?;
-    conn.send(&FileClientMsg::Download(DownloadRequest { session, token, id, offset })).await?;
+    let mut conn = fc.open(StreamRole::FileDownload(DownloadRequest { id, offset })).await?;
     let info = match conn.recv().await? {
         FileHostMsg::Metadata(info) => info,
         FileHostMsg::Failure(f) if f.code == FileErrorCode::Size && offset > 0 => {
             // Our .part is longer than the file: it is not this file's.
-            let _ = fs::remove_file(part);
+            let p = part.to_path_buf();
+            smol::unblock(move || fs::remove_file(p)).await.ok();
             return Err(Attempt::Retry(f.reason));
         }
         FileHostMsg::Failure(f) => return Err(Attempt::Final(FileError::Refused(f))),
         other => return Err(unexpected(&other)),
     };
     report(progress, Progress::Started { total: info.size, from: offset });
-    let (tx, rx) = smol::channel::bounded::<Vec<u8>>(PIPELINE);
-    let (back_tx, back_rx) = smol::channel::bounded::<Written>(1);
-    let path = part.to_path_buf();
-    let spawned = std::thread::Builder::new().name("sapora-file-recv".into()).spawn(move || {
-        let _ = back_tx.send_blocking(write_and_hash(&path, offset, md5, &rx));
-    });
-    if let Err(source) = spawned {
-        return Err(Attempt::Final(FileError::Local {
-            what: "cannot write",
-            path: part.into(),
-            source,
-        }));
-    }
+    let (tx, rx) = smol::channel::bounded::<Bytes>(PIPELINE);
+    let writer = smol::spawn(write_and_hash(part.to_path_buf(), offset, md5, rx));
     let mut at = offset;
     let mut next_report = offset + PROGRESS_STEP;
     let mut failure = None;
@@ -696,11 +698,10 @@ async fn download_once(
     }
     drop(tx);
     drop(conn);
-    let Ok(w) = back_rx.recv().await else {
-        return Err(Attempt::Final(FileError::Protocol("the file writer stopped".into())));
-    };
+    let w = writer.await;
     if let Some(source) = w.error {
-        let _ = fs::remove_file(part);
+        let p = part.to_path_buf();
+        smol::unblock(move || fs::remove_file(p)).await.ok();
         return Err(Attempt::Final(FileError::Local {
             what: "cannot write",
             path: part.into(),
@@ -715,7 +716,8 @@ async fn download_once(
     }
     let got: [u8; 16] = w.md5.finalize().into();
     if w.written != info.size || got != info.md5 {
-        let _ = fs::remove_file(part);
+        let p = part.to_path_buf();
+        smol::unblock(move || fs::remove_file(p)).await.ok();
         return Err(Attempt::Final(FileError::Md5Mismatch));
     }
     Ok(info)
@@ -744,32 +746,57 @@ fn hash_prefix(part: &Path) -> std::io::Result<(Md5, u64)> {
     }
 }
 
-/// The body of a download's file thread: appends and hashes chunks.
-fn write_and_hash(
-    path: &Path,
+/// A download's disk task: appends and hashes whatever chunks are queued,
+/// in one blocking call per batch.
+async fn write_and_hash(
+    path: PathBuf,
     offset: u64,
-    mut md5: Md5,
-    rx: &smol::channel::Receiver<Vec<u8>>,
+    md5: Md5,
+    rx: smol::channel::Receiver<Bytes>,
 ) -> Written {
-    let mut written = offset;
-    let file = OpenOptions::new().write(true).open(path).and_then(|mut f| {
+    let opened = smol::unblock(move || {
+        let mut f = OpenOptions::new().write(true).open(&path)?;
         f.set_len(offset)?;
         f.seek(SeekFrom::Start(offset))?;
-        Ok(f)
-    });
-    let mut file = match file {
+        Ok::<_, std::io::Error>(f)
+    })
+    .await;
+    let mut w = Written { md5, written: offset, error: None };
+    let mut file = match opened {
         Ok(f) => f,
-        Err(e) => return Written { md5, written, error: Some(e) },
-    };
-    while let Ok(data) = rx.recv_blocking() {
-        if let Err(e) = file.write_all(&data) {
-            return Written { md5, written, error: Some(e) };
+        Err(e) => {
+            w.error = Some(e);
+            return w;
         }
-        md5.update(&data);
-        written += data.len() as u64;
+    };
+    while let Ok(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < PIPELINE {
+            match rx.try_recv() {
+                Ok(d) => batch.push(d),
+                Err(_) => break,
+            }
+        }
+        let (f, back) = smol::unblock(move || {
+            for data in batch {
+                if let Err(e) = file.write_all(&data) {
+                    w.error = Some(e);
+                    break;
+                }
+                w.md5.update(&data);
+                w.written += data.len() as u64;
+            }
+            (file, w)
+        })
+        .await;
+        (file, w) = (f, back);
+        if w.error.is_some() {
+            return w;
+        }
     }
-    let error = file.flush().err();
-    Written { md5, written, error }
+    let flushed = smol::unblock(move || file.flush()).await;
+    w.error = flushed.err();
+    w
 }
 
 #[cfg(test)]

@@ -8,32 +8,36 @@
 //!   ([`ScreenSlot`]); start/stop arrive as [`ViewerEvent`]s on a smol channel,
 //!   and a bounded(1) "updated" channel wakes a UI without ever queueing.
 //!
-//! Both use blocking sockets on their own threads: capture and decoding are
-//! CPU work that must not stall an async executor.
+//! Both run on their own threads (capture, encoding and decoding are CPU
+//! work that must not stall an async executor) and drive their stream, any
+//! `(LinkSend, LinkRecv)` a [`StreamOpener`] gives, with `smol::block_on`.
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use serde::Serialize;
+use smol::future::FutureExt;
 
 use super::session::Client;
+use super::streams::{StreamOpener, open_stream, refusal};
 use crate::media::screen::{
     Canvas, CaptureError, DEFAULT_FPS, DEFAULT_QUALITY, Downscaler, MAX_FPS, ScreenSource,
     TileEncoder, TileError, encode_png_rgba, share_size,
 };
 use crate::net::unix_ms;
 use crate::proto::{
-    DecodeError, HEADER_LEN, Header, MsgType, PROTOCOL_VERSION, SCREEN_BATCH_BYTES,
-    SCREEN_MAX_PAYLOAD, SCREEN_MORE, ScreenAck, ScreenClientMsg, ScreenHello, ScreenHostMsg,
-    ScreenStart, ScreenStopReason, TileFrame, TileFrameHead, Welcome, encode_tile_frame,
+    MsgType, SCREEN_BATCH_BYTES, SCREEN_MAX_PAYLOAD, SCREEN_MORE, ScreenAck, ScreenClientMsg,
+    ScreenHostMsg, ScreenStart, ScreenStopReason, StreamRole, StreamService, TileFrame,
+    TileFrameHead, Welcome, encode_tile_frame,
 };
 use crate::stats::Percentiles;
+use crate::transport::framed::{FrameError, FrameReader, FrameWriter};
+use crate::transport::link::{LinkRecv, LinkSend};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Latency samples kept for the report (about 3 hours at 10 fps).
@@ -55,66 +59,99 @@ pub enum ScreenError {
     Link(String),
 }
 
-/// Where the host's screen service is and who we are, read from the
-/// session's latest Welcome (it changes when the session rejoins).
+/// How to reach the host's screen service (a [`StreamOpener`]) and who we
+/// are, read from the session's latest Welcome (it changes when the
+/// session rejoins).
 #[derive(Clone)]
 pub struct ScreenTarget {
-    pub host: IpAddr,
+    pub opener: StreamOpener,
     pub welcome: Arc<Mutex<Welcome>>,
 }
 
 impl ScreenTarget {
     /// `host` is the address the client joined (the Welcome has no address).
     pub fn new(client: &Client, host: IpAddr) -> ScreenTarget {
-        ScreenTarget { host, welcome: client.current_slot() }
+        ScreenTarget::welcome(host, client.current_slot())
     }
 
-    fn resolve(&self) -> (SocketAddr, ScreenHello) {
+    /// The screen port named in the latest Welcome in `welcome`, at `host`.
+    pub fn welcome(host: IpAddr, welcome: Arc<Mutex<Welcome>>) -> ScreenTarget {
+        let opener = StreamOpener::welcome(host, welcome.clone(), StreamService::Screen);
+        ScreenTarget { opener, welcome }
+    }
+
+    fn auth(&self) -> (u32, u64) {
         let w = self.welcome.lock().unwrap_or_else(|e| e.into_inner());
-        (
-            SocketAddr::new(self.host, w.ports.screen),
-            ScreenHello { session: w.session, token: w.token },
-        )
+        (w.session, w.token)
     }
 }
 
-fn connect(target: &ScreenTarget) -> Result<(TcpStream, u32), ScreenError> {
-    let (addr, hello) = target.resolve();
-    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
+type Writer = FrameWriter<LinkSend>;
+type Reader = FrameReader<LinkRecv>;
+
+/// Opens a presenter's or viewer's stream (blocking: call from a thread).
+fn connect(target: &ScreenTarget, role: StreamRole) -> Result<(Writer, Reader, u32), ScreenError> {
+    let (session, token) = target.auth();
+    let addr: SocketAddr = target.opener.addr();
+    let (w, r) = smol::block_on(open_stream(&target.opener, session, token, role))
         .map_err(|source| ScreenError::Connect { addr, source })?;
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let mut s = &stream;
-    let msg = ScreenClientMsg::Hello(hello);
-    write_msg(&mut s, msg.msg_type() as u8, &msg.payload())
-        .map_err(|e| ScreenError::Link(e.to_string()))?;
-    Ok((stream, hello.session))
+    Ok((w, r, session))
 }
 
-fn write_msg(w: &mut impl Write, kind: u8, payload: &[u8]) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(HEADER_LEN + payload.len());
-    Header { version: PROTOCOL_VERSION, kind, len: payload.len() as u32, seq: 0, flags: 0 }
-        .encode(&mut buf);
-    buf.extend_from_slice(payload);
-    w.write_all(&buf)
+/// Writes one frame (blocking, at most [`WRITE_TIMEOUT`]).
+fn write_msg(w: &mut Writer, kind: u8, payload: &[u8]) -> std::io::Result<()> {
+    smol::block_on(w.send(kind, payload).or(async {
+        smol::Timer::after(WRITE_TIMEOUT).await;
+        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the host stopped reading"))
+    }))
 }
 
-/// Reads one frame; the length is checked before the buffer grows.
-fn read_msg(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<u8, String> {
-    let mut head = [0u8; HEADER_LEN];
-    r.read_exact(&mut head).map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => "the host closed the screen connection".to_string(),
-        _ => e.to_string(),
-    })?;
-    let h = Header::decode(&head).map_err(|e| e.to_string())?;
-    if h.version != PROTOCOL_VERSION {
-        return Err(DecodeError::Version { got: h.version }.to_string());
+/// Why [`read_msg`] returned no frame, worded for people.
+enum ReadFail {
+    /// The host refused the stream (`StreamRefused`).
+    Refused(String),
+    /// The stream broke, ended, timed out, or we stopped.
+    Link(String),
+}
+
+impl From<ReadFail> for String {
+    fn from(f: ReadFail) -> String {
+        match f {
+            ReadFail::Refused(s) | ReadFail::Link(s) => s,
+        }
     }
-    let len = h.check_len(SCREEN_MAX_PAYLOAD).map_err(|e| e.to_string())?;
-    buf.clear();
-    buf.resize(len, 0);
-    r.read_exact(buf).map_err(|e| e.to_string())?;
-    Ok(h.kind)
+}
+
+/// Reads one frame (blocking; the length is checked before the buffer
+/// grows), unless `stop` fires or `timeout` passes first.
+fn read_msg(
+    r: &mut Reader,
+    stop: &smol::channel::Receiver<()>,
+    timeout: Option<Duration>,
+) -> Result<(u8, Bytes), ReadFail> {
+    let read = async {
+        match r.next(|_| SCREEN_MAX_PAYLOAD).await {
+            Ok(f) => Ok((f.header.kind, f.payload)),
+            Err(FrameError::Closed) => Err("the host closed the screen stream".to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let stopped = async {
+        let _ = stop.recv().await;
+        Err("stopped".to_string())
+    };
+    let timed_out = async {
+        match timeout {
+            Some(t) => smol::Timer::after(t).await,
+            None => smol::Timer::never().await,
+        };
+        Err("the host did not answer in time".to_string())
+    };
+    let (kind, payload) = smol::block_on(read.or(stopped).or(timed_out)).map_err(ReadFail::Link)?;
+    match refusal(kind, &payload) {
+        Some(reason) => Err(ReadFail::Refused(reason)),
+        None => Ok((kind, payload)),
+    }
 }
 
 // ------------------------------------------------------------ presenter
@@ -272,21 +309,23 @@ fn present(
         Ok(e) => e,
         Err(e) => return fail(e.into()),
     };
-    let (stream, session) = match connect(&target) {
+    let (mut stream, mut reader, session) = match connect(&target, StreamRole::ScreenPresent) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
     let start = ScreenClientMsg::Start(ScreenStart { width: width as u16, height: height as u16 });
-    if let Err(e) = write_msg(&mut &stream, start.msg_type() as u8, &start.payload()) {
+    if let Err(e) = write_msg(&mut stream, start.msg_type() as u8, &start.payload()) {
         return fail(ScreenError::Link(e.to_string()));
     }
-    // Wait for the grant; others' Started/Stopped before it are not ours.
-    let _ = stream.set_read_timeout(Some(ANSWER_TIMEOUT));
-    let mut buf = Vec::new();
+    // Wait for the grant.
+    let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
+    let deadline = Instant::now() + ANSWER_TIMEOUT;
     loop {
-        let kind = match read_msg(&mut &stream, &mut buf) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (kind, buf) = match read_msg(&mut reader, &stop_rx, Some(left)) {
             Ok(k) => k,
-            Err(e) => return fail(ScreenError::Link(e)),
+            Err(ReadFail::Link(e)) => return fail(ScreenError::Link(e)),
+            Err(ReadFail::Refused(e)) => return fail(ScreenError::Refused(e)),
         };
         match ScreenHostMsg::decode(kind, &buf) {
             Ok(ScreenHostMsg::Started(s)) if s.session == session => break,
@@ -297,34 +336,32 @@ fn present(
             _ => continue,
         }
     }
-    let _ = stream.set_read_timeout(None);
     let _ = ready.send(Ok((width, height)));
     stats.lock().unwrap_or_else(|e| e.into_inner()).shared_size = (width, height);
 
     // The host may end the presentation (or vanish): a small reader notices.
     let ended: Arc<Mutex<Option<String>>> = Arc::default();
-    let reader = stream.try_clone().ok().and_then(|s| {
+    let reader = {
         let ended = ended.clone();
         std::thread::Builder::new()
             .name("screen-presenter-rx".into())
             .spawn(move || {
-                let mut buf = Vec::new();
                 let reason = loop {
-                    match read_msg(&mut &s, &mut buf) {
-                        Ok(kind) => match ScreenHostMsg::decode(kind, &buf) {
+                    match read_msg(&mut reader, &stop_rx, None) {
+                        Ok((kind, buf)) => match ScreenHostMsg::decode(kind, &buf) {
                             Ok(ScreenHostMsg::Stopped(st)) => {
                                 break format!("the host ended the presentation ({:?})", st.reason);
                             }
                             Ok(ScreenHostMsg::Refused(r)) => break r.reason,
                             _ => continue,
                         },
-                        Err(e) => break e,
+                        Err(e) => break String::from(e),
                     }
                 };
                 *ended.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
             })
             .ok()
-    });
+    };
 
     let period = Duration::from_secs(1) / opts.fps.clamp(1, MAX_FPS);
     let mut next = Instant::now();
@@ -333,7 +370,7 @@ fn present(
     let end_reason = loop {
         if stop.load(Ordering::Relaxed) {
             let m = ScreenClientMsg::Stop;
-            let _ = write_msg(&mut &stream, m.msg_type() as u8, &m.payload());
+            let _ = write_msg(&mut stream, m.msg_type() as u8, &m.payload());
             break None;
         }
         if let Some(r) = ended.lock().unwrap_or_else(|e| e.into_inner()).take() {
@@ -356,7 +393,7 @@ fn present(
             };
             let m =
                 ScreenClientMsg::Start(ScreenStart { width: width as u16, height: height as u16 });
-            if let Err(e) = write_msg(&mut &stream, m.msg_type() as u8, &m.payload()) {
+            if let Err(e) = write_msg(&mut stream, m.msg_type() as u8, &m.payload()) {
                 break Some(format!("sending to the host failed: {e}"));
             }
             {
@@ -394,7 +431,7 @@ fn present(
             };
             payload.clear();
             encode_tile_frame(head, part.iter().map(|t| (t.col, t.row, &t.jpeg[..])), &mut payload);
-            if let Err(e) = write_msg(&mut &stream, MsgType::ScreenFrame as u8, &payload) {
+            if let Err(e) = write_msg(&mut stream, MsgType::ScreenFrame as u8, &payload) {
                 failed = Some(format!("sending to the host failed: {e}"));
                 break;
             }
@@ -425,7 +462,12 @@ fn present(
             next = now;
         }
     };
-    let _ = stream.shutdown(Shutdown::Both);
+    // Finish our side, and stop the reader (the host may be gone).
+    let _ = smol::block_on(stream.close().or(async {
+        smol::Timer::after(WRITE_TIMEOUT).await;
+        Ok(())
+    }));
+    drop(stop_tx);
     if let Some(r) = reader {
         let _ = r.join();
     }
@@ -442,8 +484,9 @@ pub struct ScreenImage {
     pub presenter: String,
     pub width: usize,
     pub height: usize,
-    /// Tightly packed RGBA rows.
-    pub rgba: Vec<u8>,
+    /// Tightly packed RGBA rows, shared (a UI makes its image from it
+    /// without copying).
+    pub rgba: Bytes,
     /// The presenter's frame number this picture shows.
     pub frame: u32,
     pub capture_ms: u64,
@@ -488,7 +531,8 @@ pub struct ViewerStats {
 
 /// Watches the room's shared screen. Dropping it disconnects.
 pub struct Viewer {
-    stream: TcpStream,
+    /// Dropping it stops the viewer thread.
+    stop: Option<smol::channel::Sender<()>>,
     thread: Option<JoinHandle<()>>,
     slot: ScreenSlot,
     events: smol::channel::Receiver<ViewerEvent>,
@@ -500,8 +544,8 @@ impl Viewer {
     /// Connects and starts receiving. If someone is presenting, their whole
     /// screen arrives at once.
     pub fn start(target: ScreenTarget) -> Result<Viewer, ScreenError> {
-        let (stream, _) = connect(&target)?;
-        let reader = stream.try_clone().map_err(|e| ScreenError::Link(e.to_string()))?;
+        let (stream, reader, _) = connect(&target, StreamRole::ScreenView)?;
+        let (stop, stop_rx) = smol::channel::bounded::<()>(1);
         let slot: ScreenSlot = Arc::default();
         let stats: Arc<Mutex<ViewerStats>> = Arc::default();
         let (ev_tx, events) = smol::channel::unbounded();
@@ -510,10 +554,10 @@ impl Viewer {
             let (slot, stats) = (slot.clone(), stats.clone());
             std::thread::Builder::new()
                 .name("screen-viewer".into())
-                .spawn(move || view(reader, slot, stats, ev_tx, up_tx))
+                .spawn(move || view(stream, reader, stop_rx, slot, stats, ev_tx, up_tx))
                 .map_err(|e| ScreenError::Link(format!("cannot start the viewer thread: {e}")))?
         };
-        Ok(Viewer { stream, thread: Some(thread), slot, events, updated, stats })
+        Ok(Viewer { stop: Some(stop), thread: Some(thread), slot, events, updated, stats })
     }
 
     pub async fn start_async(target: ScreenTarget) -> Result<Viewer, ScreenError> {
@@ -547,7 +591,7 @@ impl Viewer {
     }
 
     fn halt(&mut self) {
-        let _ = self.stream.shutdown(Shutdown::Both);
+        self.stop.take();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -561,22 +605,23 @@ impl Drop for Viewer {
 }
 
 fn view(
-    stream: TcpStream,
+    mut stream: Writer,
+    mut reader: Reader,
+    stop: smol::channel::Receiver<()>,
     slot: ScreenSlot,
     stats: Arc<Mutex<ViewerStats>>,
     events: smol::channel::Sender<ViewerEvent>,
     updated: smol::channel::Sender<()>,
 ) {
-    let mut buf = Vec::new();
     let mut canvas: Option<Canvas> = None;
     let mut presenter = String::new();
     // The first picture after ScreenStarted is the screen as it already was
     // (for a late viewer, possibly minutes old): its age is not a delay.
     let mut filling = true;
     let reason = loop {
-        let kind = match read_msg(&mut &stream, &mut buf) {
+        let (kind, buf) = match read_msg(&mut reader, &stop, None) {
             Ok(k) => k,
-            Err(e) => break e,
+            Err(e) => break String::from(e),
         };
         if kind == MsgType::ScreenFrame as u8 {
             let f = match TileFrame::parse(&buf) {
@@ -601,7 +646,7 @@ fn view(
             // The host sends the next update only after this, so what we
             // get next is as new as it can be.
             let ack = ScreenClientMsg::Ack(ScreenAck { frame: f.frame });
-            if let Err(e) = write_msg(&mut &stream, ack.msg_type() as u8, &ack.payload()) {
+            if let Err(e) = write_msg(&mut stream, ack.msg_type() as u8, &ack.payload()) {
                 break format!("the screen link to the host failed: {e}");
             }
             let now = Instant::now();
@@ -625,7 +670,9 @@ fn view(
                     presenter: presenter.clone(),
                     width: w,
                     height: h,
-                    rgba: c.rgba.clone(),
+                    // The one copy per picture: the canvas is painted on
+                    // in place, the published picture is shared.
+                    rgba: Bytes::copy_from_slice(&c.rgba),
                     frame: f.frame,
                     capture_ms: f.capture_ms,
                 };
@@ -703,14 +750,26 @@ pub struct BotScreen {
 }
 
 impl BotScreen {
-    /// Starts what `opts` asks for; problems come back as report errors.
+    /// Starts what `opts` asks for, with streams to the screen port at
+    /// `host`; problems come back as report errors.
     pub async fn start(
         client: &Client,
         host: IpAddr,
         opts: &BotScreenOptions,
         media: &mut crate::proto::MediaState,
     ) -> (BotScreen, Vec<String>) {
-        let target = ScreenTarget::new(client, host);
+        let opener = StreamOpener::for_client(client, host, StreamService::Screen);
+        BotScreen::start_via(client, opener, opts, media).await
+    }
+
+    /// [`BotScreen::start`] with streams from `opener`.
+    pub async fn start_via(
+        client: &Client,
+        opener: StreamOpener,
+        opts: &BotScreenOptions,
+        media: &mut crate::proto::MediaState,
+    ) -> (BotScreen, Vec<String>) {
+        let target = ScreenTarget { opener, welcome: client.current_slot() };
         let mut errors = Vec::new();
         let viewer = if opts.view {
             match Viewer::start_async(target.clone()).await {

@@ -32,7 +32,9 @@
 pub mod admission;
 pub mod cert;
 pub mod fallback;
+pub mod framed;
 pub mod limit;
+pub mod link;
 pub mod pake;
 pub mod pin;
 pub mod quic;

@@ -1,7 +1,7 @@
-//! The screen-share relay (TCP 5003): one presenter per room, any number of
-//! viewers.
+//! The screen-share relay's sans-IO core: one presenter per room, any number
+//! of viewers.
 //!
-//! [`Relay`] is the sans-IO core. It keeps each room's current tile set (so a
+//! [`Relay`] is the core. It keeps each room's current tile set (so a
 //! late viewer gets the whole screen at once) and, per viewer, only a *dirty
 //! set*: which tiles changed since that viewer was last sent them. A viewer is
 //! sent one message at a time, built when its previous one has been written
@@ -9,32 +9,24 @@
 //! (`ScreenAck`), from the newest version of each dirty tile. Waiting for the
 //! acknowledgement keeps stale updates out of socket buffers too. A slow viewer
 //! therefore skips stale versions, and a stalled one costs one bit per tile,
-//! never a queue. [`spawn`] is the smol driver that owns the sockets.
+//! never a queue. `driver.rs` is the smol driver that owns the streams.
+//!
+//! A stream is a presenter's or a viewer's (its first frame says which). A
+//! presenter's stream is told only about its own presentation (the grant, a
+//! busy answer, the end); a viewer's stream may not present.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use smol::channel::{Receiver, Sender};
-use smol::future::FutureExt;
-use smol::{Async, Task, Timer};
-
-use super::directory::Directory;
-use crate::net::{FrameError, read_frame, write_frame};
 use crate::proto::{
-    DecodeError, MsgType, PROTOCOL_VERSION, SCREEN_BATCH_BYTES, SCREEN_MAX_PAYLOAD, SCREEN_MORE,
-    ScreenBusy, ScreenClientMsg, ScreenHello, ScreenHostMsg, ScreenRefused, ScreenStarted,
-    ScreenStopReason, ScreenStopped, TileFrame, TileFrameHead, decode_payload, encode_tile_frame,
-    screen_grid,
+    DecodeError, MsgType, SCREEN_BATCH_BYTES, SCREEN_MORE, ScreenBusy, ScreenClientMsg,
+    ScreenHostMsg, ScreenRefused, ScreenStarted, ScreenStopReason, ScreenStopped, TileFrame,
+    TileFrameHead, encode_tile_frame, screen_grid,
 };
 
 /// A viewer whose last message has not been written for this long is dropped.
 pub const STALL_LIMIT: Duration = Duration::from_secs(30);
-/// The hello must arrive this soon after connecting.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest hello payload; nothing is read beyond this before authentication.
-const HELLO_MAX: u32 = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ScreenConn(pub u64);
@@ -50,8 +42,9 @@ pub struct Who {
 
 #[derive(Debug)]
 pub enum Input<'a> {
-    /// The hello was checked against the directory: who it is, or why not.
-    Hello { conn: ScreenConn, who: Result<Who, String> },
+    /// A stream opened: who it is (checked against the directory), or why
+    /// it is refused, and whether it presents (else it views).
+    Hello { conn: ScreenConn, who: Result<Who, String>, presenter: bool },
     /// A frame after the hello.
     Message { conn: ScreenConn, kind: u8, payload: &'a [u8] },
     /// The connection's last message has been written; it can take another.
@@ -132,6 +125,8 @@ struct Known {
 
 struct Conn {
     who: Option<Who>,
+    /// A presenter's stream (else a viewer's).
+    presenter: bool,
     /// No message of ours is being written to it.
     ready: bool,
     writing_since: Option<Instant>,
@@ -186,7 +181,7 @@ impl Relay {
 
     pub fn handle(&mut self, now: Instant, input: Input<'_>) {
         match input {
-            Input::Hello { conn, who } => self.hello(now, conn, who),
+            Input::Hello { conn, who, presenter } => self.hello(now, conn, who, presenter),
             Input::Message { conn, kind, payload } => self.message(now, conn, kind, payload),
             Input::Ready { conn } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -257,7 +252,7 @@ impl Relay {
         }
     }
 
-    fn hello(&mut self, now: Instant, conn: ScreenConn, who: Result<Who, String>) {
+    fn hello(&mut self, now: Instant, conn: ScreenConn, who: Result<Who, String>, presenter: bool) {
         let who = match who {
             Ok(w) => w,
             Err(reason) => {
@@ -279,6 +274,7 @@ impl Relay {
             conn,
             Conn {
                 who: Some(who),
+                presenter,
                 ready: true,
                 writing_since: None,
                 awaiting_ack: None,
@@ -299,6 +295,11 @@ impl Relay {
             return self.frame(now, conn, &room, payload);
         }
         match ScreenClientMsg::decode(kind, payload) {
+            Ok(ScreenClientMsg::Start(_))
+                if self.conns.get(&conn).is_some_and(|c| !c.presenter) =>
+            {
+                self.protocol_error(now, conn, "a viewer's stream cannot present")
+            }
             Ok(ScreenClientMsg::Start(s)) => {
                 let Some(sized) = (s.width > 0 && s.height > 0)
                     .then(|| screen_grid(s.width, s.height))
@@ -363,9 +364,6 @@ impl Relay {
                     c.awaiting_ack = None;
                 }
                 self.pump(now, conn);
-            }
-            Ok(ScreenClientMsg::Hello(_)) => {
-                self.protocol_error(now, conn, "second hello on one connection")
             }
             // A newer client may send types we do not know: skip them.
             Err(DecodeError::UnknownType(_)) => {}
@@ -476,7 +474,8 @@ impl Relay {
             return;
         }
         let Some(room) = c.who.as_ref().and_then(|w| self.rooms.get(&w.room)) else { return };
-        let current = room.presentation.as_ref();
+        // A presenter's stream hears only of its own presentation.
+        let current = room.presentation.as_ref().filter(|p| !c.presenter || p.conn == conn);
         let msg: Option<(u8, Vec<u8>)> = if let Some(presenter) = c.busy.take() {
             let m = ScreenHostMsg::Busy(ScreenBusy { presenter });
             Some((m.msg_type() as u8, m.payload()))
@@ -549,225 +548,6 @@ impl Relay {
             self.out.push(Output::Send { conn, kind, payload });
         }
     }
-}
-
-// ---------------------------------------------------------------- driver
-
-/// A write stalled this long means the viewer is gone.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-const TICK: Duration = Duration::from_secs(1);
-
-enum DriverMsg {
-    Accepted { conn: ScreenConn, stream: Arc<Async<TcpStream>> },
-    Hello { conn: ScreenConn, who: Result<Who, String> },
-    Message { conn: ScreenConn, kind: u8, payload: Vec<u8>, done: Sender<Vec<u8>> },
-    Ready { conn: ScreenConn },
-    Closed { conn: ScreenConn },
-}
-
-struct ConnTasks {
-    tx: Sender<(u8, Vec<u8>)>,
-    _reader: Task<()>,
-    writer: Task<()>,
-}
-
-/// The running screen service.
-pub struct ScreenService {
-    stats: Arc<Mutex<RelayStats>>,
-    _task: Task<()>,
-}
-
-impl ScreenService {
-    pub fn stats(&self) -> RelayStats {
-        *self.stats.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Serves screen connections on `listener` until the service is dropped.
-pub fn spawn(listener: Async<TcpListener>, directory: Directory) -> ScreenService {
-    let stats: Arc<Mutex<RelayStats>> = Arc::default();
-    let task = smol::spawn(run(listener, directory, stats.clone()));
-    ScreenService { stats, _task: task }
-}
-
-async fn run(listener: Async<TcpListener>, directory: Directory, stats: Arc<Mutex<RelayStats>>) {
-    let (tx, rx) = smol::channel::bounded::<DriverMsg>(1024);
-    let _accept = smol::spawn(accept_loop(listener, tx.clone()));
-    let mut relay = Relay::new();
-    let mut conns: HashMap<ScreenConn, ConnTasks> = HashMap::new();
-    let mut next_tick = Instant::now() + TICK;
-    loop {
-        let msg = async { rx.recv().await.ok() }
-            .or(async {
-                Timer::at(next_tick).await;
-                None
-            })
-            .await;
-        let now = Instant::now();
-        match msg {
-            Some(DriverMsg::Accepted { conn, stream }) => {
-                let (out_tx, out_rx) = smol::channel::bounded(2);
-                let writer = smol::spawn(write_loop(conn, stream.clone(), out_rx, tx.clone()));
-                let reader = smol::spawn(read_loop(conn, stream, directory.clone(), tx.clone()));
-                conns.insert(conn, ConnTasks { tx: out_tx, _reader: reader, writer });
-            }
-            Some(DriverMsg::Hello { conn, who }) => relay.handle(now, Input::Hello { conn, who }),
-            Some(DriverMsg::Message { conn, kind, payload, done }) => {
-                relay.handle(now, Input::Message { conn, kind, payload: &payload });
-                // Hands the buffer back: the reader reads on only after this.
-                let _ = done.try_send(payload);
-            }
-            Some(DriverMsg::Ready { conn }) => relay.handle(now, Input::Ready { conn }),
-            Some(DriverMsg::Closed { conn }) => {
-                relay.handle(now, Input::Closed { conn });
-                conns.remove(&conn);
-            }
-            None => {
-                next_tick = now + TICK;
-                for (conn, session, token) in relay.sessions() {
-                    if directory.authenticate(session, token).is_none() {
-                        relay.handle(now, Input::Closed { conn });
-                    }
-                }
-                relay.handle(now, Input::Tick);
-            }
-        }
-        let outputs: Vec<Output> = relay.drain_output().collect();
-        for out in outputs {
-            match out {
-                Output::Send { conn, kind, payload } => {
-                    let Some(c) = conns.get(&conn) else { continue };
-                    if c.tx.try_send((kind, payload)).is_err() {
-                        // Cannot happen (one message in flight per conn);
-                        // if it ever does, the connection is broken anyway.
-                        relay.handle(now, Input::Closed { conn });
-                    }
-                }
-                Output::Close { conn } => {
-                    if let Some(c) = conns.remove(&conn) {
-                        // The writer flushes what is queued, then shuts the socket.
-                        c.tx.close();
-                        c.writer.detach();
-                    }
-                }
-            }
-        }
-        *stats.lock().unwrap_or_else(|e| e.into_inner()) = relay.stats();
-    }
-}
-
-async fn accept_loop(listener: Async<TcpListener>, tx: Sender<DriverMsg>) {
-    let mut next = 1u64;
-    loop {
-        match listener.accept().await {
-            Ok((stream, _peer)) => {
-                let _ = stream.get_ref().set_nodelay(true);
-                let conn = ScreenConn(next);
-                next += 1;
-                if tx.send(DriverMsg::Accepted { conn, stream: Arc::new(stream) }).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                tracing::warn!("accepting a screen connection failed: {e}");
-                Timer::after(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-async fn read_hello(
-    stream: &Async<TcpStream>,
-    directory: &Directory,
-    buf: &mut Vec<u8>,
-) -> Result<Who, String> {
-    let read = async { read_frame(&mut &*stream, HELLO_MAX, buf).await.map_err(|e| e.to_string()) };
-    let timeout = async {
-        Timer::after(HELLO_TIMEOUT).await;
-        Err("no hello within 10 s".to_string())
-    };
-    let h = read.or(timeout).await?;
-    if h.version != PROTOCOL_VERSION {
-        return Err(format!(
-            "protocol version {} is not supported (this host speaks {PROTOCOL_VERSION})",
-            h.version
-        ));
-    }
-    if h.kind != MsgType::ScreenHello as u8 {
-        return Err(format!("expected a hello (0x33), got type 0x{:02x}", h.kind));
-    }
-    let hello: ScreenHello = decode_payload(buf).map_err(|e| e.to_string())?;
-    let e = directory
-        .authenticate(hello.session, hello.token)
-        .ok_or("unknown session or wrong token: join the meeting first")?;
-    Ok(Who { session: hello.session, token: hello.token, name: e.name, room: e.room })
-}
-
-async fn read_loop(
-    conn: ScreenConn,
-    stream: Arc<Async<TcpStream>>,
-    directory: Directory,
-    tx: Sender<DriverMsg>,
-) {
-    let mut buf = Vec::new();
-    let who = read_hello(&stream, &directory, &mut buf).await;
-    let ok = who.is_ok();
-    if tx.send(DriverMsg::Hello { conn, who }).await.is_err() || !ok {
-        return;
-    }
-    let (done_tx, done_rx) = smol::channel::bounded::<Vec<u8>>(1);
-    loop {
-        match read_frame(&mut &*stream, SCREEN_MAX_PAYLOAD, &mut buf).await {
-            Ok(h) if h.version == PROTOCOL_VERSION => {
-                let payload = std::mem::take(&mut buf);
-                let msg = DriverMsg::Message { conn, kind: h.kind, payload, done: done_tx.clone() };
-                if tx.send(msg).await.is_err() {
-                    return;
-                }
-                // One message per connection in the relay at a time, so a
-                // fast presenter cannot queue up memory in the host.
-                match done_rx.recv().await {
-                    Ok(b) => buf = b,
-                    Err(_) => return,
-                }
-            }
-            Ok(_) | Err(FrameError::Closed | FrameError::Io(_) | FrameError::Decode(_)) => {
-                let _ = tx.send(DriverMsg::Closed { conn }).await;
-                return;
-            }
-        }
-    }
-}
-
-async fn write_loop(
-    conn: ScreenConn,
-    stream: Arc<Async<TcpStream>>,
-    rx: Receiver<(u8, Vec<u8>)>,
-    tx: Sender<DriverMsg>,
-) {
-    let mut seq = 0u16;
-    let mut scratch = Vec::new();
-    while let Ok((kind, payload)) = rx.recv().await {
-        let mut out = &*stream;
-        let write = write_frame(&mut out, kind, seq, &payload, &mut scratch);
-        let timed_out = async {
-            Timer::after(WRITE_TIMEOUT).await;
-            Err(std::io::ErrorKind::TimedOut.into())
-        };
-        if write.or(timed_out).await.is_err() {
-            let _ = tx.send(DriverMsg::Closed { conn }).await;
-            break;
-        }
-        seq = seq.wrapping_add(1);
-        // Big buffers are not kept around per connection.
-        if scratch.capacity() > 256 * 1024 {
-            scratch = Vec::new();
-        }
-        if tx.send(DriverMsg::Ready { conn }).await.is_err() {
-            break;
-        }
-    }
-    let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
 }
 
 #[cfg(test)]
@@ -883,9 +663,9 @@ mod tests {
         let (pres, fast, slow, late) = (ScreenConn(1), ScreenConn(2), ScreenConn(3), ScreenConn(4));
         let mut h = Harness::new();
         h.auto_ready.extend([pres, fast]);
-        h.input(Input::Hello { conn: pres, who: who(1, "ann") });
-        h.input(Input::Hello { conn: fast, who: who(2, "bob") });
-        h.input(Input::Hello { conn: slow, who: who(3, "cy") });
+        h.input(Input::Hello { conn: pres, who: who(1, "ann"), presenter: true });
+        h.input(Input::Hello { conn: fast, who: who(2, "bob"), presenter: false });
+        h.input(Input::Hello { conn: slow, who: who(3, "cy"), presenter: false });
         h.start(pres);
         assert!(
             matches!(&host_msgs(&h.take(pres))[..], [ScreenHostMsg::Started(s)] if s.presenter == "ann")
@@ -919,7 +699,7 @@ mod tests {
         assert!(slow_c.as_ref().unwrap().compare(&last).0 < 64);
 
         // A late joiner gets the whole current screen at once.
-        h.input(Input::Hello { conn: late, who: who(4, "dee") });
+        h.input(Input::Hello { conn: late, who: who(4, "dee"), presenter: false });
         h.input(Input::Ready { conn: late });
         let mut late_c = None;
         let sent = h.take(late);
@@ -934,8 +714,8 @@ mod tests {
         let (pres, v) = (ScreenConn(1), ScreenConn(2));
         let mut h = Harness::new();
         h.auto_ready.extend([pres, v]);
-        h.input(Input::Hello { conn: pres, who: who(1, "ann") });
-        h.input(Input::Hello { conn: v, who: who(2, "bob") });
+        h.input(Input::Hello { conn: pres, who: who(1, "ann"), presenter: true });
+        h.input(Input::Hello { conn: v, who: who(2, "bob"), presenter: false });
         h.start(pres);
         h.take(v);
         let mut screen = TestScreen::new(usize::from(W), usize::from(H));
@@ -972,7 +752,7 @@ mod tests {
         // A late viewer is told the current size only.
         let late = ScreenConn(3);
         h.auto_ready.insert(late);
-        h.input(Input::Hello { conn: late, who: who(3, "cy") });
+        h.input(Input::Hello { conn: late, who: who(3, "cy"), presenter: false });
         assert!(matches!(
             host_msgs(&h.take(late))[..],
             [ScreenHostMsg::Started(ScreenStarted { width: 200, height: 120, .. })]
@@ -985,23 +765,21 @@ mod tests {
         let mut h = Harness::new();
         h.auto_ready.extend([a, b, v]);
         for (c, s, n) in [(a, 1, "ann"), (b, 2, "bob"), (v, 3, "cy")] {
-            h.input(Input::Hello { conn: c, who: who(s, n) });
+            h.input(Input::Hello { conn: c, who: who(s, n), presenter: n != "cy" });
         }
         h.start(a);
         h.start(b);
+        // A presenter's stream hears only of its own presentation: no
+        // Started for ann's, just the busy answer.
         assert_eq!(
             host_msgs(&h.take(b)),
-            vec![
-                ScreenHostMsg::Started(ScreenStarted {
-                    presenter: "ann".into(),
-                    session: 1,
-                    width: W,
-                    height: H
-                }),
-                ScreenHostMsg::Busy(ScreenBusy { presenter: "ann".into() }),
-            ]
+            vec![ScreenHostMsg::Busy(ScreenBusy { presenter: "ann".into() })]
         );
         assert_eq!(h.relay.presenter("r"), Some("ann"));
+        assert!(
+            matches!(&host_msgs(&h.take(a))[..], [ScreenHostMsg::Started(s)] if s.session == 1),
+            "ann's grant"
+        );
         h.take(v);
         h.input(Input::Message { conn: a, kind: 0x32, payload: &[] });
         let stopped = ScreenHostMsg::Stopped(ScreenStopped {
@@ -1009,7 +787,8 @@ mod tests {
             reason: ScreenStopReason::Stopped,
         });
         assert_eq!(host_msgs(&h.take(v)), vec![stopped.clone()]);
-        assert_eq!(host_msgs(&h.take(b)), vec![stopped]);
+        assert!(h.take(b).is_empty(), "bob never heard of ann's presentation");
+        assert_eq!(host_msgs(&h.take(a)), vec![stopped]);
         // Now bob may present; ann leaving is then irrelevant, bob leaving is not.
         h.start(b);
         h.take(v);
@@ -1029,7 +808,11 @@ mod tests {
     #[test]
     fn refusals_protocol_errors_and_stalls_close_the_connection() {
         let mut h = Harness::new();
-        h.input(Input::Hello { conn: ScreenConn(1), who: Err("wrong token".into()) });
+        h.input(Input::Hello {
+            conn: ScreenConn(1),
+            who: Err("wrong token".into()),
+            presenter: false,
+        });
         assert!(
             matches!(&host_msgs(&h.take(ScreenConn(1)))[..], [ScreenHostMsg::Refused(r)] if r.reason == "wrong token")
         );
@@ -1038,8 +821,8 @@ mod tests {
         // Tiles outside the grid end the presentation and the connection.
         let (p, v) = (ScreenConn(2), ScreenConn(3));
         h.auto_ready.extend([p]);
-        h.input(Input::Hello { conn: p, who: who(1, "ann") });
-        h.input(Input::Hello { conn: v, who: who(2, "bob") });
+        h.input(Input::Hello { conn: p, who: who(1, "ann"), presenter: true });
+        h.input(Input::Hello { conn: v, who: who(2, "bob"), presenter: false });
         h.start(p);
         let mut bad = Vec::new();
         let head = TileFrameHead { frame: 1, capture_ms: 1, width: W + 64, height: H, flags: 0 };
@@ -1047,6 +830,16 @@ mod tests {
         h.input(Input::Message { conn: p, kind: 0x30, payload: &bad });
         assert!(h.closed.contains(&p));
         assert_eq!(h.relay.stats().presentations, 0);
+
+        // A viewer's stream that asks to present is refused and closed.
+        let nosy = ScreenConn(9);
+        h.input(Input::Hello { conn: nosy, who: who(9, "eve"), presenter: false });
+        let start = ScreenClientMsg::Start(crate::proto::ScreenStart { width: W, height: H });
+        h.input(Input::Message { conn: nosy, kind: 0x31, payload: &start.payload() });
+        assert!(
+            matches!(&host_msgs(&h.take(nosy))[..], [ScreenHostMsg::Refused(r)] if r.reason.contains("cannot present"))
+        );
+        assert!(h.closed.contains(&nosy));
 
         // The viewer never acknowledged Started: after the stall limit it goes.
         h.now += STALL_LIMIT;
