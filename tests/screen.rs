@@ -407,7 +407,7 @@ fn a_5120x1440_monitor_is_shared_scaled_down_and_a_resolution_change_is_followed
         let mut big = TestScreen::new(5120, 1440);
         let mut scaler = Downscaler::default();
         let want = scaler.scale(&big.frame(u64::from(img.frame)), 2560, 720);
-        let canvas = Canvas { width: 2560, height: 720, rgba: img.rgba.to_vec() };
+        let canvas = Canvas { width: 2560, height: 720, rgba: img.rgba.clone() };
         let (max, mean) = canvas.compare(&want);
         assert!(max <= JPEG_MAX_ERR && mean <= JPEG_MEAN_ERR, "max {max}, mean {mean:.2}");
 
@@ -421,7 +421,7 @@ fn a_5120x1440_monitor_is_shared_scaled_down_and_a_resolution_change_is_followed
         }
         let img = picture(&v, 20 * SEC, |i| (i.width, i.height) == (1280, 720)).await;
         let mut small = TestScreen::new(1280, 720);
-        let canvas = Canvas { width: 1280, height: 720, rgba: img.rgba.to_vec() };
+        let canvas = Canvas { width: 1280, height: 720, rgba: img.rgba.clone() };
         let (max, mean) = canvas.compare(&small.frame(u64::from(img.frame)));
         assert!(max <= JPEG_MAX_ERR && mean <= JPEG_MEAN_ERR, "max {max}, mean {mean:.2}");
         assert!(p.is_running());

@@ -387,6 +387,29 @@ struct Hashing {
 struct Conn {
     w: FrameWriter<LinkSend>,
     r: FrameReader<LinkRecv>,
+    /// Wakes [`watched`] now and then to check for a silent host (one timer
+    /// per stream, not one per frame: each new timer wakes the reactor).
+    ticker: Timer,
+}
+
+/// Runs `f`, giving up with `TimedOut` once it has run for [`IO_TIMEOUT`]
+/// (checked at each tick of `ticker`).
+async fn watched<T, E: From<std::io::Error>>(
+    ticker: &mut Timer,
+    f: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    use smol::stream::StreamExt;
+    let started = Instant::now();
+    f.or(async {
+        loop {
+            ticker.next().await;
+            if started.elapsed() >= IO_TIMEOUT {
+                let kind = std::io::ErrorKind::TimedOut;
+                return Err(std::io::Error::new(kind, "the host stopped answering").into());
+            }
+        }
+    })
+    .await
 }
 
 async fn timed<T>(f: impl std::future::Future<Output = std::io::Result<T>>) -> std::io::Result<T> {
@@ -407,16 +430,16 @@ impl Conn {
         let (w, r) = timed(open_stream(opener, session, token, role))
             .await
             .map_err(|e| Attempt::Retry(format!("cannot reach the host's file service at {e}")))?;
-        Ok(Conn { w, r })
+        Ok(Conn { w, r, ticker: Timer::interval(IO_TIMEOUT / 5) })
     }
 
     async fn send(&mut self, msg: &FileClientMsg) -> std::io::Result<()> {
         let payload = msg.payload();
-        timed(self.w.send(msg.msg_type() as u8, &payload)).await
+        watched(&mut self.ticker, self.w.send(msg.msg_type() as u8, &payload)).await
     }
 
     async fn write_raw(&mut self, frames: &[u8]) -> std::io::Result<()> {
-        timed(self.w.send_encoded(frames)).await
+        watched(&mut self.ticker, self.w.send_encoded(frames)).await
     }
 
     async fn recv(&mut self) -> Result<FileHostMsg, Attempt> {
@@ -427,13 +450,7 @@ impl Conn {
                 host_limit(kind)
             }
         };
-        let read = async { self.r.next(limit).await };
-        let timeout = async {
-            Timer::after(IO_TIMEOUT).await;
-            let e = std::io::Error::new(std::io::ErrorKind::TimedOut, "the host stopped answering");
-            Err(FrameError::Io(e))
-        };
-        let frame = match read.or(timeout).await {
+        let frame = match watched(&mut self.ticker, self.r.next(limit)).await {
             Ok(f) => f,
             Err(FrameError::Decode(d)) if d != crate::proto::DecodeError::UnexpectedEnd => {
                 return Err(Attempt::Final(FileError::Protocol(d.to_string())));

@@ -484,9 +484,10 @@ pub struct ScreenImage {
     pub presenter: String,
     pub width: usize,
     pub height: usize,
-    /// Tightly packed RGBA rows, shared (a UI makes its image from it
-    /// without copying).
-    pub rgba: Bytes,
+    /// Tightly packed RGBA rows. The picture is published behind an `Arc`
+    /// ([`ScreenSlot`]), so a UI can hand these bytes to its image handle
+    /// without copying them (`bytes::Bytes::from_owner`).
+    pub rgba: Vec<u8>,
     /// The presenter's frame number this picture shows.
     pub frame: u32,
     pub capture_ms: u64,
@@ -671,8 +672,8 @@ fn view(
                     width: w,
                     height: h,
                     // The one copy per picture: the canvas is painted on
-                    // in place, the published picture is shared.
-                    rgba: Bytes::copy_from_slice(&c.rgba),
+                    // in place, the published picture is shared (Arc).
+                    rgba: c.rgba.clone(),
                     frame: f.frame,
                     capture_ms: f.capture_ms,
                 };

@@ -152,3 +152,67 @@ pub fn serve_tcp(listener: Async<TcpListener>, ctx: StreamContext) -> Task<()> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+    use crate::proto::{StreamRole, decode_payload};
+    use crate::transport::limit::ConnectionCaps;
+
+    /// A stream served by `serve_stream` on one end of a local socket pair;
+    /// the other end is the client's.
+    fn served(ctx: &StreamContext) -> (FrameWriter<LinkSend>, FrameReader<LinkRecv>, Task<()>) {
+        let (host, client) = Async::<UnixStream>::pair().unwrap();
+        let (hr, hw) = smol::io::split(host);
+        let task = smol::spawn(serve_stream(Box::new(hw), Box::new(hr), ctx.clone()));
+        let (cr, cw) = smol::io::split(client);
+        (
+            FrameWriter::new(Box::new(cw) as LinkSend),
+            FrameReader::new(Box::new(cr) as LinkRecv),
+            task,
+        )
+    }
+
+    async fn refusal(r: &mut FrameReader<LinkRecv>) -> String {
+        let f = r.next(|_| 4096).await.unwrap();
+        assert_eq!(f.header.kind, MsgType::StreamRefused as u8);
+        decode_payload::<StreamRefused>(&f.payload).unwrap().reason
+    }
+
+    #[test]
+    fn streams_over_the_cap_or_without_a_service_are_refused_with_a_reason() {
+        smol::block_on(async {
+            let ctx = StreamContext {
+                directory: Directory::default(),
+                files: None,
+                screen: None,
+                caps: SharedCaps::new(ConnectionCaps::new(1, 1)),
+                peer: "10.0.0.5:4000".parse().unwrap(),
+            };
+            // The first stream holds the only slot while it says nothing yet.
+            let (first_w, first_r, first) = served(&ctx);
+            while ctx.caps.snapshot().open_total() == 0 {
+                smol::future::yield_now().await;
+            }
+            let (_w, mut r, _t) = served(&ctx);
+            assert!(refusal(&mut r).await.contains("too many"), "a second stream is over the cap");
+            // The first one goes away: its slot comes back.
+            drop((first_w, first_r));
+            first.await;
+            assert_eq!(ctx.caps.snapshot().open_total(), 0);
+            // A first frame that is not a stream open.
+            let (mut w, mut r, _t) = served(&ctx);
+            w.send(MsgType::FileChunk as u8, &[0; 8]).await.unwrap();
+            assert!(refusal(&mut r).await.contains("must be a stream open"));
+            // A well-formed open for a service this entry point lacks.
+            let (mut w, mut r, t) = served(&ctx);
+            let open = StreamOpen { session: 1, token: 2, role: StreamRole::ScreenView };
+            w.send(MsgType::StreamOpen as u8, &encode_payload(&open)).await.unwrap();
+            assert_eq!(refusal(&mut r).await, "screen sharing is not offered on this port");
+            t.await;
+            assert!(matches!(r.next(|_| 4096).await, Err(FrameError::Closed)), "then closed");
+        });
+    }
+}

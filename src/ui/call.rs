@@ -28,10 +28,7 @@ pub struct Frame {
 
 impl Frame {
     /// `rgba` must hold `width * height * 4` bytes; anything else is refused.
-    /// `rgba` may be shared (`bytes::Bytes`): the handle keeps a reference,
-    /// no copy.
-    pub fn from_rgba(width: u32, height: u32, rgba: impl Into<bytes::Bytes>) -> Option<Frame> {
-        let rgba = rgba.into();
+    pub fn from_rgba(width: u32, height: u32, rgba: Vec<u8>) -> Option<Frame> {
         if rgba.len() as u64 != u64::from(width) * u64::from(height) * 4 || width == 0 {
             return None;
         }

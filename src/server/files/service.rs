@@ -264,8 +264,6 @@ enum ConnError {
     Decode(#[from] DecodeError),
     #[error("closed")]
     Closed,
-    #[error("idle for {0:?}")]
-    Idle(Duration),
 }
 
 impl From<FrameError> for ConnError {
@@ -292,14 +290,9 @@ async fn timed<T, E: From<std::io::Error>>(
 }
 
 /// Reads one client frame (its length checked against the type's limit
-/// before the payload is awaited).
+/// before the payload is awaited). The caller watches for idleness.
 async fn read_msg(r: &mut Reader) -> Result<FileClientMsg, ConnError> {
-    let frame = async { r.next(client_limit).await.map_err(ConnError::from) }
-        .or(async {
-            Timer::after(IDLE).await;
-            Err(ConnError::Idle(IDLE))
-        })
-        .await?;
+    let frame = r.next(client_limit).await?;
     Ok(FileClientMsg::decode(frame.header.kind, frame.payload)?)
 }
 
@@ -364,12 +357,7 @@ async fn drain(w: &mut Writer, r: &mut Reader) {
     let until = Instant::now() + IDLE;
     let read = async {
         let _ = w.close().await;
-        loop {
-            match r.next(client_limit).await {
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
+        while r.next(client_limit).await.is_ok() {}
     };
     read.or(async {
         Timer::at(until).await;
@@ -508,7 +496,13 @@ async fn upload(
         Cancelled,
         // The disk task stopped by itself (a write failed or a chunk was refused).
         Stopped(Result<(UploadCore, Outcome), smol::channel::RecvError>),
+        // Time to check for an idle client.
+        Tick,
     }
+    // One timer for the whole upload (a timer per frame would wake the
+    // reactor thousands of times a second).
+    let mut ticker = Timer::interval(IDLE / 6);
+    let mut last = Instant::now();
     loop {
         let wake = async { Wake::Msg(read_msg(r).await) }
             .or(async {
@@ -516,8 +510,20 @@ async fn upload(
                 Wake::Cancelled
             })
             .or(async { Wake::Stopped(done_rx.recv().await) })
+            .or(async {
+                smol::stream::StreamExt::next(&mut ticker).await;
+                Wake::Tick
+            })
             .await;
+        if matches!(wake, Wake::Msg(_)) {
+            last = Instant::now();
+        }
         match wake {
+            Wake::Tick if last.elapsed() < IDLE => {}
+            Wake::Tick => {
+                tracing::debug!("upload {id}: no frame for {IDLE:?}; kept resumable");
+                break;
+            }
             Wake::Msg(Ok(FileClientMsg::Chunk { offset, data })) => {
                 if disk_tx.send(ToDisk::Chunk(offset, data)).await.is_err() {
                     early = Some(done_rx.recv().await);
