@@ -16,6 +16,7 @@
 //!   transfer.
 
 pub mod core;
+mod download;
 mod service;
 mod store;
 

@@ -10,7 +10,7 @@
 //! file-system call (see `store.rs`).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,29 +25,26 @@ use super::store::{State, Stored, room_key};
 use crate::net::{random_u64, unix_ms};
 use crate::proto::text::{confusable_key, visible};
 use crate::proto::{
-    CHUNK_HEADER, CHUNK_SIZE, DecodeError, DownloadRequest, FileClientMsg, FileErrorCode,
-    FileFailure, FileHostMsg, FileInfo, FileList, HEADER_LEN, HostMsg, MsgType, StreamRole,
-    UploadDone, UploadReady, UploadRequest, client_limit, sanitize_file_name,
+    DecodeError, FileClientMsg, FileErrorCode, FileFailure, FileHostMsg, FileInfo, FileList,
+    HostMsg, StreamRole, UploadDone, UploadReady, UploadRequest, client_limit, sanitize_file_name,
 };
 use crate::server::control::ControlHandle;
 use crate::server::core::{HostEvent, SessionId};
 use crate::server::directory::{Directory, Entry};
 use crate::server::streams::{StreamContext, default_caps, serve_tcp};
-use crate::transport::framed::{FrameError, FrameReader, FrameWriter, encode_header};
+use crate::transport::framed::{FrameError, FrameReader, FrameWriter};
 use crate::transport::link::{LinkRecv, LinkSend};
 
 /// The reference system's per-file limit.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
 /// A file stream silent this long is dropped (an upload stays resumable).
-const IDLE: Duration = Duration::from_secs(30);
+pub(super) const IDLE: Duration = Duration::from_secs(30);
 /// Chunks in flight between a stream and its disk task: bounds the memory
 /// one upload can hold to about 1 MiB.
 const PIPELINE: usize = 32;
-/// Chunks a download reads from disk per blocking call (256 KiB).
-const READ_BATCH: usize = 8;
 
 type Reader = FrameReader<LinkRecv>;
-type Writer = FrameWriter<LinkSend>;
+pub(super) type Writer = FrameWriter<LinkSend>;
 
 #[derive(Debug, Clone)]
 pub struct FileConfig {
@@ -58,7 +55,7 @@ pub struct FileConfig {
     pub base_dir: PathBuf,
 }
 
-struct Shared {
+pub(super) struct Shared {
     config: FileConfig,
     directory: Directory,
     control: ControlHandle,
@@ -66,7 +63,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn state(&self) -> MutexGuard<'_, State> {
+    pub(super) fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -257,7 +254,7 @@ async fn janitor(shared: Arc<Shared>, emptied: Receiver<String>) {
 }
 
 #[derive(Debug, thiserror::Error)]
-enum ConnError {
+pub(super) enum ConnError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
@@ -279,7 +276,7 @@ impl From<FrameError> for ConnError {
     }
 }
 
-async fn timed<T, E: From<std::io::Error>>(
+pub(super) async fn timed<T, E: From<std::io::Error>>(
     f: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
     f.or(async {
@@ -296,7 +293,7 @@ async fn read_msg(r: &mut Reader) -> Result<FileClientMsg, ConnError> {
     Ok(FileClientMsg::decode(frame.header.kind, frame.payload)?)
 }
 
-async fn send(w: &mut Writer, msg: &FileHostMsg) -> std::io::Result<()> {
+pub(super) async fn send(w: &mut Writer, msg: &FileHostMsg) -> std::io::Result<()> {
     let payload = msg.payload();
     timed(w.send(msg.msg_type() as u8, &payload)).await
 }
@@ -320,7 +317,9 @@ impl FileStreams {
             ))),
             Some(who) => match role {
                 StreamRole::FileUpload(req) => upload(shared, &mut w, &mut r, who, req).await,
-                StreamRole::FileDownload(req) => download(shared, &mut w, who, req).await,
+                StreamRole::FileDownload(req) => {
+                    super::download::download(shared, &mut w, who, req).await
+                }
                 StreamRole::FileList => {
                     Ok(Some(FileHostMsg::List(FileList { files: shared.state().list(&who) })))
                 }
@@ -365,7 +364,7 @@ async fn drain(w: &mut Writer, r: &mut Reader) {
     .await;
 }
 
-enum Answer {
+pub(super) enum Answer {
     /// Tell the client why, then close.
     Fail(FileFailure),
     /// The stream itself failed: nobody to tell.
@@ -718,96 +717,4 @@ async fn commit(shared: &Arc<Shared>, id: u64, md5: [u8; 16]) -> Result<FileHost
         shared.control.deliver(recipients, HostMsg::FileOffered(info.clone())).await;
     }
     Ok(FileHostMsg::Done(UploadDone { file: info, notice }))
-}
-
-async fn download(
-    shared: &Arc<Shared>,
-    w: &mut Writer,
-    who: Entry,
-    req: DownloadRequest,
-) -> Result<Option<FileHostMsg>, Answer> {
-    let DownloadRequest { id, offset } = req;
-    let (info, path) = {
-        let st = shared.state();
-        match st.files.get(&id).filter(|f| State::visible(f, &who)) {
-            Some(f) => (f.info.clone(), f.path.clone()),
-            None => {
-                return Err(
-                    failure(FileErrorCode::NotFound, format!("no file {id} for you here")).into()
-                );
-            }
-        }
-    };
-    if offset > info.size {
-        let why = format!("offset {offset} is past the end of the {}-byte file", info.size);
-        return Err(failure(FileErrorCode::Size, why).into());
-    }
-    // Opened before answering, so a file deleted meanwhile still reads whole.
-    let file = smol::unblock(move || {
-        let mut f = File::open(&path)?;
-        f.seek(SeekFrom::Start(offset))?;
-        Ok::<_, std::io::Error>(f)
-    })
-    .await
-    .map_err(|e| storage_failure(&e))?;
-    send(w, &FileHostMsg::Metadata(info.clone())).await?;
-    let (tx, rx) = smol::channel::bounded::<std::io::Result<(Vec<u8>, u64)>>(4);
-    let _reader = smol::spawn(read_frames(file, offset, info.size, tx));
-    let mut at = offset;
-    while at < info.size {
-        let (frames, bytes) = match rx.recv().await {
-            Ok(Ok(f)) => f,
-            Ok(Err(e)) => return Err(storage_failure(&e).into()),
-            Err(_) => return Err(failure(FileErrorCode::Storage, "the file ended early").into()),
-        };
-        timed(w.send_encoded(&frames)).await?;
-        at += bytes;
-    }
-    Ok(None)
-}
-
-/// A download's read-ahead task: reads `[from, to)` in batches of whole
-/// chunk frames (header, offset, data), each batch one blocking call, so
-/// the stream task only writes.
-async fn read_frames(file: File, from: u64, to: u64, tx: Sender<std::io::Result<(Vec<u8>, u64)>>) {
-    let mut file = Some(file);
-    let mut at = from;
-    while at < to {
-        let Some(mut f) = file.take() else { return };
-        let start = at;
-        let (f, batch) = smol::unblock(move || {
-            let batch = read_batch(&mut f, start, to);
-            (f, batch)
-        })
-        .await;
-        file = Some(f);
-        let failed = batch.is_err();
-        if let Ok((_, n)) = &batch {
-            at += n;
-        }
-        if tx.send(batch).await.is_err() || failed {
-            return;
-        }
-    }
-}
-
-/// Up to [`READ_BATCH`] chunk frames from `at` (the file is positioned
-/// there), and how many file bytes they hold.
-fn read_batch(file: &mut File, mut at: u64, to: u64) -> std::io::Result<(Vec<u8>, u64)> {
-    let first = at;
-    let want = ((to - at) as usize).min(READ_BATCH * CHUNK_SIZE);
-    let mut out = Vec::with_capacity(want + READ_BATCH * (HEADER_LEN + CHUNK_HEADER));
-    for _ in 0..READ_BATCH {
-        if at >= to {
-            break;
-        }
-        let n = (to - at).min(CHUNK_SIZE as u64) as usize;
-        encode_header(MsgType::FileChunk as u8, 0, CHUNK_HEADER + n, &mut out);
-        out.extend_from_slice(&at.to_be_bytes());
-        let start = out.len();
-        out.resize(start + n, 0);
-        file.read_exact(&mut out[start..])?;
-        at += n as u64;
-    }
-    Ok((out, at - first))
 }
