@@ -11,9 +11,8 @@ use smol::channel::Receiver;
 
 use super::files::{Dest, FileClient, Progress, UploadOptions};
 use super::session::{Client, ClientConfig};
-use super::streams::StreamOpener;
 use crate::proto::text::visible;
-use crate::proto::{FileInfo, StreamService, human_bytes, md5_hex};
+use crate::proto::{FileInfo, human_bytes, md5_hex};
 
 /// Who the short-lived participant is.
 #[derive(Debug, Clone)]
@@ -28,7 +27,7 @@ async fn connect(v: &Visit) -> Result<(Client, FileClient), String> {
     // One short transfer: a lost link is the transfer's to retry, not the session's.
     config.reconnect = false;
     let client = Client::connect(config).await.map_err(|e| e.to_string())?;
-    let files = files_of(&client, v.host);
+    let files = FileClient::for_client(&client, v.host);
     Ok((client, files))
 }
 
@@ -215,18 +214,11 @@ impl Visit {
     }
 }
 
-/// The file service of `client`'s session: streams to the file port of the
-/// host at `host` (the one place the CLI picks its streams' transport).
-fn files_of(client: &Client, host: SocketAddr) -> FileClient {
-    let opener = StreamOpener::for_client(client, host.ip(), StreamService::Files);
-    FileClient::new(opener, client.current_slot())
-}
-
 /// `/fetch ID` in `sapora join`: downloads into the current folder in the
 /// background, as this session (so private files sent to it work too), and
 /// prints one line when done.
 pub fn fetch_in_background(client: &Client, host: SocketAddr, id: u64) {
-    let files = files_of(client, host);
+    let files = FileClient::for_client(client, host);
     println!("* fetching file {id}…");
     smol::spawn(async move {
         match files.download(id, Dest::Dir(PathBuf::from(".")), None).await {
