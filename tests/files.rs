@@ -11,10 +11,12 @@ use std::time::Duration;
 use common::{SEC, expect, join, options};
 use md5::{Digest, Md5};
 use sapora::client::files::{Dest, FileClient, FileError, Progress, UploadOptions};
+use sapora::client::streams::StreamOpener;
 use sapora::client::{Client, Event};
 use sapora::proto::{
-    CHUNK_SIZE, FileClientMsg, FileErrorCode, FileHostMsg, FileInfo, HEADER_LEN, Header,
-    PROTOCOL_VERSION, UploadEnd, UploadRequest, host_limit,
+    CHUNK_SIZE, FileClientMsg, FileErrorCode, FileHostMsg, FileInfo, HEADER_LEN, Header, MsgType,
+    PROTOCOL_VERSION, StreamOpen, StreamRefused, StreamRole, UploadEnd, UploadRequest,
+    decode_payload, encode_payload, host_limit,
 };
 use sapora::server::{self, HostOptions, RunningHost};
 use smol::future::FutureExt;
@@ -198,50 +200,63 @@ struct Raw {
 }
 
 impl Raw {
-    async fn open(host: &RunningHost) -> Raw {
+    /// A bare stream to the file port (nothing sent yet).
+    async fn connect(host: &RunningHost) -> Raw {
         let addr = SocketAddr::new(host.control_addr.ip(), host.ports.file);
         Raw { s: Async::<TcpStream>::connect(addr).await.unwrap() }
     }
 
-    async fn send(&mut self, m: &FileClientMsg) -> std::io::Result<()> {
-        let p = m.payload();
+    /// A stream whose first frame opens `role` as `c`'s session with `token`.
+    async fn open_with(host: &RunningHost, c: &Client, token: u64, role: StreamRole) -> Raw {
+        let mut raw = Raw::connect(host).await;
+        let open = StreamOpen { session: c.current().session, token, role };
+        raw.send_frame(MsgType::StreamOpen as u8, &encode_payload(&open)).await.unwrap();
+        raw
+    }
+
+    async fn open(host: &RunningHost, c: &Client, role: StreamRole) -> Raw {
+        Raw::open_with(host, c, c.current().token, role).await
+    }
+
+    async fn send_frame(&mut self, kind: u8, p: &[u8]) -> std::io::Result<()> {
         let mut out = Vec::new();
-        let kind = m.msg_type() as u8;
         Header { version: PROTOCOL_VERSION, kind, len: p.len() as u32, seq: 0, flags: 0 }
             .encode(&mut out);
-        out.extend_from_slice(&p);
+        out.extend_from_slice(p);
         self.s.write_all(&out).await
     }
 
-    async fn recv(&mut self) -> FileHostMsg {
+    async fn send(&mut self, m: &FileClientMsg) -> std::io::Result<()> {
+        self.send_frame(m.msg_type() as u8, &m.payload()).await
+    }
+
+    async fn recv_frame(&mut self) -> (u8, Vec<u8>) {
         let mut head = [0u8; HEADER_LEN];
         self.s.read_exact(&mut head).await.unwrap();
         let h = Header::decode(&head).unwrap();
         let mut p = vec![0u8; h.check_len(host_limit(h.kind)).unwrap()];
         self.s.read_exact(&mut p).await.unwrap();
-        FileHostMsg::decode(h.kind, p).unwrap()
+        (h.kind, p)
     }
 
-    async fn start_upload(&mut self, c: &Client, name: &str, size: u64) -> u64 {
-        let w = c.current();
-        let req = UploadRequest {
-            session: w.session,
-            token: w.token,
-            name: name.into(),
-            size,
-            to: None,
-            resume: None,
-        };
-        self.send(&FileClientMsg::Upload(req)).await.unwrap();
-        match self.recv().await {
-            FileHostMsg::Ready(r) => r.upload,
+    async fn recv(&mut self) -> FileHostMsg {
+        let (kind, p) = self.recv_frame().await;
+        FileHostMsg::decode(kind, p.into()).unwrap()
+    }
+
+    async fn start_upload(host: &RunningHost, c: &Client, name: &str, size: u64) -> Raw {
+        let req = UploadRequest { name: name.into(), size, to: None, resume: None };
+        let mut raw = Raw::open(host, c, StreamRole::FileUpload(req)).await;
+        match raw.recv().await {
+            FileHostMsg::Ready(_) => raw,
             other => panic!("expected Ready, got {other:?}"),
         }
     }
 
     async fn send_all(&mut self, data: &[u8]) {
         for (i, c) in data.chunks(CHUNK_SIZE).enumerate() {
-            let m = FileClientMsg::Chunk { offset: (i * CHUNK_SIZE) as u64, data: c.to_vec() };
+            let data = c.to_vec().into();
+            let m = FileClientMsg::Chunk { offset: (i * CHUNK_SIZE) as u64, data };
             self.send(&m).await.unwrap();
         }
     }
@@ -263,8 +278,7 @@ fn corrupted_and_truncated_uploads_are_never_offered() {
         let data = random_bytes(200_000, 7);
 
         // One bit flipped in the third chunk.
-        let mut raw = Raw::open(&host).await;
-        raw.start_upload(&alice, "c.bin", data.len() as u64).await;
+        let mut raw = Raw::start_upload(&host, &alice, "c.bin", data.len() as u64).await;
         let mut bad = data.clone();
         bad[2 * CHUNK_SIZE + 5] ^= 0x10;
         raw.send_all(&bad).await;
@@ -273,27 +287,23 @@ fn corrupted_and_truncated_uploads_are_never_offered() {
         assert_eq!(code, FileErrorCode::Md5Mismatch, "{reason}");
 
         // Ends short of the declared size (with the MD5 of what was sent).
-        let mut raw = Raw::open(&host).await;
-        raw.start_upload(&alice, "t.bin", data.len() as u64).await;
+        let mut raw = Raw::start_upload(&host, &alice, "t.bin", data.len() as u64).await;
         raw.send_all(&data[..100_000]).await;
         raw.send(&FileClientMsg::End(UploadEnd { md5: md5(&data[..100_000]) })).await.unwrap();
         assert_eq!(raw.failure().await.0, FileErrorCode::Size);
 
         // More bytes than declared.
-        let mut raw = Raw::open(&host).await;
-        raw.start_upload(&alice, "o.bin", 1000).await;
-        raw.send(&FileClientMsg::Chunk { offset: 0, data: vec![1; 1001] }).await.unwrap();
+        let mut raw = Raw::start_upload(&host, &alice, "o.bin", 1000).await;
+        raw.send(&FileClientMsg::Chunk { offset: 0, data: vec![1; 1001].into() }).await.unwrap();
         assert_eq!(raw.failure().await.0, FileErrorCode::Size);
 
         // A chunk at the wrong offset.
-        let mut raw = Raw::open(&host).await;
-        raw.start_upload(&alice, "g.bin", 100_000).await;
-        raw.send(&FileClientMsg::Chunk { offset: 10, data: vec![1; 10] }).await.unwrap();
+        let mut raw = Raw::start_upload(&host, &alice, "g.bin", 100_000).await;
+        raw.send(&FileClientMsg::Chunk { offset: 10, data: vec![1; 10].into() }).await.unwrap();
         assert_eq!(raw.failure().await.0, FileErrorCode::Size);
 
         // The link dies halfway: kept only as a resumable partial.
-        let mut raw = Raw::open(&host).await;
-        raw.start_upload(&alice, "d.bin", data.len() as u64).await;
+        let mut raw = Raw::start_upload(&host, &alice, "d.bin", data.len() as u64).await;
         raw.send_all(&data[..100_000]).await;
         drop(raw);
 
@@ -315,38 +325,48 @@ fn hostile_requests_are_refused_with_a_reason() {
         let alice = join(host.control_addr, "alice", "lab").await;
         let w = alice.current();
         // Wrong token.
-        let mut raw = Raw::open(&host).await;
-        let req = UploadRequest {
-            session: w.session,
-            token: w.token ^ 1,
-            name: "x".into(),
-            size: 1,
-            to: None,
-            resume: None,
-        };
-        raw.send(&FileClientMsg::Upload(req.clone())).await.unwrap();
+        let req = UploadRequest { name: "x".into(), size: 1, to: None, resume: None };
+        let upload = |req: UploadRequest| StreamRole::FileUpload(req);
+        let mut raw = Raw::open_with(&host, &alice, w.token ^ 1, upload(req.clone())).await;
         assert_eq!(raw.failure().await.0, FileErrorCode::Auth);
         // Declared over the limit.
-        let mut raw = Raw::open(&host).await;
-        let big = UploadRequest { token: w.token, size: 1001, ..req.clone() };
-        raw.send(&FileClientMsg::Upload(big)).await.unwrap();
+        let big = UploadRequest { size: 1001, ..req.clone() };
+        let mut raw = Raw::open(&host, &alice, upload(big)).await;
         let (code, reason) = raw.failure().await;
         assert_eq!(code, FileErrorCode::TooLarge);
         assert!(reason.contains("at most"), "{reason}");
         // To a member who is not there.
-        let mut raw = Raw::open(&host).await;
-        let to = UploadRequest { token: w.token, to: Some("zed".into()), ..req.clone() };
-        raw.send(&FileClientMsg::Upload(to)).await.unwrap();
+        let to = UploadRequest { to: Some("zed".into()), ..req.clone() };
+        let mut raw = Raw::open(&host, &alice, upload(to)).await;
         assert_eq!(raw.failure().await.0, FileErrorCode::NoSuchMember);
         // Resuming someone else's (or no) upload.
-        let mut raw = Raw::open(&host).await;
-        let resume = UploadRequest { token: w.token, resume: Some(999), ..req };
-        raw.send(&FileClientMsg::Upload(resume)).await.unwrap();
+        let resume = UploadRequest { resume: Some(999), ..req };
+        let mut raw = Raw::open(&host, &alice, upload(resume)).await;
         assert_eq!(raw.failure().await.0, FileErrorCode::NoSuchUpload);
         // A chunk frame whose header claims 4 GiB is refused before allocating.
-        let mut raw = Raw::open(&host).await;
+        let mut raw = Raw::start_upload(&host, &alice, "y", 1000).await;
         raw.s.write_all(&[1, 0x21, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0]).await.unwrap();
         assert_eq!(raw.failure().await.0, FileErrorCode::Protocol);
+        // A stream that does not start with a stream open, or claims a 4 GiB
+        // one, is refused with a reason before any service sees it.
+        for first in [
+            &[1u8, 0x21, 0, 0, 0, 0, 0, 0, 0, 0][..],
+            &[1, 0x60, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0],
+            &[9, 0x60, 0, 0, 0, 0, 0, 0, 0, 0],
+        ] {
+            let mut raw = Raw::connect(&host).await;
+            raw.s.write_all(first).await.unwrap();
+            let (kind, p) = raw.recv_frame().await;
+            assert_eq!(kind, MsgType::StreamRefused as u8, "{first:?}");
+            let why = decode_payload::<StreamRefused>(&p).unwrap().reason;
+            assert!(!why.is_empty(), "{first:?}");
+        }
+        // A screen stream on the file port is told so.
+        let mut raw = Raw::open(&host, &alice, StreamRole::ScreenView).await;
+        let (kind, p) = raw.recv_frame().await;
+        assert_eq!(kind, MsgType::StreamRefused as u8);
+        let why = decode_payload::<StreamRefused>(&p).unwrap().reason;
+        assert!(why.contains("not offered on this port"), "{why}");
         // The client API reports the limit clearly too.
         let dir = tempfile::tempdir().unwrap();
         let path = write_temp(dir.path(), "big", &[0; 2000]);
@@ -1074,23 +1094,15 @@ fn a_private_file_follows_its_recipient_across_a_timeout_and_the_sender_hears_th
         // 3. Bob leaves while an upload to him runs: the sender is told.
         let (bob_link, bob2) = raw_member(host.control_addr, "bob", "lab", Some(bob.token));
         assert_eq!((bob2.session, bob2.token), (bob.session, bob.token), "same session back");
-        let w = alice.current();
-        let mut raw = Raw::open(&host).await;
         let req = UploadRequest {
-            session: w.session,
-            token: w.token,
             name: "late.txt".into(),
             size: data.len() as u64,
             to: Some("bob".into()),
             resume: None,
         };
-        raw.send(&FileClientMsg::Upload(req)).await.unwrap();
+        let mut raw = Raw::open(&host, &alice, StreamRole::FileUpload(req)).await;
         assert!(matches!(raw.recv().await, FileHostMsg::Ready(_)));
-        for (i, c) in data.chunks(CHUNK_SIZE).enumerate() {
-            raw.send(&FileClientMsg::Chunk { offset: (i * CHUNK_SIZE) as u64, data: c.to_vec() })
-                .await
-                .unwrap();
-        }
+        raw.send_all(&data).await;
         drop(bob_link);
         expect(&alice, 5 * SEC, |e| match e {
             Event::Presence(p)
@@ -1118,7 +1130,9 @@ fn a_private_file_follows_its_recipient_across_a_timeout_and_the_sender_hears_th
             })
             .collect();
         assert_eq!(offers, [done.file.id], "offered once, when he is back");
-        let fc = FileClient::new(host.control_addr, Arc::new(std::sync::Mutex::new(bob3)));
+        let file_addr = SocketAddr::new(host.control_addr.ip(), host.ports.file);
+        let fc =
+            FileClient::new(StreamOpener::tcp(file_addr), Arc::new(std::sync::Mutex::new(bob3)));
         let ids: Vec<u64> = fc.list().await.unwrap().iter().map(|f| f.id).collect();
         assert_eq!(ids, [first.id, done.file.id]);
         let out = tempfile::tempdir().unwrap();

@@ -16,7 +16,7 @@ use sapora::client::screen::{
 use sapora::media::screen::{Canvas, ScreenSource, TestScreen};
 use sapora::proto::{
     HEADER_LEN, Header, MsgType, PROTOCOL_VERSION, SCREEN_MORE, ScreenAck, ScreenClientMsg,
-    ScreenHello, ScreenStopReason, TileFrame,
+    ScreenStopReason, StreamOpen, StreamRole, TileFrame, encode_payload,
 };
 use smol::future::FutureExt;
 
@@ -75,9 +75,9 @@ impl RawViewer {
         sock.connect(&SocketAddr::new(addr.ip(), w.ports.screen).into()).unwrap();
         let s: TcpStream = sock.into();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let hello = ScreenClientMsg::Hello(ScreenHello { session: w.session, token: w.token });
+        let open = StreamOpen { session: w.session, token: w.token, role: StreamRole::ScreenView };
         let mut v = RawViewer { s, buf: Vec::new() };
-        v.send(hello.msg_type() as u8, &hello.payload());
+        v.send(MsgType::StreamOpen as u8, &encode_payload(&open));
         v
     }
     fn send(&mut self, kind: u8, payload: &[u8]) {
@@ -305,8 +305,7 @@ fn a_wrong_token_is_refused_with_a_reason() {
         let ann = join(host.control_addr, "ann", "").await;
         let mut w = ann.current();
         w.token ^= 1;
-        let forged =
-            ScreenTarget { host: LOOPBACK, welcome: std::sync::Arc::new(std::sync::Mutex::new(w)) };
+        let forged = ScreenTarget::welcome(LOOPBACK, std::sync::Arc::new(std::sync::Mutex::new(w)));
         let v = Viewer::start(forged.clone()).unwrap();
         match next_event(&v, 5 * SEC).await {
             ViewerEvent::Ended { reason } => assert!(reason.contains("token"), "{reason}"),

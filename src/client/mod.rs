@@ -11,6 +11,7 @@ pub mod files_bot;
 pub mod files_cli;
 pub mod screen;
 pub mod session;
+pub mod streams;
 pub mod terminal;
 pub mod video;
 

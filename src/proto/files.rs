@@ -1,11 +1,13 @@
-//! The file-transfer channel (TCP, default port 5002) and the file offer sent
-//! on the control channel.
+//! File streams and the file offer sent on the control channel.
 //!
-//! One TCP connection carries one operation: an upload, a download or a
-//! listing. Every frame is the usual 10-byte header plus payload; a
-//! [`MsgType::FileChunk`] payload is an 8-byte big-endian offset followed by
-//! at most [`CHUNK_SIZE`] raw bytes, every other payload is postcard.
+//! One stream carries one operation: an upload, a download or a listing,
+//! named with its request in the stream's first frame
+//! ([`super::StreamOpen`]). Every frame is the usual 10-byte header plus
+//! payload; a [`MsgType::FileChunk`] payload is an 8-byte big-endian offset
+//! followed by at most [`CHUNK_SIZE`] raw bytes, every other payload is
+//! postcard.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{DecodeError, MsgType, decode_payload, encode_payload};
@@ -30,11 +32,10 @@ pub const MAX_FILES_PER_ROOM: usize = 1000;
 /// Longest file name kept (bytes of UTF-8), after sanitising.
 pub const FILE_NAME_BYTES: usize = 200;
 
-/// 0x22, client → host: start (or resume) an upload.
+/// In the first frame of an upload stream ([`super::StreamRole::FileUpload`]):
+/// start (or resume) an upload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadRequest {
-    pub session: u32,
-    pub token: u64,
     /// Shown to others after sanitising; never used as a path by the host.
     pub name: String,
     pub size: u64,
@@ -75,23 +76,16 @@ pub struct UploadDone {
     pub notice: Option<String>,
 }
 
-/// 0x23, client → host: send me file `id`, from byte `offset`.
+/// In the first frame of a download stream
+/// ([`super::StreamRole::FileDownload`]): send me file `id`, from byte `offset`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DownloadRequest {
-    pub session: u32,
-    pub token: u64,
     pub id: u64,
     pub offset: u64,
 }
 
-/// 0x27, client → host: list the files I may see in my room.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ListRequest {
-    pub session: u32,
-    pub token: u64,
-}
-
-/// 0x28, host → client: the answer to a [`ListRequest`], oldest first.
+/// 0x28, host → client: the answer to a listing stream
+/// ([`super::StreamRole::FileList`]), oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileList {
     pub files: Vec<FileInfo>,
@@ -145,21 +139,19 @@ pub enum FileErrorCode {
     NoSuchUpload,
 }
 
-/// 0x25, host → client: the operation failed; the host closes the connection.
+/// 0x25, host → client: the operation failed; the host closes the stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileFailure {
     pub code: FileErrorCode,
     pub reason: String,
 }
 
-/// Everything a client may send on the file channel.
+/// Everything a client may send on an upload stream after its first frame.
+/// Chunk data shares the received frame's buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileClientMsg {
-    Upload(UploadRequest),
-    Chunk { offset: u64, data: Vec<u8> },
+    Chunk { offset: u64, data: Bytes },
     End(UploadEnd),
-    Download(DownloadRequest),
-    List(ListRequest),
 }
 
 /// Everything a host may send on the file channel.
@@ -169,7 +161,7 @@ pub enum FileHostMsg {
     Done(UploadDone),
     Failure(FileFailure),
     Metadata(FileInfo),
-    Chunk { offset: u64, data: Vec<u8> },
+    Chunk { offset: u64, data: Bytes },
     List(FileList),
 }
 
@@ -194,9 +186,9 @@ pub fn encode_chunk(offset: u64, data: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(data);
 }
 
-/// Splits a chunk payload into its offset and data (taken from the end of
-/// `payload`, which is consumed).
-pub fn decode_chunk(mut payload: Vec<u8>) -> Result<(u64, Vec<u8>), DecodeError> {
+/// Splits a chunk payload into its offset and data (a slice of `payload`,
+/// no copy).
+pub fn decode_chunk(payload: Bytes) -> Result<(u64, Bytes), DecodeError> {
     let head: [u8; CHUNK_HEADER] = payload
         .get(..CHUNK_HEADER)
         .and_then(|s| s.try_into().ok())
@@ -204,45 +196,35 @@ pub fn decode_chunk(mut payload: Vec<u8>) -> Result<(u64, Vec<u8>), DecodeError>
     if payload.len() - CHUNK_HEADER > CHUNK_SIZE {
         return Err(DecodeError::TooLong { len: payload.len() as u32, max: file_limits::CHUNK });
     }
-    payload.drain(..CHUNK_HEADER);
-    Ok((u64::from_be_bytes(head), payload))
+    Ok((u64::from_be_bytes(head), payload.slice(CHUNK_HEADER..)))
 }
 
 impl FileClientMsg {
     pub fn msg_type(&self) -> MsgType {
         match self {
-            FileClientMsg::Upload(_) => MsgType::FileRequestUpload,
             FileClientMsg::Chunk { .. } => MsgType::FileChunk,
             FileClientMsg::End(_) => MsgType::FileUploadEnd,
-            FileClientMsg::Download(_) => MsgType::FileRequestDownload,
-            FileClientMsg::List(_) => MsgType::FileListRequest,
         }
     }
 
     pub fn payload(&self) -> Vec<u8> {
         match self {
-            FileClientMsg::Upload(m) => encode_payload(m),
             FileClientMsg::Chunk { offset, data } => {
                 let mut out = Vec::with_capacity(CHUNK_HEADER + data.len());
                 encode_chunk(*offset, data, &mut out);
                 out
             }
             FileClientMsg::End(m) => encode_payload(m),
-            FileClientMsg::Download(m) => encode_payload(m),
-            FileClientMsg::List(m) => encode_payload(m),
         }
     }
 
-    pub fn decode(kind: u8, payload: Vec<u8>) -> Result<FileClientMsg, DecodeError> {
+    pub fn decode(kind: u8, payload: Bytes) -> Result<FileClientMsg, DecodeError> {
         Ok(match MsgType::try_from(kind)? {
-            MsgType::FileRequestUpload => FileClientMsg::Upload(decode_payload(&payload)?),
             MsgType::FileChunk => {
                 let (offset, data) = decode_chunk(payload)?;
                 FileClientMsg::Chunk { offset, data }
             }
             MsgType::FileUploadEnd => FileClientMsg::End(decode_payload(&payload)?),
-            MsgType::FileRequestDownload => FileClientMsg::Download(decode_payload(&payload)?),
-            MsgType::FileListRequest => FileClientMsg::List(decode_payload(&payload)?),
             _ => return Err(DecodeError::Unexpected(kind)),
         })
     }
@@ -275,7 +257,7 @@ impl FileHostMsg {
         }
     }
 
-    pub fn decode(kind: u8, payload: Vec<u8>) -> Result<FileHostMsg, DecodeError> {
+    pub fn decode(kind: u8, payload: Bytes) -> Result<FileHostMsg, DecodeError> {
         Ok(match MsgType::try_from(kind)? {
             MsgType::FileAckSuccess => match decode_payload::<Ack>(&payload)? {
                 Ack::Ready(m) => FileHostMsg::Ready(m),
@@ -394,22 +376,12 @@ mod tests {
             ts_ms: 5,
         };
         let client = [
-            FileClientMsg::Upload(UploadRequest {
-                session: 1,
-                token: 2,
-                name: "x".into(),
-                size: 10,
-                to: None,
-                resume: Some(4),
-            }),
-            FileClientMsg::Chunk { offset: 1 << 40, data: vec![1, 2, 3] },
-            FileClientMsg::Chunk { offset: 0, data: vec![] },
+            FileClientMsg::Chunk { offset: 1 << 40, data: Bytes::from_static(&[1, 2, 3]) },
+            FileClientMsg::Chunk { offset: 0, data: Bytes::new() },
             FileClientMsg::End(UploadEnd { md5: [1; 16] }),
-            FileClientMsg::Download(DownloadRequest { session: 1, token: 2, id: 3, offset: 4 }),
-            FileClientMsg::List(ListRequest { session: 1, token: 2 }),
         ];
         for m in client {
-            assert_eq!(FileClientMsg::decode(m.msg_type() as u8, m.payload()).unwrap(), m);
+            assert_eq!(FileClientMsg::decode(m.msg_type() as u8, m.payload().into()).unwrap(), m);
         }
         let host = [
             FileHostMsg::Ready(UploadReady { upload: 3, offset: 32768 }),
@@ -417,43 +389,46 @@ mod tests {
             FileHostMsg::Done(UploadDone { file: info.clone(), notice: Some("gone".into()) }),
             FileHostMsg::Failure(FileFailure { code: FileErrorCode::DiskFull, reason: "x".into() }),
             FileHostMsg::Metadata(info.clone()),
-            FileHostMsg::Chunk { offset: 5, data: vec![9; CHUNK_SIZE] },
+            FileHostMsg::Chunk { offset: 5, data: Bytes::from(vec![9; CHUNK_SIZE]) },
             FileHostMsg::List(FileList { files: vec![info] }),
         ];
         for m in host {
-            assert_eq!(FileHostMsg::decode(m.msg_type() as u8, m.payload()).unwrap(), m);
+            assert_eq!(FileHostMsg::decode(m.msg_type() as u8, m.payload().into()).unwrap(), m);
         }
     }
 
     #[test]
     fn chunk_bytes_are_as_documented() {
-        let m = FileClientMsg::Chunk { offset: 0x0102, data: vec![0xAA, 0xBB] };
+        let m = FileClientMsg::Chunk { offset: 0x0102, data: Bytes::from_static(&[0xAA, 0xBB]) };
         assert_eq!(m.payload(), [0, 0, 0, 0, 0, 0, 1, 2, 0xAA, 0xBB]);
         assert_eq!(MsgType::FileChunk as u8, 0x21);
-        // docs/protocol.md, "File transfer", worked examples.
+        // docs/protocol.md, "File transfer", worked examples: a listing
+        // stream's first frame.
         let mut out = Vec::new();
-        crate::proto::encode_frame(
-            MsgType::FileListRequest,
-            0,
-            &ListRequest { session: 3, token: 99 },
-            &mut out,
-        );
-        assert_eq!(out, [1, 0x27, 0, 0, 0, 2, 0, 0, 0, 0, 3, 0x63]);
+        let open = crate::proto::StreamOpen {
+            session: 3,
+            token: 99,
+            role: crate::proto::StreamRole::FileList,
+        };
+        crate::proto::encode_frame(MsgType::StreamOpen, 0, &open, &mut out);
+        assert_eq!(out, [1, 0x60, 0, 0, 0, 3, 0, 0, 0, 0, 3, 0x63, 0]);
     }
 
     #[test]
     fn hostile_file_frames_are_errors() {
         // Chunk shorter than its offset field.
-        assert!(FileClientMsg::decode(0x21, vec![0; 7]).is_err());
+        assert!(FileClientMsg::decode(0x21, vec![0; 7].into()).is_err());
         // Chunk over the limit (a driver checks the header first; this is the backstop).
-        assert!(FileClientMsg::decode(0x21, vec![0; CHUNK_HEADER + CHUNK_SIZE + 1]).is_err());
+        assert!(
+            FileClientMsg::decode(0x21, vec![0; CHUNK_HEADER + CHUNK_SIZE + 1].into()).is_err()
+        );
         // Host-only type from a client, and the reverse.
-        assert!(FileClientMsg::decode(0x20, vec![]).is_err());
-        assert!(FileHostMsg::decode(0x22, vec![]).is_err());
+        assert!(FileClientMsg::decode(0x20, Bytes::new()).is_err());
+        assert!(FileHostMsg::decode(0x29, Bytes::new()).is_err());
         // Ack with an unknown tag.
-        assert!(FileHostMsg::decode(0x24, vec![7]).is_err());
+        assert!(FileHostMsg::decode(0x24, vec![7].into()).is_err());
         assert_eq!(client_limit(0x21), file_limits::CHUNK);
-        assert_eq!(client_limit(0x22), file_limits::SMALL);
+        assert_eq!(client_limit(0x29), file_limits::SMALL);
         assert_eq!(host_limit(0x28), file_limits::LIST);
     }
 
@@ -513,8 +488,8 @@ mod tests {
 
         #[test]
         fn random_file_frames_never_panic(kind in 0u8..=255, bytes in proptest::collection::vec(0u8..=255, 0..64)) {
-            let _ = FileClientMsg::decode(kind, bytes.clone());
-            let _ = FileHostMsg::decode(kind, bytes);
+            let _ = FileClientMsg::decode(kind, bytes.clone().into());
+            let _ = FileHostMsg::decode(kind, bytes.into());
         }
     }
 }

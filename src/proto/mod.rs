@@ -11,6 +11,7 @@ mod files;
 mod header;
 mod messages;
 mod screen;
+mod streams;
 pub mod text;
 mod video;
 
@@ -19,6 +20,7 @@ pub use files::*;
 pub use header::{HEADER_LEN, Header};
 pub use messages::*;
 pub use screen::*;
+pub use streams::*;
 pub use video::*;
 
 /// The protocol version this build speaks (header byte 0 and `Register.version`).
@@ -73,20 +75,16 @@ pub enum MsgType {
     ChatResult = 0x12,
     FileMetadata = 0x20,
     FileChunk = 0x21,
-    FileRequestUpload = 0x22,
-    FileRequestDownload = 0x23,
     FileAckSuccess = 0x24,
     FileAckFailure = 0x25,
     /// Host → client on the control channel: a file was shared with you.
     FileOffered = 0x26,
-    FileListRequest = 0x27,
     FileList = 0x28,
     FileUploadEnd = 0x29,
-    /// Screen channel (TCP 5003, see `screen.rs`): a tile update.
+    /// Screen stream (see `screen.rs`): a tile update.
     ScreenFrame = 0x30,
     ScreenStart = 0x31,
     ScreenStop = 0x32,
-    ScreenHello = 0x33,
     /// Host → would-be presenter: someone else is presenting.
     ScreenBusy = 0x34,
     ScreenRefused = 0x35,
@@ -102,6 +100,11 @@ pub enum MsgType {
     VideoRoster = 0x45,
     DiscoveryProbe = 0x50,
     DiscoveryBeacon = 0x51,
+    /// Client → host: the first frame of every file or screen stream
+    /// (service, role, session authentication; see `streams.rs`).
+    StreamOpen = 0x60,
+    /// Host → client: the stream was refused before any service took it.
+    StreamRefused = 0x61,
 }
 
 impl TryFrom<u8> for MsgType {
@@ -128,18 +131,14 @@ impl TryFrom<u8> for MsgType {
             0x12 => ChatResult,
             0x20 => FileMetadata,
             0x21 => FileChunk,
-            0x22 => FileRequestUpload,
-            0x23 => FileRequestDownload,
             0x24 => FileAckSuccess,
             0x25 => FileAckFailure,
             0x26 => FileOffered,
-            0x27 => FileListRequest,
             0x28 => FileList,
             0x29 => FileUploadEnd,
             0x30 => ScreenFrame,
             0x31 => ScreenStart,
             0x32 => ScreenStop,
-            0x33 => ScreenHello,
             0x34 => ScreenBusy,
             0x35 => ScreenRefused,
             0x36 => ScreenAck,
@@ -149,6 +148,8 @@ impl TryFrom<u8> for MsgType {
             0x45 => VideoRoster,
             0x50 => DiscoveryProbe,
             0x51 => DiscoveryBeacon,
+            0x60 => StreamOpen,
+            0x61 => StreamRefused,
             other => return Err(DecodeError::UnknownType(other)),
         })
     }

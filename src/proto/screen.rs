@@ -1,4 +1,5 @@
-//! Screen sharing on TCP 5003: presenter → host → viewers.
+//! Screen sharing: presenter → host → viewers, one stream each (its first
+//! frame, [`super::StreamOpen`], says presenter or viewer).
 //!
 //! Control messages are postcard structs like the control channel's. Tile
 //! updates (`ScreenFrame`, 0x30) use a fixed binary layout instead, so the host
@@ -39,14 +40,6 @@ pub const SCREEN_TILE_HEADER: usize = 2 + 2 + 4;
 pub fn screen_grid(width: u16, height: u16) -> (u16, u16) {
     let t = SCREEN_TILE as u16;
     (width.div_ceil(t), height.div_ceil(t))
-}
-
-/// 0x33, client → host: the first frame on a screen connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScreenHello {
-    pub session: u32,
-    /// The session token from the Welcome.
-    pub token: u64,
 }
 
 /// 0x31, client → host: "I want to present a screen of this size".
@@ -242,7 +235,6 @@ impl<'a> TileFrame<'a> {
 /// handled apart (see [`TileFrame`]) so they are never copied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScreenClientMsg {
-    Hello(ScreenHello),
     Start(ScreenStart),
     Stop,
     Ack(ScreenAck),
@@ -260,7 +252,6 @@ pub enum ScreenHostMsg {
 impl ScreenClientMsg {
     pub fn msg_type(&self) -> MsgType {
         match self {
-            ScreenClientMsg::Hello(_) => MsgType::ScreenHello,
             ScreenClientMsg::Start(_) => MsgType::ScreenStart,
             ScreenClientMsg::Stop => MsgType::ScreenStop,
             ScreenClientMsg::Ack(_) => MsgType::ScreenAck,
@@ -269,7 +260,6 @@ impl ScreenClientMsg {
 
     pub fn payload(&self) -> Vec<u8> {
         match self {
-            ScreenClientMsg::Hello(m) => encode_payload(m),
             ScreenClientMsg::Start(m) => encode_payload(m),
             ScreenClientMsg::Stop => Vec::new(),
             ScreenClientMsg::Ack(m) => encode_payload(m),
@@ -279,7 +269,6 @@ impl ScreenClientMsg {
     /// Decodes a control message; `ScreenFrame` is `Unexpected` here.
     pub fn decode(kind: u8, payload: &[u8]) -> Result<ScreenClientMsg, DecodeError> {
         Ok(match MsgType::try_from(kind)? {
-            MsgType::ScreenHello => ScreenClientMsg::Hello(decode_payload(payload)?),
             MsgType::ScreenStart => ScreenClientMsg::Start(decode_payload(payload)?),
             MsgType::ScreenStop => ScreenClientMsg::Stop,
             MsgType::ScreenAck => ScreenClientMsg::Ack(decode_payload(payload)?),
@@ -384,7 +373,6 @@ mod tests {
     #[test]
     fn control_messages_round_trip() {
         let client = [
-            ScreenClientMsg::Hello(ScreenHello { session: 3, token: u64::MAX }),
             ScreenClientMsg::Start(ScreenStart { width: 1920, height: 1080 }),
             ScreenClientMsg::Stop,
             ScreenClientMsg::Ack(ScreenAck { frame: 9 }),
@@ -418,7 +406,8 @@ mod tests {
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(0u8..=255, 0..512)) {
             let _ = TileFrame::parse(&bytes);
-            let _ = ScreenClientMsg::decode(0x33, &bytes);
+            let _ = ScreenClientMsg::decode(0x31, &bytes);
+            let _ = ScreenClientMsg::decode(0x36, &bytes);
             let _ = ScreenHostMsg::decode(0x31, &bytes);
         }
     }

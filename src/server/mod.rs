@@ -12,6 +12,7 @@ pub mod mixer;
 pub mod reach;
 pub mod record;
 pub mod screen;
+pub mod streams;
 pub mod video;
 
 pub use control::ControlHandle;

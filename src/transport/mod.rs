@@ -35,6 +35,7 @@
 pub mod admission;
 pub mod cert;
 pub mod fallback;
+pub mod framed;
 pub mod limit;
 pub mod link;
 pub mod pake;

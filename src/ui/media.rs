@@ -73,13 +73,13 @@ pub fn start_audio(route: &Route, settings: &Settings, muted: bool) -> Result<Au
 }
 
 pub fn start_viewer(route: &Route) -> Result<Viewer, String> {
-    let target = ScreenTarget { host: route.host, welcome: route.welcome.clone() };
+    let target = ScreenTarget::welcome(route.host, route.welcome.clone());
     Viewer::start(target).map_err(|e| e.to_string())
 }
 
 /// Shares `$DISPLAY` (the screen this app shows on).
 pub fn start_presenter(route: &Route) -> Result<Presenter, String> {
-    let target = ScreenTarget { host: route.host, welcome: route.welcome.clone() };
+    let target = ScreenTarget::welcome(route.host, route.welcome.clone());
     let source = ScreenSource::Display(String::new());
     Presenter::start(target, PresentOptions::new(source)).map_err(|e| e.to_string())
 }
