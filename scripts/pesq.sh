@@ -12,6 +12,8 @@
 #   --runs N     repeat and print every score and their mean (default 1)
 #   --copies N   the talker reads the speech N times, 0.5 s apart (default 2:
 #                about 9 s, P.862 wants 8-20 s)
+#   --keep DIR   copy the reference, every recording and the bots' JSON
+#                reports to DIR (to listen to them, or to look for slips)
 #   --voice-processing on|off
 #                the talker's microphone chain (echo cancellation, noise
 #                suppression, gain control; default off: the source is a
@@ -29,7 +31,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-loss=0 runs=1 copies=2 frame_ms=20 voice=off
+loss=0 runs=1 copies=2 frame_ms=20 voice=off keep=
 while [ $# -gt 0 ]; do
     case "$1" in
         --loss) loss=$2; shift 2 ;;
@@ -37,7 +39,8 @@ while [ $# -gt 0 ]; do
         --copies) copies=$2; shift 2 ;;
         --frame-ms) frame_ms=$2; shift 2 ;;
         --voice-processing) voice=$2; shift 2 ;;
-        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+        --keep) keep=$2; shift 2 ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         *) echo "pesq.sh: unknown argument $1 (see --help)" >&2; exit 1 ;;
     esac
 done
@@ -60,7 +63,8 @@ if [ -z "${SAPORA_PESQ_IN_NETNS:-}" ]; then
     fi
     command -v nft >/dev/null || { echo "pesq.sh: nft not found (scripts/setup.sh installs nftables)" >&2; exit 1; }
     export SAPORA_BIN SAPORA_PESQ_IN_NETNS=1
-    exec unshare --net "$0" --loss "$loss" --runs "$runs" --copies "$copies" --frame-ms "$frame_ms"
+    exec unshare --net "$0" --loss "$loss" --runs "$runs" --copies "$copies" --frame-ms "$frame_ms" \
+        --voice-processing "$voice" ${keep:+--keep "$(realpath -m "$keep")"}
 fi
 
 # From here on: inside our own network namespace.
@@ -70,6 +74,7 @@ work=$(mktemp -d /tmp/sapora-pesq.XXXXXX)
 pids=()
 cleanup() {
     for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+    if [ -n "$keep" ]; then mkdir -p "$keep" && cp "$work"/*.wav "$work"/*.json "$keep"/ 2>/dev/null || true; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -132,7 +137,8 @@ except Exception:
     sys.exit(0)
 keys = ["audio_packets_received", "audio_packets_sent", "audio_frames_concealed",
         "audio_loss_down_percent", "audio_loss_up_percent", "audio_fec_expected_loss_percent",
-        "audio_passthrough_share", "errors"]
+        "audio_passthrough_share", "audio_red_depth", "audio_red_frames_sent",
+        "audio_frames_recovered", "audio_comfort_noise_frames", "errors"]
 print("  %s: %s" % (sys.argv[2], json.dumps({k: r.get(k) for k in keys})))
 PY
     done

@@ -92,6 +92,9 @@ pub struct JitterStats {
     pub resets: u64,
     /// Talkspurts that ended with an end mark (their pauses were silence).
     pub talkspurts: u64,
+    /// Frames whose own packet never came, filled in from a later packet's
+    /// redundant copy ([`JitterBuffer::push_redundant`]) in time to play.
+    pub recovered: u64,
 }
 
 /// What became of a pushed packet.
@@ -134,8 +137,20 @@ pub struct JitterBuffer<T> {
     ended: bool,
     /// Between talkspurts: packets below this are late.
     floor: Option<u64>,
+    /// Frames of later packets the owner wants held: the stream's
+    /// redundancy depth ([`JitterBuffer::set_min_depth`]), the largest
+    /// seen lately, and pushes since it was last seen that large.
+    min_depth: u64,
+    min_depth_age: u32,
+    /// The buffer grew by a frame for the redundancy and no packet came
+    /// since (so it does not grow on and on at the end of a talkspurt).
+    grew: bool,
     stats: JitterStats,
 }
+
+/// Packets over which [`JitterBuffer::set_min_depth`] keeps the largest
+/// redundancy depth seen (a second of 20 ms frames).
+pub const DEPTH_MEMORY: u32 = 50;
 
 /// Windows a shrink may wait for a quiet moment before dropping anyway.
 const SHRINK_WAIT_WINDOWS: u32 = 4;
@@ -157,8 +172,71 @@ impl<T: Clone> JitterBuffer<T> {
             quiet: true,
             ended: false,
             floor: None,
+            min_depth: 0,
+            min_depth_age: 0,
+            grew: false,
             stats: JitterStats::default(),
         }
+    }
+
+    /// The packet just pushed carries copies of the `frames` frames before
+    /// it (RFC 2198 redundancy; 0: none): hold that many frames beyond the
+    /// one playing, so that a lost packet's copy arrives before its turn.
+    /// The largest depth of the last [`DEPTH_MEMORY`] packets counts, so a
+    /// packet that happens to carry fewer copies (the first of a stream,
+    /// one after a gap) does not move the target. 0 (the default, and a
+    /// clean network's) adds no delay.
+    pub fn set_min_depth(&mut self, frames: u8) {
+        let frames = u64::from(frames);
+        if frames >= self.min_depth {
+            self.min_depth = frames;
+            self.min_depth_age = 0;
+        } else {
+            self.min_depth_age += 1;
+            if self.min_depth_age > DEPTH_MEMORY {
+                self.min_depth = frames;
+                self.min_depth_age = 0;
+            }
+        }
+    }
+
+    /// A redundant copy of frame `seq` arrived inside a later packet
+    /// (which the owner pushed first). It fills the frame's slot if that
+    /// frame is still to play and its own packet never came; otherwise it
+    /// is ignored (the usual case: the original arrived). Copies do not
+    /// count as arrivals: the jitter estimate, the counters of received and
+    /// duplicate packets, and the start of playout are left alone. Returns
+    /// whether it filled a gap.
+    pub fn push_redundant(&mut self, seq: u32, item: T) -> bool {
+        if !self.wants(seq) {
+            return false;
+        }
+        let ext = self.unwrap_seq(seq);
+        self.slots.insert(ext, Slot { item: Some(item), end: false });
+        self.stats.recovered += 1;
+        true
+    }
+
+    /// Whether a redundant copy of frame `seq` would fill a gap
+    /// ([`JitterBuffer::push_redundant`]): lets an owner skip copying
+    /// the bytes of the copies it does not need.
+    pub fn wants(&self, seq: u32) -> bool {
+        let Some(highest) = self.highest else { return false };
+        let ext = self.unwrap_seq(seq);
+        if ext >= highest || highest - ext >= self.cfg.max_frames() {
+            return false;
+        }
+        let fills = match self.next.or(self.floor) {
+            // Still to play.
+            Some(n) if self.next.is_some() => ext >= n,
+            // Between talkspurts or before playout: only a gap inside what
+            // is buffered, never in front of it (an earlier talkspurt's tail).
+            floor => {
+                floor.is_none_or(|f| ext >= f)
+                    && self.slots.first_key_value().is_some_and(|(&first, _)| first < ext)
+            }
+        };
+        fills && !self.slots.contains_key(&ext)
     }
 
     /// The frame the last pop played ended its talkspurt (the next pops are
@@ -191,7 +269,7 @@ impl<T: Clone> JitterBuffer<T> {
         if self.loss_rate > 0.01 {
             t = t.max(1);
         }
-        t.min(self.cfg.max_frames() - 1)
+        t.max(self.min_depth).min(self.cfg.max_frames() - 1)
     }
 
     /// Playout is under way but the next frame's packet is not here yet: a
@@ -305,6 +383,7 @@ impl<T: Clone> JitterBuffer<T> {
         }
         self.last_arrival = Some((now_us, timestamp));
         self.slots.insert(ext, Slot { item, end });
+        self.grew = false;
         self.highest = Some(self.highest.map_or(ext, |h| h.max(ext)));
         self.misses = 0;
         // Never hold more than the maximum: drop the oldest.
@@ -340,6 +419,7 @@ impl<T: Clone> JitterBuffer<T> {
         {
             self.slots.pop_first();
         }
+        let playing = self.next.is_some();
         let n = match self.next {
             Some(n) => n,
             None => match self.slots.keys().next() {
@@ -363,6 +443,19 @@ impl<T: Clone> JitterBuffer<T> {
             n += 1;
         }
         self.next = Some(n);
+        if playing
+            && self.quiet
+            && !self.grew
+            && self.slots.get(&n).is_some_and(|s| s.item.is_some() && !s.end)
+            && later(self, n) < self.min_depth.min(self.cfg.max_frames() - 1)
+        {
+            // Redundancy came on mid-talkspurt: the buffer must hold the
+            // copies' frames. It grows by a frame here, in a pause, where a
+            // concealed frame goes unheard, rather than at the next loss.
+            self.stats.stretched += 1;
+            self.grew = true;
+            return Playout::Conceal { next: None };
+        }
         let out = if let Some(slot) = self.slots.remove(&n) {
             self.next = Some(n + 1);
             self.misses = 0;
@@ -469,6 +562,12 @@ impl LossMeter {
             }
         }
         self.received += 1;
+    }
+
+    /// Packets expected since the last [`LossMeter::take`] (0 before any
+    /// arrived): lets an owner send its first report early.
+    pub fn pending(&self) -> u64 {
+        self.highest.map_or(0, |h| h.saturating_sub(self.base))
     }
 
     /// The share of packets lost since the last call (0..=1), and how many
