@@ -658,6 +658,58 @@ mod tests {
     }
 
     #[test]
+    fn redundant_frames_round_trip_and_hostile_ones_are_errors() {
+        let (a, b, now) = ([1u8, 2, 3], [4u8; 300], [9u8, 8]);
+        let blocks = [
+            RedBlock { back: 2, fec: false, data: &a },
+            RedBlock { back: 1, fec: true, data: &b },
+        ];
+        let mut payload = Vec::new();
+        RedPayload::encode(&blocks, &now, &mut payload);
+        assert_eq!(payload.len(), 1 + 2 * RED_BLOCK_HEADER_LEN + 3 + 300 + 2);
+        let red = RedPayload::decode(&payload).unwrap();
+        assert_eq!(red.blocks(), &blocks);
+        assert_eq!((red.primary, red.depth()), (&now[..], 2));
+        // No blocks: just the count byte, then the packet.
+        let mut bare = Vec::new();
+        RedPayload::encode(&[], &now, &mut bare);
+        assert_eq!(bare, [0, 9, 8]);
+        assert_eq!(RedPayload::decode(&bare).unwrap().depth(), 0);
+        // In a datagram, both ways.
+        let up = AudioUp {
+            session: 1,
+            token: 2,
+            keepalive: false,
+            end: false,
+            seq: 5,
+            timestamp: 0,
+            codec: AudioCodec::OpusRed,
+            samples: 960,
+            payload: &payload,
+        };
+        let mut buf = Vec::new();
+        up.encode(&mut buf);
+        assert_eq!(AudioUp::decode(&buf), Ok(up));
+        // Every truncation of the payload is an error, never a panic
+        // (the datagram's own length is fixed up so only the RED layout is wrong).
+        for cut in 0..payload.len() - now.len() {
+            assert!(RedPayload::decode(&payload[..cut]).is_err(), "cut at {cut}");
+            let mut buf = Vec::new();
+            AudioUp { payload: &payload[..cut], ..up }.encode(&mut buf);
+            assert!(AudioUp::decode(&buf).is_err(), "datagram cut at {cut}");
+        }
+        // Too many blocks; a block 0 frames back.
+        let mut bad = payload.clone();
+        bad[0] = 3;
+        assert!(RedPayload::decode(&bad).is_err());
+        let mut bad = payload;
+        bad[1] = 0;
+        assert!(RedPayload::decode(&bad).is_err());
+        assert_eq!(AudioCodec::from_u8(2), Ok(AudioCodec::OpusRed));
+        assert_eq!(AudioCodec::OpusRed.base(), AudioCodec::Opus);
+    }
+
+    #[test]
     fn levels_map_decibels() {
         assert_eq!(level_from_rms(0.0), 0);
         assert_eq!(level_from_rms(0.0005), 0);

@@ -1619,6 +1619,90 @@ mod tests {
         assert_eq!(r.mixer.stats().feedback_in, 3);
     }
 
+    /// A reception report from listener `s` on what the host sends it.
+    fn report(r: &mut Room, s: u32, room: &str, loss: f64) {
+        let name = format!("p{s}");
+        let who = Sender { session: s, name: &name, room };
+        let fb = FeedbackUp { session: s, token: 0, loss, jitter_us: 0 };
+        r.mixer.feedback(r.now, who, addr(s), &fb);
+    }
+
+    #[test]
+    fn redundancy_rebuilds_uplink_losses_and_goes_only_to_listeners_who_report_loss() {
+        let mut r = Room::new(MixerConfig::new(AudioCodec::Opus));
+        r.send(2, "red", None);
+        r.send(3, "red", None);
+        // Listener 2's link is clean; listener 3 loses 10 %.
+        report(&mut r, 2, "red", 0.0);
+        report(&mut r, 3, "red", 0.1);
+        let mut enc = Encoder::new(AudioCodec::Opus, 48_000).unwrap();
+        let name = "p1".to_string();
+        let mut sent: Vec<Vec<u8>> = Vec::new();
+        // (seq, primary packet, redundant blocks (back, bytes)) per listener.
+        type Got = Vec<(u32, Vec<u8>, Vec<(u8, Vec<u8>)>)>;
+        let mut got: HashMap<u32, Got> = HashMap::new();
+        for k in 0..60usize {
+            let mut p = Vec::new();
+            enc.encode(&tone(0.3, 440.0, k), &mut p).unwrap();
+            // The talker sends each packet with a copy of the previous one;
+            // every 10th is lost on the way up.
+            let mut payload = Vec::new();
+            let prev = k.checked_sub(1).map(|j| RedBlock { back: 1, fec: false, data: &sent[j] });
+            RedPayload::encode(prev.as_slice(), &p, &mut payload);
+            sent.push(p);
+            if k % 10 != 7 {
+                let seq = k as u32 + 1;
+                let up = AudioUp {
+                    session: 1,
+                    token: 0,
+                    keepalive: false,
+                    end: false,
+                    seq,
+                    timestamp: seq * 960,
+                    codec: AudioCodec::OpusRed,
+                    samples: 960,
+                    payload: &payload,
+                };
+                r.mixer.receive(r.now, Sender { session: 1, name: &name, room: "red" }, addr(1), &up);
+            }
+            for (to, data) in tick_all(&mut r) {
+                let d = AudioDown::decode(&data).unwrap();
+                if d.keepalive {
+                    continue;
+                }
+                assert!(d.forwarded, "pass-through, the uplink losses rebuilt");
+                let entry = match d.codec {
+                    AudioCodec::OpusRed => {
+                        let red = RedPayload::decode(d.payload).unwrap();
+                        let blocks = red.blocks().iter().map(|b| (b.back, b.data.to_vec()));
+                        (d.seq, red.primary.to_vec(), blocks.collect())
+                    }
+                    _ => (d.seq, d.payload.to_vec(), Vec::new()),
+                };
+                got.entry(to).or_default().push(entry);
+            }
+        }
+        for to in [2, 3] {
+            let g = &got[&to];
+            let primaries: Vec<&Vec<u8>> = g.iter().map(|e| &e.1).collect();
+            // Every talker frame, the lost ones included, in order, without
+            // a gap in the listener's sequence.
+            assert_eq!(primaries, sent[..g.len()].iter().collect::<Vec<_>>(), "listener {to}");
+            assert!(g.len() >= 55, "listener {to}: {} frames", g.len());
+            assert!(g.windows(2).all(|w| w[1].0 == w[0].0 + 1), "listener {to}");
+        }
+        // The clean listener gets no redundancy at all; the lossy one gets
+        // the previous datagram's packet again in each.
+        assert!(got[&2].iter().all(|e| e.2.is_empty()));
+        for w in got[&3].windows(2) {
+            assert_eq!(w[1].2, vec![(1, w[0].1.clone())]);
+        }
+        let s = r.mixer.stats();
+        assert_eq!(s.recovered, 6, "{s:?}");
+        assert_eq!(s.red_out, got[&3].len() as u64 - 1, "{s:?}");
+        assert_eq!(s.encodes, 0, "{s:?}");
+    }
+
     #[test]
     fn a_talker_packet_lost_on_the_way_in_goes_on_as_the_next_packet_for_its_fec() {
         let mut r = Room::new(MixerConfig::new(AudioCodec::Opus));

@@ -434,6 +434,70 @@ mod tests {
         }
         d.conceal(None, &mut out);
         d.conceal(Some((AudioCodec::Opus, &[0xfc, 1, 2])), &mut out);
+        // A redundancy payload decodes as its own packet; a broken one is concealed.
+        let mut p = Vec::new();
+        e.encode(&tone(960, 0), &mut p).unwrap();
+        let mut red = Vec::new();
+        crate::proto::RedPayload::encode(
+            &[crate::proto::RedBlock { back: 1, fec: false, data: &[1, 2, 3] }],
+            &p,
+            &mut red,
+        );
+        assert!(d.decode(AudioCodec::OpusRed, &red, &mut out));
+        assert!(!d.decode(AudioCodec::OpusRed, &red[..3], &mut out));
+    }
+
+    #[test]
+    fn redundancy_follows_measured_loss() {
+        assert_eq!(redundancy_frames(0.0), 0, "a clean LAN sends nothing extra");
+        assert_eq!(redundancy_frames(0.004), 0);
+        assert_eq!(redundancy_frames(0.1), 1);
+        assert_eq!(redundancy_frames(0.3), 2);
+        assert_eq!(redundancy_frames(f64::NAN), 0);
+        assert!((residual_loss(0.1, 1) - 0.01).abs() < 1e-12);
+        assert!((residual_loss(0.1, 0) - 0.1).abs() < 1e-12);
+        assert!((residual_loss(0.1, 2) - 0.001).abs() < 1e-12);
+    }
+
+    #[test]
+    fn comfort_noise_imitates_the_background_and_a_clean_source_stays_silent() {
+        let mut cn = ComfortNoise::new();
+        let mut out = vec![1.0; 960];
+        assert!(!cn.fill(&mut out), "nothing heard yet: silence");
+        assert!(out.iter().all(|x| *x == 0.0));
+        // Speech over a −66 dBFS hiss: the floor is the hiss, not the speech.
+        let mut rng = 1u32;
+        let mut hiss = |n: usize, amp: f32| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    rng = rng.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    amp * ((rng >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0)
+                })
+                .collect()
+        };
+        let floor = 0.0005f32 * 3f32.sqrt(); // RMS 0.0005 = −66 dBFS
+        for k in 0..50 {
+            let mut f = hiss(960, floor);
+            if k % 5 != 0 {
+                for (i, x) in f.iter_mut().enumerate() {
+                    *x += 0.3 * (std::f32::consts::TAU * 200.0 * i as f32 / 48_000.0).sin();
+                }
+            }
+            cn.observe(&f);
+        }
+        assert!(cn.fill(&mut out));
+        let level = crate::media::audio::rms(&out);
+        assert!((0.0004..0.0007).contains(&level), "comfort noise RMS {level}");
+        // A digitally clean source: no noise to imitate.
+        let mut cn = ComfortNoise::new();
+        cn.observe(&vec![0.0; 960]);
+        assert!(!cn.fill(&mut out) && out.iter().all(|x| *x == 0.0));
+        // Never louder than a quiet room, whatever it heard.
+        let mut cn = ComfortNoise::new();
+        cn.observe(&vec![0.5; 960]);
+        assert!(cn.fill(&mut out) && crate::media::audio::rms(&out) < 0.004);
+        cn.forget();
+        assert_eq!(cn.level(), 0.0);
     }
 
     #[test]

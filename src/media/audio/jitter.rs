@@ -145,6 +145,8 @@ pub struct JitterBuffer<T> {
     /// The buffer grew by a frame for the redundancy and no packet came
     /// since (so it does not grow on and on at the end of a talkspurt).
     grew: bool,
+    /// Pops in a row that found fewer frames buffered than the redundancy needs.
+    short_pops: u32,
     stats: JitterStats,
 }
 
@@ -175,6 +177,7 @@ impl<T: Clone> JitterBuffer<T> {
             min_depth: 0,
             min_depth_age: 0,
             grew: false,
+            short_pops: 0,
             stats: JitterStats::default(),
         }
     }
@@ -443,12 +446,13 @@ impl<T: Clone> JitterBuffer<T> {
             n += 1;
         }
         self.next = Some(n);
-        if playing
-            && self.quiet
-            && !self.grew
+        // Shallower than the redundancy needs, pop after pop (once is just
+        // the next packet lost, and its copy on the way).
+        let short = playing
             && self.slots.get(&n).is_some_and(|s| s.item.is_some() && !s.end)
-            && later(self, n) < self.min_depth.min(self.cfg.max_frames() - 1)
-        {
+            && later(self, n) < self.min_depth.min(self.cfg.max_frames() - 1);
+        self.short_pops = if short { self.short_pops.saturating_add(1) } else { 0 };
+        if self.short_pops >= 2 && self.quiet && !self.grew {
             // Redundancy came on mid-talkspurt: the buffer must hold the
             // copies' frames. It grows by a frame here, in a pause, where a
             // concealed frame goes unheard, rather than at the next loss.
@@ -892,6 +896,59 @@ mod tests {
     }
 
     #[test]
+    fn redundant_copies_fill_lost_frames_in_time_and_nothing_else() {
+        // Every packet also carries the previous frame (depth 1); every
+        // 10th packet is lost. The buffer holds one frame more, so each
+        // loss is rebuilt from the next packet's copy: nothing concealed.
+        let mut b = jb();
+        let mut out = Vec::new();
+        for i in 0..200u32 {
+            let t = u64::from(i) * F;
+            if i % 10 != 5 {
+                b.push(t + 1_000, i, ts(i), i);
+                b.set_min_depth(1);
+                if i > 0 && b.wants(i - 1) {
+                    assert!(b.push_redundant(i - 1, i - 1));
+                }
+            }
+            out.push(b.pop(t + 5_000));
+        }
+        let frames: Vec<u32> =
+            out.iter().filter_map(|p| if let Playout::Frame(x) = p { Some(*x) } else { None }).collect();
+        // One frame of delay: playout starts once a second packet is here,
+        // and 199 is still buffered at the end.
+        assert_eq!(out[0], Playout::Idle);
+        assert_eq!(frames, (0..199).collect::<Vec<_>>());
+        let s = b.stats();
+        assert_eq!((s.lost, s.recovered, s.received), (0, 20, 180), "{s:?}");
+        assert_eq!(s.stretched, 0, "a lost packet is no reason to grow: {s:?}");
+        // A copy of a frame that arrived, or that was already played, is ignored.
+        assert!(!b.push_redundant(198, 0));
+        assert!(!b.push_redundant(150, 0));
+        // A copy is not taken for a frame in front of a talkspurt that has
+        // not started playing (it would be the tail of an earlier one).
+        let mut b = jb();
+        b.push(0, 100, ts(100), 100);
+        assert!(!b.wants(99) && !b.push_redundant(99, 99));
+        assert_eq!(b.pop(1), Playout::Frame(100));
+    }
+
+    #[test]
+    fn the_redundancy_depth_is_the_largest_seen_lately() {
+        let mut b = jb();
+        b.set_min_depth(2);
+        assert_eq!(b.target_frames(), 2);
+        // One packet that carries fewer copies does not move the target...
+        b.set_min_depth(0);
+        assert_eq!(b.target_frames(), 2);
+        // ...a second without any does.
+        for _ in 0..DEPTH_MEMORY {
+            b.set_min_depth(0);
+        }
+        assert_eq!(b.target_frames(), 0);
+    }
+
+    #[test]
     fn loss_meter_counts_gaps_per_interval() {
         let mut m = LossMeter::new();
         assert_eq!(m.take(), None);
@@ -899,6 +956,7 @@ mod tests {
         for seq in (1000u32..1050).filter(|s| s % 10 != 3) {
             m.record(seq);
         }
+        assert_eq!(m.pending(), 50, "1000 to 1049");
         m.record(1049);
         let (loss, expected) = m.take().unwrap();
         assert_eq!(expected, 50);
