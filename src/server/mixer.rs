@@ -205,6 +205,9 @@ struct Member {
     red_sent: VecDeque<(u32, bool, Vec<u8>)>,
     /// A reception report went to this member already.
     reported: bool,
+    /// When our reports on this member's uplink started to show loss
+    /// (`None` while they show none).
+    lossy_since_us: Option<u64>,
     /// Worst `down_loss` among listeners this member's packets were
     /// forwarded to since the last report.
     forward_loss: f64,
@@ -212,10 +215,21 @@ struct Member {
 
 impl Member {
     /// Uplink loss left after the talker's redundancy rebuilt what it
-    /// could: as measured (the share of frames the jitter buffer had to
-    /// conceal) when the talker sends redundancy, else the uplink's loss.
-    fn residual_up_loss(&self) -> f64 {
-        if self.up_red > 0 { self.jb.loss_rate() } else { self.up_loss.get() }
+    /// could, when the talker sends redundancy: the lower of what the copies
+    /// leave of random loss and what the jitter buffer measures (the share
+    /// of frames it concealed lately, which lags: it still counts the losses
+    /// from before the copies came on). Else the uplink's loss, once the
+    /// talker had [`RED_GRACE_US`] since our first report of it to start
+    /// sending copies (before that, 0: a talker about to send copies is not
+    /// moved to a mix and back).
+    fn residual_up_loss(&self, now_us: u64) -> f64 {
+        if self.up_red > 0 {
+            residual_loss(self.up_loss.get(), self.up_red).min(self.jb.loss_rate())
+        } else if self.lossy_since_us.is_some_and(|t| now_us.saturating_sub(t) < RED_GRACE_US) {
+            0.0
+        } else {
+            self.up_loss.get()
+        }
     }
 
     /// Redundant frames each datagram to this listener carries, for the
@@ -248,6 +262,10 @@ const PRIME_FRAMES: usize = 3;
 /// downlink alone, so the two legs' losses do not compound. On a clean LAN
 /// the figure is 0 and pass-through applies.
 const PASS_THROUGH_MAX_UP_LOSS: f64 = 0.03;
+/// How long a talker whose uplink we report lossy has to start sending
+/// redundancy before pass-through counts its raw loss (a round trip and a
+/// frame, with room to spare).
+const RED_GRACE_US: u64 = 500_000;
 /// A sender's first reception report goes out once this many of its
 /// packets were expected (a quarter second at 20 ms), not at the next
 /// whole-second report.
@@ -485,6 +503,7 @@ impl Mixer {
             up_red: 0,
             red_sent: VecDeque::new(),
             reported: false,
+            lossy_since_us: None,
         });
         if m.room != sender.room {
             m.room = sender.room.to_string();
@@ -720,7 +739,8 @@ impl Mixer {
                     (Some(t), false)
                         if self.cfg.pass_through
                             && !self.members[&t].foreign_codec
-                            && self.members[&t].residual_up_loss() < PASS_THROUGH_MAX_UP_LOSS =>
+                            && self.members[&t].residual_up_loss(now_us)
+                                < PASS_THROUGH_MAX_UP_LOSS =>
                     {
                         match prev {
                             Stream::Silent => Stream::Forward(t),
@@ -1022,18 +1042,23 @@ impl Mixer {
         }
         let every = u64::from(self.cfg.feedback_every.max(1));
         if tick.is_multiple_of(every) {
-            self.send_feedback(&mut send, false);
+            self.send_feedback(now_us, &mut send, false);
         } else if tick.is_multiple_of((every / 10).max(1)) {
             // A new sender hears about its uplink's loss after a quarter
             // second of audio, not up to a second (its redundancy and FEC
             // start sooner).
-            self.send_feedback(&mut send, true);
+            self.send_feedback(now_us, &mut send, true);
         }
     }
 
     /// Reception reports to every member whose audio arrived since the last
     /// ones: their loss and jitter, and the loss their encoder should expect.
-    fn send_feedback(&mut self, send: &mut impl FnMut(SocketAddr, &[u8]), first_only: bool) {
+    fn send_feedback(
+        &mut self,
+        now_us: u64,
+        send: &mut impl FnMut(SocketAddr, &[u8]),
+        first_only: bool,
+    ) {
         for m in self.members.values_mut() {
             if first_only && (m.reported || m.up_meter.pending() < FIRST_REPORT_AFTER) {
                 continue;
@@ -1042,6 +1067,11 @@ impl Mixer {
             let forward_loss = std::mem::take(&mut m.forward_loss);
             let Some((loss, _)) = m.up_meter.take() else { continue };
             let up = m.up_loss.update(loss);
+            m.lossy_since_us = match (m.lossy_since_us, redundancy_frames(up) > 0) {
+                (_, false) => None,
+                (None, true) => Some(now_us),
+                (since, true) => since,
+            };
             // A forwarded packet's FEC serves both legs; what its listeners
             // measure already includes the uplink's losses (the host leaves
             // a gap for each).
