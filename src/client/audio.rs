@@ -21,8 +21,8 @@
 //! second it reports the mix's loss and jitter to the host, and its encoder
 //! expects the loss the host's reports ask for (Opus FEC).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -335,7 +335,9 @@ fn receive(socket: UdpSocket, shared: &Shared, events: &Sender<AudioEvent>) {
             if let Ok(r) = FeedbackDown::decode(&buf[..n]) {
                 shared.expected_loss.store(r.expected_loss_percent, Ordering::Relaxed);
                 let smoothed = up_loss.update(r.loss);
-                shared.up_loss_permille.store((smoothed * 1000.0).round() as u16, Ordering::Relaxed);
+                shared
+                    .up_loss_permille
+                    .store((smoothed * 1000.0).round() as u16, Ordering::Relaxed);
                 let mut s = shared.stats.lock().unwrap_or_else(|e| e.into_inner());
                 s.up_reports += 1;
                 s.up_loss_sum += r.loss;

@@ -660,10 +660,8 @@ mod tests {
     #[test]
     fn redundant_frames_round_trip_and_hostile_ones_are_errors() {
         let (a, b, now) = ([1u8, 2, 3], [4u8; 300], [9u8, 8]);
-        let blocks = [
-            RedBlock { back: 2, fec: false, data: &a },
-            RedBlock { back: 1, fec: true, data: &b },
-        ];
+        let blocks =
+            [RedBlock { back: 2, fec: false, data: &a }, RedBlock { back: 1, fec: true, data: &b }];
         let mut payload = Vec::new();
         RedPayload::encode(&blocks, &now, &mut payload);
         assert_eq!(payload.len(), 1 + 2 * RED_BLOCK_HEADER_LEN + 3 + 300 + 2);

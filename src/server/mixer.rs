@@ -49,8 +49,8 @@ use crate::media::audio::{
     Decoder, Encoder, JitterBuffer, JitterConfig, Playout, QUIET_FRAME_RMS, frame_us, rms,
 };
 use crate::proto::{
-    AudioCodec, AudioDown, AudioUp, FeedbackDown, FeedbackUp, MAX_LEVELS, MAX_RED_BLOCKS,
-    RedBlock, RedPayload, SpeakingLevel, level_from_rms,
+    AudioCodec, AudioDown, AudioUp, FeedbackDown, FeedbackUp, MAX_LEVELS, MAX_RED_BLOCKS, RedBlock,
+    RedPayload, SpeakingLevel, level_from_rms,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -1076,7 +1076,8 @@ impl Mixer {
             // measure already includes the uplink's losses (the host leaves
             // a gap for each).
             // Redundancy leaves only the loss it cannot rebuild to FEC.
-            let both = if m.up_red > 0 { residual_loss(up, m.up_red) } else { up }.max(forward_loss);
+            let both =
+                if m.up_red > 0 { residual_loss(up, m.up_red) } else { up }.max(forward_loss);
             let report = FeedbackDown {
                 loss,
                 jitter_us: m.jb.jitter_us().round().clamp(0.0, u32::MAX as f64) as u32,
@@ -1693,7 +1694,12 @@ mod tests {
                     samples: 960,
                     payload: &payload,
                 };
-                r.mixer.receive(r.now, Sender { session: 1, name: &name, room: "red" }, addr(1), &up);
+                r.mixer.receive(
+                    r.now,
+                    Sender { session: 1, name: &name, room: "red" },
+                    addr(1),
+                    &up,
+                );
             }
             for (to, data) in tick_all(&mut r) {
                 let d = AudioDown::decode(&data).unwrap();

@@ -270,9 +270,9 @@ impl Decoder {
     /// last frame, faded.
     pub fn conceal(&mut self, next: Option<(AudioCodec, &[u8])>, out: &mut [f32]) {
         let next = match next {
-            Some((AudioCodec::OpusRed, p)) => crate::proto::RedPayload::decode(p)
-                .ok()
-                .map(|red| (AudioCodec::Opus, red.primary)),
+            Some((AudioCodec::OpusRed, p)) => {
+                crate::proto::RedPayload::decode(p).ok().map(|red| (AudioCodec::Opus, red.primary))
+            }
             other => other,
         };
         let len = out.len();

@@ -913,8 +913,10 @@ mod tests {
             }
             out.push(b.pop(t + 5_000));
         }
-        let frames: Vec<u32> =
-            out.iter().filter_map(|p| if let Playout::Frame(x) = p { Some(*x) } else { None }).collect();
+        let frames: Vec<u32> = out
+            .iter()
+            .filter_map(|p| if let Playout::Frame(x) = p { Some(*x) } else { None })
+            .collect();
         // One frame of delay: playout starts once a second packet is here,
         // and 199 is still buffered at the end.
         assert_eq!(out[0], Playout::Idle);
