@@ -1663,9 +1663,12 @@ mod tests {
         let mut r = Room::new(MixerConfig::new(AudioCodec::Opus));
         r.send(2, "red", None);
         r.send(3, "red", None);
-        // Listener 2's link is clean; listener 3 loses 10 %.
+        r.send(4, "red", None);
+        // Listener 2's link is clean; listener 3 loses 3 % (one copy),
+        // listener 4 10 % (two copies).
         report(&mut r, 2, "red", 0.0);
-        report(&mut r, 3, "red", 0.1);
+        report(&mut r, 3, "red", 0.03);
+        report(&mut r, 4, "red", 0.1);
         let mut enc = Encoder::new(AudioCodec::Opus, 48_000).unwrap();
         let name = "p1".to_string();
         let mut sent: Vec<Vec<u8>> = Vec::new();
@@ -1718,7 +1721,7 @@ mod tests {
                 got.entry(to).or_default().push(entry);
             }
         }
-        for to in [2, 3] {
+        for to in [2, 3, 4] {
             let g = &got[&to];
             let primaries: Vec<&Vec<u8>> = g.iter().map(|e| &e.1).collect();
             // Every talker frame, the lost ones included, in order, without
@@ -1733,9 +1736,14 @@ mod tests {
         for w in got[&3].windows(2) {
             assert_eq!(w[1].2, vec![(1, w[0].1.clone())]);
         }
+        assert_eq!(got[&4][1].2, vec![(1, got[&4][0].1.clone())]);
+        for w in got[&4].windows(3) {
+            assert_eq!(w[2].2, vec![(2, w[0].1.clone()), (1, w[1].1.clone())]);
+        }
         let s = r.mixer.stats();
         assert_eq!(s.recovered, 6, "{s:?}");
-        assert_eq!(s.red_out, got[&3].len() as u64 - 1, "{s:?}");
+        let copies = got[&3].len() - 1 + 2 * got[&4].len() - 3;
+        assert_eq!(s.red_out, copies as u64, "{s:?}");
         assert_eq!(s.encodes, 0, "{s:?}");
     }
 

@@ -42,14 +42,17 @@ pub fn expected_loss_percent(loss: f64) -> u8 {
     (loss * 100.0 - 1e-6).ceil().min(f64::from(MAX_EXPECTED_LOSS)) as u8
 }
 
-/// Below this smoothed loss (25 %), one redundant copy per frame; at or
-/// above, two.
-const TWO_COPIES_LOSS: f64 = 0.25;
+/// Below this smoothed loss (5 %), one redundant copy per frame; at or
+/// above, two. Measured with `scripts/pesq.sh --loss 10` (10 % random loss
+/// each way): two copies scored 2.91 on average over 7 runs, one copy 2.38
+/// (a loaded machine; one copy leaves 1 % of frames lost per leg, two 0.1 %),
+/// for 20 ms more jitter buffer at each end, under loss only.
+const TWO_COPIES_LOSS: f64 = 0.05;
 
 /// How many earlier frames each audio packet carries again (RFC 2198
 /// redundancy, [`AudioCodec::OpusRed`]) for a measured loss fraction of the
 /// link it crosses: 0 on a clean network (below 0.5 %: nothing extra is
-/// sent), 1 up to 25 %, else 2 (at most
+/// sent), 1 up to 5 %, else 2 (at most
 /// [`MAX_RED_BLOCKS`](crate::proto::MAX_RED_BLOCKS)). Random loss `p`
 /// then leaves `p²` (or `p³`) of the frames lost ([`residual_loss`]), for
 /// one (two) frames more of jitter buffer at the receiver.
@@ -451,8 +454,8 @@ mod tests {
     fn redundancy_follows_measured_loss() {
         assert_eq!(redundancy_frames(0.0), 0, "a clean LAN sends nothing extra");
         assert_eq!(redundancy_frames(0.004), 0);
-        assert_eq!(redundancy_frames(0.1), 1);
-        assert_eq!(redundancy_frames(0.3), 2);
+        assert_eq!(redundancy_frames(0.03), 1);
+        assert_eq!(redundancy_frames(0.1), 2);
         assert_eq!(redundancy_frames(f64::NAN), 0);
         assert!((residual_loss(0.1, 1) - 0.01).abs() < 1e-12);
         assert!((residual_loss(0.1, 0) - 0.1).abs() < 1e-12);
