@@ -19,7 +19,11 @@
 //! [`SILENCE_RMS`] the engine sends one frame marked as the end of the
 //! talkspurt, then only the keepalive until there is sound again. Once a
 //! second it reports the mix's loss and jitter to the host, and its encoder
-//! expects the loss the host's reports ask for (Opus FEC).
+//! expects the loss the host's reports ask for (Opus FEC). While the host
+//! reports loss on our audio, each packet also carries the last one or two
+//! ([`redundancy_frames`], codec `OpusRed`); copies in the mix fill the
+//! jitter buffer's gaps. Pauses between talkspurts play comfort noise at the
+//! background's level (silence after a clean source).
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};

@@ -37,6 +37,14 @@
 //! should expect (their uplink's, or the worst that listeners of their
 //! forwarded packets measure, end to end); listeners report their loss
 //! ([`Mixer::feedback`]) and the host's own encoders follow it.
+//!
+//! Redundancy (RFC 2198 style, [`AudioCodec::OpusRed`]): a talker whose
+//! uplink loses sends copies of its last packets; the host fills its jitter
+//! buffer's gaps with them before the tick, so the frame goes on unchanged
+//! (pass-through holds while the loss the copies leave is low). Each
+//! listener who reports loss gets copies of the last datagrams sent to it,
+//! one or two by its loss ([`redundancy_frames`]); a clean link gets none.
+//! Encoders then expect only the loss the copies leave ([`residual_loss`]).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;

@@ -21,6 +21,11 @@
 //!   playout starts afresh (at the depth the network needs) with the next
 //!   talkspurt. A pause is where a buffer may change its delay unheard.
 //!
+//! A stream with redundancy (each packet also carries the frames before it)
+//! fills gaps with the copies ([`JitterBuffer::push_redundant`]) and holds as
+//! many frames as the copies go back ([`JitterBuffer::set_min_depth`]),
+//! growing to that depth in a pause.
+//!
 //! It shrinks when the smallest depth seen over a window (half a second) is
 //! above the target, by dropping one frame, which also absorbs a sender whose
 //! clock runs fast. Dropping a frame mid-sound is a click, so the drop waits
