@@ -4,7 +4,7 @@
 # talker bot and recorded by one listener bot, through a real headless host.
 #
 #   usage: scripts/pesq.sh [--loss PCT] [--runs N] [--copies N] [--frame-ms 10|20]
-#                          [--voice-processing on|off]
+#                          [--voice-processing on|off] [--warmup S] [--keep DIR]
 #
 #   --loss PCT   drop PCT % of the audio datagrams to the host AND from the
 #                host (nftables `numgen random` on the input hook of `lo`;
@@ -12,6 +12,12 @@
 #   --runs N     repeat and print every score and their mean (default 1)
 #   --copies N   the talker reads the speech N times, 0.5 s apart (default 2:
 #                about 9 s, P.862 wants 8-20 s)
+#   --warmup S   the talker first reads S seconds of the speech backwards
+#                (unscored; default 0), so that loss reports, redundancy and
+#                jitter buffers have settled when the scored speech starts:
+#                the steady state of a call, not its first seconds
+#   --keep DIR   copy the reference, every recording and the bots' JSON
+#                reports to DIR (to listen to them, or to look for slips)
 #   --voice-processing on|off
 #                the talker's microphone chain (echo cancellation, noise
 #                suppression, gain control; default off: the source is a
@@ -29,7 +35,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-loss=0 runs=1 copies=2 frame_ms=20 voice=off
+loss=0 runs=1 copies=2 frame_ms=20 voice=off keep= warmup=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --loss) loss=$2; shift 2 ;;
@@ -37,7 +43,9 @@ while [ $# -gt 0 ]; do
         --copies) copies=$2; shift 2 ;;
         --frame-ms) frame_ms=$2; shift 2 ;;
         --voice-processing) voice=$2; shift 2 ;;
-        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+        --keep) keep=$2; shift 2 ;;
+        --warmup) warmup=$2; shift 2 ;;
+        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
         *) echo "pesq.sh: unknown argument $1 (see --help)" >&2; exit 1 ;;
     esac
 done
@@ -46,6 +54,7 @@ case "$voice" in on) voice_args=() ;; off) voice_args=(--aec off --noise-suppres
 case "$loss" in ''|*[!0-9]*) echo "pesq.sh: --loss takes a whole percentage 0-100" >&2; exit 1 ;; esac
 [ "$loss" -le 100 ] || { echo "pesq.sh: --loss takes a whole percentage 0-100" >&2; exit 1; }
 case "$runs$copies" in *[!0-9]*) echo "pesq.sh: --runs and --copies take counts" >&2; exit 1 ;; esac
+case "$warmup" in ''|*[!0-9.]*|*.*.*) echo "pesq.sh: --warmup takes seconds, e.g. 3 or 2.5" >&2; exit 1 ;; esac
 
 if ! python3 -c 'import numpy, scipy, pesq' 2>/dev/null; then
     echo "pesq.sh: SKIPPED, no score computed: python3 cannot import numpy, scipy and pesq" >&2
@@ -60,7 +69,8 @@ if [ -z "${SAPORA_PESQ_IN_NETNS:-}" ]; then
     fi
     command -v nft >/dev/null || { echo "pesq.sh: nft not found (scripts/setup.sh installs nftables)" >&2; exit 1; }
     export SAPORA_BIN SAPORA_PESQ_IN_NETNS=1
-    exec unshare --net "$0" --loss "$loss" --runs "$runs" --copies "$copies" --frame-ms "$frame_ms"
+    exec unshare --net "$0" --loss "$loss" --runs "$runs" --copies "$copies" --frame-ms "$frame_ms" \
+        --voice-processing "$voice" --warmup "$warmup" ${keep:+--keep "$(realpath -m "$keep")"}
 fi
 
 # From here on: inside our own network namespace.
@@ -70,13 +80,16 @@ work=$(mktemp -d /tmp/sapora-pesq.XXXXXX)
 pids=()
 cleanup() {
     for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+    if [ -n "$keep" ]; then mkdir -p "$keep" && cp "$work"/*.wav "$work"/*.json "$keep"/ 2>/dev/null || true; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
 
 ref="$work/reference.wav"
 python3 scripts/pesq_score.py --make-reference assets/speech.wav "$copies" "$ref"
-speech_s=$(python3 -c "import wave; w = wave.open('$ref'); print(w.getnframes() / w.getframerate())")
+talk="$work/talk.wav"
+python3 scripts/pesq_score.py --make-talk "$ref" "$warmup" "$talk"
+speech_s=$(python3 -c "import wave; w = wave.open('$talk'); print(w.getnframes() / w.getframerate())")
 
 offset=100
 "$SAPORA_BIN" host --headless --no-discovery --bind 127.0.0.1 --port-offset "$offset" \
@@ -111,7 +124,7 @@ for run in $(seq 1 "$runs"); do
     listener=$!
     sleep 1.5
     "$SAPORA_BIN" bot "127.0.0.1:$((5000 + offset))" --name "talker$run" --room pesq \
-        --mic "file:$ref" "${voice_args[@]}" --duration "$talk_s" --report json >"$work/talker-$run.json" 2>&1 &
+        --mic "file:$talk" "${voice_args[@]}" --duration "$talk_s" --report json >"$work/talker-$run.json" 2>&1 &
     talker=$!
     pids+=("$listener" "$talker")
     wait "$talker" || true
@@ -132,7 +145,8 @@ except Exception:
     sys.exit(0)
 keys = ["audio_packets_received", "audio_packets_sent", "audio_frames_concealed",
         "audio_loss_down_percent", "audio_loss_up_percent", "audio_fec_expected_loss_percent",
-        "audio_passthrough_share", "errors"]
+        "audio_passthrough_share", "audio_red_depth", "audio_red_frames_sent",
+        "audio_frames_recovered", "audio_comfort_noise_frames", "errors"]
 print("  %s: %s" % (sys.argv[2], json.dumps({k: r.get(k) for k in keys})))
 PY
     done
@@ -142,4 +156,4 @@ if [ "$loss" -gt 0 ]; then
     nft list table inet sapora_pesq | grep -o 'packets [0-9]* bytes [0-9]* drop comment "[^"]*"' | sed 's/^/  /'
 fi
 mean=$(printf '%s\n' "${scores[@]}" | awk '{s += $1} END {printf "%.3f", s / NR}')
-echo "{\"pesq_wb_mean\": $mean, \"runs\": $runs, \"loss_percent_each_way\": $loss, \"frame_ms\": $frame_ms, \"scores\": [$(IFS=,; echo "${scores[*]}")]}"
+echo "{\"pesq_wb_mean\": $mean, \"runs\": $runs, \"loss_percent_each_way\": $loss, \"warmup_s\": $warmup, \"frame_ms\": $frame_ms, \"scores\": [$(IFS=,; echo "${scores[*]}")]}"

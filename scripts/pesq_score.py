@@ -3,6 +3,7 @@
 
     scripts/pesq_score.py REFERENCE.wav RECORDING.wav
     scripts/pesq_score.py --make-reference SPEECH.wav COPIES OUT.wav
+    scripts/pesq_score.py --make-talk REFERENCE.wav WARMUP_S OUT.wav
 
 Scoring: both files are brought to 16 kHz mono (polyphase resampling), the
 recording is aligned to the reference by the lag that maximises their
@@ -16,6 +17,12 @@ and no score is printed); 1 anything else (unreadable file, no speech found).
 
 --make-reference writes COPIES copies of SPEECH.wav, 0.5 s of silence apart,
 as 48 kHz 16-bit mono: a longer test signal (P.862 asks for 8-20 s).
+
+--make-talk writes what the talker reads: WARMUP_S seconds of the reference
+played backwards (speech-like sound and pauses that do not correlate with
+the reference, so the alignment cannot pick it), 0.5 s of silence, then the
+reference. The warm-up lets loss-adaptive senders and receivers settle (loss
+reports, redundancy, jitter-buffer depth) before the scored speech starts.
 """
 import json
 import sys
@@ -70,6 +77,16 @@ def make_reference(speech, copies, out):
     wavfile.write(out, 48000, (np.clip(y, -1, 1) * 32767).astype(np.int16))
 
 
+def make_talk(ref_path, warmup_s, out):
+    x = load(ref_path, 48000)
+    n = int(warmup_s * 48000)
+    warm = x[::-1]
+    while len(warm) < n:
+        warm = np.concatenate([warm, x[::-1]])
+    y = np.concatenate([warm[:n], np.zeros(24000), x]) if n > 0 else x
+    wavfile.write(out, 48000, (np.clip(y, -1, 1) * 32767).astype(np.int16))
+
+
 def score(ref_path, deg_path):
     pesq = need("pesq")
     ref = load(ref_path, 16000)
@@ -97,6 +114,8 @@ def main():
     a = sys.argv[1:]
     if len(a) == 4 and a[0] == "--make-reference":
         make_reference(a[1], int(a[2]), a[3])
+    elif len(a) == 4 and a[0] == "--make-talk":
+        make_talk(a[1], float(a[2]), a[3])
     elif len(a) == 2:
         score(a[0], a[1])
     else:

@@ -19,10 +19,15 @@
 //! [`SILENCE_RMS`] the engine sends one frame marked as the end of the
 //! talkspurt, then only the keepalive until there is sound again. Once a
 //! second it reports the mix's loss and jitter to the host, and its encoder
-//! expects the loss the host's reports ask for (Opus FEC).
+//! expects the loss the host's reports ask for (Opus FEC). While the host
+//! reports loss on our audio, each packet also carries the last one or two
+//! ([`redundancy_frames`], codec `OpusRed`); copies in the mix fill the
+//! jitter buffer's gaps. Pauses between talkspurts play comfort noise at the
+//! background's level (silence after a clean source).
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -32,6 +37,7 @@ use smol::channel::{Receiver, Sender};
 
 use super::session::Client;
 use crate::media::audio::apm::{self, AecReport, VoiceSettings};
+use crate::media::audio::codec::{LossEstimate, redundancy_frames};
 use crate::media::audio::jitter::LossMeter;
 use crate::media::audio::room::{EchoSpec, NoiseSpec};
 use crate::media::audio::source::CLICK_US;
@@ -40,8 +46,8 @@ use crate::media::audio::{
     JitterBuffer, JitterConfig, MicSpec, Playout, SpeakerSpec, TickPhase, frame_us,
 };
 use crate::proto::{
-    AUDIO_DATAGRAM_MAX, AudioCodec, AudioDown, AudioUp, FeedbackDown, FeedbackUp, SpeakingLevel,
-    Welcome, is_audio_feedback,
+    AUDIO_DATAGRAM_MAX, AudioCodec, AudioDown, AudioUp, FeedbackDown, FeedbackUp, RedBlock,
+    RedPayload, SpeakingLevel, Welcome, is_audio_feedback,
 };
 
 #[derive(Debug, Clone)]
@@ -118,6 +124,16 @@ pub struct AudioStats {
     pub fec_expected_loss_percent: u8,
     /// Talkspurts sent (each ended by an end mark, then nothing until sound).
     pub talkspurts_sent: u64,
+    /// Earlier frames sent again inside our audio packets (RFC 2198
+    /// redundancy, only while the host reports loss), and how many each
+    /// packet carried last (0 = none).
+    pub red_frames_sent: u64,
+    pub red_depth: u8,
+    /// Mix frames whose own datagram was lost, played from a later
+    /// datagram's redundant copy.
+    pub frames_recovered: u64,
+    /// Frames played as comfort noise in the pauses between talkspurts.
+    pub comfort_noise_frames: u64,
 }
 
 /// What the engine tells its owner (the UI) besides counters.
@@ -150,6 +166,9 @@ struct Shared {
     down_loss: Mutex<LossMeter>,
     /// Packet loss the host asks our encoder to expect, percent.
     expected_loss: AtomicU8,
+    /// Loss of our audio on its way to the host, per mille, smoothed
+    /// ([`LossEstimate`]): how much redundancy we send.
+    up_loss_permille: AtomicU16,
     start: Instant,
     voice: apm::VoiceControl,
 }
@@ -205,6 +224,7 @@ impl AudioEngine {
             phase: Mutex::new(TickPhase::new(fus)),
             down_loss: Mutex::new(LossMeter::new()),
             expected_loss: AtomicU8::new(0),
+            up_loss_permille: AtomicU16::new(0),
             start: Instant::now(),
             voice: apm::VoiceControl::default(),
         });
@@ -304,6 +324,7 @@ impl Drop for AudioEngine {
 
 fn receive(socket: UdpSocket, shared: &Shared, events: &Sender<AudioEvent>) {
     let mut buf = vec![0u8; AUDIO_DATAGRAM_MAX + 1];
+    let mut up_loss = LossEstimate::default();
     while !shared.stop.load(Ordering::Relaxed) {
         let (n, from) = match socket.recv_from(&mut buf) {
             Ok(got) => got,
@@ -317,6 +338,10 @@ fn receive(socket: UdpSocket, shared: &Shared, events: &Sender<AudioEvent>) {
             // The host's report on our audio: our encoder's FEC follows it.
             if let Ok(r) = FeedbackDown::decode(&buf[..n]) {
                 shared.expected_loss.store(r.expected_loss_percent, Ordering::Relaxed);
+                let smoothed = up_loss.update(r.loss);
+                shared
+                    .up_loss_permille
+                    .store((smoothed * 1000.0).round() as u16, Ordering::Relaxed);
                 let mut s = shared.stats.lock().unwrap_or_else(|e| e.into_inner());
                 s.up_reports += 1;
                 s.up_loss_sum += r.loss;
@@ -325,7 +350,7 @@ fn receive(socket: UdpSocket, shared: &Shared, events: &Sender<AudioEvent>) {
         }
         let Ok(down) = AudioDown::decode(&buf[..n]) else { continue };
         let now = shared.now_us();
-        shared.codec.store(down.codec as u8, Ordering::Relaxed);
+        shared.codec.store(down.codec.base() as u8, Ordering::Relaxed);
         {
             let mut s = shared.stats.lock().unwrap_or_else(|e| e.into_inner());
             s.packets_received += 1;
@@ -358,16 +383,26 @@ fn receive(socket: UdpSocket, shared: &Shared, events: &Sender<AudioEvent>) {
             s.frames_forwarded += u64::from(down.forwarded);
         }
         shared.phase.lock().unwrap_or_else(|e| e.into_inner()).arrival(now);
+        // Redundancy (RFC 2198): copies of earlier frames ride along.
+        let red = match down.codec {
+            AudioCodec::OpusRed => RedPayload::decode(down.payload).ok(),
+            _ => None,
+        };
+        let (codec, primary) = match &red {
+            Some(r) => (AudioCodec::Opus, r.primary),
+            None => (down.codec, down.payload),
+        };
         // An empty payload is an end mark with no audio.
-        let packet =
-            (!down.payload.is_empty()).then(|| (down.codec, down.payload.to_vec(), down.fec));
-        shared.jb.lock().unwrap_or_else(|e| e.into_inner()).push_marked(
-            now,
-            down.seq,
-            down.timestamp,
-            packet,
-            down.end,
-        );
+        let packet = (!primary.is_empty()).then(|| (codec, primary.to_vec(), down.fec));
+        let mut jb = shared.jb.lock().unwrap_or_else(|e| e.into_inner());
+        jb.set_min_depth(red.as_ref().map_or(0, RedPayload::depth));
+        jb.push_marked(now, down.seq, down.timestamp, packet, down.end);
+        for b in red.as_ref().map_or(&[][..], RedPayload::blocks) {
+            let seq = down.seq.wrapping_sub(u32::from(b.back));
+            if jb.wants(seq) {
+                jb.push_redundant(seq, (AudioCodec::Opus, b.data.to_vec(), b.fec));
+            }
+        }
     }
 }
 
@@ -405,6 +440,13 @@ struct Uplink {
     talking: bool,
     /// Frames since the last reception report to the host.
     since_feedback: u32,
+    /// The last packets sent (seq, Opus packet), newest last, kept while
+    /// the host reports loss: the redundancy of the next packets.
+    sent: VecDeque<(u32, Vec<u8>)>,
+    /// The packet with its redundancy, when there is some.
+    red_payload: Vec<u8>,
+    /// A reception report went to the host already.
+    reported: bool,
 }
 
 /// A captured frame below this RMS (−60 dBFS) is silence: not sent once the
@@ -422,6 +464,12 @@ struct Downlink {
     fec: u64,
     /// The frame just played was a pause (see `JitterBuffer::set_quiet`).
     quiet: bool,
+    /// Fills the pauses between talkspurts.
+    comfort: audio::codec::ComfortNoise,
+    comfort_frames: u64,
+    /// The jitter buffer's reset count when last seen (a reset means the
+    /// sender went away, not a pause: no comfort noise).
+    resets: u64,
 }
 
 /// Capture-and-send runs this long before the host's tick (at most 40 %
@@ -457,6 +505,9 @@ impl Engine<'_> {
             quiet_frames: u32::MAX,
             talking: false,
             since_feedback: 0,
+            sent: VecDeque::with_capacity(crate::proto::MAX_RED_BLOCKS + 1),
+            red_payload: Vec::with_capacity(2048),
+            reported: false,
         };
         let mut down = Downlink {
             played: vec![0.0; n],
@@ -464,6 +515,9 @@ impl Engine<'_> {
             concealed: 0,
             fec: 0,
             quiet: true,
+            comfort: audio::codec::ComfortNoise::new(),
+            comfort_frames: 0,
+            resets: 0,
         };
         let mut send_at = Instant::now() + period;
         let mut play_at = send_at;
@@ -596,13 +650,48 @@ impl Engine<'_> {
         }
         up.payload.clear();
         let keepalive = !sending;
+        // Redundancy while the host reports loss on our uplink: each packet
+        // also carries the last one or two (see `redundancy_frames`).
+        let up_loss = f64::from(self.shared.up_loss_permille.load(Ordering::Relaxed)) / 1000.0;
+        let copies = if codec == AudioCodec::Opus { redundancy_frames(up_loss) } else { 0 };
+        let mut red_blocks = 0;
         if sending {
             if let Some(enc) = up.encoder.as_mut() {
                 enc.set_expected_loss(self.shared.expected_loss.load(Ordering::Relaxed));
                 enc.encode(&up.frame, &mut up.payload)?;
             }
             up.seq = up.seq.wrapping_add(1);
+            if copies == 0 {
+                up.sent.clear();
+            } else if !up.payload.is_empty() {
+                let seq = up.seq;
+                let mut blocks = [RedBlock::default(); crate::proto::MAX_RED_BLOCKS];
+                for (seq_then, data) in up.sent.iter() {
+                    let back = seq.wrapping_sub(*seq_then);
+                    if (1..=u32::from(copies)).contains(&back) && red_blocks < blocks.len() {
+                        blocks[red_blocks] = RedBlock { back: back as u8, fec: false, data };
+                        red_blocks += 1;
+                    }
+                }
+                up.red_payload.clear();
+                RedPayload::encode(&blocks[..red_blocks], &up.payload, &mut up.red_payload);
+                // Keep this packet for the next ones (reusing the oldest buffer).
+                let mut keep = if up.sent.len() >= crate::proto::MAX_RED_BLOCKS {
+                    up.sent.pop_front().map(|(_, v)| v).unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                keep.clear();
+                keep.extend_from_slice(&up.payload);
+                up.sent.push_back((seq, keep));
+                std::mem::swap(&mut up.payload, &mut up.red_payload);
+            }
         }
+        let codec = if sending && copies > 0 && !up.payload.is_empty() {
+            AudioCodec::OpusRed
+        } else {
+            codec
+        };
         self.feedback(up, n, dest, session, token);
         up.timestamp = up.timestamp.wrapping_add(n as u32);
         up.since_keepalive = up.since_keepalive.saturating_add(1);
@@ -633,6 +722,10 @@ impl Engine<'_> {
             }
             s.talkspurts_sent += u64::from(end);
             s.fec_expected_loss_percent = up.encoder.as_ref().map_or(0, Encoder::expected_loss);
+            s.red_frames_sent += red_blocks as u64;
+            if !keepalive {
+                s.red_depth = copies;
+            }
             s.bytes_sent += up.datagram.len() as u64;
         }
         Ok(())
@@ -649,12 +742,17 @@ impl Engine<'_> {
         token: u64,
     ) {
         up.since_feedback = up.since_feedback.saturating_add(1);
-        if (up.since_feedback as u64) * frame_us(n) < 1_000_000 {
+        // The first report goes out after a quarter second of the mix, so
+        // the host's redundancy and FEC for us start soon; then once a second.
+        let first = !up.reported
+            && self.shared.down_loss.lock().unwrap_or_else(|e| e.into_inner()).pending() >= 12;
+        if (up.since_feedback as u64) * frame_us(n) < 1_000_000 && !first {
             return;
         }
         up.since_feedback = 0;
         let taken = self.shared.down_loss.lock().unwrap_or_else(|e| e.into_inner()).take();
         let (Some((loss, expected)), Some(dest)) = (taken, dest) else { return };
+        up.reported = true;
         let jitter = self.shared.jb.lock().unwrap_or_else(|e| e.into_inner()).jitter_us();
         {
             let mut s = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
@@ -679,6 +777,7 @@ impl Engine<'_> {
         let audible = match out {
             Playout::Frame((codec, data, false)) => {
                 down.decoder.decode(codec, &data, &mut down.played);
+                down.comfort.observe(&down.played);
                 true
             }
             Playout::Frame((codec, data, true)) => {
@@ -697,7 +796,13 @@ impl Engine<'_> {
                 true
             }
             Playout::Idle => {
-                down.played.fill(0.0);
+                if jstats.resets != down.resets {
+                    down.resets = jstats.resets;
+                    down.comfort.forget();
+                }
+                // A pause between talkspurts: comfort noise at the
+                // background's level (silence after a clean source).
+                down.comfort_frames += u64::from(down.comfort.fill(&mut down.played));
                 false
             }
         };
@@ -724,6 +829,8 @@ impl Engine<'_> {
         s.buffer_ms = delay as f64 / 1000.0;
         s.buffer_resets = jstats.resets;
         s.frames_dropped = jstats.dropped;
+        s.frames_recovered = jstats.recovered;
+        s.comfort_noise_frames = down.comfort_frames;
     }
 }
 
@@ -832,6 +939,16 @@ pub struct AudioReport {
     pub audio_passthrough_share: f64,
     /// Talkspurts we sent (silence between them is not sent).
     pub audio_talkspurts_sent: u64,
+    /// Earlier frames we sent again inside our packets (RFC 2198
+    /// redundancy; 0 on a clean network), and how many each packet carried
+    /// at the end (0–2).
+    pub audio_red_frames_sent: u64,
+    pub audio_red_depth: u8,
+    /// Mix frames lost on the way to us but played from a later datagram's
+    /// redundant copy.
+    pub audio_frames_recovered: u64,
+    /// Frames of comfort noise played in pauses (0 after a clean source).
+    pub audio_comfort_noise_frames: u64,
 }
 
 /// Runs a bot's audio engine for the life of the bot.
@@ -939,6 +1056,10 @@ impl BotAudio {
                 s.frames_forwarded as f64 / s.mix_datagrams as f64
             },
             audio_talkspurts_sent: s.talkspurts_sent,
+            audio_red_frames_sent: s.red_frames_sent,
+            audio_red_depth: s.red_depth,
+            audio_frames_recovered: s.frames_recovered,
+            audio_comfort_noise_frames: s.comfort_noise_frames,
         }
     }
 }

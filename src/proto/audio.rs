@@ -56,6 +56,11 @@ pub enum AudioCodec {
     Pcm16 = 0,
     /// One Opus packet (RFC 6716).
     Opus = 1,
+    /// Opus with redundancy, after RFC 2198 (RTP "RED"): the payload holds
+    /// copies of up to [`MAX_RED_BLOCKS`] earlier frames' Opus packets,
+    /// then this frame's ([`RedPayload`]). Sent only while the receiver
+    /// reports loss; a packet lost on the way is rebuilt from a later one.
+    OpusRed = 2,
 }
 
 impl AudioCodec {
@@ -63,8 +68,107 @@ impl AudioCodec {
         match b {
             0 => Ok(AudioCodec::Pcm16),
             1 => Ok(AudioCodec::Opus),
+            2 => Ok(AudioCodec::OpusRed),
             other => Err(DecodeError::Payload(format!("unknown audio codec {other}"))),
         }
+    }
+
+    /// The codec of the frames inside: [`AudioCodec::Opus`] for
+    /// [`AudioCodec::OpusRed`], else itself.
+    pub fn base(self) -> AudioCodec {
+        match self {
+            AudioCodec::OpusRed => AudioCodec::Opus,
+            other => other,
+        }
+    }
+}
+
+/// At most this many redundant frames ride in one [`AudioCodec::OpusRed`] payload.
+pub const MAX_RED_BLOCKS: usize = 2;
+/// Bytes of one redundant block's header: back u8, flags u8, length u16.
+pub const RED_BLOCK_HEADER_LEN: usize = 4;
+/// Redundant-block flag: the block is a frame's stand-in carried for its
+/// in-band FEC, as [`AUDIO_FEC`] says of a whole datagram.
+pub const RED_BLOCK_FEC: u8 = 1 << 0;
+
+/// One earlier frame's packet, carried again ([`AudioCodec::OpusRed`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RedBlock<'a> {
+    /// The block is the frame numbered `seq - back` of the datagram's
+    /// sequence (1 = the previous frame), 1..=255.
+    pub back: u8,
+    /// The block stood in for its frame to carry the next frame's FEC
+    /// ([`RED_BLOCK_FEC`]; host → client only).
+    pub fec: bool,
+    /// The Opus packet.
+    pub data: &'a [u8],
+}
+
+/// An [`AudioCodec::OpusRed`] payload: `count` u8 (0..=[`MAX_RED_BLOCKS`]),
+/// `count` block headers {`back` u8, `flags` u8, `len` u16}, the blocks'
+/// bytes in the same order, then this frame's Opus packet (the rest).
+/// Borrowed from the datagram; no allocation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RedPayload<'a> {
+    blocks: [RedBlock<'a>; MAX_RED_BLOCKS],
+    count: usize,
+    /// This frame's own packet (may be empty: an end mark without audio).
+    pub primary: &'a [u8],
+}
+
+impl<'a> RedPayload<'a> {
+    /// The redundant frames, as sent (oldest first, by convention).
+    pub fn blocks(&self) -> &[RedBlock<'a>] {
+        &self.blocks[..self.count]
+    }
+
+    /// The largest `back` carried: how many frames later a lost packet's
+    /// copy comes (0 without blocks).
+    pub fn depth(&self) -> u8 {
+        self.blocks().iter().map(|b| b.back).max().unwrap_or(0)
+    }
+
+    /// Appends the payload for `primary` with `blocks` (at most
+    /// [`MAX_RED_BLOCKS`]; further ones are left out).
+    pub fn encode(blocks: &[RedBlock<'_>], primary: &[u8], out: &mut Vec<u8>) {
+        let blocks = &blocks[..blocks.len().min(MAX_RED_BLOCKS)];
+        out.push(blocks.len() as u8);
+        for b in blocks {
+            out.push(b.back);
+            out.push(if b.fec { RED_BLOCK_FEC } else { 0 });
+            out.extend_from_slice(&(b.data.len().min(u16::MAX as usize) as u16).to_be_bytes());
+        }
+        for b in blocks {
+            out.extend_from_slice(&b.data[..b.data.len().min(u16::MAX as usize)]);
+        }
+        out.extend_from_slice(primary);
+    }
+
+    /// Splits a payload; errors on a count over [`MAX_RED_BLOCKS`], a
+    /// `back` of 0, or lengths past the end.
+    pub fn decode(payload: &'a [u8]) -> Result<RedPayload<'a>, DecodeError> {
+        let count = byte(payload, 0)? as usize;
+        if count > MAX_RED_BLOCKS {
+            return Err(DecodeError::Payload(format!(
+                "{count} redundant audio frames (max {MAX_RED_BLOCKS})"
+            )));
+        }
+        let mut red = RedPayload { count, ..RedPayload::default() };
+        let mut at = 1 + count * RED_BLOCK_HEADER_LEN;
+        for i in 0..count {
+            let h = 1 + i * RED_BLOCK_HEADER_LEN;
+            let back = byte(payload, h)?;
+            if back == 0 {
+                return Err(DecodeError::Payload("a redundant audio frame 0 frames back".into()));
+            }
+            let fec = byte(payload, h + 1)? & RED_BLOCK_FEC != 0;
+            let len = be_u16(payload, h + 2)? as usize;
+            let data = payload.get(at..at + len).ok_or(DecodeError::UnexpectedEnd)?;
+            red.blocks[i] = RedBlock { back, fec, data };
+            at += len;
+        }
+        red.primary = payload.get(at..).ok_or(DecodeError::UnexpectedEnd)?;
+        Ok(red)
     }
 }
 
@@ -132,6 +236,15 @@ fn byte(b: &[u8], at: usize) -> Result<u8, DecodeError> {
     b.get(at).copied().ok_or(DecodeError::UnexpectedEnd)
 }
 
+/// A datagram whose codec is [`AudioCodec::OpusRed`] must hold a well-formed
+/// [`RedPayload`], so that receivers can split it without checking again.
+fn check_red(codec: AudioCodec, payload: &[u8]) -> Result<AudioCodec, DecodeError> {
+    if codec == AudioCodec::OpusRed {
+        RedPayload::decode(payload)?;
+    }
+    Ok(codec)
+}
+
 /// Splits a datagram into header and payload, checking version, type and length.
 fn open(buf: &[u8]) -> Result<(Header, &[u8]), DecodeError> {
     if buf.len() > AUDIO_DATAGRAM_MAX {
@@ -184,7 +297,7 @@ impl<'a> AudioUp<'a> {
             end: h.flags & AUDIO_END != 0,
             seq: be_u32(p, 12)?,
             timestamp: be_u32(p, 16)?,
-            codec: AudioCodec::from_u8(byte(p, 20)?)?,
+            codec: check_red(AudioCodec::from_u8(byte(p, 20)?)?, &p[UP_HEADER_LEN..])?,
             samples: be_u16(p, 21)?,
             payload: &p[UP_HEADER_LEN..],
         })
@@ -250,7 +363,7 @@ impl<'a> AudioDown<'a> {
             forwarded: h.flags & AUDIO_FORWARDED != 0,
             fec: h.flags & AUDIO_FEC != 0,
             timestamp: be_u32(p, 4)?,
-            codec: AudioCodec::from_u8(byte(p, 8)?)?,
+            codec: check_red(AudioCodec::from_u8(byte(p, 8)?)?, &p[at..])?,
             samples: be_u16(p, 9)?,
             levels,
             payload: &p[at..],
@@ -542,6 +655,56 @@ mod tests {
         }
         .encode(&mut audio);
         assert!(!is_audio_feedback(&audio) && !is_audio_feedback(&[]));
+    }
+
+    #[test]
+    fn redundant_frames_round_trip_and_hostile_ones_are_errors() {
+        let (a, b, now) = ([1u8, 2, 3], [4u8; 300], [9u8, 8]);
+        let blocks =
+            [RedBlock { back: 2, fec: false, data: &a }, RedBlock { back: 1, fec: true, data: &b }];
+        let mut payload = Vec::new();
+        RedPayload::encode(&blocks, &now, &mut payload);
+        assert_eq!(payload.len(), 1 + 2 * RED_BLOCK_HEADER_LEN + 3 + 300 + 2);
+        let red = RedPayload::decode(&payload).unwrap();
+        assert_eq!(red.blocks(), &blocks);
+        assert_eq!((red.primary, red.depth()), (&now[..], 2));
+        // No blocks: just the count byte, then the packet.
+        let mut bare = Vec::new();
+        RedPayload::encode(&[], &now, &mut bare);
+        assert_eq!(bare, [0, 9, 8]);
+        assert_eq!(RedPayload::decode(&bare).unwrap().depth(), 0);
+        // In a datagram, both ways.
+        let up = AudioUp {
+            session: 1,
+            token: 2,
+            keepalive: false,
+            end: false,
+            seq: 5,
+            timestamp: 0,
+            codec: AudioCodec::OpusRed,
+            samples: 960,
+            payload: &payload,
+        };
+        let mut buf = Vec::new();
+        up.encode(&mut buf);
+        assert_eq!(AudioUp::decode(&buf), Ok(up));
+        // Every truncation of the payload is an error, never a panic
+        // (the datagram's own length is fixed up so only the RED layout is wrong).
+        for cut in 0..payload.len() - now.len() {
+            assert!(RedPayload::decode(&payload[..cut]).is_err(), "cut at {cut}");
+            let mut buf = Vec::new();
+            AudioUp { payload: &payload[..cut], ..up }.encode(&mut buf);
+            assert!(AudioUp::decode(&buf).is_err(), "datagram cut at {cut}");
+        }
+        // Too many blocks; a block 0 frames back.
+        let mut bad = payload.clone();
+        bad[0] = 3;
+        assert!(RedPayload::decode(&bad).is_err());
+        let mut bad = payload;
+        bad[1] = 0;
+        assert!(RedPayload::decode(&bad).is_err());
+        assert_eq!(AudioCodec::from_u8(2), Ok(AudioCodec::OpusRed));
+        assert_eq!(AudioCodec::OpusRed.base(), AudioCodec::Opus);
     }
 
     #[test]

@@ -304,7 +304,7 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
     // Recording frames the mixer's shared Opus mix; a PCM mix is not recorded.
     let record_dir = opts.record_dir.clone().unwrap_or_else(super::record::default_dir);
     let recorder = match opts.audio_codec {
-        crate::proto::AudioCodec::Opus => {
+        crate::proto::AudioCodec::Opus | crate::proto::AudioCodec::OpusRed => {
             match super::record::Recorder::start(record_dir, opts.audio_frame_samples) {
                 Ok(r) => Some(r),
                 Err(e) => {
@@ -321,7 +321,9 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
                 "this host cannot record: its audio mix is PCM (start it with --audio-codec opus)"
                     .into()
             }
-            crate::proto::AudioCodec::Opus => "this host cannot record (see its log)".into(),
+            crate::proto::AudioCodec::Opus | crate::proto::AudioCodec::OpusRed => {
+                "this host cannot record (see its log)".into()
+            }
         });
     }
     let rec = recorder.as_ref().map(|r| r.sender());

@@ -37,18 +37,28 @@
 //! should expect (their uplink's, or the worst that listeners of their
 //! forwarded packets measure, end to end); listeners report their loss
 //! ([`Mixer::feedback`]) and the host's own encoders follow it.
+//!
+//! Redundancy (RFC 2198 style, [`AudioCodec::OpusRed`]): a talker whose
+//! uplink loses sends copies of its last packets; the host fills its jitter
+//! buffer's gaps with them before the tick, so the frame goes on unchanged
+//! (pass-through holds while the loss the copies leave is low). Each
+//! listener who reports loss gets copies of the last datagrams sent to it,
+//! one or two by its loss ([`redundancy_frames`]); a clean link gets none.
+//! Encoders then expect only the loss the copies leave ([`residual_loss`]).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 
-use crate::media::audio::codec::{LossEstimate, expected_loss_percent};
+use crate::media::audio::codec::{
+    LossEstimate, expected_loss_percent, redundancy_frames, residual_loss,
+};
 use crate::media::audio::jitter::LossMeter;
 use crate::media::audio::{
     Decoder, Encoder, JitterBuffer, JitterConfig, Playout, QUIET_FRAME_RMS, frame_us, rms,
 };
 use crate::proto::{
-    AudioCodec, AudioDown, AudioUp, FeedbackDown, FeedbackUp, MAX_LEVELS, SpeakingLevel,
-    level_from_rms,
+    AudioCodec, AudioDown, AudioUp, FeedbackDown, FeedbackUp, MAX_LEVELS, MAX_RED_BLOCKS, RedBlock,
+    RedPayload, SpeakingLevel, level_from_rms,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -118,6 +128,11 @@ pub struct MixerStats {
     /// Sum over senders of their jitter buffers' late, lost and dropped frames.
     pub late: u64,
     pub lost: u64,
+    /// Talker frames lost on the way here but rebuilt from a later packet's
+    /// redundant copy (RFC 2198), summed over senders' jitter buffers.
+    pub recovered: u64,
+    /// Earlier frames sent again inside datagrams to listeners who report loss.
+    pub red_out: u64,
 }
 
 /// Who sent a packet, as the directory knows them.
@@ -190,9 +205,51 @@ struct Member {
     up_loss: LossEstimate,
     /// Loss this member reports on what we send it.
     down_loss: LossEstimate,
+    /// Redundant frames per packet this member sends (the largest `back`
+    /// of its last packet): how much of its uplink loss the host recovers.
+    up_red: u8,
+    /// The last audio datagrams sent to this listener (seq, FEC stand-in,
+    /// payload), kept while it reports loss: the redundancy of the next.
+    red_sent: VecDeque<(u32, bool, Vec<u8>)>,
+    /// A reception report went to this member already.
+    reported: bool,
+    /// When our reports on this member's uplink started to show loss
+    /// (`None` while they show none).
+    lossy_since_us: Option<u64>,
     /// Worst `down_loss` among listeners this member's packets were
     /// forwarded to since the last report.
     forward_loss: f64,
+}
+
+impl Member {
+    /// Uplink loss left after the talker's redundancy rebuilt what it
+    /// could, when the talker sends redundancy: the lower of what the copies
+    /// leave of random loss and what the jitter buffer measures (the share
+    /// of frames it concealed lately, which lags: it still counts the losses
+    /// from before the copies came on). Else the uplink's loss, once the
+    /// talker had [`RED_GRACE_US`] since our first report of it to start
+    /// sending copies (before that, 0: a talker about to send copies is not
+    /// moved to a mix and back).
+    fn residual_up_loss(&self, now_us: u64) -> f64 {
+        if self.up_red > 0 {
+            residual_loss(self.up_loss.get(), self.up_red).min(self.jb.loss_rate())
+        } else if self.lossy_since_us.is_some_and(|t| now_us.saturating_sub(t) < RED_GRACE_US) {
+            0.0
+        } else {
+            self.up_loss.get()
+        }
+    }
+
+    /// Redundant frames each datagram to this listener carries, for the
+    /// loss it reports (0 on a clean LAN).
+    fn down_red(&self) -> u8 {
+        redundancy_frames(self.down_loss.get())
+    }
+
+    /// Downlink loss left after the redundancy we send this listener.
+    fn residual_down_loss(&self) -> f64 {
+        residual_loss(self.down_loss.get(), self.down_red())
+    }
 }
 
 /// A room sum below this RMS (-50 dBFS) is quiet enough to switch a
@@ -213,6 +270,14 @@ const PRIME_FRAMES: usize = 3;
 /// downlink alone, so the two legs' losses do not compound. On a clean LAN
 /// the figure is 0 and pass-through applies.
 const PASS_THROUGH_MAX_UP_LOSS: f64 = 0.03;
+/// How long a talker whose uplink we report lossy has to start sending
+/// redundancy before pass-through counts its raw loss (a round trip and a
+/// frame, with room to spare).
+const RED_GRACE_US: u64 = 500_000;
+/// A sender's first reception report goes out once this many of its
+/// packets were expected (a quarter second at 20 ms), not at the next
+/// whole-second report.
+const FIRST_REPORT_AFTER: u64 = 12;
 /// Levels-only datagrams to a silent room: one per this many level reports.
 const SILENT_LEVELS_EVERY: u64 = 5;
 
@@ -257,6 +322,10 @@ pub struct Mixer {
     payload: Vec<u8>,
     shared_payload: Vec<u8>,
     datagram: Vec<u8>,
+    /// A listener's payload with its redundancy, and a copy of the packet
+    /// to keep for the next datagrams' (reused tick to tick).
+    red_payload: Vec<u8>,
+    red_keep: Vec<u8>,
     /// Rooms being recorded: their shared mix is encoded every tick, even
     /// with no listener on it, and handed to `tap` (see `record.rs`).
     recorded: std::collections::HashSet<String>,
@@ -337,6 +406,8 @@ impl Mixer {
             payload: Vec::with_capacity(2048),
             shared_payload: Vec::with_capacity(2048),
             datagram: Vec::with_capacity(4096),
+            red_payload: Vec::with_capacity(4096),
+            red_keep: Vec::with_capacity(2048),
             recorded: Default::default(),
             tap: None,
             forwarded: Vec::new(),
@@ -377,6 +448,7 @@ impl Mixer {
             let j = m.jb.stats();
             s.late += j.late;
             s.lost += j.lost + j.dropped;
+            s.recovered += j.recovered;
         }
         s
     }
@@ -436,6 +508,10 @@ impl Mixer {
             up_loss: LossEstimate::default(),
             down_loss: LossEstimate::default(),
             forward_loss: 0.0,
+            up_red: 0,
+            red_sent: VecDeque::new(),
+            reported: false,
+            lossy_since_us: None,
         });
         if m.room != sender.room {
             m.room = sender.room.to_string();
@@ -475,9 +551,27 @@ impl Mixer {
             self.stats.wrong_frame += 1;
             return;
         }
-        let item = (!pkt.payload.is_empty()).then(|| (pkt.codec, pkt.payload.to_vec()));
+        // Redundancy (RFC 2198): copies of the talker's earlier frames.
+        // `AudioUp::decode` checked the layout.
+        let red = match pkt.codec {
+            AudioCodec::OpusRed => RedPayload::decode(pkt.payload).ok(),
+            _ => None,
+        };
+        let (codec, primary) = match &red {
+            Some(r) => (AudioCodec::Opus, r.primary),
+            None => (pkt.codec, pkt.payload),
+        };
+        m.up_red = red.as_ref().map_or(0, RedPayload::depth);
+        m.jb.set_min_depth(m.up_red);
+        let item = (!primary.is_empty()).then(|| (codec, primary.to_vec()));
         if item.is_some() || pkt.end {
             m.jb.push_marked(now_us, pkt.seq, pkt.timestamp, item, pkt.end);
+        }
+        for b in red.as_ref().map_or(&[][..], RedPayload::blocks) {
+            let seq = pkt.seq.wrapping_sub(u32::from(b.back));
+            if m.jb.wants(seq) {
+                m.jb.push_redundant(seq, (AudioCodec::Opus, b.data.to_vec()));
+            }
         }
     }
 
@@ -653,7 +747,8 @@ impl Mixer {
                     (Some(t), false)
                         if self.cfg.pass_through
                             && !self.members[&t].foreign_codec
-                            && self.members[&t].up_loss.get() < PASS_THROUGH_MAX_UP_LOSS =>
+                            && self.members[&t].residual_up_loss(now_us)
+                                < PASS_THROUGH_MAX_UP_LOSS =>
                     {
                         match prev {
                             Stream::Silent => Stream::Forward(t),
@@ -696,7 +791,7 @@ impl Mixer {
                             let tm = &self.members[&t];
                             (tm.has_packet, tm.end, tm.fec_packet, tm.waiting)
                         };
-                        self.forwarded.push((t, self.members[&s].down_loss.get()));
+                        self.forwarded.push((t, self.members[&s].residual_down_loss()));
                         if has || has_fec {
                             // A frame lost on the way here goes on as the
                             // next packet, for its FEC: the listener rebuilds
@@ -747,7 +842,7 @@ impl Mixer {
                                 }
                             }
                         }
-                        let loss = expected_loss_percent(m.down_loss.get());
+                        let loss = expected_loss_percent(m.residual_down_loss());
                         let mut enc = m.encoder.take();
                         if let (Some(e), true) = (enc.as_mut(), fresh && prev != Stream::Silent) {
                             // Continue what this listener heard.
@@ -811,7 +906,8 @@ impl Mixer {
                             shared_ready = true;
                             state.shared_live = true;
                         }
-                        state.shared_loss = state.shared_loss.max(self.members[&s].down_loss.get());
+                        state.shared_loss =
+                            state.shared_loss.max(self.members[&s].residual_down_loss());
                         sent_end = Some(false);
                     }
                 }
@@ -827,6 +923,10 @@ impl Mixer {
                 if let (true, Some(end)) = (audio, sent_end) {
                     m.out_seq = m.out_seq.wrapping_add(1);
                     m.ended = end;
+                    let copies = if codec == AudioCodec::Opus { m.down_red() } else { 0 };
+                    if copies == 0 {
+                        m.red_sent.clear();
+                    }
                     let payload: &[u8] = if let Some(t) = forward_from {
                         &self.members[&t].packet
                     } else if want == Stream::Shared {
@@ -835,6 +935,28 @@ impl Mixer {
                         &self.payload
                     };
                     let m = &self.members[&s];
+                    let red = copies > 0 && !payload.is_empty();
+                    let (out_codec, body) = if red {
+                        // Redundancy for a listener who reports loss: the
+                        // last datagrams' packets ride along (RFC 2198).
+                        let mut blocks = [RedBlock::default(); MAX_RED_BLOCKS];
+                        let mut k = 0;
+                        for (seq, was_fec, data) in &m.red_sent {
+                            let back = m.out_seq.wrapping_sub(*seq);
+                            if (1..=u32::from(copies)).contains(&back) && k < blocks.len() {
+                                blocks[k] = RedBlock { back: back as u8, fec: *was_fec, data };
+                                k += 1;
+                            }
+                        }
+                        self.stats.red_out += k as u64;
+                        self.red_payload.clear();
+                        RedPayload::encode(&blocks[..k], payload, &mut self.red_payload);
+                        self.red_keep.clear();
+                        self.red_keep.extend_from_slice(payload);
+                        (AudioCodec::OpusRed, &self.red_payload[..])
+                    } else {
+                        (codec, payload)
+                    };
                     AudioDown {
                         seq: m.out_seq,
                         keepalive: false,
@@ -842,14 +964,26 @@ impl Mixer {
                         forwarded: forward_from.is_some(),
                         fec,
                         timestamp,
-                        codec,
+                        codec: out_codec,
                         samples: n as u16,
                         levels: levels.clone(),
-                        payload,
+                        payload: body,
                     }
                     .encode(datagram);
                     if forward_from.is_some() {
                         self.stats.forwarded += 1;
+                    }
+                    if red {
+                        // Keep this packet for the next datagrams.
+                        let m = self.members.get_mut(&s).expect("listed above");
+                        let mut keep = if m.red_sent.len() >= MAX_RED_BLOCKS {
+                            m.red_sent.pop_front().map(|(_, _, v)| v).unwrap_or_default()
+                        } else {
+                            Vec::new()
+                        };
+                        keep.clear();
+                        keep.extend_from_slice(&self.red_keep);
+                        m.red_sent.push_back((m.out_seq, fec, keep));
                     }
                 } else if report_levels && (!talkers.is_empty() || silent_levels) || m.hint {
                     // No audio this tick: the levels alone, outside the
@@ -914,22 +1048,44 @@ impl Mixer {
                 m.level = 0;
             }
         }
-        if tick.is_multiple_of(u64::from(self.cfg.feedback_every.max(1))) {
-            self.send_feedback(&mut send);
+        let every = u64::from(self.cfg.feedback_every.max(1));
+        if tick.is_multiple_of(every) {
+            self.send_feedback(now_us, &mut send, false);
+        } else if tick.is_multiple_of((every / 10).max(1)) {
+            // A new sender hears about its uplink's loss after a quarter
+            // second of audio, not up to a second (its redundancy and FEC
+            // start sooner).
+            self.send_feedback(now_us, &mut send, true);
         }
     }
 
     /// Reception reports to every member whose audio arrived since the last
     /// ones: their loss and jitter, and the loss their encoder should expect.
-    fn send_feedback(&mut self, send: &mut impl FnMut(SocketAddr, &[u8])) {
+    fn send_feedback(
+        &mut self,
+        now_us: u64,
+        send: &mut impl FnMut(SocketAddr, &[u8]),
+        first_only: bool,
+    ) {
         for m in self.members.values_mut() {
+            if first_only && (m.reported || m.up_meter.pending() < FIRST_REPORT_AFTER) {
+                continue;
+            }
+            m.reported = true;
             let forward_loss = std::mem::take(&mut m.forward_loss);
             let Some((loss, _)) = m.up_meter.take() else { continue };
             let up = m.up_loss.update(loss);
+            m.lossy_since_us = match (m.lossy_since_us, redundancy_frames(up) > 0) {
+                (_, false) => None,
+                (None, true) => Some(now_us),
+                (since, true) => since,
+            };
             // A forwarded packet's FEC serves both legs; what its listeners
             // measure already includes the uplink's losses (the host leaves
             // a gap for each).
-            let both = up.max(forward_loss);
+            // Redundancy leaves only the loss it cannot rebuild to FEC.
+            let both =
+                if m.up_red > 0 { residual_loss(up, m.up_red) } else { up }.max(forward_loss);
             let report = FeedbackDown {
                 loss,
                 jitter_us: m.jb.jitter_us().round().clamp(0.0, u32::MAX as f64) as u32,
@@ -1500,6 +1656,103 @@ mod tests {
         // own encoder's business, and the talker encodes for the uplink.
         assert_eq!(expected(&mut r, 10, 0.2), Some(10));
         assert_eq!(r.mixer.stats().feedback_in, 3);
+    }
+
+    /// A reception report from listener `s` on what the host sends it.
+    fn report(r: &mut Room, s: u32, room: &str, loss: f64) {
+        let name = format!("p{s}");
+        let who = Sender { session: s, name: &name, room };
+        let fb = FeedbackUp { session: s, token: 0, loss, jitter_us: 0 };
+        r.mixer.feedback(r.now, who, addr(s), &fb);
+    }
+
+    #[test]
+    fn redundancy_rebuilds_uplink_losses_and_goes_only_to_listeners_who_report_loss() {
+        let mut r = Room::new(MixerConfig::new(AudioCodec::Opus));
+        r.send(2, "red", None);
+        r.send(3, "red", None);
+        r.send(4, "red", None);
+        // Listener 2's link is clean; listener 3 loses 3 % (one copy),
+        // listener 4 10 % (two copies).
+        report(&mut r, 2, "red", 0.0);
+        report(&mut r, 3, "red", 0.03);
+        report(&mut r, 4, "red", 0.1);
+        let mut enc = Encoder::new(AudioCodec::Opus, 48_000).unwrap();
+        let name = "p1".to_string();
+        let mut sent: Vec<Vec<u8>> = Vec::new();
+        // (seq, primary packet, redundant blocks (back, bytes)) per listener.
+        type Got = Vec<(u32, Vec<u8>, Vec<(u8, Vec<u8>)>)>;
+        let mut got: HashMap<u32, Got> = HashMap::new();
+        for k in 0..60usize {
+            let mut p = Vec::new();
+            enc.encode(&tone(0.3, 440.0, k), &mut p).unwrap();
+            // The talker sends each packet with a copy of the previous one;
+            // every 10th is lost on the way up.
+            let mut payload = Vec::new();
+            let prev = k.checked_sub(1).map(|j| RedBlock { back: 1, fec: false, data: &sent[j] });
+            RedPayload::encode(prev.as_slice(), &p, &mut payload);
+            sent.push(p);
+            if k % 10 != 7 {
+                let seq = k as u32 + 1;
+                let up = AudioUp {
+                    session: 1,
+                    token: 0,
+                    keepalive: false,
+                    end: false,
+                    seq,
+                    timestamp: seq * 960,
+                    codec: AudioCodec::OpusRed,
+                    samples: 960,
+                    payload: &payload,
+                };
+                r.mixer.receive(
+                    r.now,
+                    Sender { session: 1, name: &name, room: "red" },
+                    addr(1),
+                    &up,
+                );
+            }
+            for (to, data) in tick_all(&mut r) {
+                let d = AudioDown::decode(&data).unwrap();
+                if d.keepalive {
+                    continue;
+                }
+                assert!(d.forwarded, "pass-through, the uplink losses rebuilt");
+                let entry = match d.codec {
+                    AudioCodec::OpusRed => {
+                        let red = RedPayload::decode(d.payload).unwrap();
+                        let blocks = red.blocks().iter().map(|b| (b.back, b.data.to_vec()));
+                        (d.seq, red.primary.to_vec(), blocks.collect())
+                    }
+                    _ => (d.seq, d.payload.to_vec(), Vec::new()),
+                };
+                got.entry(to).or_default().push(entry);
+            }
+        }
+        for to in [2, 3, 4] {
+            let g = &got[&to];
+            let primaries: Vec<&Vec<u8>> = g.iter().map(|e| &e.1).collect();
+            // Every talker frame, the lost ones included, in order, without
+            // a gap in the listener's sequence.
+            assert_eq!(primaries, sent[..g.len()].iter().collect::<Vec<_>>(), "listener {to}");
+            assert!(g.len() >= 55, "listener {to}: {} frames", g.len());
+            assert!(g.windows(2).all(|w| w[1].0 == w[0].0 + 1), "listener {to}");
+        }
+        // The clean listener gets no redundancy at all; the lossy one gets
+        // the previous datagram's packet again in each.
+        assert!(got[&2].iter().all(|e| e.2.is_empty()));
+        for w in got[&3].windows(2) {
+            assert_eq!(w[1].2, vec![(1, w[0].1.clone())]);
+        }
+        assert_eq!(got[&4][1].2, vec![(1, got[&4][0].1.clone())]);
+        for w in got[&4].windows(3) {
+            assert_eq!(w[2].2, vec![(2, w[0].1.clone()), (1, w[1].1.clone())]);
+        }
+        let s = r.mixer.stats();
+        assert_eq!(s.recovered, 6, "{s:?}");
+        let copies = got[&3].len() - 1 + 2 * got[&4].len() - 3;
+        assert_eq!(s.red_out, copies as u64, "{s:?}");
+        assert_eq!(s.encodes, 0, "{s:?}");
     }
 
     #[test]

@@ -42,6 +42,38 @@ pub fn expected_loss_percent(loss: f64) -> u8 {
     (loss * 100.0 - 1e-6).ceil().min(f64::from(MAX_EXPECTED_LOSS)) as u8
 }
 
+/// Below this smoothed loss (5 %), one redundant copy per frame; at or
+/// above, two. Measured with `scripts/pesq.sh --loss 10` (10 % random loss
+/// each way): two copies scored 2.91 on average over 7 runs, one copy 2.38
+/// (a loaded machine; one copy leaves 1 % of frames lost per leg, two 0.1 %),
+/// for 20 ms more jitter buffer at each end, under loss only.
+const TWO_COPIES_LOSS: f64 = 0.05;
+
+/// How many earlier frames each audio packet carries again (RFC 2198
+/// redundancy, [`AudioCodec::OpusRed`]) for a measured loss fraction of the
+/// link it crosses: 0 on a clean network (below 0.5 %: nothing extra is
+/// sent), 1 up to 5 %, else 2 (at most
+/// [`MAX_RED_BLOCKS`](crate::proto::MAX_RED_BLOCKS)). Random loss `p`
+/// then leaves `p²` (or `p³`) of the frames lost ([`residual_loss`]), for
+/// one (two) frames more of jitter buffer at the receiver.
+pub fn redundancy_frames(loss: f64) -> u8 {
+    if loss.is_nan() || loss < CLEAN_LOSS {
+        0
+    } else if loss < TWO_COPIES_LOSS {
+        1
+    } else {
+        2
+    }
+}
+
+/// The share of frames still lost when each packet also carries the
+/// `copies` frames before it and packets are lost independently with
+/// probability `loss`: all `copies + 1` packets that hold a frame must be lost.
+pub fn residual_loss(loss: f64, copies: u8) -> f64 {
+    let l = if loss.is_finite() { loss.clamp(0.0, 1.0) } else { 0.0 };
+    l.powi(i32::from(copies) + 1)
+}
+
 /// A loss figure smoothed over successive reports (one a second or so):
 /// it rises at once to a worse report, so FEC is there for the next burst,
 /// and falls a quarter of the way to a better one, so one lucky second does
@@ -77,9 +109,11 @@ impl Encoder {
         bitrate: u32,
         complexity: i32,
     ) -> Result<Encoder, AudioError> {
+        // Redundancy is packaging around Opus packets, not an encoding.
+        let codec = codec.base();
         let opus = match codec {
             AudioCodec::Pcm16 => None,
-            AudioCodec::Opus => {
+            AudioCodec::Opus | AudioCodec::OpusRed => {
                 let e = |e: opus::Error| AudioError::Codec(e.to_string());
                 let mut enc =
                     opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Voip)
@@ -204,6 +238,13 @@ impl Decoder {
                 self.last.extend_from_slice(out);
                 true
             }
+            AudioCodec::OpusRed => match crate::proto::RedPayload::decode(payload) {
+                Ok(red) => self.decode(AudioCodec::Opus, red.primary, out),
+                Err(_) => {
+                    self.conceal(None, out);
+                    false
+                }
+            },
             AudioCodec::Opus => {
                 if payload.is_empty() {
                     self.conceal(None, out);
@@ -231,6 +272,12 @@ impl Decoder {
     /// when there is one, else Opus packet-loss concealment; PCM repeats the
     /// last frame, faded.
     pub fn conceal(&mut self, next: Option<(AudioCodec, &[u8])>, out: &mut [f32]) {
+        let next = match next {
+            Some((AudioCodec::OpusRed, p)) => {
+                crate::proto::RedPayload::decode(p).ok().map(|red| (AudioCodec::Opus, red.primary))
+            }
+            other => other,
+        };
         let len = out.len();
         if self.last_opus || matches!(next, Some((AudioCodec::Opus, _))) {
             let mut scratch = std::mem::take(&mut self.scratch);
@@ -256,6 +303,91 @@ impl Decoder {
         } else {
             out.fill(0.0);
         }
+    }
+}
+
+/// Comfort noise for the pauses between talkspurts (the idea of RFC 3389
+/// and of Opus/WebRTC CNG): senders send nothing while silent, and a
+/// listener's playback fills the gap with noise at the level of the
+/// background heard just before, instead of dead digital silence, so a
+/// pause does not sound like a dropped line.
+///
+/// The background level is a minimum-statistics estimate (Martin 2001, in
+/// its simplest form): the lowest frame RMS of the talkspurt, let rise by
+/// 0.4 dB a frame so it follows a noise floor that goes up. Noise below
+/// −90 dBFS (a clean digital source) gives silence, and the level is capped
+/// at −50 dBFS: comfort noise is never louder than a quiet room. The noise
+/// is white noise through a one-pole low-pass (a pinkish hiss), from a
+/// xorshift generator: no allocation, no system randomness.
+#[derive(Debug, Clone)]
+pub struct ComfortNoise {
+    /// Background RMS estimate (full scale 1.0); 0 = none yet.
+    floor: f32,
+    rng: u32,
+    lowpass: f32,
+}
+
+/// Below this background RMS (−90 dBFS) there is no noise to imitate.
+const CN_MIN_RMS: f32 = 3.2e-5;
+/// Comfort noise never exceeds this RMS (−50 dBFS).
+const CN_MAX_RMS: f32 = 3.2e-3;
+/// Rise of the floor estimate per frame (0.4 dB).
+const CN_RISE: f32 = 1.047;
+/// One-pole low-pass coefficient of the noise shaping (about 1.5 kHz at 48 kHz).
+const CN_POLE: f32 = 0.82;
+
+impl Default for ComfortNoise {
+    fn default() -> Self {
+        ComfortNoise::new()
+    }
+}
+
+impl ComfortNoise {
+    pub fn new() -> ComfortNoise {
+        ComfortNoise { floor: 0.0, rng: 0x2545_f491, lowpass: 0.0 }
+    }
+
+    /// A frame of a talkspurt was played: updates the background estimate.
+    pub fn observe(&mut self, frame: &[f32]) {
+        let r = super::rms(frame);
+        if !r.is_finite() {
+            return;
+        }
+        self.floor = if self.floor <= 0.0 { r } else { (self.floor * CN_RISE).min(r) };
+    }
+
+    /// Forgets the background (the sender is gone, not pausing).
+    pub fn forget(&mut self) {
+        self.floor = 0.0;
+    }
+
+    /// The comfort noise's RMS, 0 when there is none.
+    pub fn level(&self) -> f32 {
+        if self.floor < CN_MIN_RMS { 0.0 } else { self.floor.min(CN_MAX_RMS) }
+    }
+
+    /// Fills `out` with comfort noise (or silence when there is no
+    /// background to imitate). Returns whether it is noise.
+    pub fn fill(&mut self, out: &mut [f32]) -> bool {
+        let level = self.level();
+        if level == 0.0 {
+            out.fill(0.0);
+            return false;
+        }
+        // White noise of unit variance through the low-pass: its output
+        // variance is (1 - a)² / (1 - a²) = (1 - a) / (1 + a).
+        let gain = level * ((1.0 + CN_POLE) / (1.0 - CN_POLE)).sqrt();
+        for x in out.iter_mut() {
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 17;
+            self.rng ^= self.rng << 5;
+            // Uniform in [-1, 1): variance 1/3.
+            let white = (self.rng as f32 / u32::MAX as f32) * 2.0 - 1.0;
+            let white = white * 3f32.sqrt();
+            self.lowpass = CN_POLE * self.lowpass + (1.0 - CN_POLE) * white;
+            *x = gain * self.lowpass;
+        }
+        true
     }
 }
 
@@ -305,6 +437,70 @@ mod tests {
         }
         d.conceal(None, &mut out);
         d.conceal(Some((AudioCodec::Opus, &[0xfc, 1, 2])), &mut out);
+        // A redundancy payload decodes as its own packet; a broken one is concealed.
+        let mut p = Vec::new();
+        e.encode(&tone(960, 0), &mut p).unwrap();
+        let mut red = Vec::new();
+        crate::proto::RedPayload::encode(
+            &[crate::proto::RedBlock { back: 1, fec: false, data: &[1, 2, 3] }],
+            &p,
+            &mut red,
+        );
+        assert!(d.decode(AudioCodec::OpusRed, &red, &mut out));
+        assert!(!d.decode(AudioCodec::OpusRed, &red[..3], &mut out));
+    }
+
+    #[test]
+    fn redundancy_follows_measured_loss() {
+        assert_eq!(redundancy_frames(0.0), 0, "a clean LAN sends nothing extra");
+        assert_eq!(redundancy_frames(0.004), 0);
+        assert_eq!(redundancy_frames(0.03), 1);
+        assert_eq!(redundancy_frames(0.1), 2);
+        assert_eq!(redundancy_frames(f64::NAN), 0);
+        assert!((residual_loss(0.1, 1) - 0.01).abs() < 1e-12);
+        assert!((residual_loss(0.1, 0) - 0.1).abs() < 1e-12);
+        assert!((residual_loss(0.1, 2) - 0.001).abs() < 1e-12);
+    }
+
+    #[test]
+    fn comfort_noise_imitates_the_background_and_a_clean_source_stays_silent() {
+        let mut cn = ComfortNoise::new();
+        let mut out = vec![1.0; 960];
+        assert!(!cn.fill(&mut out), "nothing heard yet: silence");
+        assert!(out.iter().all(|x| *x == 0.0));
+        // Speech over a −66 dBFS hiss: the floor is the hiss, not the speech.
+        let mut rng = 1u32;
+        let mut hiss = |n: usize, amp: f32| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    rng = rng.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    amp * ((rng >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0)
+                })
+                .collect()
+        };
+        let floor = 0.0005f32 * 3f32.sqrt(); // RMS 0.0005 = −66 dBFS
+        for k in 0..50 {
+            let mut f = hiss(960, floor);
+            if k % 5 != 0 {
+                for (i, x) in f.iter_mut().enumerate() {
+                    *x += 0.3 * (std::f32::consts::TAU * 200.0 * i as f32 / 48_000.0).sin();
+                }
+            }
+            cn.observe(&f);
+        }
+        assert!(cn.fill(&mut out));
+        let level = crate::media::audio::rms(&out);
+        assert!((0.0004..0.0007).contains(&level), "comfort noise RMS {level}");
+        // A digitally clean source: no noise to imitate.
+        let mut cn = ComfortNoise::new();
+        cn.observe(&vec![0.0; 960]);
+        assert!(!cn.fill(&mut out) && out.iter().all(|x| *x == 0.0));
+        // Never louder than a quiet room, whatever it heard.
+        let mut cn = ComfortNoise::new();
+        cn.observe(&vec![0.5; 960]);
+        assert!(cn.fill(&mut out) && crate::media::audio::rms(&out) < 0.004);
+        cn.forget();
+        assert_eq!(cn.level(), 0.0);
     }
 
     #[test]

@@ -21,6 +21,11 @@
 //!   playout starts afresh (at the depth the network needs) with the next
 //!   talkspurt. A pause is where a buffer may change its delay unheard.
 //!
+//! A stream with redundancy (each packet also carries the frames before it)
+//! fills gaps with the copies ([`JitterBuffer::push_redundant`]) and holds as
+//! many frames as the copies go back ([`JitterBuffer::set_min_depth`]),
+//! growing to that depth in a pause.
+//!
 //! It shrinks when the smallest depth seen over a window (half a second) is
 //! above the target, by dropping one frame, which also absorbs a sender whose
 //! clock runs fast. Dropping a frame mid-sound is a click, so the drop waits
@@ -92,6 +97,9 @@ pub struct JitterStats {
     pub resets: u64,
     /// Talkspurts that ended with an end mark (their pauses were silence).
     pub talkspurts: u64,
+    /// Frames whose own packet never came, filled in from a later packet's
+    /// redundant copy ([`JitterBuffer::push_redundant`]) in time to play.
+    pub recovered: u64,
 }
 
 /// What became of a pushed packet.
@@ -134,8 +142,22 @@ pub struct JitterBuffer<T> {
     ended: bool,
     /// Between talkspurts: packets below this are late.
     floor: Option<u64>,
+    /// Frames of later packets the owner wants held: the stream's
+    /// redundancy depth ([`JitterBuffer::set_min_depth`]), the largest
+    /// seen lately, and pushes since it was last seen that large.
+    min_depth: u64,
+    min_depth_age: u32,
+    /// The buffer grew by a frame for the redundancy and no packet came
+    /// since (so it does not grow on and on at the end of a talkspurt).
+    grew: bool,
+    /// Pops in a row that found fewer frames buffered than the redundancy needs.
+    short_pops: u32,
     stats: JitterStats,
 }
+
+/// Packets over which [`JitterBuffer::set_min_depth`] keeps the largest
+/// redundancy depth seen (a second of 20 ms frames).
+pub const DEPTH_MEMORY: u32 = 50;
 
 /// Windows a shrink may wait for a quiet moment before dropping anyway.
 const SHRINK_WAIT_WINDOWS: u32 = 4;
@@ -157,8 +179,72 @@ impl<T: Clone> JitterBuffer<T> {
             quiet: true,
             ended: false,
             floor: None,
+            min_depth: 0,
+            min_depth_age: 0,
+            grew: false,
+            short_pops: 0,
             stats: JitterStats::default(),
         }
+    }
+
+    /// The packet just pushed carries copies of the `frames` frames before
+    /// it (RFC 2198 redundancy; 0: none): hold that many frames beyond the
+    /// one playing, so that a lost packet's copy arrives before its turn.
+    /// The largest depth of the last [`DEPTH_MEMORY`] packets counts, so a
+    /// packet that happens to carry fewer copies (the first of a stream,
+    /// one after a gap) does not move the target. 0 (the default, and a
+    /// clean network's) adds no delay.
+    pub fn set_min_depth(&mut self, frames: u8) {
+        let frames = u64::from(frames);
+        if frames >= self.min_depth {
+            self.min_depth = frames;
+            self.min_depth_age = 0;
+        } else {
+            self.min_depth_age += 1;
+            if self.min_depth_age > DEPTH_MEMORY {
+                self.min_depth = frames;
+                self.min_depth_age = 0;
+            }
+        }
+    }
+
+    /// A redundant copy of frame `seq` arrived inside a later packet
+    /// (which the owner pushed first). It fills the frame's slot if that
+    /// frame is still to play and its own packet never came; otherwise it
+    /// is ignored (the usual case: the original arrived). Copies do not
+    /// count as arrivals: the jitter estimate, the counters of received and
+    /// duplicate packets, and the start of playout are left alone. Returns
+    /// whether it filled a gap.
+    pub fn push_redundant(&mut self, seq: u32, item: T) -> bool {
+        if !self.wants(seq) {
+            return false;
+        }
+        let ext = self.unwrap_seq(seq);
+        self.slots.insert(ext, Slot { item: Some(item), end: false });
+        self.stats.recovered += 1;
+        true
+    }
+
+    /// Whether a redundant copy of frame `seq` would fill a gap
+    /// ([`JitterBuffer::push_redundant`]): lets an owner skip copying
+    /// the bytes of the copies it does not need.
+    pub fn wants(&self, seq: u32) -> bool {
+        let Some(highest) = self.highest else { return false };
+        let ext = self.unwrap_seq(seq);
+        if ext >= highest || highest - ext >= self.cfg.max_frames() {
+            return false;
+        }
+        let fills = match self.next.or(self.floor) {
+            // Still to play.
+            Some(n) if self.next.is_some() => ext >= n,
+            // Between talkspurts or before playout: only a gap inside what
+            // is buffered, never in front of it (an earlier talkspurt's tail).
+            floor => {
+                floor.is_none_or(|f| ext >= f)
+                    && self.slots.first_key_value().is_some_and(|(&first, _)| first < ext)
+            }
+        };
+        fills && !self.slots.contains_key(&ext)
     }
 
     /// The frame the last pop played ended its talkspurt (the next pops are
@@ -191,7 +277,7 @@ impl<T: Clone> JitterBuffer<T> {
         if self.loss_rate > 0.01 {
             t = t.max(1);
         }
-        t.min(self.cfg.max_frames() - 1)
+        t.max(self.min_depth).min(self.cfg.max_frames() - 1)
     }
 
     /// Playout is under way but the next frame's packet is not here yet: a
@@ -305,6 +391,7 @@ impl<T: Clone> JitterBuffer<T> {
         }
         self.last_arrival = Some((now_us, timestamp));
         self.slots.insert(ext, Slot { item, end });
+        self.grew = false;
         self.highest = Some(self.highest.map_or(ext, |h| h.max(ext)));
         self.misses = 0;
         // Never hold more than the maximum: drop the oldest.
@@ -340,6 +427,7 @@ impl<T: Clone> JitterBuffer<T> {
         {
             self.slots.pop_first();
         }
+        let playing = self.next.is_some();
         let n = match self.next {
             Some(n) => n,
             None => match self.slots.keys().next() {
@@ -363,6 +451,20 @@ impl<T: Clone> JitterBuffer<T> {
             n += 1;
         }
         self.next = Some(n);
+        // Shallower than the redundancy needs, pop after pop (once is just
+        // the next packet lost, and its copy on the way).
+        let short = playing
+            && self.slots.get(&n).is_some_and(|s| s.item.is_some() && !s.end)
+            && later(self, n) < self.min_depth.min(self.cfg.max_frames() - 1);
+        self.short_pops = if short { self.short_pops.saturating_add(1) } else { 0 };
+        if self.short_pops >= 2 && self.quiet && !self.grew {
+            // Redundancy came on mid-talkspurt: the buffer must hold the
+            // copies' frames. It grows by a frame here, in a pause, where a
+            // concealed frame goes unheard, rather than at the next loss.
+            self.stats.stretched += 1;
+            self.grew = true;
+            return Playout::Conceal { next: None };
+        }
         let out = if let Some(slot) = self.slots.remove(&n) {
             self.next = Some(n + 1);
             self.misses = 0;
@@ -469,6 +571,12 @@ impl LossMeter {
             }
         }
         self.received += 1;
+    }
+
+    /// Packets expected since the last [`LossMeter::take`] (0 before any
+    /// arrived): lets an owner send its first report early.
+    pub fn pending(&self) -> u64 {
+        self.highest.map_or(0, |h| h.saturating_sub(self.base))
     }
 
     /// The share of packets lost since the last call (0..=1), and how many
@@ -793,6 +901,61 @@ mod tests {
     }
 
     #[test]
+    fn redundant_copies_fill_lost_frames_in_time_and_nothing_else() {
+        // Every packet also carries the previous frame (depth 1); every
+        // 10th packet is lost. The buffer holds one frame more, so each
+        // loss is rebuilt from the next packet's copy: nothing concealed.
+        let mut b = jb();
+        let mut out = Vec::new();
+        for i in 0..200u32 {
+            let t = u64::from(i) * F;
+            if i % 10 != 5 {
+                b.push(t + 1_000, i, ts(i), i);
+                b.set_min_depth(1);
+                if i > 0 && b.wants(i - 1) {
+                    assert!(b.push_redundant(i - 1, i - 1));
+                }
+            }
+            out.push(b.pop(t + 5_000));
+        }
+        let frames: Vec<u32> = out
+            .iter()
+            .filter_map(|p| if let Playout::Frame(x) = p { Some(*x) } else { None })
+            .collect();
+        // One frame of delay: playout starts once a second packet is here,
+        // and 199 is still buffered at the end.
+        assert_eq!(out[0], Playout::Idle);
+        assert_eq!(frames, (0..199).collect::<Vec<_>>());
+        let s = b.stats();
+        assert_eq!((s.lost, s.recovered, s.received), (0, 20, 180), "{s:?}");
+        assert_eq!(s.stretched, 0, "a lost packet is no reason to grow: {s:?}");
+        // A copy of a frame that arrived, or that was already played, is ignored.
+        assert!(!b.push_redundant(198, 0));
+        assert!(!b.push_redundant(150, 0));
+        // A copy is not taken for a frame in front of a talkspurt that has
+        // not started playing (it would be the tail of an earlier one).
+        let mut b = jb();
+        b.push(0, 100, ts(100), 100);
+        assert!(!b.wants(99) && !b.push_redundant(99, 99));
+        assert_eq!(b.pop(1), Playout::Frame(100));
+    }
+
+    #[test]
+    fn the_redundancy_depth_is_the_largest_seen_lately() {
+        let mut b = jb();
+        b.set_min_depth(2);
+        assert_eq!(b.target_frames(), 2);
+        // One packet that carries fewer copies does not move the target...
+        b.set_min_depth(0);
+        assert_eq!(b.target_frames(), 2);
+        // ...a second without any does.
+        for _ in 0..DEPTH_MEMORY {
+            b.set_min_depth(0);
+        }
+        assert_eq!(b.target_frames(), 0);
+    }
+
+    #[test]
     fn loss_meter_counts_gaps_per_interval() {
         let mut m = LossMeter::new();
         assert_eq!(m.take(), None);
@@ -800,6 +963,7 @@ mod tests {
         for seq in (1000u32..1050).filter(|s| s % 10 != 3) {
             m.record(seq);
         }
+        assert_eq!(m.pending(), 50, "1000 to 1049");
         m.record(1049);
         let (loss, expected) = m.take().unwrap();
         assert_eq!(expected, 50);
