@@ -248,7 +248,7 @@ proptest! {
     fn file_chunks_round_trip(offset: u64, data in bytes(4096)) {
         let mut out = Vec::new();
         encode_chunk(offset, &data, &mut out);
-        prop_assert_eq!(decode_chunk(out), Ok((offset, data)));
+        prop_assert_eq!(decode_chunk(out.into()), Ok((offset, data.into())));
     }
 
     #[test]
