@@ -93,12 +93,19 @@ impl Sim {
 const AEC_ONLY: VoiceSettings =
     VoiceSettings { aec: true, noise_suppression: NoiseSuppression::Off, agc: false };
 
-/// Initial convergence on speech, ms. The issue asks for 2 s; sonora's
-/// AEC3 keeps WebRTC's fixed "initial state" (2.5 s of active far end, not
-/// configurable through sonora's API), and on this room ERLE stays at or
-/// above 25 dB (in 500 ms stretches) from 3.6 s (AEC alone) or 4.8 s (with
-/// gain control, which lifts the residual at a far-end onset). This bound
-/// records what is reached; re-convergence meets the 2 s target.
+/// Initial convergence on speech, ms. The issue asks for 2 s; this bound
+/// records what is reached: ERLE stays at or above 25 dB (in 500 ms
+/// stretches) from 3.55 s (AEC alone) or 4.75 s (with gain control, which
+/// lifts the residual at a far-end onset). Not AEC3's 2.5 s "initial state":
+/// with sonora patched to take an AEC3 config (commit 28f367c on the aec
+/// branch), 0.5, 1.0 and 2.5 s all gave 3.55 s. What holds it back, per
+/// 100 ms window: AEC3's delay estimator first locks on 68 ms instead of
+/// 56 (a later peak of the speech's correlation) from 0.5 to 1.7 s (ERLE
+/// 10–20 dB), and the first far-end onsets after a pause in the speech
+/// leak (8 dB at 3.2 s, 14 dB at 3.6 s). Only trusting the device delay
+/// (AEC3's external delay mode) converged in time (1.84 s), which would
+/// stake the canceller on cpal's latency figures; no delay-estimator,
+/// filter-length or suppressor setting helped. Re-convergence meets 2 s.
 const INITIAL_CONVERGENCE_MS: f64 = 5000.0;
 
 #[test]
@@ -268,8 +275,19 @@ fn double_talk_keeps_the_near_end_speech() {
         );
         // The near end survives: far more like it than the echo is (0.2);
         // measured 0.475 (AEC alone) and 0.424 (all on). PESQ-WB with
-        // scripts/apm_pesq.py: 1.07 after, 1.23 at the mic (this is a hard
-        // case: the far end talks non-stop, its echo only ~6 dB down).
+        // scripts/apm_pesq.py: 1.07 after, 1.23 at the mic; the issue aims
+        // at 3.0, which needs the echo 20 dB under the near end with the
+        // near end intact (the mic plus the echo at -20 dB scores 3.04).
+        // AEC3 is close to half-duplex here: its residual-echo estimate
+        // stays within a few dB of the whole linear echo estimate for
+        // seconds (its ERLE estimate is bounded, 6 dB low / 1.8 dB high
+        // bands by default), the room's tail beyond its 52 ms filter adds
+        // modelled reverb, and whenever its dominant-near-end detector lets
+        // go the bands above 2 kHz are held to the 2 kHz gain: the near end
+        // loses a median 15-36 dB per band. Even with no echo path at all, a
+        // talking far end costs the near end (PESQ 1.38). ERLE bounds,
+        // masks, near-end detection and hold times (tried through a patched
+        // sonora) moved PESQ by at most 0.1.
         assert!(after >= 0.4 && after > 2.0 * control, "near end kept: {after:.3}");
         // And the echo is taken out.
         assert!(echo_left < echo_at_mic - 0.1, "echo left: {echo_left:.3} vs {echo_at_mic:.3}");
@@ -372,4 +390,60 @@ fn settings_parse_and_default_to_all_on() {
     p.render(&x);
     p.capture(&mut y);
     assert_eq!(x, y);
+}
+
+/// The lag (0–30 ms, in samples) at which `out` best matches `x` (cross-
+/// correlation over one second of speech).
+fn delay_samples(x: &[f32], out: &[f32]) -> usize {
+    let seg = &x[48_000..96_000];
+    let score = |lag: usize| -> f64 {
+        seg.iter().zip(&out[48_000 + lag..]).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum()
+    };
+    let best = |lags: &mut dyn Iterator<Item = usize>| {
+        lags.max_by(|&a, &b| score(a).total_cmp(&score(b))).unwrap_or(0)
+    };
+    // Every 8 samples (speech below 3 kHz correlates over more), then each
+    // sample around the best.
+    let coarse = best(&mut (0..=1440).step_by(8));
+    best(&mut (coarse.saturating_sub(8)..=coarse + 8))
+}
+
+/// The chain's own latency: how much later the processed microphone comes
+/// out than it went in (no echo, far end silent). It is algorithmic, not
+/// buffering: the 10 ms frames are processed in place (a 20 ms codec frame
+/// is two of them, with nothing held back), but AEC3 works in 4 ms blocks
+/// through a three-band filter bank and the noise suppressor in overlapping
+/// windows.
+#[test]
+fn the_chain_delays_the_microphone_by_its_algorithmic_latency_only() {
+    let sp = speech();
+    let far = vec![0.0; sp.len()];
+    let ns_only = VoiceSettings { aec: false, agc: false, ..Default::default() };
+    let agc_only =
+        VoiceSettings { aec: false, noise_suppression: NoiseSuppression::Off, agc: true };
+    let mut ms = Vec::new();
+    for (name, settings) in [
+        ("aec", AEC_ONLY),
+        ("ns", ns_only),
+        ("agc", agc_only),
+        ("all (default)", VoiceSettings::default()),
+        (
+            "strong",
+            VoiceSettings { noise_suppression: NoiseSuppression::Strong, ..Default::default() },
+        ),
+    ] {
+        let mut sim = Sim::new(settings, None, None);
+        let (_, out) = sim.run(&far, &sp);
+        let d = delay_samples(&sp, &out) as f64 / 48.0;
+        eprintln!("{name}: the microphone comes out {d:.2} ms later");
+        ms.push(d);
+    }
+    // Measured (sonora 0.2): AEC3 8.9 ms (4 ms blocks: framing, then the
+    // suppressor's overlap-add), noise suppression 6.9 ms (its overlapping
+    // windows), gain control 0, all three 14.9 ms (the band split is
+    // shared), RNNoise ("strong") 10 ms more (its window overlaps the next
+    // frame). A frame held back to pair 10 ms with 20 ms would add 10 ms.
+    assert!(ms[2] < 0.5, "gain control adds no delay: {ms:?} ms");
+    assert!(ms[3] <= 16.0, "chain latency {ms:?} ms");
+    assert!(ms[4] <= 26.0, "chain latency {ms:?} ms");
 }
