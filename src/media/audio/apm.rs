@@ -25,8 +25,8 @@
 //! convergence, first convergence after 3.55 s of far-end speech (AEC3's
 //! delay estimator first locks on a wrong lag), 0.65 s after an echo-path
 //! change; in double talk the near end is ducked (AEC3 is close to
-//! half-duplex, PESQ-WB 1.07); the echo of 3 kHz clicks is missed (AEC3
-//! estimates the delay below 2 kHz). The chain delays the microphone by
+//! half-duplex, PESQ-WB 1.07); the echo of sparse clicks is missed (AEC3's
+//! delay estimator does not lock on them). The chain delays the microphone by
 //! 14.9 ms (AEC3 8.9, noise suppression 6.9; RNNoise 10 more), all of it
 //! algorithmic: frames are processed in place.
 
