@@ -37,7 +37,8 @@ use std::sync::Mutex;
 use nnnoiseless::DenoiseState;
 use serde::{Deserialize, Serialize};
 use sonora::config::{
-    AdaptiveDigital, EchoCanceller, GainController2, NoiseSuppression as Ns, NoiseSuppressionLevel,
+    AdaptiveDigital, EchoCanceller, EchoCanceller3Config, GainController2, NoiseSuppression as Ns,
+    NoiseSuppressionLevel,
 };
 use sonora::{AudioProcessing, Config, StreamConfig};
 
@@ -165,6 +166,9 @@ fn build(settings: &VoiceSettings) -> Option<AudioProcessing> {
         let stream = StreamConfig::new(SAMPLE_RATE, 1);
         AudioProcessing::builder()
             .config(settings.config())
+            // WebRTC's defaults: none of the tunings tried (initial phase,
+            // delay estimator, ERLE bounds, suppressor masks) met the targets.
+            .echo_canceller3_config(EchoCanceller3Config::default())
             .capture_config(stream)
             .render_config(stream)
             .build()
