@@ -13,6 +13,7 @@
 
 pub mod apm;
 pub mod codec;
+pub mod delay;
 pub mod device;
 pub mod jitter;
 pub mod phase;
