@@ -42,6 +42,7 @@ use sonora::config::{
 };
 use sonora::{AudioProcessing, Config, StreamConfig};
 
+use super::delay::DelayEstimator;
 use super::room::{Captured, Probe};
 use super::{AudioError, FRAME_10MS, SAMPLE_RATE};
 
@@ -115,6 +116,9 @@ impl VoiceSettings {
         *self != VoiceSettings::OFF
     }
 
+    /// The module's switches: echo cancellation and noise suppression.
+    /// Gain control runs in a module of its own ([`Self::agc_config`]),
+    /// so that it can be held while only echo comes in.
     fn config(&self) -> Config {
         let level = match self.noise_suppression {
             NoiseSuppression::Off => None,
@@ -124,7 +128,14 @@ impl VoiceSettings {
         Config {
             echo_canceller: self.aec.then(EchoCanceller::default),
             noise_suppression: level.map(|level| Ns { level, ..Default::default() }),
-            gain_controller2: self.agc.then(|| GainController2 {
+            ..Default::default()
+        }
+    }
+
+    /// Gain control alone (AGC2's adaptive digital gain and limiter).
+    fn agc_config(&self) -> Config {
+        Config {
+            gain_controller2: Some(GainController2 {
                 // Digital gain only: we do not steer the system's mic volume.
                 input_volume_controller: false,
                 adaptive_digital: Some(AdaptiveDigital::default()),
@@ -150,9 +161,20 @@ pub struct VoiceStats {
 /// The processing chain; one per audio engine, used from its thread.
 pub struct VoiceProcessor {
     settings: VoiceSettings,
+    /// Echo cancellation and noise suppression.
     apm: Option<AudioProcessing>,
+    /// Gain control.
+    agc: Option<AudioProcessing>,
+    /// 10 ms frames for which the far end still counts as active.
+    far_hold: u32,
     rnnoise: Option<Box<DenoiseState<'static>>>,
-    device_delay_ms: i32,
+    /// The devices' delay (cpal's latencies), ms, where they tell it.
+    device_delay_ms: Option<i32>,
+    /// Our estimate of the echo delay, from the signals.
+    estimator: DelayEstimator,
+    /// Whether AEC3 runs on our delay (its external-delay mode) rather
+    /// than on its own estimator.
+    external_delay: bool,
     input: Vec<f32>,
     scratch: Vec<f32>,
     stats: VoiceStats,
@@ -161,14 +183,41 @@ pub struct VoiceProcessor {
     fail_next: bool,
 }
 
-fn build(settings: &VoiceSettings) -> Option<AudioProcessing> {
-    settings.any().then(|| {
+/// The far end counts as active this long after it played above −50 dBFS,
+/// 10 ms frames: the longest echo delay (500 ms) and the room's tail.
+const FAR_HOLD_FRAMES: u32 = 80;
+
+/// Which module.
+#[derive(Clone, Copy)]
+enum Stage {
+    Main,
+    Agc,
+}
+
+/// Builds the gain-control module (if on).
+fn build_agc(settings: &VoiceSettings) -> Option<AudioProcessing> {
+    settings.agc.then(|| {
         let stream = StreamConfig::new(SAMPLE_RATE, 1);
         AudioProcessing::builder()
+            .config(settings.agc_config())
+            .capture_config(stream)
+            .render_config(stream)
+            .build()
+    })
+}
+
+/// Builds the module; with `external_delay` AEC3 aligns its reference by
+/// the delay given with `set_stream_delay_ms` instead of estimating it.
+fn build(settings: &VoiceSettings, external_delay: bool) -> Option<AudioProcessing> {
+    (settings.aec || settings.noise_suppression != NoiseSuppression::Off).then(|| {
+        let stream = StreamConfig::new(SAMPLE_RATE, 1);
+        // Otherwise WebRTC's defaults: none of the tunings tried (initial
+        // phase, ERLE bounds, suppressor masks) met the targets.
+        let mut aec3 = EchoCanceller3Config::default();
+        aec3.delay.use_external_delay_estimator = external_delay;
+        AudioProcessing::builder()
             .config(settings.config())
-            // WebRTC's defaults: none of the tunings tried (initial phase,
-            // delay estimator, ERLE bounds, suppressor masks) met the targets.
-            .echo_canceller3_config(EchoCanceller3Config::default())
+            .echo_canceller3_config(aec3)
             .capture_config(stream)
             .render_config(stream)
             .build()
@@ -179,10 +228,14 @@ impl VoiceProcessor {
     pub fn new(settings: VoiceSettings) -> VoiceProcessor {
         VoiceProcessor {
             settings,
-            apm: build(&settings),
+            apm: build(&settings, false),
+            agc: build_agc(&settings),
+            far_hold: 0,
             rnnoise: (settings.noise_suppression == NoiseSuppression::Strong)
                 .then(DenoiseState::new),
-            device_delay_ms: 0,
+            device_delay_ms: None,
+            estimator: DelayEstimator::new(),
+            external_delay: false,
             input: vec![0.0; FRAME_10MS],
             scratch: vec![0.0; FRAME_10MS],
             stats: VoiceStats::default(),
@@ -199,15 +252,23 @@ impl VoiceProcessor {
     /// re-convergence), so call it only on a real change.
     pub fn set_settings(&mut self, settings: VoiceSettings) {
         if settings != self.settings {
-            *self = VoiceProcessor { device_delay_ms: self.device_delay_ms, ..Self::new(settings) };
+            let device_delay_ms = self.device_delay_ms;
+            *self = VoiceProcessor { device_delay_ms, ..Self::new(settings) };
         }
     }
 
     /// The delay the devices add between playing and capturing (output
-    /// buffer + input buffer), ms, as the device timestamps tell it; a hint
-    /// for the canceller, which estimates the echo delay itself.
+    /// buffer + input buffer), ms, as the device timestamps tell it: the
+    /// canceller's echo delay until the estimate from the signals
+    /// ([`DelayEstimator`]) is confident.
     pub fn set_device_delay_ms(&mut self, ms: u32) {
-        self.device_delay_ms = ms.min(500) as i32;
+        self.device_delay_ms = Some(ms.min(500) as i32);
+    }
+
+    /// The echo delay the canceller is given, ms: the confident estimate,
+    /// else the devices' delay; `None` leaves AEC3 to its own estimator.
+    pub fn echo_delay_ms(&self) -> Option<i32> {
+        self.estimator.estimate().map(|e| e.delay_ms.round() as i32).or(self.device_delay_ms)
     }
 
     pub fn stats(&self) -> VoiceStats {
@@ -215,15 +276,27 @@ impl VoiceProcessor {
         if let Some(apm) = &self.apm {
             let st = apm.statistics();
             s.aec_erle_estimate_db = st.echo_return_loss_enhancement;
-            s.delay_ms = st.delay_ms.or(st.delay_median_ms);
+            s.delay_ms = if self.external_delay {
+                self.echo_delay_ms()
+            } else {
+                st.delay_ms.or(st.delay_median_ms)
+            };
         }
         s
     }
 
-    /// Runs `f` on the module; on a panic rebuilds it, logs the first
-    /// time, and returns false (also when everything is off).
-    fn guarded(&mut self, f: impl FnOnce(&mut AudioProcessing, &[f32], &mut [f32])) -> bool {
-        let Some(apm) = self.apm.as_mut() else { return false };
+    /// Runs `f` on a module; on a panic rebuilds it, logs the first
+    /// time, and returns false (also when the module is off).
+    fn guarded(
+        &mut self,
+        stage: Stage,
+        f: impl FnOnce(&mut AudioProcessing, &[f32], &mut [f32]),
+    ) -> bool {
+        let module = match stage {
+            Stage::Main => &mut self.apm,
+            Stage::Agc => &mut self.agc,
+        };
+        let Some(apm) = module.as_mut() else { return false };
         #[cfg(test)]
         let fail = std::mem::take(&mut self.fail_next);
         let (input, scratch) = (&self.input, &mut self.scratch);
@@ -242,7 +315,10 @@ impl VoiceProcessor {
                 );
             }
             self.stats.restarts += 1;
-            self.apm = build(&self.settings);
+            match stage {
+                Stage::Main => self.apm = build(&self.settings, self.external_delay),
+                Stage::Agc => self.agc = build_agc(&self.settings),
+            }
         }
         ok
     }
@@ -254,8 +330,12 @@ impl VoiceProcessor {
             return;
         }
         for chunk in played.chunks_exact(FRAME_10MS) {
+            self.estimator.render(chunk);
+            if energy(chunk) / FRAME_10MS as f64 > FAR_FLOOR {
+                self.far_hold = FAR_HOLD_FRAMES;
+            }
             self.input.copy_from_slice(chunk);
-            self.guarded(|apm, input, scratch| {
+            self.guarded(Stage::Main, |apm, input, scratch| {
                 let _ = apm.process_render_f32(&[input], &mut [scratch]);
             });
         }
@@ -266,19 +346,45 @@ impl VoiceProcessor {
         if !self.settings.any() {
             return;
         }
-        let delay = self.device_delay_ms;
         for chunk in frame.chunks_exact_mut(FRAME_10MS) {
-            self.input.copy_from_slice(chunk);
-            let ok = self.guarded(|apm, input, out| {
-                // Clamping out-of-range hints is reported as an Err; harmless.
-                let _ = apm.set_stream_delay_ms(delay);
-                let _ = apm.process_capture_f32(&[input], &mut [out]);
-            });
-            if !ok {
-                // The input is still in `chunk`: it goes out unprocessed.
-                continue;
+            let mut delay = self.device_delay_ms.unwrap_or(0);
+            if self.settings.aec {
+                let before = self.estimator.estimate().map(|e| e.delay_ms);
+                let now = self.estimator.capture(chunk).map(|e| e.delay_ms);
+                if std::env::var_os("SAPORA_APM_TRACE").is_some() && before != now {
+                    eprintln!("DELAY {now:?}");
+                }
+                if let Some(d) = self.echo_delay_ms() {
+                    if !self.external_delay {
+                        // From now on AEC3 runs on our delay: it starts over
+                        // once, aligned (what it had learnt was on its own
+                        // guess of the delay).
+                        self.external_delay = true;
+                        self.apm = build(&self.settings, true);
+                    }
+                    // AEC3 aligns to whole 4 ms blocks, rounding down; 2 ms
+                    // less keeps the direct path inside its filter when the
+                    // estimate is a little late.
+                    let margin: i32 = std::env::var("SAPORA_MARGIN").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+                    delay = (d - margin).max(0);
+                }
             }
-            chunk.copy_from_slice(&self.scratch);
+            let mic = energy(chunk);
+            let far_active = self.far_hold > 0;
+            self.far_hold = self.far_hold.saturating_sub(1);
+            self.input.copy_from_slice(chunk);
+            if self.apm.is_some() {
+                let ok = self.guarded(Stage::Main, |apm, input, out| {
+                    // Clamping out-of-range hints is reported as an Err; harmless.
+                    let _ = apm.set_stream_delay_ms(delay);
+                    let _ = apm.process_capture_f32(&[input], &mut [out]);
+                });
+                if !ok {
+                    // The input is still in `chunk`: it goes out unprocessed.
+                    continue;
+                }
+                chunk.copy_from_slice(&self.scratch);
+            }
             if let Some(rnn) = self.rnnoise.as_mut() {
                 // RNNoise works on 16-bit-scaled floats, 480 samples at 48 kHz.
                 for (i, x) in self.input.iter_mut().zip(chunk.iter()) {
@@ -289,6 +395,23 @@ impl VoiceProcessor {
                     *x = (y / 32768.0).clamp(-1.0, 1.0);
                 }
             }
+            // Gain control is held while the far end plays and the
+            // canceller took out nearly all (20 dB or more) of what the
+            // microphone heard: that frame is leftover echo, which gain
+            // would lift (AGC2 starts at +15 dB and rises on quiet input)
+            // for everyone to hear. The frame goes on at unity gain, and
+            // AGC2 does not learn the echo as the talker's level. When the
+            // near end talks, the canceller leaves its voice and gain
+            // control runs as usual.
+            let echo_only = self.settings.aec && far_active && energy(chunk) < 0.01 * mic;
+            if self.agc.is_some() && !echo_only {
+                self.input.copy_from_slice(chunk);
+                if self.guarded(Stage::Agc, |apm, input, out| {
+                    let _ = apm.process_capture_f32(&[input], &mut [out]);
+                }) {
+                    chunk.copy_from_slice(&self.scratch);
+                }
+            }
         }
     }
 
@@ -296,6 +419,10 @@ impl VoiceProcessor {
     fn inject_failure(&mut self) {
         self.fail_next = true;
     }
+}
+
+fn energy(x: &[f32]) -> f64 {
+    x.iter().map(|&v| f64::from(v) * f64::from(v)).sum()
 }
 
 /// ERLE in the field's sense, 10·log10(E[echo²] / E[residual²]), measured

@@ -96,6 +96,7 @@ pub struct DelayEstimator {
     spec_c: Vec<Complex32>,
     scratch: Vec<Complex32>,
     corr: Vec<f32>,
+    taper: Vec<f32>,
     /// The last clear peak (lag, times in a row).
     candidate: Option<(usize, u32)>,
     estimate: Option<DelayEstimate>,
@@ -129,6 +130,12 @@ impl DelayEstimator {
             spec_c: fft.make_output_vec(),
             scratch: vec![Complex32::default(); scratch_len],
             corr: ifft.make_output_vec(),
+            taper: (0..WINDOW)
+                .map(|i| {
+                    let x = std::f32::consts::TAU * (i as f32 + 0.5) / WINDOW as f32;
+                    0.5 - 0.5 * x.cos()
+                })
+                .collect(),
             fft,
             ifft,
             candidate: None,
@@ -206,9 +213,11 @@ impl DelayEstimator {
         for (t, x) in self.time_r.iter_mut().zip(&self.render) {
             *t = x - mean_r;
         }
+        // The microphone window tapered (Hann): its abrupt ends would
+        // correlate with the reference's at the longest lag.
         self.time_c.fill(0.0);
-        for (t, x) in self.time_c.iter_mut().zip(&self.capture) {
-            *t = x - mean_c;
+        for ((t, x), w) in self.time_c.iter_mut().zip(&self.capture).zip(&self.taper) {
+            *t = (x - mean_c) * w;
         }
         // Errors only on wrong buffer lengths, which are fixed here.
         let _ =

@@ -118,6 +118,12 @@ fn echo_is_cancelled_25db_and_reconverges_within_2s_after_the_path_changes() {
         let conv = sim.meter.converged_after_ms(CONVERGED_ERLE_DB);
         let erle = sim.meter.erle_db_after(conv.unwrap_or(0.0));
         let delay = sim.proc.stats().delay_ms;
+        if std::env::var_os("SAPORA_APM_TRACE").is_some() {
+            for (t, db) in sim.meter.windows() {
+                eprint!("{t:.0}:{db:.0} ");
+            }
+            eprintln!();
+        }
         eprintln!(
             "{settings:?}: converged after {conv:?} ms, then ERLE {erle:?} dB; delay {delay:?} ms"
         );
@@ -135,6 +141,12 @@ fn echo_is_cancelled_25db_and_reconverges_within_2s_after_the_path_changes() {
         let conv = sim.meter.converged_after_ms(CONVERGED_ERLE_DB);
         let erle = sim.meter.erle_db_after(conv.unwrap_or(0.0));
         eprintln!("after the change: converged after {conv:?} ms, then ERLE {erle:?} dB");
+        if std::env::var_os("SAPORA_APM_TRACE").is_some() {
+            for (t, db) in sim.meter.windows() {
+                eprint!("{t:.0}:{db:.0} ");
+            }
+            eprintln!();
+        }
         assert!(
             conv.is_some_and(|ms| ms <= 2000.0),
             "{settings:?}: re-converged after {conv:?} ms"
