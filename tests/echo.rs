@@ -63,7 +63,7 @@ fn clicks_played_by_a_come_back_25db_quieter_with_bs_echo_cancellation() {
                 "--name a --room {room} --mic clicks --speaker record:{}",
                 wav.display()
             ));
-            let b = bot(format!("--name b --room {room} --mic none --echo room --aec {aec} {}", std::env::var("B_EXTRA").unwrap_or_default()));
+            let b = bot(format!("--name b --room {room} --mic none --echo room --aec {aec}"));
             runs.push((aec, wav, a, b));
         }
         let mut heard = Vec::new();
