@@ -93,20 +93,18 @@ impl Sim {
 const AEC_ONLY: VoiceSettings =
     VoiceSettings { aec: true, noise_suppression: NoiseSuppression::Off, agc: false };
 
-/// Initial convergence on speech, ms. The issue asks for 2 s; this bound
-/// records what is reached: ERLE stays at or above 25 dB (in 500 ms
-/// stretches) from 3.55 s (AEC alone) or 4.75 s (with gain control, which
-/// lifts the residual at a far-end onset). Not AEC3's 2.5 s "initial state":
-/// with sonora patched to take an AEC3 config (commit 28f367c on the aec
-/// branch), 0.5, 1.0 and 2.5 s all gave 3.55 s. What holds it back, per
-/// 100 ms window: AEC3's delay estimator first locks on 68 ms instead of
-/// 56 (a later peak of the speech's correlation) from 0.5 to 1.7 s (ERLE
-/// 10–20 dB), and the first far-end onsets after a pause in the speech
-/// leak (8 dB at 3.2 s, 14 dB at 3.6 s). Only trusting the device delay
-/// (AEC3's external delay mode) converged in time (1.84 s), which would
-/// stake the canceller on cpal's latency figures; no delay-estimator,
-/// filter-length or suppressor setting helped. Re-convergence meets 2 s.
-const INITIAL_CONVERGENCE_MS: f64 = 5000.0;
+/// Initial convergence on speech, ms, by settings. The issue asks for 2 s:
+/// the default chain meets it (1.64 s). AEC alone takes 2.44 s: AEC3 on the
+/// right delay from the start (the device delay, then our estimate) still
+/// leaks at some far-end onsets between 1.0 and 2.2 s (ERLE 5–16 dB in
+/// 100 ms windows), which the noise suppressor takes out when it runs.
+/// (Round 1, on AEC3's own delay estimator: 3.55 s and 4.75 s; it first
+/// locked on 68 ms instead of 56.) AEC3's `initial_state_seconds` at 1.0
+/// instead of 2.5 made it 3.55 s (though double talk improved a lot: 0.73
+/// similarity instead of 0.53).
+fn initial_convergence_ms(settings: VoiceSettings) -> f64 {
+    if settings == AEC_ONLY { 2500.0 } else { 2000.0 }
+}
 
 #[test]
 fn echo_is_cancelled_25db_and_reconverges_within_2s_after_the_path_changes() {
@@ -128,7 +126,7 @@ fn echo_is_cancelled_25db_and_reconverges_within_2s_after_the_path_changes() {
             "{settings:?}: converged after {conv:?} ms, then ERLE {erle:?} dB; delay {delay:?} ms"
         );
         assert!(
-            conv.is_some_and(|ms| ms <= INITIAL_CONVERGENCE_MS),
+            conv.is_some_and(|ms| ms <= initial_convergence_ms(settings)),
             "{settings:?}: converged after {conv:?} ms"
         );
         assert!(erle.is_some_and(|e| e >= 25.0), "{settings:?}: ERLE {erle:?} dB");
@@ -152,6 +150,24 @@ fn echo_is_cancelled_25db_and_reconverges_within_2s_after_the_path_changes() {
             "{settings:?}: re-converged after {conv:?} ms"
         );
         assert!(erle.is_some_and(|e| e >= 25.0), "{settings:?}: ERLE {erle:?} dB after the change");
+    }
+    // No device delay (the bots, or a device that does not tell): the
+    // delay comes from our estimator alone; AEC3 runs on its own estimator
+    // until then, and starts over on ours.
+    for delay_ms in [60, 150] {
+        let mut sim = Sim::new(VoiceSettings::default(), Some(EchoSpec { delay_ms }), None);
+        sim.proc = VoiceProcessor::new(VoiceSettings::default());
+        sim.run(&far[..5 * 48_000], &silence[..5 * 48_000]);
+        let conv = sim.meter.converged_after_ms(CONVERGED_ERLE_DB);
+        let erle = sim.meter.erle_db_after(conv.unwrap_or(0.0));
+        let delay = sim.proc.stats().delay_ms;
+        eprintln!(
+            "no device delay, room {delay_ms} ms: converged after {conv:?} ms, then ERLE \
+             {erle:?} dB; delay {delay:?} ms"
+        );
+        assert!(delay.is_some_and(|d| d.abs_diff(delay_ms as i32) <= 1), "delay {delay:?} ms");
+        assert!(conv.is_some_and(|ms| ms <= 2000.0), "converged after {conv:?} ms");
+        assert!(erle.is_some_and(|e| e >= 25.0), "ERLE {erle:?} dB");
     }
     // Control: with the canceller off the meter sees the echo as it is.
     let mut sim = Sim::new(VoiceSettings::OFF, Some(EchoSpec::default()), None);
