@@ -247,9 +247,9 @@ impl DelayEstimator {
         lags.reverse();
         let (mut peak, mut top) = (0, 0.0f32);
         let (mut s, mut s2) = (0.0f64, 0.0f64);
-        for d in 0..lags.len() {
-            let v = lags[d].abs();
-            lags[d] = v;
+        for (d, x) in lags.iter_mut().enumerate() {
+            let v = x.abs();
+            *x = v;
             if v > top {
                 (peak, top) = (d, v);
             }
