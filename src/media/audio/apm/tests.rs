@@ -475,3 +475,22 @@ fn the_chain_delays_the_microphone_by_its_algorithmic_latency_only() {
     assert!(ms[3] <= 16.0, "chain latency {ms:?} ms");
     assert!(ms[4] <= 26.0, "chain latency {ms:?} ms");
 }
+
+/// Gain control starts at 0 dB (so that leftover echo is not lifted for a
+/// listener who has not spoken), yet a quiet microphone is still lifted
+/// once its talker speaks.
+#[test]
+fn a_quiet_microphone_is_lifted_once_its_talker_speaks() {
+    let sp = speech();
+    // Speech peaking near −40 dBFS: a far or quiet microphone.
+    let peak = sp.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let quiet: Vec<f32> = looped(&sp, 300, 6 * 48_000).iter().map(|x| x * 0.01 / peak).collect();
+    let far = vec![0.0; quiet.len()];
+    let mut sim = Sim::new(VoiceSettings::default(), None, None);
+    let (mic, out) = sim.run(&far, &quiet);
+    let last = 2 * 48_000;
+    let lift = db(energy(&out[out.len() - last..]) / energy(&mic[mic.len() - last..]));
+    let first = db(energy(&out[..48_000]) / energy(&mic[..48_000]));
+    eprintln!("quiet microphone: {first:.1} dB in the first second, {lift:.1} dB after 4 s");
+    assert!(lift >= 10.0, "a quiet microphone lifted only {lift:.1} dB");
+}
