@@ -199,6 +199,8 @@ pub struct VoiceProcessor {
     /// Whether AEC3 runs on our delay (its external-delay mode) rather
     /// than on its own estimator.
     external_delay: bool,
+    /// The echo delay last logged, ms.
+    logged_delay_ms: Option<i32>,
     input: Vec<f32>,
     scratch: Vec<f32>,
     stats: VoiceStats,
@@ -264,6 +266,7 @@ impl VoiceProcessor {
             device_delay_ms: None,
             estimator: DelayEstimator::new(),
             external_delay: false,
+            logged_delay_ms: None,
             input: vec![0.0; FRAME_10MS],
             scratch: vec![0.0; FRAME_10MS],
             stats: VoiceStats::default(),
@@ -379,6 +382,10 @@ impl VoiceProcessor {
             if self.settings.aec {
                 self.estimator.capture(chunk);
                 if let Some(d) = self.echo_delay_ms() {
+                    if self.logged_delay_ms != Some(d) {
+                        tracing::info!("echo delay: {d} ms");
+                        self.logged_delay_ms = Some(d);
+                    }
                     if !self.external_delay {
                         // From now on AEC3 runs on our delay: it starts over
                         // once, aligned (what it had learnt was on its own
