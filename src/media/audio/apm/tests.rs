@@ -169,6 +169,22 @@ fn echo_is_cancelled_25db_and_reconverges_within_2s_after_the_path_changes() {
         assert!(conv.is_some_and(|ms| ms <= 2000.0), "converged after {conv:?} ms");
         assert!(erle.is_some_and(|e| e >= 25.0), "ERLE {erle:?} dB");
     }
+    // A device delay that is wrong (cpal's buffers only: 20 ms of a real
+    // 100): AEC3 starts on it, and moves to our estimate once it is sure.
+    let mut sim = Sim::new(VoiceSettings::default(), Some(EchoSpec { delay_ms: 100 }), None);
+    sim.proc = VoiceProcessor::new(VoiceSettings::default());
+    sim.proc.set_device_delay_ms(20);
+    sim.run(&far[..5 * 48_000], &silence[..5 * 48_000]);
+    let conv = sim.meter.converged_after_ms(CONVERGED_ERLE_DB);
+    let erle = sim.meter.erle_db_after(conv.unwrap_or(0.0));
+    let delay = sim.proc.stats().delay_ms;
+    eprintln!(
+        "device delay 20 ms, room 100 ms: converged after {conv:?} ms, then ERLE {erle:?} dB; \
+         delay {delay:?} ms"
+    );
+    assert_eq!(delay, Some(100));
+    assert!(conv.is_some_and(|ms| ms <= 2500.0), "converged after {conv:?} ms");
+    assert!(erle.is_some_and(|e| e >= 25.0), "ERLE {erle:?} dB");
     // Control: with the canceller off the meter sees the echo as it is.
     let mut sim = Sim::new(VoiceSettings::OFF, Some(EchoSpec::default()), None);
     sim.run(&far[..2 * 48_000], &silence[..2 * 48_000]);
