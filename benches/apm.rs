@@ -3,7 +3,14 @@
 //! room echo and fan noise, after the canceller has converged. The share of
 //! one core is time / 10 ms; the target is under 5 % (500 µs a frame).
 //!
-//! Run: `cargo bench --bench apm`.
+//! Run: `cargo bench --bench apm` (or with `--profile dev`, which reuses the
+//! test build: the chain's crates are built with opt-level 3 there too).
+//! Measured with `--profile dev` on the 2-core dev machine (shared): 193 µs
+//! a frame by default (1.9 % of a core), 126 µs AEC alone, 330 µs with
+//! strong noise suppression (RNNoise), before the echo delay estimator
+//! (media::audio::delay: GCC-PHAT, three 16384-point FFTs every 100 ms).
+//! With it (load average 2.7): 234 µs default (2.3 % of a core), 201 µs AEC
+//! alone, 332 µs strong; under a load average of 7, 614 / 307 / 443 µs.
 
 use std::hint::black_box;
 

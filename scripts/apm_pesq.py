@@ -7,7 +7,13 @@ against a clean reference, for the voice-processing figures in the README.
 
 Needs `pip install pesq numpy scipy` (not part of CI). Each file is
 resampled 48 -> 16 kHz and cut to the reference's length; the score covers
-the part from FROM_S seconds on (default 3: double talk starts there).
+the part from FROM_S seconds on (default 3: double talk starts there). The
+test writes the processed files already shifted by the chain's delay (to
+1 ms; PESQ aligns the rest itself).
+
+With LADDER=MIC (e.g. LADDER=dt_mic), it first scores the reference plus
+the echo alone (MIC minus the reference) at -6, -12, -20 and -30 dB: what
+a canceller that leaves the near end intact would score at each residual.
 """
 import os
 import sys
@@ -28,6 +34,14 @@ def main():
     d, ref_name, *names = sys.argv[1:]
     start = int(float(os.environ.get("FROM_S", "3")) * 16000)
     ref = load(d, ref_name)[start:]
+    ladder = os.environ.get("LADDER")
+    if ladder:
+        mic = load(d, ladder)[start:]
+        n = min(len(ref), len(mic))
+        echo = mic[:n] - ref[:n]
+        for db in (-6, -12, -20, -30):
+            deg = ref[:n] + 10 ** (db / 20) * echo
+            print(f"near end + echo at {db} dB: PESQ-WB {pesq(16000, ref[:n], deg, 'wb'):.2f}")
     for name in names:
         deg = load(d, name)[start:]
         n = min(len(ref), len(deg))

@@ -93,13 +93,18 @@ impl Sim {
 const AEC_ONLY: VoiceSettings =
     VoiceSettings { aec: true, noise_suppression: NoiseSuppression::Off, agc: false };
 
-/// Initial convergence on speech, ms. The issue asks for 2 s; sonora's
-/// AEC3 keeps WebRTC's fixed "initial state" (2.5 s of active far end, not
-/// configurable through sonora's API), and on this room ERLE stays at or
-/// above 25 dB (in 500 ms stretches) from 3.6 s (AEC alone) or 4.8 s (with
-/// gain control, which lifts the residual at a far-end onset). This bound
-/// records what is reached; re-convergence meets the 2 s target.
-const INITIAL_CONVERGENCE_MS: f64 = 5000.0;
+/// Initial convergence on speech, ms, by settings. The issue asks for 2 s:
+/// the default chain meets it (1.64 s). AEC alone takes 2.44 s: AEC3 on the
+/// right delay from the start (the device delay, then our estimate) still
+/// leaks at some far-end onsets between 1.0 and 2.2 s (ERLE 5–16 dB in
+/// 100 ms windows), which the noise suppressor takes out when it runs.
+/// (Round 1, on AEC3's own delay estimator: 3.55 s and 4.75 s; it first
+/// locked on 68 ms instead of 56.) AEC3's `initial_state_seconds` at 1.0
+/// instead of 2.5 made it 3.55 s (though double talk improved a lot: 0.73
+/// similarity instead of 0.53).
+fn initial_convergence_ms(settings: VoiceSettings) -> f64 {
+    if settings == AEC_ONLY { 2500.0 } else { 2000.0 }
+}
 
 #[test]
 fn echo_is_cancelled_25db_and_reconverges_within_2s_after_the_path_changes() {
@@ -111,11 +116,17 @@ fn echo_is_cancelled_25db_and_reconverges_within_2s_after_the_path_changes() {
         let conv = sim.meter.converged_after_ms(CONVERGED_ERLE_DB);
         let erle = sim.meter.erle_db_after(conv.unwrap_or(0.0));
         let delay = sim.proc.stats().delay_ms;
+        if std::env::var_os("SAPORA_APM_TRACE").is_some() {
+            for (t, db) in sim.meter.windows() {
+                eprint!("{t:.0}:{db:.0} ");
+            }
+            eprintln!();
+        }
         eprintln!(
             "{settings:?}: converged after {conv:?} ms, then ERLE {erle:?} dB; delay {delay:?} ms"
         );
         assert!(
-            conv.is_some_and(|ms| ms <= INITIAL_CONVERGENCE_MS),
+            conv.is_some_and(|ms| ms <= initial_convergence_ms(settings)),
             "{settings:?}: converged after {conv:?} ms"
         );
         assert!(erle.is_some_and(|e| e >= 25.0), "{settings:?}: ERLE {erle:?} dB");
@@ -128,12 +139,52 @@ fn echo_is_cancelled_25db_and_reconverges_within_2s_after_the_path_changes() {
         let conv = sim.meter.converged_after_ms(CONVERGED_ERLE_DB);
         let erle = sim.meter.erle_db_after(conv.unwrap_or(0.0));
         eprintln!("after the change: converged after {conv:?} ms, then ERLE {erle:?} dB");
+        if std::env::var_os("SAPORA_APM_TRACE").is_some() {
+            for (t, db) in sim.meter.windows() {
+                eprint!("{t:.0}:{db:.0} ");
+            }
+            eprintln!();
+        }
         assert!(
             conv.is_some_and(|ms| ms <= 2000.0),
             "{settings:?}: re-converged after {conv:?} ms"
         );
         assert!(erle.is_some_and(|e| e >= 25.0), "{settings:?}: ERLE {erle:?} dB after the change");
     }
+    // No device delay (the bots, or a device that does not tell): the
+    // delay comes from our estimator alone; AEC3 runs on its own estimator
+    // until then, and starts over on ours.
+    for delay_ms in [60, 150] {
+        let mut sim = Sim::new(VoiceSettings::default(), Some(EchoSpec { delay_ms }), None);
+        sim.proc = VoiceProcessor::new(VoiceSettings::default());
+        sim.run(&far[..5 * 48_000], &silence[..5 * 48_000]);
+        let conv = sim.meter.converged_after_ms(CONVERGED_ERLE_DB);
+        let erle = sim.meter.erle_db_after(conv.unwrap_or(0.0));
+        let delay = sim.proc.stats().delay_ms;
+        eprintln!(
+            "no device delay, room {delay_ms} ms: converged after {conv:?} ms, then ERLE \
+             {erle:?} dB; delay {delay:?} ms"
+        );
+        assert!(delay.is_some_and(|d| d.abs_diff(delay_ms as i32) <= 1), "delay {delay:?} ms");
+        assert!(conv.is_some_and(|ms| ms <= 2000.0), "converged after {conv:?} ms");
+        assert!(erle.is_some_and(|e| e >= 25.0), "ERLE {erle:?} dB");
+    }
+    // A device delay that is wrong (cpal's buffers only: 20 ms of a real
+    // 100): AEC3 starts on it, and moves to our estimate once it is sure.
+    let mut sim = Sim::new(VoiceSettings::default(), Some(EchoSpec { delay_ms: 100 }), None);
+    sim.proc = VoiceProcessor::new(VoiceSettings::default());
+    sim.proc.set_device_delay_ms(20);
+    sim.run(&far[..5 * 48_000], &silence[..5 * 48_000]);
+    let conv = sim.meter.converged_after_ms(CONVERGED_ERLE_DB);
+    let erle = sim.meter.erle_db_after(conv.unwrap_or(0.0));
+    let delay = sim.proc.stats().delay_ms;
+    eprintln!(
+        "device delay 20 ms, room 100 ms: converged after {conv:?} ms, then ERLE {erle:?} dB; \
+         delay {delay:?} ms"
+    );
+    assert_eq!(delay, Some(100));
+    assert!(conv.is_some_and(|ms| ms <= 2500.0), "converged after {conv:?} ms");
+    assert!(erle.is_some_and(|e| e >= 25.0), "ERLE {erle:?} dB");
     // Control: with the canceller off the meter sees the echo as it is.
     let mut sim = Sim::new(VoiceSettings::OFF, Some(EchoSpec::default()), None);
     sim.run(&far[..2 * 48_000], &silence[..2 * 48_000]);
@@ -268,8 +319,19 @@ fn double_talk_keeps_the_near_end_speech() {
         );
         // The near end survives: far more like it than the echo is (0.2);
         // measured 0.475 (AEC alone) and 0.424 (all on). PESQ-WB with
-        // scripts/apm_pesq.py: 1.07 after, 1.23 at the mic (this is a hard
-        // case: the far end talks non-stop, its echo only ~6 dB down).
+        // scripts/apm_pesq.py: 1.07 after, 1.23 at the mic; the issue aims
+        // at 3.0, which needs the echo 20 dB under the near end with the
+        // near end intact (the mic plus the echo at -20 dB scores 3.04).
+        // AEC3 is close to half-duplex here: its residual-echo estimate
+        // stays within a few dB of the whole linear echo estimate for
+        // seconds (its ERLE estimate is bounded, 6 dB low / 1.8 dB high
+        // bands by default), the room's tail beyond its 52 ms filter adds
+        // modelled reverb, and whenever its dominant-near-end detector lets
+        // go the bands above 2 kHz are held to the 2 kHz gain: the near end
+        // loses a median 15-36 dB per band. Even with no echo path at all, a
+        // talking far end costs the near end (PESQ 1.38). ERLE bounds,
+        // masks, near-end detection and hold times (tried through a patched
+        // sonora) moved PESQ by at most 0.1.
         assert!(after >= 0.4 && after > 2.0 * control, "near end kept: {after:.3}");
         // And the echo is taken out.
         assert!(echo_left < echo_at_mic - 0.1, "echo left: {echo_left:.3} vs {echo_at_mic:.3}");
@@ -372,4 +434,79 @@ fn settings_parse_and_default_to_all_on() {
     p.render(&x);
     p.capture(&mut y);
     assert_eq!(x, y);
+}
+
+/// The lag (0–30 ms, in samples) at which `out` best matches `x` (cross-
+/// correlation over one second of speech).
+fn delay_samples(x: &[f32], out: &[f32]) -> usize {
+    let seg = &x[48_000..96_000];
+    let score = |lag: usize| -> f64 {
+        seg.iter().zip(&out[48_000 + lag..]).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum()
+    };
+    let best = |lags: &mut dyn Iterator<Item = usize>| {
+        lags.max_by(|&a, &b| score(a).total_cmp(&score(b))).unwrap_or(0)
+    };
+    // Every 8 samples (speech below 3 kHz correlates over more), then each
+    // sample around the best.
+    let coarse = best(&mut (0..=1440).step_by(8));
+    best(&mut (coarse.saturating_sub(8)..=coarse + 8))
+}
+
+/// The chain's own latency: how much later the processed microphone comes
+/// out than it went in (no echo, far end silent). It is algorithmic, not
+/// buffering: the 10 ms frames are processed in place (a 20 ms codec frame
+/// is two of them, with nothing held back), but AEC3 works in 4 ms blocks
+/// through a three-band filter bank and the noise suppressor in overlapping
+/// windows.
+#[test]
+fn the_chain_delays_the_microphone_by_its_algorithmic_latency_only() {
+    let sp = speech();
+    let far = vec![0.0; sp.len()];
+    let ns_only = VoiceSettings { aec: false, agc: false, ..Default::default() };
+    let agc_only =
+        VoiceSettings { aec: false, noise_suppression: NoiseSuppression::Off, agc: true };
+    let mut ms = Vec::new();
+    for (name, settings) in [
+        ("aec", AEC_ONLY),
+        ("ns", ns_only),
+        ("agc", agc_only),
+        ("all (default)", VoiceSettings::default()),
+        (
+            "strong",
+            VoiceSettings { noise_suppression: NoiseSuppression::Strong, ..Default::default() },
+        ),
+    ] {
+        let mut sim = Sim::new(settings, None, None);
+        let (_, out) = sim.run(&far, &sp);
+        let d = delay_samples(&sp, &out) as f64 / 48.0;
+        eprintln!("{name}: the microphone comes out {d:.2} ms later");
+        ms.push(d);
+    }
+    // Measured (sonora 0.2): AEC3 8.9 ms (4 ms blocks: framing, then the
+    // suppressor's overlap-add), noise suppression 6.9 ms (its overlapping
+    // windows), gain control 0, all three 14.9 ms (the band split is
+    // shared), RNNoise ("strong") 10 ms more (its window overlaps the next
+    // frame). A frame held back to pair 10 ms with 20 ms would add 10 ms.
+    assert!(ms[2] < 0.5, "gain control adds no delay: {ms:?} ms");
+    assert!(ms[3] <= 16.0, "chain latency {ms:?} ms");
+    assert!(ms[4] <= 26.0, "chain latency {ms:?} ms");
+}
+
+/// Gain control starts at 0 dB (so that leftover echo is not lifted for a
+/// listener who has not spoken), yet a quiet microphone is still lifted
+/// once its talker speaks.
+#[test]
+fn a_quiet_microphone_is_lifted_once_its_talker_speaks() {
+    let sp = speech();
+    // Speech peaking near −40 dBFS: a far or quiet microphone.
+    let peak = sp.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let quiet: Vec<f32> = looped(&sp, 300, 6 * 48_000).iter().map(|x| x * 0.01 / peak).collect();
+    let far = vec![0.0; quiet.len()];
+    let mut sim = Sim::new(VoiceSettings::default(), None, None);
+    let (mic, out) = sim.run(&far, &quiet);
+    let last = 2 * 48_000;
+    let lift = db(energy(&out[out.len() - last..]) / energy(&mic[mic.len() - last..]));
+    let first = db(energy(&out[..48_000]) / energy(&mic[..48_000]));
+    eprintln!("quiet microphone: {first:.1} dB in the first second, {lift:.1} dB after 4 s");
+    assert!(lift >= 10.0, "a quiet microphone lifted only {lift:.1} dB");
 }
