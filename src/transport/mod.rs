@@ -33,6 +33,7 @@ pub mod admission;
 pub mod cert;
 pub mod fallback;
 pub mod limit;
+pub mod link;
 pub mod pake;
 pub mod pin;
 pub mod quic;
