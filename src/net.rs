@@ -43,6 +43,39 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     Ok(header)
 }
 
+/// Reads whole control frames from a byte stream (the QUIC control stream)
+/// with [`crate::proto::coding::Frame::decode_from`]: bytes are read in
+/// chunks into one buffer, and a frame's length is checked against the limit
+/// as soon as its header is in, before waiting for its payload.
+pub struct FrameReader<R> {
+    stream: R,
+    buf: bytes::BytesMut,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    pub fn new(stream: R) -> FrameReader<R> {
+        FrameReader { stream, buf: bytes::BytesMut::with_capacity(16 * 1024) }
+    }
+
+    /// The next frame whose payload is at most `max` bytes. The header's
+    /// version is not checked (the caller answers a wrong one clearly).
+    /// [`FrameError::Closed`] at a clean end between two frames.
+    pub async fn next(&mut self, max: u32) -> Result<crate::proto::coding::Frame, FrameError> {
+        use crate::proto::coding::Frame;
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            if let Some(frame) = Frame::decode_from(&mut self.buf, max)? {
+                return Ok(frame);
+            }
+            match self.stream.read(&mut chunk).await? {
+                0 if self.buf.is_empty() => return Err(FrameError::Closed),
+                0 => return Err(DecodeError::UnexpectedEnd.into()),
+                n => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}
+
 /// Writes header and payload with one `write_all`, so a frame is one segment
 /// on a `TCP_NODELAY` socket.
 pub async fn write_frame<W: AsyncWrite + Unpin>(

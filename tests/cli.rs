@@ -14,6 +14,7 @@ use sapora::proto::{DisconnectCode, Ports};
 use sapora::server::{self, HostOptions};
 
 fn sapora(args: &[&str]) -> Command {
+    common::isolate();
     let mut c = Command::new(env!("CARGO_BIN_EXE_sapora"));
     c.args(args).env("SAPORA_DISCOVERY_ADDR", "127.255.255.255").stdin(Stdio::null());
     c
@@ -209,6 +210,7 @@ fn discover_lists_a_loopback_host_quickly() {
     smol::block_on(async {
         let offset = unique_offset(2);
         let ports = Ports { control: 0, ..Ports::with_offset(offset).unwrap() };
+        common::isolate();
         let mut opts = HostOptions::new(LOOPBACK, ports, "disco-host");
         opts.discovery_target = Some(LOOPBACK_BROADCAST);
         let host = server::start(opts).await.unwrap();
