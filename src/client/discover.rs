@@ -61,6 +61,12 @@ pub struct DiscoveredHost {
     /// Started by `sapora` with no arguments (it may hand over to another
     /// such host started at the same moment).
     pub auto: bool,
+    /// The host certificate's fingerprint, as the beacon says (not
+    /// authenticated: `ClientConfig::beacon_fingerprint` uses it only for a
+    /// host with no known-hosts pin).
+    pub fingerprint: Option<crate::transport::cert::Fingerprint>,
+    /// Joining needs a passcode.
+    pub passcode: bool,
 }
 
 impl DiscoveredHost {
@@ -181,6 +187,8 @@ impl HostTable {
             host.version = beacon.version;
             host.owner = beacon.owner;
             host.auto = beacon.merge_room.is_some();
+            host.fingerprint = beacon.fingerprint.map(crate::transport::cert::Fingerprint);
+            host.passcode = beacon.passcode.unwrap_or(false);
             // Never move backwards if the caller's clock readings interleave.
             host.last_seen = host.last_seen.max(now);
             return changed;
@@ -199,6 +207,8 @@ impl HostTable {
                 last_seen: now,
                 owner: beacon.owner,
                 auto: beacon.merge_room.is_some(),
+                fingerprint: beacon.fingerprint.map(crate::transport::cert::Fingerprint),
+                passcode: beacon.passcode.unwrap_or(false),
             },
         );
         true
@@ -283,7 +293,7 @@ pub async fn discover(opts: &DiscoverOptions) -> io::Result<Vec<DiscoveredHost>>
         let wake_at = retry_at.map_or(deadline, |r| r.min(deadline));
         match scanner.next(wake_at).await {
             Heard::Beacon(src, beacon) => {
-                table.observe(Instant::now(), src, beacon);
+                table.observe(Instant::now(), src, *beacon);
             }
             Heard::Nothing => {
                 if Instant::now() >= deadline {
@@ -349,7 +359,7 @@ pub async fn watch(opts: DiscoverOptions, updates: Sender<Vec<DiscoveredHost>>) 
                 .min()
                 .unwrap_or(next_probe);
         if let Heard::Beacon(src, beacon) = scanner.next(wake_at).await
-            && table.observe(Instant::now(), src, beacon)
+            && table.observe(Instant::now(), src, *beacon)
             && updates.force_send(table.hosts()).is_err()
         {
             return Ok(());
@@ -429,7 +439,7 @@ pub fn format_hosts(hosts: &[DiscoveredHost]) -> String {
 
 /// What [`Scanner::next`] woke up for.
 enum Heard {
-    Beacon(SocketAddr, Beacon),
+    Beacon(SocketAddr, Box<Beacon>),
     /// The wake-up time passed.
     Nothing,
 }
@@ -514,7 +524,7 @@ impl Scanner {
                     self.rejected += 1;
                     debug!(%src, nonce = b.nonce, "beacon with a foreign nonce ignored");
                 }
-                Ok(b) => return Heard::Beacon(src, b),
+                Ok(b) => return Heard::Beacon(src, Box::new(b)),
                 // Probes (ours and other clients') also arrive on the shared
                 // port; they are not for us and not worth a log line.
                 Err(DecodeError::Unexpected(kind)) if kind == MsgType::DiscoveryProbe as u8 => {}
@@ -551,6 +561,8 @@ mod tests {
             owner: None,
             started_ms: None,
             merge_room: None,
+            fingerprint: None,
+            passcode: None,
         }
     }
 
@@ -783,6 +795,8 @@ mod tests {
             owner: None,
             started_ms: 0,
             merge_room: None,
+            fingerprint: None,
+            passcode: false,
         };
         let rooms = Arc::new(Mutex::new(vec![
             RoomInfo { name: "default".into(), members: 3 },

@@ -422,6 +422,8 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
                 owner: opts.owner.clone(),
                 started_ms: crate::net::unix_ms(),
                 merge_room: opts.merge_room.clone(),
+                fingerprint: Some(identity.fingerprint()),
+                passcode: opts.passcode.is_some(),
             };
             let rooms = rooms.clone();
             let (directory, control) = (directory.clone(), control.clone());
