@@ -296,7 +296,8 @@ fn headless_host_prints_address_logs_joins_and_says_goodbye_on_ctrl_c() {
 
 #[test]
 fn host_refuses_a_port_in_use_with_advice() {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // The control port is UDP (QUIC).
+    let l = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     if port < 5000 {
         return; // cannot express it as an offset

@@ -6,6 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
+use common::shim;
 use common::*;
 use sapora::client::{Client, ClientConfig, Event};
 use sapora::server;
@@ -164,6 +165,59 @@ fn register_must_name_the_room_admission_let_the_client_into() {
         while host.stats().members != 1 {
             assert!(std::time::Instant::now() < deadline, "not admitted to lab");
             smol::Timer::after(Duration::from_millis(20)).await;
+        }
+        host.shutdown().await;
+    });
+}
+
+/// What a packet capture on the path sees of a passcode room's control
+/// traffic: none of the chat, names, room or passcode (everything a
+/// plaintext control channel used to show). Media still has its own
+/// plaintext ports, so this is about the control connection only.
+#[test]
+fn a_capture_of_the_control_connection_shows_no_chat_names_or_passcode() {
+    smol::block_on(async {
+        let mut opts = options();
+        opts.passcode = Some(code("tangerine-sky-42"));
+        let host = server::start(opts).await.unwrap();
+        let wire = shim::Shim::capture(host.control_addr);
+        let dir = tempfile::tempdir().unwrap();
+        let connect = |name: &str| {
+            let mut c = ClientConfig::new(wire.addr, name, "Secret Project Room");
+            c.passcode = Some(code("tangerine-sky-42"));
+            c.pins = Some(PinStore::at(dir.path().join("known_hosts")));
+            Client::connect(c)
+        };
+        let ann = connect("Annabelle Quartermain").await.unwrap();
+        let bob = connect("Bartholomew Wexley").await.unwrap();
+        let secret = "the launch code is PURPLE-WALRUS-7731";
+        ann.chat(None, secret).unwrap();
+        let got = expect(&bob, 3 * SEC, |e| match e {
+            Event::Chat(m) => Some(m.text.clone()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(got, secret, "the chat went through the capture point");
+        ann.chat(Some("Bartholomew Wexley"), "private: ORANGE-OTTER-5512").unwrap();
+        expect(&bob, 3 * SEC, |e| matches!(e, Event::Chat(m) if m.to.is_some()).then_some(()))
+            .await;
+        ann.leave().await;
+        bob.leave().await;
+        let captured = wire.captured();
+        assert!(captured.len() > 4000, "the capture holds the call: {} bytes", captured.len());
+        let contains = |needle: &str| {
+            captured.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+        };
+        for needle in [
+            "PURPLE-WALRUS",
+            "ORANGE-OTTER",
+            "Annabelle",
+            "Bartholomew",
+            "Secret Project",
+            "tangerine-sky",
+            "test-host",
+        ] {
+            assert!(!contains(needle), "{needle:?} is readable on the wire");
         }
         host.shutdown().await;
     });

@@ -48,6 +48,10 @@ pub struct ClientConfig {
     /// Where host certificates are pinned (trust on first use); `None` =
     /// `known_hosts` in the configuration directory.
     pub pins: Option<PinStore>,
+    /// The fingerprint a discovery beacon announced for this host
+    /// (`DiscoveredHost::fingerprint`): trusted instead of first use when
+    /// `pins` has no entry for it; a pin always wins.
+    pub beacon_fingerprint: Option<crate::transport::cert::Fingerprint>,
 }
 
 impl ClientConfig {
@@ -62,6 +66,7 @@ impl ClientConfig {
             media: false,
             passcode: None,
             pins: None,
+            beacon_fingerprint: None,
         }
     }
 }
@@ -325,9 +330,15 @@ impl Link {
                     ClientError::Link(ConnectError::Quic { addr, source: e.into() })
                 })?,
             };
-            let est = link::connect(addr, &register.room, config.passcode.as_ref(), &pins)
-                .await
-                .map_err(ClientError::Link)?;
+            let est = link::connect_expecting(
+                addr,
+                &register.room,
+                config.passcode.as_ref(),
+                &pins,
+                config.beacon_fingerprint,
+            )
+            .await
+            .map_err(ClientError::Link)?;
             let mut recv = FrameReader::new(est.control_recv);
             let mut link = Link {
                 link: est.link,
@@ -568,6 +579,7 @@ async fn run(
                 // The new host does not know our token: join it afresh, with
                 // the same name and room.
                 config.host = to;
+                config.beacon_fingerprint = None;
                 *host.lock().unwrap_or_else(|e| e.into_inner()) = to;
                 fresh = true;
                 let _ = events.send(Event::Moved { to, host_name }).await;

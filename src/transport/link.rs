@@ -270,6 +270,20 @@ pub async fn connect(
     passcode: Option<&Passcode>,
     pins: &PinStore,
 ) -> Result<Established<Link>, ConnectError> {
+    connect_expecting(addr, room, passcode, pins, None).await
+}
+
+/// [`connect`], trusting `beacon` (the fingerprint a discovery beacon
+/// announced, `DiscoveredHost::fingerprint`) instead of first use for a host
+/// with no known-hosts pin; the host is then pinned. A known-hosts pin
+/// always wins over the beacon (beacons are not authenticated).
+pub async fn connect_expecting(
+    addr: SocketAddr,
+    room: &str,
+    passcode: Option<&Passcode>,
+    pins: &PinStore,
+    beacon: Option<Fingerprint>,
+) -> Result<Established<Link>, ConnectError> {
     let quic_err = |source| ConnectError::Quic { addr, source };
     let local: SocketAddr = if addr.is_ipv4() {
         (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
@@ -278,7 +292,11 @@ pub async fn connect(
     };
     // One endpoint per link: its driver lives as long as the connection.
     let endpoint = quic::client_endpoint(local).map_err(quic_err)?;
-    let connected = quic::connect_tofu(&endpoint, addr, pins).await.map_err(quic_err)?;
+    let connected = match beacon {
+        None => quic::connect_tofu(&endpoint, addr, pins).await,
+        Some(beacon) => connect_beacon(&endpoint, addr, pins, beacon).await,
+    }
+    .map_err(quic_err)?;
     let connection = connected.connection;
     let (mut send, mut recv) =
         connection.open_bi().await.map_err(|e| quic_err(QuicError::Connection(e)))?;
@@ -296,6 +314,30 @@ pub async fn connect(
         admission,
         fingerprint: Some(connected.fingerprint),
     })
+}
+
+/// Trust the beacon's fingerprint for a host not in `pins`, then pin it.
+async fn connect_beacon(
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+    pins: &PinStore,
+    beacon: Fingerprint,
+) -> Result<quic::Connected, QuicError> {
+    let host = super::pin::host_key(addr);
+    let known = {
+        let pins = pins.clone();
+        smol::unblock(move || pins.load()).await?
+    };
+    if known.get(&host).is_some() {
+        return quic::connect_tofu(endpoint, addr, pins).await;
+    }
+    let connected = quic::connect(endpoint, addr, quic::Trust::Pinned(beacon)).await?;
+    let (pins, fingerprint) = (pins.clone(), connected.fingerprint);
+    if let Err(e) = smol::unblock(move || pins.check_and_pin(&host, fingerprint)).await {
+        connected.connection.close(CLOSE_CODE.into(), b"certificate not trusted");
+        return Err(e.into());
+    }
+    Ok(connected)
 }
 
 /// The host's side for one incoming connection that passed the caps: the
@@ -497,6 +539,30 @@ mod tests {
             let text = err.to_string();
             assert!(text.contains(&other.short()), "{text}");
             assert!(text.contains(&first.fingerprint.short()), "{text}");
+        });
+    }
+
+    #[test]
+    fn a_beacon_fingerprint_is_trusted_for_an_unknown_host_but_a_pin_wins() {
+        smol::block_on(async {
+            let host = host(None);
+            let (_dir, pins) = pins();
+            let other = HostIdentity::generate().unwrap().fingerprint();
+            // A beacon naming another certificate: refused, nothing pinned.
+            let err = connect_expecting(host.addr, "", None, &pins, Some(other)).await.err();
+            assert!(matches!(
+                err,
+                Some(ConnectError::Quic { source: QuicError::PinMismatch { .. }, .. })
+            ));
+            assert!(pins.load().unwrap().is_empty());
+            // The right one: admitted and pinned.
+            let ok = connect_expecting(host.addr, "", None, &pins, Some(host.fingerprint)).await;
+            ok.unwrap().link.close("done");
+            let key = crate::transport::pin::host_key(host.addr);
+            assert_eq!(pins.load().unwrap().get(&key), Some(host.fingerprint));
+            // Now the pin wins over a beacon that says otherwise.
+            let ok = connect_expecting(host.addr, "", None, &pins, Some(other)).await;
+            ok.unwrap().link.close("done");
         });
     }
 
