@@ -1,4 +1,4 @@
-//! Payloads of the control channel (TCP) and of discovery (UDP).
+//! Payloads of the control channel (the QUIC control stream) and of discovery (UDP).
 //!
 //! Field order is wire order (postcard encodes struct fields in declaration
 //! order): append new fields at the end only, never reorder.
@@ -11,6 +11,7 @@ use super::{DecodeError, MsgType, decode_payload, encode_payload};
 /// the control address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ports {
+    /// UDP: the QUIC endpoint whose control stream carries these messages.
     pub control: u16,
     pub discovery: u16,
     pub file: u16,
