@@ -12,7 +12,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -291,7 +291,7 @@ pub async fn connect_expecting(
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
     // One endpoint per link: its driver lives as long as the connection.
-    let endpoint = quic::client_endpoint(local).map_err(quic_err)?;
+    let endpoint = quic::client_endpoint_on(local, client_runtime()).map_err(quic_err)?;
     let connected = match beacon {
         None => quic::connect_tofu(&endpoint, addr, pins).await,
         Some(beacon) => connect_beacon(&endpoint, addr, pins, beacon).await,
@@ -314,6 +314,32 @@ pub async fn connect_expecting(
         admission,
         fingerprint: Some(connected.fingerprint),
     })
+}
+
+/// The clients' QUIC runtime: quinn's endpoint and connection drivers run
+/// on one executor with its own thread (`sapora-quic`), not on smol's global
+/// executor. QUIC acknowledges, paces and keeps alive in user space: a
+/// task that blocks the global executor for a while (a bot's or the app's)
+/// must not stall every link of the process, as a kernel TCP stack would
+/// not have been.
+fn client_runtime() -> Arc<dyn quinn::Runtime> {
+    static EXECUTOR: std::sync::OnceLock<Arc<smol::Executor<'static>>> = std::sync::OnceLock::new();
+    let executor = EXECUTOR.get_or_init(|| {
+        let executor = Arc::new(smol::Executor::new());
+        let ex = executor.clone();
+        let spawned = std::thread::Builder::new()
+            .name("sapora-quic".into())
+            .spawn(move || smol::block_on(ex.run(smol::future::pending::<()>())));
+        if let Err(e) = spawned {
+            // Without the thread the executor would never run: fall back to
+            // a detached task on the global executor that runs it.
+            tracing::warn!("cannot start the QUIC thread ({e}); using the shared executor");
+            let ex = executor.clone();
+            smol::spawn(async move { ex.run(smol::future::pending::<()>()).await }).detach();
+        }
+        executor
+    });
+    Arc::new(quic::ExecutorRuntime(executor.clone()))
 }
 
 /// Trust the beacon's fingerprint for a host not in `pins`, then pin it.
