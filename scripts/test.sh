@@ -24,6 +24,12 @@ warn() { printf 'test.sh: warning: %s\n' "$*" >&2; }
 # Safety net: discovery beacons and probes stay on this machine even if a test
 # (or a binary it starts) forgets to pass a loopback discovery address.
 export SAPORA_DISCOVERY_ADDR=127.255.255.255
+# Host certificates and known hosts (pinned certificates) of the whole run
+# live in a fresh directory, never in the real home: every in-process test
+# host shares the one certificate made there, so a port reused by another
+# test's host is never a "changed certificate".
+SAPORA_CONFIG_DIR=$(mktemp -d)
+export SAPORA_CONFIG_DIR
 timeout_s="${SAPORA_TEST_TIMEOUT:-600}"
 started=$(date +%s)
 
@@ -51,7 +57,7 @@ fi
 # run_tests ARGS...: `cargo test --offline ARGS` in the sandbox, under the
 # time limit, with its output also kept for the summary.
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log"; rm -rf "$SAPORA_CONFIG_DIR"' EXIT
 run_tests() {
     local left=$((timeout_s - ($(date +%s) - test_start)))
     [ "$left" -gt 0 ] || left=1

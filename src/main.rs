@@ -2,6 +2,7 @@
 //! library; every subcommand prints a clear message and a non-zero exit code
 //! on failure rather than a panic.
 
+use sapora::transport::pake::Passcode;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -81,6 +82,8 @@ struct VisitArgs {
     as_name: Option<String>,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    passcode: PasscodeArg,
 }
 
 #[derive(Args)]
@@ -150,13 +153,48 @@ fn visit(v: VisitArgs) -> Result<sapora::client::files_cli::Visit, String> {
         host,
         name: v.as_name.unwrap_or_else(user_name),
         room: v.room,
+        passcode: v.passcode.get()?,
+        passcode_refused: Default::default(),
     })
+}
+
+/// A one-off file command's outcome: its line, or its error with the
+/// passcode refusal's own exit code.
+fn visit_done(r: Result<String, String>, refused: &std::sync::atomic::AtomicBool) -> CmdResult {
+    match r {
+        Err(e) if refused.load(std::sync::atomic::Ordering::Relaxed) => {
+            eprintln!("sapora: {e}");
+            Ok(ExitCode::from(EXIT_PASSCODE))
+        }
+        r => print_line(r),
+    }
 }
 
 fn print_line(r: Result<String, String>) -> CmdResult {
     println!("{}", r?);
     Ok(ExitCode::SUCCESS)
 }
+
+/// `--passcode CODE` (or `SAPORA_PASSCODE`).
+#[derive(Args, Clone, Default)]
+struct PasscodeArg {
+    /// Passcode of the meeting (host: every meeting on this host needs it)
+    #[arg(long, value_name = "CODE", env = "SAPORA_PASSCODE", hide_env_values = true)]
+    passcode: Option<String>,
+}
+
+impl PasscodeArg {
+    fn get(&self) -> Result<Option<Passcode>, String> {
+        self.passcode
+            .as_deref()
+            .map(|p| Passcode::new(p).map_err(|e| format!("--passcode: {e}")))
+            .transpose()
+    }
+}
+
+/// Exit code of a join refused for its passcode (missing, wrong, too many
+/// tries), so scripts can tell it from a network failure (1).
+const EXIT_PASSCODE: u8 = 3;
 
 #[derive(Args, Clone)]
 struct NetArgs {
@@ -180,6 +218,8 @@ struct HostArgs {
     bind: IpAddr,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    passcode: PasscodeArg,
     /// Your meeting (room) on this host; blank = "default"
     #[arg(long, value_name = "NAME", default_value = "")]
     room: String,
@@ -292,6 +332,8 @@ struct JoinArgs {
     #[command(flatten)]
     net: NetArgs,
     #[command(flatten)]
+    passcode: PasscodeArg,
+    #[command(flatten)]
     media: AppMediaArgs,
 }
 
@@ -311,6 +353,8 @@ struct BotArgs {
     /// Meeting (room) to join; blank = "default"
     #[arg(long, value_name = "NAME", default_value = "")]
     room: String,
+    #[command(flatten)]
+    passcode: PasscodeArg,
     /// How many bots to join
     #[arg(long, value_name = "K", default_value_t = 1)]
     count: usize,
@@ -449,13 +493,18 @@ fn main() -> ExitCode {
         Some(Command::Discover(args)) => discover_cmd(args),
         Some(Command::Schedule { command }) => schedule(command),
         Some(Command::Devices) => devices(),
-        Some(Command::Send(a)) => visit(a.visit)
-            .and_then(|v| print_line(sapora::client::files_cli::send(v, a.file, a.to, a.name))),
-        Some(Command::Files(a)) => {
-            visit(a.visit).and_then(|v| print_line(sapora::client::files_cli::list(v)))
-        }
-        Some(Command::Fetch(a)) => visit(a.visit)
-            .and_then(|v| print_line(sapora::client::files_cli::fetch(v, a.id, a.output))),
+        Some(Command::Send(a)) => visit(a.visit).and_then(|v| {
+            let refused = v.passcode_refused.clone();
+            visit_done(sapora::client::files_cli::send(v, a.file, a.to, a.name), &refused)
+        }),
+        Some(Command::Files(a)) => visit(a.visit).and_then(|v| {
+            let refused = v.passcode_refused.clone();
+            visit_done(sapora::client::files_cli::list(v), &refused)
+        }),
+        Some(Command::Fetch(a)) => visit(a.visit).and_then(|v| {
+            let refused = v.passcode_refused.clone();
+            visit_done(sapora::client::files_cli::fetch(v, a.id, a.output), &refused)
+        }),
         Some(Command::Recordings(a)) => recordings(a),
     };
     match result {
@@ -531,6 +580,7 @@ fn host(args: HostArgs) -> CmdResult {
     }
     let mut opts = HostOptions::new(args.bind, ports, args.name.unwrap_or_else(machine_name));
     opts.owner = Some(user_name());
+    opts.passcode = args.passcode.get()?;
     if !args.no_discovery {
         opts.discovery_target = Some(args.net.discovery_addr);
     }
@@ -566,13 +616,29 @@ fn host(args: HostArgs) -> CmdResult {
         let room = args.room.trim();
         let room_hint = if room.is_empty() { String::new() } else { format!(" --room {room}") };
         println!("Sapora host \"{}\" is running.", host.host_name);
+        if let Some(sapora::transport::cert::Loaded::Replaced { reason, kept_at }) =
+            &host.identity_loaded
+        {
+            println!(
+                "  WARNING: the host certificate was corrupt ({reason}); it was moved to {} and a new one made. Clients that joined before will refuse this host until they accept the new certificate.",
+                kept_at.display()
+            );
+        }
+        println!(
+            "  Certificate: {} (short {}); clients pin it on first join",
+            host.fingerprint,
+            host.fingerprint.short()
+        );
+        if opts.passcode.is_some() {
+            println!("  Passcode: every meeting on this host needs it");
+        }
         for (i, (ip, iface)) in share_addrs(args.bind).into_iter().enumerate() {
             let lead = if i == 0 { "  Others join with:" } else { "                   " };
             let iface = iface.map(|n| format!("   ({n})")).unwrap_or_default();
             println!("{lead}  sapora join {ip}{port_suffix}{room_hint}{iface}");
         }
         println!(
-            "  Ports: control {}/tcp, discovery {}/udp, files {}/tcp, screen {}/tcp, video {}/udp, audio {}/udp",
+            "  Ports: control {}/udp (QUIC), discovery {}/udp, files {}/tcp, screen {}/tcp, video {}/udp, audio {}/udp",
             p.control, p.discovery, p.file, p.screen, p.video, p.audio
         );
         match opts.discovery_target {
@@ -715,7 +781,7 @@ fn host(args: HostArgs) -> CmdResult {
             let retiring = smol::spawn(host.retire());
             let room = args.room.trim().to_string();
             // Ctrl+C still ends it (this process's handler is installed).
-            let joined = async { Some(terminal::run(addr, user_name(), room).await) }
+            let joined = async { Some(terminal::run(addr, user_name(), room, None).await) }
                 .or(async {
                     let _ = stop.recv().await;
                     None
@@ -830,9 +896,15 @@ fn join(args: JoinArgs) -> CmdResult {
         let media = args.media.choice();
         return open_app(launch, &args.net, app_host_options(&args.net)?, media);
     }
-    smol::block_on(terminal::run(addr, name, room.unwrap_or_default()))
-        .map(|()| ExitCode::SUCCESS)
-        .map_err(|e| e.to_string())
+    let passcode = args.passcode.get()?;
+    match smol::block_on(terminal::run(addr, name, room.unwrap_or_default(), passcode)) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.is_passcode_refusal() => {
+            eprintln!("sapora: {e}");
+            Ok(ExitCode::from(EXIT_PASSCODE))
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// `sapora` with no command: join a host found on the LAN, or host.
@@ -854,6 +926,7 @@ fn auto() -> CmdResult {
                 room: None,
                 name: None,
                 net,
+                passcode: PasscodeArg::default(),
                 media: AppMediaArgs::default(),
             };
             join(args)
@@ -863,6 +936,7 @@ fn auto() -> CmdResult {
             host(HostArgs {
                 bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                 net,
+                passcode: PasscodeArg::default(),
                 room: String::new(),
                 name: None,
                 headless: false,
@@ -920,6 +994,7 @@ fn bot(args: BotArgs) -> CmdResult {
         }
     }
     let addr = parse_host(&args.host, ports(&args.net)?.control)?;
+    let passcode = args.passcode.get()?;
     let stop = ctrl_c();
     let reports = smol::block_on(async {
         let tasks: Vec<_> = bot_names(&args.name, args.count)
@@ -959,6 +1034,7 @@ fn bot(args: BotArgs) -> CmdResult {
                         fps: args.screen_fps,
                     },
                     hand: args.hand,
+                    passcode: passcode.clone(),
                 };
                 smol::spawn(run_bot(opts, stop.clone()))
             })
@@ -1001,6 +1077,9 @@ fn bot(args: BotArgs) -> CmdResult {
     if failed {
         if let Some(e) = reports.iter().flat_map(|r| r.errors.first()).next() {
             eprintln!("sapora: {e}");
+        }
+        if reports.iter().any(|r| r.passcode_refused) {
+            return Ok(ExitCode::from(EXIT_PASSCODE));
         }
         return Ok(ExitCode::FAILURE);
     }

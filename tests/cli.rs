@@ -14,6 +14,7 @@ use sapora::proto::{DisconnectCode, Ports};
 use sapora::server::{self, HostOptions};
 
 fn sapora(args: &[&str]) -> Command {
+    common::isolate();
     let mut c = Command::new(env!("CARGO_BIN_EXE_sapora"));
     c.args(args).env("SAPORA_DISCOVERY_ADDR", "127.255.255.255").stdin(Stdio::null());
     c
@@ -209,6 +210,7 @@ fn discover_lists_a_loopback_host_quickly() {
     smol::block_on(async {
         let offset = unique_offset(2);
         let ports = Ports { control: 0, ..Ports::with_offset(offset).unwrap() };
+        common::isolate();
         let mut opts = HostOptions::new(LOOPBACK, ports, "disco-host");
         opts.discovery_target = Some(LOOPBACK_BROADCAST);
         let host = server::start(opts).await.unwrap();
@@ -303,7 +305,8 @@ fn headless_host_prints_address_logs_joins_and_says_goodbye_on_ctrl_c() {
 
 #[test]
 fn host_refuses_a_port_in_use_with_advice() {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // The control port is UDP (QUIC).
+    let l = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     if port < 5000 {
         return; // cannot express it as an offset

@@ -189,13 +189,11 @@ fn wrong_version_and_bad_name_are_clear_errors() {
             err.to_string(),
             "the host refused to let you join: your name must not be empty"
         );
-        // A client from another protocol version, speaking raw bytes.
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(host.control_addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        s.write_all(&[9, 0x01, 0, 0, 0, 2, 0, 0, 0, 0, 9, 0]).unwrap();
-        let mut reply = Vec::new();
-        s.read_to_end(&mut reply).unwrap();
+        // A client from another protocol version, speaking raw bytes on an
+        // admitted link's control stream.
+        let mut s = common::raw_control(host.control_addr, "").await;
+        s.write(&[9, 0x01, 0, 0, 0, 2, 0, 0, 0, 0, 9, 0]).await.unwrap();
+        let reply = s.read_until_closed(Duration::from_secs(2)).await;
         assert_eq!(reply[1], 0x06, "Refused");
         let text = String::from_utf8_lossy(&reply);
         assert!(text.contains("protocol version 1") && text.contains("version 9"), "{text}");

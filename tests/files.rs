@@ -727,6 +727,7 @@ fn a_full_disk_is_a_clear_error_and_leaves_nothing() {
             s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
         })
         .unwrap_or(false);
+    common::isolate();
     let mnt = tempfile::tempdir().unwrap();
     let offset = free_offset();
     let script = format!(
@@ -816,6 +817,7 @@ fn files_port_is_bound_and_announced() {
 fn a_new_user_shares_privately_through_the_binary() {
     // alice uses `sapora send --to bob`; bob and carol are bots fetching
     // whatever they are offered; carol also tries `sapora files` and `fetch`.
+    common::isolate();
     let bin = env!("CARGO_BIN_EXE_sapora");
     let offset = free_offset();
     let host_addr = format!("127.0.0.1:{}", 5000 + offset);
@@ -842,7 +844,7 @@ fn a_new_user_shares_privately_through_the_binary() {
     let outcome = std::panic::catch_unwind(|| {
         // Wait for the host to listen.
         let deadline = std::time::Instant::now() + 10 * SEC;
-        while std::net::TcpStream::connect(&host_addr).is_err() {
+        while !common::udp_bound(&host_addr) {
             assert!(std::time::Instant::now() < deadline, "host did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -1000,16 +1002,14 @@ fn an_interrupted_fetch_into_a_folder_resumes_on_the_next_run_and_leaves_no_part
     });
 }
 
-/// A control connection that registers and then stays silent (no heartbeats).
-fn raw_member(
+/// A control link that registers and then stays silent (no heartbeats).
+async fn raw_member(
     addr: SocketAddr,
     name: &str,
     room: &str,
     token: Option<u64>,
-) -> (std::net::TcpStream, sapora::proto::Welcome) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+) -> (common::RawControl, sapora::proto::Welcome) {
+    let mut s = common::raw_control(addr, room).await;
     let reg = sapora::proto::Register {
         version: PROTOCOL_VERSION,
         name: name.into(),
@@ -1019,38 +1019,43 @@ fn raw_member(
     };
     let mut frame = Vec::new();
     sapora::proto::encode_frame(sapora::proto::MsgType::Register, 0, &reg, &mut frame);
-    s.write_all(&frame).unwrap();
+    s.write(&frame).await.unwrap();
     loop {
         let mut head = [0u8; HEADER_LEN];
-        s.read_exact(&mut head).unwrap();
+        s.recv.read_exact(&mut head).await.unwrap();
         let h = Header::decode(&head).unwrap();
         let mut p = vec![0u8; h.len as usize];
-        s.read_exact(&mut p).unwrap();
+        s.recv.read_exact(&mut p).await.unwrap();
         if let Ok(sapora::proto::HostMsg::Welcome(w)) = sapora::proto::HostMsg::decode(h.kind, &p) {
             return (s, *w);
         }
     }
 }
 
-/// The control messages waiting on a raw member's connection, read for `d`.
-fn raw_messages(s: &mut std::net::TcpStream, d: Duration) -> Vec<sapora::proto::HostMsg> {
-    use std::io::Read;
+/// The control messages waiting on a raw member's link, read for `d`.
+async fn raw_messages(s: &mut common::RawControl, d: Duration) -> Vec<sapora::proto::HostMsg> {
     let until = std::time::Instant::now() + d;
     let mut out = Vec::new();
-    while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
-        s.set_read_timeout(Some(left.max(Duration::from_millis(1)))).unwrap();
-        let mut head = [0u8; HEADER_LEN];
-        if s.read_exact(&mut head).is_err() {
-            break;
+    loop {
+        let next = async {
+            let mut head = [0u8; HEADER_LEN];
+            s.recv.read_exact(&mut head).await.ok()?;
+            let h = Header::decode(&head).unwrap();
+            let mut p = vec![0u8; h.len as usize];
+            s.recv.read_exact(&mut p).await.ok()?;
+            Some(sapora::proto::HostMsg::decode(h.kind, &p))
         }
-        let h = Header::decode(&head).unwrap();
-        let mut p = vec![0u8; h.len as usize];
-        s.read_exact(&mut p).unwrap();
-        if let Ok(m) = sapora::proto::HostMsg::decode(h.kind, &p) {
-            out.push(m);
+        .or(async {
+            Timer::at(until).await;
+            None
+        })
+        .await;
+        match next {
+            Some(Ok(m)) => out.push(m),
+            Some(Err(_)) => {}
+            None => return out,
         }
     }
-    out
 }
 
 #[test]
@@ -1061,7 +1066,7 @@ fn a_private_file_follows_its_recipient_across_a_timeout_and_the_sender_hears_th
         opts.heartbeat = Duration::from_millis(100);
         let host = host_with(opts).await;
         let alice = join(host.control_addr, "alice", "lab").await;
-        let (bob_link, bob) = raw_member(host.control_addr, "bob", "lab", None);
+        let (bob_link, bob) = raw_member(host.control_addr, "bob", "lab", None).await;
         let src = tempfile::tempdir().unwrap();
         let data = random_bytes(200_000, 31);
         let path = write_temp(src.path(), "notes.txt", &data);
@@ -1092,7 +1097,7 @@ fn a_private_file_follows_its_recipient_across_a_timeout_and_the_sender_hears_th
         assert!(err.to_string().contains("has left"), "{err}");
 
         // 3. Bob leaves while an upload to him runs: the sender is told.
-        let (bob_link, bob2) = raw_member(host.control_addr, "bob", "lab", Some(bob.token));
+        let (bob_link, bob2) = raw_member(host.control_addr, "bob", "lab", Some(bob.token)).await;
         assert_eq!((bob2.session, bob2.token), (bob.session, bob.token), "same session back");
         let req = UploadRequest {
             name: "late.txt".into(),
@@ -1120,9 +1125,11 @@ fn a_private_file_follows_its_recipient_across_a_timeout_and_the_sender_hears_th
 
         // 4. Bob's client rejoins with its token: the waiting file is offered,
         //    and both files are his to list and fetch.
-        let (mut bob_link, bob3) = raw_member(host.control_addr, "bob", "lab", Some(bob.token));
+        let (mut bob_link, bob3) =
+            raw_member(host.control_addr, "bob", "lab", Some(bob.token)).await;
         assert_eq!(bob3.session, bob.session);
         let offers: Vec<u64> = raw_messages(&mut bob_link, Duration::from_millis(300))
+            .await
             .into_iter()
             .filter_map(|m| match m {
                 sapora::proto::HostMsg::FileOffered(f) => Some(f.id),

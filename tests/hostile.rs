@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -35,17 +34,14 @@ async fn still_serving(a: &sapora::client::Client, b: &sapora::client::Client, t
     assert_eq!(got, text);
 }
 
-fn raw(host: &server::RunningHost) -> TcpStream {
-    let s = TcpStream::connect(host.control_addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    s
+/// A link admitted to the default room whose control stream speaks raw bytes.
+async fn raw(host: &server::RunningHost) -> RawControl {
+    raw_control(host.control_addr, "").await
 }
 
-/// Reads until the host closes the connection (or 3 s pass).
-fn read_until_closed(mut s: TcpStream) -> Vec<u8> {
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    out
+/// Reads until the host ends the control stream or closes the link (or 3 s pass).
+async fn read_until_closed(mut s: RawControl) -> Vec<u8> {
+    s.read_until_closed(3 * SEC).await
 }
 
 #[test]
@@ -58,7 +54,7 @@ fn garbage_huge_lengths_and_half_headers_do_not_hurt_others() {
         let b = join(host.control_addr, "b", "").await;
 
         // Random bytes: closed (wrong version byte → refused, or malformed).
-        let mut s = raw(&host);
+        let mut s = raw(&host).await;
         let mut x = 0x1234_5678u32;
         let junk: Vec<u8> = (0..4096)
             .map(|_| {
@@ -68,20 +64,20 @@ fn garbage_huge_lengths_and_half_headers_do_not_hurt_others() {
                 x as u8
             })
             .collect();
-        let _ = s.write_all(&junk);
-        read_until_closed(s);
+        let _ = s.write(&junk).await;
+        read_until_closed(s).await;
 
         // A 4 GiB length prefix with the right version: refused before allocating.
-        let mut s = raw(&host);
-        s.write_all(&[1, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0]).unwrap();
-        let reply = read_until_closed(s);
+        let mut s = raw(&host).await;
+        s.write(&[1, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0]).await.unwrap();
+        let reply = read_until_closed(s).await;
         assert_eq!(reply.get(1), Some(&0x04), "a Disconnect (protocol error) before closing");
 
         // Half a header, then silence: closed after the register timeout.
-        let mut s = raw(&host);
-        s.write_all(&[1, 0x01, 0, 0]).unwrap();
+        let mut s = raw(&host).await;
+        s.write(&[1, 0x01, 0, 0]).await.unwrap();
         let started = Instant::now();
-        read_until_closed(s);
+        read_until_closed(s).await;
         assert!(
             started.elapsed() < Duration::from_secs(3),
             "silent half-header connection was closed"
@@ -99,10 +95,17 @@ fn a_thousand_connections_opened_and_dropped() {
         let host = start_host().await;
         let a = join(host.control_addr, "a", "").await;
         let b = join(host.control_addr, "b", "").await;
-        for round in 0..10 {
-            let socks: Vec<TcpStream> = (0..100).map(|_| raw(&host)).collect();
+        // 20 rounds of 50 links at once (the host takes at most 64 from one
+        // address at a time, `transport::limit`).
+        for round in 0..20 {
+            let mut socks = Vec::new();
+            for _ in 0..50 {
+                let addr = host.control_addr;
+                socks.push(smol::spawn(raw_control(addr, "")));
+            }
             // Half of them say something (a valid Register), half say nothing.
-            for (i, mut s) in socks.into_iter().enumerate() {
+            for (i, s) in socks.into_iter().enumerate() {
+                let mut s = s.await;
                 if i % 2 == 0 {
                     let name = format!("x{round}_{i}");
                     let mut frame = Vec::new();
@@ -119,10 +122,11 @@ fn a_thousand_connections_opened_and_dropped() {
                         &reg,
                         &mut frame,
                     );
-                    let _ = s.write_all(&frame);
+                    let _ = s.write(&frame).await;
                 }
                 drop(s);
             }
+            settle(&host, 2, 5 * SEC).await;
         }
         still_serving(&a, &b, "after the flood").await;
         settle(&host, 2, 5 * SEC).await;
@@ -138,7 +142,7 @@ fn a_client_that_never_reads_is_dropped_not_buffered() {
         let host = start_host().await;
         let a = join(host.control_addr, "a", "").await;
         // A registered raw client that never reads what the host sends.
-        let mut stalled = raw(&host);
+        let mut stalled = raw(&host).await;
         let reg = sapora::proto::Register {
             version: 1,
             name: "stalled".into(),
@@ -148,7 +152,7 @@ fn a_client_that_never_reads_is_dropped_not_buffered() {
         };
         let mut frame = Vec::new();
         sapora::proto::encode_frame(sapora::proto::MsgType::Register, 0, &reg, &mut frame);
-        stalled.write_all(&frame).unwrap();
+        stalled.write(&frame).await.unwrap();
         expect(&a, SEC, |e| matches!(e, Event::Members(l) if l.members.len() == 2).then_some(()))
             .await;
         // Flood the room with big messages until the host gives up on it.
@@ -163,6 +167,13 @@ fn a_client_that_never_reads_is_dropped_not_buffered() {
                     break;
                 }
             }
+        }
+        // The flood crosses QUIC's congestion and flow control: let the
+        // host's queue for the stalled client fill (or its write time out).
+        let end = Instant::now() + 10 * SEC;
+        while !dropped && Instant::now() < end {
+            smol::Timer::after(Duration::from_millis(50)).await;
+            dropped = host.stats().members == 1;
         }
         assert!(dropped, "the stalled client is still a member: its queue must be bounded");
         drop(stalled);

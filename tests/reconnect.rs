@@ -2,8 +2,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -18,6 +17,7 @@ fn client_rejoins_same_room_and_name_after_host_restart() {
         // take any free port and announce it in the new Welcome.
         let control = Ports::with_offset(unique_offset(1)).unwrap().control;
         let ports = Ports { control, discovery: 0, file: 0, screen: 0, video: 0, audio: 0 };
+        isolate();
         let opts = HostOptions::new(LOOPBACK, ports, "restarting");
         let host = server::start(opts.clone()).await.unwrap();
         let addr = host.control_addr;
@@ -60,7 +60,7 @@ fn silent_client_is_dropped_and_the_room_told() {
         let host = server::start(opts).await.unwrap();
         let a = join(host.control_addr, "a", "").await;
         // A raw client that registers and then never heartbeats.
-        let mut s = TcpStream::connect(host.control_addr).unwrap();
+        let mut s = raw_control(host.control_addr, "").await;
         let reg = sapora::proto::Register {
             version: 1,
             name: "mute".into(),
@@ -70,7 +70,7 @@ fn silent_client_is_dropped_and_the_room_told() {
         };
         let mut frame = Vec::new();
         sapora::proto::encode_frame(sapora::proto::MsgType::Register, 0, &reg, &mut frame);
-        s.write_all(&frame).unwrap();
+        s.write(&frame).await.unwrap();
         let p = expect(&a, 3 * SEC, |e| match e {
             Event::Presence(p) if p.change != PresenceChange::Joined => Some(p.clone()),
             _ => None,
@@ -87,11 +87,19 @@ fn silent_client_is_dropped_and_the_room_told() {
 #[test]
 fn client_notices_a_silent_host_and_reconnects() {
     smol::block_on(async {
-        // A fake "host" that welcomes and then goes silent without closing.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr: SocketAddr = listener.local_addr().unwrap();
-        let fake = std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
+        // A fake "host" that welcomes and then goes silent without closing
+        // (QUIC keeps the link itself alive: only the control plane is silent).
+        use sapora::transport::{cert::HostIdentity, limit, link, quic};
+        isolate();
+        let (identity, _) = HostIdentity::load_or_create_default().unwrap();
+        let endpoint = quic::host_endpoint("127.0.0.1:0".parse().unwrap(), &identity).unwrap();
+        let addr: SocketAddr = endpoint.local_addr().unwrap();
+        let fake = smol::spawn(async move {
+            use smol::io::AsyncWriteExt;
+            let caps = limit::SharedCaps::new(limit::ConnectionCaps::new(64, 1024));
+            let limiter = std::sync::Mutex::new(limit::AttemptLimiter::new(5, 60 * SEC));
+            let accepted = quic::accept(&endpoint, &caps).await.unwrap();
+            let mut s = link::accept(accepted, |_| None, &limiter).await.unwrap();
             let mut buf = Vec::new();
             let w = sapora::proto::Welcome {
                 session: 1,
@@ -107,8 +115,8 @@ fn client_notices_a_silent_host_and_reconnects() {
                 host_member: None,
             };
             sapora::proto::encode_frame(sapora::proto::MsgType::Welcome, 0, &w, &mut buf);
-            s.write_all(&buf).unwrap();
-            std::thread::sleep(Duration::from_secs(3));
+            s.control_send.write_all(&buf).await.unwrap();
+            smol::Timer::after(Duration::from_secs(3)).await;
             drop(s);
         });
         let c = join(addr, "a", "").await;
@@ -121,6 +129,6 @@ fn client_notices_a_silent_host_and_reconnects() {
         assert!(reason.contains("no word from the host"), "{reason}");
         assert!(started.elapsed() < Duration::from_millis(2500));
         drop(c);
-        fake.join().unwrap();
+        fake.await;
     });
 }

@@ -205,6 +205,7 @@ fn a_recorded_call_has_both_talkers_clicks_and_the_chat_at_their_times() {
 /// about the last second.
 #[test]
 fn a_killed_host_leaves_a_playable_recording() {
+    isolate();
     let dir = tempfile::tempdir().unwrap();
     let offset = unique_offset(40);
     let mut host = Command::new(env!("CARGO_BIN_EXE_sapora"))
@@ -221,7 +222,7 @@ fn a_killed_host_leaves_a_playable_recording() {
     let talked = smol::block_on(async {
         // Wait for the host to listen.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(addr).is_err() {
+        while !udp_bound(addr) {
             assert!(Instant::now() < deadline, "the host did not start");
             smol::Timer::after(Duration::from_millis(50)).await;
         }
@@ -251,6 +252,7 @@ fn a_killed_host_leaves_a_playable_recording() {
 #[test]
 fn the_headless_hosts_console_controls_the_meeting_and_recordings_are_listed() {
     use std::io::Write;
+    isolate();
     let dir = tempfile::tempdir().unwrap();
     let offset = unique_offset(41);
     let mut host = Command::new(env!("CARGO_BIN_EXE_sapora"))
@@ -266,7 +268,7 @@ fn the_headless_hosts_console_controls_the_meeting_and_recordings_are_listed() {
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", 5000 + offset).parse().unwrap();
     smol::block_on(async {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(addr).is_err() {
+        while !udp_bound(addr) {
             assert!(Instant::now() < deadline, "the host did not start");
             smol::Timer::after(Duration::from_millis(50)).await;
         }

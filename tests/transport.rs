@@ -95,19 +95,12 @@ fn start_host(passcode: Option<&str>) -> TestHost {
                     }
                 })
                 .detach();
-                let (mut payload, mut scratch) = (Vec::new(), Vec::new());
-                while let Ok(header) =
-                    sapora::net::read_frame(&mut recv, limits::CONTROL_FROM_CLIENT, &mut payload)
-                        .await
-                {
-                    let echo = sapora::net::write_frame(
-                        &mut send,
-                        header.kind,
-                        header.seq,
-                        &payload,
-                        &mut scratch,
-                    );
-                    if echo.await.is_err() {
+                // The echo's sequence numbers count frames like the
+                // client's, so they match what came in.
+                let mut frames = sapora::transport::framed::FrameReader::new(&mut recv);
+                let mut echo = sapora::transport::framed::FrameWriter::new(&mut send);
+                while let Ok(frame) = frames.next(|_| limits::CONTROL_FROM_CLIENT).await {
+                    if echo.send(frame.header.kind, &frame.payload).await.is_err() {
                         break;
                     }
                 }
@@ -162,14 +155,12 @@ fn control_frames_and_datagrams_flow_after_the_passcode_check() {
             proto::encode_frame(MsgType::ChatSend, seq as u16, &chat, &mut out);
         }
         smol::io::AsyncWriteExt::write_all(&mut joined.send, &out).await.unwrap();
-        let mut payload = Vec::new();
+        let mut frames = sapora::transport::framed::FrameReader::new(&mut joined.recv);
         for (seq, text) in ["hello", "über", &"x".repeat(3000)].into_iter().enumerate() {
-            let header =
-                sapora::net::read_frame(&mut joined.recv, limits::CONTROL_FROM_HOST, &mut payload)
-                    .await
-                    .unwrap();
+            let frame = frames.next(|_| limits::CONTROL_FROM_HOST).await.unwrap();
+            let header = frame.header;
             assert_eq!((header.kind, header.seq), (MsgType::ChatSend as u8, seq as u16));
-            let chat: ChatSend = proto::decode_payload(&payload).unwrap();
+            let chat: ChatSend = proto::decode_payload(&frame.payload).unwrap();
             assert_eq!(chat.text, text);
         }
 

@@ -150,15 +150,10 @@ fn control_and_datagrams_flow_both_ways_after_tofu_admission() {
         let big = ChatSend { id: 2, to: None, text: "x".repeat(3 << 20) };
         proto::encode_frame(MsgType::ChatSend, 8, &big, &mut frame);
         let (write, read) = smol::future::zip(client.control_send.write_all(&frame), async {
-            let mut payload = Vec::new();
-            let first = sapora::net::read_frame(&mut server.control_recv, 4 << 20, &mut payload)
-                .await
-                .unwrap();
-            let text_len = payload.len();
-            let second = sapora::net::read_frame(&mut server.control_recv, 4 << 20, &mut payload)
-                .await
-                .unwrap();
-            (first.seq, text_len, second.seq, payload.len())
+            let mut frames = sapora::transport::framed::FrameReader::new(&mut server.control_recv);
+            let first = frames.next(|_| 4 << 20).await.unwrap();
+            let second = frames.next(|_| 4 << 20).await.unwrap();
+            (first.header.seq, first.payload.len(), second.header.seq, second.payload.len())
         })
         .await;
         write.unwrap();

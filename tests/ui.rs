@@ -78,6 +78,8 @@ fn discovered(name: &str, addr: &str, rooms: &[(&str, u32)]) -> DiscoveredHost {
         last_seen: Instant::now(),
         owner: None,
         auto: false,
+        fingerprint: None,
+        passcode: false,
     }
 }
 

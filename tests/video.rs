@@ -518,6 +518,7 @@ fn video_follows_a_host_restart() {
         // port is picked anew, so the engines must follow the new Welcome.
         let fixed = sapora::proto::Ports::with_offset(common::unique_offset(31)).unwrap();
         let ports = sapora::proto::Ports { control: fixed.control, ..common::options().ports };
+        common::isolate();
         let opts = sapora::server::HostOptions::new(LOOPBACK, ports, "restarting");
         let host = sapora::server::start(opts.clone()).await.unwrap();
         let ann = join(host.control_addr, "ann", "").await;

@@ -111,6 +111,8 @@ mod tests {
             owner: None,
             started_ms: None,
             merge_room: None,
+            fingerprint: None,
+            passcode: None,
         }
     }
 

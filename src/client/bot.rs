@@ -39,6 +39,8 @@ pub struct BotOptions {
     pub screen: super::screen::BotScreenOptions,
     /// Raise a hand once joined (`--hand`).
     pub hand: bool,
+    /// The room's passcode (`--passcode`, `SAPORA_PASSCODE`).
+    pub passcode: Option<crate::transport::pake::Passcode>,
 }
 
 impl BotOptions {
@@ -58,6 +60,7 @@ impl BotOptions {
             files: Default::default(),
             screen: Default::default(),
             hand: false,
+            passcode: None,
         }
     }
 }
@@ -105,6 +108,11 @@ pub struct BotReport {
     pub warnings: Vec<String>,
     /// Raised hands in the room when the bot ended, oldest first.
     pub hands: Vec<String>,
+    /// Which transport carried the session ("quic"); null if it never joined.
+    pub transport: Option<crate::transport::link::TransportKind>,
+    /// The host refused the passcode (missing, wrong, too many tries).
+    #[serde(skip)]
+    pub passcode_refused: bool,
     /// Host controls applied to the room or the bot ("ann muted you; …"),
     /// and the reasons of refused control requests.
     pub notices: Vec<String>,
@@ -128,6 +136,7 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
         BotReport { name: opts.name.clone(), room: opts.room.clone(), ..BotReport::default() };
     let started = Instant::now();
     let mut config = ClientConfig::new(opts.host, &opts.name, &opts.room);
+    config.passcode = opts.passcode.clone();
     let video_on = opts.video.camera != crate::media::video::CameraChoice::None
         || opts.video.subscribe != crate::proto::Subscription::None;
     let audio_on = opts.audio.mic.is_some() || opts.audio.speaker.is_some();
@@ -135,11 +144,13 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
     let client = match Client::connect(config).await {
         Ok(c) => c,
         Err(e) => {
+            report.passcode_refused = e.is_passcode_refusal();
             report.errors.push(e.to_string());
             return report;
         }
     };
     report.joined_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+    report.transport = Some(client.transport());
     let mut media = crate::proto::MediaState::default();
     // The camera as it is now: the host may stop it (`Control::StopVideo`).
     let mut video_opts = opts.video.clone();

@@ -20,13 +20,24 @@ pub struct Visit {
     pub host: SocketAddr,
     pub name: String,
     pub room: String,
+    /// The room's passcode (`--passcode`, `SAPORA_PASSCODE`).
+    pub passcode: Option<crate::transport::pake::Passcode>,
+    /// Set when the host refused the passcode (missing, wrong, too many
+    /// tries): the CLI exits with its own code.
+    pub passcode_refused: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 async fn connect(v: &Visit) -> Result<(Client, FileClient), String> {
     let mut config = ClientConfig::new(v.host, &v.name, &v.room);
     // One short transfer: a lost link is the transfer's to retry, not the session's.
     config.reconnect = false;
-    let client = Client::connect(config).await.map_err(|e| e.to_string())?;
+    config.passcode = v.passcode.clone();
+    let client = Client::connect(config).await.map_err(|e| {
+        if e.is_passcode_refusal() {
+            v.passcode_refused.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        e.to_string()
+    })?;
     let files = FileClient::for_client(&client, v.host);
     Ok((client, files))
 }

@@ -2,21 +2,24 @@
 //! commands, receive events, and rejoin by itself after the link drops.
 //! Shared by the bots and the desktop app.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
-use smol::{Async, Task, Timer};
+use smol::{Task, Timer};
 
-use crate::net::{FrameError, read_frame, write_frame};
 use crate::proto::{
     ChatMessage, ChatResult, ChatSend, ClientMsg, Control, ControlNotice, ControlRequest,
-    ControlResult, DisconnectCode, HostMsg, Leave, MediaState, PROTOCOL_VERSION, Presence, Refused,
-    Register, RoomState, UserList, Welcome, limits,
+    ControlResult, DecodeError, DisconnectCode, HostMsg, Leave, MediaState, PROTOCOL_VERSION,
+    Presence, Refused, Register, RoomState, UserList, Welcome, limits,
 };
+use crate::transport::framed::{FrameError, FrameReader, FrameWriter};
+use crate::transport::link::{self, ConnectError, LinkRecv, LinkSend, TransportKind};
+use crate::transport::pake::{Passcode, VerificationCode};
+use crate::transport::pin::PinStore;
 
 /// How long a member may receive nothing while others send before that is
 /// reported as blocked (the 3 s, the same as the host's check).
@@ -38,6 +41,16 @@ pub struct ClientConfig {
     /// (`HostMsg::MediaUnheard`), report [`Event::MediaBlocked`]. Chat-only
     /// clients leave it false (they send no media, so silence is expected).
     pub media: bool,
+    /// The room's passcode (`--passcode`, `SAPORA_PASSCODE`); `None` joins
+    /// an open room.
+    pub passcode: Option<Passcode>,
+    /// Where host certificates are pinned (trust on first use); `None` =
+    /// `known_hosts` in the configuration directory.
+    pub pins: Option<PinStore>,
+    /// The fingerprint a discovery beacon announced for this host
+    /// (`DiscoveredHost::fingerprint`): trusted instead of first use when
+    /// `pins` has no entry for it; a pin always wins.
+    pub beacon_fingerprint: Option<crate::transport::cert::Fingerprint>,
 }
 
 impl ClientConfig {
@@ -50,6 +63,9 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(5),
             host_key: None,
             media: false,
+            passcode: None,
+            pins: None,
+            beacon_fingerprint: None,
         }
     }
 }
@@ -104,7 +120,12 @@ pub enum Event {
 pub enum ClientError {
     #[error("cannot reach a Sapora host at {addr}: {source}")]
     Connect { addr: SocketAddr, source: std::io::Error },
-    #[error("the host at {addr} did not answer within {secs} s")]
+    /// The secure link could not be made: unreachable, a changed host
+    /// certificate (the loud warning), or a missing or wrong passcode
+    /// ([`ClientError::is_passcode_refusal`]).
+    #[error("{0}")]
+    Link(ConnectError),
+    #[error("cannot reach a Sapora host at {addr}: no answer within {secs} s")]
     Timeout { addr: SocketAddr, secs: u64 },
     #[error("the host refused to let you join: {}", .0.reason)]
     Refused(Refused),
@@ -114,6 +135,18 @@ pub enum ClientError {
     TooLong { len: usize },
     #[error("the session has ended")]
     Ended,
+}
+
+impl ClientError {
+    /// A missing, wrong or too-often-tried passcode (the CLI's own exit code).
+    pub fn is_passcode_refusal(&self) -> bool {
+        matches!(self, ClientError::Link(e) if e.is_passcode_refusal())
+    }
+
+    /// The host's certificate is not the one pinned for it.
+    pub fn is_certificate_changed(&self) -> bool {
+        matches!(self, ClientError::Link(e) if e.is_certificate_changed())
+    }
 }
 
 enum Command {
@@ -127,6 +160,7 @@ enum Command {
 pub struct Client {
     welcome: Welcome,
     current: Arc<Mutex<Welcome>>,
+    link: Arc<Mutex<link::Link>>,
     host: Arc<Mutex<SocketAddr>>,
     cmd: Sender<Command>,
     events: Receiver<Event>,
@@ -151,10 +185,13 @@ impl Client {
         let _ = ev_tx.try_send(Event::Joined { welcome: welcome.clone(), rejoined: false });
         let current = Arc::new(Mutex::new((*welcome).clone()));
         let host = Arc::new(Mutex::new(config.host));
-        let task = smol::spawn(run(config, link, current.clone(), host.clone(), cmd_rx, ev_tx));
+        let slot = Arc::new(Mutex::new(link.link.clone()));
+        let shared = Shared { current: current.clone(), host: host.clone(), link: slot.clone() };
+        let task = smol::spawn(run(config, link, shared, cmd_rx, ev_tx));
         Ok(Client {
             welcome: *welcome,
             current,
+            link: slot,
             host,
             cmd,
             events,
@@ -179,6 +216,28 @@ impl Client {
     /// handover ([`Event::Moved`]) moves the session elsewhere.
     pub fn host(&self) -> SocketAddr {
         *self.host.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The link to the host now (it changes after a rejoin or a handover):
+    /// for streams (files, screen) and datagrams (audio, video).
+    pub fn link(&self) -> link::Link {
+        self.link.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A handle engines can keep to read the latest link later.
+    pub fn link_slot(&self) -> Arc<Mutex<link::Link>> {
+        self.link.clone()
+    }
+
+    /// The 6-digit code to compare with the host's (participants panel):
+    /// equal codes mean nobody relays the connection.
+    pub fn verification_code(&self) -> VerificationCode {
+        self.link().verification_code()
+    }
+
+    /// Which transport carries the session ("quic" in the bot report).
+    pub fn transport(&self) -> TransportKind {
+        self.link().kind()
     }
 
     /// A handle media engines can keep to read the latest Welcome later.
@@ -238,13 +297,20 @@ impl Drop for Client {
     }
 }
 
-/// One TCP connection to the host, with a reader task decoding frames.
+/// What the session task shares with [`Client`].
+struct Shared {
+    current: Arc<Mutex<Welcome>>,
+    host: Arc<Mutex<SocketAddr>>,
+    link: Arc<Mutex<link::Link>>,
+}
+
+/// One secure link to the host (`transport::link`): its control stream,
+/// with a reader task decoding frames.
 struct Link {
-    stream: Arc<Async<TcpStream>>,
+    link: link::Link,
+    send: FrameWriter<LinkSend>,
     frames: Receiver<Result<HostMsg, String>>,
     _reader: Option<Task<()>>,
-    seq: u16,
-    scratch: Vec<u8>,
 }
 
 impl Link {
@@ -255,31 +321,41 @@ impl Link {
         let addr = config.host;
         let secs = config.connect_timeout.as_secs().max(1);
         let handshake = async {
-            let stream = Async::<TcpStream>::connect(addr)
-                .await
-                .map_err(|source| ClientError::Connect { addr, source })?;
-            let _ = stream.get_ref().set_nodelay(true);
+            let pins = match &config.pins {
+                Some(pins) => pins.clone(),
+                None => PinStore::open_default().map_err(|e| {
+                    ClientError::Link(ConnectError::Quic { addr, source: e.into() })
+                })?,
+            };
+            let est = link::connect_expecting(
+                addr,
+                &register.room,
+                config.passcode.as_ref(),
+                &pins,
+                config.beacon_fingerprint,
+            )
+            .await
+            .map_err(ClientError::Link)?;
+            let mut recv = FrameReader::new(est.control_recv);
             let mut link = Link {
-                stream: Arc::new(stream),
+                link: est.link,
+                send: FrameWriter::new(est.control_send),
                 frames: smol::channel::unbounded().1,
                 _reader: None,
-                seq: 0,
-                scratch: Vec::new(),
             };
             let broke = |why: String| ClientError::Handshake { addr, why };
             link.send(&ClientMsg::Register(register)).await.map_err(|e| broke(e.to_string()))?;
-            let mut buf = Vec::new();
-            let header = read_frame(&mut &*link.stream, limits::CONTROL_FROM_HOST, &mut buf)
-                .await
-                .map_err(|e| broke(e.to_string()))?;
-            if header.version != PROTOCOL_VERSION {
-                return Err(broke(format!(
-                    "it speaks protocol version {} and this client speaks {PROTOCOL_VERSION}",
-                    header.version
-                )));
-            }
-            match HostMsg::decode(header.kind, &buf) {
-                Ok(HostMsg::Welcome(w)) => Ok((link, w)),
+            let frame = match recv.next(|_| limits::CONTROL_FROM_HOST).await {
+                Ok(frame) => frame,
+                Err(FrameError::Decode(DecodeError::Version { got })) => {
+                    return Err(broke(format!(
+                        "it speaks protocol version {got} and this client speaks {PROTOCOL_VERSION}"
+                    )));
+                }
+                Err(e) => return Err(broke(e.to_string())),
+            };
+            match HostMsg::decode(frame.header.kind, &frame.payload) {
+                Ok(HostMsg::Welcome(w)) => Ok((link, recv, w)),
                 Ok(HostMsg::Refused(r)) => Err(ClientError::Refused(r)),
                 Ok(other) => Err(broke(format!("unexpected {other:?}"))),
                 Err(e) => Err(broke(e.to_string())),
@@ -289,46 +365,63 @@ impl Link {
             Timer::after(config.connect_timeout).await;
             Err(ClientError::Timeout { addr, secs })
         };
-        let (mut link, welcome) = handshake.or(timeout).await?;
+        let (mut link, recv, welcome) = handshake.or(timeout).await?;
         let (tx, rx) = smol::channel::unbounded();
         link.frames = rx;
-        link._reader = Some(smol::spawn(read_loop(link.stream.clone(), tx)));
+        link._reader = Some(smol::spawn(read_loop(recv, tx)));
         Ok((link, welcome))
     }
 
     async fn send(&mut self, msg: &ClientMsg) -> std::io::Result<()> {
         let payload = msg.payload();
-        let mut stream = &*self.stream;
-        let write =
-            write_frame(&mut stream, msg.msg_type() as u8, self.seq, &payload, &mut self.scratch);
+        let write = self.send.send(msg.msg_type() as u8, &payload);
         let timeout = async {
             Timer::after(Duration::from_secs(5)).await;
             Err(std::io::ErrorKind::TimedOut.into())
         };
-        self.seq = self.seq.wrapping_add(1);
         write.or(timeout).await
+    }
+
+    /// Finishes the control stream and waits (at most `grace`) until the
+    /// host has finished its side too, so nothing in flight is lost when the
+    /// link closes.
+    async fn finish(&mut self, grace: Duration) {
+        let _ = self.send.close().await;
+        let until = Instant::now() + grace;
+        loop {
+            let next = async { self.frames.recv().await.ok() }
+                .or(async {
+                    Timer::at(until).await;
+                    None
+                })
+                .await;
+            match next {
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return,
+            }
+        }
     }
 }
 
 impl Drop for Link {
     fn drop(&mut self) {
-        let _ = self.stream.get_ref().shutdown(std::net::Shutdown::Both);
+        self.link.close("the client left");
     }
 }
 
-async fn read_loop(stream: Arc<Async<TcpStream>>, tx: Sender<Result<HostMsg, String>>) {
-    let mut buf = Vec::new();
+async fn read_loop(recv: FrameReader<LinkRecv>, tx: Sender<Result<HostMsg, String>>) {
+    let mut recv = recv;
     loop {
-        let item = match read_frame(&mut &*stream, limits::CONTROL_FROM_HOST, &mut buf).await {
-            Ok(h) if h.version != PROTOCOL_VERSION => {
-                Err(format!("host switched to protocol version {}", h.version))
-            }
-            Ok(h) => match HostMsg::decode(h.kind, &buf) {
+        let item = match recv.next(|_| limits::CONTROL_FROM_HOST).await {
+            Ok(f) => match HostMsg::decode(f.header.kind, &f.payload) {
                 Ok(msg) => Ok(msg),
                 // A newer host may send types we do not know: skip them.
-                Err(crate::proto::DecodeError::UnknownType(_)) => continue,
+                Err(DecodeError::UnknownType(_)) => continue,
                 Err(e) => Err(format!("the host sent a malformed message: {e}")),
             },
+            Err(FrameError::Decode(DecodeError::Version { got })) => {
+                Err(format!("host switched to protocol version {got}"))
+            }
             Err(FrameError::Closed) => Err("the host closed the connection".to_string()),
             Err(e) => Err(format!("the link to the host failed: {e}")),
         };
@@ -435,6 +528,7 @@ async fn serve(
             Wake::Command(Some(Command::Leave) | None) => {
                 let _ =
                     link.send(&ClientMsg::Leave(Leave { reason: "left the meeting".into() })).await;
+                link.finish(Duration::from_secs(1)).await;
                 return LinkEnd::Left;
             }
             Wake::Heartbeat => {
@@ -458,11 +552,11 @@ async fn serve(
 async fn run(
     mut config: ClientConfig,
     mut link: Link,
-    current: Arc<Mutex<Welcome>>,
-    host: Arc<Mutex<SocketAddr>>,
+    shared: Shared,
     cmd: Receiver<Command>,
     events: Sender<Event>,
 ) {
+    let Shared { current, host, link: link_slot } = shared;
     let mut welcome = current.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mut media = MediaState::default();
     loop {
@@ -474,6 +568,7 @@ async fn run(
                 // The new host does not know our token: join it afresh, with
                 // the same name and room.
                 config.host = to;
+                config.beacon_fingerprint = None;
                 *host.lock().unwrap_or_else(|e| e.into_inner()) = to;
                 fresh = true;
                 let _ = events.send(Event::Moved { to, host_name }).await;
@@ -501,6 +596,7 @@ async fn run(
         match rejoin(&config, &welcome, fresh, &cmd, &events, &mut media).await {
             Some((l, w)) => {
                 link = l;
+                *link_slot.lock().unwrap_or_else(|e| e.into_inner()) = link.link.clone();
                 welcome = *w;
                 *current.lock().unwrap_or_else(|e| e.into_inner()) = welcome.clone();
                 let _ = events
@@ -539,6 +635,13 @@ async fn rejoin(
             Ok(joined) => return Some(joined),
             Err(ClientError::Refused(r)) => {
                 let _ = events.send(Event::Refused(r)).await;
+                return None;
+            }
+            // A changed certificate or a passcode refusal: retrying cannot help.
+            Err(ClientError::Link(e)) if e.is_permanent() => {
+                let reason = e.to_string();
+                let _ =
+                    events.send(Event::Disconnected { reason, code: None, retrying: false }).await;
                 return None;
             }
             Err(_) => {}

@@ -159,10 +159,17 @@ fn who(members: &[Member], host: Option<&str>) -> String {
     members.iter().map(show).collect::<Vec<_>>().join(", ")
 }
 
-pub async fn run(host: SocketAddr, name: String, room: String) -> Result<(), ClientError> {
+pub async fn run(
+    host: SocketAddr,
+    name: String,
+    room: String,
+    passcode: Option<crate::transport::pake::Passcode>,
+) -> Result<(), ClientError> {
     println!("Connecting to {host}…");
     let asked = name.clone();
-    let client = Client::connect(ClientConfig::new(host, name, room)).await?;
+    let mut config = ClientConfig::new(host, name, room);
+    config.passcode = passcode;
+    let client = Client::connect(config).await?;
     let w = client.welcome();
     println!(
         "Joined meeting \"{}\" on \"{}\" as {}.",

@@ -1,4 +1,4 @@
-//! Payloads of the control channel (TCP) and of discovery (UDP).
+//! Payloads of the control channel (the QUIC control stream) and of discovery (UDP).
 //!
 //! Field order is wire order (postcard encodes struct fields in declaration
 //! order): append new fields at the end only, never reorder.
@@ -11,6 +11,7 @@ use super::{DecodeError, MsgType, decode_payload, encode_payload};
 /// the control address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ports {
+    /// UDP: the QUIC endpoint whose control stream carries these messages.
     pub control: u16,
     pub discovery: u16,
     pub file: u16,
@@ -292,28 +293,31 @@ pub struct Beacon {
     pub nonce: u32,
     /// Optional trailing field: who runs the host (the login name of the
     /// person who started it), so a list can say "Ana's meeting".
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "super::trailing"
-    )]
+    // Always written (None as one 0 byte), never skipped: a later trailing
+    // field must not be read in its place.
+    #[serde(default, deserialize_with = "super::trailing")]
     pub owner: Option<String>,
     /// Optional trailing field: when this host run started, milliseconds since
     /// the Unix epoch (the first key of the double-click rule).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "super::trailing"
-    )]
+    // Always written (None as one 0 byte), never skipped: a later trailing
+    // field must not be read in its place.
+    #[serde(default, deserialize_with = "super::trailing")]
     pub started_ms: Option<u64>,
     /// Optional trailing field: set only by a host started by `sapora` with no
     /// arguments: the room it would hand over to an earlier such host.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "super::trailing"
-    )]
+    // Always written (None as one 0 byte), never skipped: a later trailing
+    // field must not be read in its place.
+    #[serde(default, deserialize_with = "super::trailing")]
     pub merge_room: Option<String>,
+    /// Optional trailing field: the SHA-256 fingerprint of the host's TLS
+    /// certificate (32 bytes). Unauthenticated: a client's known-hosts pin
+    /// always wins over it; an unknown host may be pinned from it.
+    #[serde(default, deserialize_with = "super::trailing")]
+    pub fingerprint: Option<[u8; 32]>,
+    /// Optional trailing field: joining needs a passcode (`sapora host
+    /// --passcode`).
+    #[serde(default, deserialize_with = "super::trailing")]
+    pub passcode: Option<bool>,
 }
 
 /// Where to reach the host that sent `beacon` from `src`: its advertised

@@ -85,6 +85,10 @@ pub struct BeaconConfig {
     /// `Some(room)` only for a host started by `sapora` with no arguments:
     /// it hands `room` over to an earlier such host ([`merge_rule`]).
     pub merge_room: Option<String>,
+    /// The host certificate's fingerprint (clients may pin it from here).
+    pub fingerprint: Option<crate::transport::cert::Fingerprint>,
+    /// Joining needs a passcode.
+    pub passcode: bool,
 }
 
 /// A fresh random host id. Falls back to clock and pid if the OS has no
@@ -155,6 +159,8 @@ pub fn encode_beacon(cfg: &BeaconConfig, rooms: &[RoomInfo], nonce: u32, seq: u1
         owner: cfg.owner.as_ref().map(|o| o.chars().take(MAX_HOST_NAME_CHARS).collect()),
         started_ms: Some(cfg.started_ms),
         merge_room: cfg.merge_room.as_ref().map(|r| r.chars().take(MAX_HOST_NAME_CHARS).collect()),
+        fingerprint: cfg.fingerprint.map(|f| f.0),
+        passcode: Some(cfg.passcode),
     };
     loop {
         let mut frame = Vec::new();
@@ -552,6 +558,8 @@ mod tests {
             owner: Some("ana".into()),
             started_ms: 1_700_000_000_000,
             merge_room: None,
+            fingerprint: Some(crate::transport::cert::Fingerprint([0xAB; 32])),
+            passcode: true,
         }
     }
 
@@ -665,6 +673,8 @@ mod tests {
                 owner: Some("ana".into()),
                 started_ms: Some(1_700_000_000_000),
                 merge_room: None,
+                fingerprint: Some([0xAB; 32]),
+                passcode: Some(true),
             }
         );
     }

@@ -1,19 +1,20 @@
-//! The smol driver of the control plane: owns the TCP listener and the
-//! connections, feeds [`Input`]s to the sans-IO [`Host`] core, and carries its
-//! [`Output`]s back to sockets. It makes no decisions of its own.
+//! The smol driver of the control plane: takes the admitted links' control
+//! streams ([`serve_link`]), feeds [`Input`]s to the sans-IO [`Host`] core,
+//! and carries its [`Output`]s back to the streams. It makes no decisions of
+//! its own.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use smol::channel::{Receiver, Sender, TrySendError};
 use smol::future::FutureExt;
-use smol::{Async, Task, Timer};
+use smol::{Task, Timer};
 
 use super::core::{ConnId, Host, HostEvent, Input, Output, SessionId, Stats};
-use crate::net::{FrameError, read_frame, write_frame};
-use crate::proto::{ClientMsg, DecodeError, HostMsg, PROTOCOL_VERSION, limits};
+use crate::proto::{ClientMsg, DecodeError, HostMsg, limits};
+use crate::transport::framed::{FrameError, FrameReader, FrameWriter};
+use crate::transport::link::{Established, Link, LinkRecv, LinkSend};
 
 /// Frames queued for one client before it counts as too slow and is dropped.
 const WRITE_QUEUE: usize = 256;
@@ -21,6 +22,10 @@ const WRITE_QUEUE: usize = 256;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long shutdown waits for goodbyes to be flushed.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+/// After finishing its side of the control stream, how long the host waits
+/// for the client to close the link (it does once it has read everything)
+/// before closing it itself (which would discard anything still unsent).
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// One encoded message, shared by every recipient of a fan-out.
 struct Frame {
@@ -30,7 +35,8 @@ struct Frame {
 
 pub(crate) enum DriverMsg {
     Input(Input),
-    Accepted { conn: ConnId, peer: IpAddr, stream: Arc<Async<TcpStream>> },
+    /// An admitted link's control stream.
+    Link(Box<Established<Link>>),
 }
 
 struct ConnHandle {
@@ -74,10 +80,26 @@ pub fn inbox() -> (ControlHandle, Inbox) {
     (ControlHandle { tx: tx.clone() }, Inbox { tx, rx })
 }
 
+/// Serves one admitted client link: hands its control stream to the
+/// control plane (whose core then sees `Register`, chat, …) and takes the
+/// further streams the client opens. Returns when the link closes.
+pub async fn serve_link(established: Established<Link>, control: &ControlHandle) {
+    let link = established.link.clone();
+    if control.tx.send(DriverMsg::Link(Box::new(established))).await.is_err() {
+        link.close("the host is shutting down");
+        return;
+    }
+    // Files and screen streams: joined at merge (server::streams::serve_stream
+    // of the `streams` helper). Until then a stream the client opens is reset.
+    while let Ok((send, recv)) = link.accept_bi().await {
+        drop((send, recv));
+    }
+}
+
 /// Runs the control plane until `stop` fires (or is dropped), then tells every
-/// client and returns once their goodbyes are flushed.
+/// client and returns once their goodbyes are flushed. Links arrive through
+/// [`serve_link`] (the QUIC accept loop in `host.rs`).
 pub async fn run(
-    listener: Async<TcpListener>,
     mut core: Host,
     inbox: Inbox,
     stop: Receiver<()>,
@@ -85,7 +107,7 @@ pub async fn run(
     mut on_event: impl FnMut(HostEvent),
 ) {
     let Inbox { tx, rx } = inbox;
-    let accept = smol::spawn(accept_loop(listener, tx.clone()));
+    let mut next_id = 1u64;
     let mut conns: HashMap<ConnId, ConnHandle> = HashMap::new();
     let mut closing: Vec<Task<()>> = Vec::new();
     let mut stopping = false;
@@ -107,9 +129,14 @@ pub async fn run(
             .await;
         let input = match next {
             Some(DriverMsg::Input(input)) => input,
-            Some(DriverMsg::Accepted { conn, peer, stream }) => {
-                conns.insert(conn, spawn_conn(conn, stream, tx.clone()));
-                Input::Connected { conn, peer }
+            Some(DriverMsg::Link(est)) => {
+                let conn = ConnId(next_id);
+                next_id += 1;
+                let peer = est.link.remote_address().ip();
+                let room = est.admission.room.clone();
+                conns.insert(conn, spawn_conn(conn, *est, tx.clone()));
+                core.handle(Instant::now(), Input::Connected { conn, peer });
+                Input::Admitted { conn, room }
             }
             None => {
                 stopping = true;
@@ -152,7 +179,6 @@ pub async fn run(
             break;
         }
     }
-    drop(accept);
     let flushed = async {
         for w in closing {
             w.await;
@@ -165,61 +191,45 @@ pub async fn run(
         .await;
 }
 
-async fn accept_loop(listener: Async<TcpListener>, tx: Sender<DriverMsg>) {
-    let mut next_id = 1u64;
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                // Chat latency matters more than segment count.
-                let _ = stream.get_ref().set_nodelay(true);
-                let conn = ConnId(next_id);
-                next_id += 1;
-                let msg = DriverMsg::Accepted { conn, peer: peer.ip(), stream: Arc::new(stream) };
-                if tx.send(msg).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                // Typically out of file descriptors: back off instead of spinning.
-                tracing::warn!("accepting a connection failed: {e}");
-                Timer::after(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-fn spawn_conn(conn: ConnId, stream: Arc<Async<TcpStream>>, tx: Sender<DriverMsg>) -> ConnHandle {
+fn spawn_conn(conn: ConnId, est: Established<Link>, tx: Sender<DriverMsg>) -> ConnHandle {
     let (out_tx, out_rx) = smol::channel::bounded::<Arc<Frame>>(WRITE_QUEUE);
-    let writer = smol::spawn(write_loop(stream.clone(), out_rx));
-    let reader = smol::spawn(read_loop(conn, stream, tx));
+    let writer = smol::spawn(write_loop(est.control_send, est.link, out_rx));
+    let reader = smol::spawn(read_loop(conn, est.control_recv, tx));
     ConnHandle { tx: out_tx, writer, _reader: reader }
 }
 
-async fn write_loop(stream: Arc<Async<TcpStream>>, rx: Receiver<Arc<Frame>>) {
-    let mut seq = 0u16;
-    let mut scratch = Vec::new();
+async fn write_loop(send: LinkSend, link: Link, rx: Receiver<Arc<Frame>>) {
+    let mut send = FrameWriter::new(send);
     while let Ok(frame) = rx.recv().await {
-        let mut out = &*stream;
-        let write = write_frame(&mut out, frame.kind, seq, &frame.payload, &mut scratch);
+        let write = send.send(frame.kind, &frame.payload);
         let timed_out = async {
             Timer::after(WRITE_TIMEOUT).await;
             Err(std::io::ErrorKind::TimedOut.into())
         };
         if write.or(timed_out).await.is_err() {
-            break;
+            link.close("too slow");
+            return;
         }
-        seq = seq.wrapping_add(1);
     }
-    let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
+    // Finish the stream, give the client a moment to read the rest and close
+    // the link itself, then close it.
+    let _ = send.close().await;
+    link.closed()
+        .or(async {
+            Timer::after(CLOSE_GRACE).await;
+        })
+        .await;
+    link.close("closed by the host");
 }
 
-async fn read_loop(conn: ConnId, stream: Arc<Async<TcpStream>>, tx: Sender<DriverMsg>) {
-    let mut payload = Vec::new();
+async fn read_loop(conn: ConnId, recv: LinkRecv, tx: Sender<DriverMsg>) {
+    let mut reader = FrameReader::new(recv);
     loop {
-        let input = match read_frame(&mut &*stream, limits::CONTROL_FROM_CLIENT, &mut payload).await
-        {
-            Ok(h) if h.version != PROTOCOL_VERSION => Input::WrongVersion { conn, got: h.version },
-            Ok(h) => match ClientMsg::decode(h.kind, &payload) {
+        let input = match reader.next(|_| limits::CONTROL_FROM_CLIENT).await {
+            Err(FrameError::Decode(DecodeError::Version { got })) => {
+                Input::WrongVersion { conn, got }
+            }
+            Ok(f) => match ClientMsg::decode(f.header.kind, &f.payload) {
                 Ok(msg) => Input::Message { conn, msg },
                 // A newer client may send types we do not know: skip them.
                 Err(DecodeError::UnknownType(_)) => continue,

@@ -72,6 +72,14 @@ pub enum Input {
         conn: ConnId,
         peer: IpAddr,
     },
+    /// The connection passed admission (the passcode check) for `room`, as
+    /// the client named it there: its `Register.room` must name the same
+    /// room (compared as rooms are), else it is refused. Connections that
+    /// never get this input may register for any room.
+    Admitted {
+        conn: ConnId,
+        room: String,
+    },
     Message {
         conn: ConnId,
         msg: ClientMsg,
@@ -192,6 +200,8 @@ struct Conn {
     opened: Instant,
     last_seen: Instant,
     session: Option<SessionId>,
+    /// The room admission let this connection into ([`Input::Admitted`]).
+    admitted: Option<String>,
 }
 
 struct Session {
@@ -337,7 +347,15 @@ impl Host {
                     self.out.push_back(Output::Close { conn });
                     return;
                 }
-                self.conns.insert(conn, Conn { peer, opened: now, last_seen: now, session: None });
+                self.conns.insert(
+                    conn,
+                    Conn { peer, opened: now, last_seen: now, session: None, admitted: None },
+                );
+            }
+            Input::Admitted { conn, room } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.admitted = Some(room);
+                }
             }
             Input::Message { conn, msg } => {
                 let Some(c) = self.conns.get_mut(&conn) else {
@@ -475,9 +493,23 @@ impl Host {
             },
         };
         let room_key = key(&room_name);
-        let Some(peer) = self.conns.get(&conn).map(|c| c.peer) else {
+        let Some((peer, admitted)) = self.conns.get(&conn).map(|c| (c.peer, c.admitted.clone()))
+        else {
             return;
         };
+        if let Some(admitted) = admitted {
+            let admitted_key = match text::normalize(&admitted).as_str() {
+                "" => key("default"),
+                normal => key(normal),
+            };
+            if admitted_key != room_key {
+                let reason = format!(
+                    "you were let in to meeting \"{}\" but asked to join \"{room_name}\"; join the meeting you were let in to",
+                    crate::proto::text::visible(&admitted)
+                );
+                return self.refuse(conn, RefuseCode::BadRoom, reason);
+            }
+        }
         let is_host = self.config.host_key.is_some() && reg.host_key == self.config.host_key;
 
         // A reconnecting client takes its session over from the dead link.

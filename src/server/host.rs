@@ -1,6 +1,7 @@
 //! Puts a host together: binds the sockets, runs the control plane and the
 //! discovery beacon as smol tasks, and hands back a handle to stop them.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,6 +15,43 @@ use super::core::{Host, HostConfig, HostEvent, Stats};
 use super::directory::Directory;
 use crate::net::random_u64;
 use crate::proto::{HostKey, Ports, RoomInfo};
+use crate::transport::cert::{CertError, Fingerprint, HostIdentity, Loaded};
+use crate::transport::limit::{
+    ATTEMPT_WINDOW, AttemptLimiter, ConnectionCaps, MAX_CONNECTIONS_PER_ADDRESS,
+    MAX_CONNECTIONS_TOTAL, MAX_FAILURES, SharedCaps,
+};
+use crate::transport::pake::Passcode;
+use crate::transport::quic::{self, QuicError};
+
+/// Per-room passcodes, shared between the host's options, its accept loop
+/// and (later) the app, which can change them while the host runs. Rooms
+/// are compared as the control plane compares them (blank = "default").
+#[derive(Debug, Clone, Default)]
+pub struct RoomPasscodes(Arc<Mutex<HashMap<String, Passcode>>>);
+
+impl RoomPasscodes {
+    fn key(room: &str) -> String {
+        match crate::proto::text::normalize(room).as_str() {
+            "" => crate::proto::text::confusable_key("default"),
+            normal => crate::proto::text::confusable_key(normal),
+        }
+    }
+
+    /// Sets (`Some`) or removes (`None`) the passcode of `room`; it applies
+    /// to connections admitted from then on.
+    pub fn set(&self, room: &str, passcode: Option<Passcode>) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match passcode {
+            Some(p) => map.insert(Self::key(room), p),
+            None => map.remove(&Self::key(room)),
+        };
+    }
+
+    /// The passcode of `room`, if it has its own.
+    pub fn get(&self, room: &str) -> Option<Passcode> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&Self::key(room)).cloned()
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct HostOptions {
@@ -58,6 +96,15 @@ pub struct HostOptions {
     /// Record every room from its start (`sapora host --record DIR`);
     /// otherwise a host or co-host starts it (`/record on`).
     pub record_from_start: bool,
+    /// The TLS identity; `None` = `HostIdentity::load_or_create_default()`
+    /// (the configuration directory). Tests pass one so nothing is written
+    /// to the real home.
+    pub identity: Option<Arc<HostIdentity>>,
+    /// Every room's passcode (`sapora host --passcode`), unless the room
+    /// has its own in `room_passcodes`. `None`: rooms are open.
+    pub passcode: Option<Passcode>,
+    /// Per-room passcodes (win over `passcode`).
+    pub room_passcodes: RoomPasscodes,
 }
 
 impl HostOptions {
@@ -84,6 +131,9 @@ impl HostOptions {
             host_key: HostKey(random_u64()),
             record_dir: None,
             record_from_start: false,
+            identity: None,
+            passcode: None,
+            room_passcodes: RoomPasscodes::default(),
         }
     }
 }
@@ -96,6 +146,47 @@ pub enum HostError {
     Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
     #[error("cannot make the file store in {dir}: {source}. Try --file-dir DIR")]
     FileStore { dir: std::path::PathBuf, source: std::io::Error },
+    #[error("the host certificate: {0}")]
+    Identity(#[from] CertError),
+    #[error(
+        "cannot listen on {addr} (QUIC, UDP): {source}. Is another Sapora host running here? Try --port-offset N"
+    )]
+    Quic { addr: SocketAddr, source: QuicError },
+    #[error("cannot start the network threads: {0}")]
+    Threads(std::io::Error),
+}
+
+/// The host's network executor: one named thread per CPU (`sapora-net-N`)
+/// running the QUIC endpoint driver, the accept loop and each link's task.
+/// Dropping it lets the threads finish the endpoint's goodbyes (at most
+/// 1 s) and end.
+struct NetExecutor {
+    executor: Arc<smol::Executor<'static>>,
+    _stop: Sender<()>,
+}
+
+impl NetExecutor {
+    fn start(
+        executor: Arc<smol::Executor<'static>>,
+        endpoint: &quinn::Endpoint,
+    ) -> std::io::Result<NetExecutor> {
+        let (stop, stopped) = smol::channel::bounded::<()>(1);
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
+        for i in 0..threads {
+            let (ex, stopped, endpoint) = (executor.clone(), stopped.clone(), endpoint.clone());
+            std::thread::Builder::new().name(format!("sapora-net-{i}")).spawn(move || {
+                smol::block_on(ex.run(async {
+                    let _ = stopped.recv().await;
+                    // Let the endpoint send its CONNECTION_CLOSEs.
+                    smol::future::or(endpoint.wait_idle(), async {
+                        smol::Timer::after(Duration::from_secs(1)).await;
+                    })
+                    .await;
+                }))
+            })?;
+        }
+        Ok(NetExecutor { executor, _stop: stop })
+    }
 }
 
 /// A running host. Dropping it without [`RunningHost::shutdown`] stops the
@@ -106,6 +197,16 @@ pub struct RunningHost {
     pub host_name: String,
     /// For the in-process app's `ClientConfig::host_key` only.
     pub host_key: HostKey,
+    /// The host certificate's fingerprint (what clients pin).
+    pub fingerprint: Fingerprint,
+    /// How the certificate was found (`Loaded::Replaced`: clients that
+    /// pinned the old one will refuse this host); `None` when given in the
+    /// options.
+    pub identity_loaded: Option<Loaded>,
+    endpoint: EndpointGuard,
+    _accept: Task<()>,
+    _net: NetExecutor,
+    room_passcodes: RoomPasscodes,
     stop: Sender<()>,
     control: Task<()>,
     handle: ControlHandle,
@@ -185,6 +286,11 @@ impl RunningHost {
         *self.stats.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Per-room passcodes (the app sets them while the host runs).
+    pub fn room_passcodes(&self) -> &RoomPasscodes {
+        &self.room_passcodes
+    }
+
     /// After a handover: keeps forwarding late arrivals for
     /// [`REDIRECT_FOR`], then stops.
     pub async fn retire(self) {
@@ -197,17 +303,63 @@ impl RunningHost {
         let _ = self.stop.send(()).await;
         self.control.await;
         self.directory.clear();
+        self.endpoint.close();
+        smol::Timer::after(CLOSE_SEND).await;
+        EndpointGuard::release_port(&self.endpoint.0);
+    }
+}
+
+/// Closes the endpoint when the host is dropped: clients see the link drop
+/// at once rather than after the idle timeout.
+struct EndpointGuard(quinn::Endpoint);
+
+/// How long the endpoint has to send its CONNECTION_CLOSEs before its port
+/// is given up.
+const CLOSE_SEND: Duration = Duration::from_millis(30);
+
+impl EndpointGuard {
+    /// Closes every connection and then frees the UDP port (a host started
+    /// next on the same port must be able to bind it; quinn keeps its socket
+    /// while closed connections drain): the endpoint moves to a throwaway
+    /// socket on an ephemeral port.
+    fn close(&self) {
+        self.0.close(0u32.into(), b"the host stopped");
+    }
+
+    fn release_port(endpoint: &quinn::Endpoint) {
+        let Ok(local) = endpoint.local_addr() else { return };
+        if let Ok(socket) = std::net::UdpSocket::bind(SocketAddr::new(local.ip(), 0)) {
+            let _ = endpoint.rebind(socket);
+        }
+    }
+}
+
+impl Drop for EndpointGuard {
+    fn drop(&mut self) {
+        self.close();
+        let endpoint = self.0.clone();
+        let _ = std::thread::Builder::new().name("sapora-endpoint-close".into()).spawn(move || {
+            std::thread::sleep(CLOSE_SEND);
+            EndpointGuard::release_port(&endpoint);
+        });
     }
 }
 
 pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
+    let (identity, identity_loaded) = match &opts.identity {
+        Some(identity) => (identity.clone(), None),
+        None => {
+            let (identity, loaded) = smol::unblock(HostIdentity::load_or_create_default).await?;
+            (Arc::new(identity), Some(loaded))
+        }
+    };
     let addr = SocketAddr::new(opts.bind, opts.ports.control);
-    let listener = Async::<TcpListener>::bind(addr).map_err(|source| HostError::Bind {
-        what: "control, TCP",
-        addr,
-        source,
-    })?;
-    let control_addr = listener.get_ref().local_addr().unwrap_or(addr);
+    let executor = Arc::new(smol::Executor::new());
+    let runtime = Arc::new(quic::ExecutorRuntime(executor.clone()));
+    let endpoint = quic::host_endpoint_on(addr, &identity, runtime)
+        .map_err(|source| HostError::Quic { addr, source })?;
+    let net = NetExecutor::start(executor, &endpoint).map_err(HostError::Threads)?;
+    let control_addr = endpoint.local_addr().unwrap_or(addr);
     let mut ports = Ports { control: control_addr.port(), ..opts.ports };
 
     let rooms: Arc<Mutex<Vec<RoomInfo>>> = Arc::default();
@@ -270,6 +422,8 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
                 owner: opts.owner.clone(),
                 started_ms: crate::net::unix_ms(),
                 merge_room: opts.merge_room.clone(),
+                fingerprint: Some(identity.fingerprint()),
+                passcode: opts.passcode.is_some(),
             };
             let rooms = rooms.clone();
             let (directory, control) = (directory.clone(), control.clone());
@@ -343,7 +497,7 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
     let control_task = {
         let stats = stats.clone();
         let directory = directory.clone();
-        smol::spawn(control::run(listener, core, inbox, stop_rx, stats, move |event| {
+        smol::spawn(control::run(core, inbox, stop_rx, stats, move |event| {
             directory.apply(&event);
             file_hook.observe(&event);
             if let HostEvent::Rooms(list) = &event {
@@ -381,8 +535,31 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
             let _ = events_tx.try_send(event);
         }))
     };
+    let accept = {
+        let limiter = Arc::new(Mutex::new(AttemptLimiter::new(MAX_FAILURES, ATTEMPT_WINDOW)));
+        let caps = SharedCaps::new(ConnectionCaps::new(
+            MAX_CONNECTIONS_PER_ADDRESS,
+            MAX_CONNECTIONS_TOTAL,
+        ));
+        let passcodes =
+            Passcodes { all: opts.passcode.clone(), rooms: opts.room_passcodes.clone() };
+        net.executor.spawn(accept_links(
+            endpoint.clone(),
+            caps,
+            limiter,
+            passcodes,
+            control.clone(),
+            net.executor.clone(),
+        ))
+    };
     Ok(RunningHost {
         control_addr,
+        fingerprint: identity.fingerprint(),
+        identity_loaded,
+        endpoint: EndpointGuard(endpoint),
+        _accept: accept,
+        _net: net,
+        room_passcodes: opts.room_passcodes.clone(),
         ports,
         host_name: opts.host_name,
         host_key: opts.host_key,
@@ -402,6 +579,67 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
         audio,
         _recorder: recorder,
     })
+}
+
+/// The host-wide passcode and the per-room ones.
+#[derive(Clone)]
+struct Passcodes {
+    all: Option<Passcode>,
+    rooms: RoomPasscodes,
+}
+
+impl Passcodes {
+    fn of(&self, room: &str) -> Option<Passcode> {
+        self.rooms.get(room).or_else(|| self.all.clone())
+    }
+}
+
+/// How often the attempt limiter forgets sources whose window has passed.
+const LIMITER_PRUNE: Duration = Duration::from_secs(60);
+
+/// The QUIC accept loop: connection caps, then one task per connection
+/// (handshake, admission with the shared attempt limiter, then
+/// [`control::serve_link`]), all on the host's network executor.
+async fn accept_links(
+    endpoint: quinn::Endpoint,
+    caps: SharedCaps,
+    limiter: Arc<Mutex<AttemptLimiter>>,
+    passcodes: Passcodes,
+    control: ControlHandle,
+    executor: Arc<smol::Executor<'static>>,
+) {
+    use smol::future::FutureExt;
+    let mut next_prune = std::time::Instant::now() + LIMITER_PRUNE;
+    loop {
+        let next = async { Some(quic::accept(&endpoint, &caps).await) }
+            .or(async {
+                smol::Timer::at(next_prune).await;
+                None
+            })
+            .await;
+        let accepted = match next {
+            Some(Some(accepted)) => accepted,
+            Some(None) => return, // the endpoint closed
+            None => {
+                let now = std::time::Instant::now();
+                limiter.lock().unwrap_or_else(|e| e.into_inner()).prune(now);
+                next_prune = now + LIMITER_PRUNE;
+                continue;
+            }
+        };
+        let (limiter, passcodes, control) = (limiter.clone(), passcodes.clone(), control.clone());
+        executor
+            .spawn(async move {
+                let remote = accepted.connecting.remote_address();
+                match crate::transport::link::accept(accepted, |room| passcodes.of(room), &limiter)
+                    .await
+                {
+                    Ok(established) => control::serve_link(established, &control).await,
+                    Err(e) => tracing::info!(%remote, "a client was not admitted: {e}"),
+                }
+            })
+            .detach();
+    }
 }
 
 /// How long a host that handed its meeting over keeps forwarding whoever

@@ -15,9 +15,9 @@ pub mod screen;
 pub mod streams;
 pub mod video;
 
-pub use control::ControlHandle;
+pub use control::{ControlHandle, serve_link};
 pub use directory::Directory;
-pub use host::{HostError, HostOptions, RunningHost, start};
+pub use host::{HostError, HostOptions, RoomPasscodes, RunningHost, start};
 
 #[cfg(test)]
 mod core_tests;

@@ -235,7 +235,11 @@ impl HostIdentity {
     }
 
     /// [`HostIdentity::load_or_create`] in [`super::config_dir`].
+    /// Calls in one process run one at a time, so two hosts started
+    /// together cannot each make (and one overwrite) a new certificate.
     pub fn load_or_create_default() -> Result<(HostIdentity, Loaded), CertError> {
+        static LOADING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = LOADING.lock().unwrap_or_else(|e| e.into_inner());
         let dir = super::config_dir().ok_or(CertError::NoConfigDir)?;
         HostIdentity::load_or_create(&dir)
     }

@@ -1,6 +1,6 @@
 //! Frames over any reliable, ordered byte stream: the one framing of every
-//! stream service (files, screen) on every transport (a QUIC stream, a
-//! tunnel channel, a TCP connection).
+//! stream service (control, files, screen) on every transport (a QUIC
+//! stream, a tunnel channel, a TCP connection).
 //!
 //! The bytes are [`proto::coding`](crate::proto::coding)'s: [`FrameReader`]
 //! buffers what arrives and takes whole frames off it with

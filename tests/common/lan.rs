@@ -47,6 +47,7 @@ pub fn addr(k: usize) -> String {
 impl Lan {
     /// Builds the LAN, or says why it cannot and returns `None`.
     pub fn new(opts: &LanOptions) -> Option<Lan> {
+        super::isolate();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lan.sh");
         for tool in ["unshare", "nsenter", "ip"] {
             if !on_path(tool) {

@@ -17,17 +17,43 @@ pub const LOOPBACK_BROADCAST: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 255, 255, 2
 pub mod lan;
 pub mod shim;
 
+/// Keeps every test out of the real home: hosts keep their certificate and
+/// clients their known hosts in `$SAPORA_CONFIG_DIR`, which is set here to a
+/// fresh directory for this test process unless already set (scripts/test.sh
+/// sets one for the whole run). All hosts of a run share that certificate,
+/// so a port reused by another test's host never looks like a changed one.
+pub fn isolate() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("SAPORA_CONFIG_DIR").is_none_or(|d| d.is_empty()) {
+            let cfg = tempfile::tempdir().expect("temp dir").keep();
+            // SAFETY: inside call_once, which every test passes (through
+            // options/start_host/join) before it starts a host or client.
+            unsafe { std::env::set_var("SAPORA_CONFIG_DIR", cfg) };
+        }
+    });
+}
+
+/// Whether something (a host's QUIC endpoint) holds UDP `addr`: how tests
+/// wait for a `sapora host` process to listen.
+pub fn udp_bound(addr: impl std::net::ToSocketAddrs) -> bool {
+    std::net::UdpSocket::bind(addr).is_err()
+}
+
 /// Host options on 127.0.0.1 with free ports (0 = any) and no discovery.
 pub fn options() -> HostOptions {
+    isolate();
     let ports = Ports { control: 0, discovery: 0, file: 0, screen: 0, video: 0, audio: 0 };
     HostOptions::new(LOOPBACK, ports, "test-host")
 }
 
 pub async fn start_host() -> RunningHost {
+    isolate();
     server::start(options()).await.expect("host starts on loopback")
 }
 
 pub async fn join(addr: SocketAddr, name: &str, room: &str) -> Client {
+    isolate();
     Client::connect(ClientConfig::new(addr, name, room)).await.expect("client joins")
 }
 
@@ -90,3 +116,60 @@ pub async fn collect(client: &Client, d: Duration) -> Vec<Event> {
 }
 
 pub const SEC: Duration = Duration::from_secs(1);
+
+/// A client that speaks raw control frames: a QUIC link admitted to `room`
+/// (no passcode), its control stream's halves as they are.
+pub struct RawControl {
+    pub link: sapora::transport::link::Link,
+    pub send: sapora::transport::link::LinkSend,
+    pub recv: sapora::transport::link::LinkRecv,
+}
+
+pub async fn raw_control(addr: SocketAddr, room: &str) -> RawControl {
+    isolate();
+    let pins = sapora::transport::pin::PinStore::open_default().expect("config dir");
+    let est =
+        sapora::transport::link::connect(addr, room, None, &pins).await.expect("link to the host");
+    RawControl { link: est.link, send: est.control_send, recv: est.control_recv }
+}
+
+impl RawControl {
+    pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use smol::io::AsyncWriteExt;
+        self.send.write_all(bytes).await
+    }
+
+    /// Everything the host sends until it ends the stream or closes the
+    /// link (or `within` passes).
+    pub async fn read_until_closed(&mut self, within: Duration) -> Vec<u8> {
+        use smol::io::AsyncReadExt;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + within;
+        loop {
+            let n = async { self.recv.read(&mut buf).await.ok() }
+                .or(async {
+                    smol::Timer::at(deadline).await;
+                    None
+                })
+                .await;
+            match n {
+                Some(0) | None => return got,
+                Some(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    /// Whether the host closed the link within `within`.
+    pub async fn closed_within(&self, within: Duration) -> bool {
+        async {
+            self.link.closed().await;
+            true
+        }
+        .or(async {
+            smol::Timer::after(within).await;
+            false
+        })
+        .await
+    }
+}

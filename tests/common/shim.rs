@@ -79,6 +79,8 @@ struct Shared {
     order: AtomicU64,
     stats: ShimStats,
     stop: AtomicBool,
+    /// Every datagram's bytes, both ways, when capturing ([`Shim::capture`]).
+    captured: Option<Mutex<Vec<u8>>>,
 }
 
 impl Shared {
@@ -92,6 +94,9 @@ impl Shared {
     }
 
     fn schedule(&self, from: &Arc<UdpSocket>, to: SocketAddr, data: &[u8]) {
+        if let Some(c) = &self.captured {
+            c.lock().unwrap().extend_from_slice(data);
+        }
         if self.random() < self.imp.loss {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             return;
@@ -121,6 +126,21 @@ pub struct Shim {
 
 impl Shim {
     pub fn start(upstream: SocketAddr, imp: Impairment) -> Shim {
+        Shim::start_with(upstream, imp, false)
+    }
+
+    /// A shim without impairment that keeps every byte it carries (what a
+    /// packet capture on the path would see), for [`Shim::captured`].
+    pub fn capture(upstream: SocketAddr) -> Shim {
+        Shim::start_with(upstream, Impairment::none(), true)
+    }
+
+    /// Everything carried so far, both directions, datagrams concatenated.
+    pub fn captured(&self) -> Vec<u8> {
+        self.shared.captured.as_ref().map(|c| c.lock().unwrap().clone()).unwrap_or_default()
+    }
+
+    fn start_with(upstream: SocketAddr, imp: Impairment, capture: bool) -> Shim {
         let front = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("shim binds loopback"));
         front.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
         let addr = front.local_addr().unwrap();
@@ -131,6 +151,7 @@ impl Shim {
             order: AtomicU64::new(0),
             stats: ShimStats::default(),
             stop: AtomicBool::new(false),
+            captured: capture.then(|| Mutex::new(Vec::new())),
         });
         let mut threads = Vec::new();
 

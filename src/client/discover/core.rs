@@ -45,6 +45,12 @@ pub struct DiscoveredHost {
     /// Started by `sapora` with no arguments (it may hand over to another
     /// such host started at the same moment).
     pub auto: bool,
+    /// The host certificate's fingerprint, as the beacon says (not
+    /// authenticated: `ClientConfig::beacon_fingerprint` uses it only for a
+    /// host with no known-hosts pin).
+    pub fingerprint: Option<crate::transport::cert::Fingerprint>,
+    /// Joining needs a passcode.
+    pub passcode: bool,
 }
 
 impl DiscoveredHost {
@@ -138,6 +144,8 @@ impl HostTable {
             host.version = beacon.version;
             host.owner = beacon.owner;
             host.auto = beacon.merge_room.is_some();
+            host.fingerprint = beacon.fingerprint.map(crate::transport::cert::Fingerprint);
+            host.passcode = beacon.passcode.unwrap_or(false);
             // Never move backwards if the caller's clock readings interleave.
             host.last_seen = host.last_seen.max(now);
             return changed;
@@ -156,6 +164,8 @@ impl HostTable {
                 last_seen: now,
                 owner: beacon.owner,
                 auto: beacon.merge_room.is_some(),
+                fingerprint: beacon.fingerprint.map(crate::transport::cert::Fingerprint),
+                passcode: beacon.passcode.unwrap_or(false),
             },
         );
         true
@@ -285,6 +295,8 @@ mod tests {
             owner: None,
             started_ms: None,
             merge_room: None,
+            fingerprint: None,
+            passcode: None,
         }
     }
 

@@ -67,7 +67,7 @@ pub async fn discover(opts: &DiscoverOptions) -> io::Result<Vec<DiscoveredHost>>
         let wake_at = schedule.poll_timeout().map_or(deadline, |t| t.min(deadline));
         match scanner.next(wake_at).await {
             Heard::Beacon(src, beacon) => {
-                table.observe(Instant::now(), src, beacon);
+                table.observe(Instant::now(), src, *beacon);
             }
             Heard::Nothing if Instant::now() >= deadline => break,
             Heard::Nothing => {}
@@ -116,7 +116,7 @@ pub async fn watch(opts: DiscoverOptions, updates: Sender<Vec<DiscoveredHost>>) 
             .flatten()
             .fold(max_sleep, Instant::min);
         if let Heard::Beacon(src, beacon) = scanner.next(wake_at).await
-            && table.observe(Instant::now(), src, beacon)
+            && table.observe(Instant::now(), src, *beacon)
             && updates.force_send(table.hosts()).is_err()
         {
             return Ok(());
@@ -139,7 +139,7 @@ pub fn spawn_watch(opts: DiscoverOptions) -> Receiver<Vec<DiscoveredHost>> {
 
 /// What [`Scanner::next`] woke up for.
 enum Heard {
-    Beacon(SocketAddr, Beacon),
+    Beacon(SocketAddr, Box<Beacon>),
     /// The wake-up time passed.
     Nothing,
 }
@@ -224,7 +224,7 @@ impl Scanner {
                     self.rejected += 1;
                     debug!(%src, nonce = b.nonce, "beacon with a foreign nonce ignored");
                 }
-                Ok(b) => return Heard::Beacon(src, b),
+                Ok(b) => return Heard::Beacon(src, Box::new(b)),
                 // Probes (ours and other clients') also arrive on the shared
                 // port; they are not for us and not worth a log line.
                 Err(DecodeError::Unexpected(kind)) if kind == MsgType::DiscoveryProbe as u8 => {}
@@ -307,6 +307,8 @@ mod tests {
             owner: None,
             started_ms: 0,
             merge_room: None,
+            fingerprint: None,
+            passcode: false,
         };
         let rooms = Arc::new(Mutex::new(vec![
             RoomInfo { name: "default".into(), members: 3 },

@@ -110,6 +110,7 @@ impl Default for DelayEstimator {
 }
 
 impl DelayEstimator {
+    /// An estimator that has heard nothing yet (no delay claimed).
     pub fn new() -> DelayEstimator {
         let fft = Pffft::new(FFT_LEN, FftType::Real);
         DelayEstimator {

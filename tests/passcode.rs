@@ -1,0 +1,224 @@
+//! Passcode rooms, pinned host certificates and admission, end to end: a
+//! real host (`server::start`) and real clients (`Client`, `sapora bot`).
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::shim;
+use common::*;
+use sapora::client::{Client, ClientConfig, Event};
+use sapora::server;
+use sapora::transport::cert::HostIdentity;
+use sapora::transport::pake::Passcode;
+use sapora::transport::pin::PinStore;
+
+/// The exit code of a join refused for its passcode (`main.rs`).
+const EXIT_PASSCODE: i32 = 3;
+
+fn code(text: &str) -> Passcode {
+    Passcode::new(text).unwrap()
+}
+
+async fn host_with_passcode(passcode: &str) -> server::RunningHost {
+    let mut opts = options();
+    opts.passcode = Some(code(passcode));
+    server::start(opts).await.expect("host starts")
+}
+
+fn config(host: &server::RunningHost, name: &str, passcode: Option<&str>) -> ClientConfig {
+    let mut c = ClientConfig::new(host.control_addr, name, "");
+    c.passcode = passcode.map(code);
+    c
+}
+
+fn bot(host: &server::RunningHost, passcode: Option<&str>) -> std::process::Output {
+    isolate();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sapora"));
+    cmd.args(["bot", &host.control_addr.to_string(), "--name", "pat", "--duration", "0.5"])
+        .args(["--report", "json"])
+        .env_remove("SAPORA_PASSCODE");
+    if let Some(p) = passcode {
+        cmd.args(["--passcode", p]);
+    }
+    cmd.output().expect("sapora runs")
+}
+
+#[test]
+fn a_wrong_or_missing_passcode_is_refused_with_its_own_exit_code() {
+    smol::block_on(async {
+        let host = host_with_passcode("blue heron").await;
+        let wrong = bot(&host, Some("grey heron"));
+        let stderr = String::from_utf8_lossy(&wrong.stderr);
+        assert_eq!(wrong.status.code(), Some(EXIT_PASSCODE), "{stderr}");
+        assert!(stderr.contains("passcode is wrong"), "{stderr}");
+
+        let missing = bot(&host, None);
+        let stderr = String::from_utf8_lossy(&missing.stderr);
+        assert_eq!(missing.status.code(), Some(EXIT_PASSCODE), "{stderr}");
+        assert!(stderr.contains("passcode"), "{stderr}");
+
+        // The right one joins, and the report names the transport.
+        let right = bot(&host, Some("blue heron"));
+        let stdout = String::from_utf8_lossy(&right.stdout);
+        assert!(right.status.success(), "{stdout} {}", String::from_utf8_lossy(&right.stderr));
+        let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(report["transport"], "quic", "{report}");
+        assert!(report["joined_ms"].is_number(), "{report}");
+
+        // A client with the right passcode joins and chats; one without is
+        // refused with a passcode refusal, not a network error.
+        let ok = Client::connect(config(&host, "ann", Some("blue heron"))).await.unwrap();
+        let err = Client::connect(config(&host, "bob", None)).await.err().unwrap();
+        assert!(err.is_passcode_refusal(), "{err}");
+        let id = ok.chat(None, "in").unwrap();
+        expect(&ok, 2 * SEC, |e| matches!(e, Event::ChatResult(r) if r.id == id).then_some(()))
+            .await;
+        host.shutdown().await;
+    });
+}
+
+#[test]
+fn the_sixth_wrong_attempt_within_a_minute_is_refused_before_the_passcode_check() {
+    smol::block_on(async {
+        let host = host_with_passcode("right").await;
+        for i in 0..5 {
+            let err = Client::connect(config(&host, "eve", Some("wrong"))).await.err().unwrap();
+            assert!(err.is_passcode_refusal(), "attempt {i}: {err}");
+            assert!(err.to_string().contains("passcode is wrong"), "attempt {i}: {err}");
+        }
+        // Now even the right passcode is refused: the host answers before
+        // running SPAKE2 (which would have admitted it).
+        let err = Client::connect(config(&host, "eve", Some("right"))).await.err().unwrap();
+        assert!(err.is_passcode_refusal(), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("too many"), "{text}");
+        assert!(text.contains("try again in"), "{text}");
+        assert_eq!(host.stats().members, 0);
+        host.shutdown().await;
+    });
+}
+
+#[test]
+fn a_pinned_host_presenting_another_certificate_is_refused_loudly() {
+    smol::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let pins = PinStore::at(dir.path().join("known_hosts"));
+        let port = sapora::proto::Ports::with_offset(unique_offset(45)).unwrap().control;
+        let mut opts = options();
+        opts.ports.control = port;
+        let first = std::sync::Arc::new(HostIdentity::generate().unwrap());
+        opts.identity = Some(first.clone());
+        let host = server::start(opts.clone()).await.unwrap();
+        let mut cfg = ClientConfig::new(host.control_addr, "ann", "");
+        cfg.pins = Some(pins.clone());
+        cfg.reconnect = false;
+        let c = Client::connect(cfg.clone()).await.expect("first use pins the certificate");
+        c.leave().await;
+        host.shutdown().await;
+
+        // Same address, another certificate (a reinstalled host, or someone
+        // pretending to be it).
+        let second = std::sync::Arc::new(HostIdentity::generate().unwrap());
+        opts.identity = Some(second.clone());
+        let host = server::start(opts).await.unwrap();
+        let err = Client::connect(cfg).await.err().expect("refused");
+        assert!(err.is_certificate_changed(), "{err}");
+        let text = err.to_string();
+        assert!(text.contains(&first.fingerprint().short()), "names the pinned one: {text}");
+        assert!(text.contains(&second.fingerprint().short()), "names the presented one: {text}");
+        assert!(text.contains("known_hosts"), "says where to accept it: {text}");
+        assert_eq!(host.stats().members, 0);
+        host.shutdown().await;
+    });
+}
+
+#[test]
+fn register_must_name_the_room_admission_let_the_client_into() {
+    smol::block_on(async {
+        let host = start_host().await;
+        let mut s = raw_control(host.control_addr, "lab").await;
+        let reg = sapora::proto::Register {
+            version: sapora::proto::PROTOCOL_VERSION,
+            name: "mallory".into(),
+            room: "boardroom".into(),
+            rejoin_token: None,
+            host_key: None,
+        };
+        let mut frame = Vec::new();
+        sapora::proto::encode_frame(sapora::proto::MsgType::Register, 0, &reg, &mut frame);
+        s.write(&frame).await.unwrap();
+        let reply = s.read_until_closed(3 * SEC).await;
+        assert_eq!(reply.get(1), Some(&0x06), "Refused");
+        let text = String::from_utf8_lossy(&reply);
+        assert!(text.contains("lab") && text.contains("boardroom"), "{text}");
+        assert_eq!(host.stats().members, 0);
+
+        // The same room, written differently (as rooms compare), is fine.
+        let mut s = raw_control(host.control_addr, " Lab").await;
+        let reg = sapora::proto::Register { room: "lab".into(), ..reg };
+        let mut frame = Vec::new();
+        sapora::proto::encode_frame(sapora::proto::MsgType::Register, 0, &reg, &mut frame);
+        s.write(&frame).await.unwrap();
+        let deadline = std::time::Instant::now() + 3 * SEC;
+        while host.stats().members != 1 {
+            assert!(std::time::Instant::now() < deadline, "not admitted to lab");
+            smol::Timer::after(Duration::from_millis(20)).await;
+        }
+        host.shutdown().await;
+    });
+}
+
+/// What a packet capture on the path sees of a passcode room's control
+/// traffic: none of the chat, names, room or passcode (everything a
+/// plaintext control channel used to show). Media still has its own
+/// plaintext ports, so this is about the control connection only.
+#[test]
+fn a_capture_of_the_control_connection_shows_no_chat_names_or_passcode() {
+    smol::block_on(async {
+        let mut opts = options();
+        opts.passcode = Some(code("tangerine-sky-42"));
+        let host = server::start(opts).await.unwrap();
+        let wire = shim::Shim::capture(host.control_addr);
+        let dir = tempfile::tempdir().unwrap();
+        let connect = |name: &str| {
+            let mut c = ClientConfig::new(wire.addr, name, "Secret Project Room");
+            c.passcode = Some(code("tangerine-sky-42"));
+            c.pins = Some(PinStore::at(dir.path().join("known_hosts")));
+            Client::connect(c)
+        };
+        let ann = connect("Annabelle Quartermain").await.unwrap();
+        let bob = connect("Bartholomew Wexley").await.unwrap();
+        let secret = "the launch code is PURPLE-WALRUS-7731";
+        ann.chat(None, secret).unwrap();
+        let got = expect(&bob, 3 * SEC, |e| match e {
+            Event::Chat(m) => Some(m.text.clone()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(got, secret, "the chat went through the capture point");
+        ann.chat(Some("Bartholomew Wexley"), "private: ORANGE-OTTER-5512").unwrap();
+        expect(&bob, 3 * SEC, |e| matches!(e, Event::Chat(m) if m.to.is_some()).then_some(()))
+            .await;
+        ann.leave().await;
+        bob.leave().await;
+        let captured = wire.captured();
+        assert!(captured.len() > 4000, "the capture holds the call: {} bytes", captured.len());
+        let contains = |needle: &str| {
+            captured.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+        };
+        for needle in [
+            "PURPLE-WALRUS",
+            "ORANGE-OTTER",
+            "Annabelle",
+            "Bartholomew",
+            "Secret Project",
+            "tangerine-sky",
+            "test-host",
+        ] {
+            assert!(!contains(needle), "{needle:?} is readable on the wire");
+        }
+        host.shutdown().await;
+    });
+}
