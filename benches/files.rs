@@ -19,7 +19,7 @@ use sapora::server::{self, HostOptions, RunningHost};
 const SIZE: usize = 100 * 1024 * 1024;
 
 fn host() -> RunningHost {
-    let ports = Ports { control: 0, discovery: 0, file: 0, screen: 0, video: 0, audio: 0 };
+    let ports = Ports { control: 0, discovery: 0, video: 0, audio: 0 };
     let mut opts = HostOptions::new(IpAddr::V4(Ipv4Addr::LOCALHOST), ports, "bench");
     opts.file_retention = Duration::ZERO;
     smol::block_on(server::start(opts)).expect("host starts")
@@ -87,16 +87,12 @@ fn bench(c: &mut Criterion) {
         let a = join(addr, "up", "rss");
         let b = join(addr, "down", "rss");
         let (info, up_s, up_rss) = with_rss(|| {
-            smol::block_on(FileClient::for_client(&a, addr).upload(
-                &path,
-                UploadOptions::default(),
-                None,
-            ))
-            .expect("upload")
+            smol::block_on(FileClient::for_client(&a).upload(&path, UploadOptions::default(), None))
+                .expect("upload")
         });
         let out = dir.path().join("rss.out");
         let (_, down_s, down_rss) = with_rss(|| {
-            smol::block_on(FileClient::for_client(&b, addr).download(
+            smol::block_on(FileClient::for_client(&b).download(
                 info.id,
                 Dest::File(out.clone()),
                 None,
@@ -130,7 +126,7 @@ fn bench(c: &mut Criterion) {
                 let room = format!("up{round}");
                 let a = join(addr, "up", &room);
                 let t = Instant::now();
-                smol::block_on(FileClient::for_client(&a, addr).upload(
+                smol::block_on(FileClient::for_client(&a).upload(
                     &path,
                     UploadOptions::default(),
                     None,
@@ -144,12 +140,9 @@ fn bench(c: &mut Criterion) {
     });
     let a = join(addr, "up", "down");
     let b = join(addr, "down", "down");
-    let info = smol::block_on(FileClient::for_client(&a, addr).upload(
-        &path,
-        UploadOptions::default(),
-        None,
-    ))
-    .expect("upload");
+    let info =
+        smol::block_on(FileClient::for_client(&a).upload(&path, UploadOptions::default(), None))
+            .expect("upload");
     let out = dir.path().join("copy.bin");
     g.bench_function("download_100MiB_md5", |bench| {
         bench.iter_custom(|iters| {
@@ -157,7 +150,7 @@ fn bench(c: &mut Criterion) {
             for _ in 0..iters {
                 let _ = std::fs::remove_file(&out);
                 let t = Instant::now();
-                smol::block_on(FileClient::for_client(&b, addr).download(
+                smol::block_on(FileClient::for_client(&b).download(
                     info.id,
                     Dest::File(out.clone()),
                     None,

@@ -91,14 +91,14 @@ fn encode_percentiles() {
 
 fn loopback_latency() {
     smol::block_on(async {
-        let ports = Ports { control: 0, discovery: 0, file: 0, screen: 0, video: 0, audio: 0 };
+        let ports = Ports { control: 0, discovery: 0, video: 0, audio: 0 };
         let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let host = server::start(HostOptions::new(lo, ports, "bench")).await.unwrap();
         let a = Client::connect(ClientConfig::new(host.control_addr, "ann", "")).await.unwrap();
         let b = Client::connect(ClientConfig::new(host.control_addr, "bob", "")).await.unwrap();
-        let viewer = Viewer::start(ScreenTarget::new(&b, lo)).unwrap();
+        let viewer = Viewer::start(ScreenTarget::new(&b)).unwrap();
         let opts = PresentOptions::new(ScreenSource::Test { width: W, height: H });
-        let presenter = Presenter::start(ScreenTarget::new(&a, lo), opts).unwrap();
+        let presenter = Presenter::start(ScreenTarget::new(&a), opts).unwrap();
         smol::Timer::after(Duration::from_secs(8)).await;
         let ps = presenter.stop();
         let vs = viewer.stop();

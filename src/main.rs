@@ -638,8 +638,8 @@ fn host(args: HostArgs) -> CmdResult {
             println!("{lead}  sapora join {ip}{port_suffix}{room_hint}{iface}");
         }
         println!(
-            "  Ports: control {}/udp (QUIC), discovery {}/udp, files {}/tcp, screen {}/tcp, video {}/udp, audio {}/udp",
-            p.control, p.discovery, p.file, p.screen, p.video, p.audio
+            "  Ports: control {}/udp (QUIC: control, files, screen), discovery {}/udp, video {}/udp, audio {}/udp",
+            p.control, p.discovery, p.video, p.audio
         );
         match opts.discovery_target {
             Some(t) if t == sapora::server::beacon::LAN_BROADCAST => {

@@ -2,16 +2,18 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use common::{SEC, expect, join, options};
 use md5::{Digest, Md5};
 use sapora::client::files::{Dest, FileClient, FileError, Progress, UploadOptions};
-use sapora::client::streams::StreamOpener;
+use sapora::client::streams::{StreamOpener, StreamWrapper};
 use sapora::client::{Client, Event};
 use sapora::proto::{
     CHUNK_SIZE, FileClientMsg, FileErrorCode, FileHostMsg, FileInfo, HEADER_LEN, Header, MsgType,
@@ -19,9 +21,10 @@ use sapora::proto::{
     decode_payload, encode_payload, host_limit,
 };
 use sapora::server::{self, HostOptions, RunningHost};
+use sapora::transport::link::{LinkRecv, LinkSend};
+use smol::Timer;
 use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
-use smol::{Async, Timer};
 
 /// Runs `f`, failing the test if it takes longer than `secs`.
 fn bounded<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T {
@@ -48,7 +51,7 @@ fn md5(b: &[u8]) -> [u8; 16] {
     Md5::digest(b).into()
 }
 
-/// A port offset whose six ports are free right now (other test binaries
+/// A port offset whose ports are free right now (other test binaries
 /// run hosts on fixed offsets at the same time).
 fn free_offset() -> u16 {
     let mut seed = std::process::id() as u64
@@ -59,9 +62,8 @@ fn free_offset() -> u16 {
     loop {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let offset = 10_000 + (seed >> 33) as u16 % 40_000;
-        let tcp =
-            [5000u16, 5002, 5003].map(|p| TcpListener::bind(("127.0.0.1", p + offset)).is_ok());
-        let udp = [5001u16, 6000, 6001]
+        let tcp = [5000u16].map(|p| TcpListener::bind(("127.0.0.1", p + offset)).is_ok());
+        let udp = [5000u16, 5001, 6000, 6001]
             .map(|p| std::net::UdpSocket::bind(("127.0.0.1", p + offset)).is_ok());
         if tcp.iter().chain(&udp).all(|ok| *ok) {
             return offset;
@@ -124,8 +126,8 @@ fn round_trips_edge_sizes_to_the_room() {
         let host = host_with(file_opts()).await;
         let alice = join(host.control_addr, "alice", "lab").await;
         let bob = join(host.control_addr, "bob", "lab").await;
-        let up = FileClient::for_client(&alice, host.control_addr);
-        let down = FileClient::for_client(&bob, host.control_addr);
+        let up = FileClient::for_client(&alice);
+        let down = FileClient::for_client(&bob);
         let dir = tempfile::tempdir().unwrap();
         let out = tempfile::tempdir().unwrap();
         for (i, size) in
@@ -179,7 +181,7 @@ fn hundred_megabytes_round_trip_with_progress() {
         getrandom::fill(&mut data).unwrap();
         let path = write_temp(dir.path(), "big.bin", &data);
         let (tx, rx) = smol::channel::unbounded();
-        let up = FileClient::for_client(&alice, host.control_addr);
+        let up = FileClient::for_client(&alice);
         let info = up.upload(&path, UploadOptions::default(), Some(tx)).await.expect("upload");
         let progress: Vec<Progress> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
         assert_eq!(progress.first(), Some(&Progress::Started { total: info.size, from: 0 }));
@@ -187,7 +189,7 @@ fn hundred_megabytes_round_trip_with_progress() {
         assert!(progress.len() > 50, "progress every MiB or so: {}", progress.len());
         let offer = offered(&bob).await;
         let out = dir.path().join("copy.bin");
-        let down = FileClient::for_client(&bob, host.control_addr);
+        let down = FileClient::for_client(&bob);
         down.download(offer.id, Dest::File(out.clone()), None).await.expect("download");
         assert_eq!(md5(&std::fs::read(&out).unwrap()), md5(&data));
         host.shutdown().await;
@@ -196,26 +198,27 @@ fn hundred_megabytes_round_trip_with_progress() {
 
 /// Speaks the file protocol by hand, to send what a correct client never would.
 struct Raw {
-    s: Async<TcpStream>,
+    send: LinkSend,
+    recv: LinkRecv,
 }
 
 impl Raw {
-    /// A bare stream to the file port (nothing sent yet).
-    async fn connect(host: &RunningHost) -> Raw {
-        let addr = SocketAddr::new(host.control_addr.ip(), host.ports.file);
-        Raw { s: Async::<TcpStream>::connect(addr).await.unwrap() }
+    /// A bare stream on `c`'s link (nothing sent yet).
+    async fn connect(c: &Client) -> Raw {
+        let (send, recv) = c.link().open_bi().await.unwrap();
+        Raw { send, recv }
     }
 
     /// A stream whose first frame opens `role` as `c`'s session with `token`.
-    async fn open_with(host: &RunningHost, c: &Client, token: u64, role: StreamRole) -> Raw {
-        let mut raw = Raw::connect(host).await;
+    async fn open_with(c: &Client, token: u64, role: StreamRole) -> Raw {
+        let mut raw = Raw::connect(c).await;
         let open = StreamOpen { session: c.current().session, token, role };
         raw.send_frame(MsgType::StreamOpen as u8, &encode_payload(&open)).await.unwrap();
         raw
     }
 
-    async fn open(host: &RunningHost, c: &Client, role: StreamRole) -> Raw {
-        Raw::open_with(host, c, c.current().token, role).await
+    async fn open(c: &Client, role: StreamRole) -> Raw {
+        Raw::open_with(c, c.current().token, role).await
     }
 
     async fn send_frame(&mut self, kind: u8, p: &[u8]) -> std::io::Result<()> {
@@ -223,7 +226,7 @@ impl Raw {
         Header { version: PROTOCOL_VERSION, kind, len: p.len() as u32, seq: 0, flags: 0 }
             .encode(&mut out);
         out.extend_from_slice(p);
-        self.s.write_all(&out).await
+        self.send.write_all(&out).await
     }
 
     async fn send(&mut self, m: &FileClientMsg) -> std::io::Result<()> {
@@ -232,10 +235,10 @@ impl Raw {
 
     async fn recv_frame(&mut self) -> (u8, Vec<u8>) {
         let mut head = [0u8; HEADER_LEN];
-        self.s.read_exact(&mut head).await.unwrap();
+        self.recv.read_exact(&mut head).await.unwrap();
         let h = Header::decode(&head).unwrap();
         let mut p = vec![0u8; h.check_len(host_limit(h.kind)).unwrap()];
-        self.s.read_exact(&mut p).await.unwrap();
+        self.recv.read_exact(&mut p).await.unwrap();
         (h.kind, p)
     }
 
@@ -244,9 +247,9 @@ impl Raw {
         FileHostMsg::decode(kind, p.into()).unwrap()
     }
 
-    async fn start_upload(host: &RunningHost, c: &Client, name: &str, size: u64) -> Raw {
+    async fn start_upload(c: &Client, name: &str, size: u64) -> Raw {
         let req = UploadRequest { name: name.into(), size, to: None, resume: None };
-        let mut raw = Raw::open(host, c, StreamRole::FileUpload(req)).await;
+        let mut raw = Raw::open(c, StreamRole::FileUpload(req)).await;
         match raw.recv().await {
             FileHostMsg::Ready(_) => raw,
             other => panic!("expected Ready, got {other:?}"),
@@ -278,7 +281,7 @@ fn corrupted_and_truncated_uploads_are_never_offered() {
         let data = random_bytes(200_000, 7);
 
         // One bit flipped in the third chunk.
-        let mut raw = Raw::start_upload(&host, &alice, "c.bin", data.len() as u64).await;
+        let mut raw = Raw::start_upload(&alice, "c.bin", data.len() as u64).await;
         let mut bad = data.clone();
         bad[2 * CHUNK_SIZE + 5] ^= 0x10;
         raw.send_all(&bad).await;
@@ -287,28 +290,28 @@ fn corrupted_and_truncated_uploads_are_never_offered() {
         assert_eq!(code, FileErrorCode::Md5Mismatch, "{reason}");
 
         // Ends short of the declared size (with the MD5 of what was sent).
-        let mut raw = Raw::start_upload(&host, &alice, "t.bin", data.len() as u64).await;
+        let mut raw = Raw::start_upload(&alice, "t.bin", data.len() as u64).await;
         raw.send_all(&data[..100_000]).await;
         raw.send(&FileClientMsg::End(UploadEnd { md5: md5(&data[..100_000]) })).await.unwrap();
         assert_eq!(raw.failure().await.0, FileErrorCode::Size);
 
         // More bytes than declared.
-        let mut raw = Raw::start_upload(&host, &alice, "o.bin", 1000).await;
+        let mut raw = Raw::start_upload(&alice, "o.bin", 1000).await;
         raw.send(&FileClientMsg::Chunk { offset: 0, data: vec![1; 1001].into() }).await.unwrap();
         assert_eq!(raw.failure().await.0, FileErrorCode::Size);
 
         // A chunk at the wrong offset.
-        let mut raw = Raw::start_upload(&host, &alice, "g.bin", 100_000).await;
+        let mut raw = Raw::start_upload(&alice, "g.bin", 100_000).await;
         raw.send(&FileClientMsg::Chunk { offset: 10, data: vec![1; 10].into() }).await.unwrap();
         assert_eq!(raw.failure().await.0, FileErrorCode::Size);
 
         // The link dies halfway: kept only as a resumable partial.
-        let mut raw = Raw::start_upload(&host, &alice, "d.bin", data.len() as u64).await;
+        let mut raw = Raw::start_upload(&alice, "d.bin", data.len() as u64).await;
         raw.send_all(&data[..100_000]).await;
         drop(raw);
 
         no_offer(&bob, Duration::from_millis(300)).await;
-        let files = FileClient::for_client(&bob, host.control_addr);
+        let files = FileClient::for_client(&bob);
         assert_eq!(files.list().await.unwrap(), vec![]);
         let left = stored_files(&host);
         assert!(left.iter().all(|f| f.ends_with(".part")) && left.len() <= 1, "{left:?}");
@@ -327,25 +330,25 @@ fn hostile_requests_are_refused_with_a_reason() {
         // Wrong token.
         let req = UploadRequest { name: "x".into(), size: 1, to: None, resume: None };
         let upload = |req: UploadRequest| StreamRole::FileUpload(req);
-        let mut raw = Raw::open_with(&host, &alice, w.token ^ 1, upload(req.clone())).await;
+        let mut raw = Raw::open_with(&alice, w.token ^ 1, upload(req.clone())).await;
         assert_eq!(raw.failure().await.0, FileErrorCode::Auth);
         // Declared over the limit.
         let big = UploadRequest { size: 1001, ..req.clone() };
-        let mut raw = Raw::open(&host, &alice, upload(big)).await;
+        let mut raw = Raw::open(&alice, upload(big)).await;
         let (code, reason) = raw.failure().await;
         assert_eq!(code, FileErrorCode::TooLarge);
         assert!(reason.contains("at most"), "{reason}");
         // To a member who is not there.
         let to = UploadRequest { to: Some("zed".into()), ..req.clone() };
-        let mut raw = Raw::open(&host, &alice, upload(to)).await;
+        let mut raw = Raw::open(&alice, upload(to)).await;
         assert_eq!(raw.failure().await.0, FileErrorCode::NoSuchMember);
         // Resuming someone else's (or no) upload.
         let resume = UploadRequest { resume: Some(999), ..req };
-        let mut raw = Raw::open(&host, &alice, upload(resume)).await;
+        let mut raw = Raw::open(&alice, upload(resume)).await;
         assert_eq!(raw.failure().await.0, FileErrorCode::NoSuchUpload);
         // A chunk frame whose header claims 4 GiB is refused before allocating.
-        let mut raw = Raw::start_upload(&host, &alice, "y", 1000).await;
-        raw.s.write_all(&[1, 0x21, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0]).await.unwrap();
+        let mut raw = Raw::start_upload(&alice, "y", 1000).await;
+        raw.send.write_all(&[1, 0x21, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0]).await.unwrap();
         assert_eq!(raw.failure().await.0, FileErrorCode::Protocol);
         // A stream that does not start with a stream open, or claims a 4 GiB
         // one, is refused with a reason before any service sees it.
@@ -354,23 +357,17 @@ fn hostile_requests_are_refused_with_a_reason() {
             &[1, 0x60, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0],
             &[9, 0x60, 0, 0, 0, 0, 0, 0, 0, 0],
         ] {
-            let mut raw = Raw::connect(&host).await;
-            raw.s.write_all(first).await.unwrap();
+            let mut raw = Raw::connect(&alice).await;
+            raw.send.write_all(first).await.unwrap();
             let (kind, p) = raw.recv_frame().await;
             assert_eq!(kind, MsgType::StreamRefused as u8, "{first:?}");
             let why = decode_payload::<StreamRefused>(&p).unwrap().reason;
             assert!(!why.is_empty(), "{first:?}");
         }
-        // A screen stream on the file port is told so.
-        let mut raw = Raw::open(&host, &alice, StreamRole::ScreenView).await;
-        let (kind, p) = raw.recv_frame().await;
-        assert_eq!(kind, MsgType::StreamRefused as u8);
-        let why = decode_payload::<StreamRefused>(&p).unwrap().reason;
-        assert!(why.contains("not offered on this port"), "{why}");
         // The client API reports the limit clearly too.
         let dir = tempfile::tempdir().unwrap();
         let path = write_temp(dir.path(), "big", &[0; 2000]);
-        let err = FileClient::for_client(&alice, host.control_addr)
+        let err = FileClient::for_client(&alice)
             .upload(&path, UploadOptions::default(), None)
             .await
             .unwrap_err();
@@ -389,7 +386,7 @@ fn private_file_is_seen_and_fetched_only_by_its_recipient() {
         let dir = tempfile::tempdir().unwrap();
         let data = random_bytes(70_000, 3);
         let path = write_temp(dir.path(), "secret.txt", &data);
-        let fc = |c: &Client| FileClient::for_client(c, host.control_addr);
+        let fc = |c: &Client| FileClient::for_client(c);
         let opts = UploadOptions { to: Some("BOB".into()), name: None };
         let info = fc(&alice).upload(&path, opts, None).await.expect("upload");
         assert_eq!(info.to.as_deref(), Some("bob"));
@@ -426,8 +423,8 @@ fn hostile_names_are_sanitised_and_never_used_as_paths() {
         let bob = join(host.control_addr, "bob", "lab").await;
         let dir = tempfile::tempdir().unwrap();
         let path = write_temp(dir.path(), "plain", b"hello");
-        let up = FileClient::for_client(&alice, host.control_addr);
-        let down = FileClient::for_client(&bob, host.control_addr);
+        let up = FileClient::for_client(&alice);
+        let down = FileClient::for_client(&bob);
         let out = tempfile::tempdir().unwrap();
         let cases = [
             ("../../../../tmp/evil.sh", "evil.sh"),
@@ -482,7 +479,7 @@ fn concurrent_uploads_in_several_rooms_stay_in_their_rooms() {
             .map(|(i, (_, s, _))| {
                 let data = random_bytes(3_000_000 + i * 1000, 100 + i as u64);
                 let path = write_temp(dir.path(), &format!("r{i}.bin"), &data);
-                let fc = FileClient::for_client(s, host.control_addr);
+                let fc = FileClient::for_client(s);
                 smol::spawn(async move {
                     (fc.upload(&path, UploadOptions::default(), None).await, md5(&data))
                 })
@@ -498,49 +495,41 @@ fn concurrent_uploads_in_several_rooms_stay_in_their_rooms() {
         for (i, (_, _, v)) in pairs.iter().enumerate() {
             let offer = offered(v).await;
             assert_eq!(offer.id, infos[i].id, "each viewer is offered its own room's file");
-            let list = FileClient::for_client(v, host.control_addr).list().await.unwrap();
+            let list = FileClient::for_client(v).list().await.unwrap();
             assert_eq!(list, vec![infos[i].clone()]);
         }
         host.shutdown().await;
     });
 }
 
-/// A TCP relay that cuts its first connection after `cut` bytes in one
-/// direction, and counts what each connection carried.
+/// Cuts a file client's streams like a relay that breaks: the first stream
+/// through it (every one, with `every`) ends after `cut` bytes in one
+/// direction, as a TCP relay's shutdown would end it (the host reads the end
+/// of the stream after what came through; the client reads the end of the
+/// host's side). Counts what each stream carried in the cut direction.
 struct Cutter {
-    addr: SocketAddr,
-    /// Bytes carried in the cut direction, per connection.
+    /// Bytes carried in the cut direction, per stream.
     carried: Arc<std::sync::Mutex<Vec<Arc<AtomicU64>>>>,
-    _task: smol::Task<()>,
+    wrap: StreamWrapper,
 }
 
 impl Cutter {
-    fn start(target: SocketAddr, upstream_cut: bool, cut: u64) -> Cutter {
-        let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
-        let addr = listener.get_ref().local_addr().unwrap();
+    fn new(upstream_cut: bool, cut: u64, every: bool) -> Cutter {
         let carried: Arc<std::sync::Mutex<Vec<Arc<AtomicU64>>>> = Arc::default();
-        let conns = Arc::new(AtomicUsize::new(0));
+        let streams = Arc::new(AtomicUsize::new(0));
         let c2 = carried.clone();
-        let task = smol::spawn(async move {
-            loop {
-                let Ok((client, _)) = listener.accept().await else { return };
-                let Ok(server) = Async::<TcpStream>::connect(target).await else { return };
-                let n = conns.fetch_add(1, Ordering::SeqCst);
-                let limit = if n == 0 { cut } else { u64::MAX };
-                let counter = Arc::new(AtomicU64::new(0));
-                c2.lock().unwrap().push(counter.clone());
-                let (client, server) = (Arc::new(client), Arc::new(server));
-                let (up_from, up_to, down_from, down_to) =
-                    (client.clone(), server.clone(), server.clone(), client.clone());
-                let (cut_up, cut_down) =
-                    if upstream_cut { (limit, u64::MAX) } else { (u64::MAX, limit) };
-                let up_counter = if upstream_cut { Some(counter.clone()) } else { None };
-                let down_counter = if upstream_cut { None } else { Some(counter) };
-                smol::spawn(pump(up_from, up_to, cut_up, up_counter)).detach();
-                smol::spawn(pump(down_from, down_to, cut_down, down_counter)).detach();
+        let wrap: StreamWrapper = Arc::new(move |send, recv| {
+            let n = streams.fetch_add(1, Ordering::SeqCst);
+            let left = if n == 0 || every { cut } else { u64::MAX };
+            let counter = Arc::new(AtomicU64::new(0));
+            c2.lock().unwrap().push(counter.clone());
+            if upstream_cut {
+                (Box::new(CutSend { inner: send, left, counter }) as LinkSend, recv)
+            } else {
+                (send, Box::new(CutRecv { inner: recv, left, counter }) as LinkRecv)
             }
         });
-        Cutter { addr, carried, _task: task }
+        Cutter { carried, wrap }
     }
 
     fn carried(&self) -> Vec<u64> {
@@ -548,33 +537,64 @@ impl Cutter {
     }
 }
 
-async fn pump(
-    from: Arc<Async<TcpStream>>,
-    to: Arc<Async<TcpStream>>,
-    cut: u64,
-    counter: Option<Arc<AtomicU64>>,
-) {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = match (&*from).read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let n = n.min((cut - total) as usize);
-        if (&*to).write_all(&buf[..n]).await.is_err() {
-            break;
+/// The client → host half of a cut stream: after `left` bytes it finishes
+/// the stream and fails every further write (a broken pipe).
+struct CutSend {
+    inner: LinkSend,
+    left: u64,
+    counter: Arc<AtomicU64>,
+}
+
+impl smol::io::AsyncWrite for CutSend {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        if this.left == 0 {
+            let _ = std::task::ready!(Pin::new(&mut this.inner).poll_close(cx));
+            return Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()));
         }
-        total += n as u64;
-        if let Some(c) = &counter {
-            c.store(total, Ordering::SeqCst);
-        }
-        if total >= cut {
-            break;
-        }
+        let n = buf.len().min(usize::try_from(this.left).unwrap_or(usize::MAX));
+        let n = std::task::ready!(Pin::new(&mut this.inner).poll_write(cx, &buf[..n]))?;
+        this.left -= n as u64;
+        this.counter.fetch_add(n as u64, Ordering::SeqCst);
+        Poll::Ready(Ok(n))
     }
-    let _ = from.get_ref().shutdown(std::net::Shutdown::Both);
-    let _ = to.get_ref().shutdown(std::net::Shutdown::Both);
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
+
+/// The host → client half of a cut stream: the end after `left` bytes.
+struct CutRecv {
+    inner: LinkRecv,
+    left: u64,
+    counter: Arc<AtomicU64>,
+}
+
+impl smol::io::AsyncRead for CutRecv {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        if this.left == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        let n = buf.len().min(usize::try_from(this.left).unwrap_or(usize::MAX));
+        let n = std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, &mut buf[..n]))?;
+        this.left -= n as u64;
+        this.counter.fetch_add(n as u64, Ordering::SeqCst);
+        Poll::Ready(Ok(n))
+    }
 }
 
 #[test]
@@ -587,10 +607,9 @@ fn upload_resumes_after_the_connection_is_cut() {
         let data = random_bytes(size, 11);
         let dir = tempfile::tempdir().unwrap();
         let path = write_temp(dir.path(), "r.bin", &data);
-        let file_addr = SocketAddr::new(host.control_addr.ip(), host.ports.file);
-        let cutter = Cutter::start(file_addr, true, 3 * 1024 * 1024 + 777);
+        let cutter = Cutter::new(true, 3 * 1024 * 1024 + 777, false);
         let (tx, rx) = smol::channel::unbounded();
-        let fc = FileClient::for_client(&alice, host.control_addr).via(cutter.addr);
+        let fc = FileClient::for_client(&alice).wrapped(cutter.wrap.clone());
         let info =
             fc.upload(&path, UploadOptions::default(), Some(tx)).await.expect("upload resumes");
         assert_eq!(info.md5, md5(&data));
@@ -614,7 +633,7 @@ fn upload_resumes_after_the_connection_is_cut() {
         // Only the whole, verified file is offered.
         let offer = offered(&bob).await;
         let out = dir.path().join("copy");
-        FileClient::for_client(&bob, host.control_addr)
+        FileClient::for_client(&bob)
             .download(offer.id, Dest::File(out.clone()), None)
             .await
             .unwrap();
@@ -633,15 +652,14 @@ fn download_resumes_after_the_connection_is_cut() {
         let data = random_bytes(size, 12);
         let dir = tempfile::tempdir().unwrap();
         let path = write_temp(dir.path(), "d.bin", &data);
-        let info = FileClient::for_client(&alice, host.control_addr)
+        let info = FileClient::for_client(&alice)
             .upload(&path, UploadOptions::default(), None)
             .await
             .unwrap();
-        let file_addr = SocketAddr::new(host.control_addr.ip(), host.ports.file);
-        let cutter = Cutter::start(file_addr, false, 5 * 1024 * 1024 + 3);
+        let cutter = Cutter::new(false, 5 * 1024 * 1024 + 3, false);
         let (tx, rx) = smol::channel::unbounded();
         let out = dir.path().join("out.bin");
-        let fc = FileClient::for_client(&bob, host.control_addr).via(cutter.addr);
+        let fc = FileClient::for_client(&bob).wrapped(cutter.wrap.clone());
         let got = fc
             .download(info.id, Dest::File(out.clone()), Some(tx))
             .await
@@ -665,7 +683,7 @@ fn download_resumes_after_the_connection_is_cut() {
         let out2 = dir.path().join("again.bin");
         std::fs::write(sapora::client::files::part_path(&out2), &data[..1_000_000]).unwrap();
         let (tx, rx) = smol::channel::unbounded();
-        let fc = FileClient::for_client(&bob, host.control_addr);
+        let fc = FileClient::for_client(&bob);
         fc.download(info.id, Dest::File(out2.clone()), Some(tx)).await.unwrap();
         assert_eq!(
             rx.try_recv().unwrap(),
@@ -690,14 +708,8 @@ fn a_rooms_files_go_when_it_empties() {
         let keep = join(host.control_addr, "kim", "other").await;
         let dir = tempfile::tempdir().unwrap();
         let path = write_temp(dir.path(), "a", &random_bytes(100_000, 5));
-        FileClient::for_client(&alice, host.control_addr)
-            .upload(&path, UploadOptions::default(), None)
-            .await
-            .unwrap();
-        FileClient::for_client(&keep, host.control_addr)
-            .upload(&path, UploadOptions::default(), None)
-            .await
-            .unwrap();
+        FileClient::for_client(&alice).upload(&path, UploadOptions::default(), None).await.unwrap();
+        FileClient::for_client(&keep).upload(&path, UploadOptions::default(), None).await.unwrap();
         assert_eq!(host.files().stored(), 2);
         alice.leave().await;
         Timer::after(Duration::from_millis(200)).await;
@@ -769,7 +781,7 @@ fn a_full_disk_is_a_clear_error_and_leaves_nothing() {
             }
             let alice = alice.expect("host in its namespace starts");
             let dir = tempfile::tempdir().unwrap();
-            let fc = FileClient::for_client(&alice, control);
+            let fc = FileClient::for_client(&alice);
             let big = write_temp(dir.path(), "big", &random_bytes(6 * 1024 * 1024, 9));
             let err = fc.upload(&big, UploadOptions::default(), None).await.unwrap_err();
             assert_eq!(err.code(), Some(FileErrorCode::DiskFull), "{err}");
@@ -798,13 +810,11 @@ fn a_full_disk_is_a_clear_error_and_leaves_nothing() {
 }
 
 #[test]
-fn files_port_is_bound_and_announced() {
+fn files_are_served_on_the_link() {
     bounded(10, async {
         let host = host_with(file_opts()).await;
-        assert_ne!(host.ports.file, 0);
         let c = join(host.control_addr, "x", "").await;
-        assert_eq!(c.welcome().ports.file, host.ports.file);
-        let err = FileClient::for_client(&c, host.control_addr)
+        let err = FileClient::for_client(&c)
             .download(12345, Dest::File(std::env::temp_dir().join("never")), None)
             .await
             .unwrap_err();
@@ -907,23 +917,6 @@ fn a_new_user_shares_privately_through_the_binary() {
     }
 }
 
-/// A TCP relay that cuts every connection's host → client direction after
-/// `cut` bytes (a fetch interrupted by Ctrl+C, every time it runs through it).
-fn cut_every(target: SocketAddr, cut: u64) -> (SocketAddr, smol::Task<()>) {
-    let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
-    let addr = listener.get_ref().local_addr().unwrap();
-    let task = smol::spawn(async move {
-        loop {
-            let Ok((client, _)) = listener.accept().await else { return };
-            let Ok(server) = Async::<TcpStream>::connect(target).await else { return };
-            let (client, server) = (Arc::new(client), Arc::new(server));
-            smol::spawn(pump(client.clone(), server.clone(), u64::MAX, None)).detach();
-            smol::spawn(pump(server, client, cut, None)).detach();
-        }
-    });
-    (addr, task)
-}
-
 fn files_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -943,7 +936,7 @@ fn an_interrupted_fetch_into_a_folder_resumes_on_the_next_run_and_leaves_no_part
         let data = random_bytes(size, 21);
         let src = tempfile::tempdir().unwrap();
         let path = write_temp(src.path(), "big.bin", &data);
-        let info = FileClient::for_client(&alice, host.control_addr)
+        let info = FileClient::for_client(&alice)
             .upload(&path, UploadOptions::default(), None)
             .await
             .unwrap();
@@ -951,9 +944,9 @@ fn an_interrupted_fetch_into_a_folder_resumes_on_the_next_run_and_leaves_no_part
 
         // Run 1 (`sapora fetch HOST ID -o DIR`) dies after 3 MB: Ctrl+C.
         let bob = join(host.control_addr, "bob", "lab").await;
-        let file_addr = SocketAddr::new(host.control_addr.ip(), host.ports.file);
-        let (relay, _relay) = cut_every(file_addr, 3 * 1024 * 1024);
-        let mut fc = FileClient::for_client(&bob, host.control_addr).via(relay);
+        // Every stream's host → client side ends after 3 MB.
+        let relay = Cutter::new(false, 3 * 1024 * 1024, true);
+        let mut fc = FileClient::for_client(&bob).wrapped(relay.wrap.clone());
         fc.retries = 0;
         let err = fc.download(info.id, Dest::Dir(out.path().into()), None).await.unwrap_err();
         assert!(matches!(err, FileError::Link { .. }), "{err}");
@@ -967,7 +960,7 @@ fn an_interrupted_fetch_into_a_folder_resumes_on_the_next_run_and_leaves_no_part
         // Run 2, a new session: resumes that .part, ends as big.bin, no leftovers.
         let bob = join(host.control_addr, "bob", "lab").await;
         let (tx, rx) = smol::channel::unbounded();
-        let got = FileClient::for_client(&bob, host.control_addr)
+        let got = FileClient::for_client(&bob)
             .download(info.id, Dest::Dir(out.path().into()), Some(tx))
             .await
             .unwrap();
@@ -977,7 +970,7 @@ fn an_interrupted_fetch_into_a_folder_resumes_on_the_next_run_and_leaves_no_part
         assert_eq!(files_in(out.path()), ["big.bin"], "no big (2).bin, no .part");
 
         // Fetched again: a second copy beside the first, still no .part.
-        let again = FileClient::for_client(&bob, host.control_addr)
+        let again = FileClient::for_client(&bob)
             .download(info.id, Dest::Dir(out.path().into()), None)
             .await
             .unwrap();
@@ -987,12 +980,12 @@ fn an_interrupted_fetch_into_a_folder_resumes_on_the_next_run_and_leaves_no_part
         // Another file that is also called big.bin never resumes this one's bytes.
         let other = random_bytes(100_000, 22);
         let path2 = write_temp(src.path(), "big.bin", &other);
-        let info2 = FileClient::for_client(&alice, host.control_addr)
+        let info2 = FileClient::for_client(&alice)
             .upload(&path2, UploadOptions::default(), None)
             .await
             .unwrap();
         std::fs::write(out.path().join(&left[0]), &data[..1_000_000]).unwrap();
-        let third = FileClient::for_client(&bob, host.control_addr)
+        let third = FileClient::for_client(&bob)
             .download(info2.id, Dest::Dir(out.path().into()), None)
             .await
             .unwrap();
@@ -1073,10 +1066,7 @@ fn a_private_file_follows_its_recipient_across_a_timeout_and_the_sender_hears_th
         let to_bob = || UploadOptions { to: Some("bob".into()), name: None };
 
         // 1. Offered while bob is there; then bob times out.
-        let first = FileClient::for_client(&alice, host.control_addr)
-            .upload(&path, to_bob(), None)
-            .await
-            .unwrap();
+        let first = FileClient::for_client(&alice).upload(&path, to_bob(), None).await.unwrap();
         expect(&alice, 5 * SEC, |e| match e {
             Event::Presence(p)
                 if p.name == "bob" && p.change == sapora::proto::PresenceChange::TimedOut =>
@@ -1089,10 +1079,7 @@ fn a_private_file_follows_its_recipient_across_a_timeout_and_the_sender_hears_th
         drop(bob_link);
 
         // 2. Sent while bob is gone: refused up front, saying so.
-        let err = FileClient::for_client(&alice, host.control_addr)
-            .upload(&path, to_bob(), None)
-            .await
-            .unwrap_err();
+        let err = FileClient::for_client(&alice).upload(&path, to_bob(), None).await.unwrap_err();
         assert_eq!(err.code(), Some(FileErrorCode::NoSuchMember), "{err}");
         assert!(err.to_string().contains("has left"), "{err}");
 
@@ -1105,7 +1092,7 @@ fn a_private_file_follows_its_recipient_across_a_timeout_and_the_sender_hears_th
             to: Some("bob".into()),
             resume: None,
         };
-        let mut raw = Raw::open(&host, &alice, StreamRole::FileUpload(req)).await;
+        let mut raw = Raw::open(&alice, StreamRole::FileUpload(req)).await;
         assert!(matches!(raw.recv().await, FileHostMsg::Ready(_)));
         raw.send_all(&data).await;
         drop(bob_link);
@@ -1137,9 +1124,8 @@ fn a_private_file_follows_its_recipient_across_a_timeout_and_the_sender_hears_th
             })
             .collect();
         assert_eq!(offers, [done.file.id], "offered once, when he is back");
-        let file_addr = SocketAddr::new(host.control_addr.ip(), host.ports.file);
-        let fc =
-            FileClient::new(StreamOpener::tcp(file_addr), Arc::new(std::sync::Mutex::new(bob3)));
+        let opener = StreamOpener::link(Arc::new(std::sync::Mutex::new(bob_link.link.clone())));
+        let fc = FileClient::new(opener, Arc::new(std::sync::Mutex::new(bob3)));
         let ids: Vec<u64> = fc.list().await.unwrap().iter().map(|f| f.id).collect();
         assert_eq!(ids, [first.id, done.file.id]);
         let out = tempfile::tempdir().unwrap();
@@ -1170,13 +1156,10 @@ fn a_right_to_left_override_never_reaches_a_shown_or_saved_file_name() {
         let out = tempfile::tempdir().unwrap();
         for (raw, shown) in cases {
             let opts = UploadOptions { to: None, name: Some(raw.into()) };
-            let info = FileClient::for_client(&alice, host.control_addr)
-                .upload(&path, opts, None)
-                .await
-                .unwrap();
+            let info = FileClient::for_client(&alice).upload(&path, opts, None).await.unwrap();
             assert_eq!(info.name, shown, "{raw:?}");
             assert_eq!(offered(&bob).await.name, shown, "{raw:?}");
-            let got = FileClient::for_client(&bob, host.control_addr)
+            let got = FileClient::for_client(&bob)
                 .download(info.id, Dest::Dir(out.path().into()), None)
                 .await
                 .unwrap();

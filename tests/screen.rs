@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -13,11 +11,13 @@ use sapora::client::Client;
 use sapora::client::screen::{
     PresentOptions, Presenter, ScreenError, ScreenTarget, Viewer, ViewerEvent,
 };
+use sapora::client::streams::{StreamOpener, open_stream};
 use sapora::media::screen::{Canvas, ScreenSource, TestScreen};
 use sapora::proto::{
-    HEADER_LEN, Header, MsgType, PROTOCOL_VERSION, SCREEN_MORE, ScreenAck, ScreenClientMsg,
-    ScreenStopReason, StreamOpen, StreamRole, TileFrame, encode_payload,
+    MsgType, SCREEN_MORE, ScreenAck, ScreenClientMsg, ScreenStopReason, StreamRole, TileFrame,
 };
+use sapora::transport::framed::{FrameReader, FrameWriter};
+use sapora::transport::link::{LinkRecv, LinkSend};
 use smol::future::FutureExt;
 
 const W: usize = 480;
@@ -28,7 +28,7 @@ const JPEG_MAX_ERR: u8 = 96;
 const JPEG_MEAN_ERR: f64 = 2.5;
 
 fn target(c: &Client) -> ScreenTarget {
-    ScreenTarget::new(c, LOOPBACK)
+    ScreenTarget::new(c)
 }
 
 fn present(c: &Client, fps: u32) -> Result<Presenter, ScreenError> {
@@ -59,41 +59,36 @@ async fn next_event(v: &Viewer, within: Duration) -> ViewerEvent {
         .unwrap_or_else(|| panic!("no viewer event within {within:?}"))
 }
 
-/// A viewer made of a bare socket, reading as slowly as we like.
+/// A viewer made of a bare stream on the client's link, reading as slowly
+/// as we like (blocking calls: use it from a thread, or briefly).
 struct RawViewer {
-    s: TcpStream,
+    w: FrameWriter<LinkSend>,
+    r: FrameReader<LinkRecv>,
     buf: Vec<u8>,
 }
 
 impl RawViewer {
-    fn connect(c: &Client, addr: SocketAddr) -> RawViewer {
+    /// A viewer stream of `c`'s session. The host's writes to it stall once
+    /// the stream's flow-control window is full and the viewer reads nothing.
+    fn connect(c: &Client) -> RawViewer {
         let w = c.current();
-        // A small receive buffer, so a viewer that stops reading stalls soon.
-        let sock =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        sock.set_recv_buffer_size(4096).unwrap();
-        sock.connect(&SocketAddr::new(addr.ip(), w.ports.screen).into()).unwrap();
-        let s: TcpStream = sock.into();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let open = StreamOpen { session: w.session, token: w.token, role: StreamRole::ScreenView };
-        let mut v = RawViewer { s, buf: Vec::new() };
-        v.send(MsgType::StreamOpen as u8, &encode_payload(&open));
-        v
+        let opener = StreamOpener::for_client(c);
+        let (w, r) =
+            smol::block_on(open_stream(&opener, w.session, w.token, StreamRole::ScreenView))
+                .unwrap();
+        RawViewer { w, r, buf: Vec::new() }
     }
     fn send(&mut self, kind: u8, payload: &[u8]) {
-        let mut out = Vec::new();
-        Header { version: PROTOCOL_VERSION, kind, len: payload.len() as u32, seq: 0, flags: 0 }
-            .encode(&mut out);
-        out.extend_from_slice(payload);
-        self.s.write_all(&out).unwrap();
+        smol::block_on(self.w.send(kind, payload)).unwrap();
     }
     fn read(&mut self) -> u8 {
-        let mut head = [0u8; HEADER_LEN];
-        self.s.read_exact(&mut head).unwrap();
-        let h = Header::decode(&head).unwrap();
-        self.buf.resize(h.len as usize, 0);
-        self.s.read_exact(&mut self.buf).unwrap();
-        h.kind
+        let read = self.r.next(|_| 16 << 20).or(async {
+            smol::Timer::after(Duration::from_secs(10)).await;
+            panic!("no screen message within 10 s");
+        });
+        let f = smol::block_on(read).unwrap();
+        self.buf = f.payload.to_vec();
+        f.header.kind
     }
 }
 
@@ -114,7 +109,7 @@ fn every_update_matches_the_presenters_screen_for_early_late_and_slow_viewers() 
         ));
 
         // The slow viewer reads one message, then dawdles 500 ms, on a thread.
-        let mut slow = RawViewer::connect(&dee, host.control_addr);
+        let mut slow = RawViewer::connect(&dee);
         let slow_thread = std::thread::spawn(move || {
             let mut screen = TestScreen::new(W, H);
             let mut canvas: Option<Canvas> = None;
@@ -239,7 +234,7 @@ fn viewers_are_told_when_the_presenter_stops_or_leaves() {
         // The same for a presenter whose screen link just drops.
         let p = present(&ann, 10).unwrap();
         assert!(matches!(next_event(&v, 5 * SEC).await, ViewerEvent::Started { .. }));
-        let mut raw = RawViewer::connect(&ann, host.control_addr);
+        let mut raw = RawViewer::connect(&ann);
         // A second link of ann's cannot stop her share: only her presenting link can.
         raw.send(MsgType::ScreenStop as u8, &[]);
         smol::Timer::after(Duration::from_millis(300)).await;
@@ -258,7 +253,7 @@ fn a_stalled_viewer_costs_one_dirty_bit_per_tile_not_a_queue() {
         let bob = join(host.control_addr, "bob", "").await;
         let zed = join(host.control_addr, "zed", "").await;
         // zed connects, says hello, and never reads a byte.
-        let stalled = RawViewer::connect(&zed, host.control_addr);
+        let stalled = RawViewer::connect(&zed);
         let v = Viewer::start(target(&bob)).unwrap();
         let mut o = PresentOptions::new(ScreenSource::Test { width: 960, height: 540 });
         o.fps = 30;
@@ -305,7 +300,8 @@ fn a_wrong_token_is_refused_with_a_reason() {
         let ann = join(host.control_addr, "ann", "").await;
         let mut w = ann.current();
         w.token ^= 1;
-        let forged = ScreenTarget::welcome(LOOPBACK, std::sync::Arc::new(std::sync::Mutex::new(w)));
+        let forged =
+            ScreenTarget::link(ann.link_slot(), std::sync::Arc::new(std::sync::Mutex::new(w)));
         let v = Viewer::start(forged.clone()).unwrap();
         match next_event(&v, 5 * SEC).await {
             ViewerEvent::Ended { reason } => assert!(reason.contains("token"), "{reason}"),

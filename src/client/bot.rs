@@ -169,10 +169,9 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
         super::audio::BotAudio::start(&client, opts.host.ip(), &opts.audio, &mut media);
     report.errors.extend(audio_errors);
     let (screen, screen_errors) =
-        super::screen::BotScreen::start(&client, opts.host.ip(), &opts.screen, &mut media).await;
+        super::screen::BotScreen::start(&client, &opts.screen, &mut media).await;
     report.errors.extend(screen_errors);
-    let mut file_bot =
-        super::files_bot::FileBot::new(opts.host, &client, &opts.files, opts.to.clone());
+    let mut file_bot = super::files_bot::FileBot::new(&client, &opts.files, opts.to.clone());
     if opts.hand
         && let Err(e) = client.control(crate::proto::Control::Hand { raised: true })
     {

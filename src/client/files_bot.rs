@@ -1,7 +1,6 @@
 //! The file-sharing part of a bot: send one file (to the room or to one
 //! member, once they are there) and fetch every file offered to it.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -46,14 +45,9 @@ pub struct FileBot {
 }
 
 impl FileBot {
-    pub fn new(
-        host: SocketAddr,
-        client: &Client,
-        opts: &BotFileOptions,
-        to: Option<String>,
-    ) -> FileBot {
+    pub fn new(client: &Client, opts: &BotFileOptions, to: Option<String>) -> FileBot {
         FileBot {
-            files: FileClient::for_client(client, host),
+            files: FileClient::for_client(client),
             send: opts.send_file.clone().map(|p| (p, to)),
             fetch_dir: opts.fetch_dir.clone(),
             tasks: Vec::new(),

@@ -38,7 +38,7 @@ async fn connect(v: &Visit) -> Result<(Client, FileClient), String> {
         }
         e.to_string()
     })?;
-    let files = FileClient::for_client(&client, v.host);
+    let files = FileClient::for_client(&client);
     Ok((client, files))
 }
 
@@ -228,8 +228,8 @@ impl Visit {
 /// `/fetch ID` in `sapora join`: downloads into the current folder in the
 /// background, as this session (so private files sent to it work too), and
 /// prints one line when done.
-pub fn fetch_in_background(client: &Client, host: SocketAddr, id: u64) {
-    let files = FileClient::for_client(client, host);
+pub fn fetch_in_background(client: &Client, id: u64) {
+    let files = FileClient::for_client(client);
     println!("* fetching file {id}…");
     smol::spawn(async move {
         match files.download(id, Dest::Dir(PathBuf::from(".")), None).await {

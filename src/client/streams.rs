@@ -1,95 +1,83 @@
 //! Opening file and screen streams to the host.
 //!
 //! [`StreamOpener`] gives a fresh `(LinkSend, LinkRecv)` pair per transfer,
-//! presenter or viewer; [`open_stream`] then sends the stream's first frame
+//! presenter or viewer: a new bidirectional stream on the session's current
+//! link (QUIC or the TLS tunnel; a rejoin makes a new link and the opener
+//! follows it). [`open_stream`] then sends the stream's first frame
 //! ([`StreamOpen`]: session, token, service and role). `FileClient`,
 //! `Presenter`, `Viewer` and `BotScreen` take an opener, so they run the
-//! same over any transport: today a TCP connection to the host's file or
-//! screen port (`StreamOpener::tcp`); the QUIC link's streams join at the
-//! transport switch-over.
+//! same over any transport.
 
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use smol::Async;
 use smol::future::FutureExt;
 
 use super::session::Client;
 use crate::proto::{
-    MsgType, StreamOpen, StreamRefused, StreamRole, StreamService, Welcome, decode_payload,
-    encode_payload,
+    MsgType, StreamOpen, StreamRefused, StreamRole, decode_payload, encode_payload,
 };
-use crate::transport::framed::{FrameReader, FrameWriter, tcp_halves};
-use crate::transport::link::{LinkRecv, LinkSend};
+use crate::transport::framed::{FrameReader, FrameWriter};
+use crate::transport::link::{Link, LinkRecv, LinkSend};
 
 /// A host that does not accept a stream within this long is given up on.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Wraps each stream an opener opens (tests: a stream cut after some bytes).
+pub type StreamWrapper = Arc<dyn Fn(LinkSend, LinkRecv) -> (LinkSend, LinkRecv) + Send + Sync>;
+
 /// Opens streams to the host. Cheap to clone.
 #[derive(Clone)]
-pub struct StreamOpener(Route);
-
-#[derive(Clone)]
-enum Route {
-    Tcp(SocketAddr),
-    /// The host's port for `service`, read from the session's latest
-    /// Welcome at every open (so it follows a host restart).
-    Welcome {
-        host: IpAddr,
-        welcome: Arc<Mutex<Welcome>>,
-        service: StreamService,
-    },
+pub struct StreamOpener {
+    /// The session's current link, read at every open.
+    link: Arc<Mutex<Link>>,
+    wrap: Option<StreamWrapper>,
 }
 
 impl StreamOpener {
-    /// One TCP connection to `addr` per stream (today's file or screen port).
-    pub fn tcp(addr: SocketAddr) -> StreamOpener {
-        StreamOpener(Route::Tcp(addr))
+    /// Streams on the link in `slot`, read at every open (so it follows a
+    /// rejoin, which puts a new link there: `Client::link_slot`).
+    pub fn link(slot: Arc<Mutex<Link>>) -> StreamOpener {
+        StreamOpener { link: slot, wrap: None }
     }
 
-    /// One TCP connection per stream to `host`'s port for `service`, as the
-    /// session's latest Welcome names it.
-    pub fn welcome(
-        host: IpAddr,
-        welcome: Arc<Mutex<Welcome>>,
-        service: StreamService,
-    ) -> StreamOpener {
-        StreamOpener(Route::Welcome { host, welcome, service })
+    /// Streams on `client`'s current link.
+    pub fn for_client(client: &Client) -> StreamOpener {
+        StreamOpener::link(client.link_slot())
     }
 
-    /// [`StreamOpener::welcome`] for `client`'s session.
-    pub fn for_client(client: &Client, host: IpAddr, service: StreamService) -> StreamOpener {
-        StreamOpener::welcome(host, client.current_slot(), service)
+    /// Passes every stream opened from now on through `wrap` (tests: a
+    /// relay that cuts a transfer).
+    pub fn wrapped(mut self, wrap: StreamWrapper) -> StreamOpener {
+        self.wrap = Some(wrap);
+        self
     }
 
-    /// Where streams go now.
+    /// The host's address on the current link.
     pub fn addr(&self) -> SocketAddr {
-        match &self.0 {
-            Route::Tcp(addr) => *addr,
-            Route::Welcome { host, welcome, service } => {
-                let w = welcome.lock().unwrap_or_else(|e| e.into_inner());
-                let port = match service {
-                    StreamService::Files => w.ports.file,
-                    StreamService::Screen => w.ports.screen,
-                };
-                SocketAddr::new(*host, port)
-            }
-        }
+        self.current().remote_address()
+    }
+
+    fn current(&self) -> Link {
+        self.link.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// A new stream (within [`OPEN_TIMEOUT`]).
     pub async fn open(&self) -> std::io::Result<(LinkSend, LinkRecv)> {
-        let addr = self.addr();
-        let connect = async { Async::<TcpStream>::connect(addr).await };
-        let stream = connect
+        let link = self.current();
+        let addr = link.remote_address();
+        let (send, recv) = async { link.open_bi().await }
             .or(async {
                 smol::Timer::after(OPEN_TIMEOUT).await;
                 Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"))
             })
             .await
             .map_err(|e| std::io::Error::new(e.kind(), format!("{addr}: {e}")))?;
-        Ok(tcp_halves(stream))
+        Ok(match &self.wrap {
+            Some(wrap) => wrap(send, recv),
+            None => (send, recv),
+        })
     }
 }
 

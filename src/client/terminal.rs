@@ -236,7 +236,7 @@ pub async fn run(
                     continue;
                 } else if let Some(id) = line.strip_prefix("/fetch ") {
                     match id.trim().parse::<u64>() {
-                        Ok(id) => super::files_cli::fetch_in_background(&client, host, id),
+                        Ok(id) => super::files_cli::fetch_in_background(&client, id),
                         Err(_) => println!("usage: /fetch ID (the number in the file's notice)"),
                     }
                     continue;

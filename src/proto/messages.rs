@@ -14,8 +14,6 @@ pub struct Ports {
     /// UDP: the QUIC endpoint whose control stream carries these messages.
     pub control: u16,
     pub discovery: u16,
-    pub file: u16,
-    pub screen: u16,
     pub video: u16,
     pub audio: u16,
 }
@@ -30,8 +28,6 @@ impl Ports {
         Ok(Ports {
             control: shift(5000)?,
             discovery: shift(5001)?,
-            file: shift(5002)?,
-            screen: shift(5003)?,
             video: shift(6000)?,
             audio: shift(6001)?,
         })
@@ -860,12 +856,9 @@ mod tests {
     }
 
     #[test]
-    fn port_offset_shifts_all_six_and_refuses_overflow() {
+    fn port_offset_shifts_all_four_and_refuses_overflow() {
         let p = Ports::with_offset(100).unwrap();
-        assert_eq!(
-            [p.control, p.discovery, p.file, p.screen, p.video, p.audio],
-            [5100, 5101, 5102, 5103, 6100, 6101]
-        );
+        assert_eq!([p.control, p.discovery, p.video, p.audio], [5100, 5101, 6100, 6101]);
         assert!(Ports::with_offset(60000).is_err());
     }
 

@@ -81,18 +81,23 @@ pub fn inbox() -> (ControlHandle, Inbox) {
 }
 
 /// Serves one admitted client link: hands its control stream to the
-/// control plane (whose core then sees `Register`, chat, …) and takes the
-/// further streams the client opens. Returns when the link closes.
-pub async fn serve_link(established: Established<Link>, control: &ControlHandle) {
+/// control plane (whose core then sees `Register`, chat, …) and serves each
+/// further stream the client opens (files, screen) with
+/// [`super::streams::serve_stream`], `streams.peer` set to the link's remote
+/// address. Returns when the link closes.
+pub async fn serve_link(
+    established: Established<Link>,
+    control: &ControlHandle,
+    streams: super::streams::StreamContext,
+) {
     let link = established.link.clone();
     if control.tx.send(DriverMsg::Link(Box::new(established))).await.is_err() {
         link.close("the host is shutting down");
         return;
     }
-    // Files and screen streams: joined at merge (server::streams::serve_stream
-    // of the `streams` helper). Until then a stream the client opens is reset.
+    let ctx = super::streams::StreamContext { peer: link.remote_address(), ..streams };
     while let Ok((send, recv)) = link.accept_bi().await {
-        drop((send, recv));
+        smol::spawn(super::streams::serve_stream(send, recv, ctx.clone())).detach();
     }
 }
 

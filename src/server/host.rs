@@ -2,12 +2,12 @@
 //! discovery beacon as smol tasks, and hands back a handle to stop them.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use smol::Task;
 use smol::channel::{Receiver, Sender};
-use smol::{Async, Task};
 
 use super::beacon::{BeaconConfig, Survivor, run_beacon};
 use super::control::{self, ControlHandle};
@@ -387,26 +387,24 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
     };
     ports.audio = audio.addr.port();
 
-    let screen_addr = SocketAddr::new(opts.bind, opts.ports.screen);
-    let screen_listener = Async::<TcpListener>::bind(screen_addr).map_err(|source| {
-        HostError::Bind { what: "screen sharing, TCP", addr: screen_addr, source }
-    })?;
-    ports.screen = screen_listener.get_ref().local_addr().map_or(screen_addr.port(), |a| a.port());
-    let screen = super::screen::spawn(screen_listener, directory.clone());
+    let screen = super::screen::spawn(directory.clone());
 
-    let file_addr = SocketAddr::new(opts.bind, opts.ports.file);
-    let file_listener = Async::<TcpListener>::bind(file_addr).map_err(|source| {
-        HostError::Bind { what: "file transfer, TCP", addr: file_addr, source }
-    })?;
     let file_dir = opts.file_store_dir.clone().unwrap_or_else(std::env::temp_dir);
     let file_config = super::files::FileConfig {
         max_file_bytes: opts.max_file_bytes,
         retention: opts.file_retention,
         base_dir: file_dir.clone(),
     };
-    let files = super::files::start(file_listener, file_config, directory.clone(), control.clone())
+    let files = super::files::start(file_config, directory.clone(), control.clone())
         .map_err(|source| HostError::FileStore { dir: file_dir, source })?;
-    let ports = Ports { file: files.addr.port(), ..ports };
+    // Files and screen streams arrive on the links (`control::serve_link`).
+    let streams = super::streams::StreamContext {
+        directory: directory.clone(),
+        files: Some(files.streams()),
+        screen: Some(screen.streams()),
+        caps: super::streams::default_caps(),
+        peer: control_addr,
+    };
     let file_hook = files.hook();
     let (handover_tx, handover) = smol::channel::bounded(1);
     let beacon = match opts.discovery_target {
@@ -549,6 +547,7 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
             limiter,
             passcodes,
             control.clone(),
+            streams,
             net.executor.clone(),
         ))
     };
@@ -606,6 +605,7 @@ async fn accept_links(
     limiter: Arc<Mutex<AttemptLimiter>>,
     passcodes: Passcodes,
     control: ControlHandle,
+    streams: super::streams::StreamContext,
     executor: Arc<smol::Executor<'static>>,
 ) {
     use smol::future::FutureExt;
@@ -628,13 +628,14 @@ async fn accept_links(
             }
         };
         let (limiter, passcodes, control) = (limiter.clone(), passcodes.clone(), control.clone());
+        let streams = streams.clone();
         executor
             .spawn(async move {
                 let remote = accepted.connecting.remote_address();
                 match crate::transport::link::accept(accepted, |room| passcodes.of(room), &limiter)
                     .await
                 {
-                    Ok(established) => control::serve_link(established, &control).await,
+                    Ok(established) => control::serve_link(established, &control, streams).await,
                     Err(e) => tracing::info!(%remote, "a client was not admitted: {e}"),
                 }
             })

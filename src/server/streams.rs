@@ -1,7 +1,7 @@
 //! One entry point for every file and screen stream: [`serve_stream`].
 //!
-//! A stream (a QUIC bidirectional stream, a tunnel channel, or today an
-//! accepted TCP connection on the file or screen port) starts with a
+//! A stream (a QUIC bidirectional stream or a tunnel channel, accepted by
+//! `control::serve_link` on an admitted link) starts with a
 //! [`StreamOpen`] frame: session, token, and which service and role. This
 //! module takes a slot under the per-address and total stream caps, reads
 //! and authenticates that frame, and hands the stream to the file service
@@ -10,11 +10,11 @@
 //! token is a `FileFailure` with code `Auth` on a file stream and a
 //! `ScreenRefused` on a screen stream, as each client expects).
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use smol::Timer;
 use smol::future::FutureExt;
-use smol::{Async, Task, Timer};
 
 use super::directory::Directory;
 use super::files::FileStreams;
@@ -23,7 +23,7 @@ use crate::proto::{
     DecodeError, MsgType, STREAM_OPEN_MAX, StreamOpen, StreamRefused, StreamService,
     decode_payload, encode_payload,
 };
-use crate::transport::framed::{FrameError, FrameReader, FrameWriter, tcp_halves};
+use crate::transport::framed::{FrameError, FrameReader, FrameWriter};
 use crate::transport::limit::{ConnectionCaps, SharedCaps};
 use crate::transport::link::{LinkRecv, LinkSend};
 
@@ -116,7 +116,7 @@ pub async fn serve_stream(send: LinkSend, recv: LinkRecv, ctx: StreamContext) {
 }
 
 fn not_here(service: StreamService) -> String {
-    format!("{service} is not offered on this port")
+    format!("{service} is not offered by this host")
 }
 
 /// Sends a [`StreamRefused`] and finishes the stream (best effort).
@@ -132,30 +132,11 @@ async fn refuse(writer: &mut FrameWriter<LinkSend>, reason: String) {
     .await;
 }
 
-/// Accepts TCP connections on `listener` and serves each as one stream with
-/// `ctx` (its `peer` set to the connection's source). Dropping the task
-/// stops accepting; streams being served run on.
-pub fn serve_tcp(listener: Async<TcpListener>, ctx: StreamContext) -> Task<()> {
-    smol::spawn(async move {
-        loop {
-            match listener.accept().await {
-                Ok((stream, peer)) => {
-                    let (send, recv) = tcp_halves(stream);
-                    let ctx = StreamContext { peer, ..ctx.clone() };
-                    smol::spawn(serve_stream(send, recv, ctx)).detach();
-                }
-                Err(e) => {
-                    tracing::warn!("accepting a stream connection failed: {e}");
-                    Timer::after(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::net::UnixStream;
+
+    use smol::{Async, Task};
 
     use super::*;
     use crate::proto::{StreamRole, decode_payload};
@@ -210,7 +191,7 @@ mod tests {
             let (mut w, mut r, t) = served(&ctx);
             let open = StreamOpen { session: 1, token: 2, role: StreamRole::ScreenView };
             w.send(MsgType::StreamOpen as u8, &encode_payload(&open)).await.unwrap();
-            assert_eq!(refusal(&mut r).await, "screen sharing is not offered on this port");
+            assert_eq!(refusal(&mut r).await, "screen sharing is not offered by this host");
             t.await;
             assert!(matches!(r.next(|_| 4096).await, Err(FrameError::Closed)), "then closed");
         });

@@ -1,6 +1,6 @@
 //! Frames over any reliable, ordered byte stream: the one framing of every
 //! stream service (control, files, screen) on every transport (a QUIC
-//! stream, a tunnel channel, a TCP connection).
+//! stream or a tunnel channel).
 //!
 //! The bytes are [`proto::coding`](crate::proto::coding)'s: [`FrameReader`]
 //! buffers what arrives and takes whole frames off it with
@@ -9,20 +9,10 @@
 //! share the receive buffer, no copy), and [`FrameWriter`] writes header and
 //! payload with one `write_all`, so a frame is one segment on a
 //! `TCP_NODELAY` socket.
-//!
-//! [`tcp_halves`] turns a TCP connection into the `(LinkSend, LinkRecv)`
-//! pair every stream driver takes (today's file and screen ports).
-
-use std::net::TcpStream;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use bytes::BytesMut;
-use smol::Async;
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::link::{LinkRecv, LinkSend};
 use crate::proto::coding::{BufMutExt, Frame};
 use crate::proto::{DecodeError, HEADER_LEN, Header, PROTOCOL_VERSION};
 
@@ -140,57 +130,11 @@ pub fn encode_header(kind: u8, seq: u16, len: usize, out: &mut Vec<u8>) {
     out.put_value(Header { version: PROTOCOL_VERSION, kind, len, seq, flags: 0 });
 }
 
-/// A TCP connection as the write and read halves of one stream. Closing the
-/// write half shuts down the socket's sending side (FIN); dropping both
-/// halves closes the socket.
-pub fn tcp_halves(stream: Async<TcpStream>) -> (LinkSend, LinkRecv) {
-    let _ = stream.get_ref().set_nodelay(true);
-    let shared = Arc::new(stream);
-    (Box::new(TcpHalf(shared.clone())), Box::new(TcpHalf(shared)))
-}
-
-struct TcpHalf(Arc<Async<TcpStream>>);
-
-impl AsyncRead for TcpHalf {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut &*self.0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for TcpHalf {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut &*self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut &*self.0).poll_flush(cx)
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut &*self.0).poll_close(cx)
-    }
-}
-
-impl Drop for TcpHalf {
-    fn drop(&mut self) {
-        // The last half gone: close now, so the peer sees the end even if
-        // a clone of the socket were leaked somewhere.
-        if Arc::strong_count(&self.0) == 1 {
-            let _ = self.0.get_ref().shutdown(std::net::Shutdown::Both);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
     use super::*;
     use crate::proto::limits;
 

@@ -300,6 +300,7 @@ impl App {
             .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let route = media::Route {
             welcome: self.session.as_ref().expect("just set").client.current_slot(),
+            link: self.session.as_ref().expect("just set").client.link_slot(),
             host,
             name: welcome.name.clone(),
         };

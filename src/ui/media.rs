@@ -25,6 +25,8 @@ use crate::proto::{SPEAKING_LEVEL, Subscription, Welcome};
 #[derive(Clone)]
 pub struct Route {
     pub welcome: Arc<Mutex<Welcome>>,
+    /// The session's current link (files and screen streams).
+    pub link: Arc<Mutex<crate::transport::link::Link>>,
     pub host: IpAddr,
     pub name: String,
 }
@@ -73,13 +75,13 @@ pub fn start_audio(route: &Route, settings: &Settings, muted: bool) -> Result<Au
 }
 
 pub fn start_viewer(route: &Route) -> Result<Viewer, String> {
-    let target = ScreenTarget::welcome(route.host, route.welcome.clone());
+    let target = ScreenTarget::link(route.link.clone(), route.welcome.clone());
     Viewer::start(target).map_err(|e| e.to_string())
 }
 
 /// Shares `$DISPLAY` (the screen this app shows on).
 pub fn start_presenter(route: &Route) -> Result<Presenter, String> {
-    let target = ScreenTarget::welcome(route.host, route.welcome.clone());
+    let target = ScreenTarget::link(route.link.clone(), route.welcome.clone());
     let source = ScreenSource::Display(String::new());
     Presenter::start(target, PresentOptions::new(source)).map_err(|e| e.to_string())
 }

@@ -24,8 +24,7 @@ pub enum TransferKey {
 impl App {
     pub(super) fn file_client(&self) -> Option<FileClient> {
         let s = self.session.as_ref()?;
-        let control = self.joined_addr.parse().ok()?;
-        Some(FileClient::for_client(&s.client, control))
+        Some(FileClient::for_client(&s.client))
     }
 
     pub(super) fn file_event(&mut self, event: files::Event) -> Task<Message> {

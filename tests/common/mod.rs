@@ -43,7 +43,7 @@ pub fn udp_bound(addr: impl std::net::ToSocketAddrs) -> bool {
 /// Host options on 127.0.0.1 with free ports (0 = any) and no discovery.
 pub fn options() -> HostOptions {
     isolate();
-    let ports = Ports { control: 0, discovery: 0, file: 0, screen: 0, video: 0, audio: 0 };
+    let ports = Ports { control: 0, discovery: 0, video: 0, audio: 0 };
     HostOptions::new(LOOPBACK, ports, "test-host")
 }
 

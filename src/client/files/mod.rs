@@ -12,7 +12,6 @@
 //! runs one attempt on one stream.
 
 use std::fs::{self, File};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,8 +23,8 @@ use smol::channel::Sender;
 use super::session::Client;
 use super::streams::StreamOpener;
 use crate::proto::{
-    FileErrorCode, FileFailure, FileHostMsg, FileInfo, StreamRole, StreamService, UploadDone,
-    UploadRequest, Welcome, md5_hex, sanitize_file_name,
+    FileErrorCode, FileFailure, FileHostMsg, FileInfo, StreamRole, UploadDone, UploadRequest,
+    Welcome, md5_hex, sanitize_file_name,
 };
 
 mod transfer;
@@ -140,17 +139,15 @@ impl FileClient {
         FileClient { opener, welcome, retries: 5 }
     }
 
-    /// For `client`'s session with the host at `control` (its control
-    /// address; the file port comes from the latest Welcome, so this keeps
-    /// working after a host restart).
-    pub fn for_client(client: &Client, control: SocketAddr) -> FileClient {
-        let opener = StreamOpener::for_client(client, control.ip(), StreamService::Files);
-        FileClient::new(opener, client.current_slot())
+    /// For `client`'s session: streams on its current link, session and
+    /// token from its latest Welcome (both follow a rejoin).
+    pub fn for_client(client: &Client) -> FileClient {
+        FileClient::new(StreamOpener::for_client(client), client.current_slot())
     }
 
-    /// Opens streams to this address instead (a relay in tests).
-    pub fn via(mut self, addr: SocketAddr) -> FileClient {
-        self.opener = StreamOpener::tcp(addr);
+    /// Passes every stream through `wrap` (tests: a relay that cuts).
+    pub fn wrapped(mut self, wrap: super::streams::StreamWrapper) -> FileClient {
+        self.opener = self.opener.wrapped(wrap);
         self
     }
 

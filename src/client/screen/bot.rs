@@ -1,7 +1,6 @@
 //! A bot's screen share and screen viewer (`--share-screen`,
 //! `--view-screen`, `--save-png`).
 
-use std::net::IpAddr;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -10,7 +9,6 @@ use super::super::session::Client;
 use super::super::streams::StreamOpener;
 use super::{PresentOptions, Presenter, PresenterEvent, ScreenTarget, Viewer};
 use crate::media::screen::{DEFAULT_FPS, MAX_FPS, ScreenSource, encode_png_rgba};
-use crate::proto::StreamService;
 use crate::stats::Percentiles;
 
 /// `--share-screen`, `--view-screen`, `--save-png`, `--screen-fps`.
@@ -57,15 +55,14 @@ pub struct BotScreen {
 }
 
 impl BotScreen {
-    /// Starts what `opts` asks for, with streams to the screen port at
-    /// `host`; problems come back as report errors.
+    /// Starts what `opts` asks for, with streams on the client's link;
+    /// problems come back as report errors.
     pub async fn start(
         client: &Client,
-        host: IpAddr,
         opts: &BotScreenOptions,
         media: &mut crate::proto::MediaState,
     ) -> (BotScreen, Vec<String>) {
-        let opener = StreamOpener::for_client(client, host, StreamService::Screen);
+        let opener = StreamOpener::for_client(client);
         BotScreen::start_via(client, opener, opts, media).await
     }
 

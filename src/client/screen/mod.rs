@@ -15,7 +15,7 @@
 //! `presenter.rs`, `viewer.rs` and `bot.rs` hold the three parts; this file
 //! the stream plumbing they share.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,9 +25,9 @@ use smol::future::FutureExt;
 use super::session::Client;
 use super::streams::{StreamOpener, open_stream, refusal};
 use crate::media::screen::{CaptureError, TileError};
-use crate::proto::{SCREEN_MAX_PAYLOAD, StreamRole, StreamService, Welcome};
+use crate::proto::{SCREEN_MAX_PAYLOAD, StreamRole, Welcome};
 use crate::transport::framed::{FrameError, FrameReader, FrameWriter};
-use crate::transport::link::{LinkRecv, LinkSend};
+use crate::transport::link::{Link, LinkRecv, LinkSend};
 
 mod bot;
 mod presenter;
@@ -68,15 +68,15 @@ pub struct ScreenTarget {
 }
 
 impl ScreenTarget {
-    /// `host` is the address the client joined (the Welcome has no address).
-    pub fn new(client: &Client, host: IpAddr) -> ScreenTarget {
-        ScreenTarget::welcome(host, client.current_slot())
+    /// Streams on `client`'s current link, as its latest Welcome's session.
+    pub fn new(client: &Client) -> ScreenTarget {
+        ScreenTarget::link(client.link_slot(), client.current_slot())
     }
 
-    /// The screen port named in the latest Welcome in `welcome`, at `host`.
-    pub fn welcome(host: IpAddr, welcome: Arc<Mutex<Welcome>>) -> ScreenTarget {
-        let opener = StreamOpener::welcome(host, welcome.clone(), StreamService::Screen);
-        ScreenTarget { opener, welcome }
+    /// Streams on the link in `link`, as the session in the latest Welcome
+    /// in `welcome` (both slots are the client's: they follow a rejoin).
+    pub fn link(link: Arc<Mutex<Link>>, welcome: Arc<Mutex<Welcome>>) -> ScreenTarget {
+        ScreenTarget { opener: StreamOpener::link(link), welcome }
     }
 
     fn auth(&self) -> (u32, u64) {

@@ -11,14 +11,13 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Seek, SeekFrom};
-use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
-use smol::{Async, Task, Timer};
+use smol::{Task, Timer};
 
 use super::core::{Retention, UploadCore, failure, storage_failure};
 use super::store::{State, Stored, room_key};
@@ -31,7 +30,6 @@ use crate::proto::{
 use crate::server::control::ControlHandle;
 use crate::server::core::{HostEvent, SessionId};
 use crate::server::directory::{Directory, Entry};
-use crate::server::streams::{StreamContext, default_caps, serve_tcp};
 use crate::transport::framed::{FrameError, FrameReader, FrameWriter};
 use crate::transport::link::{LinkRecv, LinkSend};
 
@@ -150,10 +148,8 @@ pub struct FileStreams {
 
 /// The running file service. Dropping it stops its tasks and deletes the store.
 pub struct FileService {
-    pub addr: SocketAddr,
     hook: FileHook,
     root: PathBuf,
-    _accept: Task<()>,
     _janitor: Task<()>,
 }
 
@@ -185,16 +181,14 @@ impl Drop for FileService {
     }
 }
 
-/// Makes the run's store directory and serves file streams accepted on
-/// `listener` (each TCP connection is one stream, through
+/// Makes the run's store directory and starts the janitor; streams reach
+/// the service through [`FileService::streams`] (the links' streams, via
 /// [`crate::server::streams::serve_stream`]).
 pub fn start(
-    listener: Async<TcpListener>,
     config: FileConfig,
     directory: Directory,
     control: ControlHandle,
 ) -> std::io::Result<FileService> {
-    let addr = listener.get_ref().local_addr()?;
     let root = config.base_dir.join(format!("sapora-files-{:016x}", random_u64()));
     // Startup edge: once per run, before any stream is served.
     fs::create_dir_all(&root)?;
@@ -205,22 +199,8 @@ pub fn start(
         state: Mutex::new(State::new(root.clone())),
     });
     let (tx, rx) = smol::channel::unbounded();
-    let ctx = StreamContext {
-        directory,
-        files: Some(FileStreams { shared: shared.clone() }),
-        screen: None,
-        caps: default_caps(),
-        peer: addr,
-    };
-    let accept = serve_tcp(listener, ctx);
     let janitor = smol::spawn(janitor(shared.clone(), rx));
-    Ok(FileService {
-        addr,
-        hook: FileHook { shared, tx },
-        root,
-        _accept: accept,
-        _janitor: janitor,
-    })
+    Ok(FileService { hook: FileHook { shared, tx }, root, _janitor: janitor })
 }
 
 /// Deletes a room's files once it has stayed empty for the retention time.

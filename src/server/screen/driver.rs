@@ -6,7 +6,6 @@
 //! through [`crate::server::streams::serve_stream`].
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,12 +13,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
-use smol::{Async, Task, Timer};
+use smol::{Task, Timer};
 
 use super::relay::{Input, Output, Relay, RelayStats, ScreenConn, Who};
 use crate::proto::{SCREEN_MAX_PAYLOAD, StreamRole};
 use crate::server::directory::{Directory, Entry};
-use crate::server::streams::{StreamContext, default_caps, serve_tcp};
 use crate::transport::framed::{FrameReader, FrameWriter};
 use crate::transport::link::{LinkRecv, LinkSend};
 
@@ -104,7 +102,6 @@ pub struct ScreenService {
     stats: Arc<Mutex<RelayStats>>,
     streams: ScreenStreams,
     _task: Task<()>,
-    _accept: Task<()>,
 }
 
 impl ScreenService {
@@ -118,26 +115,15 @@ impl ScreenService {
     }
 }
 
-/// Runs the relay, and serves screen streams accepted on `listener` (each
-/// TCP connection is one stream) until the service is dropped.
-pub fn spawn(listener: Async<TcpListener>, directory: Directory) -> ScreenService {
+/// Runs the relay until the service is dropped; streams reach it through
+/// [`ScreenService::streams`] (the links' streams, via
+/// [`crate::server::streams::serve_stream`]).
+pub fn spawn(directory: Directory) -> ScreenService {
     let stats: Arc<Mutex<RelayStats>> = Arc::default();
     let (tx, rx) = smol::channel::bounded::<DriverMsg>(1024);
     let streams = ScreenStreams { tx, next: Arc::new(AtomicU64::new(1)) };
-    let task = smol::spawn(run(rx, directory.clone(), stats.clone()));
-    let peer = listener
-        .get_ref()
-        .local_addr()
-        .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
-    let ctx = StreamContext {
-        directory,
-        files: None,
-        screen: Some(streams.clone()),
-        caps: default_caps(),
-        peer,
-    };
-    let accept = serve_tcp(listener, ctx);
-    ScreenService { stats, streams, _task: task, _accept: accept }
+    let task = smol::spawn(run(rx, directory, stats.clone()));
+    ScreenService { stats, streams, _task: task }
 }
 
 async fn run(rx: Receiver<DriverMsg>, directory: Directory, stats: Arc<Mutex<RelayStats>>) {
@@ -145,12 +131,21 @@ async fn run(rx: Receiver<DriverMsg>, directory: Directory, stats: Arc<Mutex<Rel
     let mut conns: HashMap<ScreenConn, ConnTasks> = HashMap::new();
     let mut next_tick = Instant::now() + TICK;
     loop {
-        let msg = async { rx.recv().await.ok() }
+        let msg = async { Some(rx.recv().await) }
             .or(async {
                 Timer::at(next_tick).await;
                 None
             })
             .await;
+        let msg = match msg {
+            Some(Ok(msg)) => Some(msg),
+            // Every sender is gone (the service and every link's stream
+            // context): nothing can reach the relay any more. Without this
+            // the closed channel would read as a tick in a loop that never
+            // yields.
+            Some(Err(_)) => return,
+            None => None,
+        };
         let now = Instant::now();
         match msg {
             Some(DriverMsg::Opened { conn, who, presenter, out, writer, stop }) => {
