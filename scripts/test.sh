@@ -80,6 +80,12 @@ run_tests() {
 test_start=$(date +%s)
 failed=0
 run_tests --all-targets --no-fail-fast "$@" || failed=1
+# The TLS/TCP fallback (issue 14): a representative part of the integration
+# suite again, every client forced onto it (control and chat, rejoin,
+# files, screen).
+export SAPORA_TRANSPORT=tls
+run_tests --test control --test reconnect --test files --test screen --no-fail-fast "$@" || failed=1
+unset SAPORA_TRANSPORT
 run_tests --doc "$@" || failed=1
 
 # One closing line over both runs ("ignored" tests are counted as skipped).

@@ -602,7 +602,7 @@ fn host(args: HostArgs) -> CmdResult {
         if ui::display_available() {
             let launch = ui::Launch::Host { name: user_name(), room: args.room.trim().to_string() };
             let media = args.media.choice();
-            return open_app(launch, &args.net, opts, media);
+            return open_app(launch, &args.net, opts, media, None);
         }
         println!(
             "sapora: no display found ($DISPLAY and $WAYLAND_DISPLAY are unset); running headless (relay only). Use --headless to skip this message."
@@ -894,7 +894,8 @@ fn join(args: JoinArgs) -> CmdResult {
         let launch =
             ui::Launch::Join { address: addr.to_string(), name, room: room.unwrap_or_default() };
         let media = args.media.choice();
-        return open_app(launch, &args.net, app_host_options(&args.net)?, media);
+        let passcode = args.passcode.get()?;
+        return open_app(launch, &args.net, app_host_options(&args.net)?, media, passcode);
     }
     let passcode = args.passcode.get()?;
     match smol::block_on(terminal::run(addr, name, room.unwrap_or_default(), passcode)) {
@@ -911,7 +912,7 @@ fn join(args: JoinArgs) -> CmdResult {
 fn auto() -> CmdResult {
     let net = NetArgs { port_offset: 0, discovery_addr: env_discovery_addr() };
     if ui::display_available() {
-        return open_app(ui::Launch::Auto, &net, app_host_options(&net)?, Default::default());
+        return open_app(ui::Launch::Auto, &net, app_host_options(&net)?, Default::default(), None);
     }
     let opts =
         DiscoverOptions { target: net.discovery_addr, port: 5001, timeout: Duration::from_secs(1) };
@@ -968,9 +969,10 @@ fn open_app(
     net: &NetArgs,
     host: HostOptions,
     media: ui::MediaChoice,
+    passcode: Option<sapora::transport::pake::Passcode>,
 ) -> CmdResult {
-    let options =
-        ui::Options { launch, discovery: (net.discovery_addr, host.ports.discovery), host, media };
+    let discovery = (net.discovery_addr, host.ports.discovery);
+    let options = ui::Options { launch, discovery, host, media, passcode };
     ui::run(options).map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -261,6 +261,37 @@ fn blocked_udp_is_named_to_the_member_and_in_the_host_log() {
     assert!(line.contains("10.77.0.2") && line.contains("6000\u{2013}6001"), "{line}");
 }
 
+#[test]
+fn a_join_falls_back_to_tls_when_udp_to_the_control_port_is_dropped() {
+    // m1's firewall drops UDP to port 5000 (QUIC); TCP 5000 (the TLS
+    // fallback) passes. A bot on m2 joins, chats and sends a file.
+    let opts = LanOptions { machines: 2, drop_udp: vec![(1, "5000".into())], ..Default::default() };
+    let Some(mut lan) = Lan::new(&opts) else { return };
+    let (_, _log) = start_host(&mut lan, 1, "ana");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, b"the file travels over TLS").unwrap();
+    let out = lan
+        .command(2, SAPORA)
+        .args(["bot", "10.77.0.1", "--name", "bea", "--say", "hello over TLS", "--send-file"])
+        .arg(&file)
+        .args(["--duration", "3", "--report", "json"])
+        .env_remove("SAPORA_TRANSPORT")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {text} {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(report["transport"], "tls", "{report}");
+    let joined = report["joined_ms"].as_f64().unwrap_or_else(|| panic!("joined: {report}"));
+    assert!(joined < 3000.0, "joined over TLS within 3 s: {joined} ms");
+    assert_eq!(report["chat_confirmed"], 1, "chat works: {report}");
+    let files = report["files"].as_array().cloned().unwrap_or_default();
+    assert_eq!(files.len(), 1, "{report}");
+    assert_eq!(files[0]["md5_ok"], true, "the host verified the file: {report}");
+    eprintln!("UDP 5000 dropped: joined over TLS in {joined:.0} ms");
+}
+
 // ---- the same mechanisms in-process on loopback (no namespaces needed) ----
 
 #[test]

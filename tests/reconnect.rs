@@ -90,6 +90,11 @@ fn client_notices_a_silent_host_and_reconnects() {
         // A fake "host" that welcomes and then goes silent without closing
         // (QUIC keeps the link itself alive: only the control plane is silent).
         use sapora::transport::{cert::HostIdentity, limit, link, quic};
+        if link::Transport::from_env() == Ok(link::Transport::Tls) {
+            // The fake host below speaks QUIC only; the QUIC run covers this.
+            eprintln!("skipped: SAPORA_TRANSPORT=tls and the fake host is QUIC only");
+            return;
+        }
         isolate();
         let (identity, _) = HostIdentity::load_or_create_default().unwrap();
         let endpoint = quic::host_endpoint("127.0.0.1:0".parse().unwrap(), &identity).unwrap();

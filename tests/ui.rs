@@ -540,6 +540,7 @@ fn app_options(launch: Launch) -> Options {
         discovery: (common::LOOPBACK_BROADCAST, 0),
         host: common::options(),
         media: Default::default(),
+        passcode: None,
     }
 }
 

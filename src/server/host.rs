@@ -22,6 +22,7 @@ use crate::transport::limit::{
 };
 use crate::transport::pake::Passcode;
 use crate::transport::quic::{self, QuicError};
+use crate::transport::tunnel;
 
 /// Per-room passcodes, shared between the host's options, its accept loop
 /// and (later) the app, which can change them while the host runs. Rooms
@@ -205,6 +206,8 @@ pub struct RunningHost {
     pub identity_loaded: Option<Loaded>,
     endpoint: EndpointGuard,
     _accept: Task<()>,
+    /// The TLS/TCP fallback's accept loop (TCP, the control port's number).
+    _tunnel: Task<()>,
     _net: NetExecutor,
     room_passcodes: RoomPasscodes,
     stop: Sender<()>,
@@ -361,6 +364,16 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
     let net = NetExecutor::start(executor, &endpoint).map_err(HostError::Threads)?;
     let control_addr = endpoint.local_addr().unwrap_or(addr);
     let mut ports = Ports { control: control_addr.port(), ..opts.ports };
+    // The TLS/TCP fallback listens on TCP at the QUIC port's number.
+    let tunnel_addr = SocketAddr::new(opts.bind, control_addr.port());
+    let tunnel_listener = smol::net::TcpListener::bind(tunnel_addr).await.map_err(|source| {
+        HostError::Bind { what: "TLS fallback, TCP", addr: tunnel_addr, source }
+    })?;
+    let tunnel_tls = Arc::new(quic::server_tls_config(&identity).map_err(|e| HostError::Bind {
+        what: "TLS fallback, TCP",
+        addr: tunnel_addr,
+        source: std::io::Error::other(e),
+    })?);
 
     let rooms: Arc<Mutex<Vec<RoomInfo>>> = Arc::default();
 
@@ -533,30 +546,54 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
             let _ = events_tx.try_send(event);
         }))
     };
-    let accept = {
-        let limiter = Arc::new(Mutex::new(AttemptLimiter::new(MAX_FAILURES, ATTEMPT_WINDOW)));
-        let caps = SharedCaps::new(ConnectionCaps::new(
-            MAX_CONNECTIONS_PER_ADDRESS,
-            MAX_CONNECTIONS_TOTAL,
-        ));
-        let passcodes =
-            Passcodes { all: opts.passcode.clone(), rooms: opts.room_passcodes.clone() };
-        net.executor.spawn(accept_links(
-            endpoint.clone(),
-            caps,
-            limiter,
-            passcodes,
-            control.clone(),
-            streams,
-            net.executor.clone(),
+    // QUIC and the TLS fallback share the connection caps and the
+    // wrong-passcode limiter: a second transport gives no second budget.
+    let limiter = Arc::new(Mutex::new(AttemptLimiter::new(MAX_FAILURES, ATTEMPT_WINDOW)));
+    let caps =
+        SharedCaps::new(ConnectionCaps::new(MAX_CONNECTIONS_PER_ADDRESS, MAX_CONNECTIONS_TOTAL));
+    let passcodes = Passcodes { all: opts.passcode.clone(), rooms: opts.room_passcodes.clone() };
+    let tunnel = {
+        let (control, streams, executor) = (control.clone(), streams.clone(), net.executor.clone());
+        let on_link = move |est: crate::transport::link::Established<tunnel::Tunnel>| {
+            let est = crate::transport::link::Established {
+                link: crate::transport::link::Link::Tunnel(est.link),
+                control_send: est.control_send,
+                control_recv: est.control_recv,
+                admission: est.admission,
+                fingerprint: est.fingerprint,
+            };
+            let (control, streams) = (control.clone(), streams.clone());
+            executor
+                .spawn(async move { control::serve_link(est, &control, streams).await })
+                .detach();
+        };
+        let passcodes = passcodes.clone();
+        net.executor.spawn(tunnel::serve_tcp_on(
+            tunnel_listener,
+            tunnel_tls,
+            caps.clone(),
+            move |room| passcodes.of(room),
+            limiter.clone(),
+            on_link,
+            tunnel::Spawner::Executor(net.executor.clone()),
         ))
     };
+    let accept = net.executor.spawn(accept_links(
+        endpoint.clone(),
+        caps,
+        limiter,
+        passcodes,
+        control.clone(),
+        streams,
+        net.executor.clone(),
+    ));
     Ok(RunningHost {
         control_addr,
         fingerprint: identity.fingerprint(),
         identity_loaded,
         endpoint: EndpointGuard(endpoint),
         _accept: accept,
+        _tunnel: tunnel,
         _net: net,
         room_passcodes: opts.room_passcodes.clone(),
         ports,

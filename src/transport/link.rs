@@ -1,6 +1,7 @@
 //! The `Link` seam: one authenticated, encrypted connection between a client
-//! and the host, whatever carries it (QUIC here; the TLS/TCP tunnel joins as
-//! a second variant). Control, files and screen run over its reliable
+//! and the host, whatever carries it (QUIC, or the TLS/TCP tunnel where UDP
+//! is blocked: [`connect_expecting`] tries QUIC for [`QUIC_GRACE`], then the
+//! tunnel). Control, files and screen run over its reliable
 //! streams, audio and video over its datagrams.
 //!
 //! Establishing a link ([`connect`] on the client, [`accept`] on the host):
@@ -54,7 +55,8 @@ pub type LinkRecv = Box<dyn AsyncRead + Send + Unpin>;
 #[derive(Clone)]
 pub enum Link {
     Quic(quinn::Connection),
-    // the lead adds at merge: Tunnel(super::tunnel::Tunnel),
+    /// The TLS/TCP fallback (`transport::tunnel`), for networks that drop UDP.
+    Tunnel(super::tunnel::Tunnel),
 }
 
 /// Application close code for [`Link::close`] (QUIC `CONNECTION_CLOSE`).
@@ -68,12 +70,14 @@ impl Link {
     pub fn kind(&self) -> TransportKind {
         match self {
             Link::Quic(_) => TransportKind::Quic,
+            Link::Tunnel(t) => t.kind(),
         }
     }
 
     pub fn remote_address(&self) -> SocketAddr {
         match self {
             Link::Quic(c) => c.remote_address(),
+            Link::Tunnel(t) => t.remote_address(),
         }
     }
 
@@ -84,6 +88,7 @@ impl Link {
                 let (send, recv) = c.open_bi().await.map_err(connection_lost)?;
                 Ok(quic_pair(send, recv))
             }
+            Link::Tunnel(t) => t.open_bi().await,
         }
     }
 
@@ -94,6 +99,7 @@ impl Link {
                 let (send, recv) = c.accept_bi().await.map_err(connection_lost)?;
                 Ok(quic_pair(send, recv))
             }
+            Link::Tunnel(t) => t.accept_bi().await,
         }
     }
 
@@ -110,6 +116,7 @@ impl Link {
                 }
                 other => connection_lost(other),
             }),
+            Link::Tunnel(t) => t.send_datagram(data),
         }
     }
 
@@ -117,6 +124,7 @@ impl Link {
     pub async fn read_datagram(&self) -> std::io::Result<Bytes> {
         match self {
             Link::Quic(c) => c.read_datagram().await.map_err(connection_lost),
+            Link::Tunnel(t) => t.read_datagram().await,
         }
     }
 
@@ -125,6 +133,7 @@ impl Link {
     pub fn max_datagram_size(&self) -> usize {
         match self {
             Link::Quic(c) => c.max_datagram_size().unwrap_or(0),
+            Link::Tunnel(t) => t.max_datagram_size(),
         }
     }
 
@@ -134,6 +143,7 @@ impl Link {
             // The exporter of an established QUIC connection always exists;
             // a failure would mean a closed session, shown as 000 000.
             Link::Quic(c) => quic::verification_code(c).unwrap_or(VerificationCode(0)),
+            Link::Tunnel(t) => t.verification_code(),
         }
     }
 
@@ -141,6 +151,7 @@ impl Link {
     pub fn close(&self, reason: &str) {
         match self {
             Link::Quic(c) => c.close(CLOSE_CODE.into(), reason.as_bytes()),
+            Link::Tunnel(t) => t.close(reason),
         }
     }
 
@@ -150,6 +161,7 @@ impl Link {
             Link::Quic(c) => {
                 c.closed().await;
             }
+            Link::Tunnel(t) => t.closed().await,
         }
     }
 
@@ -159,6 +171,12 @@ impl Link {
             Link::Quic(c) => c.close_reason().map(|e| match e {
                 quinn::ConnectionError::ApplicationClosed(a) => {
                     String::from_utf8_lossy(&a.reason).into_owned()
+                }
+                other => other.to_string(),
+            }),
+            Link::Tunnel(t) => t.close_reason().map(|r| match r {
+                super::tunnel::mux::CloseReason::Peer { reason, .. } if !reason.is_empty() => {
+                    reason
                 }
                 other => other.to_string(),
             }),
@@ -233,12 +251,22 @@ pub enum ConnectError {
     Admission { addr: SocketAddr, source: AdmissionError },
     #[error("the host at {addr} did not answer within {secs} s")]
     Timeout { addr: SocketAddr, secs: u64 },
+    /// The TLS/TCP fallback failed (after QUIC did, or when forced).
+    #[error("cannot reach a Sapora host at {addr} over TLS: {source}")]
+    Tunnel { addr: SocketAddr, source: super::tunnel::TunnelError },
+    /// `SAPORA_TRANSPORT` holds something else than quic, tls or auto.
+    #[error("{0}")]
+    BadTransport(String),
 }
 
 impl ConnectError {
     /// A missing, wrong or too-often-tried passcode (its own exit code).
     pub fn is_passcode_refusal(&self) -> bool {
-        matches!(self, ConnectError::Admission { source, .. } if source.is_passcode_refusal())
+        match self {
+            ConnectError::Admission { source, .. } => source.is_passcode_refusal(),
+            ConnectError::Tunnel { source, .. } => source.is_passcode_refusal(),
+            _ => false,
+        }
     }
 
     /// The host's certificate is not the one pinned for it (the loud
@@ -247,6 +275,10 @@ impl ConnectError {
         matches!(
             self,
             ConnectError::Quic { source: QuicError::Pin(super::pin::PinError::Changed(_)), .. }
+                | ConnectError::Tunnel {
+                    source: super::tunnel::TunnelError::Pin(super::pin::PinError::Changed(_)),
+                    ..
+                }
         )
     }
 
@@ -254,7 +286,12 @@ impl ConnectError {
     /// or a known-hosts file that cannot be read or written.
     pub fn is_permanent(&self) -> bool {
         self.is_passcode_refusal()
-            || matches!(self, ConnectError::Quic { source: QuicError::Pin(_), .. })
+            || matches!(
+                self,
+                ConnectError::Quic { source: QuicError::Pin(_), .. }
+                    | ConnectError::Tunnel { source: super::tunnel::TunnelError::Pin(_), .. }
+                    | ConnectError::BadTransport(_)
+            )
     }
 }
 
@@ -278,6 +315,91 @@ pub async fn connect(
 /// with no known-hosts pin; the host is then pinned. A known-hosts pin
 /// always wins over the beacon (beacons are not authenticated).
 pub async fn connect_expecting(
+    addr: SocketAddr,
+    room: &str,
+    passcode: Option<&Passcode>,
+    pins: &PinStore,
+    beacon: Option<Fingerprint>,
+) -> Result<Established<Link>, ConnectError> {
+    let tunnel = || async {
+        let est = super::tunnel::connect(addr, room, passcode, pins)
+            .await
+            .map_err(|source| ConnectError::Tunnel { addr, source })?;
+        Ok(Established {
+            link: Link::Tunnel(est.link),
+            control_send: est.control_send,
+            control_recv: est.control_recv,
+            admission: est.admission,
+            fingerprint: est.fingerprint,
+        })
+    };
+    match Transport::from_env().map_err(ConnectError::BadTransport)? {
+        Transport::Quic => connect_quic(addr, room, passcode, pins, beacon).await,
+        Transport::Tls => tunnel().await,
+        Transport::Auto => {
+            let quic = async { Some(connect_quic(addr, room, passcode, pins, beacon).await) };
+            let grace = async {
+                smol::Timer::after(QUIC_GRACE).await;
+                None
+            };
+            let quic_error = match smol::future::or(quic, grace).await {
+                Some(Ok(est)) => return Ok(est),
+                // A refusal by passcode or a changed certificate is the
+                // host's answer: another transport must not retry it.
+                Some(Err(e)) if e.is_permanent() => return Err(e),
+                Some(Err(e)) => Some(e),
+                None => None,
+            };
+            tracing::info!(%addr, "QUIC did not connect within {} s; trying TLS over TCP", QUIC_GRACE.as_secs());
+            match tunnel().await {
+                Ok(est) => Ok(est),
+                Err(e) if e.is_permanent() => Err(e),
+                // Neither works: QUIC's reason is the more telling one
+                // (the TLS listener shares its port number).
+                Err(e) => Err(quic_error.unwrap_or(e)),
+            }
+        }
+    }
+}
+
+/// How long a client gives QUIC before it tries the TLS/TCP fallback
+/// (issue 14: "about 2 s").
+pub const QUIC_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Which transport a client uses: `SAPORA_TRANSPORT=quic|tls|auto`
+/// (default auto: QUIC, then TLS after [`QUIC_GRACE`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Quic,
+    Tls,
+    Auto,
+}
+
+impl Transport {
+    /// The environment variable that forces a transport (tests, diagnosis).
+    pub const ENV: &'static str = "SAPORA_TRANSPORT";
+
+    /// From [`Transport::ENV`]; unset or empty is auto.
+    pub fn from_env() -> Result<Transport, String> {
+        match std::env::var(Self::ENV) {
+            Err(_) => Ok(Transport::Auto),
+            Ok(v) => Transport::parse(&v),
+        }
+    }
+
+    /// `quic`, `tls` or `auto` (case-insensitive; empty is auto).
+    pub fn parse(word: &str) -> Result<Transport, String> {
+        match word.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(Transport::Auto),
+            "quic" => Ok(Transport::Quic),
+            "tls" => Ok(Transport::Tls),
+            other => Err(format!("{}={other:?}: use quic, tls or auto", Self::ENV)),
+        }
+    }
+}
+
+/// [`connect_expecting`] over QUIC only.
+async fn connect_quic(
     addr: SocketAddr,
     room: &str,
     passcode: Option<&Passcode>,

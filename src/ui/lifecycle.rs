@@ -152,6 +152,12 @@ impl App {
         self.connecting = Some(id);
         self.joined_addr = addr.to_string();
         let mut config = ClientConfig::new(addr, name, room);
+        // Our own host takes its own passcode; another host the one given
+        // on the command line.
+        config.passcode = match host_key {
+            Some(_) => self.options.host.passcode.clone(),
+            None => self.options.passcode.clone(),
+        };
         config.host_key = host_key;
         // The app always runs media engines: tell the user if none arrives.
         config.media = true;
@@ -283,6 +289,7 @@ impl App {
         let hosting = self.share.clone();
         let mut call = Call::new(&welcome, self.joined_addr.clone(), hosting);
         call.always_full = self.settings.always_full;
+        call.link = Some(client.link_slot());
         // The session reports the first Joined too; the call starts from the
         // welcome, so that one is skipped.
         let _ = events.try_recv();

@@ -73,9 +73,13 @@ pub struct Options {
     pub launch: Launch,
     /// Where discovery probes go, and the discovery port.
     pub discovery: (IpAddr, u16),
-    /// The host this app starts when it hosts (ports, bind address, name).
+    /// The host this app starts when it hosts (ports, bind address, name,
+    /// passcode: the app's own client joins it with `host.passcode`).
     pub host: HostOptions,
     pub media: MediaChoice,
+    /// The passcode the app gives when it joins another host
+    /// (`sapora join --passcode`, `SAPORA_PASSCODE`).
+    pub passcode: Option<crate::transport::pake::Passcode>,
 }
 
 #[derive(Debug, thiserror::Error)]

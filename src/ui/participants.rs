@@ -46,6 +46,7 @@ pub fn ordered<'a>(members: &'a [Member], state: &RoomState) -> Vec<&'a Member> 
 /// so the mark is right on loopback, behind NAT and with several people on
 /// the host's machine alike.
 pub fn view<'a>(
+    security: Option<String>,
     members: &'a [Member],
     me: &'a str,
     host_member: Option<&'a str>,
@@ -100,6 +101,9 @@ pub fn view<'a>(
         list = list.push(entry);
     }
     let mut head = column![text(format!("People ({})", members.len())).size(18)].spacing(6);
+    if let Some(security) = security {
+        head = head.push(text(security).size(12));
+    }
     if state.locked {
         head = head.push(text("Meeting locked: nobody new can join").size(12));
     }

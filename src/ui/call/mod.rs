@@ -68,6 +68,9 @@ pub fn grid_shape(n: usize) -> (usize, usize) {
 const FULL_LAYER_MAX_TILES: usize = 4;
 
 pub struct Call {
+    /// The session's current link (a rejoin replaces it): the participants
+    /// panel shows its transport and verification code.
+    pub link: Option<std::sync::Arc<std::sync::Mutex<crate::transport::link::Link>>>,
     pub me: String,
     pub room: String,
     pub host_name: String,
@@ -147,8 +150,20 @@ pub enum Event {
 }
 
 impl Call {
+    /// "Encrypted (QUIC) · verification code 123 456": compare the code
+    /// with the host's; equal codes mean nobody relays the connection.
+    pub fn security(&self) -> Option<String> {
+        let link = self.link.as_ref()?.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let how = match link.kind() {
+            crate::transport::link::TransportKind::Quic => "QUIC",
+            crate::transport::link::TransportKind::Tls => "TLS over TCP",
+        };
+        Some(format!("Encrypted ({how}) · verification code {}", link.verification_code()))
+    }
+
     pub fn new(welcome: &Welcome, host_addr: String, hosting: Option<String>) -> Call {
         let mut call = Call {
+            link: None,
             me: welcome.name.clone(),
             room: welcome.room.clone(),
             host_name: welcome.host_name.clone(),

@@ -278,6 +278,7 @@ impl Call {
             Panel::Chat => self.chat.view().map(Message::Chat),
             Panel::Files => self.files.view().map(Message::Files),
             Panel::People => participants::view(
+                self.security(),
                 &self.members,
                 &self.me,
                 self.host_member.as_deref(),
