@@ -110,6 +110,7 @@ impl Default for DelayEstimator {
 }
 
 impl DelayEstimator {
+    /// An estimator with empty histories and no estimate yet.
     pub fn new() -> DelayEstimator {
         let fft = Pffft::new(FFT_LEN, FftType::Real);
         DelayEstimator {
