@@ -1,0 +1,206 @@
+//! The gateway's translation core (sans-IO): browser guest messages in,
+//! client-library calls out; session [`Event`]s in, guest messages out.
+//!
+//! Text WebSocket messages carry JSON objects with a `"t"` (type) field; the
+//! layout is in `docs/protocol.md`, "Browser guests". A guest is an ordinary
+//! member: the gateway joins on its behalf through
+//! [`crate::client::Client`], so the host applies the same naming, room and
+//! admission rules as to anyone.
+
+use serde::{Deserialize, Serialize};
+
+use crate::client::Event;
+use crate::proto::{ChatMessage, FileInfo, Member, limits};
+
+/// Largest text message a guest may send (a chat line plus JSON quoting).
+pub const MAX_GUEST_TEXT: usize = limits::CHAT_TEXT * 6 + 1024;
+
+/// What a guest sends (JSON text messages).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FromGuest {
+    /// The first message: who joins which room. `passcode` is handed to
+    /// the host's admission (ignored by a host without passcodes).
+    Join {
+        name: String,
+        #[serde(default)]
+        room: String,
+        #[serde(default)]
+        passcode: Option<String>,
+    },
+    /// A chat line to the room (`to: null`) or to one member.
+    Chat {
+        #[serde(default)]
+        to: Option<String>,
+        text: String,
+    },
+    /// The guest's microphone and camera switches.
+    Media { mic: bool, camera: bool },
+    /// The guest leaves the meeting.
+    Leave,
+}
+
+/// Why a guest message is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GuestError {
+    #[error("message of {0} bytes is too long (limit {MAX_GUEST_TEXT})")]
+    TooLong(usize),
+    #[error("not a guest message: {0}")]
+    Malformed(String),
+}
+
+/// Parses one text message from a guest.
+pub fn parse(text: &str) -> Result<FromGuest, GuestError> {
+    if text.len() > MAX_GUEST_TEXT {
+        return Err(GuestError::TooLong(text.len()));
+    }
+    serde_json::from_str(text).map_err(|e| GuestError::Malformed(e.to_string()))
+}
+
+/// A file offer as the page sees it (the MD5 in hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GuestFile {
+    pub id: u64,
+    pub name: String,
+    pub size: u64,
+    pub md5: String,
+    pub sender: String,
+    pub to: Option<String>,
+}
+
+impl From<&FileInfo> for GuestFile {
+    fn from(f: &FileInfo) -> GuestFile {
+        GuestFile {
+            id: f.id,
+            name: f.name.clone(),
+            size: f.size,
+            md5: f.md5.iter().map(|b| format!("{b:02x}")).collect(),
+            sender: f.sender.clone(),
+            to: f.to.clone(),
+        }
+    }
+}
+
+/// What the gateway sends a guest (JSON text messages).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum ToGuest {
+    /// Admitted: the name the host gave (as typed, checked), the room, the
+    /// meeting's name, who is there and the room's chat so far.
+    Joined {
+        name: String,
+        room: String,
+        host: String,
+        members: Vec<Member>,
+        history: Vec<ChatMessage>,
+    },
+    /// Not admitted (or a later refusal); the connection closes after it.
+    Refused { reason: String },
+    /// The room's member list, whole.
+    Members { members: Vec<Member> },
+    /// Someone joined or left.
+    Presence { name: String, joined: bool },
+    /// A chat line (room or private).
+    Chat(ChatMessage),
+    /// A chat line of ours was not delivered.
+    ChatFailed { reason: String },
+    /// A file was shared with the room or with the guest.
+    File(GuestFile),
+    /// A notice to show (host controls, blocked media).
+    Notice { text: String },
+    /// The session is over; the connection closes after it.
+    Ended { reason: String },
+}
+
+impl ToGuest {
+    /// The JSON text of this message.
+    pub fn to_json(&self) -> String {
+        // Plain data with string keys: serialization cannot fail.
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"t\":\"ended\"}"))
+    }
+}
+
+/// The message for a session event, if the guest sees it. `Joined` after a
+/// rejoin is sent again (the member list may have changed).
+pub fn translate(event: &Event) -> Option<ToGuest> {
+    Some(match event {
+        Event::Joined { welcome, .. } => ToGuest::Joined {
+            name: welcome.name.clone(),
+            room: welcome.room.clone(),
+            host: welcome.host_name.clone(),
+            members: welcome.members.clone(),
+            history: welcome.history.clone(),
+        },
+        Event::Members(list) => ToGuest::Members { members: list.members.clone() },
+        Event::Presence(p) => ToGuest::Presence {
+            name: p.name.clone(),
+            joined: p.change == crate::proto::PresenceChange::Joined,
+        },
+        Event::Chat(msg) => ToGuest::Chat(msg.clone()),
+        Event::ChatResult(result) => match &result.outcome {
+            crate::proto::ChatOutcome::Delivered { .. } => return None,
+            other => ToGuest::ChatFailed { reason: format!("{other:?}") },
+        },
+        Event::FileOffered(info) => ToGuest::File(info.into()),
+        Event::Disconnected { reason, retrying: true, .. } => {
+            ToGuest::Notice { text: format!("Connection lost ({reason}); rejoining…") }
+        }
+        Event::Disconnected { reason, retrying: false, .. } => {
+            ToGuest::Ended { reason: reason.clone() }
+        }
+        Event::Refused(refused) => ToGuest::Refused { reason: refused.reason.clone() },
+        Event::Moved { host_name, .. } => {
+            ToGuest::Notice { text: format!("The meeting moved to {host_name}'s host.") }
+        }
+        Event::MediaBlocked(text) => ToGuest::Notice { text: text.clone() },
+        Event::ControlNotice(notice) => ToGuest::Notice { text: format!("{notice:?}") },
+        Event::ControlResult(_) | Event::RoomState(_) => return None,
+        Event::Ended => ToGuest::Ended { reason: "left the meeting".into() },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_messages_parse_and_bad_ones_are_errors() {
+        assert_eq!(
+            parse(r#"{"t":"join","name":"Ana","room":"r1"}"#),
+            Ok(FromGuest::Join { name: "Ana".into(), room: "r1".into(), passcode: None })
+        );
+        assert_eq!(
+            parse(r#"{"t":"chat","to":"Bo","text":"hi"}"#),
+            Ok(FromGuest::Chat { to: Some("Bo".into()), text: "hi".into() })
+        );
+        assert_eq!(parse(r#"{"t":"leave"}"#), Ok(FromGuest::Leave));
+        assert!(matches!(parse(r#"{"t":"fly"}"#), Err(GuestError::Malformed(_))));
+        assert!(matches!(parse("not json"), Err(GuestError::Malformed(_))));
+        assert!(matches!(parse(r#"{"t":"chat"}"#), Err(GuestError::Malformed(_))));
+        let long = format!(r#"{{"t":"chat","text":"{}"}}"#, "a".repeat(MAX_GUEST_TEXT));
+        assert!(matches!(parse(&long), Err(GuestError::TooLong(_))));
+    }
+
+    #[test]
+    fn events_become_guest_messages() {
+        let msg =
+            ChatMessage { id: 7, from: "Bo".into(), to: None, text: "hello".into(), ts_ms: 1 };
+        let json = translate(&Event::Chat(msg)).unwrap().to_json();
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["t"], "chat");
+        assert_eq!(value["from"], "Bo");
+        assert_eq!(value["text"], "hello");
+        let file = FileInfo {
+            id: 3,
+            name: "a.bin".into(),
+            size: 2,
+            md5: [0xab; 16],
+            sender: "Bo".into(),
+            to: None,
+            ts_ms: 0,
+        };
+        let json = translate(&Event::FileOffered(file)).unwrap().to_json();
+        assert!(json.contains(&"ab".repeat(16)), "{json}");
+        assert!(translate(&Event::Ended).is_some());
+    }
+}
