@@ -13,8 +13,51 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sapora::client::video::{VideoEngine, VideoOptions};
 use sapora::client::{Client, Event};
+use sapora::media::video::{CameraChoice, TestPattern, read_counter};
+use sapora::proto::{MediaState, Subscription};
 use smol::future::FutureExt;
+
+/// Writes `frames` frames of our test pattern (named `name`, frame counter
+/// 0, 1, …) as a YUV4MPEG2 file (4:2:0, BT.601 studio range) for
+/// chromium's `--use-file-for-fake-video-capture`, which plays it in a loop.
+fn write_y4m(path: &Path, name: &str, (w, h): (usize, usize), frames: u32, fps: u32) {
+    use std::io::Write;
+    let pattern = TestPattern::new(name, w, h);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    write!(out, "YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n").unwrap();
+    let mut rgb = Vec::new();
+    let (mut y, mut u, mut v) = (vec![0u8; w * h], vec![0u8; w * h / 4], vec![0u8; w * h / 4]);
+    for counter in 0..frames {
+        pattern.render(counter, &mut rgb);
+        for (i, p) in rgb.chunks_exact(3).enumerate() {
+            let (r, g, b) = (f32::from(p[0]), f32::from(p[1]), f32::from(p[2]));
+            y[i] = (16.0 + 0.257 * r + 0.504 * g + 0.098 * b).round() as u8;
+            let (px, py) = (i % w, i / w);
+            if px % 2 == 0 && py % 2 == 0 {
+                let c = (py / 2) * (w / 2) + px / 2;
+                u[c] = (128.0 - 0.148 * r - 0.291 * g + 0.439 * b).round() as u8;
+                v[c] = (128.0 + 0.439 * r - 0.368 * g - 0.071 * b).round() as u8;
+            }
+        }
+        out.write_all(b"FRAME\n").unwrap();
+        out.write_all(&y).unwrap();
+        out.write_all(&u).unwrap();
+        out.write_all(&v).unwrap();
+    }
+    out.flush().unwrap();
+}
+
+/// A native bot with the test-pattern camera, receiving the full layer.
+fn bot_video(client: &Client, host: &sapora::server::RunningHost, name: &str) -> VideoEngine {
+    let opts = VideoOptions::new(name, CameraChoice::Test, Subscription::Full);
+    let (engine, error) =
+        VideoEngine::start(client.current_slot(), host.control_addr.ip(), opts).unwrap();
+    assert!(error.is_none(), "{error:?}");
+    client.set_media(MediaState { mic: true, camera: true, screen: false }).unwrap();
+    engine
+}
 
 fn on_path(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -70,7 +113,7 @@ async fn chat_where(
 }
 
 #[test]
-fn a_browser_guest_joins_and_chats_both_ways() {
+fn a_browser_guest_joins_with_two_bots() {
     let (chromium, node, script) = match tools() {
         Ok(tools) => tools,
         Err(why) => {
@@ -83,12 +126,18 @@ fn a_browser_guest_joins_and_chats_both_ways() {
         let (_web, port) = start_web(&host).await;
         let bot1 = common::join(host.control_addr, "bot1", "web").await;
         let bot2 = common::join(host.control_addr, "bot2", "web").await;
+        let video1 = bot_video(&bot1, &host, "bot1");
+        let _video2 = bot_video(&bot2, &host, "bot2");
+        let dir = tempfile::tempdir().unwrap();
+        let y4m = dir.path().join("guest.y4m");
+        write_y4m(&y4m, "Guest", (640, 480), 45, 15);
         let url = format!("https://127.0.0.1:{port}/?room=web&name=Guest");
         let child = Command::new(&node)
             .arg(&script)
             .arg(&url)
             .arg(&chromium)
-            .args(["--seconds", "2"])
+            .args(["--seconds", "4", "--video"])
+            .arg(&y4m)
             .stdout(Stdio::piped())
             .spawn()
             .expect("node starts");
@@ -112,6 +161,37 @@ fn a_browser_guest_joins_and_chats_both_ways() {
         .expect("bot2 did not get the guest's private chat");
         assert_eq!(private.to.as_deref(), Some("bot2"));
 
+        // The bots see the guest's video: whole frames (both counter strips
+        // read) at >= 12 fps.
+        let started = Instant::now();
+        let mut counters = std::collections::BTreeSet::new();
+        let mut unreadable = 0;
+        let mut guest_fps = 0.0;
+        while started.elapsed() < Duration::from_secs(3) {
+            smol::Timer::after(Duration::from_millis(50)).await;
+            let Some((sender, _, stats)) =
+                video1.stats().into_iter().find(|(_, n, _)| n == "Guest")
+            else {
+                continue;
+            };
+            guest_fps = stats.fps;
+            if let Some(frame) = video1.latest(sender) {
+                match read_counter(&frame.image.pixels, frame.image.width, frame.image.height) {
+                    Some(c) => {
+                        counters.insert(c);
+                    }
+                    None => unreadable += 1,
+                }
+            }
+        }
+        eprintln!(
+            "bot1 sees the guest at {guest_fps:.1} fps; {} counters, {unreadable} unreadable samples",
+            counters.len()
+        );
+        assert!(guest_fps >= 12.0, "the guest's video reaches bot1 at {guest_fps:.1} fps");
+        assert!(counters.len() >= 10, "too few whole guest frames at bot1: {counters:?}");
+        assert_eq!(unreadable, 0, "bot1 saw guest frames that were not whole");
+
         let output = output.await.expect("node ran");
         let stdout = String::from_utf8_lossy(&output.stdout);
         let report: serde_json::Value = serde_json::from_str(stdout.trim())
@@ -131,5 +211,23 @@ fn a_browser_guest_joins_and_chats_both_ways() {
             chats.iter().any(|c| c["from"] == "Guest" && c["to"] == "bot2"),
             "the page did not show its own private chat: {report}"
         );
+        // The page shows both bots' video with the counters advancing.
+        for bot in ["bot1", "bot2"] {
+            let seen = &report["media"][bot];
+            let counters: std::collections::BTreeSet<u64> = seen["counters"]
+                .as_array()
+                .map_or(Default::default(), |c| c.iter().filter_map(|v| v.as_u64()).collect());
+            let (frames, whole) =
+                (seen["frames"].as_u64().unwrap_or(0), seen["whole"].as_u64().unwrap_or(0));
+            let secs = (seen["last"].as_f64().unwrap_or(0.0)
+                - seen["first"].as_f64().unwrap_or(0.0))
+                / 1000.0;
+            eprintln!("the page drew {frames} frames of {bot} ({whole} whole) in {secs:.1} s");
+            assert!(counters.len() >= 10, "{bot}'s counters do not advance in the page: {seen}");
+            assert_eq!(frames, whole, "the page drew frames of {bot} that were not whole");
+        }
+        let first = report["firstFrameMs"].as_f64().expect("no remote frame in the page");
+        eprintln!("first remote frame {first:.0} ms after the page started loading");
+        assert!(first < 2000.0, "first remote frame after {first:.0} ms");
     });
 }

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::client::Event;
-use crate::proto::{ChatMessage, FileInfo, Member, limits};
+use crate::proto::{ChatMessage, FileInfo, Layer, Member, limits};
 
 /// Largest text message a guest may send (a chat line plus JSON quoting).
 pub const MAX_GUEST_TEXT: usize = limits::CHAT_TEXT * 6 + 1024;
@@ -36,8 +36,85 @@ pub enum FromGuest {
     },
     /// The guest's microphone and camera switches.
     Media { mic: bool, camera: bool },
+    /// The guest's layout: the senders (session ids) it shows large get the
+    /// full layer, all others `default` ("thumb", "full" or "none").
+    Video {
+        #[serde(default)]
+        default: Option<String>,
+        #[serde(default)]
+        full: Vec<u32>,
+    },
     /// The guest leaves the meeting.
     Leave,
+}
+
+/// Binary message kind: a video frame (both directions). Kinds follow the
+/// browser's range of `docs/transport-v2.md` §5 (0x40 and up).
+pub const KIND_VIDEO: u8 = 0x40;
+/// Binary message kind: audio, 16-bit PCM (both directions).
+pub const KIND_PCM: u8 = 0x41;
+/// Binary message kind: audio, one Opus packet (guest → gateway).
+pub const KIND_OPUS: u8 = 0x42;
+
+/// A binary message from a guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuestMedia<'a> {
+    /// `[0x40][layer u8][frame id u32 BE][JPEG]`: one layer of one camera
+    /// frame (the page encodes both, with the same frame id).
+    Video { layer: Layer, frame_id: u32, jpeg: &'a [u8] },
+    /// `[0x41][16-bit little-endian PCM, mono, 48 kHz]`.
+    Pcm(&'a [u8]),
+    /// `[0x42][one Opus packet, mono, 48 kHz]`.
+    Opus(&'a [u8]),
+}
+
+/// Parses a binary message from a guest.
+pub fn parse_media(bytes: &[u8]) -> Result<GuestMedia<'_>, GuestError> {
+    let bad = |why: &str| GuestError::Malformed(why.to_string());
+    match bytes.first() {
+        Some(&KIND_VIDEO) => {
+            let (Some(&layer), Some(id)) = (bytes.get(1), bytes.get(2..6)) else {
+                return Err(bad("short video message"));
+            };
+            let layer = Layer::from_u8(layer).ok_or_else(|| bad("unknown video layer"))?;
+            let jpeg = &bytes[6..];
+            if jpeg.len() > crate::proto::MAX_FRAME_BYTES as usize {
+                return Err(GuestError::TooLong(jpeg.len()));
+            }
+            if !jpeg.starts_with(&[0xff, 0xd8]) {
+                return Err(bad("the video frame is not a JPEG"));
+            }
+            let frame_id = u32::from_be_bytes([id[0], id[1], id[2], id[3]]);
+            Ok(GuestMedia::Video { layer, frame_id, jpeg })
+        }
+        Some(&KIND_PCM) if bytes.len() % 2 == 1 => Ok(GuestMedia::Pcm(&bytes[1..])),
+        Some(&KIND_PCM) => Err(bad("odd PCM length")),
+        Some(&KIND_OPUS) => Ok(GuestMedia::Opus(&bytes[1..])),
+        Some(other) => Err(GuestError::Malformed(format!("unknown binary kind 0x{other:02x}"))),
+        None => Err(bad("empty binary message")),
+    }
+}
+
+/// A video frame for a guest:
+/// `[0x40][layer u8][sender u32 BE][frame id u32 BE][name length u8][name UTF-8][JPEG]`.
+pub fn encode_video(sender: u32, name: &str, layer: Layer, frame_id: u32, jpeg: &[u8]) -> Vec<u8> {
+    let mut name = name;
+    while name.len() > 255 {
+        let mut cut = 255;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        name = &name[..cut];
+    }
+    let mut out = Vec::with_capacity(11 + name.len() + jpeg.len());
+    out.push(KIND_VIDEO);
+    out.push(layer as u8);
+    out.extend_from_slice(&sender.to_be_bytes());
+    out.extend_from_slice(&frame_id.to_be_bytes());
+    out.push(name.len() as u8);
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(jpeg);
+    out
 }
 
 /// Why a guest message is refused.
@@ -202,5 +279,25 @@ mod tests {
         let json = translate(&Event::FileOffered(file)).unwrap().to_json();
         assert!(json.contains(&"ab".repeat(16)), "{json}");
         assert!(translate(&Event::Ended).is_some());
+    }
+
+    #[test]
+    fn binary_media_messages_parse_and_bad_ones_are_errors() {
+        let mut up = vec![KIND_VIDEO, 1, 0, 0, 0, 9, 0xff, 0xd8, 0xff];
+        assert_eq!(
+            parse_media(&up),
+            Ok(GuestMedia::Video { layer: Layer::Thumb, frame_id: 9, jpeg: &[0xff, 0xd8, 0xff] })
+        );
+        up[6] = 0;
+        assert!(parse_media(&up).is_err(), "not a JPEG");
+        assert!(parse_media(&[KIND_VIDEO, 7, 0, 0, 0, 0, 0xff, 0xd8]).is_err());
+        assert!(parse_media(&[KIND_VIDEO, 0]).is_err());
+        assert_eq!(parse_media(&[KIND_PCM, 1, 2]), Ok(GuestMedia::Pcm(&[1, 2])));
+        assert!(parse_media(&[KIND_PCM, 1]).is_err());
+        assert!(parse_media(&[]).is_err());
+        assert!(parse_media(&[0x99]).is_err());
+        let down = encode_video(5, "bot1", Layer::Full, 3, &[0xff, 0xd8]);
+        assert_eq!(down, [0x40, 0, 0, 0, 0, 5, 0, 0, 0, 3, 4, b'b', b'o', b't', b'1', 0xff, 0xd8]);
+        assert_eq!(encode_video(1, &"é".repeat(200), Layer::Full, 0, &[]).len(), 11 + 254);
     }
 }

@@ -19,6 +19,7 @@
 pub mod assets;
 pub mod gateway;
 pub mod http;
+pub mod media;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -236,12 +237,47 @@ where
         }
     };
     let events = client.events();
-    // Session events → guest, in their own task; the WebSocket's write half
-    // goes with it (the read half stays here).
+    let mailbox = Arc::new(media::FrameMailbox::default());
+    let (wake_tx, wake_rx) = smol::channel::bounded::<()>(1);
+    let video = match media::VideoLink::start(
+        client.current_slot(),
+        client.host().ip(),
+        mailbox.clone(),
+        wake_tx,
+    ) {
+        Ok(video) => Some(video),
+        Err(e) => {
+            tracing::warn!(error = %e, "guest video off: cannot open a socket");
+            None
+        }
+    };
+    // Session events and video → guest, in their own task; the WebSocket's
+    // write half goes with it (the read half stays here). Control messages
+    // queue (bounded); video frames wait in the mailbox, newest only.
     let (out_tx, out_rx) = smol::channel::bounded::<Message>(256);
     let writer = smol::spawn(async move {
-        while let Ok(msg) = out_rx.recv().await {
-            if tx.send(msg).await.is_err() {
+        loop {
+            let next = smol::future::or(async { out_rx.recv().await.map(Some) }, async {
+                wake_rx.recv().await.map(|()| None)
+            })
+            .await;
+            let sent = match next {
+                Ok(Some(msg)) => tx.send(msg).await,
+                Ok(None) => {
+                    let mut result = Ok(());
+                    for f in mailbox.take() {
+                        let bytes =
+                            gateway::encode_video(f.sender, &f.name, f.layer, f.frame_id, &f.jpeg);
+                        result = tx.send(Message::binary(bytes)).await;
+                        if result.is_err() {
+                            break;
+                        }
+                    }
+                    result
+                }
+                Err(_) => break,
+            };
+            if sent.is_err() {
                 break;
             }
         }
@@ -267,6 +303,20 @@ where
     while let Some(msg) = rx.next().await {
         let text = match msg {
             Ok(Message::Text(text)) => text,
+            Ok(Message::Binary(bytes)) => {
+                match gateway::parse_media(&bytes) {
+                    Ok(gateway::GuestMedia::Video { layer, frame_id, jpeg }) => {
+                        if let Some(video) = &video {
+                            video.send_frame(layer, frame_id, jpeg);
+                        }
+                    }
+                    Ok(gateway::GuestMedia::Pcm(_) | gateway::GuestMedia::Opus(_)) => {}
+                    Err(e) => {
+                        let _ = out_tx.try_send(send(ToGuest::Notice { text: e.to_string() }));
+                    }
+                }
+                continue;
+            }
             Ok(Message::Close(_)) | Err(_) => break,
             Ok(_) => continue,
         };
@@ -279,6 +329,19 @@ where
             Ok(FromGuest::Media { mic, camera }) => {
                 let _ = client.set_media(crate::proto::MediaState { mic, camera, screen: false });
             }
+            Ok(FromGuest::Video { default, full }) => {
+                let default = match default.as_deref().map(str::parse) {
+                    None => crate::proto::Subscription::Thumb,
+                    Some(Ok(sub)) => sub,
+                    Some(Err(e)) => {
+                        let _ = out_tx.try_send(send(ToGuest::Notice { text: e }));
+                        continue;
+                    }
+                };
+                if let Some(video) = &video {
+                    video.set_wants(media::Wants { default, full });
+                }
+            }
             Ok(FromGuest::Leave) => break,
             Ok(FromGuest::Join { .. }) => {
                 let _ = out_tx.try_send(send(ToGuest::Notice { text: "already joined".into() }));
@@ -288,6 +351,7 @@ where
             }
         }
     }
+    drop(video);
     client.leave().await;
     drop(forward);
     let _ = out_tx.try_send(send(ToGuest::Ended { reason: "left the meeting".into() }));

@@ -47,6 +47,8 @@ try {
     chats: window.sapora.chats.map((c) => ({ from: c.from, to: c.to, text: c.text })),
     files: [...document.querySelectorAll("#files li")].map((li) => ({ id: li.dataset.id, md5: li.dataset.md5 })),
     media: window.sapora.media || null,
+    firstFrameMs: window.sapora.firstFrameMs,
+    audio: window.sapora.audio || null,
   }));
   console.log(JSON.stringify({ joinedMs, ...seen }));
   await browser.close();

@@ -132,10 +132,177 @@ function addFile(f) {
   $("files").append(li);
 }
 
-// Media: filled in by the video and audio parts below.
-function onBinary(_bytes) {}
-function startMedia() {}
-function stopMedia() {}
+// ---- Media -----------------------------------------------------------
+// Binary messages: docs/protocol.md, "Browser guests".
+const KIND_VIDEO = 0x40, KIND_PCM = 0x41, KIND_OPUS = 0x42;
+const FPS = 15;
+const media = { stream: null, timer: null, frameId: 0, busy: false, frames: {}, audio: null };
+window.sapora.media = media.frames;
+
+// The frame counter of Sapora's test pattern (src/media/video/pattern.rs,
+// read_counter): two strips of 16 cells, the bottom one the complement of
+// the top one; null unless both read cleanly (a whole frame).
+function readCounter(data, w, h) {
+  if (w < 32 || h < 20) return null;
+  const cellW = Math.floor(w / 16), cellH = Math.max(Math.floor(h / 20), 2);
+  const luma = (cx, cy) => {
+    const i = (cy * w + cx) * 4;
+    return Math.floor((data[i] + data[i + 1] + data[i + 2]) / 3);
+  };
+  const read = (y) => {
+    let v = 0;
+    for (let bit = 0; bit < 16; bit++) {
+      const l = luma(bit * cellW + Math.floor(cellW / 2), y);
+      if (l > 70 && l < 185) return null;
+      v = (v << 1) | (l >= 185 ? 1 : 0);
+    }
+    return v;
+  };
+  const top = read(Math.floor(cellH / 2));
+  if (top === null) return null;
+  const bottom = read(h - cellH + Math.floor(cellH / 2));
+  return bottom !== null && ((~top) & 0xffff) === bottom ? top : null;
+}
+
+function tileFor(sender, name) {
+  let tile = state.tiles.get(sender);
+  if (!tile) {
+    const div = document.createElement("div");
+    div.className = "tile";
+    const canvas = document.createElement("canvas");
+    const label = document.createElement("span");
+    div.append(canvas, label);
+    $("videos").append(div);
+    tile = { div, canvas, label, decoding: false, next: null };
+    state.tiles.set(sender, tile);
+    sendWants();
+  }
+  text(tile.label, name || `#${sender}`);
+  return tile;
+}
+
+async function drawFrame(tile, f) {
+  tile.decoding = true;
+  try {
+    const bitmap = await createImageBitmap(new Blob([f.jpeg], { type: "image/jpeg" }));
+    const c = tile.canvas;
+    if (c.width !== bitmap.width || c.height !== bitmap.height) {
+      c.width = bitmap.width;
+      c.height = bitmap.height;
+    }
+    const ctx = c.getContext("2d", { willReadFrequently: true });
+    ctx.drawImage(bitmap, 0, 0);
+    bitmap.close();
+    if (window.sapora.firstFrameMs === null) window.sapora.firstFrameMs = performance.now();
+    const counter = readCounter(ctx.getImageData(0, 0, c.width, c.height).data, c.width, c.height);
+    const stat = (media.frames[f.name] ||= { frames: 0, whole: 0, counters: [], first: performance.now(), last: 0 });
+    stat.frames++;
+    stat.last = performance.now();
+    if (counter !== null) {
+      stat.whole++;
+      stat.counters.push(counter);
+      if (stat.counters.length > 50) stat.counters.shift();
+    }
+  } catch (e) {
+    console.log(`frame not decoded: ${e}`);
+  }
+  tile.decoding = false;
+  // Only the newest frame that came in meanwhile is drawn; others are dropped.
+  if (tile.next) {
+    const next = tile.next;
+    tile.next = null;
+    drawFrame(tile, next);
+  }
+}
+
+function onVideo(bytes) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const layer = bytes[1];
+  const sender = view.getUint32(2);
+  const frameId = view.getUint32(6);
+  const nameLen = bytes[10];
+  const name = new TextDecoder().decode(bytes.subarray(11, 11 + nameLen));
+  const jpeg = bytes.subarray(11 + nameLen);
+  const tile = tileFor(sender, name);
+  const f = { sender, name, layer, frameId, jpeg };
+  if (tile.decoding) tile.next = f;
+  else drawFrame(tile, f);
+}
+
+function onBinary(bytes) {
+  if (bytes[0] === KIND_VIDEO) onVideo(bytes);
+  else if (bytes[0] === KIND_PCM && media.audio) media.audio.play(bytes);
+}
+
+// Which senders this layout shows large: in speaker view the first tile.
+function sendWants() {
+  const full = state.speakerView ? [...state.tiles.keys()].slice(0, 1) : [];
+  send({ t: "video", default: "thumb", full });
+}
+
+function blobOf(canvas, quality) {
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", quality));
+}
+
+// One capture at a time: when encoding or the socket falls behind, frames
+// are skipped, not queued.
+async function captureFrame(video, full, thumb) {
+  if (media.busy || !state.camera || video.videoWidth === 0) return;
+  if (state.ws.bufferedAmount > 512 * 1024) return;
+  media.busy = true;
+  try {
+    const w = video.videoWidth, h = video.videoHeight;
+    if (full.width !== w) { full.width = w; full.height = h; thumb.width = w / 2; thumb.height = h / 2; }
+    full.getContext("2d").drawImage(video, 0, 0, w, h);
+    thumb.getContext("2d").drawImage(video, 0, 0, w / 2, h / 2);
+    const id = media.frameId++ >>> 0;
+    const [fb, tb] = await Promise.all([blobOf(full, 0.7), blobOf(thumb, 0.6)]);
+    for (const [layer, blob] of [[0, fb], [1, tb]]) {
+      const jpeg = new Uint8Array(await blob.arrayBuffer());
+      const msg = new Uint8Array(6 + jpeg.length);
+      msg[0] = KIND_VIDEO;
+      msg[1] = layer;
+      new DataView(msg.buffer).setUint32(2, id);
+      msg.set(jpeg, 6);
+      state.ws.send(msg);
+    }
+  } finally {
+    media.busy = false;
+  }
+}
+
+async function startMedia() {
+  send({ t: "media", mic: state.mic, camera: state.camera });
+  sendWants();
+  try {
+    media.stream = await navigator.mediaDevices.getUserMedia({
+      video: { width: 640, height: 480, frameRate: FPS },
+      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 },
+    });
+  } catch (e) {
+    notice(`No camera or microphone: ${e.message}. You can still watch, listen and chat.`);
+    return;
+  }
+  const video = document.createElement("video");
+  video.muted = true;
+  video.playsInline = true;
+  video.srcObject = media.stream;
+  await video.play().catch(() => {});
+  const full = document.createElement("canvas"), thumb = document.createElement("canvas");
+  media.timer = setInterval(() => captureFrame(video, full, thumb), 1000 / FPS);
+  startAudio(media.stream);
+}
+
+function stopMedia() {
+  if (media.timer) clearInterval(media.timer);
+  media.timer = null;
+  if (media.stream) for (const t of media.stream.getTracks()) t.stop();
+  media.stream = null;
+  if (media.audio) media.audio.stop();
+  media.audio = null;
+}
+
+function startAudio(_stream) {}
 
 $("join-form").addEventListener("submit", (e) => {
   e.preventDefault();
@@ -159,12 +326,14 @@ $("layout").addEventListener("click", () => {
   state.speakerView = !state.speakerView;
   $("videos").className = state.speakerView ? "grid speaker" : "grid";
   text($("layout"), state.speakerView ? "Grid view" : "Speaker view");
+  sendWants();
 });
 $("mic").addEventListener("click", () => {
   state.mic = !state.mic;
   text($("mic"), state.mic ? "Mic on" : "Mic off");
   $("mic").setAttribute("aria-pressed", String(state.mic));
   send({ t: "media", mic: state.mic, camera: state.camera });
+  if (media.stream) for (const t of media.stream.getAudioTracks()) t.enabled = state.mic;
 });
 $("camera").addEventListener("click", () => {
   state.camera = !state.camera;

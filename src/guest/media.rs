@@ -1,0 +1,263 @@
+//! The gateway's media adapter: the one place that moves a guest's media
+//! between the host and the gateway. Today it is a UDP socket to the host's
+//! video port, speaking the native video protocol (hello/roster,
+//! fragments); at the QUIC merge it becomes the session's `Link`
+//! datagrams, and nothing else in [`super`] changes.
+//!
+//! - Up: a guest's JPEG frames (both layers, made by the page) are cut into
+//!   fragments ([`fragment_frame`]) under the guest's session and token.
+//! - Down: fragments are reassembled ([`Reassembler`]) and the newest frame
+//!   per sender waits in a [`FrameMailbox`]: a slow guest loses frames, it
+//!   never queues them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use smol::Async;
+
+use crate::media::video::{Reassembler, ReassemblyConfig, fragment_frame};
+use crate::proto::{
+    FragmentHeader, Layer, MAX_VIDEO_CONTROL, MAX_VIDEO_DATAGRAM, MsgType, Subscription,
+    VideoHello, VideoPacket, Welcome, decode_video, encode_video_control,
+};
+
+/// How often the receiver's hello (subscriptions) is repeated.
+pub const HELLO_EVERY: Duration = Duration::from_secs(1);
+
+/// One whole frame for the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestFrame {
+    pub sender: u32,
+    pub name: String,
+    pub layer: Layer,
+    pub frame_id: u32,
+    pub jpeg: Vec<u8>,
+}
+
+/// The newest frame per sender, waiting for the guest's WebSocket writer;
+/// a newer frame replaces an unsent older one.
+#[derive(Default)]
+pub struct FrameMailbox {
+    frames: Mutex<BTreeMap<u32, GuestFrame>>,
+    replaced: std::sync::atomic::AtomicU64,
+}
+
+impl FrameMailbox {
+    /// Puts `frame` in its sender's slot; true if it replaced an unsent one.
+    pub fn put(&self, frame: GuestFrame) -> bool {
+        let old = self.frames.lock().unwrap_or_else(|e| e.into_inner()).insert(frame.sender, frame);
+        if old.is_some() {
+            self.replaced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        old.is_some()
+    }
+
+    /// Every waiting frame, emptying the mailbox.
+    pub fn take(&self) -> Vec<GuestFrame> {
+        std::mem::take(&mut *self.frames.lock().unwrap_or_else(|e| e.into_inner()))
+            .into_values()
+            .collect()
+    }
+
+    /// Frames dropped because a newer one came before they were sent.
+    pub fn replaced(&self) -> u64 {
+        self.replaced.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// What the guest wants to receive (its layout): `full` senders get the
+/// full layer, every other sender `default`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wants {
+    pub default: Subscription,
+    pub full: Vec<u32>,
+}
+
+/// The video half of a guest's media.
+pub struct VideoLink {
+    socket: Arc<Async<UdpSocket>>,
+    welcome: Arc<Mutex<Welcome>>,
+    host: IpAddr,
+    seq: Mutex<u16>,
+    wants: Arc<Mutex<Wants>>,
+    task: Option<smol::Task<()>>,
+}
+
+fn route(welcome: &Mutex<Welcome>, host: IpAddr) -> (u32, u64, SocketAddr) {
+    let w = welcome.lock().unwrap_or_else(|e| e.into_inner());
+    (w.session, w.token, SocketAddr::new(host, w.ports.video))
+}
+
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+impl VideoLink {
+    /// Opens the socket and starts receiving for the session in `welcome`
+    /// (read on every use: it changes after a rejoin) at `host`; whole frames
+    /// go to `mailbox`, and `wake` gets a token after each.
+    pub fn start(
+        welcome: Arc<Mutex<Welcome>>,
+        host: IpAddr,
+        mailbox: Arc<FrameMailbox>,
+        wake: smol::channel::Sender<()>,
+    ) -> std::io::Result<VideoLink> {
+        let bind: SocketAddr = match host {
+            IpAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+            IpAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        let socket = Arc::new(Async::<UdpSocket>::bind(bind)?);
+        let wants = Arc::new(Mutex::new(Wants::default()));
+        let task = smol::spawn(receive(
+            socket.clone(),
+            welcome.clone(),
+            host,
+            wants.clone(),
+            mailbox,
+            wake,
+        ));
+        Ok(VideoLink { socket, welcome, host, seq: Mutex::new(0), wants, task: Some(task) })
+    }
+
+    /// Sends one of the guest's frames (`frame_id` from the page, the same
+    /// for both layers of one capture).
+    pub fn send_frame(&self, layer: Layer, frame_id: u32, jpeg: &[u8]) {
+        let (session, token, to) = route(&self.welcome, self.host);
+        let header = FragmentHeader {
+            session,
+            token,
+            frame_id,
+            layer,
+            index: 0,
+            count: 0,
+            frame_len: 0,
+            capture_us: unix_us(),
+        };
+        let mut seq = self.seq.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buf = Vec::with_capacity(MAX_VIDEO_DATAGRAM);
+        fragment_frame(header, jpeg, &mut seq, &mut buf, |d| {
+            // A full send buffer loses the fragment, as the network might.
+            let _ = self.socket.get_ref().send_to(d, to);
+        });
+    }
+
+    /// Changes what the guest receives (sent with the next hello, at once).
+    pub fn set_wants(&self, wants: Wants) {
+        *self.wants.lock().unwrap_or_else(|e| e.into_inner()) = wants;
+        send_hello(&self.socket, &self.welcome, self.host, &self.wants);
+    }
+}
+
+impl Drop for VideoLink {
+    fn drop(&mut self) {
+        drop(self.task.take());
+    }
+}
+
+fn send_hello(
+    socket: &Async<UdpSocket>,
+    welcome: &Mutex<Welcome>,
+    host: IpAddr,
+    wants: &Mutex<Wants>,
+) {
+    let (session, token, to) = route(welcome, host);
+    let wants = wants.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let hello = VideoHello {
+        session,
+        token,
+        default: wants.default,
+        subs: wants.full.iter().map(|s| (*s, Subscription::Full)).collect(),
+    };
+    let mut buf = Vec::new();
+    encode_video_control(MsgType::VideoHello, &hello, &mut buf);
+    let _ = socket.get_ref().send_to(&buf, to);
+}
+
+async fn receive(
+    socket: Arc<Async<UdpSocket>>,
+    welcome: Arc<Mutex<Welcome>>,
+    host: IpAddr,
+    wants: Arc<Mutex<Wants>>,
+    mailbox: Arc<FrameMailbox>,
+    wake: smol::channel::Sender<()>,
+) {
+    let mut reassembler = Reassembler::new(ReassemblyConfig::default());
+    let mut names: HashMap<u32, String> = HashMap::new();
+    let mut buf = vec![0u8; MAX_VIDEO_DATAGRAM.max(MAX_VIDEO_CONTROL as usize) + 1];
+    let mut next_hello = Instant::now();
+    loop {
+        if Instant::now() >= next_hello {
+            send_hello(&socket, &welcome, host, &wants);
+            next_hello = Instant::now() + HELLO_EVERY;
+        }
+        let received = smol::future::or(async { Some(socket.recv_from(&mut buf).await) }, async {
+            smol::Timer::at(next_hello).await;
+            None
+        })
+        .await;
+        let n = match received {
+            Some(Ok((n, _))) => n,
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "guest video socket");
+                smol::Timer::after(Duration::from_millis(50)).await;
+                continue;
+            }
+            None => continue,
+        };
+        match decode_video(&buf[..n]) {
+            Ok(VideoPacket::Fragment(frag)) => {
+                if let Some(frame) = reassembler.push(Instant::now(), &frag) {
+                    let name = names.get(&frame.sender).cloned().unwrap_or_default();
+                    mailbox.put(GuestFrame {
+                        sender: frame.sender,
+                        name,
+                        layer: frame.layer,
+                        frame_id: frame.frame_id,
+                        jpeg: frame.data,
+                    });
+                    let _ = wake.try_send(());
+                }
+            }
+            Ok(VideoPacket::Roster(roster)) => {
+                let gone: Vec<u32> = names
+                    .keys()
+                    .copied()
+                    .filter(|s| !roster.members.iter().any(|p| p.session == *s))
+                    .collect();
+                for s in gone {
+                    reassembler.forget(s);
+                }
+                names = roster.members.into_iter().map(|p| (p.session, p.name)).collect();
+            }
+            Ok(VideoPacket::Hello(_)) | Err(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(sender: u32, frame_id: u32) -> GuestFrame {
+        GuestFrame { sender, name: "b".into(), layer: Layer::Thumb, frame_id, jpeg: vec![1] }
+    }
+
+    #[test]
+    fn the_mailbox_keeps_only_the_newest_frame_per_sender() {
+        let mailbox = FrameMailbox::default();
+        assert!(!mailbox.put(frame(1, 1)));
+        assert!(mailbox.put(frame(1, 2)));
+        assert!(!mailbox.put(frame(2, 9)));
+        let taken = mailbox.take();
+        assert_eq!(
+            taken.iter().map(|f| (f.sender, f.frame_id)).collect::<Vec<_>>(),
+            [(1, 2), (2, 9)]
+        );
+        assert_eq!(mailbox.replaced(), 1);
+        assert!(mailbox.take().is_empty());
+    }
+}
