@@ -13,8 +13,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sapora::client::audio::{AudioConfig, AudioEngine};
 use sapora::client::video::{VideoEngine, VideoOptions};
 use sapora::client::{Client, Event};
+use sapora::media::audio::{MicSpec, SpeakerSpec};
 use sapora::media::video::{CameraChoice, TestPattern, read_counter};
 use sapora::proto::{MediaState, Subscription};
 use smol::future::FutureExt;
@@ -47,6 +49,44 @@ fn write_y4m(path: &Path, name: &str, (w, h): (usize, usize), frames: u32, fps: 
         out.write_all(&v).unwrap();
     }
     out.flush().unwrap();
+}
+
+/// Writes a 48 kHz mono WAV of `secs` seconds: bursts of a `freq` Hz tone
+/// (200 ms on, 100 ms off, like syllables, so that the browser's noise
+/// suppression does not take it for steady noise).
+fn write_wav(path: &Path, freq: f32, secs: u32) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..48_000 * secs {
+        let on = (i % 14_400) < 9_600;
+        let x = if on {
+            (2.0 * std::f32::consts::PI * freq * i as f32 / 48_000.0).sin() * 0.3
+        } else {
+            0.0
+        };
+        w.write_sample((x * 32767.0) as i16).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+/// Power of `freq` Hz in `samples` (48 kHz) relative to a full-scale sine
+/// (Goertzel), as RMS amplitude.
+fn tone_amplitude(samples: &[f32], freq: f32) -> f32 {
+    let w = 2.0 * std::f32::consts::PI * freq / 48_000.0;
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f32, 0.0f32);
+    for &x in samples {
+        let s0 = x + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+    2.0 * power.sqrt() / samples.len() as f32
 }
 
 /// A native bot with the test-pattern camera, receiving the full layer.
@@ -131,6 +171,25 @@ fn a_browser_guest_joins_with_two_bots() {
         let dir = tempfile::tempdir().unwrap();
         let y4m = dir.path().join("guest.y4m");
         write_y4m(&y4m, "Guest", (640, 480), 45, 15);
+        let wav = dir.path().join("guest.wav");
+        write_wav(&wav, 1000.0, 10);
+        // bot1 talks (440 Hz bursts), bot2 listens and records the mix.
+        let talk = dir.path().join("bot1.wav");
+        write_wav(&talk, 440.0, 20);
+        let voice = |mic, speaker| AudioConfig::new(mic, speaker);
+        let audio1 = AudioEngine::start(
+            bot1.current_slot(),
+            host.control_addr.ip(),
+            voice(MicSpec::File(talk.clone()), SpeakerSpec::Null),
+        )
+        .unwrap();
+        let heard = dir.path().join("bot2.wav");
+        let audio2 = AudioEngine::start(
+            bot2.current_slot(),
+            host.control_addr.ip(),
+            voice(MicSpec::None, SpeakerSpec::Record(heard.clone())),
+        )
+        .unwrap();
         let url = format!("https://127.0.0.1:{port}/?room=web&name=Guest");
         let child = Command::new(&node)
             .arg(&script)
@@ -138,6 +197,8 @@ fn a_browser_guest_joins_with_two_bots() {
             .arg(&chromium)
             .args(["--seconds", "4", "--video"])
             .arg(&y4m)
+            .arg("--audio")
+            .arg(&wav)
             .stdout(Stdio::piped())
             .spawn()
             .expect("node starts");
@@ -163,18 +224,20 @@ fn a_browser_guest_joins_with_two_bots() {
 
         // The bots see the guest's video: whole frames (both counter strips
         // read) at >= 12 fps.
+        // Frames counted over two seconds once the guest's video flows.
         let started = Instant::now();
         let mut counters = std::collections::BTreeSet::new();
         let mut unreadable = 0;
+        let mut window: Option<(Instant, u64)> = None;
         let mut guest_fps = 0.0;
-        while started.elapsed() < Duration::from_secs(3) {
+        while started.elapsed() < Duration::from_secs(15) {
             smol::Timer::after(Duration::from_millis(50)).await;
             let Some((sender, _, stats)) =
                 video1.stats().into_iter().find(|(_, n, _)| n == "Guest")
             else {
                 continue;
             };
-            guest_fps = stats.fps;
+            let (since, frames0) = *window.get_or_insert((Instant::now(), stats.frames));
             if let Some(frame) = video1.latest(sender) {
                 match read_counter(&frame.image.pixels, frame.image.width, frame.image.height) {
                     Some(c) => {
@@ -182,6 +245,10 @@ fn a_browser_guest_joins_with_two_bots() {
                     }
                     None => unreadable += 1,
                 }
+            }
+            if since.elapsed() >= Duration::from_secs(2) {
+                guest_fps = (stats.frames - frames0) as f64 / since.elapsed().as_secs_f64();
+                break;
             }
         }
         eprintln!(
@@ -193,6 +260,21 @@ fn a_browser_guest_joins_with_two_bots() {
         assert_eq!(unreadable, 0, "bot1 saw guest frames that were not whole");
 
         let output = output.await.expect("node ran");
+        // bot2 heard the guest: its recording of the mix has the guest's
+        // 1 kHz tone (bot1's tone is 440 Hz).
+        drop(audio1);
+        audio2.stop().unwrap();
+        let mix: Vec<f32> = hound::WavReader::open(&heard)
+            .unwrap()
+            .samples::<i16>()
+            .map(|s| f32::from(s.unwrap()) / 32768.0)
+            .collect();
+        let loudest = mix.chunks(9_600).map(|c| tone_amplitude(c, 1000.0)).fold(0.0f32, f32::max);
+        eprintln!(
+            "bot2 heard the guest's 1 kHz tone at amplitude {loudest:.3} ({} s recorded)",
+            mix.len() / 48_000
+        );
+        assert!(loudest > 0.02, "bot2 did not hear the guest (1 kHz amplitude {loudest:.4})");
         let stdout = String::from_utf8_lossy(&output.stdout);
         let report: serde_json::Value = serde_json::from_str(stdout.trim())
             .unwrap_or_else(|e| panic!("guest.mjs printed no report ({e}): {stdout}"));
@@ -226,6 +308,15 @@ fn a_browser_guest_joins_with_two_bots() {
             assert!(counters.len() >= 10, "{bot}'s counters do not advance in the page: {seen}");
             assert_eq!(frames, whole, "the page drew frames of {bot} that were not whole");
         }
+        // The page played the room's audio (bot1's tone).
+        let audio = &report["audio"];
+        eprintln!("page audio: {audio}");
+        assert!(audio["sentFrames"].as_u64().unwrap_or(0) > 50, "the page sent no audio: {audio}");
+        assert!(
+            audio["playedRmsMax"].as_f64().unwrap_or(0.0) > 0.03
+                && audio["loudReports"].as_u64().unwrap_or(0) >= 10,
+            "the page played no room audio: {audio}"
+        );
         let first = report["firstFrameMs"].as_f64().expect("no remote frame in the page");
         eprintln!("first remote frame {first:.0} ms after the page started loading");
         assert!(first < 2000.0, "first remote frame after {first:.0} ms");

@@ -261,3 +261,164 @@ mod tests {
         assert!(mailbox.take().is_empty());
     }
 }
+
+/// Samples per audio frame sent up (20 ms at 48 kHz, the host's default).
+pub const UP_FRAME: usize = crate::media::audio::FRAME_20MS;
+/// A keepalive goes up when nothing else did for this long, so the host
+/// keeps sending the mix to a guest whose microphone is off.
+pub const KEEPALIVE_EVERY: Duration = Duration::from_secs(1);
+/// Most samples of a guest's PCM waiting for a whole frame (a misbehaving
+/// page cannot grow it): 100 ms.
+const MAX_PENDING: usize = 5 * UP_FRAME;
+
+struct Uplink {
+    pending: Vec<i16>,
+    seq: u32,
+    timestamp: u32,
+    datagram: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+/// The audio half of a guest's media: the guest's PCM up to the mixer as
+/// 16-bit PCM frames, and its mix-minus down, decoded to 16-bit PCM.
+pub struct AudioLink {
+    socket: Arc<Async<UdpSocket>>,
+    welcome: Arc<Mutex<Welcome>>,
+    host: IpAddr,
+    up: Arc<Mutex<Uplink>>,
+    task: Option<smol::Task<()>>,
+}
+
+fn audio_dest(welcome: &Mutex<Welcome>, host: IpAddr) -> (u32, u64, SocketAddr) {
+    let w = welcome.lock().unwrap_or_else(|e| e.into_inner());
+    (w.session, w.token, SocketAddr::new(host, w.ports.audio))
+}
+
+fn send_up(
+    socket: &Async<UdpSocket>,
+    welcome: &Mutex<Welcome>,
+    host: IpAddr,
+    up: &mut Uplink,
+    frame: Option<&[i16]>,
+) {
+    let (session, token, to) = audio_dest(welcome, host);
+    up.payload.clear();
+    if let Some(frame) = frame {
+        up.seq = up.seq.wrapping_add(1);
+        for s in frame {
+            up.payload.extend_from_slice(&s.to_le_bytes());
+        }
+    }
+    up.datagram.clear();
+    crate::proto::AudioUp {
+        session,
+        token,
+        keepalive: frame.is_none(),
+        end: false,
+        seq: up.seq,
+        timestamp: up.timestamp,
+        codec: crate::proto::AudioCodec::Pcm16,
+        samples: frame.map_or(UP_FRAME, <[i16]>::len) as u16,
+        payload: &up.payload,
+    }
+    .encode(&mut up.datagram);
+    if let Some(frame) = frame {
+        up.timestamp = up.timestamp.wrapping_add(frame.len() as u32);
+    }
+    let _ = socket.get_ref().send_to(&up.datagram, to);
+}
+
+impl AudioLink {
+    /// Opens the socket and starts receiving the mix for the session in
+    /// `welcome` at `host`: each decoded frame goes to `mix` (16-bit PCM,
+    /// 48 kHz mono); when the guest's writer falls behind, frames are
+    /// dropped (a bounded channel), never queued without limit.
+    pub fn start(
+        welcome: Arc<Mutex<Welcome>>,
+        host: IpAddr,
+        mix: smol::channel::Sender<Vec<i16>>,
+    ) -> std::io::Result<AudioLink> {
+        let bind: SocketAddr = match host {
+            IpAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+            IpAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        let socket = Arc::new(Async::<UdpSocket>::bind(bind)?);
+        let up = Arc::new(Mutex::new(Uplink {
+            pending: Vec::new(),
+            seq: 0,
+            timestamp: 0,
+            datagram: Vec::new(),
+            payload: Vec::new(),
+        }));
+        let task = smol::spawn(receive_mix(socket.clone(), welcome.clone(), host, up.clone(), mix));
+        Ok(AudioLink { socket, welcome, host, up, task: Some(task) })
+    }
+
+    /// Takes the guest's 16-bit little-endian PCM (any length) and sends
+    /// every whole frame of [`UP_FRAME`] samples.
+    pub fn send_pcm(&self, pcm_le: &[u8]) {
+        let mut up = self.up.lock().unwrap_or_else(|e| e.into_inner());
+        up.pending.extend(pcm_le.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])));
+        if up.pending.len() > MAX_PENDING {
+            let excess = up.pending.len() - MAX_PENDING;
+            up.pending.drain(..excess);
+        }
+        while up.pending.len() >= UP_FRAME {
+            let frame: Vec<i16> = up.pending.drain(..UP_FRAME).collect();
+            send_up(&self.socket, &self.welcome, self.host, &mut up, Some(&frame));
+        }
+    }
+}
+
+impl Drop for AudioLink {
+    fn drop(&mut self) {
+        drop(self.task.take());
+    }
+}
+
+async fn receive_mix(
+    socket: Arc<Async<UdpSocket>>,
+    welcome: Arc<Mutex<Welcome>>,
+    host: IpAddr,
+    up: Arc<Mutex<Uplink>>,
+    mix: smol::channel::Sender<Vec<i16>>,
+) {
+    let mut decoder = crate::media::audio::Decoder::new();
+    let mut buf = vec![0u8; crate::proto::AUDIO_DATAGRAM_MAX + 1];
+    let mut out = vec![0f32; 4 * UP_FRAME];
+    let mut next_keepalive = Instant::now();
+    loop {
+        if Instant::now() >= next_keepalive {
+            let mut up = up.lock().unwrap_or_else(|e| e.into_inner());
+            send_up(&socket, &welcome, host, &mut up, None);
+            next_keepalive = Instant::now() + KEEPALIVE_EVERY;
+        }
+        let received = smol::future::or(async { Some(socket.recv_from(&mut buf).await) }, async {
+            smol::Timer::at(next_keepalive).await;
+            None
+        })
+        .await;
+        let n = match received {
+            Some(Ok((n, _))) => n,
+            Some(Err(_)) => {
+                smol::Timer::after(Duration::from_millis(50)).await;
+                continue;
+            }
+            None => continue,
+        };
+        if crate::proto::is_audio_feedback(&buf[..n]) {
+            continue;
+        }
+        let Ok(down) = crate::proto::AudioDown::decode(&buf[..n]) else { continue };
+        // Keepalives carry levels only; an FEC copy repeats the next packet.
+        if down.keepalive || down.fec || down.payload.is_empty() {
+            continue;
+        }
+        let samples = usize::from(down.samples).min(out.len());
+        if !decoder.decode(down.codec, down.payload, &mut out[..samples]) {
+            continue;
+        }
+        let pcm = out[..samples].iter().map(|s| (s.clamp(-1.0, 1.0) * 32767.0) as i16).collect();
+        let _ = mix.try_send(pcm);
+    }
+}

@@ -29,6 +29,7 @@ use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use futures_rustls::TlsAcceptor;
+use smol::future::FutureExt;
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
 use smol::stream::StreamExt;
@@ -45,6 +46,17 @@ use self::http::Route;
 
 /// TLS and the request head must arrive within this time.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Mix frames (20 ms each) waiting for a guest's WebSocket: past this the
+/// newest are dropped, so a slow guest's audio never lags more than 160 ms.
+pub const MIX_QUEUE: usize = 8;
+
+/// What the guest's writer sends next.
+enum Out {
+    Message(Message),
+    Video,
+    Mix(Vec<i16>),
+}
+
 /// The guest must send its `join` within this time of connecting.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest WebSocket message from a guest: a camera frame (JPEG) with room
@@ -251,19 +263,36 @@ where
             None
         }
     };
+    let (mix_tx, mix_rx) = smol::channel::bounded::<Vec<i16>>(MIX_QUEUE);
+    let audio = match media::AudioLink::start(client.current_slot(), client.host().ip(), mix_tx) {
+        Ok(audio) => Some(audio),
+        Err(e) => {
+            tracing::warn!(error = %e, "guest audio off: cannot open a socket");
+            None
+        }
+    };
     // Session events and video → guest, in their own task; the WebSocket's
     // write half goes with it (the read half stays here). Control messages
     // queue (bounded); video frames wait in the mailbox, newest only.
     let (out_tx, out_rx) = smol::channel::bounded::<Message>(256);
     let writer = smol::spawn(async move {
         loop {
-            let next = smol::future::or(async { out_rx.recv().await.map(Some) }, async {
-                wake_rx.recv().await.map(|()| None)
+            let next = smol::future::or(async { out_rx.recv().await.map(Out::Message) }, async {
+                wake_rx.recv().await.map(|()| Out::Video)
             })
+            .or(async { mix_rx.recv().await.map(Out::Mix) })
             .await;
             let sent = match next {
-                Ok(Some(msg)) => tx.send(msg).await,
-                Ok(None) => {
+                Ok(Out::Message(msg)) => tx.send(msg).await,
+                Ok(Out::Mix(pcm)) => {
+                    let mut bytes = Vec::with_capacity(1 + 2 * pcm.len());
+                    bytes.push(gateway::KIND_PCM);
+                    for s in pcm {
+                        bytes.extend_from_slice(&s.to_le_bytes());
+                    }
+                    tx.send(Message::binary(bytes)).await
+                }
+                Ok(Out::Video) => {
                     let mut result = Ok(());
                     for f in mailbox.take() {
                         let bytes =
@@ -310,7 +339,15 @@ where
                             video.send_frame(layer, frame_id, jpeg);
                         }
                     }
-                    Ok(gateway::GuestMedia::Pcm(_) | gateway::GuestMedia::Opus(_)) => {}
+                    Ok(gateway::GuestMedia::Pcm(pcm)) => {
+                        if let Some(audio) = &audio {
+                            audio.send_pcm(pcm);
+                        }
+                    }
+                    Ok(gateway::GuestMedia::Opus(_)) => {
+                        let text = "Opus from the page is not supported yet; send PCM".to_string();
+                        let _ = out_tx.try_send(send(ToGuest::Notice { text }));
+                    }
                     Err(e) => {
                         let _ = out_tx.try_send(send(ToGuest::Notice { text: e.to_string() }));
                     }
@@ -352,6 +389,7 @@ where
         }
     }
     drop(video);
+    drop(audio);
     client.leave().await;
     drop(forward);
     let _ = out_tx.try_send(send(ToGuest::Ended { reason: "left the meeting".into() }));

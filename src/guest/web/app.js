@@ -136,7 +136,7 @@ function addFile(f) {
 // Binary messages: docs/protocol.md, "Browser guests".
 const KIND_VIDEO = 0x40, KIND_PCM = 0x41, KIND_OPUS = 0x42;
 const FPS = 15;
-const media = { stream: null, timer: null, frameId: 0, busy: false, frames: {}, audio: null };
+const media = { stream: null, timer: null, frameId: 0, frames: {}, audio: null };
 window.sapora.media = media.frames;
 
 // The frame counter of Sapora's test pattern (src/media/video/pattern.rs,
@@ -246,10 +246,14 @@ function blobOf(canvas, quality) {
 
 // One capture at a time: when encoding or the socket falls behind, frames
 // are skipped, not queued.
-async function captureFrame(video, full, thumb) {
-  if (media.busy || !state.camera || video.videoWidth === 0) return;
+// At most two frames are being encoded at once (each on its own canvases).
+async function captureFrame(video, canvases) {
+  if (!state.camera || video.videoWidth === 0) return;
   if (state.ws.bufferedAmount > 512 * 1024) return;
-  media.busy = true;
+  const pair = canvases.find((c) => !c.busy);
+  if (!pair) return;
+  pair.busy = true;
+  const { full, thumb } = pair;
   try {
     const w = video.videoWidth, h = video.videoHeight;
     if (full.width !== w) { full.width = w; full.height = h; thumb.width = w / 2; thumb.height = h / 2; }
@@ -267,7 +271,7 @@ async function captureFrame(video, full, thumb) {
       state.ws.send(msg);
     }
   } finally {
-    media.busy = false;
+    pair.busy = false;
   }
 }
 
@@ -281,6 +285,7 @@ async function startMedia() {
     });
   } catch (e) {
     notice(`No camera or microphone: ${e.message}. You can still watch, listen and chat.`);
+    startAudio(null);
     return;
   }
   const video = document.createElement("video");
@@ -288,8 +293,9 @@ async function startMedia() {
   video.playsInline = true;
   video.srcObject = media.stream;
   await video.play().catch(() => {});
-  const full = document.createElement("canvas"), thumb = document.createElement("canvas");
-  media.timer = setInterval(() => captureFrame(video, full, thumb), 1000 / FPS);
+  const canvas = () => document.createElement("canvas");
+  const canvases = [0, 1].map(() => ({ full: canvas(), thumb: canvas(), busy: false }));
+  media.timer = setInterval(() => captureFrame(video, canvases), 1000 / FPS);
   startAudio(media.stream);
 }
 
@@ -302,7 +308,58 @@ function stopMedia() {
   media.audio = null;
 }
 
-function startAudio(_stream) {}
+// Audio: the microphone (with the browser's echo cancellation and noise
+// suppression) up as 16-bit PCM, 20 ms per message; the mix down, played
+// from an AudioWorklet.
+const audioStats = { sentFrames: 0, receivedFrames: 0, playedRmsMax: 0, loudReports: 0 };
+window.sapora.audio = audioStats;
+
+async function startAudio(stream) {
+  const ctx = new AudioContext({ sampleRate: 48000, latencyHint: "interactive" });
+  await ctx.audioWorklet.addModule("/worklet.js");
+  const player = new AudioWorkletNode(ctx, "sapora-player", { numberOfInputs: 0, outputChannelCount: [1] });
+  player.connect(ctx.destination);
+  player.port.onmessage = (e) => {
+    audioStats.playedRmsMax = Math.max(audioStats.playedRmsMax, e.data);
+    if (e.data > 0.01) audioStats.loudReports++;
+  };
+  const pending = new Int16Array(960);
+  let filled = 0;
+  if (stream && stream.getAudioTracks().length) {
+    const capture = new AudioWorkletNode(ctx, "sapora-capture", { numberOfOutputs: 0 });
+    ctx.createMediaStreamSource(stream).connect(capture);
+    capture.port.onmessage = (e) => {
+      if (!state.mic) return;
+      for (const x of e.data) {
+        pending[filled++] = Math.max(-32768, Math.min(32767, Math.round(x * 32767)));
+        if (filled === pending.length) {
+          const msg = new Uint8Array(1 + 2 * pending.length);
+          msg[0] = KIND_PCM;
+          msg.set(new Uint8Array(pending.buffer), 1);
+          if (state.ws.bufferedAmount < 256 * 1024) {
+            state.ws.send(msg);
+            audioStats.sentFrames++;
+          }
+          filled = 0;
+        }
+      }
+    };
+  }
+  media.audio = {
+    play(bytes) {
+      audioStats.receivedFrames++;
+      const pcm = new Int16Array(bytes.slice(1).buffer);
+      const f32 = new Float32Array(pcm.length);
+      for (let i = 0; i < pcm.length; i++) f32[i] = pcm[i] / 32768;
+      player.port.postMessage(f32, [f32.buffer]);
+    },
+    stop() { ctx.close(); },
+  };
+  if (ctx.state !== "running") {
+    ctx.resume();
+    document.addEventListener("click", () => ctx.resume(), { once: true });
+  }
+}
 
 $("join-form").addEventListener("submit", (e) => {
   e.preventDefault();
