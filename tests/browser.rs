@@ -28,7 +28,7 @@ fn write_y4m(path: &Path, name: &str, (w, h): (usize, usize), frames: u32, fps: 
     use std::io::Write;
     let pattern = TestPattern::new(name, w, h);
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    write!(out, "YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n").unwrap();
+    writeln!(out, "YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg").unwrap();
     let mut rgb = Vec::new();
     let (mut y, mut u, mut v) = (vec![0u8; w * h], vec![0u8; w * h / 4], vec![0u8; w * h / 4]);
     for counter in 0..frames {

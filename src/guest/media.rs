@@ -238,30 +238,6 @@ async fn receive(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn frame(sender: u32, frame_id: u32) -> GuestFrame {
-        GuestFrame { sender, name: "b".into(), layer: Layer::Thumb, frame_id, jpeg: vec![1] }
-    }
-
-    #[test]
-    fn the_mailbox_keeps_only_the_newest_frame_per_sender() {
-        let mailbox = FrameMailbox::default();
-        assert!(!mailbox.put(frame(1, 1)));
-        assert!(mailbox.put(frame(1, 2)));
-        assert!(!mailbox.put(frame(2, 9)));
-        let taken = mailbox.take();
-        assert_eq!(
-            taken.iter().map(|f| (f.sender, f.frame_id)).collect::<Vec<_>>(),
-            [(1, 2), (2, 9)]
-        );
-        assert_eq!(mailbox.replaced(), 1);
-        assert!(mailbox.take().is_empty());
-    }
-}
-
 /// Samples per audio frame sent up (20 ms at 48 kHz, the host's default).
 pub const UP_FRAME: usize = crate::media::audio::FRAME_20MS;
 /// A keepalive goes up when nothing else did for this long, so the host
@@ -420,5 +396,29 @@ async fn receive_mix(
         }
         let pcm = out[..samples].iter().map(|s| (s.clamp(-1.0, 1.0) * 32767.0) as i16).collect();
         let _ = mix.try_send(pcm);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(sender: u32, frame_id: u32) -> GuestFrame {
+        GuestFrame { sender, name: "b".into(), layer: Layer::Thumb, frame_id, jpeg: vec![1] }
+    }
+
+    #[test]
+    fn the_mailbox_keeps_only_the_newest_frame_per_sender() {
+        let mailbox = FrameMailbox::default();
+        assert!(!mailbox.put(frame(1, 1)));
+        assert!(mailbox.put(frame(1, 2)));
+        assert!(!mailbox.put(frame(2, 9)));
+        let taken = mailbox.take();
+        assert_eq!(
+            taken.iter().map(|f| (f.sender, f.frame_id)).collect::<Vec<_>>(),
+            [(1, 2), (2, 9)]
+        );
+        assert_eq!(mailbox.replaced(), 1);
+        assert!(mailbox.take().is_empty());
     }
 }
