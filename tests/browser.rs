@@ -210,6 +210,16 @@ fn a_browser_guest_joins_with_two_bots() {
         })
         .await;
         bot1.chat(None, "hello guest").unwrap();
+        // bot2 shares a file (1.5 MiB of varied bytes) with the room.
+        let shared = dir.path().join("notes.bin");
+        let bytes: Vec<u8> =
+            (0..1_572_864u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        std::fs::write(&shared, &bytes).unwrap();
+        let offered = sapora::client::files::FileClient::for_client(&bot2, host.control_addr)
+            .upload(&shared, Default::default(), None)
+            .await
+            .expect("bot2 shares a file");
+        let md5: String = offered.md5.iter().map(|b| format!("{b:02x}")).collect();
         let room = chat_where(&bot1, Duration::from_secs(15), |m| {
             m.from == "Guest" && m.text == "hello from the browser"
         })
@@ -308,6 +318,13 @@ fn a_browser_guest_joins_with_two_bots() {
             assert!(counters.len() >= 10, "{bot}'s counters do not advance in the page: {seen}");
             assert_eq!(frames, whole, "the page drew frames of {bot} that were not whole");
         }
+        // The file bot2 offered downloaded in the page, whole.
+        assert_eq!(report["downloadName"], "notes.bin", "{report}");
+        assert_eq!(
+            report["downloadMd5"].as_str(),
+            Some(md5.as_str()),
+            "the page's download differs"
+        );
         // The page played the room's audio (bot1's tone).
         let audio = &report["audio"];
         eprintln!("page audio: {audio}");

@@ -44,6 +44,8 @@ pub enum FromGuest {
         #[serde(default)]
         full: Vec<u32>,
     },
+    /// Download a file offered to the guest (by its `file` message's id).
+    Download { id: u64 },
     /// The guest leaves the meeting.
     Leave,
 }
@@ -55,6 +57,22 @@ pub const KIND_VIDEO: u8 = 0x40;
 pub const KIND_PCM: u8 = 0x41;
 /// Binary message kind: audio, one Opus packet (guest → gateway).
 pub const KIND_OPUS: u8 = 0x42;
+
+/// Binary message kind: a piece of a downloaded file (gateway → guest).
+pub const KIND_FILE: u8 = 0x43;
+/// Bytes of a file per [`KIND_FILE`] message.
+pub const FILE_PIECE: usize = 64 * 1024;
+
+/// A piece of a file for a guest: `[0x43][file id u64 BE][offset u64 BE][bytes]`;
+/// a piece with no bytes at offset = size ends the file.
+pub fn encode_file_piece(id: u64, offset: u64, bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(17 + bytes.len());
+    out.push(KIND_FILE);
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(&offset.to_be_bytes());
+    out.extend_from_slice(bytes);
+    out
+}
 
 /// A binary message from a guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,6 +201,8 @@ pub enum ToGuest {
     ChatFailed { reason: String },
     /// A file was shared with the room or with the guest.
     File(GuestFile),
+    /// A download could not be done.
+    DownloadFailed { id: u64, reason: String },
     /// A notice to show (host controls, blocked media).
     Notice { text: String },
     /// The session is over; the connection closes after it.

@@ -329,6 +329,7 @@ where
         })
     };
     // Guest → session.
+    let mut downloads: Vec<smol::Task<()>> = Vec::new();
     while let Some(msg) = rx.next().await {
         let text = match msg {
             Ok(Message::Text(text)) => text,
@@ -379,6 +380,10 @@ where
                     video.set_wants(media::Wants { default, full });
                 }
             }
+            Ok(FromGuest::Download { id }) => {
+                let files = crate::client::files::FileClient::for_client(&client, client.host());
+                downloads.push(smol::spawn(download(files, id, out_tx.clone())));
+            }
             Ok(FromGuest::Leave) => break,
             Ok(FromGuest::Join { .. }) => {
                 let _ = out_tx.try_send(send(ToGuest::Notice { text: "already joined".into() }));
@@ -388,6 +393,7 @@ where
             }
         }
     }
+    drop(downloads);
     drop(video);
     drop(audio);
     client.leave().await;
@@ -398,4 +404,41 @@ where
         smol::Timer::after(Duration::from_secs(1)).await;
     })
     .await;
+}
+
+/// Fetches file `id` from the host for a guest (through the client
+/// library, which checks its MD5) into a temporary directory, then sends it
+/// as [`gateway::KIND_FILE`] pieces; the WebSocket's queue paces the
+/// reading. The temporary copy is removed afterwards.
+async fn download(
+    files: crate::client::files::FileClient,
+    id: u64,
+    out: smol::channel::Sender<Message>,
+) {
+    let dir = std::env::temp_dir().join(format!("sapora-guest-{:016x}", crate::net::random_u64()));
+    let result = async {
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let done = files
+            .download(id, crate::client::files::Dest::Dir(dir.clone()), None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut file = smol::fs::File::open(&done.path).await.map_err(|e| e.to_string())?;
+        let mut offset = 0u64;
+        let mut piece = vec![0u8; gateway::FILE_PIECE];
+        loop {
+            let n = file.read(&mut piece).await.map_err(|e| e.to_string())?;
+            let msg = Message::binary(gateway::encode_file_piece(id, offset, &piece[..n]));
+            out.send(msg).await.map_err(|_| "the guest left".to_string())?;
+            if n == 0 {
+                return Ok::<(), String>(());
+            }
+            offset += n as u64;
+        }
+    }
+    .await;
+    if let Err(reason) = result {
+        let msg = ToGuest::DownloadFailed { id, reason };
+        let _ = out.send(Message::text(msg.to_json())).await;
+    }
+    let _ = smol::unblock(move || std::fs::remove_dir_all(dir)).await;
 }

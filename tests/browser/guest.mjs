@@ -3,6 +3,8 @@
 //   node guest.mjs URL CHROMIUM [--video FILE.y4m] [--audio FILE.wav] [--seconds N]
 // Prints one JSON object (the page's observations) on stdout and exits 0;
 // any failure prints {"error": "..."} and exits 1.
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import { chromium } from "playwright-core";
 
 const [url, executablePath, ...rest] = process.argv.slice(2);
@@ -24,7 +26,7 @@ const log = (...m) => console.error("[guest.mjs]", ...m);
 let browser;
 try {
   browser = await chromium.launch({ executablePath, headless: true, args });
-  const context = await browser.newContext({ ignoreHTTPSErrors: true });
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, acceptDownloads: true });
   const page = await context.newPage();
   page.on("console", (m) => log("page:", m.text()));
   page.on("pageerror", (e) => log("page error:", e.message));
@@ -41,6 +43,15 @@ try {
   await page.selectOption("#chat-to", "bot2");
   await page.fill("#chat-text", "psst bot2");
   await page.click("#chat-form button");
+  // The test's bot offers a file: download it and hash what was saved.
+  await page.waitForSelector("#files li button", { timeout: 15000 });
+  const [download] = await Promise.all([
+    page.waitForEvent("download", { timeout: 15000 }),
+    page.click("#files li button"),
+  ]);
+  const saved = await download.path();
+  const downloadMd5 = createHash("md5").update(await readFile(saved)).digest("hex");
+  const downloadName = download.suggestedFilename();
   await page.waitForTimeout(seconds * 1000);
   const seen = await page.evaluate(() => ({
     members: [...document.querySelectorAll("#members li")].map((li) => li.dataset.name),
@@ -50,7 +61,7 @@ try {
     firstFrameMs: window.sapora.firstFrameMs,
     audio: window.sapora.audio || null,
   }));
-  console.log(JSON.stringify({ joinedMs, ...seen }));
+  console.log(JSON.stringify({ joinedMs, downloadMd5, downloadName, ...seen }));
   await browser.close();
 } catch (e) {
   console.log(JSON.stringify({ error: String(e && e.stack || e) }));

@@ -81,6 +81,13 @@ function onMessage(msg) {
     case "file":
       addFile(msg);
       break;
+    case "download_failed": {
+      const d = downloads.get(msg.id);
+      if (d) text(d.button, "Download failed");
+      downloads.delete(msg.id);
+      notice(`Download failed: ${msg.reason}`);
+      break;
+    }
     case "notice":
       notice(msg.text);
       break;
@@ -128,13 +135,48 @@ function addFile(f) {
   const li = document.createElement("li");
   li.dataset.id = String(f.id);
   li.dataset.md5 = f.md5;
-  text(li, `${f.name} (${f.size} bytes) from ${f.sender} `);
+  text(li, `${f.name} (${f.size} bytes) from ${f.sender}${f.to ? " (to you)" : ""} `);
+  const button = text(document.createElement("button"), "Download");
+  button.addEventListener("click", () => {
+    if (downloads.has(f.id)) return;
+    downloads.set(f.id, { name: f.name, size: f.size, parts: [], received: 0, button });
+    text(button, "Downloading…");
+    send({ t: "download", id: f.id });
+  });
+  li.append(button);
   $("files").append(li);
+}
+
+// Files arrive as pieces ([0x43][id u64][offset u64][bytes]); an empty piece
+// ends the file, which is then saved through an <a download>.
+const downloads = new Map();
+function onFilePiece(bytes) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const id = Number(view.getBigUint64(1));
+  const d = downloads.get(id);
+  if (!d) return;
+  const data = bytes.slice(17);
+  if (data.length > 0) {
+    d.parts.push(data);
+    d.received += data.length;
+    text(d.button, `Downloading… ${Math.floor((100 * d.received) / Math.max(d.size, 1))}%`);
+    return;
+  }
+  downloads.delete(id);
+  const url = URL.createObjectURL(new Blob(d.parts));
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = d.name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+  text(d.button, "Downloaded");
 }
 
 // ---- Media -----------------------------------------------------------
 // Binary messages: docs/protocol.md, "Browser guests".
-const KIND_VIDEO = 0x40, KIND_PCM = 0x41, KIND_OPUS = 0x42;
+const KIND_VIDEO = 0x40, KIND_PCM = 0x41, KIND_FILE = 0x43;
 const FPS = 15;
 const media = { stream: null, timer: null, frameId: 0, frames: {}, audio: null };
 window.sapora.media = media.frames;
@@ -232,6 +274,7 @@ function onVideo(bytes) {
 function onBinary(bytes) {
   if (bytes[0] === KIND_VIDEO) onVideo(bytes);
   else if (bytes[0] === KIND_PCM && media.audio) media.audio.play(bytes);
+  else if (bytes[0] === KIND_FILE) onFilePiece(bytes);
 }
 
 // Which senders this layout shows large: in speaker view the first tile.
