@@ -190,6 +190,9 @@ fn a_browser_guest_joins_with_two_bots() {
             voice(MicSpec::None, SpeakerSpec::Record(heard.clone())),
         )
         .unwrap();
+        let upload = dir.path().join("from-guest.txt");
+        let upload_bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&upload, &upload_bytes).unwrap();
         let url = format!("https://127.0.0.1:{port}/?room=web&name=Guest");
         let child = Command::new(&node)
             .arg(&script)
@@ -199,6 +202,8 @@ fn a_browser_guest_joins_with_two_bots() {
             .arg(&y4m)
             .arg("--audio")
             .arg(&wav)
+            .arg("--upload")
+            .arg(&upload)
             .stdout(Stdio::piped())
             .spawn()
             .expect("node starts");
@@ -324,6 +329,27 @@ fn a_browser_guest_joins_with_two_bots() {
             report["downloadMd5"].as_str(),
             Some(md5.as_str()),
             "the page's download differs"
+        );
+        // The file the guest shared (with bot2, the recipient still chosen
+        // from the private chat) reached bot2, whole.
+        eprintln!("guest upload: {}", report["uploaded"]);
+        assert_eq!(report["uploaded"]["error"], serde_json::Value::Null, "{report}");
+        let from_guest = common::expect(&bot2, Duration::from_secs(5), |e| match e {
+            Event::FileOffered(f) if f.sender == "Guest" => Some(f.clone()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(from_guest.to.as_deref(), Some("bot2"));
+        std::fs::create_dir(dir.path().join("got")).unwrap();
+        let fetched = sapora::client::files::FileClient::for_client(&bot2, host.control_addr)
+            .download(from_guest.id, sapora::client::files::Dest::Dir(dir.path().join("got")), None)
+            .await
+            .expect("bot2 fetches the guest's file");
+        assert_eq!(from_guest.name, "from-guest.txt");
+        assert_eq!(
+            std::fs::read(&fetched.path).unwrap(),
+            upload_bytes,
+            "the guest's file changed on the way"
         );
         // The page played the room's audio (bot1's tone).
         let audio = &report["audio"];

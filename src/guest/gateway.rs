@@ -46,6 +46,17 @@ pub enum FromGuest {
     },
     /// Download a file offered to the guest (by its `file` message's id).
     Download { id: u64 },
+    /// Start sharing a file of `size` bytes called `name` (with `to` only,
+    /// or the room); its bytes follow as [`KIND_UPLOAD`] messages, then
+    /// `upload_end`. One upload at a time.
+    UploadStart {
+        name: String,
+        size: u64,
+        #[serde(default)]
+        to: Option<String>,
+    },
+    /// All of the upload's bytes were sent.
+    UploadEnd,
     /// The guest leaves the meeting.
     Leave,
 }
@@ -74,6 +85,10 @@ pub fn encode_file_piece(id: u64, offset: u64, bytes: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Binary message kind: bytes of the guest's upload, in order (guest →
+/// gateway): `[0x44][bytes]`.
+pub const KIND_UPLOAD: u8 = 0x44;
+
 /// A binary message from a guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GuestMedia<'a> {
@@ -84,6 +99,8 @@ pub enum GuestMedia<'a> {
     Pcm(&'a [u8]),
     /// `[0x42][one Opus packet, mono, 48 kHz]`.
     Opus(&'a [u8]),
+    /// `[0x44][bytes of the current upload]`.
+    Upload(&'a [u8]),
 }
 
 /// Parses a binary message from a guest.
@@ -108,6 +125,7 @@ pub fn parse_media(bytes: &[u8]) -> Result<GuestMedia<'_>, GuestError> {
         Some(&KIND_PCM) if bytes.len() % 2 == 1 => Ok(GuestMedia::Pcm(&bytes[1..])),
         Some(&KIND_PCM) => Err(bad("odd PCM length")),
         Some(&KIND_OPUS) => Ok(GuestMedia::Opus(&bytes[1..])),
+        Some(&KIND_UPLOAD) => Ok(GuestMedia::Upload(&bytes[1..])),
         Some(other) => Err(GuestError::Malformed(format!("unknown binary kind 0x{other:02x}"))),
         None => Err(bad("empty binary message")),
     }
@@ -201,6 +219,8 @@ pub enum ToGuest {
     ChatFailed { reason: String },
     /// A file was shared with the room or with the guest.
     File(GuestFile),
+    /// The guest's upload is shared (or failed: `error` set).
+    Uploaded { name: String, error: Option<String> },
     /// A download could not be done.
     DownloadFailed { id: u64, reason: String },
     /// A notice to show (host controls, blocked media).

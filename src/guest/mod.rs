@@ -330,6 +330,7 @@ where
     };
     // Guest → session.
     let mut downloads: Vec<smol::Task<()>> = Vec::new();
+    let mut upload = Upload::default();
     while let Some(msg) = rx.next().await {
         let text = match msg {
             Ok(Message::Text(text)) => text,
@@ -343,6 +344,13 @@ where
                     Ok(gateway::GuestMedia::Pcm(pcm)) => {
                         if let Some(audio) = &audio {
                             audio.send_pcm(pcm);
+                        }
+                    }
+                    Ok(gateway::GuestMedia::Upload(bytes)) => {
+                        if let Err(e) = upload.write(bytes).await {
+                            let msg = ToGuest::Uploaded { name: upload.name(), error: Some(e) };
+                            let _ = out_tx.try_send(send(msg));
+                            upload.abort();
                         }
                     }
                     Ok(gateway::GuestMedia::Opus(_)) => {
@@ -384,6 +392,29 @@ where
                 let files = crate::client::files::FileClient::for_client(&client, client.host());
                 downloads.push(smol::spawn(download(files, id, out_tx.clone())));
             }
+            Ok(FromGuest::UploadStart { name, size, to }) => {
+                if let Err(e) = upload.start(name.clone(), size, to).await {
+                    let _ = out_tx.try_send(send(ToGuest::Uploaded { name, error: Some(e) }));
+                }
+            }
+            Ok(FromGuest::UploadEnd) => match upload.finish().await {
+                Ok((path, opts, dir)) => {
+                    let files =
+                        crate::client::files::FileClient::for_client(&client, client.host());
+                    let out = out_tx.clone();
+                    downloads.push(smol::spawn(async move {
+                        let name = opts.name.clone().unwrap_or_default();
+                        let error =
+                            files.upload(&path, opts, None).await.err().map(|e| e.to_string());
+                        let _ = out.send(send(ToGuest::Uploaded { name, error })).await;
+                        let _ = smol::unblock(move || std::fs::remove_dir_all(dir)).await;
+                    }));
+                }
+                Err(e) => {
+                    let _ = out_tx
+                        .try_send(send(ToGuest::Uploaded { name: upload.name(), error: Some(e) }));
+                }
+            },
             Ok(FromGuest::Leave) => break,
             Ok(FromGuest::Join { .. }) => {
                 let _ = out_tx.try_send(send(ToGuest::Notice { text: "already joined".into() }));
@@ -394,6 +425,7 @@ where
         }
     }
     drop(downloads);
+    upload.abort();
     drop(video);
     drop(audio);
     client.leave().await;
@@ -441,4 +473,77 @@ async fn download(
         let _ = out.send(Message::text(msg.to_json())).await;
     }
     let _ = smol::unblock(move || std::fs::remove_dir_all(dir)).await;
+}
+
+/// A guest's upload in progress: its bytes land in a temporary file, which
+/// the client library then shares (and which is removed afterwards).
+#[derive(Default)]
+struct Upload {
+    current: Option<UploadFile>,
+}
+
+struct UploadFile {
+    name: String,
+    size: u64,
+    to: Option<String>,
+    written: u64,
+    dir: std::path::PathBuf,
+    path: std::path::PathBuf,
+    file: smol::fs::File,
+}
+
+impl Upload {
+    fn name(&self) -> String {
+        self.current.as_ref().map(|u| u.name.clone()).unwrap_or_default()
+    }
+
+    async fn start(&mut self, name: String, size: u64, to: Option<String>) -> Result<(), String> {
+        if self.current.is_some() {
+            return Err("another upload is still running".into());
+        }
+        let dir =
+            std::env::temp_dir().join(format!("sapora-guest-{:016x}", crate::net::random_u64()));
+        smol::fs::create_dir_all(&dir).await.map_err(|e| e.to_string())?;
+        let path = dir.join("upload");
+        let file = smol::fs::File::create(&path).await.map_err(|e| e.to_string())?;
+        self.current = Some(UploadFile { name, size, to, written: 0, dir, path, file });
+        Ok(())
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let u = self.current.as_mut().ok_or("no upload was started")?;
+        if u.written + bytes.len() as u64 > u.size {
+            return Err(format!("more bytes than the {} announced", u.size));
+        }
+        u.file.write_all(bytes).await.map_err(|e| e.to_string())?;
+        u.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// The finished file, the upload's options and the directory to remove.
+    async fn finish(
+        &mut self,
+    ) -> Result<(std::path::PathBuf, crate::client::files::UploadOptions, std::path::PathBuf), String>
+    {
+        let mut u = self.current.take().ok_or("no upload was started")?;
+        // async-fs buffers writes: flush them before the file is read.
+        if let Err(e) = u.file.flush().await {
+            let _ = std::fs::remove_dir_all(&u.dir);
+            return Err(e.to_string());
+        }
+        if u.written != u.size {
+            let _ = std::fs::remove_dir_all(&u.dir);
+            return Err(format!("{} of {} bytes arrived", u.written, u.size));
+        }
+        drop(u.file);
+        let opts = crate::client::files::UploadOptions { to: u.to, name: Some(u.name) };
+        Ok((u.path, opts, u.dir))
+    }
+
+    fn abort(&mut self) {
+        if let Some(u) = self.current.take() {
+            drop(u.file);
+            let _ = std::fs::remove_dir_all(&u.dir);
+        }
+    }
 }

@@ -52,6 +52,12 @@ try {
   const saved = await download.path();
   const downloadMd5 = createHash("md5").update(await readFile(saved)).digest("hex");
   const downloadName = download.suggestedFilename();
+  // The guest shares a file of its own.
+  if (opt("--upload")) {
+    await page.setInputFiles("#upload-file", opt("--upload"));
+    await page.click("#upload-form button");
+    await page.waitForFunction(() => window.sapora.uploaded, null, { timeout: 15000 });
+  }
   await page.waitForTimeout(seconds * 1000);
   const seen = await page.evaluate(() => ({
     members: [...document.querySelectorAll("#members li")].map((li) => li.dataset.name),
@@ -59,6 +65,7 @@ try {
     files: [...document.querySelectorAll("#files li")].map((li) => ({ id: li.dataset.id, md5: li.dataset.md5 })),
     media: window.sapora.media || null,
     firstFrameMs: window.sapora.firstFrameMs,
+    uploaded: window.sapora.uploaded || null,
     audio: window.sapora.audio || null,
   }));
   console.log(JSON.stringify({ joinedMs, downloadMd5, downloadName, ...seen }));

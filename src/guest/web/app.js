@@ -88,6 +88,10 @@ function onMessage(msg) {
       notice(`Download failed: ${msg.reason}`);
       break;
     }
+    case "uploaded":
+      window.sapora.uploaded = msg;
+      notice(msg.error ? `Not shared: ${msg.error}` : `Shared ${msg.name}`);
+      break;
     case "notice":
       notice(msg.text);
       break;
@@ -407,6 +411,25 @@ async function startAudio(stream) {
 $("join-form").addEventListener("submit", (e) => {
   e.preventDefault();
   join($("name").value.trim(), $("room").value.trim(), $("passcode").value);
+});
+// Sharing a file: upload_start, its bytes in 64 KiB pieces ([0x44][bytes],
+// paced by the socket's buffer), upload_end; to the chat's chosen recipient.
+const KIND_UPLOAD = 0x44;
+$("upload-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const file = $("upload-file").files[0];
+  if (!file || !state.ws) return;
+  send({ t: "upload_start", name: file.name, size: file.size, to: $("chat-to").value || null });
+  for (let offset = 0; offset < file.size; offset += 65536) {
+    while (state.ws.bufferedAmount > 1024 * 1024) await new Promise((r) => setTimeout(r, 20));
+    const bytes = new Uint8Array(await file.slice(offset, offset + 65536).arrayBuffer());
+    const msg = new Uint8Array(1 + bytes.length);
+    msg[0] = KIND_UPLOAD;
+    msg.set(bytes, 1);
+    state.ws.send(msg);
+    notice(`Sharing ${file.name}: ${Math.floor((100 * (offset + bytes.length)) / file.size)}%`);
+  }
+  send({ t: "upload_end" });
 });
 $("chat-form").addEventListener("submit", (e) => {
   e.preventDefault();
