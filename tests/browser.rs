@@ -190,6 +190,14 @@ fn a_browser_guest_joins_with_two_bots() {
             voice(MicSpec::None, SpeakerSpec::Record(heard.clone())),
         )
         .unwrap();
+        // bot1 shares its (test) screen.
+        let presenter = sapora::client::screen::Presenter::start(
+            sapora::client::screen::ScreenTarget::new(&bot1, host.control_addr.ip()),
+            sapora::client::screen::PresentOptions::new(
+                sapora::media::screen::ScreenSource::Test { width: 640, height: 360 },
+            ),
+        )
+        .expect("bot1 presents");
         let upload = dir.path().join("from-guest.txt");
         let upload_bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&upload, &upload_bytes).unwrap();
@@ -351,6 +359,16 @@ fn a_browser_guest_joins_with_two_bots() {
             upload_bytes,
             "the guest's file changed on the way"
         );
+        // The page showed bot1's shared screen.
+        let screen = &report["screen"];
+        eprintln!("page screen: {screen}");
+        assert_eq!(screen["presenter"], "bot1", "{report}");
+        assert!(
+            screen["pictures"].as_u64().unwrap_or(0) >= 1,
+            "no screen picture in the page: {screen}"
+        );
+        assert_eq!((screen["width"].as_u64(), screen["height"].as_u64()), (Some(640), Some(360)));
+        drop(presenter);
         // The page played the room's audio (bot1's tone).
         let audio = &report["audio"];
         eprintln!("page audio: {audio}");

@@ -89,6 +89,21 @@ pub fn encode_file_piece(id: u64, offset: u64, bytes: &[u8]) -> Vec<u8> {
 /// gateway): `[0x44][bytes]`.
 pub const KIND_UPLOAD: u8 = 0x44;
 
+/// Binary message kind: the shared screen's newest picture (gateway →
+/// guest): `[0x45][frame u32 BE][width u16 BE][height u16 BE][JPEG]`.
+pub const KIND_SCREEN: u8 = 0x45;
+
+/// The screen picture message of [`KIND_SCREEN`].
+pub fn encode_screen(frame: u32, width: u16, height: u16, jpeg: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + jpeg.len());
+    out.push(KIND_SCREEN);
+    out.extend_from_slice(&frame.to_be_bytes());
+    out.extend_from_slice(&width.to_be_bytes());
+    out.extend_from_slice(&height.to_be_bytes());
+    out.extend_from_slice(jpeg);
+    out
+}
+
 /// A binary message from a guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GuestMedia<'a> {
@@ -221,6 +236,8 @@ pub enum ToGuest {
     File(GuestFile),
     /// The guest's upload is shared (or failed: `error` set).
     Uploaded { name: String, error: Option<String> },
+    /// Someone started (`presenter` set) or stopped sharing a screen.
+    Screen { presenter: Option<String> },
     /// A download could not be done.
     DownloadFailed { id: u64, reason: String },
     /// A notice to show (host controls, blocked media).

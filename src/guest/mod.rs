@@ -328,6 +328,13 @@ where
             }
         })
     };
+    // The shared screen, if any: the newest picture as JPEG, one at a time
+    // (the viewer's "updated" signal holds at most one wake-up).
+    let screen = {
+        let target = crate::client::screen::ScreenTarget::new(&client, client.host().ip());
+        let out = out_tx.clone();
+        smol::spawn(view_screen(target, out))
+    };
     // Guest → session.
     let mut downloads: Vec<smol::Task<()>> = Vec::new();
     let mut upload = Upload::default();
@@ -425,6 +432,7 @@ where
         }
     }
     drop(downloads);
+    drop(screen);
     upload.abort();
     drop(video);
     drop(audio);
@@ -546,4 +554,72 @@ impl Upload {
             let _ = std::fs::remove_dir_all(&u.dir);
         }
     }
+}
+
+/// Relays the room's shared screen to a guest until the guest leaves.
+async fn view_screen(
+    target: crate::client::screen::ScreenTarget,
+    out: smol::channel::Sender<Message>,
+) {
+    use crate::client::screen::{Viewer, ViewerEvent};
+    let viewer = match Viewer::start_async(target).await {
+        Ok(viewer) => viewer,
+        Err(e) => {
+            tracing::debug!(error = %e, "guest screen viewer");
+            return;
+        }
+    };
+    let (events, updated) = (viewer.events(), viewer.updated());
+    loop {
+        enum Wake {
+            Event(ViewerEvent),
+            Updated,
+        }
+        let wake = smol::future::or(async { events.recv().await.map(Wake::Event) }, async {
+            updated.recv().await.map(|()| Wake::Updated)
+        })
+        .await;
+        let msg = match wake {
+            Ok(Wake::Event(ViewerEvent::Started { presenter, .. })) => {
+                Message::text(ToGuest::Screen { presenter: Some(presenter) }.to_json())
+            }
+            Ok(Wake::Event(ViewerEvent::Stopped { .. })) => {
+                Message::text(ToGuest::Screen { presenter: None }.to_json())
+            }
+            Ok(Wake::Updated) => {
+                let Some(image) = viewer.latest() else { continue };
+                let encoded = smol::unblock(move || {
+                    let mut jpeg = Vec::new();
+                    crate::media::jpeg::encode_rgba(
+                        &image.rgba,
+                        image.width,
+                        image.height,
+                        85,
+                        &mut jpeg,
+                    )
+                    .map(|()| {
+                        gateway::encode_screen(
+                            image.frame,
+                            image.width as u16,
+                            image.height as u16,
+                            &jpeg,
+                        )
+                    })
+                })
+                .await;
+                match encoded {
+                    Ok(bytes) => Message::binary(bytes),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "screen picture not encoded");
+                        continue;
+                    }
+                }
+            }
+            Ok(Wake::Event(ViewerEvent::Ended { .. })) | Err(_) => break,
+        };
+        if out.send(msg).await.is_err() {
+            break;
+        }
+    }
+    smol::unblock(move || drop(viewer.stop())).await;
 }

@@ -66,6 +66,7 @@ try {
     media: window.sapora.media || null,
     firstFrameMs: window.sapora.firstFrameMs,
     uploaded: window.sapora.uploaded || null,
+    screen: window.sapora.screen || null,
     audio: window.sapora.audio || null,
   }));
   console.log(JSON.stringify({ joinedMs, downloadMd5, downloadName, ...seen }));

@@ -92,6 +92,11 @@ function onMessage(msg) {
       window.sapora.uploaded = msg;
       notice(msg.error ? `Not shared: ${msg.error}` : `Shared ${msg.name}`);
       break;
+    case "screen":
+      screenStats.presenter = msg.presenter;
+      $("screen-box").hidden = !msg.presenter;
+      if (msg.presenter) notice(`${msg.presenter} is sharing their screen`);
+      break;
     case "notice":
       notice(msg.text);
       break;
@@ -279,6 +284,24 @@ function onBinary(bytes) {
   if (bytes[0] === KIND_VIDEO) onVideo(bytes);
   else if (bytes[0] === KIND_PCM && media.audio) media.audio.play(bytes);
   else if (bytes[0] === KIND_FILE) onFilePiece(bytes);
+  else if (bytes[0] === KIND_SCREEN) onScreen(bytes);
+}
+
+// The shared screen: [0x45][frame u32][width u16][height u16][JPEG], the
+// newest picture only.
+const KIND_SCREEN = 0x45;
+const screenStats = { pictures: 0, width: 0, height: 0, presenter: null };
+window.sapora.screen = screenStats;
+function onScreen(bytes) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  screenStats.pictures++;
+  screenStats.width = view.getUint16(5);
+  screenStats.height = view.getUint16(7);
+  const img = $("screen");
+  const old = img.src;
+  img.src = URL.createObjectURL(new Blob([bytes.slice(9)], { type: "image/jpeg" }));
+  if (old) URL.revokeObjectURL(old);
+  $("screen-box").hidden = false;
 }
 
 // Which senders this layout shows large: in speaker view the first tile.
