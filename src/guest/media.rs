@@ -248,6 +248,9 @@ pub const KEEPALIVE_EVERY: Duration = Duration::from_secs(1);
 const MAX_PENDING: usize = 5 * UP_FRAME;
 
 struct Uplink {
+    /// Opus at the native clients' bitrate; `None` (PCM sent as is) only
+    /// if libopus refused to make an encoder.
+    encoder: Option<crate::media::audio::Encoder>,
     pending: Vec<i16>,
     seq: u32,
     timestamp: u32,
@@ -255,8 +258,9 @@ struct Uplink {
     payload: Vec<u8>,
 }
 
-/// The audio half of a guest's media: the guest's PCM up to the mixer as
-/// 16-bit PCM frames, and its mix-minus down, decoded to 16-bit PCM.
+/// The audio half of a guest's media: the guest's PCM up to the mixer,
+/// encoded here as Opus 20 ms frames (as native clients send), and its
+/// mix-minus down, decoded to 16-bit PCM.
 pub struct AudioLink {
     socket: Arc<Async<UdpSocket>>,
     welcome: Arc<Mutex<Welcome>>,
@@ -279,10 +283,19 @@ fn send_up(
 ) {
     let (session, token, to) = audio_dest(welcome, host);
     up.payload.clear();
+    let mut codec = crate::proto::AudioCodec::Pcm16;
     if let Some(frame) = frame {
         up.seq = up.seq.wrapping_add(1);
-        for s in frame {
-            up.payload.extend_from_slice(&s.to_le_bytes());
+        let samples: Vec<f32> = frame.iter().map(|&s| f32::from(s) / 32768.0).collect();
+        let Uplink { encoder, payload, .. } = &mut *up;
+        match encoder.as_mut().map(|e| e.encode(&samples, payload)) {
+            Some(Ok(())) => codec = crate::proto::AudioCodec::Opus,
+            _ => {
+                payload.clear();
+                for s in frame {
+                    payload.extend_from_slice(&s.to_le_bytes());
+                }
+            }
         }
     }
     up.datagram.clear();
@@ -293,7 +306,7 @@ fn send_up(
         end: false,
         seq: up.seq,
         timestamp: up.timestamp,
-        codec: crate::proto::AudioCodec::Pcm16,
+        codec,
         samples: frame.map_or(UP_FRAME, <[i16]>::len) as u16,
         payload: &up.payload,
     }
@@ -319,7 +332,14 @@ impl AudioLink {
             IpAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
         };
         let socket = Arc::new(Async::<UdpSocket>::bind(bind)?);
+        let encoder = crate::media::audio::Encoder::new(
+            crate::proto::AudioCodec::Opus,
+            crate::media::audio::DEFAULT_BITRATE,
+        )
+        .map_err(|e| tracing::warn!(error = %e, "guest audio goes up as PCM"))
+        .ok();
         let up = Arc::new(Mutex::new(Uplink {
+            encoder,
             pending: Vec::new(),
             seq: 0,
             timestamp: 0,
