@@ -372,6 +372,7 @@ fn a_browser_guest_joins_with_two_bots() {
         // The page played the room's audio (bot1's tone).
         let audio = &report["audio"];
         eprintln!("page audio: {audio}");
+        assert_eq!(audio["codec"], "opus", "chromium has WebCodecs: the page should send Opus");
         assert!(audio["sentFrames"].as_u64().unwrap_or(0) > 50, "the page sent no audio: {audio}");
         assert!(
             audio["playedRmsMax"].as_f64().unwrap_or(0.0) > 0.03
@@ -381,5 +382,60 @@ fn a_browser_guest_joins_with_two_bots() {
         let first = report["firstFrameMs"].as_f64().expect("no remote frame in the page");
         eprintln!("first remote frame {first:.0} ms after the page started loading");
         assert!(first < 2000.0, "first remote frame after {first:.0} ms");
+    });
+}
+
+/// The fallback for browsers without WebCodecs: `?pcm=1` makes the page send
+/// 16-bit PCM, which the gateway encodes; a bot still hears the guest.
+#[test]
+fn a_browser_guest_without_webcodecs_sends_pcm() {
+    let (chromium, node, script) = match tools() {
+        Ok(tools) => tools,
+        Err(why) => {
+            eprintln!("SKIPPED a_browser_guest_without_webcodecs_sends_pcm: {why}");
+            return;
+        }
+    };
+    smol::block_on(async {
+        let host = common::start_host().await;
+        let (_web, port) = start_web(&host).await;
+        let bot = common::join(host.control_addr, "listener", "pcm").await;
+        let dir = tempfile::tempdir().unwrap();
+        let wav = dir.path().join("guest.wav");
+        write_wav(&wav, 1000.0, 10);
+        let heard = dir.path().join("heard.wav");
+        let audio = AudioEngine::start(
+            bot.current_slot(),
+            host.control_addr.ip(),
+            AudioConfig::new(MicSpec::None, SpeakerSpec::Record(heard.clone())),
+        )
+        .unwrap();
+        let url = format!("https://127.0.0.1:{port}/?room=pcm&name=Guest&pcm=1");
+        let output = Command::new(&node)
+            .arg(&script)
+            .arg(&url)
+            .arg(&chromium)
+            .args(["--seconds", "3", "--audio-only", "--audio"])
+            .arg(&wav)
+            .stdout(Stdio::piped())
+            .output();
+        let output = smol::unblock(move || output).await.expect("node ran");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let report: serde_json::Value = serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("guest.mjs printed no report ({e}): {stdout}"));
+        assert!(output.status.success() && report.get("error").is_none(), "page failed: {report}");
+        assert_eq!(report["audio"]["codec"], "pcm", "{report}");
+        audio.stop().unwrap();
+        let mix: Vec<f32> = hound::WavReader::open(&heard)
+            .unwrap()
+            .samples::<i16>()
+            .map(|s| f32::from(s.unwrap()) / 32768.0)
+            .collect();
+        let loudest = mix.chunks(9_600).map(|c| tone_amplitude(c, 1000.0)).fold(0.0f32, f32::max);
+        eprintln!("the listener heard the PCM guest's 1 kHz tone at amplitude {loudest:.3}");
+        assert!(
+            loudest > 0.02,
+            "the listener did not hear the guest (1 kHz amplitude {loudest:.4})"
+        );
     });
 }

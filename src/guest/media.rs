@@ -366,6 +366,36 @@ impl AudioLink {
     }
 }
 
+impl AudioLink {
+    /// Sends one Opus packet the page encoded (WebCodecs; 20 ms, 48 kHz
+    /// mono) as it is.
+    pub fn send_opus(&self, packet: &[u8]) {
+        if packet.is_empty() || packet.len() > crate::proto::AUDIO_DATAGRAM_MAX / 2 {
+            return;
+        }
+        let mut up = self.up.lock().unwrap_or_else(|e| e.into_inner());
+        let (session, token, to) = audio_dest(&self.welcome, self.host);
+        up.seq = up.seq.wrapping_add(1);
+        let mut datagram = std::mem::take(&mut up.datagram);
+        datagram.clear();
+        crate::proto::AudioUp {
+            session,
+            token,
+            keepalive: false,
+            end: false,
+            seq: up.seq,
+            timestamp: up.timestamp,
+            codec: crate::proto::AudioCodec::Opus,
+            samples: UP_FRAME as u16,
+            payload: packet,
+        }
+        .encode(&mut datagram);
+        up.timestamp = up.timestamp.wrapping_add(UP_FRAME as u32);
+        let _ = self.socket.get_ref().send_to(&datagram, to);
+        up.datagram = datagram;
+    }
+}
+
 impl Drop for AudioLink {
     fn drop(&mut self) {
         drop(self.task.take());

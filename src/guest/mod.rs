@@ -360,9 +360,10 @@ where
                             upload.abort();
                         }
                     }
-                    Ok(gateway::GuestMedia::Opus(_)) => {
-                        let text = "Opus from the page is not supported yet; send PCM".to_string();
-                        let _ = out_tx.try_send(send(ToGuest::Notice { text }));
+                    Ok(gateway::GuestMedia::Opus(packet)) => {
+                        if let Some(audio) = &audio {
+                            audio.send_opus(packet);
+                        }
                     }
                     Err(e) => {
                         let _ = out_tx.try_send(send(ToGuest::Notice { text: e.to_string() }));

@@ -1,6 +1,8 @@
 // Drives headless Debian chromium through the browser-guest page for
 // tests/browser.rs. Usage:
-//   node guest.mjs URL CHROMIUM [--video FILE.y4m] [--audio FILE.wav] [--seconds N]
+//   node guest.mjs URL CHROMIUM [--video FILE.y4m] [--audio FILE.wav] [--upload FILE]
+//                  [--seconds N] [--audio-only]
+// (--audio-only skips the chat and download steps.)
 // Prints one JSON object (the page's observations) on stdout and exits 0;
 // any failure prints {"error": "..."} and exits 1.
 import { createHash } from "node:crypto";
@@ -35,23 +37,27 @@ try {
   await page.waitForSelector("#call-view:not([hidden])", { timeout: 10000 });
   const joinedMs = Date.now() - started;
   log(`joined after ${joinedMs} ms`);
-  // The test's bot greets the guest; the guest answers in the room and
-  // privately.
-  await page.waitForFunction(() => window.sapora.chats.some((c) => c.text === "hello guest"), null, { timeout: 10000 });
-  await page.fill("#chat-text", "hello from the browser");
-  await page.click("#chat-form button");
-  await page.selectOption("#chat-to", "bot2");
-  await page.fill("#chat-text", "psst bot2");
-  await page.click("#chat-form button");
-  // The test's bot offers a file: download it and hash what was saved.
-  await page.waitForSelector("#files li button", { timeout: 15000 });
-  const [download] = await Promise.all([
-    page.waitForEvent("download", { timeout: 15000 }),
-    page.click("#files li button"),
-  ]);
-  const saved = await download.path();
-  const downloadMd5 = createHash("md5").update(await readFile(saved)).digest("hex");
-  const downloadName = download.suggestedFilename();
+  const audioOnly = rest.includes("--audio-only");
+  let downloadMd5 = null, downloadName = null;
+  if (!audioOnly) {
+    // The test's bot greets the guest; the guest answers in the room and
+    // privately.
+    await page.waitForFunction(() => window.sapora.chats.some((c) => c.text === "hello guest"), null, { timeout: 10000 });
+    await page.fill("#chat-text", "hello from the browser");
+    await page.click("#chat-form button");
+    await page.selectOption("#chat-to", "bot2");
+    await page.fill("#chat-text", "psst bot2");
+    await page.click("#chat-form button");
+    // The test's bot offers a file: download it and hash what was saved.
+    await page.waitForSelector("#files li button", { timeout: 15000 });
+    const [download] = await Promise.all([
+      page.waitForEvent("download", { timeout: 15000 }),
+      page.click("#files li button"),
+    ]);
+    const saved = await download.path();
+    downloadMd5 = createHash("md5").update(await readFile(saved)).digest("hex");
+    downloadName = download.suggestedFilename();
+  }
   // The guest shares a file of its own.
   if (opt("--upload")) {
     await page.setInputFiles("#upload-file", opt("--upload"));

@@ -185,7 +185,7 @@ function onFilePiece(bytes) {
 
 // ---- Media -----------------------------------------------------------
 // Binary messages: docs/protocol.md, "Browser guests".
-const KIND_VIDEO = 0x40, KIND_PCM = 0x41, KIND_FILE = 0x43;
+const KIND_VIDEO = 0x40, KIND_PCM = 0x41, KIND_OPUS = 0x42, KIND_FILE = 0x43;
 const FPS = 15;
 const media = { stream: null, timer: null, frameId: 0, frames: {}, audio: null };
 window.sapora.media = media.frames;
@@ -381,8 +381,37 @@ function stopMedia() {
 // Audio: the microphone (with the browser's echo cancellation and noise
 // suppression) up as 16-bit PCM, 20 ms per message; the mix down, played
 // from an AudioWorklet.
-const audioStats = { sentFrames: 0, receivedFrames: 0, playedRmsMax: 0, loudReports: 0 };
+const audioStats = { codec: null, sentFrames: 0, receivedFrames: 0, playedRmsMax: 0, loudReports: 0 };
 window.sapora.audio = audioStats;
+
+// Opus through WebCodecs where the browser has it (20 ms packets, sent as
+// [0x42][packet]); null otherwise, and the page sends 16-bit PCM. `?pcm=1`
+// forces PCM.
+async function opusEncoder() {
+  if (typeof AudioEncoder === "undefined" || new URLSearchParams(location.search).has("pcm")) return null;
+  const config = {
+    codec: "opus", sampleRate: 48000, numberOfChannels: 1, bitrate: 48000,
+    opus: { frameDuration: 20000 },
+  };
+  try {
+    if (!(await AudioEncoder.isConfigSupported(config)).supported) return null;
+    const encoder = new AudioEncoder({
+      output: (chunk) => {
+        const msg = new Uint8Array(1 + chunk.byteLength);
+        msg[0] = KIND_OPUS;
+        chunk.copyTo(msg.subarray(1));
+        state.ws.send(msg);
+        audioStats.sentFrames++;
+      },
+      error: (e) => console.log(`Opus encoder: ${e.message}`),
+    });
+    encoder.configure(config);
+    return encoder;
+  } catch (e) {
+    console.log(`no Opus encoder: ${e}`);
+    return null;
+  }
+}
 
 async function startAudio(stream) {
   const ctx = new AudioContext({ sampleRate: 48000, latencyHint: "interactive" });
@@ -393,23 +422,38 @@ async function startAudio(stream) {
     audioStats.playedRmsMax = Math.max(audioStats.playedRmsMax, e.data);
     if (e.data > 0.01) audioStats.loudReports++;
   };
-  const pending = new Int16Array(960);
+  const pending = new Float32Array(960);
   let filled = 0;
+  const opus = await opusEncoder();
+  audioStats.codec = opus ? "opus" : "pcm";
+  let timestamp = 0;
+  const sendFrame = () => {
+    if (state.ws.bufferedAmount >= 256 * 1024) return;
+    if (opus) {
+      opus.encode(new AudioData({
+        format: "f32", sampleRate: 48000, numberOfFrames: 960, numberOfChannels: 1,
+        timestamp, data: pending.slice(0),
+      }));
+      timestamp += 20000;
+      return;
+    }
+    const pcm = new Int16Array(pending.length);
+    for (let i = 0; i < pcm.length; i++) pcm[i] = Math.max(-32768, Math.min(32767, Math.round(pending[i] * 32767)));
+    const msg = new Uint8Array(1 + 2 * pcm.length);
+    msg[0] = KIND_PCM;
+    msg.set(new Uint8Array(pcm.buffer), 1);
+    state.ws.send(msg);
+    audioStats.sentFrames++;
+  };
   if (stream && stream.getAudioTracks().length) {
     const capture = new AudioWorkletNode(ctx, "sapora-capture", { numberOfOutputs: 0 });
     ctx.createMediaStreamSource(stream).connect(capture);
     capture.port.onmessage = (e) => {
       if (!state.mic) return;
       for (const x of e.data) {
-        pending[filled++] = Math.max(-32768, Math.min(32767, Math.round(x * 32767)));
+        pending[filled++] = x;
         if (filled === pending.length) {
-          const msg = new Uint8Array(1 + 2 * pending.length);
-          msg[0] = KIND_PCM;
-          msg.set(new Uint8Array(pending.buffer), 1);
-          if (state.ws.bufferedAmount < 256 * 1024) {
-            state.ws.send(msg);
-            audioStats.sentFrames++;
-          }
+          sendFrame();
           filled = 0;
         }
       }
