@@ -498,6 +498,25 @@ fn user_name() -> String {
 
 /// The addresses to tell others, each with its interface name: the bound
 /// one, or every LAN address of this machine (`lanif::join_addresses`).
+/// Starts the page for browser guests ([`start_web`]) and prints its
+/// addresses ("Browsers join at: https://IP:PORT/"), or why it is off.
+fn print_web(bind: IpAddr, control: SocketAddr) -> Option<smol::Task<()>> {
+    match start_web(bind, control) {
+        Ok((task, port)) => {
+            let ips: Vec<IpAddr> = share_addrs(bind).into_iter().map(|(ip, _)| ip).collect();
+            for (i, url) in sapora::guest::page_urls(&ips, port).into_iter().enumerate() {
+                let lead = if i == 0 { "  Browsers join at:" } else { "                   " };
+                println!("{lead}  {url}");
+            }
+            Some(task)
+        }
+        Err(e) => {
+            println!("  Browser guests: off ({e})");
+            None
+        }
+    }
+}
+
 /// The web page for browser guests (`sapora::guest`), on TCP
 /// [`sapora::guest::WEB_PORT_SHIFT`] above the control port, with the host's
 /// certificate. Returns the serving task and the port.
@@ -570,6 +589,10 @@ fn host(args: HostArgs) -> CmdResult {
         if ui::display_available() {
             let launch = ui::Launch::Host { name: user_name(), room: args.room.trim().to_string() };
             let media = args.media.choice();
+            // Browser guests: the page, for the host the app starts (the
+            // gateway reaches it on its control port once it runs).
+            let control = SocketAddr::new(args.bind, opts.ports.control);
+            let _web = print_web(args.bind, control);
             return open_app(launch, &args.net, opts, media);
         }
         println!(
@@ -593,22 +616,7 @@ fn host(args: HostArgs) -> CmdResult {
             "  Ports: control {}/tcp, discovery {}/udp, files {}/tcp, screen {}/tcp, video {}/udp, audio {}/udp",
             p.control, p.discovery, p.file, p.screen, p.video, p.audio
         );
-        // Browser guests: the web page over HTTPS (see `start_web`).
-        let _web = match start_web(args.bind, host.control_addr) {
-            Ok((task, port)) => {
-                let ips: Vec<IpAddr> =
-                    share_addrs(args.bind).into_iter().map(|(ip, _)| ip).collect();
-                for (i, url) in sapora::guest::page_urls(&ips, port).into_iter().enumerate() {
-                    let lead = if i == 0 { "  Browsers join at:" } else { "                   " };
-                    println!("{lead}  {url}");
-                }
-                Some(task)
-            }
-            Err(e) => {
-                println!("  Browser guests: off ({e})");
-                None
-            }
-        };
+        let _web = print_web(args.bind, host.control_addr);
         match opts.discovery_target {
             Some(t) if t == sapora::server::beacon::LAN_BROADCAST => {
                 let ifs = sapora::lanif::lan_interfaces();
