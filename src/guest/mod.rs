@@ -50,6 +50,10 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// newest are dropped, so a slow guest's audio never lags more than 160 ms.
 pub const MIX_QUEUE: usize = 8;
 
+/// Largest upload a guest may announce (2 GiB): its temporary copy is
+/// bounded by this before the host's own limit is checked.
+pub const MAX_GUEST_UPLOAD: u64 = 2 << 30;
+
 /// What the guest's writer sends next.
 enum Out {
     Message(Message),
@@ -509,6 +513,11 @@ impl Upload {
     async fn start(&mut self, name: String, size: u64, to: Option<String>) -> Result<(), String> {
         if self.current.is_some() {
             return Err("another upload is still running".into());
+        }
+        if size > MAX_GUEST_UPLOAD {
+            return Err(format!(
+                "{size} bytes is over the {MAX_GUEST_UPLOAD}-byte limit for a guest's upload"
+            ));
         }
         let dir =
             std::env::temp_dir().join(format!("sapora-guest-{:016x}", crate::net::random_u64()));
