@@ -27,6 +27,9 @@ PACKAGES=(
     xvfb xdotool xterm x11-utils imagemagick
     zenity            # the app's file dialog where no XDG desktop portal runs (rfd falls back to it)
     ffmpeg opus-tools # ffprobe and opusinfo check recordings (tests/record.rs)
+    # Browser guests end to end (tests/browser.rs): headless chromium driven by
+    # playwright-core (node and npm: see the npm section below).
+    chromium
 )
 
 say() { printf '==> setup: %s\n' "$*"; }
@@ -104,4 +107,31 @@ else
             || python3 -m pip install --quiet --break-system-packages $pkgs \
             || warn "pip could not install $pkgs: scripts/pesq.sh will not score"
     done
+fi
+
+# ---------------------------------------------------------------------------
+# npm packages, for tests/browser.rs only: playwright-core (pinned in
+# tests/browser/package.json and package-lock.json; it drives the chromium
+# installed above, and downloads no browser of its own). Not fatal: without
+# it tests/browser.rs says so and skips.
+# ---------------------------------------------------------------------------
+browser_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
+# node and npm from Debian unless some node (e.g. NodeSource's, which bundles
+# npm and conflicts with Debian's npm package) is installed already.
+if ! command -v npm >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    say "installing node and npm (Debian packages nodejs npm)"
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends nodejs npm \
+        || warn "apt-get could not install nodejs npm"
+fi
+if ! command -v npm >/dev/null 2>&1; then
+    warn "npm not found: tests/browser.rs will skip (install nodejs and npm, then run this again)"
+elif [ -f "$browser_dir/node_modules/playwright-core/package.json" ] \
+    && [ "$(node -p "require('$browser_dir/node_modules/playwright-core/package.json').version" 2>/dev/null)" \
+        = "$(node -p "require('$browser_dir/package.json').dependencies['playwright-core']" 2>/dev/null)" ]; then
+    say "npm packages present: playwright-core (tests/browser)"
+else
+    say "installing npm packages: playwright-core (tests/browser)"
+    (cd "$browser_dir" && npm ci --no-audit --no-fund --silent) \
+        || warn "npm could not install playwright-core: tests/browser.rs will skip"
 fi

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod guest;
 pub mod lanif;
 pub mod media;
 pub mod net;

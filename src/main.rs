@@ -547,6 +547,43 @@ fn user_name() -> String {
 
 /// The addresses to tell others, each with its interface name: the bound
 /// one, or every LAN address of this machine (`lanif::join_addresses`).
+/// Starts the page for browser guests ([`start_web`]) and prints its
+/// addresses ("Browsers join at: https://IP:PORT/"), or why it is off.
+fn print_web(bind: IpAddr, control: SocketAddr) -> Option<smol::Task<()>> {
+    match start_web(bind, control) {
+        Ok((task, port)) => {
+            let ips: Vec<IpAddr> = share_addrs(bind).into_iter().map(|(ip, _)| ip).collect();
+            for (i, url) in sapora::guest::page_urls(&ips, port).into_iter().enumerate() {
+                let lead = if i == 0 { "  Browsers join at:" } else { "                   " };
+                println!("{lead}  {url}");
+            }
+            Some(task)
+        }
+        Err(e) => {
+            println!("  Browser guests: off ({e})");
+            None
+        }
+    }
+}
+
+/// The web page for browser guests (`sapora::guest`), on TCP
+/// [`sapora::guest::WEB_PORT_SHIFT`] above the control port, with the host's
+/// certificate. Returns the serving task and the port.
+fn start_web(bind: IpAddr, control: SocketAddr) -> Result<(smol::Task<()>, u16), String> {
+    let (identity, _) = sapora::transport::cert::HostIdentity::load_or_create_default()
+        .map_err(|e| e.to_string())?;
+    let tls = sapora::guest::tls_config(&identity).map_err(|e| e.to_string())?;
+    let port = control.port().checked_add(sapora::guest::WEB_PORT_SHIFT).ok_or("no port left")?;
+    let listener = smol::block_on(smol::net::TcpListener::bind(SocketAddr::new(bind, port)))
+        .map_err(|e| format!("cannot listen on TCP {port}: {e}"))?;
+    let control = if control.ip().is_unspecified() {
+        SocketAddr::new(Ipv4Addr::LOCALHOST.into(), control.port())
+    } else {
+        control
+    };
+    Ok((smol::spawn(sapora::guest::serve(listener, std::sync::Arc::new(tls), control)), port))
+}
+
 fn share_addrs(bind: IpAddr) -> Vec<(IpAddr, Option<String>)> {
     if !bind.is_unspecified() {
         return vec![(bind, None)];
@@ -602,6 +639,10 @@ fn host(args: HostArgs) -> CmdResult {
         if ui::display_available() {
             let launch = ui::Launch::Host { name: user_name(), room: args.room.trim().to_string() };
             let media = args.media.choice();
+            // Browser guests: the page, for the host the app starts (the
+            // gateway reaches it on its control port once it runs).
+            let control = SocketAddr::new(args.bind, opts.ports.control);
+            let _web = print_web(args.bind, control);
             return open_app(launch, &args.net, opts, media, None);
         }
         println!(
@@ -641,6 +682,7 @@ fn host(args: HostArgs) -> CmdResult {
             "  Ports: control {}/udp (QUIC: control, files, screen), discovery {}/udp, video {}/udp, audio {}/udp",
             p.control, p.discovery, p.video, p.audio
         );
+        let _web = print_web(args.bind, host.control_addr);
         match opts.discovery_target {
             Some(t) if t == sapora::server::beacon::LAN_BROADCAST => {
                 let ifs = sapora::lanif::lan_interfaces();

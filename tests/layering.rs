@@ -177,8 +177,18 @@ fn violation(from: &str, r: &Reference) -> Option<&'static str> {
         "stats" => return Some("stats imports nothing of ours"),
         _ => {}
     }
-    const BELOW_UI: [&str; 9] =
-        ["server", "client", "media", "net", "lanif", "transport", "schedule", "stats", "cli"];
+    const BELOW_UI: [&str; 10] = [
+        "server",
+        "client",
+        "media",
+        "net",
+        "lanif",
+        "transport",
+        "schedule",
+        "stats",
+        "cli",
+        "guest",
+    ];
     if to == "ui" && BELOW_UI.contains(&from) {
         return Some("nothing below ui imports ui");
     }
