@@ -135,3 +135,38 @@ fn the_page_is_served_and_a_guest_is_an_ordinary_member() {
         .await;
     });
 }
+
+#[test]
+fn a_guest_needs_the_rooms_passcode_like_anyone() {
+    smol::block_on(async {
+        let mut opts = common::options();
+        opts.passcode = Some(sapora::transport::pake::Passcode::new("tangerine-sky-42").unwrap());
+        let host = sapora::server::start(opts).await.expect("host starts on loopback");
+        let identity = HostIdentity::generate().unwrap();
+        let tls = sapora::guest::tls_config(&identity).unwrap();
+        let listener = smol::net::TcpListener::bind((common::LOOPBACK, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _web = smol::spawn(sapora::guest::serve(listener, Arc::new(tls), host.control_addr));
+
+        // No passcode, then a wrong one: a clear refusal, no membership.
+        for join in [
+            r#"{"t":"join","name":"Guest","room":"r"}"#,
+            r#"{"t":"join","name":"Guest","room":"r","passcode":"wrong-code-1"}"#,
+        ] {
+            let mut ws = guest(port, &identity).await;
+            ws.send(Message::text(join)).await.unwrap();
+            let answer = next_json(&mut ws).await;
+            assert_eq!(answer["t"], "refused", "{join} → {answer}");
+            assert!(answer["reason"].as_str().is_some_and(|r| !r.is_empty()), "{answer}");
+        }
+
+        // The right passcode joins.
+        let mut ws = guest(port, &identity).await;
+        ws.send(Message::text(
+            r#"{"t":"join","name":"Guest","room":"r","passcode":"tangerine-sky-42"}"#,
+        ))
+        .await
+        .unwrap();
+        assert_eq!(expect_json(&mut ws, "joined").await["name"], "Guest");
+    });
+}

@@ -228,8 +228,8 @@ where
     )
     .await;
     let send = |msg: ToGuest| Message::text(msg.to_json());
-    let (name, room) = match join {
-        Some(Ok(FromGuest::Join { name, room, passcode: _ })) => (name, room),
+    let (name, room, passcode) = match join {
+        Some(Ok(FromGuest::Join { name, room, passcode })) => (name, room, passcode),
         Some(Ok(_)) | Some(Err(_)) => {
             let refusal = ToGuest::Refused { reason: "the first message must be a join".into() };
             let _ = tx.send(send(refusal)).await;
@@ -240,6 +240,20 @@ where
     };
     let mut config = ClientConfig::new(control, name, room);
     config.connect_timeout = Duration::from_secs(5);
+    // The page's passcode goes to the host's admission like anyone's; an
+    // empty field means none.
+    match passcode.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+        None => {}
+        Some(text) => match crate::transport::pake::Passcode::new(text) {
+            Ok(code) => config.passcode = Some(code),
+            Err(e) => {
+                let refusal = ToGuest::Refused { reason: format!("passcode: {e}") };
+                let _ = tx.send(send(refusal)).await;
+                let _ = tx.close(None).await;
+                return;
+            }
+        },
+    }
     let client = match Client::connect(config).await {
         Ok(client) => client,
         Err(e) => {
