@@ -359,16 +359,37 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
     let addr = SocketAddr::new(opts.bind, opts.ports.control);
     let executor = Arc::new(smol::Executor::new());
     let runtime = Arc::new(quic::ExecutorRuntime(executor.clone()));
-    let endpoint = quic::host_endpoint_on(addr, &identity, runtime)
-        .map_err(|source| HostError::Quic { addr, source })?;
+    // The TLS/TCP fallback listens on TCP at the QUIC port's number. With
+    // port 0 (any), the number QUIC got on UDP may be taken on TCP: then
+    // both are bound again on another number (a few tries).
+    let mut tries_left = 16;
+    let (endpoint, tunnel_listener, tunnel_addr) = loop {
+        let endpoint = quic::host_endpoint_on(addr, &identity, runtime.clone())
+            .map_err(|source| HostError::Quic { addr, source })?;
+        let port = endpoint.local_addr().map_or(addr.port(), |a| a.port());
+        let tunnel_addr = SocketAddr::new(opts.bind, port);
+        match smol::net::TcpListener::bind(tunnel_addr).await {
+            Ok(listener) => break (endpoint, listener, tunnel_addr),
+            Err(e)
+                if opts.ports.control == 0
+                    && e.kind() == std::io::ErrorKind::AddrInUse
+                    && tries_left > 0 =>
+            {
+                tries_left -= 1;
+                endpoint.close(0u32.into(), b"");
+            }
+            Err(source) => {
+                return Err(HostError::Bind {
+                    what: "TLS fallback, TCP",
+                    addr: tunnel_addr,
+                    source,
+                });
+            }
+        }
+    };
     let net = NetExecutor::start(executor, &endpoint).map_err(HostError::Threads)?;
     let control_addr = endpoint.local_addr().unwrap_or(addr);
     let mut ports = Ports { control: control_addr.port(), ..opts.ports };
-    // The TLS/TCP fallback listens on TCP at the QUIC port's number.
-    let tunnel_addr = SocketAddr::new(opts.bind, control_addr.port());
-    let tunnel_listener = smol::net::TcpListener::bind(tunnel_addr).await.map_err(|source| {
-        HostError::Bind { what: "TLS fallback, TCP", addr: tunnel_addr, source }
-    })?;
     let tunnel_tls = Arc::new(quic::server_tls_config(&identity).map_err(|e| HostError::Bind {
         what: "TLS fallback, TCP",
         addr: tunnel_addr,
