@@ -92,33 +92,11 @@ pub fn format_hosts(hosts: &[DiscoveredHost]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
     use std::time::Instant;
 
     use super::*;
     use crate::client::discover::HostTable;
-    use crate::proto::{Beacon, RoomInfo};
-
-    fn beacon(host_id: u64, name: &str, control_addr: &str, rooms: &[(&str, u32)]) -> Beacon {
-        Beacon {
-            version: PROTOCOL_VERSION,
-            host_id,
-            host_name: name.into(),
-            control_addr: control_addr.into(),
-            control_port: 5000,
-            rooms: rooms.iter().map(|(n, m)| RoomInfo { name: (*n).into(), members: *m }).collect(),
-            nonce: 0,
-            owner: None,
-            started_ms: None,
-            merge_room: None,
-            fingerprint: None,
-            passcode: None,
-        }
-    }
-
-    fn src(s: &str) -> SocketAddr {
-        s.parse().unwrap()
-    }
+    use crate::client::discover::core::tests::{beacon, src};
 
     #[test]
     fn format_lists_hosts_or_gives_advice() {

@@ -279,11 +279,17 @@ impl ProbeSchedule {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::proto::{Probe, encode_frame};
 
-    fn beacon(host_id: u64, name: &str, control_addr: &str, rooms: &[(&str, u32)]) -> Beacon {
+    /// A beacon for tests (also used by the CLI's formatting tests).
+    pub(crate) fn beacon(
+        host_id: u64,
+        name: &str,
+        control_addr: &str,
+        rooms: &[(&str, u32)],
+    ) -> Beacon {
         Beacon {
             version: PROTOCOL_VERSION,
             host_id,
@@ -300,7 +306,7 @@ mod tests {
         }
     }
 
-    fn src(s: &str) -> SocketAddr {
+    pub(crate) fn src(s: &str) -> SocketAddr {
         s.parse().unwrap()
     }
 

@@ -8,7 +8,7 @@
 //!
 //! What `sapora discover` prints is in `crate::cli::discover`.
 
-mod core;
+pub(crate) mod core;
 mod driver;
 
 pub use self::core::{
