@@ -76,12 +76,7 @@ fn clicks_played_by_a_come_back_25db_quieter_with_bs_echo_cancellation() {
         for (aec, wav, a, b) in runs {
             for (who, child) in [("a", a), ("b", b)] {
                 let out = child.wait_with_output().expect("bot ends");
-                let text = String::from_utf8_lossy(&out.stdout);
-                let report: serde_json::Value =
-                    text.lines().find_map(|l| serde_json::from_str(l).ok()).unwrap_or_else(|| {
-                        panic!("{who}: {text} {}", String::from_utf8_lossy(&out.stderr))
-                    });
-                assert!(report["errors"].as_array().unwrap().is_empty(), "{report}");
+                let report = common::bot_report(who, &out);
                 if who == "b" {
                     eprintln!("B with AEC {aec}: aec {}", report["aec"]);
                     for l in String::from_utf8_lossy(&out.stderr).lines() {

@@ -173,3 +173,16 @@ impl RawControl {
         .await
     }
 }
+
+/// The JSON report a finished `sapora bot` printed on stdout (its first JSON
+/// line), after checking it lists no errors. Panics with the bot's stdout and
+/// stderr when there is none.
+pub fn bot_report(who: &str, out: &std::process::Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = text
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("{who}: {text} {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(report["errors"].as_array().unwrap().is_empty(), "{report}");
+    report
+}
