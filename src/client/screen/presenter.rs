@@ -22,6 +22,10 @@ use crate::proto::{
     StreamRole, TileFrameHead, encode_tile_frame,
 };
 
+/// How long a failed first write waits for the host's refusal, which may
+/// already be on its way (the host stops a stream it refuses).
+const REFUSAL_GRACE: Duration = Duration::from_millis(500);
+
 #[derive(Debug, Clone)]
 pub struct PresentOptions {
     pub source: ScreenSource,
@@ -181,7 +185,17 @@ fn present(
     };
     let start = ScreenClientMsg::Start(ScreenStart { width: width as u16, height: height as u16 });
     if let Err(e) = write_msg(&mut stream, start.msg_type() as u8, &start.payload()) {
-        return fail(ScreenError::Link(e.to_string()));
+        // A host that refused the stream at once (bad token) may have
+        // stopped it before our Start went out: its refusal is the reason.
+        let (_never, no_stop) = smol::channel::bounded::<()>(1);
+        return match read_msg(&mut reader, &no_stop, Some(REFUSAL_GRACE)) {
+            Err(ReadFail::Refused(reason)) => fail(ScreenError::Refused(reason)),
+            Ok((kind, buf)) => match ScreenHostMsg::decode(kind, &buf) {
+                Ok(ScreenHostMsg::Refused(r)) => fail(ScreenError::Refused(r.reason)),
+                _ => fail(ScreenError::Link(e.to_string())),
+            },
+            Err(ReadFail::Link(_)) => fail(ScreenError::Link(e.to_string())),
+        };
     }
     // Wait for the grant.
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
