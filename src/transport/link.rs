@@ -322,7 +322,7 @@ pub async fn connect_expecting(
     beacon: Option<Fingerprint>,
 ) -> Result<Established<Link>, ConnectError> {
     let tunnel = || async {
-        let est = super::tunnel::connect(addr, room, passcode, pins)
+        let est = super::tunnel::connect_expecting(addr, room, passcode, pins, beacon)
             .await
             .map_err(|source| ConnectError::Tunnel { addr, source })?;
         Ok(Established {

@@ -400,8 +400,16 @@ impl FramePipe for QuicPipe<'_> {
 
     async fn flush_before_close(&mut self) {
         // quinn delivers what was written before FIN, even after the
-        // SendStream is dropped.
+        // SendStream is dropped, but not after the connection is closed,
+        // which callers do next: wait (bounded) until the peer has it.
         let _ = self.send.finish();
+        let acked = async {
+            let _ = self.send.stopped().await;
+        };
+        let give_up = async {
+            smol::Timer::after(Duration::from_secs(1)).await;
+        };
+        smol::future::or(acked, give_up).await;
     }
 }
 

@@ -48,6 +48,7 @@ use smol::stream::StreamExt;
 
 use self::mux::{CONTROL_ID, Event, Mux, Read, Side, StreamError, Timing, Transmit};
 use super::admission::{self, AdmissionError};
+use super::cert::Fingerprint;
 use super::fallback::{self, FallbackError, WsPipe};
 use super::limit::{AttemptLimiter, ConnectionSlot, SharedCaps};
 use super::link::{Established, LinkRecv, LinkSend, TransportKind};
@@ -80,6 +81,12 @@ pub enum TunnelError {
 }
 
 impl TunnelError {
+    /// The host's certificate is not the one pinned for it
+    /// ([`PinError::Changed`], the loud warning).
+    pub fn is_certificate_changed(&self) -> bool {
+        matches!(self, TunnelError::Pin(PinError::Changed(_)))
+    }
+
     /// Whether this is a refusal about the passcode (see
     /// [`AdmissionError::is_passcode_refusal`]).
     pub fn is_passcode_refusal(&self) -> bool {
@@ -574,6 +581,24 @@ pub async fn connect(
     connect_on(addr, room, passcode, pins, &Spawner::Global).await
 }
 
+/// [`connect`], trusting `beacon` (the fingerprint a discovery beacon
+/// announced) instead of first use for a host with no known-hosts pin, as
+/// `link::connect_expecting` does over QUIC: a host that presents another
+/// certificate than the beacon's is refused
+/// ([`FallbackError::PinMismatch`]), one that presents it is pinned. A
+/// known-hosts pin always wins over the beacon (beacons are not
+/// authenticated); a pinned host that presents another certificate is the
+/// loud [`PinError::Changed`], the same error as over QUIC.
+pub async fn connect_expecting(
+    addr: SocketAddr,
+    room: &str,
+    passcode: Option<&Passcode>,
+    pins: &PinStore,
+    beacon: Option<Fingerprint>,
+) -> Result<Established<Tunnel>, TunnelError> {
+    connect_expecting_on(addr, room, passcode, pins, beacon, &Spawner::Global).await
+}
+
 /// [`connect`] with the tunnel's tasks on `spawner`.
 pub async fn connect_on(
     addr: SocketAddr,
@@ -582,21 +607,38 @@ pub async fn connect_on(
     pins: &PinStore,
     spawner: &Spawner,
 ) -> Result<Established<Tunnel>, TunnelError> {
+    connect_expecting_on(addr, room, passcode, pins, None, spawner).await
+}
+
+/// [`connect_expecting`] with the tunnel's tasks on `spawner`.
+pub async fn connect_expecting_on(
+    addr: SocketAddr,
+    room: &str,
+    passcode: Option<&Passcode>,
+    pins: &PinStore,
+    beacon: Option<Fingerprint>,
+    spawner: &Spawner,
+) -> Result<Established<Tunnel>, TunnelError> {
     let work = async {
         let host = host_key(addr);
         let known = {
             let pins = pins.clone();
             smol::unblock(move || pins.load()).await?
         };
-        let trust = known.get(&host).map_or(Trust::FirstUse, Trust::Pinned);
+        let pinned = known.get(&host);
+        let trust = match (pinned, beacon) {
+            (Some(pinned), _) => Trust::Pinned(pinned),
+            (None, Some(beacon)) => Trust::Pinned(beacon),
+            (None, None) => Trust::FirstUse,
+        };
         let mut conn = match fallback::connect(addr, trust).await {
-            Err(FallbackError::PinMismatch { expected, presented }) => {
+            Err(FallbackError::PinMismatch { expected, presented }) if pinned.is_some() => {
                 return Err(pins.changed(&known, &host, expected, presented).into());
             }
             other => other?,
         };
         let fingerprint = conn.fingerprint;
-        if let (Trust::FirstUse, Some(presented)) = (trust, fingerprint) {
+        if let (None, Some(presented)) = (pinned, fingerprint) {
             let pins = pins.clone();
             smol::unblock(move || pins.check_and_pin(&host, presented)).await?;
         }
