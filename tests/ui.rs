@@ -119,7 +119,8 @@ fn launcher_lists_discovered_hosts_and_a_click_fills_the_form() {
         vec![launcher::Event::Join {
             address: "127.0.0.1:5000".into(),
             name: "alice".into(),
-            room: "standup".into()
+            room: "standup".into(),
+            passcode: None,
         }]
     );
     assert_eq!(l.status, launcher::Status::Connecting("127.0.0.1:5000".into()));

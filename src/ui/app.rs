@@ -12,7 +12,7 @@ use super::call::{self, Call, Notice};
 use super::launcher::{self, Launcher};
 use super::settings::{self, Settings};
 use super::transfers::{FileUpdate, TransferKey};
-use super::{Handoff, Launch, Options, SEARCH_TIME, media, picker, scheduler};
+use super::{Handoff, Launch, Options, SEARCH_TIME, media, picker, scheduler, trust};
 use crate::client::audio::{AudioEngine, AudioEvent};
 use crate::client::discover::DiscoveredHost;
 use crate::client::screen::{Presenter, Viewer};
@@ -36,7 +36,11 @@ pub enum Message {
     Discovered(Vec<DiscoveredHost>),
     SearchDone,
     Resolved(Result<SocketAddr, String>, String, String),
-    Connected(u64, Result<Handoff<Client>, String>),
+    Connected(u64, Result<Handoff<Client>, trust::JoinFailure>),
+    /// The certificate-changed dialog's answer.
+    CertDialog(trust::DialogMessage),
+    /// The changed host's pin is forgotten (or could not be).
+    PinForgotten(Result<(), String>),
     HostStarted(Result<Handoff<RunningHost>, String>, String, String),
     Session(u64, SessionEvent),
     Audio(u64, AudioEvent),
@@ -71,6 +75,18 @@ pub struct App {
     /// The connect attempt whose answer we wait for; older ones are dropped.
     pub(super) connecting: Option<u64>,
     pub(super) joined_addr: String,
+    /// What the connect in flight was (to join again after trusting a new
+    /// certificate).
+    pub(super) attempt: Option<trust::Retry>,
+    /// The passcode typed in the launcher for the next join of another host.
+    pub(super) join_passcode: Option<crate::transport::pake::Passcode>,
+    /// The passcode to set on the meeting this app hosts next.
+    pub(super) host_passcode: Option<(String, crate::transport::pake::Passcode)>,
+    /// Open while a join failed because the host's certificate changed.
+    pub cert_dialog: Option<trust::CertDialog>,
+    /// The guests' web page (`https://ADDR:PORT/`, one per LAN address)
+    /// while we host; the call shows the first as a QR code for phones.
+    pub guest_urls: Vec<String>,
     pub(super) quitting: bool,
     /// When the user asked to join, until the first remote frame is shown.
     pub(super) join_clicked: Option<Instant>,
@@ -119,6 +135,11 @@ impl App {
             next_id: 1,
             connecting: None,
             joined_addr: String::new(),
+            attempt: None,
+            join_passcode: None,
+            host_passcode: None,
+            cert_dialog: None,
+            guest_urls: Vec::new(),
             quitting: false,
             join_clicked: None,
             first_frame_ms: None,
@@ -178,7 +199,11 @@ impl App {
                 let key = self.own_host_key(addr);
                 self.connect(addr, name, room, key)
             }
-            Message::Resolved(Err(e), ..) | Message::HostStarted(Err(e), ..) => self.join_failed(e),
+            Message::Resolved(Err(e), ..) | Message::HostStarted(Err(e), ..) => {
+                self.join_failed(trust::JoinFailure::plain(e))
+            }
+            Message::CertDialog(m) => self.on_cert_dialog(m),
+            Message::PinForgotten(result) => self.on_pin_forgotten(result),
             Message::HostStarted(Ok(h), name, room) => self.on_host_started(h, name, room),
             Message::Connected(id, result) => self.on_connected(id, result),
             Message::Session(id, event) => self.on_session(id, event),
@@ -215,12 +240,14 @@ impl App {
         let (task, event) = self.launcher.update(m);
         let task = task.map(Message::Launcher);
         let more = match event {
-            Some(launcher::Event::Join { address, name, room }) => {
+            Some(launcher::Event::Join { address, name, room, passcode }) => {
                 self.remember_name(&name);
+                self.join_passcode = passcode;
                 self.resolve(address, name, room)
             }
-            Some(launcher::Event::Host { name, room }) => {
+            Some(launcher::Event::Host { name, room, passcode }) => {
                 self.remember_name(&name);
+                self.host_passcode = passcode.map(|p| (room.clone(), p));
                 self.start_host(name, room)
             }
             Some(launcher::Event::StopHosting) => self.stop_host(),
@@ -301,6 +328,13 @@ impl App {
                     ..container::Style::default()
                 });
                 stack![call.view().map(Message::Call), iced::widget::opaque(backdrop)].into()
+            } else if let Some(d) = &self.cert_dialog {
+                let under = match &self.call {
+                    Some(call) => call.view().map(Message::Call),
+                    None => self.launcher.view().map(Message::Launcher),
+                };
+                let dialog = iced::widget::opaque(d.view().map(Message::CertDialog));
+                stack![under, dialog].into()
             } else if let Some(d) = &self.dialog {
                 d.view().map(Message::Settings)
             } else if let Some(call) = &self.call {

@@ -7,6 +7,7 @@ use iced::{Center, Element, Fill, Task};
 use super::scheduler::{self, Scheduler};
 use crate::client::discover::DiscoveredHost;
 use crate::proto::text::visible;
+use crate::transport::pake::Passcode;
 
 /// What the launcher is doing besides waiting for the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,9 +24,14 @@ pub struct Launcher {
     pub address: String,
     pub name: String,
     pub meeting: String,
+    /// The meeting's passcode: given when joining, and set on the meeting
+    /// when hosting (blank = none).
+    pub passcode: String,
     pub status: Status,
     /// The address others should use, while this app hosts a meeting.
     pub hosting: Option<String>,
+    /// The browser guests' page, while this app hosts.
+    pub guests: Option<String>,
     /// The host found by the one-second look at start, offered in one click.
     pub offer: Option<DiscoveredHost>,
     pub error: Option<String>,
@@ -40,6 +46,7 @@ pub enum Message {
     Address(String),
     Name(String),
     Meeting(String),
+    Passcode(String),
     Join,
     JoinOffer,
     Host,
@@ -56,10 +63,14 @@ pub enum Event {
         address: String,
         name: String,
         room: String,
+        /// Checked (`Passcode::new`); `None` when the field is blank.
+        passcode: Option<Passcode>,
     },
     Host {
         name: String,
         room: String,
+        /// The hosted meeting's own passcode; `None` when the field is blank.
+        passcode: Option<Passcode>,
     },
     StopHosting,
     OpenSettings,
@@ -72,8 +83,10 @@ impl Launcher {
             address: String::new(),
             name,
             meeting: String::new(),
+            passcode: String::new(),
             status: Status::Idle,
             hosting: None,
+            guests: None,
             offer: None,
             error: None,
             scheduler,
@@ -105,13 +118,30 @@ impl Launcher {
             self.error = Some("Enter your name.".into());
             return None;
         }
+        let passcode = self.checked_passcode()?;
         self.error = None;
         self.status = Status::Connecting(address.trim().to_string());
         Some(Event::Join {
             address: address.trim().to_string(),
             name: self.name.trim().to_string(),
             room: self.meeting.trim().to_string(),
+            passcode,
         })
+    }
+
+    /// The passcode field: `Some(None)` when blank, `Some(Some(p))` when
+    /// valid, `None` (and [`Launcher::error`] says why) when not.
+    fn checked_passcode(&mut self) -> Option<Option<Passcode>> {
+        if self.passcode.trim().is_empty() {
+            return Some(None);
+        }
+        match Passcode::new(&self.passcode) {
+            Ok(p) => Some(Some(p)),
+            Err(e) => {
+                self.error = Some(format!("Passcode: {e}"));
+                None
+            }
+        }
     }
 
     pub fn update(&mut self, message: Message) -> (Task<Message>, Option<Event>) {
@@ -138,6 +168,10 @@ impl Launcher {
                 self.meeting = v;
                 None
             }
+            Message::Passcode(v) => {
+                self.passcode = v;
+                None
+            }
             Message::Join => self.join_event(self.address.clone()),
             Message::JoinOffer => match self.offer.clone() {
                 Some(h) => {
@@ -150,13 +184,16 @@ impl Launcher {
                 if self.name.trim().is_empty() {
                     self.error = Some("Enter your name.".into());
                     None
-                } else {
+                } else if let Some(passcode) = self.checked_passcode() {
                     self.error = None;
                     self.status = Status::StartingHost;
                     Some(Event::Host {
                         name: self.name.trim().to_string(),
                         room: self.meeting.trim().to_string(),
+                        passcode,
                     })
+                } else {
+                    None
                 }
             }
             Message::StopHosting => Some(Event::StopHosting),
@@ -235,6 +272,9 @@ impl Launcher {
                     .on_press_maybe((!busy).then_some(Message::JoinOffer)),
             );
         }
+        if let Some(url) = &self.guests {
+            top = top.push(text(format!("Phones and browsers join at {url}")).size(14));
+        }
         if let Some(addr) = &self.hosting {
             top = top.push(
                 row![
@@ -263,6 +303,11 @@ impl Launcher {
             text_input("meeting id (blank = default)", &self.meeting)
                 .on_input(Message::Meeting)
                 .on_submit(Message::Join)
+                .padding(8),
+            text_input("passcode (blank = none; Host sets it for the meeting)", &self.passcode)
+                .on_input(Message::Passcode)
+                .on_submit(Message::Join)
+                .secure(true)
                 .padding(8),
             row![
                 button(text("Join").size(16))

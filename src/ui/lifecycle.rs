@@ -11,9 +11,10 @@ use smol::channel::Receiver;
 
 use super::call::{Call, Notice};
 use super::settings::Settings;
-use super::{App, Handoff, Message, Session, launcher, media, share_address};
+use super::{App, Handoff, Message, Session, launcher, media, share_address, trust};
 use crate::client::{Client, ClientConfig, Event as SessionEvent};
 use crate::server::{self, RunningHost};
+use crate::transport::pake::Passcode;
 
 /// How long closing the window waits for the goodbye and the host's stop.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -43,11 +44,52 @@ impl App {
         }
     }
 
-    /// Resolving an address or starting the host failed: back to the launcher.
-    pub(super) fn join_failed(&mut self, e: String) -> Task<Message> {
+    /// Resolving, starting the host or connecting failed: back to the
+    /// launcher with the reason; a changed host certificate opens the
+    /// certificate dialog.
+    pub(super) fn join_failed(&mut self, failure: trust::JoinFailure) -> Task<Message> {
         self.launcher.status = launcher::Status::Idle;
-        self.launcher.error = Some(e.clone());
-        self.notify(Notice::error(e))
+        let retry = self.attempt.take();
+        if let (Some(change), Some(retry)) = (failure.changed, retry) {
+            self.launcher.error =
+                Some(format!("The certificate of {} has changed: not connected.", change.host));
+            self.cert_dialog = Some(trust::CertDialog { change: *change, retry });
+            return Task::none();
+        }
+        self.launcher.error = Some(failure.text.clone());
+        self.notify(Notice::error(failure.text))
+    }
+
+    /// The certificate dialog's answer: close it, or forget the pin and
+    /// join again (which pins the presented certificate).
+    pub(super) fn on_cert_dialog(&mut self, m: trust::DialogMessage) -> Task<Message> {
+        let Some(dialog) = self.cert_dialog.as_ref() else { return Task::none() };
+        match m {
+            trust::DialogMessage::Cancel => {
+                self.cert_dialog = None;
+                Task::none()
+            }
+            trust::DialogMessage::TrustNew => {
+                let host = dialog.change.host.clone();
+                self.launcher.status = launcher::Status::Connecting(dialog.retry.addr.to_string());
+                Task::perform(smol::unblock(move || trust::forget_pin(&host)), |r| {
+                    Message::PinForgotten(r)
+                })
+            }
+        }
+    }
+
+    pub(super) fn on_pin_forgotten(&mut self, result: Result<(), String>) -> Task<Message> {
+        let Some(dialog) = self.cert_dialog.take() else { return Task::none() };
+        match result {
+            Ok(()) => {
+                let r = dialog.retry;
+                self.connect_with(r.addr, r.name, r.room, r.host_key, r.passcode)
+            }
+            Err(e) => self.join_failed(trust::JoinFailure::plain(format!(
+                "Cannot forget the old certificate: {e}"
+            ))),
+        }
     }
 
     pub(super) fn on_host_started(
@@ -57,6 +99,11 @@ impl App {
         room: String,
     ) -> Task<Message> {
         let Some(host) = host.take() else { return Task::none() };
+        if let Some((room, passcode)) = self.host_passcode.take() {
+            host.room_passcodes().set(&room, Some(passcode));
+        }
+        self.guest_urls = trust::guest_urls(self.options.host.bind, host.ports.control);
+        self.launcher.guests = Some(self.guest_urls.join(" or "));
         let share = share_address(self.options.host.bind, host.ports.control);
         self.share = Some(share.clone());
         self.launcher.hosting = Some(share);
@@ -69,7 +116,7 @@ impl App {
     pub(super) fn on_connected(
         &mut self,
         id: u64,
-        result: Result<Handoff<Client>, String>,
+        result: Result<Handoff<Client>, trust::JoinFailure>,
     ) -> Task<Message> {
         if self.connecting != Some(id) {
             return Task::none();
@@ -148,26 +195,59 @@ impl App {
         room: String,
         host_key: Option<crate::proto::HostKey>,
     ) -> Task<Message> {
+        // Our own host: the meeting's own passcode, else the host-wide
+        // one. Another host: the one typed in the launcher, else the one
+        // given on the command line.
+        let passcode = match host_key {
+            Some(_) => self
+                .host
+                .as_ref()
+                .and_then(|h| h.room_passcodes().get(&room))
+                .or_else(|| self.options.host.passcode.clone()),
+            None => self.join_passcode.clone().or_else(|| self.options.passcode.clone()),
+        };
+        self.connect_with(addr, name, room, host_key, passcode)
+    }
+
+    /// [`App::connect`] with the passcode chosen.
+    pub(super) fn connect_with(
+        &mut self,
+        addr: SocketAddr,
+        name: String,
+        room: String,
+        host_key: Option<crate::proto::HostKey>,
+        passcode: Option<Passcode>,
+    ) -> Task<Message> {
         let id = self.next_id();
         self.connecting = Some(id);
         self.joined_addr = addr.to_string();
+        self.attempt = Some(trust::Retry {
+            addr,
+            name: name.clone(),
+            room: room.clone(),
+            host_key,
+            passcode: passcode.clone(),
+        });
         let mut config = ClientConfig::new(addr, name, room);
-        // Our own host takes its own passcode; another host the one given
-        // on the command line.
-        config.passcode = match host_key {
-            Some(_) => self.options.host.passcode.clone(),
-            None => self.options.passcode.clone(),
-        };
+        let gave_passcode = passcode.is_some();
+        config.passcode = passcode;
         config.host_key = host_key;
         // The app always runs media engines: tell the user if none arrives.
         config.media = true;
         Task::perform(Client::connect(config), move |r| {
-            Message::Connected(id, r.map(Handoff::new).map_err(|e| e.to_string()))
+            let r = r.map(Handoff::new);
+            Message::Connected(
+                id,
+                r.map_err(|e| trust::JoinFailure::from_client(&e, gave_passcode)),
+            )
         })
     }
 
     pub(super) fn start_host(&mut self, name: String, room: String) -> Task<Message> {
         if let Some(key) = self.host.as_ref().map(|h| h.host_key) {
+            if let (Some(h), Some((room, passcode))) = (&self.host, self.host_passcode.take()) {
+                h.room_passcodes().set(&room, Some(passcode));
+            }
             let addr = self.host_control_addr();
             return self.connect(addr, name, room, Some(key));
         }
@@ -260,6 +340,8 @@ impl App {
         let stop = match self.host.take() {
             Some(h) => {
                 self.share = None;
+                self.guest_urls.clear();
+                self.launcher.guests = None;
                 self.launcher.hosting = None;
                 Task::perform(h.retire(), |_| Message::HostStopped)
             }
@@ -273,6 +355,8 @@ impl App {
 
     pub(super) fn stop_host(&mut self) -> Task<Message> {
         self.share = None;
+        self.guest_urls.clear();
+        self.launcher.guests = None;
         self.launcher.hosting = None;
         match self.host.take() {
             Some(h) => Task::perform(h.shutdown(), |_| Message::HostStopped),
@@ -287,9 +371,16 @@ impl App {
         let welcome = client.welcome().clone();
         let events = client.events();
         let hosting = self.share.clone();
+        // The guests' page is ours to show only in a meeting on our host.
+        let hosting_here = self.host.as_ref().is_some_and(|h| {
+            self.joined_addr.parse::<SocketAddr>().is_ok_and(|a| a.port() == h.control_addr.port())
+        });
         let mut call = Call::new(&welcome, self.joined_addr.clone(), hosting);
         call.always_full = self.settings.always_full;
         call.link = Some(client.link_slot());
+        if hosting_here && let Some(first) = self.guest_urls.first() {
+            call.set_guest_url(&self.guest_urls.join(" or "), first);
+        }
         // The session reports the first Joined too; the call starts from the
         // welcome, so that one is skipped.
         let _ = events.try_recv();
@@ -299,6 +390,7 @@ impl App {
         self.launcher.status = launcher::Status::Idle;
         self.launcher.error = None;
         self.launcher.offer = None;
+        self.attempt = None;
         let layers = layers.map(|e| self.call_event(e)).unwrap_or_else(Task::none);
         let host = self
             .joined_addr

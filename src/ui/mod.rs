@@ -11,7 +11,8 @@
 //! The parent is split by job: `app` (state, messages, dispatch, view),
 //! `stream` (subscriptions), `lifecycle` (join, host, leave, handover),
 //! `engines` (media engines and the call's media buttons), `transfers`
-//! (file uploads and downloads) and `notice` (notifications).
+//! (file uploads and downloads), `notice` (notifications) and `trust`
+//! (join failures, the certificate-changed dialog, the guests' address).
 
 mod app;
 pub mod call;
@@ -28,6 +29,7 @@ pub mod scheduler;
 pub mod settings;
 mod stream;
 mod transfers;
+pub mod trust;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

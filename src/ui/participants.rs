@@ -4,7 +4,7 @@
 //! remove / co-host per member, and "let back" for members removed during
 //! this call.
 
-use iced::widget::{button, column, row, scrollable, text};
+use iced::widget::{button, column, qr_code, row, scrollable, text};
 use iced::{Element, Fill};
 
 use crate::proto::text::visible;
@@ -47,6 +47,7 @@ pub fn ordered<'a>(members: &'a [Member], state: &RoomState) -> Vec<&'a Member> 
 /// the host's machine alike.
 pub fn view<'a>(
     security: Option<String>,
+    guests: Option<(&'a str, &'a iced::widget::qr_code::Data)>,
     members: &'a [Member],
     me: &'a str,
     host_member: Option<&'a str>,
@@ -106,6 +107,12 @@ pub fn view<'a>(
     }
     if state.locked {
         head = head.push(text("Meeting locked: nobody new can join").size(12));
+    }
+    if let Some((url, qr)) = guests {
+        // Phones and tablets join from a browser: scan, or type the address.
+        head = head.push(text("Phones and browsers join at:").size(12)).push(
+            row![qr_code(qr).cell_size(3), text(url).size(13)].spacing(8).align_y(iced::Center),
+        );
     }
     if controller {
         head = head.push(

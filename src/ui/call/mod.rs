@@ -64,6 +64,14 @@ pub fn grid_shape(n: usize) -> (usize, usize) {
     }
 }
 
+/// How the header and the people panel name a transport.
+fn transport_name(kind: crate::transport::link::TransportKind) -> &'static str {
+    match kind {
+        crate::transport::link::TransportKind::Quic => "QUIC",
+        crate::transport::link::TransportKind::Tls => "TLS over TCP",
+    }
+}
+
 /// Grids with more tiles than this show thumbnails.
 const FULL_LAYER_MAX_TILES: usize = 4;
 
@@ -78,6 +86,9 @@ pub struct Call {
     pub host_addr: String,
     /// Set while this app runs the host: the address others should use.
     pub hosting: Option<String>,
+    /// Set while this app runs the host: the browser guests' page
+    /// (`https://ADDR:PORT/`) and its QR code, shown in the people panel.
+    pub guests: Option<(String, iced::widget::qr_code::Data)>,
     pub members: Vec<Member>,
     /// The member running the host, as the host marks it (its own app
     /// registered with the host's key); `None` when not in this room.
@@ -154,11 +165,21 @@ impl Call {
     /// with the host's; equal codes mean nobody relays the connection.
     pub fn security(&self) -> Option<String> {
         let link = self.link.as_ref()?.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let how = match link.kind() {
-            crate::transport::link::TransportKind::Quic => "QUIC",
-            crate::transport::link::TransportKind::Tls => "TLS over TCP",
-        };
+        let how = transport_name(link.kind());
         Some(format!("Encrypted ({how}) · verification code {}", link.verification_code()))
+    }
+
+    /// The transport in use, for the header: "QUIC" or "TLS over TCP".
+    pub fn transport(&self) -> Option<&'static str> {
+        let link = self.link.as_ref()?.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        Some(transport_name(link.kind()))
+    }
+
+    /// Shows the guests' page address(es) as `text` and `qr_url` as a QR
+    /// code (while hosting).
+    pub fn set_guest_url(&mut self, text: &str, qr_url: &str) {
+        self.guests =
+            iced::widget::qr_code::Data::new(qr_url).ok().map(|qr| (text.to_string(), qr));
     }
 
     pub fn new(welcome: &Welcome, host_addr: String, hosting: Option<String>) -> Call {
@@ -169,6 +190,7 @@ impl Call {
             host_name: welcome.host_name.clone(),
             host_addr,
             hosting,
+            guests: None,
             members: Vec::new(),
             host_member: welcome.host_member.clone(),
             media: MediaState::default(),

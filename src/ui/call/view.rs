@@ -262,6 +262,12 @@ impl Call {
             header = header
                 .push(text(format!("You are hosting · others join: sapora join {addr}")).size(14));
         }
+        if let Some((url, _)) = &self.guests {
+            header = header.push(text(format!("Browsers: {url}")).size(14));
+        }
+        if let Some(how) = self.transport() {
+            header = header.push(text(format!("🔒 {how}")).size(14));
+        }
         let mut main = column![container(header).padding([4, 10])];
         if let Some(reason) = &self.reconnecting {
             main = main.push(
@@ -279,6 +285,7 @@ impl Call {
             Panel::Files => self.files.view().map(Message::Files),
             Panel::People => participants::view(
                 self.security(),
+                self.guests.as_ref().map(|(url, qr)| (url.as_str(), qr)),
                 &self.members,
                 &self.me,
                 self.host_member.as_deref(),
