@@ -15,6 +15,35 @@ use super::core::{ConnId, Host, HostEvent, Input, Output, SessionId, Stats};
 use crate::proto::{ClientMsg, DecodeError, HostMsg, limits};
 use crate::transport::framed::{FrameError, FrameReader, FrameWriter};
 use crate::transport::link::{Established, Link, LinkRecv, LinkSend};
+use crate::transport::pake::VerificationCode;
+
+/// The verification code of each member's link (the code that member's
+/// app shows), by room and name as the host's `Welcome` gave them: the
+/// host's app shows it per member, so people can compare out loud. A
+/// member is listed from its `Welcome` until its connection closes.
+#[derive(Debug, Clone, Default)]
+pub struct MemberCodes(Arc<Mutex<HashMap<ConnId, (String, String, VerificationCode)>>>);
+
+impl MemberCodes {
+    /// The code of `name`'s link in `room` (the newest connection, if a
+    /// rejoin overlaps the old one).
+    pub fn get(&self, room: &str, name: &str) -> Option<VerificationCode> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter()
+            .filter(|(_, (r, n, _))| r == room && n == name)
+            .max_by_key(|(conn, _)| conn.0)
+            .map(|(_, (_, _, code))| *code)
+    }
+
+    fn welcomed(&self, conn: ConnId, room: &str, name: &str, code: VerificationCode) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(conn, (room.to_string(), name.to_string(), code));
+    }
+
+    fn closed(&self, conn: ConnId) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&conn);
+    }
+}
 
 /// Frames queued for one client before it counts as too slow and is dropped.
 const WRITE_QUEUE: usize = 256;
@@ -41,6 +70,8 @@ pub(crate) enum DriverMsg {
 
 struct ConnHandle {
     tx: Sender<Arc<Frame>>,
+    /// The verification code of this connection's link.
+    code: VerificationCode,
     writer: Task<()>,
     _reader: Task<()>,
 }
@@ -109,6 +140,7 @@ pub async fn run(
     inbox: Inbox,
     stop: Receiver<()>,
     stats: Arc<Mutex<Stats>>,
+    codes: MemberCodes,
     mut on_event: impl FnMut(HostEvent),
 ) {
     let Inbox { tx, rx } = inbox;
@@ -154,6 +186,13 @@ pub async fn run(
             while let Some(out) = core.poll_output() {
                 match out {
                     Output::Send { to, msg } => {
+                        if let HostMsg::Welcome(w) = &msg {
+                            for conn in &to {
+                                if let Some(h) = conns.get(conn) {
+                                    codes.welcomed(*conn, &w.room, &w.name, h.code);
+                                }
+                            }
+                        }
                         let frame =
                             Arc::new(Frame { kind: msg.msg_type() as u8, payload: msg.payload() });
                         for conn in to {
@@ -164,6 +203,7 @@ pub async fn run(
                         }
                     }
                     Output::Close { conn } => {
+                        codes.closed(conn);
                         if let Some(h) = conns.remove(&conn) {
                             // Dropping the reader task cancels it; closing the
                             // queue lets the writer flush what is left and end.
@@ -198,9 +238,10 @@ pub async fn run(
 
 fn spawn_conn(conn: ConnId, est: Established<Link>, tx: Sender<DriverMsg>) -> ConnHandle {
     let (out_tx, out_rx) = smol::channel::bounded::<Arc<Frame>>(WRITE_QUEUE);
+    let code = est.link.verification_code();
     let writer = smol::spawn(write_loop(est.control_send, est.link, out_rx));
     let reader = smol::spawn(read_loop(conn, est.control_recv, tx));
-    ConnHandle { tx: out_tx, writer, _reader: reader }
+    ConnHandle { tx: out_tx, code, writer, _reader: reader }
 }
 
 async fn write_loop(send: LinkSend, link: Link, rx: Receiver<Arc<Frame>>) {

@@ -210,6 +210,7 @@ pub struct RunningHost {
     _tunnel: Task<()>,
     _net: NetExecutor,
     room_passcodes: RoomPasscodes,
+    member_codes: control::MemberCodes,
     stop: Sender<()>,
     control: Task<()>,
     handle: ControlHandle,
@@ -287,6 +288,12 @@ impl RunningHost {
 
     pub fn stats(&self) -> Stats {
         *self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The verification code of each member's link (the host's app shows
+    /// it per member).
+    pub fn member_codes(&self) -> &control::MemberCodes {
+        &self.member_codes
     }
 
     /// Per-room passcodes (the app sets them while the host runs).
@@ -526,10 +533,12 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
     let stats: Arc<Mutex<Stats>> = Arc::default();
     let (events_tx, events) = smol::channel::bounded(1024);
     let (stop, stop_rx) = smol::channel::bounded(1);
+    let member_codes = control::MemberCodes::default();
     let control_task = {
         let stats = stats.clone();
         let directory = directory.clone();
-        smol::spawn(control::run(core, inbox, stop_rx, stats, move |event| {
+        let codes = member_codes.clone();
+        smol::spawn(control::run(core, inbox, stop_rx, stats, codes, move |event| {
             directory.apply(&event);
             file_hook.observe(&event);
             if let HostEvent::Rooms(list) = &event {
@@ -617,6 +626,7 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
         _tunnel: tunnel,
         _net: net,
         room_passcodes: opts.room_passcodes.clone(),
+        member_codes,
         ports,
         host_name: opts.host_name,
         host_key: opts.host_key,

@@ -381,6 +381,9 @@ impl App {
         if hosting_here && let Some(first) = self.guest_urls.first() {
             call.set_guest_url(&self.guest_urls.join(" or "), first);
         }
+        if hosting_here {
+            call.member_codes = self.host.as_ref().map(|h| h.member_codes().clone());
+        }
         // The session reports the first Joined too; the call starts from the
         // welcome, so that one is skipped.
         let _ = events.try_recv();

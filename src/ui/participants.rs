@@ -48,6 +48,7 @@ pub fn ordered<'a>(members: &'a [Member], state: &RoomState) -> Vec<&'a Member> 
 pub fn view<'a>(
     security: Option<String>,
     guests: Option<(&'a str, &'a iced::widget::qr_code::Data)>,
+    codes: Option<(&'a str, &'a crate::server::control::MemberCodes)>,
     members: &'a [Member],
     me: &'a str,
     host_member: Option<&'a str>,
@@ -82,6 +83,13 @@ pub fn view<'a>(
             text(state_line).size(11),
         ]
         .spacing(1);
+        // The host sees the code of each member's own link: equal to the
+        // one that member's app shows unless someone relays it.
+        if let Some(code) =
+            codes.filter(|_| m.name != me).and_then(|(room, c)| c.get(room, &m.name))
+        {
+            entry = entry.push(text(format!("verification code {code}")).size(11));
+        }
         if controller && m.name != me && host_member != Some(m.name.as_str()) {
             let name = || m.name.clone();
             let co = state.co_hosts.contains(&m.name);

@@ -89,6 +89,9 @@ pub struct Call {
     /// Set while this app runs the host: the browser guests' page
     /// (`https://ADDR:PORT/`) and its QR code, shown in the people panel.
     pub guests: Option<(String, iced::widget::qr_code::Data)>,
+    /// Set while this app runs the host of this meeting: each member's
+    /// link's verification code, shown per member in the people panel.
+    pub member_codes: Option<crate::server::control::MemberCodes>,
     pub members: Vec<Member>,
     /// The member running the host, as the host marks it (its own app
     /// registered with the host's key); `None` when not in this room.
@@ -191,6 +194,7 @@ impl Call {
             host_addr,
             hosting,
             guests: None,
+            member_codes: None,
             members: Vec::new(),
             host_member: welcome.host_member.clone(),
             media: MediaState::default(),

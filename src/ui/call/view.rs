@@ -266,7 +266,7 @@ impl Call {
             header = header.push(text(format!("Browsers: {url}")).size(14));
         }
         if let Some(how) = self.transport() {
-            header = header.push(text(format!("🔒 {how}")).size(14));
+            header = header.push(text(format!("Encrypted · {how}")).size(14));
         }
         let mut main = column![container(header).padding([4, 10])];
         if let Some(reason) = &self.reconnecting {
@@ -284,8 +284,19 @@ impl Call {
             Panel::Chat => self.chat.view().map(Message::Chat),
             Panel::Files => self.files.view().map(Message::Files),
             Panel::People => participants::view(
-                self.security(),
+                match &self.member_codes {
+                    // Our own link is to ourselves: the codes to compare
+                    // are the members' links'.
+                    Some(_) => Some(
+                        "Encrypted · you host this meeting: each person's verification code is \
+                         under their name; their app shows the same one unless someone relays \
+                         the connection"
+                            .to_string(),
+                    ),
+                    None => self.security(),
+                },
                 self.guests.as_ref().map(|(url, qr)| (url.as_str(), qr)),
+                self.member_codes.as_ref().map(|codes| (self.room.as_str(), codes)),
                 &self.members,
                 &self.me,
                 self.host_member.as_deref(),
