@@ -121,7 +121,11 @@ fn drive(app: &mut App, first: iced::Task<Message>, within: Duration, done: impl
 }
 
 /// Types into the launcher and clicks `button` in the real view.
-fn launcher_click(app: &mut App, fields: &[launcher::Message], button: &str) -> iced::Task<Message> {
+fn launcher_click(
+    app: &mut App,
+    fields: &[launcher::Message],
+    button: &str,
+) -> iced::Task<Message> {
     for f in fields {
         let _ = app.update(Message::Launcher(f.clone()));
     }
@@ -184,7 +188,8 @@ fn a_passcode_refusal_is_a_clear_message_and_the_right_passcode_joins() {
     let (mut app, t) = App::new(app_options(Launch::Launcher));
     device_free(&mut app);
     drive(&mut app, t, SEC, |_| true);
-    let failed = |a: &App| a.launcher.error.is_some() && a.launcher.status == launcher::Status::Idle;
+    let failed =
+        |a: &App| a.launcher.error.is_some() && a.launcher.status == launcher::Status::Idle;
 
     let fields = [
         launcher::Message::Address(addr.clone()),
@@ -195,6 +200,7 @@ fn a_passcode_refusal_is_a_clear_message_and_the_right_passcode_joins() {
     drive(&mut app, t, 10 * SEC, failed);
     let error = app.launcher.error.clone().unwrap();
     assert!(error.contains("needs a passcode"), "{error}");
+    assert!(error.contains("passcode field"), "{error}");
     assert!(!app.in_call() && app.cert_dialog.is_none());
     let mut ui = simulator(app.view());
     assert!(ui.find(error.as_str()).is_ok(), "the reason is on screen");

@@ -4,6 +4,7 @@
 //! remove / co-host per member, and "let back" for members removed during
 //! this call.
 
+use iced::widget::qr_code::Style as QrStyle;
 use iced::widget::{button, column, qr_code, row, scrollable, text};
 use iced::{Element, Fill};
 
@@ -119,7 +120,17 @@ pub fn view<'a>(
     if let Some((url, qr)) = guests {
         // Phones and tablets join from a browser: scan, or type the address.
         head = head.push(text("Phones and browsers join at:").size(12)).push(
-            row![qr_code(qr).cell_size(3), text(url).size(13)].spacing(8).align_y(iced::Center),
+            // Dark cells on white, as phone scanners expect (the theme's
+            // default would be light on dark).
+            row![
+                qr_code(qr).cell_size(4).style(|_| QrStyle {
+                    cell: iced::Color::BLACK,
+                    background: iced::Color::WHITE,
+                }),
+                text(url).size(13)
+            ]
+            .spacing(8)
+            .align_y(iced::Center),
         );
     }
     if controller {

@@ -38,7 +38,7 @@ impl JoinFailure {
             let hint = if gave_passcode {
                 "Check the passcode (ask whoever runs the meeting) and join again."
             } else {
-                "This meeting needs a passcode: type it in the passcode field and join again."
+                "Type the meeting's passcode in the passcode field and join again."
             };
             format!("Not let in: {e}. {hint}")
         } else {
