@@ -241,7 +241,7 @@ fn hosting_with_a_passcode_shows_guests_address_qr_and_member_codes() {
     drive(&mut app, t, 10 * SEC, |a| a.in_call());
     let share: std::net::SocketAddr = app.share.clone().unwrap().parse().unwrap();
     let url = format!("https://{share}/");
-    assert_eq!(app.guest_urls, [url.clone()]);
+    assert_eq!(app.guest_urls.as_slice(), std::slice::from_ref(&url));
 
     // Others need the passcode.
     let config = |passcode: Option<&str>| {

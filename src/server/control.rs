@@ -22,7 +22,10 @@ use crate::transport::pake::VerificationCode;
 /// host's app shows it per member, so people can compare out loud. A
 /// member is listed from its `Welcome` until its connection closes.
 #[derive(Debug, Clone, Default)]
-pub struct MemberCodes(Arc<Mutex<HashMap<ConnId, (String, String, VerificationCode)>>>);
+pub struct MemberCodes(Arc<Mutex<HashMap<ConnId, MemberCode>>>);
+
+/// One welcomed connection: room, name, its link's code.
+type MemberCode = (String, String, VerificationCode);
 
 impl MemberCodes {
     /// The code of `name`'s link in `room` (the newest connection, if a

@@ -46,16 +46,27 @@ pub fn ordered<'a>(members: &'a [Member], state: &RoomState) -> Vec<&'a Member> 
 /// `host_member` is the host's word on who runs it (`UserList::host_member`),
 /// so the mark is right on loopback, behind NAT and with several people on
 /// the host's machine alike.
+/// The panel's trust lines: this link's security line, and while hosting
+/// the guests' address and QR code and each member's verification code.
+#[derive(Default)]
+pub struct Trust<'a> {
+    /// "Encrypted (QUIC) · verification code 123 456".
+    pub security: Option<String>,
+    /// The guests' page address(es) and its QR code.
+    pub guests: Option<(&'a str, &'a iced::widget::qr_code::Data)>,
+    /// This meeting's room and the host's member codes.
+    pub codes: Option<(&'a str, &'a crate::server::control::MemberCodes)>,
+}
+
 pub fn view<'a>(
-    security: Option<String>,
-    guests: Option<(&'a str, &'a iced::widget::qr_code::Data)>,
-    codes: Option<(&'a str, &'a crate::server::control::MemberCodes)>,
+    trust: Trust<'a>,
     members: &'a [Member],
     me: &'a str,
     host_member: Option<&'a str>,
     state: &'a RoomState,
     removed: &'a [String],
 ) -> Element<'a, Message> {
+    let Trust { security, guests, codes } = trust;
     let controller = controls_allowed(me, host_member, state);
     let small = |label: &'a str, control: Control| {
         button(text(label).size(11)).padding([2, 6]).on_press(Message::Control(control))

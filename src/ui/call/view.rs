@@ -280,11 +280,13 @@ impl Call {
                     }),
             );
         }
-        let side: Option<Element<'_, Message>> = self.panel.map(|p| match p {
+        let side: Option<Element<'_, Message>> = self.panel.map(|p| {
+            match p {
             Panel::Chat => self.chat.view().map(Message::Chat),
             Panel::Files => self.files.view().map(Message::Files),
             Panel::People => participants::view(
-                match &self.member_codes {
+                participants::Trust {
+                security: match &self.member_codes {
                     // Our own link is to ourselves: the codes to compare
                     // are the members' links'.
                     Some(_) => Some(
@@ -295,8 +297,9 @@ impl Call {
                     ),
                     None => self.security(),
                 },
-                self.guests.as_ref().map(|(url, qr)| (url.as_str(), qr)),
-                self.member_codes.as_ref().map(|codes| (self.room.as_str(), codes)),
+                guests: self.guests.as_ref().map(|(url, qr)| (url.as_str(), qr)),
+                codes: self.member_codes.as_ref().map(|codes| (self.room.as_str(), codes)),
+                },
                 &self.members,
                 &self.me,
                 self.host_member.as_deref(),
@@ -304,6 +307,7 @@ impl Call {
                 &self.removed,
             )
             .map(|participants::Message::Control(c)| Message::Control(c)),
+        }
         });
         let mut center = row![container(self.stage()).width(Fill).height(Fill)];
         if let Some(side) = side {
