@@ -337,3 +337,54 @@ fn a_changed_certificate_opens_the_dialog_and_trusting_it_joins() {
     drive(&mut app, t, 3 * SEC, |a| !a.in_call());
     smol::block_on(host.shutdown());
 }
+
+/// A host picked from discovery: the app expects the fingerprint its beacon
+/// announced. A host presenting another certificate is refused (nothing is
+/// pinned, no "trust the new one" offer: there is no pin to replace); the
+/// announced one joins and is pinned. The list marks a passcode host.
+#[test]
+fn a_discovered_host_must_present_its_beacon_fingerprint() {
+    backend();
+    let mut opts = common::options();
+    opts.identity = Some(std::sync::Arc::new(HostIdentity::generate().unwrap()));
+    let host = smol::block_on(server::start(opts)).expect("host starts");
+    let key = host_key(host.control_addr);
+    let beacon = |fingerprint| sapora::client::discover::DiscoveredHost {
+        host_id: 7,
+        host_name: "lab-pc".into(),
+        addr: host.control_addr,
+        rooms: vec![],
+        version: sapora::proto::PROTOCOL_VERSION,
+        last_seen: Instant::now(),
+        owner: None,
+        auto: false,
+        fingerprint: Some(fingerprint),
+        passcode: true,
+    };
+    let (mut app, t) = App::new(app_options(Launch::Launcher));
+    device_free(&mut app);
+    drive(&mut app, t, SEC, |_| true);
+    let other = HostIdentity::generate().unwrap().fingerprint();
+    let _ = app.update(Message::Discovered(vec![beacon(other)]));
+    let mut ui = simulator(app.view());
+    assert!(ui.find("no meetings yet · needs a passcode").is_ok());
+    drop(ui);
+    let fields = [launcher::Message::Pick(0), launcher::Message::Name("alice".into())];
+    let t = launcher_click(&mut app, &fields, "Join");
+    drive(&mut app, t, 10 * SEC, |a| {
+        a.launcher.error.is_some() && a.launcher.status == launcher::Status::Idle
+    });
+    let error = app.launcher.error.clone().unwrap();
+    assert!(error.contains(&other.short()), "names the announced fingerprint: {error}");
+    assert!(!app.in_call() && app.cert_dialog.is_none());
+    let pins = PinStore::open_default().unwrap();
+    assert_eq!(pins.load().unwrap().get(&key), None, "nothing pinned");
+
+    let _ = app.update(Message::Discovered(vec![beacon(host.fingerprint)]));
+    let t = launcher_click(&mut app, &[], "Join");
+    drive(&mut app, t, 10 * SEC, |a| a.in_call());
+    assert_eq!(pins.load().unwrap().get(&key), Some(host.fingerprint));
+    let t = app.update(Message::Call(call::Message::Leave));
+    drive(&mut app, t, 3 * SEC, |a| !a.in_call());
+    smol::block_on(host.shutdown());
+}

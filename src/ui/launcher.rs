@@ -247,10 +247,11 @@ impl Launcher {
                     .join(", ")
             };
             let compat = if h.is_compatible() { "" } else { " · incompatible version" };
+            let lock = if h.passcode { " · needs a passcode" } else { "" };
             let entry = column![
                 text(format!("{} — {}", visible(&h.host_name), h.addr)).size(15),
                 text(h.label()).size(13),
-                text(format!("{rooms}{compat}")).size(12),
+                text(format!("{rooms}{compat}{lock}")).size(12),
             ];
             hosts = hosts.push(
                 button(entry).width(Fill).style(button::secondary).on_press(Message::Pick(i)),

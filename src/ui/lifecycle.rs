@@ -232,6 +232,12 @@ impl App {
         let gave_passcode = passcode.is_some();
         config.passcode = passcode;
         config.host_key = host_key;
+        // A host found by discovery: its beacon's fingerprint is expected
+        // (unless a pin says otherwise), over QUIC and the TLS fallback.
+        config.beacon_fingerprint = match host_key {
+            Some(_) => None,
+            None => self.launcher.hosts.iter().find(|h| h.addr == addr).and_then(|h| h.fingerprint),
+        };
         // The app always runs media engines: tell the user if none arrives.
         config.media = true;
         Task::perform(Client::connect(config), move |r| {
