@@ -491,3 +491,46 @@ fn forgetting_a_changed_pin_lets_the_next_join_trust_the_new_certificate() {
         assert_eq!(pins.load().unwrap().get(&host_key(host.addr)), est.fingerprint);
     });
 }
+
+/// What users compare: the code a member's app shows and the code the
+/// hosting app shows for that member (`RunningHost::member_codes`), on a
+/// real host: equal on a direct link, different through either proxy.
+#[test]
+fn the_hosts_code_for_a_member_differs_from_the_members_through_a_proxy() {
+    use sapora::client::{Client, ClientConfig};
+    run(async {
+        let host = server::start(options()).await.expect("host starts");
+        let quic = quic_proxy(host.control_addr);
+        let tls = tls_proxy(host.control_addr);
+        let join = |addr, name: &str| {
+            let mut c = ClientConfig::new(addr, name, ROOM);
+            let dir = tempfile::tempdir().unwrap();
+            c.pins = Some(PinStore::at(dir.path().join(KNOWN_HOSTS_FILE_NAME)));
+            c.reconnect = false;
+            (dir, Client::connect(c))
+        };
+        // The host records a member's code when it welcomes it.
+        let host_code = |name: &str| host.member_codes().get(ROOM, name);
+
+        let (_d, direct) = join(host.control_addr, "ann");
+        let direct = direct.await.expect("direct join");
+        assert_eq!(host_code("ann"), Some(direct.verification_code()));
+
+        let (_d, relayed) = join(quic.addr, "bob");
+        let relayed = relayed.await.expect("an open room admits the proxy's QUIC session");
+        let seen = host_code("bob").expect("the host lists bob's code");
+        assert_ne!(seen, relayed.verification_code(), "QUIC: the codes must differ");
+        assert_eq!((relayed.verification_code(), seen), quic.relayed().await);
+
+        // The TLS proxy: tunnel::connect as the fallback would.
+        let (_d, pins) = fresh_pins();
+        let est = tunnel::connect(tls.addr, ROOM, None, &pins).await.expect("admitted");
+        let (client_side, host_side) = tls.relayed().await;
+        assert_eq!(client_side, est.link.verification_code());
+        assert_ne!(client_side, host_side, "TLS: the codes must differ");
+        drop(est);
+        direct.leave().await;
+        relayed.leave().await;
+        host.shutdown().await;
+    });
+}
