@@ -125,13 +125,12 @@ fn tools() -> Result<(PathBuf, PathBuf, PathBuf), String> {
     Ok((chromium, node, dir.join("guest.mjs")))
 }
 
-/// Starts the page for `host` on a free loopback port; returns its port.
-async fn start_web(host: &sapora::server::RunningHost) -> (smol::Task<()>, u16) {
-    let identity = sapora::transport::cert::HostIdentity::generate().unwrap();
-    let tls = sapora::guest::tls_config(&identity).unwrap();
-    let listener = smol::net::TcpListener::bind((common::LOOPBACK, 0)).await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    (smol::spawn(sapora::guest::serve(listener, Arc::new(tls), host.control_addr)), port)
+/// A host on loopback that serves the guest page on its own TCP port (the
+/// TLS port of the native tunnel, the control port's number).
+async fn start_web_host() -> sapora::server::RunningHost {
+    let mut opts = common::options();
+    opts.web = Some(Arc::new(sapora::guest::GuestPage));
+    sapora::server::start(opts).await.expect("host starts on loopback")
 }
 
 /// Waits (up to `within`) for a chat on `client` that `pick` accepts.
@@ -167,8 +166,8 @@ fn a_browser_guest_joins_with_two_bots() {
     };
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     smol::block_on(async {
-        let host = common::start_host().await;
-        let (_web, port) = start_web(&host).await;
+        let host = start_web_host().await;
+        let port = host.control_addr.port();
         let bot1 = common::join(host.control_addr, "bot1", "web").await;
         let bot2 = common::join(host.control_addr, "bot2", "web").await;
         let video1 = bot_video(&bot1, &host, "bot1");
@@ -403,8 +402,8 @@ fn a_browser_guest_without_webcodecs_sends_pcm() {
     };
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     smol::block_on(async {
-        let host = common::start_host().await;
-        let (_web, port) = start_web(&host).await;
+        let host = start_web_host().await;
+        let port = host.control_addr.port();
         let bot = common::join(host.control_addr, "listener", "pcm").await;
         let dir = tempfile::tempdir().unwrap();
         let wav = dir.path().join("guest.wav");
