@@ -650,8 +650,8 @@ fn host(args: HostArgs) -> CmdResult {
             println!("{lead}  sapora join {ip}{port_suffix}{room_hint}{iface}");
         }
         println!(
-            "  Ports: control {}/udp (QUIC: control, files, screen), discovery {}/udp, video {}/udp, audio {}/udp",
-            p.control, p.discovery, p.video, p.audio
+            "  Ports: control {}/udp (QUIC: control, files, screen), {}/tcp (TLS: fallback, browser page), discovery {}/udp, video {}/udp, audio {}/udp",
+            p.control, p.control, p.discovery, p.video, p.audio
         );
         print_web(args.bind, p.control);
         match opts.discovery_target {

@@ -180,7 +180,7 @@ pub fn server_tls_config(
 pub enum Accepted {
     /// The native tunnel's upgrade on [`WS_PATH`], done: run the admission
     /// next with [`WsPipe`] and [`super::admission::host`].
-    Tunnel(FallbackConnection<HostTls>),
+    Tunnel(Box<FallbackConnection<HostTls>>),
     /// Any other well-formed request (the browser guests' page and
     /// WebSocket): `tls` is positioned just after the head.
     Web { request: http::Request, tls: Box<HostTls>, peer: SocketAddr },
@@ -229,13 +229,13 @@ pub async fn accept_any(
         tls.write_all(&http::upgrade_response(&accept)).await?;
         tls.flush().await?;
         let ws = WebSocketStream::from_raw_socket(tls, Role::Server, Some(ws_config())).await;
-        Ok(Accepted::Tunnel(FallbackConnection {
+        Ok(Accepted::Tunnel(Box::new(FallbackConnection {
             ws,
             peer,
             fingerprint: None,
             passcode_exporter,
             verify_exporter,
-        }))
+        })))
     })
     .await
 }
@@ -248,7 +248,7 @@ pub async fn accept(
     config: Arc<rustls::ServerConfig>,
 ) -> Result<FallbackConnection<HostTls>, FallbackError> {
     match accept_any(tcp, config, HANDSHAKE_TIMEOUT).await? {
-        Accepted::Tunnel(conn) => Ok(conn),
+        Accepted::Tunnel(conn) => Ok(*conn),
         Accepted::Web { tls, .. } => Err(refuse(*tls, 404, NOT_FOUND).await),
     }
 }

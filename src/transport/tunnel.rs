@@ -765,7 +765,7 @@ pub async fn serve_tcp_with(
         service.spawner.clone().spawn(async move {
             let accepted = fallback::accept_any(tcp, service.tls.clone(), service.head_timeout);
             let mut conn = match accepted.await {
-                Ok(Accepted::Tunnel(conn)) => conn,
+                Ok(Accepted::Tunnel(conn)) => *conn,
                 Ok(Accepted::Web { request, tls, peer }) => {
                     match &service.web {
                         Some(web) => web.serve(request, tls, peer, host).await,
