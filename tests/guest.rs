@@ -219,6 +219,17 @@ fn one_port_routes_the_page_the_guest_the_tunnel_and_errors() {
         let answer = ask(port, fp, many.as_bytes()).await;
         assert_eq!(status(&answer), "HTTP/1.1 431 Request Header Fields Too Large", "{answer}");
 
+        // Plain http:// on the TLS port: a redirect to https://, same
+        // address and query.
+        let mut plain = TcpStream::connect((common::LOOPBACK, port)).await.unwrap();
+        let head = format!("GET /?room=r HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+        plain.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        let _ = plain.read_to_string(&mut answer).await;
+        assert!(answer.starts_with("HTTP/1.1 301 Moved Permanently\r\n"), "{answer}");
+        let location = format!("\r\nLocation: https://127.0.0.1:{port}/?room=r\r\n");
+        assert!(answer.contains(&location), "{answer}");
+
         // Both upgrades on the one port, open at the same time: a guest
         // joins through the page's WebSocket while a native client is
         // admitted through the tunnel's.

@@ -193,7 +193,8 @@ pub enum Accepted {
 ///   becomes [`Accepted::Tunnel`] (the 101 answer sent);
 /// - another request is [`Accepted::Web`];
 /// - a malformed head is answered 400, an oversized one 431 (both
-///   [`FallbackError::Refused`]), a bad upgrade on [`WS_PATH`] 400.
+///   [`FallbackError::Refused`]), a bad upgrade on [`WS_PATH`] 400;
+/// - plain HTTP (no TLS) gets a `301` to the same address over `https://`.
 ///
 /// TLS and the head must arrive within `head_timeout` (a slow or silent
 /// client is cut off: [`FallbackError::Timeout`]); the head is at most
@@ -206,6 +207,12 @@ pub async fn accept_any(
     let peer = tcp.peer_addr()?;
     tune(&tcp)?;
     with_timeout_of(head_timeout, async {
+        // Every TLS connection opens with a handshake record (type 22); a
+        // browser sent to http:// on this port is redirected to https://.
+        let mut first = [0u8; 1];
+        if tcp.peek(&mut first).await? == 1 && first[0] != TLS_HANDSHAKE_RECORD {
+            return Err(redirect_plain(tcp).await);
+        }
         let mut tls = TlsAcceptor::from(config).accept(tcp).await?;
         let request = match read_head(&mut tls).await? {
             Ok(request) => request,
@@ -250,6 +257,34 @@ pub async fn accept(
     match accept_any(tcp, config, HANDSHAKE_TIMEOUT).await? {
         Accepted::Tunnel(conn) => Ok(*conn),
         Accepted::Web { tls, .. } => Err(refuse(*tls, 404, NOT_FOUND).await),
+    }
+}
+
+/// The first byte of a TLS connection: a handshake record (RFC 8446 §5.1).
+const TLS_HANDSHAKE_RECORD: u8 = 22;
+
+/// Answers a plain-HTTP request on the TLS port: a `301` to the same
+/// address over `https://` (400/431 for a bad head, 400 without a `Host`).
+async fn redirect_plain(mut tcp: TcpStream) -> FallbackError {
+    let request = match read_head(&mut tcp).await {
+        Ok(Ok(request)) => request,
+        Ok(Err(e)) => return refuse(tcp, e.status(), &e.to_string()).await,
+        Err(e) => return e.into(),
+    };
+    let Some(location) = http::https_location(&request) else {
+        return refuse(tcp, 400, "this is an HTTPS port").await;
+    };
+    let answered = async {
+        tcp.write_all(&http::redirect_response(&location)).await?;
+        linger_close(&mut tcp).await;
+        Ok::<_, std::io::Error>(())
+    };
+    match answered.await {
+        Ok(()) => FallbackError::Refused {
+            status: 301,
+            reason: format!("plain HTTP, sent to {location}"),
+        },
+        Err(e) => e.into(),
     }
 }
 

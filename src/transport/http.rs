@@ -18,6 +18,8 @@ pub const MAX_HEADERS: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub method: String,
+    /// The request target as sent (path and query).
+    pub target: String,
     /// The path without the query string.
     pub path: String,
     /// `(lower-case name, value)` in order.
@@ -109,7 +111,8 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
             .map_err(|_| HeadError::Malformed("a header value is not UTF-8"))?;
         headers.push((h.name.to_ascii_lowercase(), value.trim().to_string()));
     }
-    Ok(Some((Request { method: method.to_string(), path, headers }, len)))
+    let target = target.to_string();
+    Ok(Some((Request { method: method.to_string(), target, path, headers }, len)))
 }
 
 fn malformed(e: httparse::Error) -> &'static str {
@@ -128,6 +131,7 @@ fn malformed(e: httparse::Error) -> &'static str {
 pub fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        301 => "Moved Permanently",
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
@@ -142,6 +146,25 @@ pub fn error_response(status: u16, text: &str) -> Vec<u8> {
     format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{text}",
         reason(status),
+        text.len()
+    )
+    .into_bytes()
+}
+
+/// Where a plain-HTTP `request` (a browser sent to `http://` on the TLS
+/// port) should go: `https://HOST/TARGET`, from its `Host` header; `None`
+/// without a plausible one (a name or address and a port only).
+pub fn https_location(request: &Request) -> Option<String> {
+    let host = request.header("host").filter(|h| !h.is_empty())?;
+    let plausible = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']');
+    host.chars().all(plausible).then(|| format!("https://{host}{}", request.target))
+}
+
+/// A `301` to `location` (from [`https_location`]).
+pub fn redirect_response(location: &str) -> Vec<u8> {
+    let text = "this is an HTTPS port";
+    format!(
+        "HTTP/1.1 301 Moved Permanently\r\nLocation: {location}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
         text.len()
     )
     .into_bytes()
@@ -216,6 +239,23 @@ mod tests {
         ] {
             assert_eq!(bad(head).map_err(|e| e.status()), Err(400), "{head:?}");
         }
+    }
+
+    #[test]
+    fn plain_http_is_sent_to_https_on_the_same_host_and_port() {
+        let req = get("/?room=r&name=n", "");
+        assert_eq!(https_location(&req).as_deref(), Some("https://10.0.0.2:5000/?room=r&name=n"));
+        let v6 = parse(b"GET / HTTP/1.1\r\nHost: [fe80::1]:5000\r\n\r\n").unwrap().unwrap().0;
+        assert_eq!(https_location(&v6).as_deref(), Some("https://[fe80::1]:5000/"));
+        // No Host, or one that could lead elsewhere: no redirect.
+        for head in [&b"GET / HTTP/1.1\r\n\r\n"[..], b"GET / HTTP/1.1\r\nHost: a@evil/x\r\n\r\n"] {
+            let req = parse(head).unwrap().unwrap().0;
+            assert_eq!(https_location(&req), None, "{head:?}");
+        }
+        let answer = String::from_utf8(redirect_response("https://h:5000/")).unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 301 Moved Permanently\r\nLocation: https://h:5000/\r\n")
+        );
     }
 
     #[test]
