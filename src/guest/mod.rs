@@ -47,6 +47,9 @@ use crate::transport::tunnel::WebService;
 use self::gateway::{FromGuest, ToGuest};
 use self::http::Route;
 
+/// An asset's answer must be written within this time (the largest,
+/// `app.js`, is a few tens of KiB).
+pub const ASSET_TIMEOUT: Duration = Duration::from_secs(30);
 /// Mix frames (20 ms each) waiting for a guest's WebSocket: past this the
 /// newest are dropped, so a slow guest's audio never lags more than 160 ms.
 pub const MIX_QUEUE: usize = 8;
@@ -111,9 +114,21 @@ pub fn page_urls(ips: &[std::net::IpAddr], port: u16) -> Vec<String> {
 async fn answer(request: Request, mut tls: Box<HostTls>, host: SocketAddr) -> std::io::Result<()> {
     match http::route(&request) {
         Route::Asset(asset) => {
-            tls.write_all(&http::asset_response(asset, request.method == "HEAD")).await?;
-            fallback::linger_close(&mut tls).await;
-            Ok(())
+            // A browser that stops reading must not hold the connection's
+            // slot for ever.
+            let write = async {
+                tls.write_all(&http::asset_response(asset, request.method == "HEAD")).await?;
+                fallback::linger_close(&mut tls).await;
+                Ok(())
+            };
+            smol::future::or(write, async {
+                smol::Timer::after(ASSET_TIMEOUT).await;
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the browser stopped reading",
+                ))
+            })
+            .await
         }
         Route::Error { status, text } => match fallback::refuse(tls, status, text).await {
             FallbackError::Io(e) => Err(e),
