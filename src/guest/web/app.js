@@ -230,7 +230,7 @@ function tileFor(sender, name) {
     const label = document.createElement("span");
     div.append(canvas, label);
     $("videos").append(div);
-    tile = { div, canvas, label, decoding: false, next: null };
+    tile = { div, canvas, label, decoding: false, next: null, ready: null };
     state.tiles.set(sender, tile);
     sendWants();
   }
@@ -238,38 +238,65 @@ function tileFor(sender, name) {
   return tile;
 }
 
-async function drawFrame(tile, f) {
+// Per tile a small pipeline, newest wins at every step: at most one frame
+// decoding (createImageBitmap: off the main thread) and one decoded picture
+// waiting for the next animation frame, where every waiting picture is
+// painted at once. Frames that arrive meanwhile replace `tile.next`; a
+// hidden page (no animation frames) decodes nothing more.
+async function decodeNext(tile) {
+  const f = tile.next;
+  tile.next = null;
   tile.decoding = true;
   try {
     const bitmap = await createImageBitmap(new Blob([f.jpeg], { type: "image/jpeg" }));
-    const c = tile.canvas;
-    if (c.width !== bitmap.width || c.height !== bitmap.height) {
-      c.width = bitmap.width;
-      c.height = bitmap.height;
-    }
-    const ctx = c.getContext("2d", { willReadFrequently: true });
-    ctx.drawImage(bitmap, 0, 0);
-    bitmap.close();
-    if (window.sapora.firstFrameMs === null) window.sapora.firstFrameMs = performance.now();
-    const counter = readCounter(ctx, c.width, c.height);
-    const stat = statOf(f.name);
-    if (stat.frames === 0) stat.first = performance.now();
-    stat.frames++;
-    stat.last = performance.now();
-    if (counter !== null) {
-      stat.whole++;
-      stat.counters.push(counter);
-      if (stat.counters.length > 50) stat.counters.shift();
-    }
+    tile.ready = { bitmap, f };
+    paintSoon();
   } catch (e) {
     console.log(`frame not decoded: ${e}`);
+    tile.decoding = false;
+    if (tile.next) decodeNext(tile);
   }
-  tile.decoding = false;
-  // Only the newest frame that came in meanwhile is drawn; others are dropped.
-  if (tile.next) {
-    const next = tile.next;
-    tile.next = null;
-    drawFrame(tile, next);
+}
+
+let paintScheduled = false;
+function paintSoon() {
+  if (paintScheduled) return;
+  paintScheduled = true;
+  requestAnimationFrame(paintReady);
+}
+
+function paintReady() {
+  paintScheduled = false;
+  for (const tile of state.tiles.values()) {
+    if (!tile.ready) continue;
+    const { bitmap, f } = tile.ready;
+    tile.ready = null;
+    paint(tile, bitmap, f);
+    tile.decoding = false;
+    if (tile.next) decodeNext(tile);
+  }
+}
+
+function paint(tile, bitmap, f) {
+  const c = tile.canvas;
+  if (c.width !== bitmap.width || c.height !== bitmap.height) {
+    c.width = bitmap.width;
+    c.height = bitmap.height;
+  }
+  const ctx = c.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(bitmap, 0, 0);
+  bitmap.close();
+  const now = performance.now();
+  if (window.sapora.firstFrameMs === null) window.sapora.firstFrameMs = now;
+  const counter = readCounter(ctx, c.width, c.height);
+  const stat = statOf(f.name);
+  if (stat.frames === 0) stat.first = now;
+  stat.frames++;
+  stat.last = now;
+  if (counter !== null) {
+    stat.whole++;
+    stat.counters.push(counter);
+    if (stat.counters.length > 50) stat.counters.shift();
   }
 }
 
@@ -284,9 +311,8 @@ function onVideo(bytes) {
   const tile = tileFor(sender, name);
   const stat = statOf(name);
   stat.received++;
-  const f = { sender, name, layer, frameId, jpeg };
-  if (tile.decoding) tile.next = f;
-  else drawFrame(tile, f);
+  tile.next = { sender, name, layer, frameId, jpeg };
+  if (!tile.decoding) decodeNext(tile);
 }
 
 function onBinary(bytes) {
