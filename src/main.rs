@@ -547,41 +547,14 @@ fn user_name() -> String {
 
 /// The addresses to tell others, each with its interface name: the bound
 /// one, or every LAN address of this machine (`lanif::join_addresses`).
-/// Starts the page for browser guests ([`start_web`]) and prints its
-/// addresses ("Browsers join at: https://IP:PORT/"), or why it is off.
-fn print_web(bind: IpAddr, control: SocketAddr) -> Option<smol::Task<()>> {
-    match start_web(bind, control) {
-        Ok((task, port)) => {
-            let ips: Vec<IpAddr> = share_addrs(bind).into_iter().map(|(ip, _)| ip).collect();
-            for (i, url) in sapora::guest::page_urls(&ips, port).into_iter().enumerate() {
-                let lead = if i == 0 { "  Browsers join at:" } else { "                   " };
-                println!("{lead}  {url}");
-            }
-            Some(task)
-        }
-        Err(e) => {
-            println!("  Browser guests: off ({e})");
-            None
-        }
+/// Prints the browser guests' page addresses ("Browsers join at:
+/// https://IP:PORT/"), served on the host's TCP port (`HostOptions::web`).
+fn print_web(bind: IpAddr, port: u16) {
+    let ips: Vec<IpAddr> = share_addrs(bind).into_iter().map(|(ip, _)| ip).collect();
+    for (i, url) in sapora::guest::page_urls(&ips, port).into_iter().enumerate() {
+        let lead = if i == 0 { "  Browsers join at:" } else { "                   " };
+        println!("{lead}  {url}");
     }
-}
-
-/// The web page for browser guests (`sapora::guest`), on TCP
-/// [`sapora::guest::WEB_PORT_SHIFT`] above the control port, with the host's
-/// certificate. Returns the serving task and the port.
-fn start_web(bind: IpAddr, control: SocketAddr) -> Result<(smol::Task<()>, u16), String> {
-    let (identity, _) = sapora::transport::cert::HostIdentity::load_or_create_default()
-        .map_err(|e| e.to_string())?;
-    let tls = sapora::guest::tls_config(&identity).map_err(|e| e.to_string())?;
-    let port = control.port().checked_add(sapora::guest::WEB_PORT_SHIFT).ok_or("no port left")?;
-    let listener = smol::block_on(smol::net::TcpListener::bind(SocketAddr::new(bind, port)))
-        .map_err(|e| format!("cannot listen on TCP {port}: {e}"))?;
-    let control = if control.ip().is_unspecified() {
-        SocketAddr::new(Ipv4Addr::LOCALHOST.into(), control.port())
-    } else {
-        control
-    };
-    Ok((smol::spawn(sapora::guest::serve(listener, std::sync::Arc::new(tls), control)), port))
 }
 
 fn share_addrs(bind: IpAddr) -> Vec<(IpAddr, Option<String>)> {
@@ -617,6 +590,7 @@ fn host(args: HostArgs) -> CmdResult {
     }
     let mut opts = HostOptions::new(args.bind, ports, args.name.unwrap_or_else(machine_name));
     opts.owner = Some(user_name());
+    opts.web = Some(std::sync::Arc::new(sapora::guest::GuestPage));
     opts.passcode = args.passcode.get()?;
     if !args.no_discovery {
         opts.discovery_target = Some(args.net.discovery_addr);
@@ -639,10 +613,7 @@ fn host(args: HostArgs) -> CmdResult {
         if ui::display_available() {
             let launch = ui::Launch::Host { name: user_name(), room: args.room.trim().to_string() };
             let media = args.media.choice();
-            // Browser guests: the page, for the host the app starts (the
-            // gateway reaches it on its control port once it runs).
-            let control = SocketAddr::new(args.bind, opts.ports.control);
-            let _web = print_web(args.bind, control);
+            print_web(args.bind, opts.ports.control);
             return open_app(launch, &args.net, opts, media, None);
         }
         println!(
@@ -679,10 +650,10 @@ fn host(args: HostArgs) -> CmdResult {
             println!("{lead}  sapora join {ip}{port_suffix}{room_hint}{iface}");
         }
         println!(
-            "  Ports: control {}/udp (QUIC: control, files, screen), discovery {}/udp, video {}/udp, audio {}/udp",
-            p.control, p.discovery, p.video, p.audio
+            "  Ports: control {}/udp (QUIC: control, files, screen), {}/tcp (TLS: fallback, browser page), discovery {}/udp, video {}/udp, audio {}/udp",
+            p.control, p.control, p.discovery, p.video, p.audio
         );
-        let _web = print_web(args.bind, host.control_addr);
+        print_web(args.bind, p.control);
         match opts.discovery_target {
             Some(t) if t == sapora::server::beacon::LAN_BROADCAST => {
                 let ifs = sapora::lanif::lan_interfaces();
@@ -1002,6 +973,7 @@ fn app_host_options(net: &NetArgs) -> Result<HostOptions, String> {
     let mut opts = HostOptions::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), ports(net)?, machine_name());
     opts.discovery_target = Some(net.discovery_addr);
     opts.owner = Some(user_name());
+    opts.web = Some(std::sync::Arc::new(sapora::guest::GuestPage));
     Ok(opts)
 }
 

@@ -125,13 +125,12 @@ fn tools() -> Result<(PathBuf, PathBuf, PathBuf), String> {
     Ok((chromium, node, dir.join("guest.mjs")))
 }
 
-/// Starts the page for `host` on a free loopback port; returns its port.
-async fn start_web(host: &sapora::server::RunningHost) -> (smol::Task<()>, u16) {
-    let identity = sapora::transport::cert::HostIdentity::generate().unwrap();
-    let tls = sapora::guest::tls_config(&identity).unwrap();
-    let listener = smol::net::TcpListener::bind((common::LOOPBACK, 0)).await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    (smol::spawn(sapora::guest::serve(listener, Arc::new(tls), host.control_addr)), port)
+/// A host on loopback that serves the guest page on its own TCP port (the
+/// TLS port of the native tunnel, the control port's number).
+async fn start_web_host() -> sapora::server::RunningHost {
+    let mut opts = common::options();
+    opts.web = Some(Arc::new(sapora::guest::GuestPage));
+    sapora::server::start(opts).await.expect("host starts on loopback")
 }
 
 /// Waits (up to `within`) for a chat on `client` that `pick` accepts.
@@ -167,12 +166,12 @@ fn a_browser_guest_joins_with_two_bots() {
     };
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     smol::block_on(async {
-        let host = common::start_host().await;
-        let (_web, port) = start_web(&host).await;
+        let host = start_web_host().await;
+        let port = host.control_addr.port();
         let bot1 = common::join(host.control_addr, "bot1", "web").await;
         let bot2 = common::join(host.control_addr, "bot2", "web").await;
         let video1 = bot_video(&bot1, &host, "bot1");
-        let _video2 = bot_video(&bot2, &host, "bot2");
+        let video2 = bot_video(&bot2, &host, "bot2");
         let dir = tempfile::tempdir().unwrap();
         let y4m = dir.path().join("guest.y4m");
         write_y4m(&y4m, "Guest", (640, 480), 45, 15);
@@ -206,6 +205,12 @@ fn a_browser_guest_joins_with_two_bots() {
         let upload = dir.path().join("from-guest.txt");
         let upload_bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&upload, &upload_bytes).unwrap();
+        // A native receiver's rate under the same load, for comparison with
+        // the page's: bot2's frames as bot1 receives them while the page runs.
+        let native_frames = |video: &VideoEngine| {
+            video.stats().into_iter().find(|(_, n, _)| n == "bot2").map_or(0, |(_, _, s)| s.frames)
+        };
+        let native_from = (Instant::now(), native_frames(&video1), video2.send_stats().frames);
         let url = format!("https://127.0.0.1:{port}/?room=web&name=Guest");
         let child = Command::new(&node)
             .arg(&script)
@@ -288,6 +293,12 @@ fn a_browser_guest_joins_with_two_bots() {
         assert_eq!(unreadable, 0, "bot1 saw guest frames that were not whole");
 
         let output = output.await.expect("node ran");
+        let secs = native_from.0.elapsed().as_secs_f64();
+        let native_fps = (native_frames(&video1) - native_from.1) as f64 / secs;
+        let sent_fps = (video2.send_stats().frames - native_from.2) as f64 / secs;
+        eprintln!(
+            "meanwhile bot2 sent {sent_fps:.1} fps and bot1 (native) received it at {native_fps:.1} fps"
+        );
         // bot2 heard the guest: its recording of the mix has the guest's
         // 1 kHz tone (bot1's tone is 440 Hz).
         drop(audio1);
@@ -332,7 +343,11 @@ fn a_browser_guest_joins_with_two_bots() {
             let secs = (seen["last"].as_f64().unwrap_or(0.0)
                 - seen["first"].as_f64().unwrap_or(0.0))
                 / 1000.0;
-            eprintln!("the page drew {frames} frames of {bot} ({whole} whole) in {secs:.1} s");
+            let received = seen["received"].as_u64().unwrap_or(0);
+            eprintln!(
+                "the page drew {frames} frames of {bot} ({whole} whole) in {secs:.1} s: {:.1} fps; {received} received",
+                frames as f64 / secs.max(0.001)
+            );
             assert!(counters.len() >= 10, "{bot}'s counters do not advance in the page: {seen}");
             assert_eq!(frames, whole, "the page drew frames of {bot} that were not whole");
         }
@@ -403,8 +418,8 @@ fn a_browser_guest_without_webcodecs_sends_pcm() {
     };
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     smol::block_on(async {
-        let host = common::start_host().await;
-        let (_web, port) = start_web(&host).await;
+        let host = start_web_host().await;
+        let port = host.control_addr.port();
         let bot = common::join(host.control_addr, "listener", "pcm").await;
         let dir = tempfile::tempdir().unwrap();
         let wav = dir.path().join("guest.wav");

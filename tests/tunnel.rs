@@ -571,3 +571,74 @@ fn tunnels_and_their_futures_are_send_and_sync() {
     }
     let _ = check;
 }
+
+/// The host's TCP port cuts off a client that sends no TLS or only part of
+/// a request head within the time limit, and such connections hold their
+/// slots in the caps until then (so a slow client cannot open without
+/// bound). Without a web service, any path but the tunnel's is a 404.
+#[test]
+fn slow_heads_are_cut_off_and_hold_their_slots_until_then() {
+    use futures_rustls::TlsConnector;
+    use sapora::transport::cert::SERVER_NAME;
+    run(async {
+        const LIMIT: Duration = Duration::from_secs(3);
+        let identity = HostIdentity::generate().unwrap();
+        let tls = Arc::new(fallback::server_tls_config(&identity).unwrap());
+        let listener = smol::net::TcpListener::bind(LOOPBACK_ANY).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let caps = SharedCaps::new(ConnectionCaps::new(2, 16));
+        let limiter = Arc::new(Mutex::new(AttemptLimiter::default()));
+        let service = tunnel::TcpService {
+            head_timeout: LIMIT,
+            ..tunnel::TcpService::new(tls, caps.clone(), limiter)
+        };
+        let _host = smol::spawn(tunnel::serve_tcp_with(listener, service, |_| None, |_| {}));
+        let browser_tls = || async {
+            let (mut config, _) =
+                quic::client_tls_config(Trust::Pinned(identity.fingerprint())).unwrap();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let tcp = smol::net::TcpStream::connect(addr).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from(SERVER_NAME).unwrap();
+            TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap()
+        };
+        // Until the peer closes (EOF or reset): how long that took.
+        async fn closed_after(mut s: impl smol::io::AsyncRead + Unpin) -> Duration {
+            let started = Instant::now();
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+            started.elapsed()
+        }
+
+        // One client never starts TLS, another sends half a head.
+        let started = Instant::now();
+        let silent = smol::net::TcpStream::connect(addr).await.unwrap();
+        let mut slow = browser_tls().await;
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        assert_eq!(caps.snapshot().open_total(), 2);
+        // Both hold a slot: a third from the same address is closed at once.
+        let third = smol::net::TcpStream::connect(addr).await.unwrap();
+        let refused = closed_after(third).await;
+        assert!(refused < LIMIT / 2, "the third connection was closed after {refused:?}");
+        // The two are cut off at the limit, and give their slots back.
+        smol::future::zip(closed_after(silent), closed_after(slow)).await;
+        let waited = started.elapsed();
+        assert!(waited >= LIMIT - Duration::from_millis(100), "cut off after {waited:?}");
+        assert!(waited < LIMIT * 2, "cut off after {waited:?}");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while caps.snapshot().open_total() > 0 && Instant::now() < deadline {
+            smol::Timer::after(Duration::from_millis(20)).await;
+        }
+        assert_eq!(caps.snapshot().open_total(), 0, "slots given back");
+
+        // A complete request is answered: no web service here, so 404.
+        let mut tls = browser_tls().await;
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut answer = String::new();
+        let _ = tls.read_to_string(&mut answer).await;
+        assert!(answer.starts_with("HTTP/1.1 404 Not Found\r\n"), "{answer}");
+    });
+}

@@ -1,18 +1,23 @@
 //! Browser guests: anyone on the LAN joins from a browser, served by the
 //! host itself (issue 15).
 //!
-//! The host serves the embedded web client ([`assets`]) over HTTPS with its
-//! own certificate ([`crate::transport::cert::HostIdentity`]); a browser
-//! only grants camera and microphone to a secure page, and the page explains
-//! the one-time certificate warning. `GET /guest` upgrades to a WebSocket,
-//! and a **gateway** ([`gateway`]: a sans-IO translation core; the driver is
-//! [`serve`]) joins the meeting on the guest's behalf as an ordinary client
-//! of the host, through [`crate::client::Client`], so names, rooms, chat and
-//! the participant list behave as for anyone.
+//! The host serves the embedded web client ([`assets`]) over HTTPS on its
+//! TCP port (5000 plus the port offset), the TLS listener of the native
+//! clients' fallback tunnel, with the same certificate
+//! ([`crate::transport::cert::HostIdentity`]); a browser only grants camera
+//! and microphone to a secure page, and the page explains the one-time
+//! certificate warning. The listener routes by the request after TLS
+//! ([`crate::transport::fallback::accept_any`]): `/sapora/2` is the tunnel,
+//! everything else comes here ([`GuestPage`]). `GET /guest` upgrades to a
+//! WebSocket, and a **gateway** ([`gateway`]: a sans-IO translation core;
+//! the driver is [`run_guest`]) joins the meeting on the guest's behalf as
+//! an ordinary client of the host, through [`crate::client::Client`], so
+//! names, rooms, chat and the participant list behave as for anyone.
 //!
 //! This module sits beside `server` and `client` (it uses the client
-//! library, which `server` may not), and whoever starts a host starts it
-//! next to it (`sapora host`, the tests).
+//! library, which `server` may not): the host only knows it as a
+//! [`WebService`] in `HostOptions::web`, which `sapora host` and the tests
+//! set.
 //!
 //! Wire layout of the guest WebSocket: `docs/protocol.md`, "Browser guests".
 
@@ -21,31 +26,30 @@ pub mod gateway;
 pub mod http;
 pub mod media;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use futures_rustls::TlsAcceptor;
 use smol::future::FutureExt;
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use smol::net::{TcpListener, TcpStream};
 use smol::stream::StreamExt;
 
 use crate::client::{Client, ClientConfig};
-use crate::transport::cert::HostIdentity;
-use crate::transport::limit::{
-    ConnectionCaps, MAX_CONNECTIONS_PER_ADDRESS, MAX_CONNECTIONS_TOTAL, SharedCaps,
-};
-use crate::transport::quic::{self, ALPN};
+use crate::transport::fallback::{self, FallbackError, HostTls};
+use crate::transport::http::Request;
+use crate::transport::tunnel::WebService;
 
 use self::gateway::{FromGuest, ToGuest};
 use self::http::Route;
 
-/// TLS and the request head must arrive within this time.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// An asset's answer must be written within this time (the largest,
+/// `app.js`, is a few tens of KiB).
+pub const ASSET_TIMEOUT: Duration = Duration::from_secs(30);
 /// Mix frames (20 ms each) waiting for a guest's WebSocket: past this the
 /// newest are dropped, so a slow guest's audio never lags more than 160 ms.
 pub const MIX_QUEUE: usize = 8;
@@ -66,139 +70,78 @@ pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest WebSocket message from a guest: a camera frame (JPEG) with room
 /// to spare.
 pub const MAX_GUEST_MESSAGE: usize = 1024 * 1024;
-/// The TLS protocols offered: the native `sapora/2` and HTTP/1.1 for
-/// browsers (no h2: the page and the WebSocket are HTTP/1.1).
-pub const HTTP_ALPN: &[u8] = b"http/1.1";
+/// The browser guests' web application on the host's TCP port (beside the
+/// native tunnel, [`crate::transport::tunnel::WebService`]): the embedded
+/// page and its assets, and the guest WebSocket ([`http::GUEST_PATH`]),
+/// whose gateway joins the host as a client. Put it in
+/// `HostOptions::web`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GuestPage;
 
-/// The page's TCP port is the control port plus this (5443 by default).
-/// Issue 15 puts the page on TCP 5000 itself, beside the native TLS tunnel
-/// (`transport::tunnel`), routed by path ([`http::route`]: `/sapora/2` is
-/// the tunnel); until the host's TCP 5000 speaks TLS (the QUIC switch-over
-/// of issue 14) it has a port of its own.
-pub const WEB_PORT_SHIFT: u16 = 443;
-
-/// The host's TLS configuration for the web page: the native one
-/// ([`quic::server_tls_config`], same certificate) that also speaks
-/// HTTP/1.1 to browsers.
-pub fn tls_config(identity: &HostIdentity) -> Result<rustls::ServerConfig, rustls::Error> {
-    let mut tls = quic::server_tls_config(identity)?;
-    tls.alpn_protocols = vec![ALPN.to_vec(), HTTP_ALPN.to_vec()];
-    Ok(tls)
-}
-
-/// The page's addresses for people to open: `https://IP:PORT/` per address.
-pub fn page_urls(ips: &[std::net::IpAddr], port: u16) -> Vec<String> {
-    ips.iter()
-        .map(|ip| match ip {
-            std::net::IpAddr::V6(v6) => format!("https://[{v6}]:{port}/"),
-            v4 => format!("https://{v4}:{port}/"),
-        })
-        .collect()
-}
-
-/// Serves browsers on `listener` until the task is dropped: per connection
-/// (within the usual caps per address and in total) TLS with `tls`
-/// ([`tls_config`]), one request, and for `/guest` a gateway that joins the
-/// host whose control port is `control`.
-pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, control: SocketAddr) {
-    let caps =
-        SharedCaps::new(ConnectionCaps::new(MAX_CONNECTIONS_PER_ADDRESS, MAX_CONNECTIONS_TOTAL));
-    let acceptor = TlsAcceptor::from(tls);
-    loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot accept a browser connection");
-                smol::Timer::after(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let slot = match caps.try_open(peer.ip()) {
-            Ok(slot) => slot,
-            Err(refusal) => {
-                tracing::warn!(remote = %peer, %refusal, "refusing browser connection");
-                continue;
-            }
-        };
-        let acceptor = acceptor.clone();
-        smol::spawn(async move {
-            let _slot = slot;
-            if let Err(e) = connection(tcp, acceptor, control).await {
+impl WebService for GuestPage {
+    fn serve(
+        &self,
+        request: Request,
+        tls: Box<HostTls>,
+        peer: SocketAddr,
+        host: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            if let Err(e) = answer(request, tls, host).await {
                 tracing::debug!(remote = %peer, error = %e, "browser connection ended");
             }
         })
-        .detach();
     }
 }
 
-async fn timeout<T>(
-    limit: Duration,
-    what: &'static str,
-    work: impl std::future::Future<Output = std::io::Result<T>>,
-) -> std::io::Result<T> {
-    smol::future::or(work, async {
-        smol::Timer::after(limit).await;
-        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, what))
-    })
-    .await
+/// The page's address for people to open: `https://IP:PORT/`, where `port`
+/// is the host's (TCP, the same number as its QUIC port: 5000 plus the port
+/// offset).
+pub fn page_url(ip: std::net::IpAddr, port: u16) -> String {
+    match ip {
+        std::net::IpAddr::V6(v6) => format!("https://[{v6}]:{port}/"),
+        v4 => format!("https://{v4}:{port}/"),
+    }
 }
 
-/// One browser connection: TLS, one request, its answer.
-async fn connection(
-    tcp: TcpStream,
-    acceptor: TlsAcceptor,
-    control: SocketAddr,
-) -> std::io::Result<()> {
-    tcp.set_nodelay(true)?;
-    let (mut tls, request) = timeout(HEAD_TIMEOUT, "no request in time", async {
-        let mut tls = acceptor.accept(tcp).await?;
-        let mut buf = Vec::with_capacity(2048);
-        let mut chunk = [0u8; 2048];
-        loop {
-            match http::head_end(&buf) {
-                Ok(Some(end)) => {
-                    let request = http::parse(&buf[..end]);
-                    return Ok((tls, request.map_err(|e| (413u16, e))));
-                }
-                Ok(None) => {}
-                Err(e) => return Ok((tls, Err((413, e)))),
-            }
-            let n = tls.read(&mut chunk).await?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-    })
-    .await?;
-    let request = match request {
-        Ok(request) => request,
-        Err((_, e @ http::HeadError::Malformed(_))) => {
-            tls.write_all(&http::error_response(400, &e.to_string())).await?;
-            return tls.close().await;
-        }
-        Err((status, e)) => {
-            tls.write_all(&http::error_response(status, &e.to_string())).await?;
-            return tls.close().await;
-        }
-    };
+/// [`page_url`] for each of `ips`.
+pub fn page_urls(ips: &[std::net::IpAddr], port: u16) -> Vec<String> {
+    ips.iter().map(|ip| page_url(*ip, port)).collect()
+}
+
+/// One browser request (its head already read): an asset, an error, or the
+/// guest WebSocket, whose gateway joins the host at `host`.
+async fn answer(request: Request, mut tls: Box<HostTls>, host: SocketAddr) -> std::io::Result<()> {
     match http::route(&request) {
         Route::Asset(asset) => {
-            tls.write_all(&http::asset_response(asset, request.method == "HEAD")).await?;
-            tls.close().await
+            // A browser that stops reading must not hold the connection's
+            // slot for ever.
+            let write = async {
+                tls.write_all(&http::asset_response(asset, request.method == "HEAD")).await?;
+                fallback::linger_close(&mut tls).await;
+                Ok(())
+            };
+            smol::future::or(write, async {
+                smol::Timer::after(ASSET_TIMEOUT).await;
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the browser stopped reading",
+                ))
+            })
+            .await
         }
-        Route::Error { status, text } => {
-            tls.write_all(&http::error_response(status, text)).await?;
-            tls.close().await
-        }
+        Route::Error { status, text } => match fallback::refuse(tls, status, text).await {
+            FallbackError::Io(e) => Err(e),
+            _ => Ok(()),
+        },
         Route::Guest { accept } => {
-            tls.write_all(&http::upgrade_response(&accept)).await?;
+            tls.write_all(&crate::transport::http::upgrade_response(&accept)).await?;
             tls.flush().await?;
             let config = WebSocketConfig::default()
                 .max_message_size(Some(MAX_GUEST_MESSAGE))
                 .max_frame_size(Some(MAX_GUEST_MESSAGE));
             let ws = WebSocketStream::from_raw_socket(tls, Role::Server, Some(config)).await;
-            run_guest(ws, control).await;
+            run_guest(ws, host).await;
             Ok(())
         }
     }

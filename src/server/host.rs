@@ -22,7 +22,7 @@ use crate::transport::limit::{
 };
 use crate::transport::pake::Passcode;
 use crate::transport::quic::{self, QuicError};
-use crate::transport::tunnel;
+use crate::transport::{fallback, tunnel};
 
 /// Per-room passcodes, shared between the host's options, its accept loop
 /// and (later) the app, which can change them while the host runs. Rooms
@@ -106,6 +106,9 @@ pub struct HostOptions {
     pub passcode: Option<Passcode>,
     /// Per-room passcodes (win over `passcode`).
     pub room_passcodes: RoomPasscodes,
+    /// The web application on the TLS port beside the native tunnel (the
+    /// browser guests' page, `crate::guest::GuestPage`); `None`: 404.
+    pub web: Option<Arc<dyn tunnel::WebService>>,
 }
 
 impl HostOptions {
@@ -135,6 +138,7 @@ impl HostOptions {
             identity: None,
             passcode: None,
             room_passcodes: RoomPasscodes::default(),
+            web: None,
         }
     }
 }
@@ -397,11 +401,12 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
     let net = NetExecutor::start(executor, &endpoint).map_err(HostError::Threads)?;
     let control_addr = endpoint.local_addr().unwrap_or(addr);
     let mut ports = Ports { control: control_addr.port(), ..opts.ports };
-    let tunnel_tls = Arc::new(quic::server_tls_config(&identity).map_err(|e| HostError::Bind {
-        what: "TLS fallback, TCP",
-        addr: tunnel_addr,
-        source: std::io::Error::other(e),
-    })?);
+    let tunnel_tls =
+        Arc::new(fallback::server_tls_config(&identity).map_err(|e| HostError::Bind {
+            what: "TLS fallback, TCP",
+            addr: tunnel_addr,
+            source: std::io::Error::other(e),
+        })?);
 
     let rooms: Arc<Mutex<Vec<RoomInfo>>> = Arc::default();
 
@@ -598,14 +603,16 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
                 .detach();
         };
         let passcodes = passcodes.clone();
-        net.executor.spawn(tunnel::serve_tcp_on(
+        let service = tunnel::TcpService {
+            spawner: tunnel::Spawner::Executor(net.executor.clone()),
+            web: opts.web.clone(),
+            ..tunnel::TcpService::new(tunnel_tls, caps.clone(), limiter.clone())
+        };
+        net.executor.spawn(tunnel::serve_tcp_with(
             tunnel_listener,
-            tunnel_tls,
-            caps.clone(),
+            service,
             move |room| passcodes.of(room),
-            limiter.clone(),
             on_link,
-            tunnel::Spawner::Executor(net.executor.clone()),
         ))
     };
     let accept = net.executor.spawn(accept_links(

@@ -13,10 +13,15 @@
 //! - the same verification code.
 //!
 //! WebSocket (RFC 6455, async-tungstenite on smol, no tokio) frames the
-//! byte stream into messages, and is what browser guests will speak to the
-//! same port. The upgrade request is `GET /sapora/2`; other paths get 404.
+//! byte stream into messages. The upgrade request is `GET /sapora/2`.
 //! Messages are capped at [`MAX_MESSAGE`] bytes (before allocation, by
 //! tungstenite).
+//!
+//! The same TCP port serves browser guests: [`accept_any`] reads one HTTP/1.1
+//! request head after TLS ([`super::http`]) and routes it: `/sapora/2` to
+//! the tunnel, anything else to the host's web service (the guest page and
+//! its WebSocket, `crate::guest`), with 400/431 for bad heads and a time
+//! limit for slow ones.
 //!
 //! After admission, [`super::tunnel`] multiplexes control, datagrams and
 //! streams over the WebSocket (`docs/transport-v2.md` §5.1–5.5); this module
@@ -27,23 +32,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_tungstenite::WebSocketStream;
-use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use async_tungstenite::tungstenite::http::StatusCode;
-use async_tungstenite::tungstenite::protocol::WebSocketConfig;
+use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use async_tungstenite::tungstenite::{Error as WsError, Message};
 use futures_rustls::{TlsAcceptor, TlsConnector};
 use rustls::pki_types::ServerName;
-use smol::io::{AsyncRead, AsyncWrite};
+use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smol::net::TcpStream;
 use smol::stream::StreamExt;
 
 use super::admission::{AdmissionError, FramePipe};
 use super::cert::{Fingerprint, SERVER_NAME};
+use super::http;
 use super::pake::{self, Exporter, PakeError, VerificationCode};
 use super::quic::{self, ALPN, Trust};
 
 /// The WebSocket path of the native protocol.
 pub const WS_PATH: &str = "/sapora/2";
+/// The TLS protocol (ALPN) browsers speak on the same port: HTTP/1.1.
+pub const HTTP_ALPN: &[u8] = b"http/1.1";
 /// Largest WebSocket message (and frame): the largest control frame from the
 /// host (`proto::limits::CONTROL_FROM_HOST`, 4 MiB) plus its 10-byte header,
 /// rounded up.
@@ -78,8 +84,10 @@ pub enum FallbackError {
     WrongProtocol,
     #[error("cannot derive the TLS exporter for this connection")]
     Exporter,
-    #[error("the TLS/WebSocket handshake did not finish within {} s", HANDSHAKE_TIMEOUT.as_secs())]
-    Timeout,
+    #[error("the TLS/WebSocket handshake did not finish within {} s", .0.as_secs_f64())]
+    Timeout(Duration),
+    #[error("answered {status}: {reason}")]
+    Refused { status: u16, reason: String },
 }
 
 impl From<WsError> for FallbackError {
@@ -129,9 +137,16 @@ fn ws_config() -> WebSocketConfig {
 async fn with_timeout<T>(
     work: impl std::future::Future<Output = Result<T, FallbackError>>,
 ) -> Result<T, FallbackError> {
+    with_timeout_of(HANDSHAKE_TIMEOUT, work).await
+}
+
+async fn with_timeout_of<T>(
+    limit: Duration,
+    work: impl std::future::Future<Output = Result<T, FallbackError>>,
+) -> Result<T, FallbackError> {
     smol::future::or(work, async {
-        smol::Timer::after(HANDSHAKE_TIMEOUT).await;
-        Err(FallbackError::Timeout)
+        smol::Timer::after(limit).await;
+        Err(FallbackError::Timeout(limit))
     })
     .await
 }
@@ -149,35 +164,201 @@ fn exporters<D>(conn: &rustls::ConnectionCommon<D>) -> Result<(Exporter, Exporte
     Ok((export(pake::EXPORTER_LABEL)?, export(pake::VERIFY_EXPORTER_LABEL)?))
 }
 
-/// The host's side: TLS (with `config` from [`quic::server_tls_config`]),
-/// then the WebSocket upgrade on [`WS_PATH`]. Run the admission next with
-/// [`WsPipe`] and [`super::admission::host`].
+/// The TLS configuration of the host's TCP port: the native one
+/// ([`quic::server_tls_config`], same certificate) that also speaks
+/// HTTP/1.1 ([`HTTP_ALPN`]) to browsers. No h2: the page and its WebSocket
+/// are HTTP/1.1.
+pub fn server_tls_config(
+    identity: &super::cert::HostIdentity,
+) -> Result<rustls::ServerConfig, rustls::Error> {
+    let mut tls = quic::server_tls_config(identity)?;
+    tls.alpn_protocols = vec![ALPN.to_vec(), HTTP_ALPN.to_vec()];
+    Ok(tls)
+}
+
+/// What one connection to the host's TCP port asked for ([`accept_any`]).
+pub enum Accepted {
+    /// The native tunnel's upgrade on [`WS_PATH`], done: run the admission
+    /// next with [`WsPipe`] and [`super::admission::host`].
+    Tunnel(Box<FallbackConnection<HostTls>>),
+    /// Any other well-formed request (the browser guests' page and
+    /// WebSocket): `tls` is positioned just after the head.
+    Web { request: http::Request, tls: Box<HostTls>, peer: SocketAddr },
+}
+
+/// The host's side of one connection to its TCP port: TLS with `config`
+/// ([`server_tls_config`]), one HTTP/1.1 request head, and its route.
+///
+/// - `GET` [`WS_PATH`] with a valid WebSocket upgrade and ALPN `sapora/2`
+///   becomes [`Accepted::Tunnel`] (the 101 answer sent);
+/// - another request is [`Accepted::Web`];
+/// - a malformed head is answered 400, an oversized one 431 (both
+///   [`FallbackError::Refused`]), a bad upgrade on [`WS_PATH`] 400;
+/// - plain HTTP (no TLS) gets a `301` to the same address over `https://`.
+///
+/// TLS and the head must arrive within `head_timeout` (a slow or silent
+/// client is cut off: [`FallbackError::Timeout`]); the head is at most
+/// [`http::MAX_HEAD`] bytes.
+pub async fn accept_any(
+    tcp: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    head_timeout: Duration,
+) -> Result<Accepted, FallbackError> {
+    let peer = tcp.peer_addr()?;
+    tune(&tcp)?;
+    with_timeout_of(head_timeout, async {
+        // Every TLS connection opens with a handshake record (type 22); a
+        // browser sent to http:// on this port is redirected to https://.
+        let mut first = [0u8; 1];
+        if tcp.peek(&mut first).await? == 1 && first[0] != TLS_HANDSHAKE_RECORD {
+            return Err(redirect_plain(tcp).await);
+        }
+        let mut tls = TlsAcceptor::from(config).accept(tcp).await?;
+        let request = match read_head(&mut tls).await? {
+            Ok(request) => request,
+            Err(e) => return Err(refuse(tls, e.status(), &e.to_string()).await),
+        };
+        if request.path != WS_PATH {
+            return Ok(Accepted::Web { request, tls: Box::new(tls), peer });
+        }
+        let accept = match request.websocket_accept() {
+            Ok(accept) => accept,
+            Err(text) => return Err(refuse(tls, 400, text).await),
+        };
+        let (passcode_exporter, verify_exporter) = match exporters(tls.get_ref().1) {
+            Ok(exporters) => exporters,
+            Err(FallbackError::WrongProtocol) => {
+                let text = "the native protocol needs TLS ALPN sapora/2";
+                return Err(refuse(tls, 400, text).await);
+            }
+            Err(e) => return Err(e),
+        };
+        tls.write_all(&http::upgrade_response(&accept)).await?;
+        tls.flush().await?;
+        let ws = WebSocketStream::from_raw_socket(tls, Role::Server, Some(ws_config())).await;
+        Ok(Accepted::Tunnel(Box::new(FallbackConnection {
+            ws,
+            peer,
+            fingerprint: None,
+            passcode_exporter,
+            verify_exporter,
+        })))
+    })
+    .await
+}
+
+/// The host's side for the tunnel only: [`accept_any`] within
+/// [`HANDSHAKE_TIMEOUT`], where any other request is answered 404
+/// ([`FallbackError::Refused`]).
 pub async fn accept(
     tcp: TcpStream,
     config: Arc<rustls::ServerConfig>,
 ) -> Result<FallbackConnection<HostTls>, FallbackError> {
-    let peer = tcp.peer_addr()?;
-    tune(&tcp)?;
-    with_timeout(async {
-        let tls = TlsAcceptor::from(config).accept(tcp).await?;
-        let (passcode_exporter, verify_exporter) = exporters(tls.get_ref().1)?;
-        // The signature is tungstenite's `Callback`; its error type is large.
-        #[allow(clippy::result_large_err)]
-        let check_path = |request: &Request, response: Response| {
-            if request.uri().path() == WS_PATH {
-                Ok(response)
-            } else {
-                let mut refusal = ErrorResponse::new(Some(format!("no such path; use {WS_PATH}")));
-                *refusal.status_mut() = StatusCode::NOT_FOUND;
-                Err(refusal)
+    match accept_any(tcp, config, HANDSHAKE_TIMEOUT).await? {
+        Accepted::Tunnel(conn) => Ok(*conn),
+        Accepted::Web { tls, .. } => Err(refuse(*tls, 404, NOT_FOUND).await),
+    }
+}
+
+/// The first byte of a TLS connection: a handshake record (RFC 8446 §5.1).
+const TLS_HANDSHAKE_RECORD: u8 = 22;
+
+/// Answers a plain-HTTP request on the TLS port: a `301` to the same
+/// address over `https://` (400/431 for a bad head, 400 without a `Host`).
+async fn redirect_plain(mut tcp: TcpStream) -> FallbackError {
+    let request = match read_head(&mut tcp).await {
+        Ok(Ok(request)) => request,
+        Ok(Err(e)) => return refuse(tcp, e.status(), &e.to_string()).await,
+        Err(e) => return e.into(),
+    };
+    let Some(location) = http::https_location(&request) else {
+        return refuse(tcp, 400, "this is an HTTPS port").await;
+    };
+    let answered = async {
+        tcp.write_all(&http::redirect_response(&location)).await?;
+        linger_close(&mut tcp).await;
+        Ok::<_, std::io::Error>(())
+    };
+    match answered.await {
+        Ok(()) => FallbackError::Refused {
+            status: 301,
+            reason: format!("plain HTTP, sent to {location}"),
+        },
+        Err(e) => e.into(),
+    }
+}
+
+/// The 404 text of a host that serves no web page.
+pub const NOT_FOUND: &str = "no such path";
+
+/// Reads one request head from `tls`, a byte at a time so that nothing
+/// after it is taken from the stream (a WebSocket may follow at once).
+/// Parses at each line end: a malformed request line is refused at once,
+/// not after [`http::MAX_HEAD`] bytes.
+async fn read_head<S: AsyncRead + Unpin>(
+    tls: &mut S,
+) -> std::io::Result<Result<http::Request, http::HeadError>> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut byte = [0u8; 1];
+    loop {
+        if tls.read(&mut byte).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.push(byte[0]);
+        if byte[0] == b'\n' || buf.len() >= http::MAX_HEAD {
+            match http::parse(&buf) {
+                Ok(Some((request, _))) => return Ok(Ok(request)),
+                Ok(None) => {}
+                Err(e) => return Ok(Err(e)),
             }
-        };
-        let ws =
-            async_tungstenite::accept_hdr_async_with_config(tls, check_path, Some(ws_config()))
-                .await?;
-        Ok(FallbackConnection { ws, peer, fingerprint: None, passcode_exporter, verify_exporter })
+        }
+    }
+}
+
+/// Answers `status` with `text` on `tls` and closes it ([`linger_close`]);
+/// the error to return.
+pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    mut tls: S,
+    status: u16,
+    text: &str,
+) -> FallbackError {
+    let answered = async {
+        tls.write_all(&http::error_response(status, text)).await?;
+        linger_close(&mut tls).await;
+        Ok::<_, std::io::Error>(())
+    };
+    match answered.await {
+        Ok(()) => FallbackError::Refused { status, reason: text.to_string() },
+        Err(e) => e.into(),
+    }
+}
+
+/// How long [`linger_close`] reads what the client still sends.
+pub const LINGER: Duration = Duration::from_secs(1);
+/// How much [`linger_close`] reads at most.
+pub const LINGER_BYTES: usize = 64 * 1024;
+
+/// Closes our side (TLS close_notify, TCP FIN), then reads and drops what
+/// the client still sends for up to [`LINGER`] / [`LINGER_BYTES`]: closing
+/// a socket with unread bytes makes the kernel send a reset, which can
+/// destroy the answer before the client reads it (a client still sending an
+/// oversized head).
+pub async fn linger_close<S: AsyncRead + AsyncWrite + Unpin>(tls: &mut S) {
+    let drain = async {
+        let _ = tls.close().await;
+        let mut scratch = [0u8; 4096];
+        let mut read = 0;
+        while read < LINGER_BYTES {
+            match tls.read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+    };
+    smol::future::or(drain, async {
+        smol::Timer::after(LINGER).await;
     })
-    .await
+    .await;
 }
 
 /// The client's side: TCP to `addr`, TLS checking the host's certificate per

@@ -36,6 +36,7 @@ pub mod admission;
 pub mod cert;
 pub mod fallback;
 pub mod framed;
+pub mod http;
 pub mod limit;
 pub mod link;
 pub mod pake;

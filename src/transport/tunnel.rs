@@ -19,7 +19,9 @@
 //! global one by default).
 //!
 //! [`connect`] is the client's side (TOFU through [`PinStore`], as
-//! `quic::connect_tofu`), [`serve_tcp`] the host's accept loop.
+//! `quic::connect_tofu`), [`serve_tcp_with`] the host's accept loop, which
+//! also hands the browser guests' requests to a [`WebService`] (one port:
+//! the request after TLS picks the route, [`fallback::accept_any`]).
 //!
 //! Head-of-line blocking: TCP delivers in order, so a datagram still waits
 //! for the bytes already handed to the kernel. The writer never queues more
@@ -49,7 +51,8 @@ use smol::stream::StreamExt;
 use self::mux::{CONTROL_ID, Event, Mux, Read, Side, StreamError, Timing, Transmit};
 use super::admission::{self, AdmissionError};
 use super::cert::Fingerprint;
-use super::fallback::{self, FallbackError, WsPipe};
+use super::fallback::{self, Accepted, FallbackError, HostTls, WsPipe};
+use super::http::Request;
 use super::limit::{AttemptLimiter, ConnectionSlot, SharedCaps};
 use super::link::{Established, LinkRecv, LinkSend, TransportKind};
 use super::pake::{Passcode, VerificationCode};
@@ -657,14 +660,71 @@ pub async fn connect_expecting_on(
     .await
 }
 
-/// The host's accept loop on `listener` (TCP 5000): per connection, a slot
-/// from `caps` (per source address and in total; over the caps the TCP
-/// connection is closed at once), then in its own task TLS with `tls`
-/// (`quic::server_tls_config`), the WebSocket upgrade, the passcode check
-/// (`passcode_for` gives a room's passcode, `limiter` counts wrong ones),
-/// and `on_link` with the admitted tunnel. The slot is held until the
-/// connection ends. Runs until the task is dropped; accept errors (e.g. out
-/// of file descriptors) are logged and retried after 100 ms.
+/// A web application served on the host's TCP port beside the tunnel (the
+/// browser guests' page and their WebSocket, `crate::guest`): it answers
+/// every request that is not the tunnel's ([`fallback::Accepted::Web`]).
+pub trait WebService: Send + Sync + std::fmt::Debug + 'static {
+    /// Answers `request` on `tls` (positioned just after the head) and
+    /// resolves when the connection is done; the connection's slot in the
+    /// caps is held until then. `host` is the address of the host's QUIC
+    /// endpoint (the same port number), for a gateway that joins it as a
+    /// client; `peer` is the browser's address.
+    fn serve(
+        &self,
+        request: Request,
+        tls: Box<HostTls>,
+        peer: SocketAddr,
+        host: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// What the host's TCP port serves, and its limits ([`serve_tcp_with`]).
+#[derive(Clone, Debug)]
+pub struct TcpService {
+    /// [`fallback::server_tls_config`] (ALPN `sapora/2` and `http/1.1`).
+    pub tls: Arc<rustls::ServerConfig>,
+    /// Open connections per source address and in total; every connection
+    /// (tunnel or web) holds a slot until it ends.
+    pub caps: SharedCaps,
+    /// Wrong passcodes per source address (shared with QUIC).
+    pub limiter: Arc<Mutex<AttemptLimiter>>,
+    pub spawner: Spawner,
+    /// Answers every request but the tunnel's; `None`: 404.
+    pub web: Option<Arc<dyn WebService>>,
+    /// TLS and the request head must arrive within this, else the connection
+    /// is closed ([`fallback::HANDSHAKE_TIMEOUT`] by default).
+    pub head_timeout: Duration,
+}
+
+impl TcpService {
+    /// The tunnel only (no web service), with the default time limit.
+    pub fn new(
+        tls: Arc<rustls::ServerConfig>,
+        caps: SharedCaps,
+        limiter: Arc<Mutex<AttemptLimiter>>,
+    ) -> TcpService {
+        TcpService {
+            tls,
+            caps,
+            limiter,
+            spawner: Spawner::Global,
+            web: None,
+            head_timeout: fallback::HANDSHAKE_TIMEOUT,
+        }
+    }
+}
+
+impl std::fmt::Debug for Spawner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Spawner::Global => "Global",
+            Spawner::Executor(_) => "Executor",
+        })
+    }
+}
+
+/// The host's accept loop on `listener` (TCP 5000), tunnel only:
+/// [`serve_tcp_with`] with [`TcpService::new`].
 pub async fn serve_tcp(
     listener: smol::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -686,8 +746,46 @@ pub async fn serve_tcp_on(
     on_link: impl Fn(Established<Tunnel>) + Send + Sync + 'static,
     spawner: Spawner,
 ) {
+    let service = TcpService { spawner, ..TcpService::new(tls, caps, limiter) };
+    serve_tcp_with(listener, service, passcode_for, on_link).await
+}
+
+/// The host's accept loop on `listener` (TCP 5000). Per connection: a slot
+/// from `service.caps` (per source address and in total; over the caps the
+/// TCP connection is closed at once), then in its own task
+/// [`fallback::accept_any`]: TLS, one request head within
+/// `service.head_timeout`, and its route. The tunnel's upgrade runs the
+/// passcode check (`passcode_for` gives a room's passcode,
+/// `service.limiter` counts wrong ones) and hands the admitted tunnel to
+/// `on_link`; any other request goes to `service.web` (404 without one).
+/// The slot is held until the connection ends. Runs until the task is
+/// dropped; accept errors (e.g. out of file descriptors) are logged and
+/// retried after 100 ms.
+pub async fn serve_tcp_with(
+    listener: smol::net::TcpListener,
+    service: TcpService,
+    passcode_for: impl Fn(&str) -> Option<Passcode> + Send + Sync + 'static,
+    on_link: impl Fn(Established<Tunnel>) + Send + Sync + 'static,
+) {
     let passcode_for = Arc::new(passcode_for);
     let on_link = Arc::new(on_link);
+    // Where a web service's gateway reaches the host: this port's number
+    // (QUIC listens on the same one), on loopback if bound to any address.
+    let host = match listener.local_addr() {
+        Ok(addr) if addr.ip().is_unspecified() => {
+            let ip: std::net::IpAddr = if addr.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            };
+            SocketAddr::new(ip, addr.port())
+        }
+        Ok(addr) => addr,
+        Err(e) => {
+            tracing::warn!(error = %e, "the TCP listener has no address");
+            return;
+        }
+    };
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -697,20 +795,29 @@ pub async fn serve_tcp_on(
                 continue;
             }
         };
-        let slot = match caps.try_open(peer.ip()) {
+        let slot = match service.caps.try_open(peer.ip()) {
             Ok(slot) => slot,
             Err(refusal) => {
                 tracing::warn!(remote = %peer, %refusal, "refusing TLS connection");
                 continue;
             }
         };
-        let (tls, passcode_for, limiter, on_link, task_spawner) =
-            (tls.clone(), passcode_for.clone(), limiter.clone(), on_link.clone(), spawner.clone());
-        spawner.spawn(async move {
-            let mut conn = match fallback::accept(tcp, tls).await {
-                Ok(conn) => conn,
+        let (service, passcode_for, on_link) =
+            (service.clone(), passcode_for.clone(), on_link.clone());
+        service.spawner.clone().spawn(async move {
+            let accepted = fallback::accept_any(tcp, service.tls.clone(), service.head_timeout);
+            let mut conn = match accepted.await {
+                Ok(Accepted::Tunnel(conn)) => *conn,
+                Ok(Accepted::Web { request, tls, peer }) => {
+                    match &service.web {
+                        Some(web) => web.serve(request, tls, peer, host).await,
+                        None => drop(fallback::refuse(*tls, 404, fallback::NOT_FOUND).await),
+                    }
+                    drop(slot);
+                    return;
+                }
                 Err(e) => {
-                    tracing::debug!(remote = %peer, error = %e, "TLS/WebSocket handshake failed");
+                    tracing::debug!(remote = %peer, error = %e, "TLS connection not served");
                     return;
                 }
             };
@@ -720,7 +827,7 @@ pub async fn serve_tcp_on(
                 exporter,
                 peer.ip(),
                 |room| passcode_for(room),
-                &limiter,
+                &service.limiter,
             )
             .await;
             let admission = match admission {
@@ -732,7 +839,7 @@ pub async fn serve_tcp_on(
             };
             let code = conn.verification_code();
             let (link, control_send, control_recv) =
-                Tunnel::start(conn.ws, Side::Host, peer, code, Some(slot), &task_spawner);
+                Tunnel::start(conn.ws, Side::Host, peer, code, Some(slot), &service.spawner);
             on_link(Established { link, control_send, control_recv, admission, fingerprint: None });
         });
     }

@@ -192,18 +192,18 @@ window.sapora.media = media.frames;
 
 // The frame counter of Sapora's test pattern (src/media/video/pattern.rs,
 // read_counter): two strips of 16 cells, the bottom one the complement of
-// the top one; null unless both read cleanly (a whole frame).
-function readCounter(data, w, h) {
+// the top one; null unless both read cleanly (a whole frame). Only the two
+// rows through the strips' middles are read back from the canvas (2 × w
+// pixels, not the whole picture), so this check costs the page little.
+function readCounter(ctx, w, h) {
   if (w < 32 || h < 20) return null;
   const cellW = Math.floor(w / 16), cellH = Math.max(Math.floor(h / 20), 2);
-  const luma = (cx, cy) => {
-    const i = (cy * w + cx) * 4;
-    return Math.floor((data[i] + data[i + 1] + data[i + 2]) / 3);
-  };
   const read = (y) => {
+    const row = ctx.getImageData(0, y, w, 1).data;
     let v = 0;
     for (let bit = 0; bit < 16; bit++) {
-      const l = luma(bit * cellW + Math.floor(cellW / 2), y);
+      const i = (bit * cellW + Math.floor(cellW / 2)) * 4;
+      const l = Math.floor((row[i] + row[i + 1] + row[i + 2]) / 3);
       if (l > 70 && l < 185) return null;
       v = (v << 1) | (l >= 185 ? 1 : 0);
     }
@@ -215,6 +215,12 @@ function readCounter(data, w, h) {
   return bottom !== null && ((~top) & 0xffff) === bottom ? top : null;
 }
 
+// Per sender: frames received and drawn (whole ones with their counters),
+// read by tests/browser.rs.
+function statOf(name) {
+  return (media.frames[name] ||= { received: 0, frames: 0, whole: 0, counters: [], first: 0, last: 0 });
+}
+
 function tileFor(sender, name) {
   let tile = state.tiles.get(sender);
   if (!tile) {
@@ -224,7 +230,7 @@ function tileFor(sender, name) {
     const label = document.createElement("span");
     div.append(canvas, label);
     $("videos").append(div);
-    tile = { div, canvas, label, decoding: false, next: null };
+    tile = { div, canvas, label, decoding: false, next: null, ready: null };
     state.tiles.set(sender, tile);
     sendWants();
   }
@@ -232,37 +238,65 @@ function tileFor(sender, name) {
   return tile;
 }
 
-async function drawFrame(tile, f) {
+// Per tile a small pipeline, newest wins at every step: at most one frame
+// decoding (createImageBitmap: off the main thread) and one decoded picture
+// waiting for the next animation frame, where every waiting picture is
+// painted at once. Frames that arrive meanwhile replace `tile.next`; a
+// hidden page (no animation frames) decodes nothing more.
+async function decodeNext(tile) {
+  const f = tile.next;
+  tile.next = null;
   tile.decoding = true;
   try {
     const bitmap = await createImageBitmap(new Blob([f.jpeg], { type: "image/jpeg" }));
-    const c = tile.canvas;
-    if (c.width !== bitmap.width || c.height !== bitmap.height) {
-      c.width = bitmap.width;
-      c.height = bitmap.height;
-    }
-    const ctx = c.getContext("2d", { willReadFrequently: true });
-    ctx.drawImage(bitmap, 0, 0);
-    bitmap.close();
-    if (window.sapora.firstFrameMs === null) window.sapora.firstFrameMs = performance.now();
-    const counter = readCounter(ctx.getImageData(0, 0, c.width, c.height).data, c.width, c.height);
-    const stat = (media.frames[f.name] ||= { frames: 0, whole: 0, counters: [], first: performance.now(), last: 0 });
-    stat.frames++;
-    stat.last = performance.now();
-    if (counter !== null) {
-      stat.whole++;
-      stat.counters.push(counter);
-      if (stat.counters.length > 50) stat.counters.shift();
-    }
+    tile.ready = { bitmap, f };
+    paintSoon();
   } catch (e) {
     console.log(`frame not decoded: ${e}`);
+    tile.decoding = false;
+    if (tile.next) decodeNext(tile);
   }
-  tile.decoding = false;
-  // Only the newest frame that came in meanwhile is drawn; others are dropped.
-  if (tile.next) {
-    const next = tile.next;
-    tile.next = null;
-    drawFrame(tile, next);
+}
+
+let paintScheduled = false;
+function paintSoon() {
+  if (paintScheduled) return;
+  paintScheduled = true;
+  requestAnimationFrame(paintReady);
+}
+
+function paintReady() {
+  paintScheduled = false;
+  for (const tile of state.tiles.values()) {
+    if (!tile.ready) continue;
+    const { bitmap, f } = tile.ready;
+    tile.ready = null;
+    paint(tile, bitmap, f);
+    tile.decoding = false;
+    if (tile.next) decodeNext(tile);
+  }
+}
+
+function paint(tile, bitmap, f) {
+  const c = tile.canvas;
+  if (c.width !== bitmap.width || c.height !== bitmap.height) {
+    c.width = bitmap.width;
+    c.height = bitmap.height;
+  }
+  const ctx = c.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(bitmap, 0, 0);
+  bitmap.close();
+  const now = performance.now();
+  if (window.sapora.firstFrameMs === null) window.sapora.firstFrameMs = now;
+  const counter = readCounter(ctx, c.width, c.height);
+  const stat = statOf(f.name);
+  if (stat.frames === 0) stat.first = now;
+  stat.frames++;
+  stat.last = now;
+  if (counter !== null) {
+    stat.whole++;
+    stat.counters.push(counter);
+    if (stat.counters.length > 50) stat.counters.shift();
   }
 }
 
@@ -275,9 +309,10 @@ function onVideo(bytes) {
   const name = new TextDecoder().decode(bytes.subarray(11, 11 + nameLen));
   const jpeg = bytes.subarray(11 + nameLen);
   const tile = tileFor(sender, name);
-  const f = { sender, name, layer, frameId, jpeg };
-  if (tile.decoding) tile.next = f;
-  else drawFrame(tile, f);
+  const stat = statOf(name);
+  stat.received++;
+  tile.next = { sender, name, layer, frameId, jpeg };
+  if (!tile.decoding) decodeNext(tile);
 }
 
 function onBinary(bytes) {
