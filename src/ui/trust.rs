@@ -166,7 +166,7 @@ pub fn forget_pin(host: &str) -> Result<(), String> {
 /// the host serves it over TLS on its control port number, TCP). One per
 /// LAN address when the host binds every address, else the bound one.
 pub fn guest_urls(bind: IpAddr, control_port: u16) -> Vec<String> {
-    let url = |ip: IpAddr| format!("https://{}/", SocketAddr::new(ip, control_port));
+    let url = |ip: IpAddr| crate::guest::page_url(ip, control_port);
     if !bind.is_unspecified() {
         return vec![url(bind)];
     }
