@@ -26,15 +26,33 @@ use unicode_normalization::UnicodeNormalization;
 /// Why an identity string was refused. `Display` is a sentence for people.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LabelError {
+    /// Empty, or only whitespace.
     #[error("{what} must not be empty")]
-    Empty { what: String },
+    Empty {
+        /// What was checked, for the sentence ("the name", "the room name").
+        what: String,
+    },
+    /// Longer than the limit after normalising (NFC, whitespace tidied).
     #[error("{what} is longer than {max} characters")]
-    TooLong { what: String, max: usize },
+    TooLong {
+        /// What was checked, for the sentence.
+        what: String,
+        /// The limit, in characters (Unicode scalar values after NFC).
+        max: usize,
+    },
     #[error(
         "{what} contains {}, an invisible or direction-changing character, at character {at}: type it without that character",
         describe(*found)
     )]
-    Hidden { what: String, found: char, at: usize },
+    /// Holds an invisible or direction-changing character ([`is_hidden`]).
+    Hidden {
+        /// What was checked, for the sentence.
+        what: String,
+        /// The refused character.
+        found: char,
+        /// Its position in the normalised string, in characters from 1.
+        at: usize,
+    },
 }
 
 /// `true` for characters that change how text around them is shown without

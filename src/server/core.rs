@@ -6,6 +6,8 @@
 //! [`Host::poll_output`]. Nothing here touches a socket, spawns, or reads a
 //! clock, so tests drive an hour of meeting in milliseconds.
 
+#![warn(missing_docs)]
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};

@@ -4,6 +4,8 @@
 //! sender's session token and routed to its room without asking the control
 //! task.
 
+#![warn(missing_docs)]
+
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};

@@ -2,6 +2,8 @@
 //! ([`UploadCore`]) and when an emptied room's files go ([`Retention`]).
 //! Neither reads a clock nor touches a file: time and the writer are inputs.
 
+#![warn(missing_docs)]
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};

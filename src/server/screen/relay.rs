@@ -15,6 +15,8 @@
 //! presenter's stream is told only about its own presentation (the grant, a
 //! busy answer, the end); a viewer's stream may not present.
 
+#![warn(missing_docs)]
+
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
