@@ -27,8 +27,12 @@ pub struct ConnId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub u32);
 
+/// What a [`Host`] is configured with; [`HostConfig::new`] gives the
+/// defaults (heartbeat 3 s, idle timeout 15 s, registration within 10 s).
 pub struct HostConfig {
+    /// The host's name, sent in every Welcome.
     pub host_name: String,
+    /// The host's service ports, sent in every Welcome.
     pub ports: Ports,
     /// How often clients are asked to send a heartbeat.
     pub heartbeat: Duration,
@@ -49,6 +53,8 @@ pub struct HostConfig {
 }
 
 impl HostConfig {
+    /// A configuration with the defaults above, no host key, recording off.
+    /// `tokens` draws each new session's token (the driver passes a CSPRNG).
     pub fn new(
         host_name: impl Into<String>,
         ports: Ports,
@@ -68,10 +74,14 @@ impl HostConfig {
     }
 }
 
+/// What the driver feeds [`Host::handle`], with the current time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
+    /// A control link was accepted (after its transport handshake).
     Connected {
+        /// The driver's number for the link.
         conn: ConnId,
+        /// The peer's IP address (shown to the room, matched by removals).
         peer: IpAddr,
     },
     /// The connection passed admission (the passcode check) for `room`, as
@@ -79,42 +89,57 @@ pub enum Input {
     /// room (compared as rooms are), else it is refused. Connections that
     /// never get this input may register for any room.
     Admitted {
+        /// The connection.
         conn: ConnId,
+        /// The room named at admission.
         room: String,
     },
+    /// A decoded control message from the client.
     Message {
+        /// The connection it came on.
         conn: ConnId,
+        /// The message.
         msg: ClientMsg,
     },
     /// The link ended: `error` is `None` for a clean close by the peer.
     Closed {
+        /// The connection.
         conn: ConnId,
+        /// The transport error, if the link failed.
         error: Option<String>,
     },
     /// The driver could not queue output for a client that does not read.
     TooSlow {
+        /// The connection.
         conn: ConnId,
     },
     /// The client's first frame spoke another protocol version.
     WrongVersion {
+        /// The connection.
         conn: ConnId,
+        /// The version byte it sent.
         got: u8,
     },
     /// The client sent bytes that are not a valid message.
     Malformed {
+        /// The connection.
         conn: ConnId,
+        /// The decoder's error, for the log and the Disconnect.
         error: String,
     },
     /// A media service (files, screen, …) has something for these sessions
     /// over the control channel. Unknown sessions are skipped.
     Deliver {
+        /// The sessions to send to.
         to: Vec<SessionId>,
+        /// The message.
         msg: HostMsg,
     },
     /// A control typed at the host's own console (`sapora host --headless`):
     /// it has the host's authority in every room. The outcome comes back as
     /// [`HostEvent::Console`].
     Console {
+        /// The control to apply.
         control: Control,
     },
     /// Time passed; check deadlines.
@@ -123,41 +148,72 @@ pub enum Input {
     Shutdown,
 }
 
+/// What [`Host::poll_output`] hands the driver, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// Send one message to each of these connections.
-    Send { to: Vec<ConnId>, msg: HostMsg },
+    Send {
+        /// The connections to send to.
+        to: Vec<ConnId>,
+        /// The message.
+        msg: HostMsg,
+    },
     /// Flush what was queued for this connection, then close it.
-    Close { conn: ConnId },
+    Close {
+        /// The connection.
+        conn: ConnId,
+    },
     /// Something an operator would want in the log.
     Event(HostEvent),
 }
 
+/// What happened, for the host's log, its console, the media services
+/// (which group sessions by room) and the recorder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostEvent {
     /// `room` is the room's display name, the same for all its members while
     /// it exists; media services group sessions by it.
     Joined {
+        /// The new session.
         session: SessionId,
+        /// Its token: media datagrams and streams must carry it.
         token: u64,
+        /// The member's name, as the host assigned it.
         name: String,
+        /// The room's display name.
         room: String,
+        /// The member's IP address.
         ip: IpAddr,
     },
+    /// A member came back on a new link (by session token), keeping their
+    /// session, name and room.
     Rejoined {
+        /// The session, unchanged.
         session: SessionId,
+        /// The member's name.
         name: String,
+        /// The room's display name.
         room: String,
+        /// The new link's IP address.
         ip: IpAddr,
     },
+    /// A member is gone: left, timed out, dropped, removed, or the meeting
+    /// ended.
     Left {
+        /// The session that ended.
         session: SessionId,
+        /// The member's name.
         name: String,
+        /// The room's display name.
         room: String,
+        /// How they went.
         change: PresenceChange,
     },
+    /// A registration or a control link was refused.
     Refused {
+        /// The client's IP address.
         ip: IpAddr,
+        /// Why, as a sentence.
         reason: String,
     },
     /// The set of rooms or their member counts changed.
@@ -165,17 +221,23 @@ pub enum HostEvent {
     /// Recording of this room (display name) starts or stops; the driver
     /// opens or closes its files. A room that empties stops recording.
     Recording {
+        /// The room's display name.
         room: String,
+        /// `true`: starts; `false`: stops.
         on: bool,
     },
     /// A message to the whole room (private messages are not reported).
     Chat {
+        /// The room's display name.
         room: String,
+        /// The message, as delivered.
         msg: ChatMessage,
     },
     /// A file shared with the whole room.
     FileOffered {
+        /// The room's display name.
         room: String,
+        /// The file, as offered.
         file: FileInfo,
     },
     /// What became of an [`Input::Console`] control: done or refused.
@@ -184,16 +246,24 @@ pub enum HostEvent {
     /// the mixer leaves their audio out whatever their client sends), or
     /// no longer does.
     HeldMuted {
+        /// The member.
         session: SessionId,
+        /// `true`: held muted; `false`: released.
         held: bool,
     },
 }
 
+/// Counts for the host's status line (`sapora host` prints them every
+/// 10 s).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// Open control links, registered or not.
     pub connections: usize,
+    /// Rooms with at least one member.
     pub rooms: usize,
+    /// Registered members, across rooms.
     pub members: usize,
+    /// Chat messages delivered since the host started.
     pub chat_messages: u64,
 }
 
@@ -265,6 +335,9 @@ struct Departed {
 /// How many departed members are remembered (oldest forgotten first).
 const DEPARTED_KEPT: usize = 1024;
 
+/// The control plane: connections, sessions, rooms, chat and host
+/// controls. Feed it with [`Host::handle`], drain [`Host::poll_output`], and
+/// call `handle(now, Input::Timeout)` at [`Host::poll_timeout`].
 pub struct Host {
     config: HostConfig,
     departed: VecDeque<Departed>,
@@ -289,6 +362,10 @@ fn key(s: &str) -> String {
 }
 
 impl Host {
+    /// A host with no connections. `now` is the driver's monotonic clock and
+    /// `now_unix_ms` the wall clock at the same moment (milliseconds since the
+    /// Unix epoch): chat and hands are stamped from the two, so the core never
+    /// reads a clock itself.
     pub fn new(config: HostConfig, now: Instant, now_unix_ms: u64) -> Host {
         Host {
             config,
@@ -306,6 +383,7 @@ impl Host {
         }
     }
 
+    /// The next output, oldest first; `None` when there is nothing to do.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
     }
@@ -326,6 +404,7 @@ impl Host {
         }
     }
 
+    /// Counts for the status line.
     pub fn stats(&self) -> Stats {
         Stats {
             connections: self.conns.len(),
@@ -335,6 +414,8 @@ impl Host {
         }
     }
 
+    /// Every room with its display name and member count, sorted by room key
+    /// (what discovery beacons carry).
     pub fn rooms(&self) -> Vec<RoomInfo> {
         self.rooms
             .values()
@@ -342,6 +423,9 @@ impl Host {
             .collect()
     }
 
+    /// Takes one input at time `now` (monotonic, never earlier than the last
+    /// call's); the results wait in [`Host::poll_output`]. Bad client input
+    /// refuses or drops that client; it never panics.
     pub fn handle(&mut self, now: Instant, input: Input) {
         match input {
             Input::Connected { conn, peer } => {

@@ -12,16 +12,25 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use super::core::{HostEvent, SessionId};
 
+/// One member as the media services see them (a copy of the control
+/// plane's session, from [`HostEvent::Joined`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The member's session id.
     pub session: SessionId,
+    /// The session token media datagrams and streams must carry.
     pub token: u64,
+    /// The member's name, as the host assigned it.
     pub name: String,
     /// The room's display name (shared by all its members while it exists).
     pub room: String,
+    /// The member's IP address (updated on a rejoin).
     pub ip: IpAddr,
 }
 
+/// The shared, cloneable directory: every clone sees the same sessions.
+/// Locks are held only for a lookup; a poisoned lock is used as it is (the
+/// data is a plain map, never left half-written).
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
     inner: Arc<RwLock<HashMap<SessionId, Entry>>>,
@@ -90,6 +99,7 @@ impl Directory {
         self.inner.read().unwrap_or_else(|e| e.into_inner()).keys().copied().collect()
     }
 
+    /// The member with this session id, if they are in a room.
     pub fn get(&self, session: SessionId) -> Option<Entry> {
         self.inner.read().unwrap_or_else(|e| e.into_inner()).get(&session).cloned()
     }
