@@ -18,6 +18,7 @@ use crate::proto::{
     HostMute, MediaState, Member, PROTOCOL_VERSION, Ports, Presence, PresenceChange, RaisedHand,
     RefuseCode, Refused, Register, RoomInfo, RoomState, UserList, Welcome, limits, text,
 };
+use text::RoomKey;
 
 /// One TCP connection, numbered by the driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -278,7 +279,7 @@ struct Conn {
 
 struct Session {
     token: u64,
-    room: String,
+    room: RoomKey,
     conn: ConnId,
     member: Member,
     /// Registered with the host's key (on its latest Register).
@@ -293,7 +294,7 @@ struct Session {
 }
 
 struct Room {
-    /// The room's name as first typed; lookups use the lowercase key.
+    /// The room's name as first typed; lookups use its [`RoomKey`].
     display: String,
     /// In join order.
     members: Vec<SessionId>,
@@ -328,7 +329,7 @@ enum Actor {
 struct Departed {
     session: SessionId,
     token: u64,
-    room: String,
+    room: RoomKey,
     name_key: String,
 }
 
@@ -346,7 +347,7 @@ pub struct Host {
     started_unix_ms: u64,
     conns: HashMap<ConnId, Conn>,
     sessions: HashMap<SessionId, Session>,
-    rooms: BTreeMap<String, Room>,
+    rooms: BTreeMap<RoomKey, Room>,
     next_session: u32,
     next_msg: u64,
     chat_messages: u64,
@@ -354,7 +355,7 @@ pub struct Host {
     shutting_down: bool,
 }
 
-/// The key names and rooms are compared by: case-insensitive and
+/// The key names are compared by (rooms: [`RoomKey`]): case-insensitive and
 /// confusable-insensitive (`alice`, `ALICE` and `аlice` with a Cyrillic а are
 /// one name), see [`text::confusable_key`].
 fn key(s: &str) -> String {
@@ -572,29 +573,25 @@ impl Host {
             Err(e) => return self.refuse(conn, RefuseCode::BadName, e.to_string()),
         };
         let room_name = match text::normalize(&reg.room).as_str() {
-            "" => "default".to_string(),
+            "" => text::DEFAULT_ROOM.to_string(),
             _ => match text::label(&reg.room, "the meeting id", limits::ROOM_CHARS) {
                 Ok(room) => room,
                 Err(e) => return self.refuse(conn, RefuseCode::BadRoom, e.to_string()),
             },
         };
-        let room_key = key(&room_name);
+        let room_key = RoomKey::new(&room_name);
         let Some((peer, admitted)) = self.conns.get(&conn).map(|c| (c.peer, c.admitted.clone()))
         else {
             return;
         };
-        if let Some(admitted) = admitted {
-            let admitted_key = match text::normalize(&admitted).as_str() {
-                "" => key("default"),
-                normal => key(normal),
-            };
-            if admitted_key != room_key {
-                let reason = format!(
-                    "you were let in to meeting \"{}\" but asked to join \"{room_name}\"; join the meeting you were let in to",
-                    crate::proto::text::visible(&admitted)
-                );
-                return self.refuse(conn, RefuseCode::BadRoom, reason);
-            }
+        if let Some(admitted) = admitted
+            && RoomKey::new(&admitted) != room_key
+        {
+            let reason = format!(
+                "you were let in to meeting \"{}\" but asked to join \"{room_name}\"; join the meeting you were let in to",
+                crate::proto::text::visible(&admitted)
+            );
+            return self.refuse(conn, RefuseCode::BadRoom, reason);
         }
         let is_host = self.config.host_key.is_some() && reg.host_key == self.config.host_key;
 
@@ -991,7 +988,7 @@ impl Host {
                 Ok(done)
             }
             None => {
-                let rooms: Vec<String> = self.rooms.keys().cloned().collect();
+                let rooms: Vec<RoomKey> = self.rooms.keys().cloned().collect();
                 if rooms.is_empty() {
                     return Err("there is no meeting yet (nobody has joined)".into());
                 }
@@ -1012,7 +1009,7 @@ impl Host {
         &mut self,
         now: Instant,
         actor: Actor,
-        room_key: &str,
+        room_key: &RoomKey,
         control: Control,
     ) -> Result<(), String> {
         let (by, is_host, is_co_host) = match actor {
@@ -1209,7 +1206,7 @@ impl Host {
     }
 
     /// The room's control state, as [`RoomState`].
-    pub fn room_state(&self, room_key: &str) -> Option<RoomState> {
+    pub fn room_state(&self, room_key: &RoomKey) -> Option<RoomState> {
         let room = self.rooms.get(room_key)?;
         let members: Vec<&Session> =
             room.members.iter().filter_map(|m| self.sessions.get(m)).collect();
@@ -1246,14 +1243,14 @@ impl Host {
         })
     }
 
-    fn push_room_state(&mut self, room_key: &str) {
+    fn push_room_state(&mut self, room_key: &RoomKey) {
         if let Some(state) = self.room_state(room_key) {
             let to = self.conns_of(room_key, None);
             self.send(to, HostMsg::RoomState(state));
         }
     }
 
-    fn members_of(&self, room_key: &str) -> Vec<Member> {
+    fn members_of(&self, room_key: &RoomKey) -> Vec<Member> {
         self.rooms
             .get(room_key)
             .map(|r| {
@@ -1267,7 +1264,7 @@ impl Host {
     }
 
     /// The first member (in join order) who registered with the host's key.
-    fn host_member_of(&self, room_key: &str) -> Option<String> {
+    fn host_member_of(&self, room_key: &RoomKey) -> Option<String> {
         let room = self.rooms.get(room_key)?;
         room.members
             .iter()
@@ -1276,7 +1273,7 @@ impl Host {
             .map(|s| s.member.name.clone())
     }
 
-    fn conns_of(&self, room_key: &str, except: Option<SessionId>) -> Vec<ConnId> {
+    fn conns_of(&self, room_key: &RoomKey, except: Option<SessionId>) -> Vec<ConnId> {
         self.rooms
             .get(room_key)
             .map(|r| {
@@ -1290,7 +1287,7 @@ impl Host {
             .unwrap_or_default()
     }
 
-    fn push_user_list(&mut self, room_key: &str) {
+    fn push_user_list(&mut self, room_key: &RoomKey) {
         let Some(room) = self.rooms.get(room_key) else {
             return;
         };

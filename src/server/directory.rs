@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::core::{HostEvent, SessionId};
+use crate::proto::text::{RoomKey, confusable_key};
 
 /// One member as the media services see them (a copy of the control
 /// plane's session, from [`HostEvent::Joined`]).
@@ -24,6 +25,8 @@ pub struct Entry {
     pub name: String,
     /// The room's display name (shared by all its members while it exists).
     pub room: String,
+    /// The room's key: what [`Directory::room_members`] compares.
+    pub room_key: RoomKey,
     /// The member's IP address (updated on a rejoin).
     pub ip: IpAddr,
 }
@@ -52,6 +55,7 @@ impl Directory {
                     token: *token,
                     name: name.clone(),
                     room: room.clone(),
+                    room_key: RoomKey::new(room),
                     ip: *ip,
                 };
                 map.insert(*session, entry);
@@ -104,17 +108,20 @@ impl Directory {
         self.inner.read().unwrap_or_else(|e| e.into_inner()).get(&session).cloned()
     }
 
-    /// Everyone in `room`, in no particular order.
+    /// Everyone in `room` (compared by [`RoomKey`]), in no particular order.
     pub fn room_members(&self, room: &str) -> Vec<Entry> {
+        let key = RoomKey::new(room);
         let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        map.values().filter(|e| e.room == room).cloned().collect()
+        map.values().filter(|e| e.room_key == key).cloned().collect()
     }
 
-    /// The member of `room` called `name` (case-insensitively).
+    /// The member of `room` called `name`, rooms compared by [`RoomKey`] and
+    /// names by [`confusable_key`] (as the control plane compares them, so
+    /// case and look-alike letters do not matter).
     pub fn find_in_room(&self, room: &str, name: &str) -> Option<Entry> {
-        let name = name.trim().to_lowercase();
+        let (room, name) = (RoomKey::new(room), confusable_key(name));
         let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        map.values().find(|e| e.room == room && e.name.to_lowercase() == name).cloned()
+        map.values().find(|e| e.room_key == room && confusable_key(&e.name) == name).cloned()
     }
 }
 
@@ -151,7 +158,13 @@ mod tests {
         all.sort();
         assert_eq!(all, [SessionId(1), SessionId(2), SessionId(3)]);
         assert_eq!(d.room_members("lab").len(), 2);
+        assert_eq!(d.room_members(" LAB ").len(), 2, "rooms compare by RoomKey");
         assert_eq!(d.find_in_room("lab", " ANN ").map(|e| e.session), Some(SessionId(1)));
+        assert_eq!(
+            d.find_in_room("Lab", "\u{430}nn").map(|e| e.session),
+            Some(SessionId(1)),
+            "names compare as the control plane compares them (Cyrillic а)"
+        );
         assert_eq!(d.find_in_room("other", "ann"), None, "rooms are separate");
         let other_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
         d.apply(&HostEvent::Rejoined {
