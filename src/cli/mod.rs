@@ -70,9 +70,10 @@ enum Command {
     Recordings(RecordingsArgs),
 }
 
-/// Runs the command line's subcommand (with none: [`join::auto`]) and maps
-/// its outcome to the process exit code: 0 on success, 1 with `sapora: …` on
-/// standard error on failure, and [`EXIT_PASSCODE`] for a passcode refusal.
+/// Runs the command line's subcommand (with none: join a host found on the
+/// LAN, or host) and maps its outcome to the process exit code: 0 on
+/// success, 1 with `sapora: …` on standard error on failure, and 3 for a
+/// passcode refusal (missing, wrong, too many tries).
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         None => join::auto(),
