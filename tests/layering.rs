@@ -177,18 +177,11 @@ fn violation(from: &str, r: &Reference) -> Option<&'static str> {
         "stats" => return Some("stats imports nothing of ours"),
         _ => {}
     }
-    const BELOW_UI: [&str; 10] = [
-        "server",
-        "client",
-        "media",
-        "net",
-        "lanif",
-        "transport",
-        "schedule",
-        "stats",
-        "cli",
-        "guest",
-    ];
+    // `cli` is not here: it is the top (the runners of `sapora host` and
+    // `sapora join` open the desktop app); the cycle check keeps `ui` from
+    // importing it back.
+    const BELOW_UI: [&str; 9] =
+        ["server", "client", "media", "net", "lanif", "transport", "schedule", "stats", "guest"];
     if to == "ui" && BELOW_UI.contains(&from) {
         return Some("nothing below ui imports ui");
     }

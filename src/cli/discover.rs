@@ -1,7 +1,14 @@
-//! `sapora discover` output: the table people read and the `--json` array
-//! scripts read.
+//! `sapora discover`: the search, and its output: the table people read and
+//! the `--json` array scripts read.
 
-use crate::client::discover::DiscoveredHost;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::args::NetArgs;
+use super::{CmdResult, ports};
+use crate::client::discover::{DiscoverOptions, DiscoveredHost, discover};
 use crate::proto::PROTOCOL_VERSION;
 use crate::proto::text::visible;
 
@@ -88,6 +95,38 @@ pub fn format_hosts(hosts: &[DiscoveredHost]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[derive(Args)]
+pub(crate) struct DiscoverArgs {
+    /// Seconds to listen for answers
+    #[arg(long, value_name = "SECS", default_value_t = 0.8)]
+    pub(crate) timeout: f64,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) net: NetArgs,
+}
+
+pub(crate) fn run(args: DiscoverArgs) -> CmdResult {
+    if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 600.0) {
+        return Err(format!("--timeout {} must be between 0 and 600 seconds", args.timeout));
+    }
+    let ports = ports(&args.net)?;
+    let opts = DiscoverOptions {
+        target: args.net.discovery_addr,
+        port: ports.discovery,
+        timeout: Duration::from_secs_f64(args.timeout),
+    };
+    let hosts = smol::block_on(discover(&opts))
+        .map_err(|e| format!("cannot search the LAN (UDP port {}): {e}", ports.discovery))?;
+    if args.json {
+        println!("{}", hosts_to_json(&hosts));
+    } else {
+        print!("{}", format_hosts(&hosts));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -1,6 +1,12 @@
-//! `sapora schedule list` output: a column-aligned table of meetings.
+//! `sapora schedule add|list|edit|rm`: the meeting planner, and the
+//! column-aligned table `list` prints.
 
-use crate::schedule::{Meeting, parse_start};
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use super::CmdResult;
+use crate::schedule::{Meeting, MeetingEdit, Store, parse_start};
 
 /// Titles longer than this are shortened in the table only.
 const TABLE_TITLE_CHARS: usize = 40;
@@ -82,6 +88,93 @@ fn shorten(s: &str, max: usize) -> String {
         out.push('…');
         out
     }
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ScheduleCommand {
+    /// Schedule a meeting (its id is also its room)
+    Add {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        title: String,
+        /// ISO 8601, e.g. 2026-11-21T14:30 (local time) or 2026-11-21T14:30:00+01:00
+        #[arg(long)]
+        start: String,
+        /// Minutes
+        #[arg(long, default_value_t = 60)]
+        duration: u32,
+        /// Host address (ip or ip:port)
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// List scheduled meetings
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a scheduled meeting
+    Edit {
+        id: String,
+        #[arg(long)]
+        title: Option<String>,
+        #[arg(long)]
+        start: Option<String>,
+        #[arg(long)]
+        duration: Option<u32>,
+        /// New host address; an empty string removes it
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Delete a scheduled meeting
+    Rm { id: String },
+}
+
+pub(crate) fn run(cmd: ScheduleCommand) -> CmdResult {
+    let store = Store::open_default().map_err(|e| e.to_string())?;
+    let err = |e: crate::schedule::ScheduleError| e.to_string();
+    match cmd {
+        ScheduleCommand::Add { id, title, start, duration, host } => {
+            let mut m = Meeting::new(id, title, start);
+            m.duration_min = duration;
+            m.host = host;
+            let m = store.add(m).map_err(err)?;
+            println!(
+                "Scheduled \"{}\" ({}) at {}. Join it with: sapora join --meeting {}",
+                m.title, m.id, m.start, m.id
+            );
+        }
+        ScheduleCommand::List { json } => {
+            let list = store.list().map_err(err)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list).map_err(|e| e.to_string())?);
+            } else {
+                println!("{}", format_table(&list));
+            }
+        }
+        ScheduleCommand::Edit { id, title, start, duration, host } => {
+            let edit = MeetingEdit {
+                title,
+                start,
+                duration_min: duration,
+                host: host.map(|h| Some(h).filter(|h| !h.trim().is_empty())),
+            };
+            let m = store.edit(&id, edit).map_err(err)?;
+            println!(
+                "Updated \"{}\" ({}): starts {}, {} min, host {}",
+                m.title,
+                m.id,
+                m.start,
+                m.duration_min,
+                m.host.as_deref().unwrap_or("-")
+            );
+        }
+        ScheduleCommand::Rm { id } => {
+            let m = store.remove(&id).map_err(err)?;
+            println!("Removed \"{}\" ({}).", m.title, m.id);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

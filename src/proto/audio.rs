@@ -64,6 +64,7 @@ pub enum AudioCodec {
 }
 
 impl AudioCodec {
+    /// The codec of wire byte `b`; [`DecodeError::Payload`] for an unknown one.
     pub fn from_u8(b: u8) -> Result<AudioCodec, DecodeError> {
         match b {
             0 => Ok(AudioCodec::Pcm16),
@@ -175,8 +176,12 @@ impl<'a> RedPayload<'a> {
 /// One client → host audio datagram (or keepalive: `payload` empty).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AudioUp<'a> {
+    /// The sender's session id (from the Welcome).
     pub session: u32,
+    /// The session token from the Welcome; the host drops a datagram whose
+    /// token does not match the session's.
     pub token: u64,
+    /// No audio, only "I am here" ([`AUDIO_KEEPALIVE`]); `payload` is empty.
     pub keepalive: bool,
     /// Last frame of a talkspurt ([`AUDIO_END`]).
     pub end: bool,
@@ -185,9 +190,12 @@ pub struct AudioUp<'a> {
     pub seq: u32,
     /// Sample clock (48 kHz) of the frame's first sample.
     pub timestamp: u32,
+    /// How `payload` is coded.
     pub codec: AudioCodec,
     /// Samples in the frame (960 for 20 ms, 480 for 10 ms).
     pub samples: u16,
+    /// The codec payload, borrowed from the datagram: 16-bit PCM
+    /// (`samples` × 2 bytes), one Opus packet, or a [`RedPayload`].
     pub payload: &'a [u8],
 }
 
@@ -195,8 +203,11 @@ pub struct AudioUp<'a> {
 /// [`level_from_rms`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpeakingLevel {
+    /// The talker's session id.
     pub session: u32,
+    /// Speaking level, 0 (silent) ..= 255 (full scale).
     pub level: u8,
+    /// The talker's name, at most 255 bytes of UTF-8 on the wire.
     pub name: String,
 }
 
@@ -214,11 +225,16 @@ pub struct AudioDown<'a> {
     pub forwarded: bool,
     /// The payload is the next frame's packet, for its FEC ([`AUDIO_FEC`]).
     pub fec: bool,
+    /// Sample clock (48 kHz) of the frame's first sample.
     pub timestamp: u32,
+    /// How `payload` is coded.
     pub codec: AudioCodec,
+    /// Samples in the frame (960 for 20 ms, 480 for 10 ms).
     pub samples: u16,
     /// Present a few times a second, empty otherwise.
     pub levels: Vec<SpeakingLevel>,
+    /// The codec payload, borrowed from the datagram (empty for a keepalive
+    /// or a bare end marker).
     pub payload: &'a [u8],
 }
 
@@ -268,6 +284,7 @@ fn header(len: usize, seq: u32, flags: u16) -> Header {
 }
 
 impl<'a> AudioUp<'a> {
+    /// Appends the whole datagram (header, sub-header, payload) to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let flags =
             if self.keepalive { AUDIO_KEEPALIVE } else { 0 } | if self.end { AUDIO_END } else { 0 };
@@ -281,6 +298,9 @@ impl<'a> AudioUp<'a> {
         out.extend_from_slice(self.payload);
     }
 
+    /// Parses a whole client → host datagram, borrowing the payload. An error,
+    /// never a panic, for a short or oversized datagram, another direction or a
+    /// feedback report, an unknown codec, or a malformed RED payload.
     pub fn decode(buf: &'a [u8]) -> Result<AudioUp<'a>, DecodeError> {
         let (h, p) = open(buf)?;
         if h.flags & (AUDIO_FROM_HOST | AUDIO_FEEDBACK) != 0 {
@@ -305,6 +325,8 @@ impl<'a> AudioUp<'a> {
 }
 
 impl<'a> AudioDown<'a> {
+    /// Appends the whole datagram to `out`; at most [`MAX_LEVELS`] levels
+    /// are written, names cut to 255 bytes.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let levels: &[SpeakingLevel] = &self.levels[..self.levels.len().min(MAX_LEVELS)];
         let level_bytes: usize =
@@ -331,6 +353,9 @@ impl<'a> AudioDown<'a> {
         out.extend_from_slice(self.payload);
     }
 
+    /// Parses a whole host → client datagram, borrowing the payload. An error,
+    /// never a panic, for a short or oversized datagram, the other direction or
+    /// a feedback report, an unknown codec, or levels that run past the end.
     pub fn decode(buf: &'a [u8]) -> Result<AudioDown<'a>, DecodeError> {
         let (h, p) = open(buf)?;
         if h.flags & AUDIO_FROM_HOST == 0 || h.flags & AUDIO_FEEDBACK != 0 {
@@ -388,7 +413,9 @@ fn permille(fraction: f64) -> u16 {
 /// while mix datagrams arrive ([`AUDIO_FEEDBACK`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FeedbackUp {
+    /// The reporting client's session id.
     pub session: u32,
+    /// The session token from the Welcome.
     pub token: u64,
     /// Share of the mix datagrams lost since the last report, 0..=1 (sent
     /// in per mille: RFC 3550 "fraction lost", from the gaps in `seq`).
@@ -414,6 +441,8 @@ pub struct FeedbackDown {
 }
 
 impl FeedbackUp {
+    /// Appends the whole report datagram ([`FEEDBACK_UP_LEN`] bytes after the
+    /// header) to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         header(FEEDBACK_UP_LEN, 0, AUDIO_FEEDBACK).encode(out);
         out.extend_from_slice(&self.session.to_be_bytes());
@@ -422,6 +451,8 @@ impl FeedbackUp {
         out.extend_from_slice(&self.jitter_us.to_be_bytes());
     }
 
+    /// Parses a client's report: an error for a short datagram, another kind
+    /// of datagram, or a loss over 1000 per mille.
     pub fn decode(buf: &[u8]) -> Result<FeedbackUp, DecodeError> {
         let (h, p) = open(buf)?;
         if h.flags & AUDIO_FEEDBACK == 0 || h.flags & AUDIO_FROM_HOST != 0 {
@@ -444,6 +475,8 @@ impl FeedbackUp {
 }
 
 impl FeedbackDown {
+    /// Appends the whole report datagram ([`FEEDBACK_DOWN_LEN`] bytes after
+    /// the header) to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         header(FEEDBACK_DOWN_LEN, 0, AUDIO_FROM_HOST | AUDIO_FEEDBACK).encode(out);
         out.extend_from_slice(&permille(self.loss).to_be_bytes());
@@ -451,6 +484,8 @@ impl FeedbackDown {
         out.push(self.expected_loss_percent.min(100));
     }
 
+    /// Parses the host's report: an error for a short datagram or another
+    /// kind of datagram.
     pub fn decode(buf: &[u8]) -> Result<FeedbackDown, DecodeError> {
         let (h, p) = open(buf)?;
         if h.flags & AUDIO_FEEDBACK == 0 || h.flags & AUDIO_FROM_HOST == 0 {

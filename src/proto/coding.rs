@@ -38,7 +38,10 @@ impl From<UnexpectedEnd> for DecodeError {
 
 /// A wire type with a fixed layout.
 pub trait Codec: Sized {
+    /// Reads one value from the front of `buf`, consuming exactly its bytes;
+    /// [`UnexpectedEnd`] if `buf` holds fewer (then nothing is consumed).
     fn decode<B: Buf>(buf: &mut B) -> Result<Self>;
+    /// Appends the value's bytes to `buf`.
     fn encode<B: BufMut>(&self, buf: &mut B);
 }
 
@@ -90,6 +93,7 @@ impl Codec for Header {
 
 /// `buf.get_value::<T>()` for any [`Buf`].
 pub trait BufExt {
+    /// Reads a `T` from the front of `self` (see [`Codec::decode`]).
     fn get_value<T: Codec>(&mut self) -> Result<T>;
 }
 
@@ -101,6 +105,7 @@ impl<B: Buf> BufExt for B {
 
 /// `buf.put_value(value)` for any [`BufMut`].
 pub trait BufMutExt {
+    /// Appends `value`'s bytes (see [`Codec::encode`]).
     fn put_value<T: Codec>(&mut self, value: T);
 }
 
@@ -114,7 +119,9 @@ impl<B: BufMut> BufMutExt for B {
 /// wire; [`Frame::new`] keeps them consistent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
+    /// The header, `len` equal to the payload's length.
     pub header: Header,
+    /// The payload bytes (often sharing the buffer they were read from).
     pub payload: Bytes,
 }
 

@@ -38,6 +38,8 @@ pub const FILE_NAME_BYTES: usize = 200;
 pub struct UploadRequest {
     /// Shown to others after sanitising; never used as a path by the host.
     pub name: String,
+    /// The file's size in bytes, declared up front; the host refuses it over
+    /// its per-file limit before any chunk arrives.
     pub size: u64,
     /// `None` shares with the room; else the one member who may see it.
     pub to: Option<String>,
@@ -58,12 +60,15 @@ pub struct UploadReady {
 /// the end so the sender hashes while sending, in one pass over the file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadEnd {
+    /// MD5 (RFC 1321) of the whole file, 16 bytes. An integrity check against
+    /// broken transfers, not a security measure: the link is already TLS.
     pub md5: [u8; 16],
 }
 
 /// 0x24, host → client: the upload is verified and stored under `id`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadDone {
+    /// The stored file, as others will see it.
     pub file: FileInfo,
     /// Optional trailing field: something the sender should know, e.g. that
     /// the one recipient has left the meeting (the file is kept and offered
@@ -80,7 +85,9 @@ pub struct UploadDone {
 /// ([`super::StreamRole::FileDownload`]): send me file `id`, from byte `offset`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DownloadRequest {
+    /// The file's [`FileInfo::id`].
     pub id: u64,
+    /// The first byte wanted: 0, or the size of a partial copy to resume.
     pub offset: u64,
 }
 
@@ -88,6 +95,8 @@ pub struct DownloadRequest {
 /// ([`super::StreamRole::FileList`]), oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileList {
+    /// The files the asker may fetch: the room's, and those sent to or by
+    /// them privately; oldest first.
     pub files: Vec<FileInfo>,
 }
 
@@ -96,10 +105,14 @@ pub struct FileList {
 /// control channel, of 0x26 (FILE_OFFERED).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileInfo {
+    /// Host-assigned, unique for the host's run.
     pub id: u64,
     /// Sanitised: no directories, control characters or reserved names.
     pub name: String,
+    /// Size in bytes.
     pub size: u64,
+    /// MD5 (RFC 1321) of the content, 16 bytes, checked by the host on upload
+    /// and by the client after download.
     pub md5: [u8; 16],
     /// The sender's name in the room.
     pub sender: String,
@@ -110,11 +123,13 @@ pub struct FileInfo {
 }
 
 impl FileInfo {
+    /// Whether the file was shared with one member only.
     pub fn private(&self) -> bool {
         self.to.is_some()
     }
 }
 
+/// Why a file operation failed, in [`FileFailure`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FileErrorCode {
     /// Unknown session, or the token does not match.
@@ -142,7 +157,9 @@ pub enum FileErrorCode {
 /// 0x25, host → client: the operation failed; the host closes the stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileFailure {
+    /// The machine-readable reason.
     pub code: FileErrorCode,
+    /// The same for people ("the file is over the host's 100 MB limit").
     pub reason: String,
 }
 
@@ -150,18 +167,36 @@ pub struct FileFailure {
 /// Chunk data shares the received frame's buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileClientMsg {
-    Chunk { offset: u64, data: Bytes },
+    /// 0x21: file data.
+    Chunk {
+        /// Where `data` goes in the file, in bytes; chunks come in order.
+        offset: u64,
+        /// At most [`CHUNK_SIZE`] bytes.
+        data: Bytes,
+    },
+    /// 0x29: every byte is sent; here is the MD5.
     End(UploadEnd),
 }
 
 /// Everything a host may send on the file channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileHostMsg {
+    /// 0x24 in answer to an upload request: send chunks from this offset.
     Ready(UploadReady),
+    /// 0x24 after the End: stored and verified.
     Done(UploadDone),
+    /// 0x25: the operation failed; the stream ends.
     Failure(FileFailure),
+    /// 0x20: the file about to be downloaded.
     Metadata(FileInfo),
-    Chunk { offset: u64, data: Bytes },
+    /// 0x21: file data of a download.
+    Chunk {
+        /// Where `data` goes in the file, in bytes; chunks come in order.
+        offset: u64,
+        /// At most [`CHUNK_SIZE`] bytes.
+        data: Bytes,
+    },
+    /// 0x28: the answer to a listing.
     List(FileList),
 }
 
@@ -200,6 +235,7 @@ pub fn decode_chunk(payload: Bytes) -> Result<(u64, Bytes), DecodeError> {
 }
 
 impl FileClientMsg {
+    /// The header's message type for this message.
     pub fn msg_type(&self) -> MsgType {
         match self {
             FileClientMsg::Chunk { .. } => MsgType::FileChunk,
@@ -207,6 +243,7 @@ impl FileClientMsg {
         }
     }
 
+    /// The payload: a chunk's offset and data ([`encode_chunk`]), else postcard.
     pub fn payload(&self) -> Vec<u8> {
         match self {
             FileClientMsg::Chunk { offset, data } => {
@@ -218,6 +255,9 @@ impl FileClientMsg {
         }
     }
 
+    /// Parses a payload of header type `kind`; a chunk keeps sharing
+    /// `payload`'s buffer. An error for a type a client does not send on a file
+    /// stream, or a payload that does not decode.
     pub fn decode(kind: u8, payload: Bytes) -> Result<FileClientMsg, DecodeError> {
         Ok(match MsgType::try_from(kind)? {
             MsgType::FileChunk => {
@@ -231,6 +271,7 @@ impl FileClientMsg {
 }
 
 impl FileHostMsg {
+    /// The header's message type for this message.
     pub fn msg_type(&self) -> MsgType {
         match self {
             FileHostMsg::Ready(_) | FileHostMsg::Done(_) => MsgType::FileAckSuccess,
@@ -241,6 +282,7 @@ impl FileHostMsg {
         }
     }
 
+    /// The payload: a chunk's offset and data ([`encode_chunk`]), else postcard.
     pub fn payload(&self) -> Vec<u8> {
         match self {
             // The two acknowledgements share 0x24; a leading tag tells them apart.
@@ -257,6 +299,9 @@ impl FileHostMsg {
         }
     }
 
+    /// Parses a payload of header type `kind`; a chunk keeps sharing
+    /// `payload`'s buffer. An error for a type a host does not send on a file
+    /// stream, or a payload that does not decode.
     pub fn decode(kind: u8, payload: Bytes) -> Result<FileHostMsg, DecodeError> {
         Ok(match MsgType::try_from(kind)? {
             MsgType::FileAckSuccess => match decode_payload::<Ack>(&payload)? {

@@ -13,14 +13,23 @@ pub const HEADER_LEN: usize = 10;
 /// before allocating anything for the payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
+    /// Byte 0: the protocol version ([`super::PROTOCOL_VERSION`]).
     pub version: u8,
+    /// Byte 1: the message type ([`super::MsgType`] as `u8`); kept raw so an
+    /// unknown type can be reported rather than lost.
     pub kind: u8,
+    /// Bytes 2–5: the payload's length in bytes, big-endian.
     pub len: u32,
+    /// Bytes 6–7: a sequence number, big-endian; 0 where a channel does not
+    /// number its frames.
     pub seq: u16,
+    /// Bytes 8–9: flags, big-endian; 0 (reserved) in this version.
     pub flags: u16,
 }
 
 impl Header {
+    /// Reads the first [`HEADER_LEN`] bytes of `buf` (more may follow);
+    /// [`DecodeError::UnexpectedEnd`] if there are fewer. Checks no field.
     pub fn decode(buf: &[u8]) -> Result<Header, DecodeError> {
         let b: &[u8; HEADER_LEN] = buf
             .get(..HEADER_LEN)
@@ -35,6 +44,7 @@ impl Header {
         })
     }
 
+    /// Appends the [`HEADER_LEN`] header bytes to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.push(self.version);
         out.push(self.kind);
@@ -43,6 +53,7 @@ impl Header {
         out.extend_from_slice(&self.flags.to_be_bytes());
     }
 
+    /// The [`HEADER_LEN`] header bytes.
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let mut v = Vec::with_capacity(HEADER_LEN);
         self.encode(&mut v);

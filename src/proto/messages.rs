@@ -13,8 +13,11 @@ use super::{DecodeError, MsgType, decode_payload, encode_payload};
 pub struct Ports {
     /// UDP: the QUIC endpoint whose control stream carries these messages.
     pub control: u16,
+    /// UDP: discovery probes and beacons (reference default 5001).
     pub discovery: u16,
+    /// UDP: video fragments, hellos and rosters (reference default 6000).
     pub video: u16,
+    /// UDP: audio datagrams (reference default 6001).
     pub audio: u16,
 }
 
@@ -75,6 +78,8 @@ impl std::fmt::Debug for HostKey {
 pub struct Register {
     /// Must equal the host's protocol version; checked before anything else.
     pub version: u8,
+    /// Asked-for display name: at most [`super::limits::NAME_CHARS`]
+    /// characters, checked by `proto::text`; the host may add a `_N` suffix.
     pub name: String,
     /// Blank means "default".
     pub room: String,
@@ -94,17 +99,25 @@ pub struct Register {
 /// One participant as the room sees them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
+    /// The member's name, unique in the room (compared by `proto::text`).
     pub name: String,
+    /// The address the host sees the member's control link from, as text
+    /// ("192.168.1.20", or an IPv6 address).
     pub ip: String,
+    /// Microphone on.
     pub mic: bool,
+    /// Camera on.
     pub camera: bool,
+    /// Presenting their screen.
     pub screen: bool,
 }
 
 /// 0x03, host → client: the room's whole member list, pushed on every change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserList {
+    /// The room, as the host spells it.
     pub room: String,
+    /// Every member, the receiver included, in join order.
     pub members: Vec<Member>,
     /// Optional trailing field: the name of the member who runs the host
     /// (whose Register carried the host's key), if they are in this room.
@@ -119,9 +132,11 @@ pub struct UserList {
 /// 0x04, client → host: "I am leaving".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Leave {
+    /// Free text for the host's log ("quit", "window closed").
     pub reason: String,
 }
 
+/// Why the host closes a connection, in [`Disconnect`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DisconnectCode {
     /// The host is shutting down (Ctrl+C).
@@ -144,24 +159,37 @@ pub enum DisconnectCode {
 /// 0x04, host → client: the host is closing this connection, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Disconnect {
+    /// The machine-readable reason.
     pub code: DisconnectCode,
+    /// The same for people ("the host is shutting down").
     pub reason: String,
 }
 
 /// 0x05, host → client: registration accepted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Welcome {
+    /// The session id, unique on this host run: media datagrams, streams and
+    /// the video roster name members by it.
     pub session: u32,
     /// Secret for this session: media packets carry it, and a reconnecting
     /// client presents it to get its name back.
     pub token: u64,
     /// The name the host assigned (the asked-for name, or it with a `_N` suffix).
     pub name: String,
+    /// The room the member is in, as the host spells it.
     pub room: String,
+    /// The host's name (discovery shows the same).
     pub host_name: String,
+    /// Every service port of this host, so the client needs only the
+    /// control address.
     pub ports: Ports,
+    /// How often the client must send a Heartbeat, in milliseconds
+    /// (3000 by default, `server::core::HostConfig::heartbeat`).
     pub heartbeat_ms: u32,
+    /// Silence after which the host drops the client, in milliseconds
+    /// (15000 by default, `HostConfig::idle_timeout`).
     pub timeout_ms: u32,
+    /// The room's members at the moment of joining, the new member included.
     pub members: Vec<Member>,
     /// The room's most recent messages, oldest first.
     pub history: Vec<ChatMessage>,
@@ -174,11 +202,18 @@ pub struct Welcome {
     pub host_member: Option<String>,
 }
 
+/// Why a registration is refused, in [`Refused`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RefuseCode {
+    /// `Register.version` is not this host's [`super::PROTOCOL_VERSION`].
     Version,
+    /// The name is empty, too long, or holds characters `proto::text` refuses
+    /// (controls, invisible or direction-changing characters).
     BadName,
+    /// The room name is too long or holds characters `proto::text` refuses,
+    /// or the host does not let this client into that room.
     BadRoom,
+    /// The first message was not a Register, or did not decode.
     Protocol,
     /// The meeting is locked: no new joins (a member rejoining with their
     /// session token still gets back in).
@@ -190,31 +225,46 @@ pub enum RefuseCode {
 /// 0x06, host → client: registration refused; the host closes the connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refused {
+    /// The machine-readable reason.
     pub code: RefuseCode,
+    /// The host's [`super::PROTOCOL_VERSION`], so a client can say which
+    /// side to update.
     pub host_version: u8,
+    /// The same for people.
     pub reason: String,
 }
 
 /// 0x07, client → host: my microphone/camera/screen state changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MediaState {
+    /// Microphone on.
     pub mic: bool,
+    /// Camera on.
     pub camera: bool,
+    /// Presenting the screen.
     pub screen: bool,
 }
 
+/// How a member came or went, in [`Presence`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PresenceChange {
+    /// Joined the room (also a rejoin after a dropped link).
     Joined,
+    /// Left on purpose (a Leave or a clean close), was removed, or the
+    /// meeting ended.
     Left,
+    /// Sent nothing for the idle timeout (`Welcome::timeout_ms`).
     TimedOut,
+    /// The link broke, or the host dropped it (too slow, a protocol error).
     Dropped,
 }
 
 /// 0x08, host → client: someone joined or left the room, and how.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Presence {
+    /// The member's name.
     pub name: String,
+    /// What happened.
     pub change: PresenceChange,
 }
 
@@ -223,7 +273,9 @@ pub struct Presence {
 pub struct ChatSend {
     /// Chosen by the client; echoed in the ChatResult.
     pub id: u32,
+    /// `None`: the whole room; `Some(name)`: only that member (and the sender).
     pub to: Option<String>,
+    /// The message: at most [`super::limits::CHAT_TEXT`] bytes of UTF-8.
     pub text: String,
 }
 
@@ -232,23 +284,32 @@ pub struct ChatSend {
 pub struct ChatMessage {
     /// Host-wide, increasing.
     pub id: u64,
+    /// The sender's name in the room, or "the host" for the console.
     pub from: String,
     /// `None` for a room message, else the recipient's name.
     pub to: Option<String>,
+    /// The message text, as sent.
     pub text: String,
     /// Milliseconds since the Unix epoch, host clock.
     pub ts_ms: u64,
 }
 
+/// What became of a [`ChatSend`], in [`ChatResult`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChatOutcome {
     /// `to` is the recipient's name as the room knows it.
     Delivered {
+        /// The host-assigned [`ChatMessage::id`].
         msg_id: u64,
+        /// The host's timestamp, milliseconds since the Unix epoch.
         ts_ms: u64,
+        /// The recipient's name as the room knows it, for a private message;
+        /// `None` for the room.
         to: Option<String>,
     },
+    /// Not sent (for example no such member, or the text is too long).
     Refused {
+        /// The reason, as a sentence for the sender.
         reason: String,
     },
 }
@@ -256,34 +317,46 @@ pub enum ChatOutcome {
 /// 0x12, host → client: what became of a ChatSend.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatResult {
+    /// The [`ChatSend::id`] this answers.
     pub id: u32,
+    /// Delivered or refused.
     pub outcome: ChatOutcome,
 }
 
 /// 0x50, client → discovery port: "hosts, answer now".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Probe {
+    /// The prober's [`super::PROTOCOL_VERSION`]; hosts answer any version, so
+    /// a client can list hosts it cannot join.
     pub version: u8,
+    /// Random per probe; the answering Beacon echoes it.
     pub nonce: u32,
 }
 
+/// One room of a host, in a [`Beacon`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomInfo {
+    /// The room's name.
     pub name: String,
+    /// How many members are in it now.
     pub members: u32,
 }
 
 /// 0x51, host → discovery port (every 5 s) or → a prober (at once).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Beacon {
+    /// The host's [`super::PROTOCOL_VERSION`].
     pub version: u8,
     /// Random per host run, so one host seen on several paths is listed once.
     pub host_id: u64,
+    /// The host's name (`sapora host --name`, default the machine's name).
     pub host_name: String,
     /// The address the host bound; "0.0.0.0" means "the address this datagram
     /// came from".
     pub control_addr: String,
+    /// The host's control port (UDP, QUIC).
     pub control_port: u16,
+    /// The rooms with at least one member.
     pub rooms: Vec<RoomInfo>,
     /// The probe's nonce when answering one, else 0.
     pub nonce: u32,
@@ -338,6 +411,7 @@ pub fn control_addr_of(src: std::net::SocketAddr, beacon: &Beacon) -> std::net::
 pub struct Handover {
     /// The other host's control address (IP text) and port.
     pub addr: String,
+    /// The other host's control port (UDP, QUIC).
     pub port: u16,
     /// Who hosts there, for the notice ("Ana's meeting").
     pub host_name: String,
@@ -347,6 +421,7 @@ pub struct Handover {
 /// session since it joined `waited_ms` ago.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MediaUnheard {
+    /// Milliseconds since the session joined.
     pub waited_ms: u32,
 }
 
@@ -361,39 +436,49 @@ pub struct MediaUnheard {
 pub enum Control {
     /// No new joins until [`Control::Unlock`].
     Lock,
+    /// Let new members join again.
     Unlock,
     /// Turn a member's microphone off. With `may_unmute: false` they cannot
     /// turn it on again until the host mutes them again with `true`.
     Mute {
+        /// The member, as the room shows the name.
         name: String,
+        /// May turn the microphone on again themselves.
         may_unmute: bool,
     },
     /// Turn a member's camera off (they may start it again).
     StopVideo {
+        /// The member, as the room shows the name.
         name: String,
     },
     /// Disconnect a member; they cannot rejoin (by token, name or address)
     /// until [`Control::LetBack`].
     Remove {
+        /// The member, as the room shows the name.
         name: String,
     },
     /// Lift a removal.
     LetBack {
+        /// The member, as the room shows the name.
         name: String,
     },
     /// Disconnect everyone and close the room.
     End,
     /// Make a member co-host (`on`) or take it back.
     CoHost {
+        /// The member, as the room shows the name.
         name: String,
+        /// `true`: make co-host; `false`: take it back.
         on: bool,
     },
     /// Raise or lower the sender's own hand.
     Hand {
+        /// `true`: raise; `false`: lower.
         raised: bool,
     },
     /// Start or stop recording the room's mix and chat.
     Record {
+        /// `true`: start; `false`: stop.
         on: bool,
     },
 }
@@ -403,12 +488,14 @@ pub enum Control {
 pub struct ControlRequest {
     /// Chosen by the client; echoed in the [`ControlResult`].
     pub id: u32,
+    /// What to apply.
     pub control: Control,
 }
 
 /// 0x0C, host → client: what became of a [`ControlRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ControlResult {
+    /// The [`ControlRequest::id`] this answers.
     pub id: u32,
     /// `None`: done. `Some(reason)`: refused, with a sentence for the user
     /// ("only the host or a co-host can remove someone", "no such member
@@ -424,6 +511,7 @@ pub struct ControlResult {
 pub struct ControlNotice {
     /// Who applied it: a member's name, or "the host" for the host's console.
     pub by: String,
+    /// What was applied.
     pub control: Control,
     /// The same, as a sentence to show ("Ana muted you; you may unmute").
     pub text: String,
@@ -432,6 +520,7 @@ pub struct ControlNotice {
 /// A raised hand, in [`RoomState::hands`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RaisedHand {
+    /// The member's name.
     pub name: String,
     /// When it was raised: milliseconds since the Unix epoch, host clock.
     pub since_ms: u64,
@@ -440,6 +529,7 @@ pub struct RaisedHand {
 /// A member the host muted, in [`RoomState::host_muted`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostMute {
+    /// The member's name.
     pub name: String,
     /// May turn their microphone on again themselves.
     pub may_unmute: bool,
@@ -449,8 +539,11 @@ pub struct HostMute {
 /// and pushed with every change (alongside the UserList it complements).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomState {
+    /// The room, as the host spells it.
     pub room: String,
+    /// No new joins ([`Control::Lock`]).
     pub locked: bool,
+    /// The host is recording the room's mix and chat.
     pub recording: bool,
     /// Co-hosts' names, in the order they were named.
     pub co_hosts: Vec<String>,
@@ -465,10 +558,15 @@ pub struct RoomState {
 /// Everything a client may send on the control channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientMsg {
+    /// 0x01: the first message.
     Register(Register),
+    /// 0x02: still here (empty payload), every `Welcome::heartbeat_ms`.
     Heartbeat,
+    /// 0x04: leaving.
     Leave(Leave),
+    /// 0x07: microphone/camera/screen changed.
     MediaState(MediaState),
+    /// 0x10: a chat message.
     Chat(ChatSend),
     /// 0x0B: a host control or a raised hand.
     Control(ControlRequest),
@@ -477,13 +575,21 @@ pub enum ClientMsg {
 /// Everything a host may send on the control channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostMsg {
+    /// 0x05: registration accepted (boxed: it carries the chat history).
     Welcome(Box<Welcome>),
+    /// 0x06: registration refused; the host closes the link.
     Refused(Refused),
+    /// 0x02: the host is alive (empty payload).
     Heartbeat,
+    /// 0x03: the room's member list.
     UserList(UserList),
+    /// 0x08: someone joined or left.
     Presence(Presence),
+    /// 0x11: a chat message.
     Chat(ChatMessage),
+    /// 0x12: what became of your chat message.
     ChatResult(ChatResult),
+    /// 0x04: the host closes this link.
     Disconnect(Disconnect),
     /// 0x26: a file was shared with the room or with you (see `files.rs`).
     FileOffered(super::FileInfo),
@@ -500,6 +606,7 @@ pub enum HostMsg {
 }
 
 impl ClientMsg {
+    /// The header's message type for this message.
     pub fn msg_type(&self) -> MsgType {
         match self {
             ClientMsg::Register(_) => MsgType::Register,
@@ -511,6 +618,8 @@ impl ClientMsg {
         }
     }
 
+    /// The postcard payload (empty for Heartbeat); the header goes in front
+    /// (see [`super::encode_frame`]).
     pub fn payload(&self) -> Vec<u8> {
         match self {
             ClientMsg::Register(m) => encode_payload(m),
@@ -522,6 +631,9 @@ impl ClientMsg {
         }
     }
 
+    /// Parses a payload of header type `kind` as a client message: an error
+    /// for a type a client does not send ([`DecodeError::Unexpected`]) or a
+    /// payload that does not decode.
     pub fn decode(kind: u8, payload: &[u8]) -> Result<ClientMsg, DecodeError> {
         Ok(match MsgType::try_from(kind)? {
             MsgType::Register => ClientMsg::Register(decode_payload(payload)?),
@@ -536,6 +648,7 @@ impl ClientMsg {
 }
 
 impl HostMsg {
+    /// The header's message type for this message.
     pub fn msg_type(&self) -> MsgType {
         match self {
             HostMsg::Welcome(_) => MsgType::Welcome,
@@ -555,6 +668,8 @@ impl HostMsg {
         }
     }
 
+    /// The postcard payload (empty for Heartbeat); the header goes in front
+    /// (see [`super::encode_frame`]).
     pub fn payload(&self) -> Vec<u8> {
         match self {
             HostMsg::Welcome(m) => encode_payload(m),
@@ -574,6 +689,9 @@ impl HostMsg {
         }
     }
 
+    /// Parses a payload of header type `kind` as a host message: an error for
+    /// a type a host does not send ([`DecodeError::Unexpected`]) or a payload
+    /// that does not decode.
     pub fn decode(kind: u8, payload: &[u8]) -> Result<HostMsg, DecodeError> {
         Ok(match MsgType::try_from(kind)? {
             MsgType::Welcome => HostMsg::Welcome(Box::new(decode_payload(payload)?)),

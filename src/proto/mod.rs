@@ -5,6 +5,8 @@
 //! Decoders treat all input as hostile: a length over the channel's limit is an
 //! error before any allocation, and no input makes them panic.
 
+#![warn(missing_docs)]
+
 mod audio;
 pub mod coding;
 mod files;
@@ -50,13 +52,22 @@ pub mod limits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum MsgType {
+    /// Client → host: the first control message ([`Register`]).
     Register = 0x01,
+    /// Both ways: still alive (empty payload), every `Welcome::heartbeat_ms`.
     Heartbeat = 0x02,
+    /// Host → client: the room's member list ([`UserList`]).
     UserList = 0x03,
+    /// Client → host: leaving ([`Leave`]); host → client: closing the link
+    /// ([`Disconnect`]).
     Disconnect = 0x04,
+    /// Host → client: registration accepted ([`Welcome`]).
     Welcome = 0x05,
+    /// Host → client: registration refused ([`Refused`]).
     Refused = 0x06,
+    /// Client → host: microphone/camera/screen changed ([`MediaState`]).
     MediaState = 0x07,
+    /// Host → client: someone joined or left ([`Presence`]).
     Presence = 0x08,
     /// Host → client: rejoin at another host (double-click merge).
     Handover = 0x09,
@@ -70,23 +81,39 @@ pub enum MsgType {
     ControlNotice = 0x0D,
     /// Host → client: the room's control state (roles, hands, lock, recording).
     RoomState = 0x0E,
+    /// Client → host: a chat message to send ([`ChatSend`]).
     ChatSend = 0x10,
+    /// Host → client: a chat message, stamped ([`ChatMessage`]).
     Chat = 0x11,
+    /// Host → client: what became of a ChatSend ([`ChatResult`]).
     ChatResult = 0x12,
+    /// File stream, host → client: the file a download sends ([`FileInfo`]).
     FileMetadata = 0x20,
+    /// File stream, both ways: a chunk (8-byte offset + raw data, see
+    /// `files.rs`).
     FileChunk = 0x21,
+    /// File stream, host → client: upload ready ([`UploadReady`]) or stored
+    /// ([`UploadDone`]).
     FileAckSuccess = 0x24,
+    /// File stream, host → client: the operation failed ([`FileFailure`]).
     FileAckFailure = 0x25,
     /// Host → client on the control channel: a file was shared with you.
     FileOffered = 0x26,
+    /// File stream, host → client: a listing ([`FileList`]).
     FileList = 0x28,
+    /// File stream, client → host: every byte sent, with the MD5 ([`UploadEnd`]).
     FileUploadEnd = 0x29,
     /// Screen stream (see `screen.rs`): a tile update.
     ScreenFrame = 0x30,
+    /// Screen stream: start presenting ([`ScreenStart`]), or the host's yes
+    /// ([`ScreenStarted`]).
     ScreenStart = 0x31,
+    /// Screen stream: stop presenting (empty), or the host's notice that
+    /// sharing stopped ([`ScreenStopped`]).
     ScreenStop = 0x32,
     /// Host → would-be presenter: someone else is presenting.
     ScreenBusy = 0x34,
+    /// Screen stream, host → client: refused ([`ScreenRefused`]).
     ScreenRefused = 0x35,
     /// Viewer → host: that tile update is painted; send the next.
     ScreenAck = 0x36,
@@ -98,7 +125,9 @@ pub enum MsgType {
     VideoHello = 0x44,
     /// UDP, host → client: who is who on the video channel.
     VideoRoster = 0x45,
+    /// UDP discovery, client → hosts: "answer now" ([`Probe`]).
     DiscoveryProbe = 0x50,
+    /// UDP discovery, host → LAN or prober: who and where ([`Beacon`]).
     DiscoveryBeacon = 0x51,
     /// Client → host: the first frame of every file or screen stream
     /// (service, role, session authentication; see `streams.rs`).
@@ -155,18 +184,36 @@ impl TryFrom<u8> for MsgType {
     }
 }
 
+/// Why bytes are not a message: every decoder in `proto` returns this
+/// instead of panicking.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
+    /// The input ended before the header or payload did.
     #[error("input ended in the middle of a message")]
     UnexpectedEnd,
+    /// The header declares a payload over the channel's limit; nothing was
+    /// allocated for it.
     #[error("payload of {len} bytes is over this channel's limit of {max}")]
-    TooLong { len: u32, max: u32 },
+    TooLong {
+        /// The length the header declares, in bytes.
+        len: u32,
+        /// The channel's limit, in bytes (see [`limits`]).
+        max: u32,
+    },
+    /// Header byte 1 names no message type this build knows.
     #[error("unknown message type 0x{0:02x}")]
     UnknownType(u8),
+    /// A known type, but not one that may arrive on this channel or in this
+    /// direction.
     #[error("message type 0x{0:02x} is not expected on this channel or direction")]
     Unexpected(u8),
+    /// The header's version byte is not [`PROTOCOL_VERSION`].
     #[error("protocol version {got} is not supported (this build speaks {PROTOCOL_VERSION})")]
-    Version { got: u8 },
+    Version {
+        /// The version byte the peer sent.
+        got: u8,
+    },
+    /// The postcard payload did not decode; the text is postcard's error.
     #[error("malformed payload: {0}")]
     Payload(String),
 }

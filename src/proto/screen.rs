@@ -45,7 +45,9 @@ pub fn screen_grid(width: u16, height: u16) -> (u16, u16) {
 /// 0x31, client → host: "I want to present a screen of this size".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScreenStart {
+    /// Screen width in pixels, 1 to [`SCREEN_MAX_SIDE`].
     pub width: u16,
+    /// Screen height in pixels, 1 to [`SCREEN_MAX_SIDE`].
     pub height: u16,
 }
 
@@ -53,12 +55,17 @@ pub struct ScreenStart {
 /// the grant). Tiles of this presentation follow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScreenStarted {
+    /// The presenter's name in the room.
     pub presenter: String,
+    /// The presenter's session id.
     pub session: u32,
+    /// Screen width in pixels, 1 to [`SCREEN_MAX_SIDE`].
     pub width: u16,
+    /// Screen height in pixels, 1 to [`SCREEN_MAX_SIDE`].
     pub height: u16,
 }
 
+/// Why a presentation ended, in [`ScreenStopped`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ScreenStopReason {
     /// The presenter stopped sharing.
@@ -72,13 +79,16 @@ pub enum ScreenStopReason {
 /// 0x32, host → client: the presentation is over.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScreenStopped {
+    /// Who was presenting.
     pub presenter: String,
+    /// Why it ended.
     pub reason: ScreenStopReason,
 }
 
 /// 0x34, host → client: refused a ScreenStart because someone else presents.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScreenBusy {
+    /// Who is presenting now.
     pub presenter: String,
 }
 
@@ -86,6 +96,7 @@ pub struct ScreenBusy {
 /// error); the host closes it after this.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScreenRefused {
+    /// Why, as a sentence for people.
     pub reason: String,
 }
 
@@ -94,14 +105,19 @@ pub struct ScreenRefused {
 /// viewer gets fewer, newer updates instead of a backlog in socket buffers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScreenAck {
+    /// The [`TileFrame::frame`] that was painted.
     pub frame: u32,
 }
 
 /// One tile of a [`TileFrame`], borrowing its JPEG from the payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TileRef<'a> {
+    /// Tile column, from 0 at the left, below the grid's column count
+    /// ([`screen_grid`]).
     pub col: u16,
+    /// Tile row, from 0 at the top, below the grid's row count.
     pub row: u16,
+    /// The tile as a baseline JPEG, 1 to [`SCREEN_MAX_TILE_BYTES`] bytes.
     pub jpeg: &'a [u8],
 }
 
@@ -113,19 +129,28 @@ pub struct TileFrame<'a> {
     pub frame: u32,
     /// Unix milliseconds when the presenter captured that frame.
     pub capture_ms: u64,
+    /// Screen width in pixels, 1 to [`SCREEN_MAX_SIDE`].
     pub width: u16,
+    /// Screen height in pixels, 1 to [`SCREEN_MAX_SIDE`].
     pub height: u16,
+    /// Bit flags: [`SCREEN_MORE`]; other bits are 0.
     pub flags: u8,
+    /// The tiles this update changes, in the order sent.
     pub tiles: Vec<TileRef<'a>>,
 }
 
 /// The fixed fields of a tile update, for [`encode_tile_frame`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TileFrameHead {
+    /// As [`TileFrame::frame`].
     pub frame: u32,
+    /// As [`TileFrame::capture_ms`].
     pub capture_ms: u64,
+    /// Screen width in pixels.
     pub width: u16,
+    /// Screen height in pixels.
     pub height: u16,
+    /// As [`TileFrame::flags`].
     pub flags: u8,
 }
 
@@ -220,6 +245,7 @@ impl<'a> TileFrame<'a> {
         Ok(TileFrame { frame, capture_ms, width, height, flags, tiles })
     }
 
+    /// The fixed fields, for forwarding the update with other tiles.
     pub fn head(&self) -> TileFrameHead {
         TileFrameHead {
             frame: self.frame,
@@ -235,21 +261,29 @@ impl<'a> TileFrame<'a> {
 /// handled apart (see [`TileFrame`]) so they are never copied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScreenClientMsg {
+    /// 0x31: start presenting a screen of this size.
     Start(ScreenStart),
+    /// 0x32: stop presenting (empty payload).
     Stop,
+    /// 0x36: this tile update is painted.
     Ack(ScreenAck),
 }
 
 /// Everything a host may send on the screen channel except tile updates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScreenHostMsg {
+    /// 0x31: someone presents (also the presenter's grant).
     Started(ScreenStarted),
+    /// 0x32: the presentation is over.
     Stopped(ScreenStopped),
+    /// 0x34: someone else presents already.
     Busy(ScreenBusy),
+    /// 0x35: refused; the host closes the stream.
     Refused(ScreenRefused),
 }
 
 impl ScreenClientMsg {
+    /// The header's message type for this message.
     pub fn msg_type(&self) -> MsgType {
         match self {
             ScreenClientMsg::Start(_) => MsgType::ScreenStart,
@@ -258,6 +292,7 @@ impl ScreenClientMsg {
         }
     }
 
+    /// The postcard payload (empty for Stop).
     pub fn payload(&self) -> Vec<u8> {
         match self {
             ScreenClientMsg::Start(m) => encode_payload(m),
@@ -278,6 +313,7 @@ impl ScreenClientMsg {
 }
 
 impl ScreenHostMsg {
+    /// The header's message type for this message.
     pub fn msg_type(&self) -> MsgType {
         match self {
             ScreenHostMsg::Started(_) => MsgType::ScreenStart,
@@ -287,6 +323,7 @@ impl ScreenHostMsg {
         }
     }
 
+    /// The postcard payload.
     pub fn payload(&self) -> Vec<u8> {
         match self {
             ScreenHostMsg::Started(m) => encode_payload(m),

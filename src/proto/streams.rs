@@ -21,9 +21,11 @@ pub const STREAM_OPEN_MAX: u32 = 8 * 1024;
 /// 0x60, client → host: the first frame of every file or screen stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamOpen {
+    /// The session id from the Welcome.
     pub session: u32,
     /// The session token from the Welcome.
     pub token: u64,
+    /// Which service, and what to do.
     pub role: StreamRole,
 }
 
@@ -58,7 +60,9 @@ impl StreamRole {
 /// The two stream services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamService {
+    /// Files: listing, upload, download (`server::files`).
     Files,
+    /// Screen sharing: presenter or viewer (`server::screen`).
     Screen,
 }
 
@@ -76,6 +80,7 @@ impl std::fmt::Display for StreamService {
 /// The host closes the stream after it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamRefused {
+    /// Why, as a sentence for people ("too many streams from your address").
     pub reason: String,
 }
 

@@ -26,15 +26,33 @@ use unicode_normalization::UnicodeNormalization;
 /// Why an identity string was refused. `Display` is a sentence for people.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LabelError {
+    /// Empty, or only whitespace.
     #[error("{what} must not be empty")]
-    Empty { what: String },
+    Empty {
+        /// What was checked, for the sentence ("the name", "the room name").
+        what: String,
+    },
+    /// Longer than the limit after normalising (NFC, whitespace tidied).
     #[error("{what} is longer than {max} characters")]
-    TooLong { what: String, max: usize },
+    TooLong {
+        /// What was checked, for the sentence.
+        what: String,
+        /// The limit, in characters (Unicode scalar values after NFC).
+        max: usize,
+    },
     #[error(
         "{what} contains {}, an invisible or direction-changing character, at character {at}: type it without that character",
         describe(*found)
     )]
-    Hidden { what: String, found: char, at: usize },
+    /// Holds an invisible or direction-changing character ([`is_hidden`]).
+    Hidden {
+        /// What was checked, for the sentence.
+        what: String,
+        /// The refused character.
+        found: char,
+        /// Its position in the normalised string, in characters from 1.
+        at: usize,
+    },
 }
 
 /// `true` for characters that change how text around them is shown without
@@ -163,6 +181,32 @@ pub fn confusable_key(s: &str) -> String {
     skeleton.to_lowercase().nfc().filter(|c| !is_hidden(*c)).collect()
 }
 
+/// The room everyone is in who names none (a blank room name).
+pub const DEFAULT_ROOM: &str = "default";
+
+/// The one key rooms are looked up and compared by: the [`confusable_key`]
+/// of the [normalised](normalize) name, a blank name meaning
+/// [`DEFAULT_ROOM`]. So `""`, `"Default"`, `" default "` and `"dеfault"`
+/// (with a Cyrillic е) are one room, as names are one name. The name people
+/// see is kept beside it, never derived from it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoomKey(String);
+
+impl RoomKey {
+    /// The key of the room someone named `room` (raw, as typed or sent).
+    pub fn new(room: &str) -> RoomKey {
+        match normalize(room).as_str() {
+            "" => RoomKey(confusable_key(DEFAULT_ROOM)),
+            normal => RoomKey(confusable_key(normal)),
+        }
+    }
+
+    /// The key as text, for code that still keys rooms by `String`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// `raw` NFC-normalised with every hidden character removed: for strings that
 /// are data rather than chosen names (file names), where refusing would lose
 /// a file but showing an override would lie about its name.
@@ -276,6 +320,17 @@ mod tests {
         // Length counts characters after NFC: 32 decomposed é are 32 characters.
         assert!(label(&"e\u{301}".repeat(32), "x", 32).is_ok());
         assert!(matches!(label(&"e".repeat(33), "x", 32), Err(LabelError::TooLong { .. })));
+    }
+
+    #[test]
+    fn room_keys_fold_case_look_alikes_and_blank_to_default() {
+        let default = RoomKey::new("default");
+        for same in ["", "  ", "Default", " DEFAULT ", "d\u{435}fault", "de\u{200b}fault"] {
+            assert_eq!(RoomKey::new(same), default, "{same:?}");
+        }
+        assert_eq!(RoomKey::new("Lab  Meeting"), RoomKey::new("lab meeting"));
+        assert_ne!(RoomKey::new("lab"), default);
+        assert_eq!(RoomKey::new("lab").as_str(), confusable_key("lab"));
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub enum Layer {
 }
 
 impl Layer {
+    /// The layer of wire byte `b` (0 full, 1 thumbnail); `None` for another.
     pub fn from_u8(b: u8) -> Option<Layer> {
         match b {
             0 => Some(Layer::Full),
@@ -97,20 +98,31 @@ impl std::str::FromStr for Subscription {
 /// [`MAX_FRAGMENT_PAYLOAD`] bytes, so fragment `i` sits at offset `i × 1200`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FragmentHeader {
+    /// Offset 0: the sender's session id.
     pub session: u32,
+    /// Offset 4: the sender's session token (zero once the host relays it).
     pub token: u64,
+    /// Offset 12: +1 per captured frame (wraps).
     pub frame_id: u32,
+    /// Offset 16: which encoding of the frame.
     pub layer: Layer,
+    /// Offset 17: this fragment's index, from 0, below `count`.
     pub index: u16,
+    /// Offset 19: fragments in the frame, 1 to [`MAX_FRAGMENTS`].
     pub count: u16,
+    /// Offset 21: the whole encoded frame's length in bytes, at most
+    /// [`MAX_FRAME_BYTES`].
     pub frame_len: u32,
+    /// Offset 25: capture time, microseconds since the Unix epoch (sender clock).
     pub capture_us: u64,
 }
 
 /// One parsed fragment, borrowing its data from the datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fragment<'a> {
+    /// The sub-header.
     pub header: FragmentHeader,
+    /// This fragment's JPEG bytes: [`fragment_len`] of them.
     pub data: &'a [u8],
 }
 
@@ -120,18 +132,41 @@ pub const TOKEN_OFFSET: usize = HEADER_LEN + 4;
 /// Why a datagram on the video port was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FragmentError {
+    /// The frame header is bad (short, wrong version, unknown type, too long).
     #[error("{0}")]
     Frame(#[from] DecodeError),
+    /// The layer byte is neither 0 nor 1.
     #[error("unknown layer {0}")]
     Layer(u8),
+    /// The index is not below the count.
     #[error("fragment index {index} is not below the count {count}")]
-    Index { index: u16, count: u16 },
+    Index {
+        /// The fragment's index.
+        index: u16,
+        /// The fragment count it claims.
+        count: u16,
+    },
+    /// The frame is over [`MAX_FRAME_BYTES`].
     #[error("a frame of {0} bytes is over the limit")]
     FrameLen(u32),
+    /// The count does not match the frame length (`frame_len` / 1200, rounded up).
     #[error("fragment count {count} does not fit a {frame_len}-byte frame")]
-    Count { count: u16, frame_len: u32 },
+    Count {
+        /// The fragment count.
+        count: u16,
+        /// The frame length, in bytes.
+        frame_len: u32,
+    },
+    /// A fragment carries the wrong number of data bytes.
     #[error("fragment {index} carries {len} bytes where {expected} belong")]
-    DataLen { index: u16, len: usize, expected: usize },
+    DataLen {
+        /// The fragment's index.
+        index: u16,
+        /// The data bytes it carries.
+        len: usize,
+        /// The bytes a fragment at that index must carry ([`fragment_len`]).
+        expected: usize,
+    },
 }
 
 /// The size fragment `index` of a `frame_len`-byte frame must have.
@@ -220,7 +255,10 @@ pub fn decode_fragment(payload: &[u8]) -> Result<Fragment<'_>, FragmentError> {
 /// receiver it has not heard from for 10 s.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VideoHello {
+    /// The receiver's session id.
     pub session: u32,
+    /// The session token from the Welcome; the host ignores a hello whose
+    /// token does not match.
     pub token: u64,
     /// For every sender not listed in `subs`.
     pub default: Subscription,
@@ -231,7 +269,9 @@ pub struct VideoHello {
 /// One room member as the video service names them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VideoPeer {
+    /// The member's session id, as in fragments.
     pub session: u32,
+    /// The member's name in the room.
     pub name: String,
 }
 
@@ -239,14 +279,18 @@ pub struct VideoPeer {
 /// room by session id, so a receiver can name the tiles its fragments fill.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VideoRoster {
+    /// The room's members, the receiver included.
     pub members: Vec<VideoPeer>,
 }
 
 /// Anything that arrives on a video socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VideoPacket<'a> {
+    /// 0x40: a piece of a camera frame.
     Fragment(Fragment<'a>),
+    /// 0x44: a receiver's hello (host side).
     Hello(VideoHello),
+    /// 0x45: the room's roster (client side).
     Roster(VideoRoster),
 }
 

@@ -6,194 +6,23 @@
 //! [`Host::poll_output`]. Nothing here touches a socket, spawns, or reads a
 //! clock, so tests drive an hour of meeting in milliseconds.
 
+#![warn(missing_docs)]
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::proto::{
     ChatMessage, ChatOutcome, ChatResult, ChatSend, ClientMsg, Control, ControlNotice,
-    ControlRequest, ControlResult, Disconnect, DisconnectCode, FileInfo, HostKey, HostMsg,
-    HostMute, MediaState, Member, PROTOCOL_VERSION, Ports, Presence, PresenceChange, RaisedHand,
-    RefuseCode, Refused, Register, RoomInfo, RoomState, UserList, Welcome, limits, text,
+    ControlRequest, ControlResult, Disconnect, DisconnectCode, HostMsg, HostMute, MediaState,
+    Member, PROTOCOL_VERSION, Presence, PresenceChange, RaisedHand, RefuseCode, Refused, Register,
+    RoomInfo, RoomState, UserList, Welcome, limits, text,
 };
+use text::RoomKey;
 
-/// One TCP connection, numbered by the driver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(pub u64);
-
-/// One registered participant; stays the same across a rejoin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(pub u32);
-
-pub struct HostConfig {
-    pub host_name: String,
-    pub ports: Ports,
-    /// How often clients are asked to send a heartbeat.
-    pub heartbeat: Duration,
-    /// A registered client silent this long is dropped.
-    pub idle_timeout: Duration,
-    /// A connection that has not registered within this long is closed.
-    pub register_timeout: Duration,
-    /// Source of session tokens: random in the driver, predictable in tests.
-    pub tokens: Box<dyn FnMut() -> u64 + Send>,
-    /// The secret the host gave its own app: a Register carrying it marks
-    /// that member as the host in member lists. `None` marks nobody.
-    pub host_key: Option<HostKey>,
-    /// Every room records from its creation (`sapora host --record DIR`).
-    pub record_from_start: bool,
-    /// Why this host cannot record, if it cannot (a `Record` control is
-    /// refused with it), e.g. its mix is PCM.
-    pub cannot_record: Option<String>,
-}
-
-impl HostConfig {
-    pub fn new(
-        host_name: impl Into<String>,
-        ports: Ports,
-        tokens: Box<dyn FnMut() -> u64 + Send>,
-    ) -> Self {
-        HostConfig {
-            host_name: host_name.into(),
-            ports,
-            heartbeat: Duration::from_secs(3),
-            idle_timeout: Duration::from_secs(15),
-            register_timeout: Duration::from_secs(10),
-            tokens,
-            host_key: None,
-            record_from_start: false,
-            cannot_record: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Input {
-    Connected {
-        conn: ConnId,
-        peer: IpAddr,
-    },
-    /// The connection passed admission (the passcode check) for `room`, as
-    /// the client named it there: its `Register.room` must name the same
-    /// room (compared as rooms are), else it is refused. Connections that
-    /// never get this input may register for any room.
-    Admitted {
-        conn: ConnId,
-        room: String,
-    },
-    Message {
-        conn: ConnId,
-        msg: ClientMsg,
-    },
-    /// The link ended: `error` is `None` for a clean close by the peer.
-    Closed {
-        conn: ConnId,
-        error: Option<String>,
-    },
-    /// The driver could not queue output for a client that does not read.
-    TooSlow {
-        conn: ConnId,
-    },
-    /// The client's first frame spoke another protocol version.
-    WrongVersion {
-        conn: ConnId,
-        got: u8,
-    },
-    /// The client sent bytes that are not a valid message.
-    Malformed {
-        conn: ConnId,
-        error: String,
-    },
-    /// A media service (files, screen, …) has something for these sessions
-    /// over the control channel. Unknown sessions are skipped.
-    Deliver {
-        to: Vec<SessionId>,
-        msg: HostMsg,
-    },
-    /// A control typed at the host's own console (`sapora host --headless`):
-    /// it has the host's authority in every room. The outcome comes back as
-    /// [`HostEvent::Console`].
-    Console {
-        control: Control,
-    },
-    /// Time passed; check deadlines.
-    Timeout,
-    /// Tell everyone the host is going away, then close every connection.
-    Shutdown,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// Send one message to each of these connections.
-    Send { to: Vec<ConnId>, msg: HostMsg },
-    /// Flush what was queued for this connection, then close it.
-    Close { conn: ConnId },
-    /// Something an operator would want in the log.
-    Event(HostEvent),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostEvent {
-    /// `room` is the room's display name, the same for all its members while
-    /// it exists; media services group sessions by it.
-    Joined {
-        session: SessionId,
-        token: u64,
-        name: String,
-        room: String,
-        ip: IpAddr,
-    },
-    Rejoined {
-        session: SessionId,
-        name: String,
-        room: String,
-        ip: IpAddr,
-    },
-    Left {
-        session: SessionId,
-        name: String,
-        room: String,
-        change: PresenceChange,
-    },
-    Refused {
-        ip: IpAddr,
-        reason: String,
-    },
-    /// The set of rooms or their member counts changed.
-    Rooms(Vec<RoomInfo>),
-    /// Recording of this room (display name) starts or stops; the driver
-    /// opens or closes its files. A room that empties stops recording.
-    Recording {
-        room: String,
-        on: bool,
-    },
-    /// A message to the whole room (private messages are not reported).
-    Chat {
-        room: String,
-        msg: ChatMessage,
-    },
-    /// A file shared with the whole room.
-    FileOffered {
-        room: String,
-        file: FileInfo,
-    },
-    /// What became of an [`Input::Console`] control: done or refused.
-    Console(String),
-    /// The host holds this member muted (`held`: they may not unmute, so
-    /// the mixer leaves their audio out whatever their client sends), or
-    /// no longer does.
-    HeldMuted {
-        session: SessionId,
-        held: bool,
-    },
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    pub connections: usize,
-    pub rooms: usize,
-    pub members: usize,
-    pub chat_messages: u64,
-}
+#[path = "core_io.rs"]
+mod io;
+pub use io::{ConnId, HostConfig, HostEvent, Input, Output, SessionId, Stats};
 
 struct Conn {
     peer: IpAddr,
@@ -206,7 +35,7 @@ struct Conn {
 
 struct Session {
     token: u64,
-    room: String,
+    room: RoomKey,
     conn: ConnId,
     member: Member,
     /// Registered with the host's key (on its latest Register).
@@ -221,7 +50,7 @@ struct Session {
 }
 
 struct Room {
-    /// The room's name as first typed; lookups use the lowercase key.
+    /// The room's name as first typed; lookups use its [`RoomKey`].
     display: String,
     /// In join order.
     members: Vec<SessionId>,
@@ -256,13 +85,16 @@ enum Actor {
 struct Departed {
     session: SessionId,
     token: u64,
-    room: String,
+    room: RoomKey,
     name_key: String,
 }
 
 /// How many departed members are remembered (oldest forgotten first).
 const DEPARTED_KEPT: usize = 1024;
 
+/// The control plane: connections, sessions, rooms, chat and host
+/// controls. Feed it with [`Host::handle`], drain [`Host::poll_output`], and
+/// call `handle(now, Input::Timeout)` at [`Host::poll_timeout`].
 pub struct Host {
     config: HostConfig,
     departed: VecDeque<Departed>,
@@ -271,7 +103,7 @@ pub struct Host {
     started_unix_ms: u64,
     conns: HashMap<ConnId, Conn>,
     sessions: HashMap<SessionId, Session>,
-    rooms: BTreeMap<String, Room>,
+    rooms: BTreeMap<RoomKey, Room>,
     next_session: u32,
     next_msg: u64,
     chat_messages: u64,
@@ -279,14 +111,21 @@ pub struct Host {
     shutting_down: bool,
 }
 
-/// The key names and rooms are compared by: case-insensitive and
+/// The key names are compared by (rooms: [`RoomKey`]): case-insensitive and
 /// confusable-insensitive (`alice`, `ALICE` and `аlice` with a Cyrillic а are
 /// one name), see [`text::confusable_key`].
 fn key(s: &str) -> String {
     text::confusable_key(s)
 }
 
+#[path = "core_controls.rs"]
+mod controls;
+
 impl Host {
+    /// A host with no connections. `now` is the driver's monotonic clock and
+    /// `now_unix_ms` the wall clock at the same moment (milliseconds since the
+    /// Unix epoch): chat and hands are stamped from the two, so the core never
+    /// reads a clock itself.
     pub fn new(config: HostConfig, now: Instant, now_unix_ms: u64) -> Host {
         Host {
             config,
@@ -304,6 +143,7 @@ impl Host {
         }
     }
 
+    /// The next output, oldest first; `None` when there is nothing to do.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
     }
@@ -324,6 +164,7 @@ impl Host {
         }
     }
 
+    /// Counts for the status line.
     pub fn stats(&self) -> Stats {
         Stats {
             connections: self.conns.len(),
@@ -333,6 +174,8 @@ impl Host {
         }
     }
 
+    /// Every room with its display name and member count, sorted by room key
+    /// (what discovery beacons carry).
     pub fn rooms(&self) -> Vec<RoomInfo> {
         self.rooms
             .values()
@@ -340,6 +183,9 @@ impl Host {
             .collect()
     }
 
+    /// Takes one input at time `now` (monotonic, never earlier than the last
+    /// call's); the results wait in [`Host::poll_output`]. Bad client input
+    /// refuses or drops that client; it never panics.
     pub fn handle(&mut self, now: Instant, input: Input) {
         match input {
             Input::Connected { conn, peer } => {
@@ -486,29 +332,25 @@ impl Host {
             Err(e) => return self.refuse(conn, RefuseCode::BadName, e.to_string()),
         };
         let room_name = match text::normalize(&reg.room).as_str() {
-            "" => "default".to_string(),
+            "" => text::DEFAULT_ROOM.to_string(),
             _ => match text::label(&reg.room, "the meeting id", limits::ROOM_CHARS) {
                 Ok(room) => room,
                 Err(e) => return self.refuse(conn, RefuseCode::BadRoom, e.to_string()),
             },
         };
-        let room_key = key(&room_name);
+        let room_key = RoomKey::new(&room_name);
         let Some((peer, admitted)) = self.conns.get(&conn).map(|c| (c.peer, c.admitted.clone()))
         else {
             return;
         };
-        if let Some(admitted) = admitted {
-            let admitted_key = match text::normalize(&admitted).as_str() {
-                "" => key("default"),
-                normal => key(normal),
-            };
-            if admitted_key != room_key {
-                let reason = format!(
-                    "you were let in to meeting \"{}\" but asked to join \"{room_name}\"; join the meeting you were let in to",
-                    crate::proto::text::visible(&admitted)
-                );
-                return self.refuse(conn, RefuseCode::BadRoom, reason);
-            }
+        if let Some(admitted) = admitted
+            && RoomKey::new(&admitted) != room_key
+        {
+            let reason = format!(
+                "you were let in to meeting \"{}\" but asked to join \"{room_name}\"; join the meeting you were let in to",
+                crate::proto::text::visible(&admitted)
+            );
+            return self.refuse(conn, RefuseCode::BadRoom, reason);
         }
         let is_host = self.config.host_key.is_some() && reg.host_key == self.config.host_key;
 
@@ -850,324 +692,7 @@ impl Host {
         self.started_unix_ms + now.saturating_duration_since(self.started).as_millis() as u64
     }
 
-    fn on_control_request(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        sid: SessionId,
-        req: ControlRequest,
-    ) {
-        let Some(room_key) = self.sessions.get(&sid).map(|s| s.room.clone()) else {
-            return;
-        };
-        let outcome = self.apply_control(now, Actor::Member(sid), &room_key, req.control);
-        // The requester may have ended the meeting (and so be gone).
-        if self.conns.contains_key(&conn) {
-            let refused = outcome.err();
-            self.send(vec![conn], HostMsg::ControlResult(ControlResult { id: req.id, refused }));
-        }
-    }
-
-    /// The console speaks for the host in every room: room-wide controls go
-    /// to each room, a member's name is looked up in all of them.
-    fn on_console(&mut self, now: Instant, control: Control) -> Result<String, String> {
-        let target = match &control {
-            Control::Mute { name, .. }
-            | Control::StopVideo { name }
-            | Control::Remove { name }
-            | Control::CoHost { name, .. } => Some(name.clone()),
-            Control::LetBack { name } => {
-                let k = key(name.trim());
-                let room = self
-                    .rooms
-                    .iter()
-                    .find(|(_, r)| r.removed.iter().any(|x| x.name_key == k))
-                    .map(|(rk, _)| rk.clone())
-                    .ok_or_else(|| format!("nobody called \"{}\" was removed", name.trim()))?;
-                let done = describe(&control);
-                self.apply_control(now, Actor::Console, &room, control)?;
-                return Ok(done);
-            }
-            Control::Hand { .. } => return Err("the console has no hand to raise".into()),
-            Control::Lock | Control::Unlock | Control::End | Control::Record { .. } => None,
-        };
-        match target {
-            Some(name) => {
-                let k = key(name.trim());
-                let room = self
-                    .sessions
-                    .values()
-                    .find(|s| key(&s.member.name) == k)
-                    .map(|s| s.room.clone())
-                    .ok_or_else(|| format!("no such member \"{}\" in any meeting", name.trim()))?;
-                let done = describe(&control);
-                self.apply_control(now, Actor::Console, &room, control)?;
-                Ok(done)
-            }
-            None => {
-                let rooms: Vec<String> = self.rooms.keys().cloned().collect();
-                if rooms.is_empty() {
-                    return Err("there is no meeting yet (nobody has joined)".into());
-                }
-                let mut done = Vec::new();
-                for room in rooms {
-                    let display = self.rooms.get(&room).map(|r| r.display.clone());
-                    self.apply_control(now, Actor::Console, &room, control.clone())?;
-                    done.extend(display);
-                }
-                Ok(format!("{} in {}", describe(&control), done.join(", ")))
-            }
-        }
-    }
-
-    /// Applies `control` in `room_key` on behalf of `actor`: `Err` is the
-    /// refusal as a sentence for the user.
-    fn apply_control(
-        &mut self,
-        now: Instant,
-        actor: Actor,
-        room_key: &str,
-        control: Control,
-    ) -> Result<(), String> {
-        let (by, is_host, is_co_host) = match actor {
-            Actor::Console => ("the host".to_string(), true, false),
-            Actor::Member(sid) => {
-                let s = self.sessions.get(&sid).ok_or("you are not in the meeting")?;
-                (s.member.name.clone(), s.host, s.co_host)
-            }
-        };
-        let room_display = self.rooms.get(room_key).ok_or("the meeting has ended")?.display.clone();
-        if let Control::Hand { raised } = control {
-            let Actor::Member(sid) = actor else {
-                return Err("the console has no hand to raise".into());
-            };
-            let now_ms = self.now_ms(now);
-            let s = self.sessions.get_mut(&sid).expect("checked above");
-            match (raised, s.hand) {
-                (true, None) => s.hand = Some(now_ms),
-                (false, Some(_)) => s.hand = None,
-                _ => return Ok(()),
-            }
-            self.push_room_state(room_key);
-            return Ok(());
-        }
-        let allowed = match control {
-            Control::CoHost { .. } => is_host,
-            _ => is_host || is_co_host,
-        };
-        if !allowed {
-            let who = if matches!(control, Control::CoHost { .. }) {
-                "only the host"
-            } else {
-                "only the host or a co-host"
-            };
-            return Err(format!("{who} can {}", verb(&control)));
-        }
-        // The member a control is about, looked up in this room.
-        let find = |this: &Host, name: &str| -> Result<SessionId, String> {
-            let k = key(name.trim());
-            this.rooms[room_key]
-                .members
-                .iter()
-                .copied()
-                .find(|m| this.sessions.get(m).is_some_and(|s| key(&s.member.name) == k))
-                .ok_or_else(|| {
-                    format!("no such member \"{}\" in meeting \"{room_display}\"", name.trim())
-                })
-        };
-        let protect = |this: &Host, target: SessionId| -> Result<(), String> {
-            if this.sessions.get(&target).is_some_and(|s| s.host) {
-                Err(format!("nobody can {} the host", verb(&control).replace(" someone", "")))
-            } else {
-                Ok(())
-            }
-        };
-        let room_wide = |this: &mut Host, text: String, control: Control| {
-            let to = this.conns_of(room_key, None);
-            this.send(to, HostMsg::ControlNotice(ControlNotice { by: by.clone(), control, text }));
-        };
-        match control.clone() {
-            Control::Hand { .. } => unreachable!("handled above"),
-            Control::Lock | Control::Unlock => {
-                let on = control == Control::Lock;
-                let room = self.rooms.get_mut(room_key).expect("checked above");
-                if room.locked != on {
-                    room.locked = on;
-                    let text = if on {
-                        format!("{by} locked the meeting: nobody new can join")
-                    } else {
-                        format!("{by} unlocked the meeting")
-                    };
-                    room_wide(self, text, control);
-                    self.push_room_state(room_key);
-                }
-            }
-            Control::Record { on } => {
-                if let (true, Some(why)) = (on, &self.config.cannot_record) {
-                    return Err(why.clone());
-                }
-                let room = self.rooms.get_mut(room_key).expect("checked above");
-                if room.recording != on {
-                    room.recording = on;
-                    let text = if on {
-                        format!("{by} started recording the meeting (sound and chat)")
-                    } else {
-                        format!("{by} stopped recording the meeting")
-                    };
-                    self.out.push_back(Output::Event(HostEvent::Recording {
-                        room: room_display.clone(),
-                        on,
-                    }));
-                    room_wide(self, text, control);
-                    self.push_room_state(room_key);
-                }
-            }
-            Control::Mute { name, may_unmute } => {
-                let target = find(self, &name)?;
-                protect(self, target)?;
-                let s = self.sessions.get_mut(&target).expect("found above");
-                s.member.mic = false;
-                let was_held = s.host_mute == Some(false);
-                s.host_mute = Some(may_unmute);
-                if was_held == may_unmute {
-                    let event = HostEvent::HeldMuted { session: target, held: !may_unmute };
-                    self.out.push_back(Output::Event(event));
-                }
-                let text = if may_unmute {
-                    format!("{by} muted you; you may unmute yourself")
-                } else {
-                    format!("{by} muted you; only the host can let you unmute")
-                };
-                let conn = s.conn;
-                self.send(vec![conn], HostMsg::ControlNotice(ControlNotice { by, control, text }));
-                self.push_user_list(room_key);
-                self.push_room_state(room_key);
-            }
-            Control::StopVideo { name } => {
-                let target = find(self, &name)?;
-                protect(self, target)?;
-                let s = self.sessions.get_mut(&target).expect("found above");
-                s.member.camera = false;
-                s.video_stopped = true;
-                let text = format!("{by} stopped your video");
-                let conn = s.conn;
-                self.send(vec![conn], HostMsg::ControlNotice(ControlNotice { by, control, text }));
-                self.push_user_list(room_key);
-                self.push_room_state(room_key);
-            }
-            Control::Remove { name } => {
-                let target = find(self, &name)?;
-                protect(self, target)?;
-                if actor_is(actor, target) {
-                    return Err("you cannot remove yourself: leave the meeting instead".into());
-                }
-                let s = &self.sessions[&target];
-                let (conn, removal) = (
-                    s.conn,
-                    Removal {
-                        token: s.token,
-                        name_key: key(&s.member.name),
-                        ip: s.member.ip.parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
-                    },
-                );
-                self.rooms.get_mut(room_key).expect("checked above").removed.push(removal);
-                let notice = Disconnect {
-                    code: DisconnectCode::Removed,
-                    reason: format!("{by} removed you from meeting \"{room_display}\""),
-                };
-                self.drop_conn(conn, PresenceChange::Left, Some(notice));
-            }
-            Control::LetBack { name } => {
-                let k = key(name.trim());
-                let room = self.rooms.get_mut(room_key).expect("checked above");
-                let before = room.removed.len();
-                room.removed.retain(|r| r.name_key != k);
-                if room.removed.len() == before {
-                    return Err(format!(
-                        "nobody called \"{}\" was removed from meeting \"{room_display}\"",
-                        name.trim()
-                    ));
-                }
-            }
-            Control::End => {
-                let conns = self.conns_of(room_key, None);
-                let reason = format!("{by} ended the meeting");
-                for conn in conns {
-                    let notice = Disconnect { code: DisconnectCode::Ended, reason: reason.clone() };
-                    self.drop_conn(conn, PresenceChange::Left, Some(notice));
-                }
-            }
-            Control::CoHost { name, on } => {
-                let target = find(self, &name)?;
-                protect(self, target)?;
-                let s = self.sessions.get_mut(&target).expect("found above");
-                if s.co_host != on {
-                    s.co_host = on;
-                    let who = s.member.name.clone();
-                    let room = self.rooms.get_mut(room_key).expect("checked above");
-                    room.co_hosts.retain(|m| *m != target);
-                    if on {
-                        room.co_hosts.push(target);
-                    }
-                    let text = if on {
-                        format!("{by} made {who} a co-host")
-                    } else {
-                        format!("{by} made {who} no longer a co-host")
-                    };
-                    room_wide(self, text, control);
-                    self.push_room_state(room_key);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The room's control state, as [`RoomState`].
-    pub fn room_state(&self, room_key: &str) -> Option<RoomState> {
-        let room = self.rooms.get(room_key)?;
-        let members: Vec<&Session> =
-            room.members.iter().filter_map(|m| self.sessions.get(m)).collect();
-        let mut hands: Vec<RaisedHand> = members
-            .iter()
-            .filter_map(|s| {
-                s.hand.map(|since_ms| RaisedHand { name: s.member.name.clone(), since_ms })
-            })
-            .collect();
-        hands.sort_by_key(|h| h.since_ms);
-        Some(RoomState {
-            room: room.display.clone(),
-            locked: room.locked,
-            recording: room.recording,
-            co_hosts: room
-                .co_hosts
-                .iter()
-                .filter_map(|m| self.sessions.get(m))
-                .map(|s| s.member.name.clone())
-                .collect(),
-            hands,
-            host_muted: members
-                .iter()
-                .filter_map(|s| {
-                    s.host_mute
-                        .map(|may_unmute| HostMute { name: s.member.name.clone(), may_unmute })
-                })
-                .collect(),
-            video_stopped: members
-                .iter()
-                .filter(|s| s.video_stopped)
-                .map(|s| s.member.name.clone())
-                .collect(),
-        })
-    }
-
-    fn push_room_state(&mut self, room_key: &str) {
-        if let Some(state) = self.room_state(room_key) {
-            let to = self.conns_of(room_key, None);
-            self.send(to, HostMsg::RoomState(state));
-        }
-    }
-
-    fn members_of(&self, room_key: &str) -> Vec<Member> {
+    fn members_of(&self, room_key: &RoomKey) -> Vec<Member> {
         self.rooms
             .get(room_key)
             .map(|r| {
@@ -1181,7 +706,7 @@ impl Host {
     }
 
     /// The first member (in join order) who registered with the host's key.
-    fn host_member_of(&self, room_key: &str) -> Option<String> {
+    fn host_member_of(&self, room_key: &RoomKey) -> Option<String> {
         let room = self.rooms.get(room_key)?;
         room.members
             .iter()
@@ -1190,7 +715,7 @@ impl Host {
             .map(|s| s.member.name.clone())
     }
 
-    fn conns_of(&self, room_key: &str, except: Option<SessionId>) -> Vec<ConnId> {
+    fn conns_of(&self, room_key: &RoomKey, except: Option<SessionId>) -> Vec<ConnId> {
         self.rooms
             .get(room_key)
             .map(|r| {
@@ -1204,7 +729,7 @@ impl Host {
             .unwrap_or_default()
     }
 
-    fn push_user_list(&mut self, room_key: &str) {
+    fn push_user_list(&mut self, room_key: &RoomKey) {
         let Some(room) = self.rooms.get(room_key) else {
             return;
         };
@@ -1215,46 +740,6 @@ impl Host {
         };
         let to = self.conns_of(room_key, None);
         self.send(to, HostMsg::UserList(list));
-    }
-}
-
-fn actor_is(actor: Actor, sid: SessionId) -> bool {
-    matches!(actor, Actor::Member(s) if s == sid)
-}
-
-/// What a control does, for "only the host can …".
-fn verb(control: &Control) -> &'static str {
-    match control {
-        Control::Lock => "lock the meeting",
-        Control::Unlock => "unlock the meeting",
-        Control::Mute { .. } => "mute someone",
-        Control::StopVideo { .. } => "stop someone's video",
-        Control::Remove { .. } => "remove someone",
-        Control::LetBack { .. } => "let someone back in",
-        Control::End => "end the meeting",
-        Control::CoHost { .. } => "make someone co-host",
-        Control::Hand { .. } => "raise a hand",
-        Control::Record { .. } => "start or stop recording",
-    }
-}
-
-/// A console's summary of a control ("locked", "muted Ana").
-fn describe(control: &Control) -> String {
-    match control {
-        Control::Lock => "locked".into(),
-        Control::Unlock => "unlocked".into(),
-        Control::End => "ended the meeting".into(),
-        Control::Record { on } => format!("recording {}", if *on { "on" } else { "off" }),
-        Control::Mute { name, may_unmute: true } => format!("muted {}", name.trim()),
-        Control::Mute { name, may_unmute: false } => {
-            format!("muted {} (they cannot unmute)", name.trim())
-        }
-        Control::StopVideo { name } => format!("stopped the video of {}", name.trim()),
-        Control::Remove { name } => format!("removed {}", name.trim()),
-        Control::LetBack { name } => format!("let {} back in", name.trim()),
-        Control::CoHost { name, on: true } => format!("made {} a co-host", name.trim()),
-        Control::CoHost { name, on: false } => format!("{} is no longer a co-host", name.trim()),
-        Control::Hand { raised } => format!("hand {}", if *raised { "raised" } else { "lowered" }),
     }
 }
 

@@ -4,22 +4,36 @@
 //! sender's session token and routed to its room without asking the control
 //! task.
 
+#![warn(missing_docs)]
+
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::core::{HostEvent, SessionId};
+use crate::proto::text::{RoomKey, confusable_key};
 
+/// One member as the media services see them (a copy of the control
+/// plane's session, from [`HostEvent::Joined`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The member's session id.
     pub session: SessionId,
+    /// The session token media datagrams and streams must carry.
     pub token: u64,
+    /// The member's name, as the host assigned it.
     pub name: String,
     /// The room's display name (shared by all its members while it exists).
     pub room: String,
+    /// The room's key: what [`Directory::room_members`] compares.
+    pub room_key: RoomKey,
+    /// The member's IP address (updated on a rejoin).
     pub ip: IpAddr,
 }
 
+/// The shared, cloneable directory: every clone sees the same sessions.
+/// Locks are held only for a lookup; a poisoned lock is used as it is (the
+/// data is a plain map, never left half-written).
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
     inner: Arc<RwLock<HashMap<SessionId, Entry>>>,
@@ -41,6 +55,7 @@ impl Directory {
                     token: *token,
                     name: name.clone(),
                     room: room.clone(),
+                    room_key: RoomKey::new(room),
                     ip: *ip,
                 };
                 map.insert(*session, entry);
@@ -88,21 +103,25 @@ impl Directory {
         self.inner.read().unwrap_or_else(|e| e.into_inner()).keys().copied().collect()
     }
 
+    /// The member with this session id, if they are in a room.
     pub fn get(&self, session: SessionId) -> Option<Entry> {
         self.inner.read().unwrap_or_else(|e| e.into_inner()).get(&session).cloned()
     }
 
-    /// Everyone in `room`, in no particular order.
+    /// Everyone in `room` (compared by [`RoomKey`]), in no particular order.
     pub fn room_members(&self, room: &str) -> Vec<Entry> {
+        let key = RoomKey::new(room);
         let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        map.values().filter(|e| e.room == room).cloned().collect()
+        map.values().filter(|e| e.room_key == key).cloned().collect()
     }
 
-    /// The member of `room` called `name` (case-insensitively).
+    /// The member of `room` called `name`, rooms compared by [`RoomKey`] and
+    /// names by [`confusable_key`] (as the control plane compares them, so
+    /// case and look-alike letters do not matter).
     pub fn find_in_room(&self, room: &str, name: &str) -> Option<Entry> {
-        let name = name.trim().to_lowercase();
+        let (room, name) = (RoomKey::new(room), confusable_key(name));
         let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        map.values().find(|e| e.room == room && e.name.to_lowercase() == name).cloned()
+        map.values().find(|e| e.room_key == room && confusable_key(&e.name) == name).cloned()
     }
 }
 
@@ -139,7 +158,13 @@ mod tests {
         all.sort();
         assert_eq!(all, [SessionId(1), SessionId(2), SessionId(3)]);
         assert_eq!(d.room_members("lab").len(), 2);
+        assert_eq!(d.room_members(" LAB ").len(), 2, "rooms compare by RoomKey");
         assert_eq!(d.find_in_room("lab", " ANN ").map(|e| e.session), Some(SessionId(1)));
+        assert_eq!(
+            d.find_in_room("Lab", "\u{430}nn").map(|e| e.session),
+            Some(SessionId(1)),
+            "names compare as the control plane compares them (Cyrillic а)"
+        );
         assert_eq!(d.find_in_room("other", "ann"), None, "rooms are separate");
         let other_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
         d.apply(&HostEvent::Rejoined {

@@ -2,6 +2,8 @@
 //! ([`UploadCore`]) and when an emptied room's files go ([`Retention`]).
 //! Neither reads a clock nor touches a file: time and the writer are inputs.
 
+#![warn(missing_docs)]
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -57,10 +59,13 @@ impl UploadCore {
         Ok(UploadCore { declared, received: 0, md5: Md5::new() })
     }
 
+    /// The next byte expected: bytes received so far (where a resumed upload
+    /// goes on).
     pub fn offset(&self) -> u64 {
         self.received
     }
 
+    /// The size the sender declared, in bytes.
     pub fn declared(&self) -> u64 {
         self.declared
     }
@@ -124,6 +129,8 @@ pub struct Retention {
 }
 
 impl Retention {
+    /// No room is due yet; an emptied room's files go `retention` after it
+    /// empties (`sapora host --file-retention-secs`, 60 s by default).
     pub fn new(retention: Duration) -> Retention {
         Retention { retention, due: HashMap::new() }
     }

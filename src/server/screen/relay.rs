@@ -15,6 +15,8 @@
 //! presenter's stream is told only about its own presentation (the grant, a
 //! busy answer, the end); a viewer's stream may not present.
 
+#![warn(missing_docs)]
+
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,42 +30,76 @@ use crate::proto::{
 /// A viewer whose last message has not been written for this long is dropped.
 pub const STALL_LIMIT: Duration = Duration::from_secs(30);
 
+/// One screen stream, numbered by the driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ScreenConn(pub u64);
 
 /// An authenticated screen connection's session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Who {
+    /// The session id.
     pub session: u32,
+    /// The session token (the driver drops the stream once the directory no
+    /// longer has this session with this token).
     pub token: u64,
+    /// The member's name, shown as the presenter.
     pub name: String,
+    /// The room's display name: the presenter's viewers are this room's.
     pub room: String,
 }
 
+/// What the driver feeds [`Relay::handle`], with the current time.
 #[derive(Debug)]
 pub enum Input<'a> {
     /// A stream opened: who it is (checked against the directory), or why
     /// it is refused, and whether it presents (else it views).
-    Hello { conn: ScreenConn, who: Result<Who, String>, presenter: bool },
+    Hello {
+        /// The connection.
+        conn: ScreenConn,
+        /// The session, or why authentication failed (sent as the refusal).
+        who: Result<Who, String>,
+        /// A presenter's stream (else a viewer's).
+        presenter: bool,
+    },
     /// A frame after the hello.
-    Message { conn: ScreenConn, kind: u8, payload: &'a [u8] },
+    Message {
+        /// The connection.
+        conn: ScreenConn,
+        /// The frame's message type byte.
+        kind: u8,
+        /// The frame's payload, borrowed for the call.
+        payload: &'a [u8],
+    },
     /// The connection's last message has been written; it can take another.
-    Ready { conn: ScreenConn },
+    Ready {
+        /// The connection.
+        conn: ScreenConn,
+    },
     /// The link closed or broke, or its session left the meeting.
-    Closed { conn: ScreenConn },
+    Closed {
+        /// The connection.
+        conn: ScreenConn,
+    },
     /// Time passed (drops stalled viewers).
     Tick,
 }
 
+/// What [`Relay::poll_output`] hands the driver.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Output {
+    /// Write one frame (header added by the driver) on the connection, then
+    /// report [`Input::Ready`].
     Send {
+        /// The connection.
         conn: ScreenConn,
+        /// The frame's message type byte ([`MsgType`] as `u8`).
         kind: u8,
+        /// The payload.
         payload: Vec<u8>,
     },
     /// Flush what was sent, then close.
     Close {
+        /// The connection.
         conn: ScreenConn,
     },
 }
@@ -71,17 +107,23 @@ pub enum Output {
 /// The relay's bookkeeping, for tests and the operator.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RelayStats {
+    /// Open screen streams (authenticated).
     pub conns: usize,
+    /// Rooms with someone presenting.
     pub presentations: usize,
     /// Tiles and JPEG bytes held for all current presentations.
     pub tiles_held: usize,
+    /// JPEG bytes held for all current presentations.
     pub bytes_held: usize,
     /// The largest dirty set of any viewer (bounded by the tile count).
     pub max_dirty: usize,
     /// Connections with a message being written (at most one each).
     pub writing: usize,
+    /// Tile updates received from presenters.
     pub frames_in: u64,
+    /// Tile updates sent to viewers.
     pub updates_out: u64,
+    /// Payload bytes sent to viewers (tile updates and control).
     pub bytes_out: u64,
 }
 
@@ -175,10 +217,14 @@ pub struct Relay {
 }
 
 impl Relay {
+    /// A relay with no streams.
     pub fn new() -> Relay {
         Relay::default()
     }
 
+    /// Takes one input at time `now` (monotonic); the results wait in
+    /// [`Relay::poll_output`]. A stream that breaks the protocol is refused and
+    /// closed; the rest go on.
     pub fn handle(&mut self, now: Instant, input: Input<'_>) {
         match input {
             Input::Hello { conn, who, presenter } => self.hello(now, conn, who, presenter),
@@ -237,6 +283,7 @@ impl Relay {
         self.rooms.get(room)?.presentation.as_ref().map(|p| p.name.as_str())
     }
 
+    /// The relay's bookkeeping now.
     pub fn stats(&self) -> RelayStats {
         let pres = self.rooms.values().filter_map(|r| r.presentation.as_ref());
         RelayStats {
