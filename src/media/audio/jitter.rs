@@ -273,11 +273,23 @@ impl<T: Clone> JitterBuffer<T> {
     /// for the jitter, and at least one on a lossy network so that a lost
     /// frame can be rebuilt from the next packet's FEC.
     pub fn target_frames(&self) -> u64 {
-        let mut t = (2.0 * self.jitter_us / self.cfg.frame_us as f64).round() as u64;
+        let mut t = self.wait_frames();
         if self.loss_rate > 0.01 {
             t = t.max(1);
         }
         t.max(self.min_depth).min(self.cfg.max_frames() - 1)
+    }
+
+    /// Frames of later packets that must be here before a missing one is
+    /// given up as lost: the network's jitter (twice the RFC 3550
+    /// estimate), nothing else. Loss and redundancy raise the target depth
+    /// ([`JitterBuffer::target_frames`]) but say nothing about how late a
+    /// packet may still come, so a packet missing while later ones are
+    /// here is lost, concealed and skipped, not waited for: the buffer
+    /// grows to a deeper target in a pause, never by a stretch mid-word.
+    fn wait_frames(&self) -> u64 {
+        ((2.0 * self.jitter_us / self.cfg.frame_us as f64).round() as u64)
+            .min(self.cfg.max_frames() - 1)
     }
 
     /// Playout is under way but the next frame's packet is not here yet: a
@@ -451,16 +463,19 @@ impl<T: Clone> JitterBuffer<T> {
             n += 1;
         }
         self.next = Some(n);
-        // Shallower than the redundancy needs, pop after pop (once is just
-        // the next packet lost, and its copy on the way).
+        // Shallower than the target (the redundancy's depth, one frame for
+        // FEC on a lossy network), pop after pop (once is just the next
+        // packet lost, and its copy on the way).
         let short = playing
             && self.slots.get(&n).is_some_and(|s| s.item.is_some() && !s.end)
-            && later(self, n) < self.min_depth.min(self.cfg.max_frames() - 1);
+            && later(self, n) < self.target_frames();
         self.short_pops = if short { self.short_pops.saturating_add(1) } else { 0 };
         if self.short_pops >= 2 && self.quiet && !self.grew {
-            // Redundancy came on mid-talkspurt: the buffer must hold the
-            // copies' frames. It grows by a frame here, in a pause, where a
-            // concealed frame goes unheard, rather than at the next loss.
+            // Loss or redundancy came on mid-talkspurt: the buffer must hold
+            // the copies' frames (or the next packet's FEC). It grows by a
+            // frame here, in a pause, where a concealed frame goes unheard;
+            // a loss before then is concealed, not waited for (see
+            // `wait_frames`): a 20 ms jump mid-word costs more.
             self.stats.stretched += 1;
             self.grew = true;
             return Playout::Conceal { next: None };
@@ -482,7 +497,7 @@ impl<T: Clone> JitterBuffer<T> {
             }
             Playout::Frame(item)
         } else {
-            if later(self, n) >= self.target_frames().max(1) {
+            if later(self, n) >= self.wait_frames().max(1) {
                 self.next = Some(n + 1);
                 self.stats.lost += 1;
                 self.note_loss(true);
@@ -543,6 +558,10 @@ pub struct LossMeter {
     received: u64,
 }
 
+/// Packets expected before a receiver's first reception report
+/// ([`LossMeter::first_report_due`]) when none of them was lost.
+pub const FIRST_REPORT_AFTER: u64 = 12;
+
 /// A jump of more than this many sequence numbers is a restarted sender.
 const RESTART_GAP: u64 = 3_000;
 
@@ -577,6 +596,16 @@ impl LossMeter {
     /// arrived): lets an owner send its first report early.
     pub fn pending(&self) -> u64 {
         self.highest.map_or(0, |h| h.saturating_sub(self.base))
+    }
+
+    /// Whether a receiver's first reception report is due: once
+    /// [`FIRST_REPORT_AFTER`] packets were expected (a quarter second of
+    /// 20 ms frames), or at once when one of the first is missing, so the
+    /// sender's redundancy and FEC start before its next lost packet. On a
+    /// clean network that is the quarter second, with a figure of 0.
+    pub fn first_report_due(&self) -> bool {
+        let expected = self.pending();
+        expected >= FIRST_REPORT_AFTER || (expected >= 2 && self.received < expected)
     }
 
     /// The share of packets lost since the last call (0..=1), and how many
