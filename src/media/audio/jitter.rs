@@ -984,6 +984,101 @@ mod tests {
         assert_eq!(b.target_frames(), 0);
     }
 
+    /// A call's start on a lossy link, on a virtual clock: every 10th
+    /// packet is lost; the sender adds two copies of the earlier frames
+    /// from packet 15 on (once the receiver's report reached it); the
+    /// talker pauses at pops 60 to 65. Frames 35 and 45 have no copies
+    /// (lost before a host that forwards: a gap no copy fills). Returns,
+    /// per pop, the playout lag
+    /// (pop index minus the frame played; `None` when no frame played) and
+    /// the stats.
+    fn lossy_start(quiet_at: impl Fn(u64) -> bool) -> (Vec<Option<i64>>, JitterStats) {
+        let mut b = jb();
+        let mut lags = Vec::new();
+        for k in 0..300u64 {
+            let t = k * F;
+            let seq = k as u32;
+            if k % 10 != 5 {
+                let red = if k >= 15 { 2 } else { 0 };
+                b.set_min_depth(red);
+                b.push(t + 1_000, seq, ts(seq), seq);
+                for back in 1..=u32::from(red) {
+                    let copied = seq - back != 35 && seq - back != 45;
+                    if seq >= 14 + back && copied && b.wants(seq - back) {
+                        b.push_redundant(seq - back, seq - back);
+                    }
+                }
+            }
+            b.set_quiet(quiet_at(k));
+            lags.push(match b.pop(t + 5_000) {
+                Playout::Frame(x) => Some(k as i64 - i64::from(x)),
+                _ => None,
+            });
+        }
+        (lags, b.stats())
+    }
+
+    #[test]
+    fn on_a_lossy_start_the_buffer_grows_in_a_pause_not_mid_word() {
+        let pause = 60..66u64;
+        let (lags, s) = lossy_start(|k| pause.contains(&k));
+        let played: Vec<(usize, i64)> =
+            lags.iter().enumerate().filter_map(|(k, l)| l.map(|l| (k, l))).collect();
+        // Where the playout lag moved: a jump of 20 ms (or more) heard.
+        let moves: Vec<usize> =
+            played.windows(2).filter(|w| w[0].1 != w[1].1).map(|w| w[1].0).collect();
+        // The first loss (frame 5, with nothing after it here yet: it may
+        // just be late) is waited for once; every other growth, to the
+        // copies' depth of two frames, happens in the pause.
+        let mid_word: Vec<usize> = moves
+            .iter()
+            .copied()
+            .filter(|&k| !(pause.start as usize..=pause.end as usize).contains(&k))
+            .collect();
+        assert!(
+            mid_word.len() <= 1,
+            "lag moved mid-word at pops {mid_word:?} (all moves {moves:?})"
+        );
+        let last = played.last().unwrap().1;
+        assert_eq!(last, 2, "two frames of delay for two copies: {lags:?}");
+        // After the pause every lost packet is rebuilt from a copy.
+        let after: Vec<i64> = played.iter().filter(|(k, _)| *k > 70).map(|(_, l)| *l).collect();
+        assert!(after.iter().all(|&l| l == last), "{after:?}");
+        assert!(s.recovered >= 20, "{s:?}");
+        // Talking throughout (no pause to grow in): the frame waited for at
+        // the first loss after the copies started (15, rebuilt from 16's
+        // copy) left one frame of delay, which rebuilds every single loss;
+        // nothing else moves mid-word.
+        let (lags, s) = lossy_start(|_| false);
+        let played: Vec<i64> = lags.iter().filter_map(|l| *l).collect();
+        let moves = played.windows(2).filter(|w| w[0] != w[1]).count();
+        assert_eq!((moves, played.last().copied()), (1, Some(1)), "{lags:?} {s:?}");
+        assert_eq!(s.lost, 3, "5, before the copies, and 35 and 45: {s:?}");
+    }
+
+    #[test]
+    fn the_first_reception_report_is_due_at_the_first_loss_or_after_12_packets() {
+        let mut m = LossMeter::new();
+        assert!(!m.first_report_due(), "nothing heard yet");
+        for seq in 100..111u32 {
+            m.record(seq);
+            assert!(!m.first_report_due(), "a clean start: not before 12 packets");
+        }
+        m.record(111);
+        assert!(m.first_report_due());
+        assert_eq!(m.take(), Some((0.0, 12)));
+        // A lossy start: 3 of the first packets missing... due at once.
+        let mut m = LossMeter::new();
+        m.record(100);
+        m.record(101);
+        assert!(!m.first_report_due());
+        m.record(103);
+        assert!(m.first_report_due(), "102 is missing");
+        let (loss, expected) = m.take().unwrap();
+        assert_eq!(expected, 4);
+        assert!((loss - 0.25).abs() < 1e-9, "{loss}");
+    }
+
     #[test]
     fn loss_meter_counts_gaps_per_interval() {
         let mut m = LossMeter::new();
