@@ -134,6 +134,8 @@ pub struct JitterBuffer<T> {
     /// Frames of stretch concealment not yet won back: when the packets we
     /// waited for turn out to be lost, that many are skipped, not concealed twice.
     debt: u64,
+    /// The frame the last stretch waited for.
+    waited: Option<u64>,
     window_min: u64,
     window_pops: u32,
     /// The owner's latest word on whether the audio just played was quiet.
@@ -174,6 +176,7 @@ impl<T: Clone> JitterBuffer<T> {
             loss_rate: 0.0,
             misses: 0,
             debt: 0,
+            waited: None,
             window_min: u64::MAX,
             window_pops: 0,
             quiet: true,
@@ -452,9 +455,15 @@ impl<T: Clone> JitterBuffer<T> {
         let mut n = n;
         let later =
             |b: &Self, n: u64| b.slots.last_key_value().map_or(0, |(&l, _)| l.saturating_sub(n));
-        // Frames we already stretched for and that never came: skip them.
-        while self.debt > 0 && !self.slots.contains_key(&n) && later(self, n) > self.target_frames()
-        {
+        // Frames we already stretched for and that never came: skip them,
+        // back to the target depth; the frame just waited for, back to the
+        // depth the jitter needs (a deeper target for loss is reached in a
+        // pause, not by this loss mid-word).
+        while self.debt > 0 && !self.slots.contains_key(&n) && {
+            let keep =
+                if self.waited == Some(n) { self.wait_frames() } else { self.target_frames() };
+            later(self, n) > keep
+        } {
             self.debt -= 1;
             self.stats.lost += 1;
             // A loss like any other: it raises the target depth, so that
@@ -510,6 +519,7 @@ impl<T: Clone> JitterBuffer<T> {
                 }
                 self.stats.stretched += 1;
                 self.debt += 1;
+                self.waited = Some(n);
                 Playout::Conceal { next: None }
             }
         };
@@ -992,14 +1002,14 @@ mod tests {
     /// per pop, the playout lag
     /// (pop index minus the frame played; `None` when no frame played) and
     /// the stats.
-    fn lossy_start(quiet_at: impl Fn(u64) -> bool) -> (Vec<Option<i64>>, JitterStats) {
+    fn lossy_start(copies: u8, quiet_at: impl Fn(u64) -> bool) -> (Vec<Option<i64>>, JitterStats) {
         let mut b = jb();
         let mut lags = Vec::new();
         for k in 0..300u64 {
             let t = k * F;
             let seq = k as u32;
             if k % 10 != 5 {
-                let red = if k >= 15 { 2 } else { 0 };
+                let red = if k >= 15 { copies } else { 0 };
                 b.set_min_depth(red);
                 b.push(t + 1_000, seq, ts(seq), seq);
                 for back in 1..=u32::from(red) {
@@ -1021,7 +1031,7 @@ mod tests {
     #[test]
     fn on_a_lossy_start_the_buffer_grows_in_a_pause_not_mid_word() {
         let pause = 60..66u64;
-        let (lags, s) = lossy_start(|k| pause.contains(&k));
+        let (lags, s) = lossy_start(2, |k| pause.contains(&k));
         let played: Vec<(usize, i64)> =
             lags.iter().enumerate().filter_map(|(k, l)| l.map(|l| (k, l))).collect();
         // Where the playout lag moved: a jump of 20 ms (or more) heard.
@@ -1049,11 +1059,31 @@ mod tests {
         // the first loss after the copies started (15, rebuilt from 16's
         // copy) left one frame of delay, which rebuilds every single loss;
         // nothing else moves mid-word.
-        let (lags, s) = lossy_start(|_| false);
+        let (lags, s) = lossy_start(2, |_| false);
         let played: Vec<i64> = lags.iter().filter_map(|l| *l).collect();
         let moves = played.windows(2).filter(|w| w[0] != w[1]).count();
         assert_eq!((moves, played.last().copied()), (1, Some(1)), "{lags:?} {s:?}");
         assert_eq!(s.lost, 3, "5, before the copies, and 35 and 45: {s:?}");
+    }
+
+    #[test]
+    fn without_copies_a_loss_is_concealed_in_place_and_the_fec_frame_added_in_a_pause() {
+        // Every 10th packet lost and no redundancy: the target becomes one
+        // frame (the next packet at hand for FEC) once the loss rate shows,
+        // and the buffer takes that frame in the pause; each loss before
+        // is concealed where it falls, with no jump.
+        let pause = 60..66u64;
+        let (lags, s) = lossy_start(0, |k| pause.contains(&k));
+        let played: Vec<(usize, i64)> =
+            lags.iter().enumerate().filter_map(|(k, l)| l.map(|l| (k, l))).collect();
+        let moves: Vec<usize> =
+            played.windows(2).filter(|w| w[0].1 != w[1].1).map(|w| w[1].0).collect();
+        assert!(
+            moves.iter().all(|&k| (pause.start as usize..=pause.end as usize).contains(&k)),
+            "moves {moves:?}"
+        );
+        assert_eq!(played.last().unwrap().1, 1, "{lags:?}");
+        assert_eq!(s.lost, 30, "{s:?}");
     }
 
     #[test]
