@@ -134,6 +134,8 @@ pub struct JitterBuffer<T> {
     /// Frames of stretch concealment not yet won back: when the packets we
     /// waited for turn out to be lost, that many are skipped, not concealed twice.
     debt: u64,
+    /// Frames still to drop in the pause under way (see `shrink`).
+    excess: u64,
     /// The frame the last stretch waited for.
     waited: Option<u64>,
     window_min: u64,
@@ -177,6 +179,7 @@ impl<T: Clone> JitterBuffer<T> {
             misses: 0,
             debt: 0,
             waited: None,
+            excess: 0,
             window_min: u64::MAX,
             window_pops: 0,
             quiet: true,
@@ -343,6 +346,7 @@ impl<T: Clone> JitterBuffer<T> {
         self.highest = None;
         self.misses = 0;
         self.debt = 0;
+        self.excess = 0;
         self.last_arrival = None;
         self.window_min = u64::MAX;
         self.window_pops = 0;
@@ -359,6 +363,7 @@ impl<T: Clone> JitterBuffer<T> {
         self.next = None;
         self.misses = 0;
         self.debt = 0;
+        self.excess = 0;
         self.window_min = u64::MAX;
         self.window_pops = 0;
         self.ended = false;
@@ -528,29 +533,51 @@ impl<T: Clone> JitterBuffer<T> {
     }
 
     /// Drops a frame when the buffer held more than its target for a whole window.
+    ///
+    /// A drop in a pause takes the whole excess of the window, a frame per
+    /// pop while the pause lasts: one jump where nobody talks, not one per
+    /// window (a machine that stalled for 140 ms leaves seven frames too
+    /// many; seven separate 20 ms jumps each cost the words around them).
     fn shrink(&mut self) {
+        if self.excess > 0 {
+            if self.quiet && self.span() > self.target_frames() {
+                self.drop_next();
+                self.excess -= 1;
+            } else {
+                // Talking again: the rest waits for the next window.
+                self.excess = 0;
+            }
+        }
         self.window_min = self.window_min.min(self.span());
         self.window_pops += 1;
         if self.window_pops < self.cfg.shrink_window {
             return;
         }
-        if self.window_min > self.target_frames() {
+        let target = self.target_frames();
+        if self.window_min > target {
             // More than needed all window long. Drop in a pause if one comes
             // (the depth keeps being watched meanwhile).
             if !self.quiet && self.window_pops < self.cfg.shrink_window * SHRINK_WAIT_WINDOWS {
                 return;
             }
-            if let Some(n) = self.next {
-                if let Some(slot) = self.slots.remove(&n) {
-                    self.stats.dropped += 1;
-                    self.ended |= slot.end;
-                }
-                self.next = Some(n + 1);
-                self.debt = self.debt.saturating_sub(1);
+            if self.quiet {
+                self.excess = self.window_min - target - 1;
             }
+            self.drop_next();
         }
         self.window_min = u64::MAX;
         self.window_pops = 0;
+    }
+
+    fn drop_next(&mut self) {
+        if let Some(n) = self.next {
+            if let Some(slot) = self.slots.remove(&n) {
+                self.stats.dropped += 1;
+                self.ended |= slot.end;
+            }
+            self.next = Some(n + 1);
+            self.debt = self.debt.saturating_sub(1);
+        }
     }
 }
 
@@ -848,13 +875,57 @@ mod tests {
             }
             (None, b.stats().dropped)
         };
-        // An owner that never says drops after one window (25 pops).
-        assert_eq!(run(&|_| true), (Some(25), 1));
+        // An owner that never says drops after one window (25 pops), both
+        // frames in a row (the whole excess in one pause).
+        assert_eq!(run(&|_| true), (Some(25), 2));
         // Talking throughout the first window, a pause at pop 40: the drop
-        // waits for it.
-        assert_eq!(run(&|k| (40..45).contains(&k)), (Some(41), 1));
+        // waits for it, and takes both frames there.
+        assert_eq!(run(&|k| (40..45).contains(&k)), (Some(41), 2));
         // No pause at all: after four windows anyway.
         assert_eq!(run(&|_| false), (Some(100), 1));
+    }
+
+    #[test]
+    fn a_stall_s_excess_is_dropped_in_one_pause() {
+        // The sender stalls for 100 ms (frames 20 to 24 arrive together
+        // with 25): the buffer stretched five frames waiting. The talker
+        // pauses at pops 80 to 89; the five frames go there, in a row.
+        let mut b = jb();
+        let mut lags = Vec::new();
+        for k in 0..200u64 {
+            let t = k * F;
+            match k {
+                20..25 => {}
+                25 => {
+                    for seq in 20..=25u32 {
+                        b.push(t + 1_000, seq, ts(seq), seq);
+                    }
+                }
+                _ => {
+                    b.push(t + 1_000, k as u32, ts(k as u32), k as u32);
+                }
+            }
+            b.set_quiet((80..90).contains(&k));
+            lags.push(match b.pop(t + 5_000) {
+                Playout::Frame(x) => Some(k as i64 - i64::from(x)),
+                _ => None,
+            });
+        }
+        assert_eq!(lags[30], Some(5), "{lags:?}");
+        let moves: Vec<(usize, i64)> = lags
+            .iter()
+            .enumerate()
+            .skip(30)
+            .filter_map(|(k, l)| l.map(|l| (k, l)))
+            .collect::<Vec<_>>()
+            .windows(2)
+            .filter(|w| w[0].1 != w[1].1)
+            .map(|w| (w[1].0, w[1].1))
+            .collect();
+        // One frame per pop from the pause's first, back to no delay.
+        assert_eq!(moves, vec![(81, 4), (82, 3), (83, 2), (84, 1), (85, 0)], "{lags:?}");
+        let s = b.stats();
+        assert_eq!((s.dropped, s.stretched, s.lost), (5, 5, 0), "{s:?}");
     }
 
     #[test]
