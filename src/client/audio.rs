@@ -742,11 +742,10 @@ impl Engine<'_> {
         token: u64,
     ) {
         up.since_feedback = up.since_feedback.saturating_add(1);
-        // The first report goes out after a quarter second of the mix, or at
-        // its first loss, so the host's redundancy and FEC for us start
-        // soon ([`LossMeter::first_report_due`]); then once a second.
+        // The first report goes out after a quarter second of the mix, so
+        // the host's redundancy and FEC for us start soon; then once a second.
         let first = !up.reported
-            && self.shared.down_loss.lock().unwrap_or_else(|e| e.into_inner()).first_report_due();
+            && self.shared.down_loss.lock().unwrap_or_else(|e| e.into_inner()).pending() >= 12;
         if (up.since_feedback as u64) * frame_us(n) < 1_000_000 && !first {
             return;
         }

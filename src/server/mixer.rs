@@ -278,6 +278,10 @@ const PASS_THROUGH_MAX_UP_LOSS: f64 = 0.03;
 /// redundancy before pass-through counts its raw loss (a round trip and a
 /// frame, with room to spare).
 const RED_GRACE_US: u64 = 500_000;
+/// A sender's first reception report goes out once this many of its
+/// packets were expected (a quarter second at 20 ms), not at the next
+/// whole-second report.
+const FIRST_REPORT_AFTER: u64 = 12;
 /// Levels-only datagrams to a silent room: one per this many level reports.
 const SILENT_LEVELS_EVERY: u64 = 5;
 
@@ -1057,8 +1061,8 @@ impl Mixer {
             self.send_feedback(now_us, &mut send, false);
         } else if tick.is_multiple_of((every / 10).max(1)) {
             // A new sender hears about its uplink's loss after a quarter
-            // second of audio or at its first loss, not up to a second
-            // later (its redundancy and FEC start sooner).
+            // second of audio, not up to a second (its redundancy and FEC
+            // start sooner).
             self.send_feedback(now_us, &mut send, true);
         }
     }
@@ -1072,7 +1076,7 @@ impl Mixer {
         first_only: bool,
     ) {
         for m in self.members.values_mut() {
-            if first_only && (m.reported || !m.up_meter.first_report_due()) {
+            if first_only && (m.reported || m.up_meter.pending() < FIRST_REPORT_AFTER) {
                 continue;
             }
             m.reported = true;

@@ -626,10 +626,6 @@ pub struct LossMeter {
     received: u64,
 }
 
-/// Packets expected before a receiver's first reception report
-/// ([`LossMeter::first_report_due`]) when none of them was lost.
-pub const FIRST_REPORT_AFTER: u64 = 12;
-
 /// A jump of more than this many sequence numbers is a restarted sender.
 const RESTART_GAP: u64 = 3_000;
 
@@ -664,16 +660,6 @@ impl LossMeter {
     /// arrived): lets an owner send its first report early.
     pub fn pending(&self) -> u64 {
         self.highest.map_or(0, |h| h.saturating_sub(self.base))
-    }
-
-    /// Whether a receiver's first reception report is due: once
-    /// [`FIRST_REPORT_AFTER`] packets were expected (a quarter second of
-    /// 20 ms frames), or at once when one of the first is missing, so the
-    /// sender's redundancy and FEC start before its next lost packet. On a
-    /// clean network that is the quarter second, with a figure of 0.
-    pub fn first_report_due(&self) -> bool {
-        let expected = self.pending();
-        expected >= FIRST_REPORT_AFTER || (expected >= 2 && self.received < expected)
     }
 
     /// The share of packets lost since the last call (0..=1), and how many
@@ -1244,29 +1230,6 @@ mod tests {
         );
         assert_eq!(played.last().unwrap().1, 1, "{lags:?}");
         assert_eq!(s.lost, 30, "{s:?}");
-    }
-
-    #[test]
-    fn the_first_reception_report_is_due_at_the_first_loss_or_after_12_packets() {
-        let mut m = LossMeter::new();
-        assert!(!m.first_report_due(), "nothing heard yet");
-        for seq in 100..111u32 {
-            m.record(seq);
-            assert!(!m.first_report_due(), "a clean start: not before 12 packets");
-        }
-        m.record(111);
-        assert!(m.first_report_due());
-        assert_eq!(m.take(), Some((0.0, 12)));
-        // A lossy start: 3 of the first packets missing... due at once.
-        let mut m = LossMeter::new();
-        m.record(100);
-        m.record(101);
-        assert!(!m.first_report_due());
-        m.record(103);
-        assert!(m.first_report_due(), "102 is missing");
-        let (loss, expected) = m.take().unwrap();
-        assert_eq!(expected, 4);
-        assert!((loss - 0.25).abs() < 1e-9, "{loss}");
     }
 
     #[test]
