@@ -57,7 +57,8 @@ pub struct JitterConfig {
     pub startup_frames: u64,
     /// Packets in a row without a gap that end the start-up depth (one
     /// second of 20 ms frames; at 10 % loss a run that long comes about
-    /// once in 200 calls). The buffer then shrinks to its target in a pause.
+    /// once in 200 calls). The buffer then shrinks to its target in a
+    /// pause. The end of the first talkspurt ends it as well.
     pub startup_clean: u32,
 }
 
@@ -383,6 +384,11 @@ impl<T: Clone> JitterBuffer<T> {
     /// first packet (already here, or still to come). Unlike a reset, the
     /// sequence and the jitter estimate carry on: the sender's clocks do.
     fn end_talkspurt(&mut self) {
+        // The first pause ends the start-up depth too: the next talkspurt
+        // starts at the depth the link has shown it needs (the copies'
+        // depth on a lossy one), and short ones (a click, a "yes") do not
+        // each pay the start-up delay.
+        self.startup = false;
         self.floor = self.next;
         self.next = None;
         self.misses = 0;
@@ -1210,6 +1216,28 @@ mod tests {
         assert_eq!(played.last(), Some(&0), "no delay left on a clean link");
         let s = b.stats();
         assert_eq!((s.lost, s.stretched, s.dropped), (0, 0, 2), "{s:?}");
+    }
+
+    #[test]
+    fn the_start_up_depth_ends_with_the_first_talkspurt() {
+        // A click: five frames and an end mark, then a pause; the next
+        // click plays at once.
+        let mut b = JitterBuffer::new(JitterConfig::new(F));
+        let mut out = Vec::new();
+        for k in 0..40u64 {
+            let seq = match k {
+                0..6 => Some(k as u32),
+                25..31 => Some(k as u32 - 19),
+                _ => None,
+            };
+            if let Some(seq) = seq {
+                let end = seq == 5 || seq == 11;
+                b.push_marked(k * F + 1_000, seq, (k as u32) * 960, Some(seq), end);
+            }
+            out.push(b.pop(k * F + 5_000));
+        }
+        assert_eq!(&out[..3], &[Playout::Idle, Playout::Idle, Playout::Frame(0)], "held first");
+        assert_eq!(out[25], Playout::Frame(6), "the second click at once: {out:?}");
     }
 
     #[test]
