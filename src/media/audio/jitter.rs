@@ -376,6 +376,7 @@ impl<T: Clone> JitterBuffer<T> {
         self.highest = None;
         self.misses = 0;
         self.debt = 0;
+        self.waited = None;
         self.excess = 0;
         self.startup = self.cfg.startup_frames > 0;
         self.clean_run = 0;
