@@ -32,6 +32,13 @@
 #
 # Environment: SAPORA_BIN (a built `sapora` binary; default: `cargo build`
 # and target/debug/sapora under CARGO_TARGET_DIR).
+#
+# On a busy machine, threads that wake late make the jitter buffers wait and
+# then drop frames: 20 ms slips that lower the score whatever the network
+# does (a clean run then scores anywhere from 2.4 to 4.2). To measure the
+# path rather than the machine, run at real-time priority, with SAPORA_BIN
+# set so that no build runs at that priority:
+#   SAPORA_BIN=target/debug/sapora chrt -r 5 scripts/pesq.sh --loss 10 --runs 5
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,7 +52,7 @@ while [ $# -gt 0 ]; do
         --voice-processing) voice=$2; shift 2 ;;
         --keep) keep=$2; shift 2 ;;
         --warmup) warmup=$2; shift 2 ;;
-        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
         *) echo "pesq.sh: unknown argument $1 (see --help)" >&2; exit 1 ;;
     esac
 done

@@ -80,6 +80,9 @@ pub struct MixerConfig {
     pub listener_timeout_us: u64,
     /// Ticks between reception reports to senders (50 × 20 ms: one a second).
     pub feedback_every: u32,
+    /// Frames each talker's jitter buffer holds from the start of its
+    /// stream until the stream proves clean ([`JitterConfig::startup_frames`]).
+    pub jitter_startup_frames: u64,
 }
 
 impl MixerConfig {
@@ -96,6 +99,7 @@ impl MixerConfig {
             pass_through: true,
             listener_timeout_us: 5_000_000,
             feedback_every: 50,
+            jitter_startup_frames: JitterConfig::new(20_000).startup_frames,
         }
     }
 
@@ -477,6 +481,10 @@ impl Mixer {
     fn member(&mut self, now_us: u64, sender: Sender<'_>, from: SocketAddr) -> &mut Member {
         let fus = frame_us(self.cfg.frame_samples);
         let n = self.cfg.frame_samples;
+        let jitter = JitterConfig {
+            startup_frames: self.cfg.jitter_startup_frames,
+            ..JitterConfig::new(fus)
+        };
         if self.members.get(&sender.session).is_none_or(|m| m.room != sender.room) {
             self.groups = None;
         }
@@ -485,7 +493,7 @@ impl Mixer {
             room: sender.room.to_string(),
             addr: from,
             last_heard_us: now_us,
-            jb: JitterBuffer::new(JitterConfig::new(fus)),
+            jb: JitterBuffer::new(jitter),
             decoder: Decoder::new(),
             frame: vec![0.0; n],
             talking: false,
@@ -515,7 +523,7 @@ impl Mixer {
         });
         if m.room != sender.room {
             m.room = sender.room.to_string();
-            m.jb = JitterBuffer::new(JitterConfig::new(fus));
+            m.jb = JitterBuffer::new(jitter);
             m.encoder = None;
             m.stream = Stream::Silent;
             m.ended = true;
@@ -1125,6 +1133,9 @@ mod tests {
 
     impl Room {
         fn new(cfg: MixerConfig) -> Room {
+            // Mixing is checked from the first tick on; the start-up depth
+            // has its own tests (media::audio::jitter).
+            let cfg = MixerConfig { jitter_startup_frames: 0, ..cfg };
             Room { mixer: Mixer::new(cfg), enc: HashMap::new(), seq: HashMap::new(), now: 0 }
         }
 

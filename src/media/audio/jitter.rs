@@ -8,7 +8,8 @@
 //! - the next packet is here → play it;
 //! - it is missing but enough later packets are here (more than the target
 //!   depth) → call it lost, conceal (with the next packet for Opus FEC), move on;
-//! - it is missing and little or nothing later is here → it is probably just
+//! - it is missing and nothing later is here (or less than the jitter
+//!   allows) → it is probably just
 //!   late: conceal *without* moving on, so the delay grows by one frame
 //!   (this is how the buffer grows under jitter, and absorbs a sender whose
 //!   clock runs slow); if those packets then turn out lost, the frames
@@ -24,10 +25,16 @@
 //! A stream with redundancy (each packet also carries the frames before it)
 //! fills gaps with the copies ([`JitterBuffer::push_redundant`]) and holds as
 //! many frames as the copies go back ([`JitterBuffer::set_min_depth`]),
-//! growing to that depth in a pause.
+//! growing to that depth in a pause (a 20 ms jump mid-word costs a
+//! listener, and PESQ, more than a concealed frame).
+//!
+//! A stream starts at the start-up depth ([`JitterConfig::startup_frames`],
+//! the most copies a sender adds) until it proves clean or its first
+//! talkspurt ends: on a lossy link the copies start a moment into the call,
+//! and find the buffer ready instead of growing it while the first words play.
 //!
 //! It shrinks when the smallest depth seen over a window (half a second) is
-//! above the target, by dropping one frame, which also absorbs a sender whose
+//! above the target, by dropping the excess, which also absorbs a sender whose
 //! clock runs fast. Dropping a frame mid-sound is a click, so the drop waits
 //! for the owner to say the audio is quiet ([`JitterBuffer::set_quiet`]), a
 //! pause between words, for up to three more windows. The target depth follows the RFC 3550 interarrival
@@ -48,6 +55,18 @@ pub struct JitterConfig {
     /// Pops per shrink decision (half a second: a frame of delay gained by
     /// waiting for one late packet is won back soon).
     pub shrink_window: u32,
+    /// Frames held from a stream's start until it proves clean
+    /// ([`JitterConfig::startup_clean`]): the depth redundancy will need
+    /// if the link turns out lossy (the most copies a packet carries,
+    /// [`MAX_RED_BLOCKS`](crate::proto::MAX_RED_BLOCKS)), so that copies
+    /// arriving a second into a call find the buffer ready rather than
+    /// growing it frame by frame mid-word. 0: start at the jitter's depth.
+    pub startup_frames: u64,
+    /// Packets in a row without a gap that end the start-up depth (one
+    /// second of 20 ms frames; at 10 % loss a run that long comes about
+    /// once in 200 calls). The buffer then shrinks to its target in a
+    /// pause. The end of the first talkspurt ends it as well.
+    pub startup_clean: u32,
 }
 
 impl JitterConfig {
@@ -57,6 +76,8 @@ impl JitterConfig {
             max_delay_us: 200_000,
             idle_after: 6,
             shrink_window: (500_000 / frame_us.max(1)) as u32,
+            startup_frames: crate::proto::MAX_RED_BLOCKS as u64,
+            startup_clean: (1_000_000 / frame_us.max(1)) as u32,
         }
     }
 
@@ -134,6 +155,14 @@ pub struct JitterBuffer<T> {
     /// Frames of stretch concealment not yet won back: when the packets we
     /// waited for turn out to be lost, that many are skipped, not concealed twice.
     debt: u64,
+    /// The stream has not proved clean yet: hold `startup_frames`.
+    startup: bool,
+    /// Packets in a row without a gap, up to `startup_clean`.
+    clean_run: u32,
+    /// Frames still to drop in the pause under way (see `shrink`).
+    excess: u64,
+    /// The frame the last stretch waited for.
+    waited: Option<u64>,
     window_min: u64,
     window_pops: u32,
     /// The owner's latest word on whether the audio just played was quiet.
@@ -174,6 +203,10 @@ impl<T: Clone> JitterBuffer<T> {
             loss_rate: 0.0,
             misses: 0,
             debt: 0,
+            waited: None,
+            excess: 0,
+            startup: cfg.startup_frames > 0,
+            clean_run: 0,
             window_min: u64::MAX,
             window_pops: 0,
             quiet: true,
@@ -273,11 +306,26 @@ impl<T: Clone> JitterBuffer<T> {
     /// for the jitter, and at least one on a lossy network so that a lost
     /// frame can be rebuilt from the next packet's FEC.
     pub fn target_frames(&self) -> u64 {
-        let mut t = (2.0 * self.jitter_us / self.cfg.frame_us as f64).round() as u64;
+        let mut t = self.wait_frames();
         if self.loss_rate > 0.01 {
             t = t.max(1);
         }
+        if self.startup {
+            t = t.max(self.cfg.startup_frames);
+        }
         t.max(self.min_depth).min(self.cfg.max_frames() - 1)
+    }
+
+    /// Frames of later packets that must be here before a missing one is
+    /// given up as lost: the network's jitter (twice the RFC 3550
+    /// estimate), nothing else. Loss and redundancy raise the target depth
+    /// ([`JitterBuffer::target_frames`]) but say nothing about how late a
+    /// packet may still come, so a packet missing while later ones are
+    /// here is lost, concealed and skipped, not waited for: the buffer
+    /// grows to a deeper target in a pause, never by a stretch mid-word.
+    fn wait_frames(&self) -> u64 {
+        ((2.0 * self.jitter_us / self.cfg.frame_us as f64).round() as u64)
+            .min(self.cfg.max_frames() - 1)
     }
 
     /// Playout is under way but the next frame's packet is not here yet: a
@@ -328,6 +376,10 @@ impl<T: Clone> JitterBuffer<T> {
         self.highest = None;
         self.misses = 0;
         self.debt = 0;
+        self.waited = None;
+        self.excess = 0;
+        self.startup = self.cfg.startup_frames > 0;
+        self.clean_run = 0;
         self.last_arrival = None;
         self.window_min = u64::MAX;
         self.window_pops = 0;
@@ -340,10 +392,16 @@ impl<T: Clone> JitterBuffer<T> {
     /// first packet (already here, or still to come). Unlike a reset, the
     /// sequence and the jitter estimate carry on: the sender's clocks do.
     fn end_talkspurt(&mut self) {
+        // The first pause ends the start-up depth too: the next talkspurt
+        // starts at the depth the link has shown it needs (the copies'
+        // depth on a lossy one), and short ones (a click, a "yes") do not
+        // each pay the start-up delay.
+        self.startup = false;
         self.floor = self.next;
         self.next = None;
         self.misses = 0;
         self.debt = 0;
+        self.excess = 0;
         self.window_min = u64::MAX;
         self.window_pops = 0;
         self.ended = false;
@@ -390,6 +448,13 @@ impl<T: Clone> JitterBuffer<T> {
             self.jitter_us += (d.abs() - self.jitter_us) / 16.0;
         }
         self.last_arrival = Some((now_us, timestamp));
+        // A gap (a packet lost, or late) keeps the start-up depth; a long
+        // enough clean run ends it.
+        let gap = self.highest.is_some_and(|h| ext > h + 1);
+        self.clean_run = if gap { 0 } else { self.clean_run.saturating_add(1) };
+        if self.clean_run >= self.cfg.startup_clean {
+            self.startup = false;
+        }
         self.slots.insert(ext, Slot { item, end });
         self.grew = false;
         self.highest = Some(self.highest.map_or(ext, |h| h.max(ext)));
@@ -440,9 +505,15 @@ impl<T: Clone> JitterBuffer<T> {
         let mut n = n;
         let later =
             |b: &Self, n: u64| b.slots.last_key_value().map_or(0, |(&l, _)| l.saturating_sub(n));
-        // Frames we already stretched for and that never came: skip them.
-        while self.debt > 0 && !self.slots.contains_key(&n) && later(self, n) > self.target_frames()
-        {
+        // Frames we already stretched for and that never came: skip them,
+        // back to the target depth; the frame just waited for, back to the
+        // depth the jitter needs (a deeper target for loss is reached in a
+        // pause, not by this loss mid-word).
+        while self.debt > 0 && !self.slots.contains_key(&n) && {
+            let keep =
+                if self.waited == Some(n) { self.wait_frames() } else { self.target_frames() };
+            later(self, n) > keep
+        } {
             self.debt -= 1;
             self.stats.lost += 1;
             // A loss like any other: it raises the target depth, so that
@@ -451,16 +522,19 @@ impl<T: Clone> JitterBuffer<T> {
             n += 1;
         }
         self.next = Some(n);
-        // Shallower than the redundancy needs, pop after pop (once is just
-        // the next packet lost, and its copy on the way).
+        // Shallower than the target (the redundancy's depth, one frame for
+        // FEC on a lossy network), pop after pop (once is just the next
+        // packet lost, and its copy on the way).
         let short = playing
             && self.slots.get(&n).is_some_and(|s| s.item.is_some() && !s.end)
-            && later(self, n) < self.min_depth.min(self.cfg.max_frames() - 1);
+            && later(self, n) < self.target_frames();
         self.short_pops = if short { self.short_pops.saturating_add(1) } else { 0 };
         if self.short_pops >= 2 && self.quiet && !self.grew {
-            // Redundancy came on mid-talkspurt: the buffer must hold the
-            // copies' frames. It grows by a frame here, in a pause, where a
-            // concealed frame goes unheard, rather than at the next loss.
+            // Loss or redundancy came on mid-talkspurt: the buffer must hold
+            // the copies' frames (or the next packet's FEC). It grows by a
+            // frame here, in a pause, where a concealed frame goes unheard;
+            // a loss before then is concealed, not waited for (see
+            // `wait_frames`): a 20 ms jump mid-word costs more.
             self.stats.stretched += 1;
             self.grew = true;
             return Playout::Conceal { next: None };
@@ -482,7 +556,7 @@ impl<T: Clone> JitterBuffer<T> {
             }
             Playout::Frame(item)
         } else {
-            if later(self, n) >= self.target_frames().max(1) {
+            if later(self, n) >= self.wait_frames().max(1) {
                 self.next = Some(n + 1);
                 self.stats.lost += 1;
                 self.note_loss(true);
@@ -495,6 +569,7 @@ impl<T: Clone> JitterBuffer<T> {
                 }
                 self.stats.stretched += 1;
                 self.debt += 1;
+                self.waited = Some(n);
                 Playout::Conceal { next: None }
             }
         };
@@ -503,29 +578,51 @@ impl<T: Clone> JitterBuffer<T> {
     }
 
     /// Drops a frame when the buffer held more than its target for a whole window.
+    ///
+    /// A drop in a pause takes the whole excess of the window, a frame per
+    /// pop while the pause lasts: one jump where nobody talks, not one per
+    /// window (a machine that stalled for 140 ms leaves seven frames too
+    /// many; seven separate 20 ms jumps each cost the words around them).
     fn shrink(&mut self) {
+        if self.excess > 0 {
+            if self.quiet && self.span() > self.target_frames() {
+                self.drop_next();
+                self.excess -= 1;
+            } else {
+                // Talking again: the rest waits for the next window.
+                self.excess = 0;
+            }
+        }
         self.window_min = self.window_min.min(self.span());
         self.window_pops += 1;
         if self.window_pops < self.cfg.shrink_window {
             return;
         }
-        if self.window_min > self.target_frames() {
+        let target = self.target_frames();
+        if self.window_min > target {
             // More than needed all window long. Drop in a pause if one comes
             // (the depth keeps being watched meanwhile).
             if !self.quiet && self.window_pops < self.cfg.shrink_window * SHRINK_WAIT_WINDOWS {
                 return;
             }
-            if let Some(n) = self.next {
-                if let Some(slot) = self.slots.remove(&n) {
-                    self.stats.dropped += 1;
-                    self.ended |= slot.end;
-                }
-                self.next = Some(n + 1);
-                self.debt = self.debt.saturating_sub(1);
+            if self.quiet {
+                self.excess = self.window_min - target - 1;
             }
+            self.drop_next();
         }
         self.window_min = u64::MAX;
         self.window_pops = 0;
+    }
+
+    fn drop_next(&mut self) {
+        if let Some(n) = self.next {
+            if let Some(slot) = self.slots.remove(&n) {
+                self.stats.dropped += 1;
+                self.ended |= slot.end;
+            }
+            self.next = Some(n + 1);
+            self.debt = self.debt.saturating_sub(1);
+        }
     }
 }
 
@@ -601,8 +698,9 @@ mod tests {
 
     const F: u64 = 20_000;
 
+    /// A buffer without the start-up depth (the behaviour after it).
     fn jb() -> JitterBuffer<u32> {
-        JitterBuffer::new(JitterConfig::new(F))
+        JitterBuffer::new(JitterConfig { startup_frames: 0, ..JitterConfig::new(F) })
     }
 
     fn ts(seq: u32) -> u32 {
@@ -809,13 +907,57 @@ mod tests {
             }
             (None, b.stats().dropped)
         };
-        // An owner that never says drops after one window (25 pops).
-        assert_eq!(run(&|_| true), (Some(25), 1));
+        // An owner that never says drops after one window (25 pops), both
+        // frames in a row (the whole excess in one pause).
+        assert_eq!(run(&|_| true), (Some(25), 2));
         // Talking throughout the first window, a pause at pop 40: the drop
-        // waits for it.
-        assert_eq!(run(&|k| (40..45).contains(&k)), (Some(41), 1));
+        // waits for it, and takes both frames there.
+        assert_eq!(run(&|k| (40..45).contains(&k)), (Some(41), 2));
         // No pause at all: after four windows anyway.
         assert_eq!(run(&|_| false), (Some(100), 1));
+    }
+
+    #[test]
+    fn a_stall_s_excess_is_dropped_in_one_pause() {
+        // The sender stalls for 100 ms (frames 20 to 24 arrive together
+        // with 25): the buffer stretched five frames waiting. The talker
+        // pauses at pops 80 to 89; the five frames go there, in a row.
+        let mut b = jb();
+        let mut lags = Vec::new();
+        for k in 0..200u64 {
+            let t = k * F;
+            match k {
+                20..25 => {}
+                25 => {
+                    for seq in 20..=25u32 {
+                        b.push(t + 1_000, seq, ts(seq), seq);
+                    }
+                }
+                _ => {
+                    b.push(t + 1_000, k as u32, ts(k as u32), k as u32);
+                }
+            }
+            b.set_quiet((80..90).contains(&k));
+            lags.push(match b.pop(t + 5_000) {
+                Playout::Frame(x) => Some(k as i64 - i64::from(x)),
+                _ => None,
+            });
+        }
+        assert_eq!(lags[30], Some(5), "{lags:?}");
+        let moves: Vec<(usize, i64)> = lags
+            .iter()
+            .enumerate()
+            .skip(30)
+            .filter_map(|(k, l)| l.map(|l| (k, l)))
+            .collect::<Vec<_>>()
+            .windows(2)
+            .filter(|w| w[0].1 != w[1].1)
+            .map(|w| (w[1].0, w[1].1))
+            .collect();
+        // One frame per pop from the pause's first, back to no delay.
+        assert_eq!(moves, vec![(81, 4), (82, 3), (83, 2), (84, 1), (85, 0)], "{lags:?}");
+        let s = b.stats();
+        assert_eq!((s.dropped, s.stretched, s.lost), (5, 5, 0), "{s:?}");
     }
 
     #[test]
@@ -953,6 +1095,177 @@ mod tests {
             b.set_min_depth(0);
         }
         assert_eq!(b.target_frames(), 0);
+    }
+
+    /// A call's start on a lossy link, on a virtual clock: every 10th
+    /// packet is lost; the sender adds two copies of the earlier frames
+    /// from packet 15 on (once the receiver's report reached it); the
+    /// talker pauses at pops 60 to 65. Frames 35 and 45 have no copies
+    /// (lost before a host that forwards: a gap no copy fills). Returns,
+    /// per pop, the playout lag
+    /// (pop index minus the frame played; `None` when no frame played) and
+    /// the stats.
+    fn lossy_start(copies: u8, quiet_at: impl Fn(u64) -> bool) -> (Vec<Option<i64>>, JitterStats) {
+        lossy_start_with(jb(), copies, quiet_at)
+    }
+
+    fn lossy_start_with(
+        mut b: JitterBuffer<u32>,
+        copies: u8,
+        quiet_at: impl Fn(u64) -> bool,
+    ) -> (Vec<Option<i64>>, JitterStats) {
+        let mut lags = Vec::new();
+        for k in 0..300u64 {
+            let t = k * F;
+            let seq = k as u32;
+            if k % 10 != 5 {
+                let red = if k >= 15 { copies } else { 0 };
+                b.set_min_depth(red);
+                b.push(t + 1_000, seq, ts(seq), seq);
+                for back in 1..=u32::from(red) {
+                    let copied = seq - back != 35 && seq - back != 45;
+                    if seq >= 14 + back && copied && b.wants(seq - back) {
+                        b.push_redundant(seq - back, seq - back);
+                    }
+                }
+            }
+            b.set_quiet(quiet_at(k));
+            lags.push(match b.pop(t + 5_000) {
+                Playout::Frame(x) => Some(k as i64 - i64::from(x)),
+                _ => None,
+            });
+        }
+        (lags, b.stats())
+    }
+
+    #[test]
+    fn on_a_lossy_start_the_buffer_grows_in_a_pause_not_mid_word() {
+        let pause = 60..66u64;
+        let (lags, s) = lossy_start(2, |k| pause.contains(&k));
+        let played: Vec<(usize, i64)> =
+            lags.iter().enumerate().filter_map(|(k, l)| l.map(|l| (k, l))).collect();
+        // Where the playout lag moved: a jump of 20 ms (or more) heard.
+        let moves: Vec<usize> =
+            played.windows(2).filter(|w| w[0].1 != w[1].1).map(|w| w[1].0).collect();
+        // The first loss (frame 5, with nothing after it here yet: it may
+        // just be late) is waited for once; every other growth, to the
+        // copies' depth of two frames, happens in the pause.
+        let mid_word: Vec<usize> = moves
+            .iter()
+            .copied()
+            .filter(|&k| !(pause.start as usize..=pause.end as usize).contains(&k))
+            .collect();
+        assert!(
+            mid_word.len() <= 1,
+            "lag moved mid-word at pops {mid_word:?} (all moves {moves:?})"
+        );
+        let last = played.last().unwrap().1;
+        assert_eq!(last, 2, "two frames of delay for two copies: {lags:?}");
+        // After the pause every lost packet is rebuilt from a copy.
+        let after: Vec<i64> = played.iter().filter(|(k, _)| *k > 70).map(|(_, l)| *l).collect();
+        assert!(after.iter().all(|&l| l == last), "{after:?}");
+        assert!(s.recovered >= 20, "{s:?}");
+        // Talking throughout (no pause to grow in): the frame waited for at
+        // the first loss after the copies started (15, rebuilt from 16's
+        // copy) left one frame of delay, which rebuilds every single loss;
+        // nothing else moves mid-word.
+        let (lags, s) = lossy_start(2, |_| false);
+        let played: Vec<i64> = lags.iter().filter_map(|l| *l).collect();
+        let moves = played.windows(2).filter(|w| w[0] != w[1]).count();
+        assert_eq!((moves, played.last().copied()), (1, Some(1)), "{lags:?} {s:?}");
+        assert_eq!(s.lost, 3, "5, before the copies, and 35 and 45: {s:?}");
+    }
+
+    /// Playout lags of the frames played, in pop order, and where they moved.
+    fn moves(lags: &[Option<i64>]) -> (Vec<i64>, Vec<usize>) {
+        let played: Vec<(usize, i64)> =
+            lags.iter().enumerate().filter_map(|(k, l)| l.map(|l| (k, l))).collect();
+        let moved = played.windows(2).filter(|w| w[0].1 != w[1].1).map(|w| w[1].0).collect();
+        (played.into_iter().map(|(_, l)| l).collect(), moved)
+    }
+
+    #[test]
+    fn a_call_starts_at_the_redundancy_depth_and_a_lossy_one_never_jumps() {
+        // The lossy start above with the start-up depth: the first frame
+        // plays two frames late, and that is where it stays: the copies,
+        // when they come, find the room they need; no jump, paused or not.
+        let b = JitterBuffer::new(JitterConfig::new(F));
+        let (lags, s) = lossy_start_with(b, 2, |_| false);
+        let (played, moved) = moves(&lags);
+        assert_eq!(played[0], 2, "{lags:?}");
+        assert!(moved.is_empty(), "moved at pops {moved:?}: {lags:?}");
+        // Frame 5 (before the copies) concealed where it fell; all later
+        // losses rebuilt, even 35 and 45 (which no copy can fill) are
+        // concealed in place.
+        assert_eq!((s.lost, s.stretched, s.dropped), (3, 0, 0), "{s:?}");
+        assert!(s.recovered >= 25, "{s:?}");
+    }
+
+    #[test]
+    fn a_clean_call_leaves_the_start_up_depth_in_its_first_pause_after_a_second() {
+        let mut b = JitterBuffer::new(JitterConfig::new(F));
+        let mut lags = Vec::new();
+        for k in 0..200u64 {
+            let t = k * F;
+            b.push(t + 1_000, k as u32, ts(k as u32), k as u32);
+            // Pauses at pops 30 to 39 (too early: not proved clean yet)
+            // and 120 to 129.
+            b.set_quiet((30..40).contains(&k) || (120..130).contains(&k));
+            lags.push(match b.pop(t + 5_000) {
+                Playout::Frame(x) => Some(k as i64 - i64::from(x)),
+                _ => None,
+            });
+        }
+        let (played, moved) = moves(&lags);
+        assert_eq!(&lags[..2], &[None, None], "two frames held first");
+        assert_eq!(played[0], 2);
+        // Both frames go in one pause, the first after the clean second.
+        assert_eq!(moved, vec![121, 122], "{lags:?}");
+        assert_eq!(played.last(), Some(&0), "no delay left on a clean link");
+        let s = b.stats();
+        assert_eq!((s.lost, s.stretched, s.dropped), (0, 0, 2), "{s:?}");
+    }
+
+    #[test]
+    fn the_start_up_depth_ends_with_the_first_talkspurt() {
+        // A click: five frames and an end mark, then a pause; the next
+        // click plays at once.
+        let mut b = JitterBuffer::new(JitterConfig::new(F));
+        let mut out = Vec::new();
+        for k in 0..40u64 {
+            let seq = match k {
+                0..6 => Some(k as u32),
+                25..31 => Some(k as u32 - 19),
+                _ => None,
+            };
+            if let Some(seq) = seq {
+                let end = seq == 5 || seq == 11;
+                b.push_marked(k * F + 1_000, seq, (k as u32) * 960, Some(seq), end);
+            }
+            out.push(b.pop(k * F + 5_000));
+        }
+        assert_eq!(&out[..3], &[Playout::Idle, Playout::Idle, Playout::Frame(0)], "held first");
+        assert_eq!(out[25], Playout::Frame(6), "the second click at once: {out:?}");
+    }
+
+    #[test]
+    fn without_copies_a_loss_is_concealed_in_place_and_the_fec_frame_added_in_a_pause() {
+        // Every 10th packet lost and no redundancy: the target becomes one
+        // frame (the next packet at hand for FEC) once the loss rate shows,
+        // and the buffer takes that frame in the pause; each loss before
+        // is concealed where it falls, with no jump.
+        let pause = 60..66u64;
+        let (lags, s) = lossy_start(0, |k| pause.contains(&k));
+        let played: Vec<(usize, i64)> =
+            lags.iter().enumerate().filter_map(|(k, l)| l.map(|l| (k, l))).collect();
+        let moves: Vec<usize> =
+            played.windows(2).filter(|w| w[0].1 != w[1].1).map(|w| w[1].0).collect();
+        assert!(
+            moves.iter().all(|&k| (pause.start as usize..=pause.end as usize).contains(&k)),
+            "moves {moves:?}"
+        );
+        assert_eq!(played.last().unwrap().1, 1, "{lags:?}");
+        assert_eq!(s.lost, 30, "{s:?}");
     }
 
     #[test]
