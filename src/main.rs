@@ -1062,7 +1062,6 @@ fn bot(args: BotArgs) -> CmdResult {
                         mic: args.mic.clone(),
                         speaker: args.speaker.clone(),
                         unmute_after: args.unmute_after.map(Duration::from_secs_f64),
-                        via: None,
                         voice: args.voice.settings(),
                         echo: args.echo,
                         noise: args.noise,

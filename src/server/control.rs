@@ -12,6 +12,7 @@ use smol::future::FutureExt;
 use smol::{Task, Timer};
 
 use super::core::{ConnId, Host, HostEvent, Input, Output, SessionId, Stats};
+use super::media::{LinkSession, MediaRouter};
 use crate::proto::{ClientMsg, DecodeError, HostMsg, limits};
 use crate::transport::framed::{FrameError, FrameReader, FrameWriter};
 use crate::transport::link::{Established, Link, LinkRecv, LinkSend};
@@ -35,11 +36,14 @@ struct Frame {
 
 pub(crate) enum DriverMsg {
     Input(Input),
-    /// An admitted link's control stream.
-    Link(Box<Established<Link>>),
+    /// An admitted link's control stream, and where its datagram reader
+    /// learns the session the link carries.
+    Link(Box<Established<Link>>, Arc<LinkSession>),
 }
 
 struct ConnHandle {
+    link: Link,
+    owner: Arc<LinkSession>,
     tx: Sender<Arc<Frame>>,
     writer: Task<()>,
     _reader: Task<()>,
@@ -50,6 +54,7 @@ struct ConnHandle {
 #[derive(Clone)]
 pub struct ControlHandle {
     tx: Sender<DriverMsg>,
+    media: MediaRouter,
 }
 
 impl ControlHandle {
@@ -73,32 +78,42 @@ impl ControlHandle {
 pub struct Inbox {
     tx: Sender<DriverMsg>,
     rx: Receiver<DriverMsg>,
+    media: MediaRouter,
 }
 
-pub fn inbox() -> (ControlHandle, Inbox) {
+/// `media` takes the links' audio and video datagrams; the control task
+/// binds each session to the link it registered on (`media.peers`).
+pub fn inbox(media: MediaRouter) -> (ControlHandle, Inbox) {
     let (tx, rx) = smol::channel::bounded::<DriverMsg>(4096);
-    (ControlHandle { tx: tx.clone() }, Inbox { tx, rx })
+    (ControlHandle { tx: tx.clone(), media: media.clone() }, Inbox { tx, rx, media })
 }
 
 /// Serves one admitted client link: hands its control stream to the
-/// control plane (whose core then sees `Register`, chat, …) and serves each
+/// control plane (whose core then sees `Register`, chat, …), serves each
 /// further stream the client opens (files, screen) with
 /// [`super::streams::serve_stream`], `streams.peer` set to the link's remote
-/// address. Returns when the link closes.
+/// address, and hands its datagrams (audio, video) to the media services
+/// as sent by the session registered on this link. Returns when the link
+/// closes.
 pub async fn serve_link(
     established: Established<Link>,
     control: &ControlHandle,
     streams: super::streams::StreamContext,
 ) {
     let link = established.link.clone();
-    if control.tx.send(DriverMsg::Link(Box::new(established))).await.is_err() {
+    let owner = Arc::new(LinkSession::new());
+    if control.tx.send(DriverMsg::Link(Box::new(established), owner.clone())).await.is_err() {
         link.close("the host is shutting down");
         return;
     }
     let ctx = super::streams::StreamContext { peer: link.remote_address(), ..streams };
-    while let Ok((send, recv)) = link.accept_bi().await {
-        smol::spawn(super::streams::serve_stream(send, recv, ctx.clone())).detach();
-    }
+    let datagrams = super::media::read_datagrams(link.clone(), owner, control.media.clone());
+    let accept = async {
+        while let Ok((send, recv)) = link.accept_bi().await {
+            smol::spawn(super::streams::serve_stream(send, recv, ctx.clone())).detach();
+        }
+    };
+    accept.or(datagrams).await;
 }
 
 /// Runs the control plane until `stop` fires (or is dropped), then tells every
@@ -111,7 +126,7 @@ pub async fn run(
     stats: Arc<Mutex<Stats>>,
     mut on_event: impl FnMut(HostEvent),
 ) {
-    let Inbox { tx, rx } = inbox;
+    let Inbox { tx, rx, media } = inbox;
     let mut next_id = 1u64;
     let mut conns: HashMap<ConnId, ConnHandle> = HashMap::new();
     let mut closing: Vec<Task<()>> = Vec::new();
@@ -134,12 +149,12 @@ pub async fn run(
             .await;
         let input = match next {
             Some(DriverMsg::Input(input)) => input,
-            Some(DriverMsg::Link(est)) => {
+            Some(DriverMsg::Link(est, owner)) => {
                 let conn = ConnId(next_id);
                 next_id += 1;
                 let peer = est.link.remote_address().ip();
                 let room = est.admission.room.clone();
-                conns.insert(conn, spawn_conn(conn, *est, tx.clone()));
+                conns.insert(conn, spawn_conn(conn, *est, owner, tx.clone()));
                 core.handle(Instant::now(), Input::Connected { conn, peer });
                 Input::Admitted { conn, room }
             }
@@ -154,6 +169,16 @@ pub async fn run(
             while let Some(out) = core.poll_output() {
                 match out {
                     Output::Send { to, msg } => {
+                        if let HostMsg::Welcome(w) = &msg {
+                            // The session now owns the link it registered
+                            // (or rejoined) on: its datagrams are its own.
+                            for conn in &to {
+                                if let Some(h) = conns.get(conn) {
+                                    h.owner.set(w.session);
+                                    media.peers.bind(w.session, conn.0, h.link.clone());
+                                }
+                            }
+                        }
                         let frame =
                             Arc::new(Frame { kind: msg.msg_type() as u8, payload: msg.payload() });
                         for conn in to {
@@ -164,6 +189,7 @@ pub async fn run(
                         }
                     }
                     Output::Close { conn } => {
+                        media.peers.unbind_conn(conn.0);
                         if let Some(h) = conns.remove(&conn) {
                             // Dropping the reader task cancels it; closing the
                             // queue lets the writer flush what is left and end.
@@ -196,11 +222,17 @@ pub async fn run(
         .await;
 }
 
-fn spawn_conn(conn: ConnId, est: Established<Link>, tx: Sender<DriverMsg>) -> ConnHandle {
+fn spawn_conn(
+    conn: ConnId,
+    est: Established<Link>,
+    owner: Arc<LinkSession>,
+    tx: Sender<DriverMsg>,
+) -> ConnHandle {
     let (out_tx, out_rx) = smol::channel::bounded::<Arc<Frame>>(WRITE_QUEUE);
+    let link = est.link.clone();
     let writer = smol::spawn(write_loop(est.control_send, est.link, out_rx));
     let reader = smol::spawn(read_loop(conn, est.control_recv, tx));
-    ConnHandle { tx: out_tx, writer, _reader: reader }
+    ConnHandle { link, owner, tx: out_tx, writer, _reader: reader }
 }
 
 async fn write_loop(send: LinkSend, link: Link, rx: Receiver<Arc<Frame>>) {

@@ -389,7 +389,7 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
     };
     let net = NetExecutor::start(executor, &endpoint).map_err(HostError::Threads)?;
     let control_addr = endpoint.local_addr().unwrap_or(addr);
-    let mut ports = Ports { control: control_addr.port(), ..opts.ports };
+    let ports = Ports { control: control_addr.port(), ..opts.ports };
     let tunnel_tls = Arc::new(quic::server_tls_config(&identity).map_err(|e| HostError::Bind {
         what: "TLS fallback, TCP",
         addr: tunnel_addr,
@@ -398,28 +398,22 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
 
     let rooms: Arc<Mutex<Vec<RoomInfo>>> = Arc::default();
 
-    // Media services start here, each binding its port (0 = any) and
-    // recording the port actually bound in `ports`, with `directory` to check
-    // packets against sessions and `control` to notify members.
+    // Media services start here with `directory` to route datagrams to
+    // sessions' rooms and `control` to notify members. Audio and video
+    // arrive as datagrams on the members' links (`control::serve_link`
+    // hands them to `media` under the link's session) and leave through
+    // `peers`.
     let directory = Directory::default();
-    let (control, inbox) = control::inbox();
-    let video = {
-        let addr = SocketAddr::new(opts.bind, opts.ports.video);
-        let bind_err = |source| HostError::Bind { what: "video, UDP", addr, source };
-        let socket = crate::net::bind_media_socket(addr).map_err(bind_err)?;
-        super::video::VideoService::start(socket, directory.clone()).map_err(bind_err)?
-    };
-    ports.video = video.addr.port();
-
+    let (media, arrivals) = super::media::MediaRouter::new(super::media::Peers::default());
+    let peers = media.peers.clone();
+    let (control, inbox) = control::inbox(media);
+    let video = super::video::VideoService::start(arrivals.video, peers.clone(), directory.clone());
     let audio = {
-        let addr = SocketAddr::new(opts.bind, opts.ports.audio);
-        let bind_err = |source| HostError::Bind { what: "audio, UDP", addr, source };
-        let socket = super::audio::bind(addr).map_err(bind_err)?;
         let mix = super::mixer::MixerConfig::new(opts.audio_codec)
             .with_frame_samples(opts.audio_frame_samples);
-        super::audio::AudioService::start(socket, directory.clone(), mix).map_err(bind_err)?
+        super::audio::AudioService::start(arrivals.audio, peers, directory.clone(), mix)
+            .map_err(HostError::Threads)?
     };
-    ports.audio = audio.addr.port();
 
     let screen = super::screen::spawn(directory.clone());
 
