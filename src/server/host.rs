@@ -410,7 +410,7 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
     let video = super::video::VideoService::start(arrivals.video, peers.clone(), directory.clone());
     let audio = {
         let mix = super::mixer::MixerConfig::new(opts.audio_codec)
-            .with_frame_samples(opts.audio_frame_samples);
+            .with_frame_samples(audio_frame_samples(&opts));
         super::audio::AudioService::start(arrivals.audio, peers, directory.clone(), mix)
             .map_err(HostError::Threads)?
     };
@@ -630,6 +630,17 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
         audio,
         _recorder: recorder,
     })
+}
+
+/// Samples per mix frame: the options' choice, except that a PCM mix
+/// always uses 10 ms frames: 20 ms of 16-bit PCM (1920 bytes) does not fit
+/// a QUIC datagram (about 1150 bytes before path-MTU discovery), 10 ms (960
+/// bytes) does.
+fn audio_frame_samples(opts: &HostOptions) -> usize {
+    match opts.audio_codec {
+        crate::proto::AudioCodec::Pcm16 => crate::media::audio::FRAME_10MS,
+        _ => opts.audio_frame_samples,
+    }
 }
 
 /// The host-wide passcode and the per-room ones.
