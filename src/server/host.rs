@@ -214,6 +214,8 @@ pub struct RunningHost {
     control: Task<()>,
     handle: ControlHandle,
     directory: Directory,
+    /// The links media goes out on (cleared at shutdown).
+    peers: super::media::Peers,
     _beacon: Option<Task<()>>,
     _reach: Task<()>,
     handover: Receiver<Survivor>,
@@ -306,6 +308,7 @@ impl RunningHost {
         let _ = self.stop.send(()).await;
         self.control.await;
         self.directory.clear();
+        self.peers.clear();
         self.endpoint.close();
         smol::Timer::after(CLOSE_SEND).await;
         EndpointGuard::release_port(&self.endpoint.0);
@@ -408,6 +411,7 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
     let peers = media.peers.clone();
     let (control, inbox) = control::inbox(media);
     let video = super::video::VideoService::start(arrivals.video, peers.clone(), directory.clone());
+    let media_peers = peers.clone();
     let audio = {
         let mix = super::mixer::MixerConfig::new(opts.audio_codec)
             .with_frame_samples(audio_frame_samples(&opts));
@@ -618,6 +622,7 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
         control: control_task,
         handle: control,
         directory,
+        peers: media_peers,
         _beacon: beacon,
         _reach: reach,
         handover,

@@ -56,6 +56,12 @@ impl Peers {
         map.retain(|_, b| b.conn != conn);
     }
 
+    /// Forgets every link (the host is shutting down: a link kept here
+    /// would keep its QUIC endpoint, and the endpoint its UDP port).
+    pub fn clear(&self) {
+        self.inner.write().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     /// Sends one datagram to `session`; never blocks (the link's queue is
     /// newest-wins). False, and counted, when the session has no link, the
     /// link is closed or the datagram is larger than it takes.
