@@ -102,7 +102,7 @@ fn engine(client: &Client, mic: MicSpec) -> AudioEngine {
 }
 
 fn ports() -> Ports {
-    Ports { control: 0, discovery: 0, video: 0, audio: 0 }
+    Ports { control: 0, discovery: 0 }
 }
 
 /// Two participants with `clicks` microphones on a host mixing in frames of

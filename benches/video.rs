@@ -179,7 +179,7 @@ struct LoadResult {
 /// receiving with `sub` from everyone. Measures the host.
 fn load(n: u32, sub: Subscription, secs: f64) -> LoadResult {
     let frames = Arc::new(encoded_frames(15));
-    let ports = Ports { control: 0, discovery: 0, video: 0, audio: 0 };
+    let ports = Ports { control: 0, discovery: 0 };
     let opts = HostOptions::new(LOOPBACK, ports, "bench");
     let (host, clients) = smol::block_on(async {
         let host = server::start(opts).await.unwrap();

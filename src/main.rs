@@ -198,7 +198,7 @@ const EXIT_PASSCODE: u8 = 3;
 
 #[derive(Args, Clone)]
 struct NetArgs {
-    /// Shift all six default ports (5000-5003, 6000-6001) by N, to run several hosts on one machine
+    /// Shift the default ports (UDP+TCP 5000, UDP 5001, the web page's TCP 5443) by N, to run several hosts on one machine
     #[arg(long, value_name = "N", default_value_t = 0)]
     port_offset: u16,
     /// Where discovery probes and beacons go (use 127.255.255.255 to stay on this machine)
@@ -679,8 +679,8 @@ fn host(args: HostArgs) -> CmdResult {
             println!("{lead}  sapora join {ip}{port_suffix}{room_hint}{iface}");
         }
         println!(
-            "  Ports: control {}/udp (QUIC: control, files, screen), discovery {}/udp, video {}/udp, audio {}/udp",
-            p.control, p.discovery, p.video, p.audio
+            "  Ports: {}/udp (QUIC: control, files, screen, audio, video) and {}/tcp (TLS fallback), discovery {}/udp",
+            p.control, p.control, p.discovery
         );
         let _web = print_web(args.bind, host.control_addr);
         match opts.discovery_target {
