@@ -93,7 +93,7 @@ fn tone_amplitude(samples: &[f32], freq: f32) -> f32 {
 fn bot_video(client: &Client, _host: &sapora::server::RunningHost, name: &str) -> VideoEngine {
     let opts = VideoOptions::new(name, CameraChoice::Test, Subscription::Full);
     let (engine, error) =
-        VideoEngine::start(sapora::client::media::MediaLink::of(&client).unwrap(), opts).unwrap();
+        VideoEngine::start(sapora::client::media::MediaLink::of(client).unwrap(), opts).unwrap();
     assert!(error.is_none(), "{error:?}");
     client.set_media(MediaState { mic: true, camera: true, screen: false }).unwrap();
     engine

@@ -246,7 +246,8 @@ fn a_capture_of_a_call_shows_no_chat_file_video_names_or_passcode() {
         smol::Timer::after(SEC).await;
         let heard = listener.stats().mix_datagrams;
         assert!(heard > 20, "audio crossed the capture point: {heard} mix datagrams");
-        (talker.stop().unwrap(), listener.stop().unwrap());
+        talker.stop().unwrap();
+        listener.stop().unwrap();
         // Each frame sent is two JPEGs (full layer and thumbnail).
         let jpegs_sent = sender.send_stats().frames * 2;
         sender.stop();
