@@ -848,10 +848,11 @@ mod tests {
     }
 
     #[test]
-    fn port_offset_shifts_all_four_and_refuses_overflow() {
+    fn port_offset_shifts_both_and_refuses_overflow() {
         let p = Ports::with_offset(100).unwrap();
         assert_eq!([p.control, p.discovery], [5100, 5101]);
-        assert!(Ports::with_offset(60000).is_err());
+        assert!(Ports::with_offset(60534).is_ok());
+        assert!(Ports::with_offset(60535).is_err(), "5001 + 60535 is past 65535");
     }
 
     proptest::proptest! {
