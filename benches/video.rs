@@ -168,6 +168,8 @@ fn encoded_frames(n: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
 struct LoadResult {
     secs: f64,
     host_cpu: f64,
+    /// Of `host_cpu`, the host's network threads (QUIC or TLS).
+    net_cpu: f64,
     frag_sent: u64,
     frag_expected: u64,
     frag_received: u64,
@@ -267,6 +269,7 @@ fn load(n: u32, sub: Subscription, secs: f64) -> LoadResult {
     std::thread::sleep(Duration::from_millis(1000));
     let host_threads = || thread_cpu("smol") + thread_cpu("sapora-net");
     let cpu0 = host_threads();
+    let net0 = thread_cpu("sapora-net");
     let (rx0, tx0, out0) = (
         received.load(Ordering::Relaxed),
         sent.load(Ordering::Relaxed),
@@ -277,6 +280,7 @@ fn load(n: u32, sub: Subscription, secs: f64) -> LoadResult {
     let (rx1, tx1) = (received.load(Ordering::Relaxed), sent.load(Ordering::Relaxed));
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu1 = host_threads();
+    let net1 = thread_cpu("sapora-net");
     std::thread::sleep(Duration::from_millis(300)); // let the stats tick
     let out1 = host.video_stats().bytes_out;
     stop.store(true, Ordering::Relaxed);
@@ -288,6 +292,7 @@ fn load(n: u32, sub: Subscription, secs: f64) -> LoadResult {
     LoadResult {
         secs: elapsed,
         host_cpu: cpu1 - cpu0,
+        net_cpu: net1 - net0,
         frag_sent: tx1 - tx0,
         frag_expected: (tx1 - tx0) * u64::from(n - 1),
         frag_received: rx1 - rx0,
@@ -300,10 +305,12 @@ fn load_runs() {
         std::env::var("SAPORA_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(8.0);
     let r = load(8, Subscription::Full, secs);
     println!(
-        "relay 8 senders -> 7 receivers, 15 fps full layer, {:.1} s: host CPU {:.1}% of one core; \
+        "relay 8 senders -> 7 receivers, 15 fps full layer, {:.1} s: host CPU {:.1}% of one core \
+         ({:.1}% on the network threads); \
          fragments sent {} (x7 = {} expected), received {} ({:.2}% lost); host out {:.1} Mbit/s",
         r.secs,
         r.host_cpu / r.secs * 100.0,
+        r.net_cpu / r.secs * 100.0,
         r.frag_sent,
         r.frag_expected,
         r.frag_received,

@@ -429,8 +429,27 @@ fn spoofed_audio_reaches_nobody_and_cannot_speak_for_another() {
         for _ in 0..50 {
             sock.send_to(&buf, host.control_addr).unwrap();
         }
+        // And old plaintext video: a fragment and a hello with the token.
+        let mut frag = Vec::new();
+        let h = sapora::proto::FragmentHeader {
+            session: w.session,
+            frame_id: 1,
+            layer: sapora::proto::Layer::Full,
+            index: 0,
+            count: 1,
+            frame_len: 3,
+            capture_us: 0,
+            stride: 1100,
+        };
+        sapora::proto::encode_fragment(&h, &[0xFF, 0xD8, 0xFF], 0, &mut frag);
+        frag.splice(at..at, w.token.to_be_bytes());
+        for _ in 0..50 {
+            sock.send_to(&frag, host.control_addr).unwrap();
+        }
         sock.send_to(b"junk", host.control_addr).unwrap();
         smol::Timer::after(SEC / 2).await;
+        let v = host.video_stats();
+        assert_eq!((v.fragments_in, v.hellos, v.malformed), (0, 0, 0), "{v:?}");
         let (s, sl) = (host.audio_stats(), el.stats());
         assert!(
             s.mixer.packets_in <= sl.keepalives_sent + sl.packets_sent && s.bad_token == 0,
