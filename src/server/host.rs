@@ -319,6 +319,12 @@ impl RunningHost {
 /// at once rather than after the idle timeout.
 struct EndpointGuard(quinn::Endpoint);
 
+/// How long a host started on a fixed port waits for it to be released by
+/// a host that stopped a moment ago (its closed connections still hold the
+/// old socket for a moment), in steps of `REBIND_STEP`.
+const REBIND_WAIT: Duration = Duration::from_secs(2);
+const REBIND_STEP: Duration = Duration::from_millis(50);
+
 /// How long the endpoint has to send its CONNECTION_CLOSEs before its port
 /// is given up.
 const CLOSE_SEND: Duration = Duration::from_millis(30);
@@ -366,9 +372,24 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
     // port 0 (any), the number QUIC got on UDP may be taken on TCP: then
     // both are bound again on another number (a few tries).
     let mut tries_left = 16;
+    let mut bind_waited = Duration::ZERO;
     let (endpoint, tunnel_listener, tunnel_addr) = loop {
-        let endpoint = quic::host_endpoint_on(addr, &identity, runtime.clone())
-            .map_err(|source| HostError::Quic { addr, source })?;
+        let endpoint = match quic::host_endpoint_on(addr, &identity, runtime.clone()) {
+            Ok(endpoint) => endpoint,
+            // A host stopped a moment ago on this port may still hold it
+            // while its last connections let go of the socket: wait a
+            // little (at most `REBIND_WAIT`) rather than fail.
+            Err(QuicError::Bind { source, .. })
+                if source.kind() == std::io::ErrorKind::AddrInUse
+                    && opts.ports.control != 0
+                    && bind_waited < REBIND_WAIT =>
+            {
+                smol::Timer::after(REBIND_STEP).await;
+                bind_waited += REBIND_STEP;
+                continue;
+            }
+            Err(source) => return Err(HostError::Quic { addr, source }),
+        };
         let port = endpoint.local_addr().map_or(addr.port(), |a| a.port());
         let tunnel_addr = SocketAddr::new(opts.bind, port);
         match smol::net::TcpListener::bind(tunnel_addr).await {
