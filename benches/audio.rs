@@ -7,18 +7,18 @@
 //!   `clicks` microphones through a real host for 20 s (`SAPORA_BENCH_SECS`),
 //!   with 20 ms and with 10 ms frames; each click's delay
 //!   runs from the moment its first sample leaves the (virtual) microphone
-//!   to the moment it is handed to the (null) speaker: packetisation, UDP
-//!   both ways, both jitter buffers, the wait for the mixer's tick and for
+//!   to the moment it is handed to the (null) speaker: packetisation, QUIC
+//!   datagrams both ways (SAPORA_TRANSPORT=tls: the TLS tunnel's), both jitter buffers, the wait for the mixer's tick and for
 //!   the playback slot (clients align both to the host's tick phase), two
 //!   Opus generations' look-ahead; device buffers excluded.
-//! - Bytes on the wire per participant and direction (UDP payloads; add 28
-//!   bytes of IPv4+UDP header per packet for the link), for a continuous
+//! - Bytes per participant and direction (datagram payloads; QUIC adds
+//!   about 30 bytes of packet header and AEAD tag, IPv4+UDP 28), for a continuous
 //!   talker (1 kHz tone) and a listener.
 //!
 //! Run: `cargo bench --bench audio`.
 
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion};
@@ -59,7 +59,6 @@ fn mixer_tick(c: &mut Criterion) {
                 .collect();
             let mut mixer = Mixer::new(MixerConfig::new(codec));
             let names: Vec<String> = (0..room).map(|s| format!("p{s}")).collect();
-            let addr = |s: u32| SocketAddr::new(LOOPBACK, 20_000 + s as u16);
             let mut now = 0u64;
             let mut seq = 0u32;
             group.bench_function(BenchmarkId::new(name, format!("room of {room}")), |b| {
@@ -76,7 +75,6 @@ fn mixer_tick(c: &mut Criterion) {
                             if talking { &talkers[s as usize][seq as usize % 50] } else { &[] };
                         let up = AudioUp {
                             session: s,
-                            token: 0,
                             keepalive: !talking,
                             end: false,
                             seq,
@@ -86,7 +84,7 @@ fn mixer_tick(c: &mut Criterion) {
                             payload,
                         };
                         let who = Sender { session: s, name: &names[s as usize], room: "r" };
-                        mixer.receive(now, who, addr(s), &up);
+                        mixer.receive(now, who, &up);
                     }
                     let mut bytes = 0usize;
                     mixer.tick(now, |_, d| bytes += d.len());
@@ -99,12 +97,12 @@ fn mixer_tick(c: &mut Criterion) {
 }
 
 fn engine(client: &Client, mic: MicSpec) -> AudioEngine {
-    AudioEngine::start(client.current_slot(), LOOPBACK, AudioConfig::new(mic, SpeakerSpec::Null))
-        .unwrap()
+    let media = sapora::client::media::MediaLink::of(client).unwrap();
+    AudioEngine::start(media, AudioConfig::new(mic, SpeakerSpec::Null)).unwrap()
 }
 
 fn ports() -> Ports {
-    Ports { control: 0, discovery: 0, video: 0, audio: 0 }
+    Ports { control: 0, discovery: 0 }
 }
 
 /// Two participants with `clicks` microphones on a host mixing in frames of

@@ -13,7 +13,7 @@ use sapora::server::{self, HostOptions};
 
 fn host_options() -> HostOptions {
     // Every service on a free port, so the bench never clashes with a host.
-    let ports = Ports { control: 0, discovery: 0, video: 0, audio: 0 };
+    let ports = Ports { control: 0, discovery: 0 };
     HostOptions::new(IpAddr::V4(Ipv4Addr::LOCALHOST), ports, "bench")
 }
 

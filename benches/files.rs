@@ -19,7 +19,7 @@ use sapora::server::{self, HostOptions, RunningHost};
 const SIZE: usize = 100 * 1024 * 1024;
 
 fn host() -> RunningHost {
-    let ports = Ports { control: 0, discovery: 0, video: 0, audio: 0 };
+    let ports = Ports { control: 0, discovery: 0 };
     let mut opts = HostOptions::new(IpAddr::V4(Ipv4Addr::LOCALHOST), ports, "bench");
     opts.file_retention = Duration::ZERO;
     smol::block_on(server::start(opts)).expect("host starts")

@@ -91,7 +91,7 @@ fn encode_percentiles() {
 
 fn loopback_latency() {
     smol::block_on(async {
-        let ports = Ports { control: 0, discovery: 0, video: 0, audio: 0 };
+        let ports = Ports { control: 0, discovery: 0 };
         let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let host = server::start(HostOptions::new(lo, ports, "bench")).await.unwrap();
         let a = Client::connect(ClientConfig::new(host.control_addr, "ann", "")).await.unwrap();

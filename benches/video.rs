@@ -4,13 +4,15 @@
 //! scaling, fragmentation + reassembly, and the relay core's per-fragment cost.
 //!
 //! Then two loopback load runs against an in-process host (printed, not
-//! criterion): 8 senders → 7 receivers each at 15 fps full layer (host CPU,
+//! criterion): 8 senders → 7 receivers each at 15 fps full layer over their
+//! QUIC links (SAPORA_TRANSPORT=tls: the TLS tunnel) (host CPU: the host's
+//! `sapora-net-*` threads, which run QUIC, and smol's, which run the relay;
 //! loss), and a 9-person grid's host bytes out with thumbnails vs everyone
 //! full. Run: `cargo bench --bench video` (add `-- --quick` for a fast pass;
 //! `SAPORA_BENCH_SECS=N` sets the load runs' length, default 8).
 
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -60,13 +62,13 @@ fn codec(c: &mut Criterion) {
             id += 1;
             let h = FragmentHeader {
                 session: 1,
-                token: 0,
                 frame_id: id,
                 layer: Layer::Full,
                 index: 0,
                 count: 0,
                 frame_len: 0,
                 capture_us: 0,
+                stride: sapora::proto::MAX_FRAGMENT_PAYLOAD as u16,
             };
             let mut done = None;
             fragment_frame(h, &encoded, &mut seq, &mut buf, |d| {
@@ -92,26 +94,21 @@ fn codec(c: &mut Criterion) {
     let mut relay = VideoRelay::new(RelayConfig::default(), dir);
     let mut targets = Vec::new();
     for s in 1..=8u32 {
-        let h = VideoHello {
-            session: s,
-            token: u64::from(s),
-            default: Subscription::Full,
-            subs: vec![],
-        };
+        let h = VideoHello { session: s, default: Subscription::Full, subs: vec![] };
         let mut d = Vec::new();
         encode_video_control(MsgType::VideoHello, &h, &mut d);
-        relay.handle(t0, SocketAddr::new(LOOPBACK, 1000 + s as u16), &mut d, &mut targets);
+        relay.handle(t0, s, &mut d, &mut targets);
     }
     let mut frags = Vec::new();
     let h = FragmentHeader {
         session: 3,
-        token: 3,
         frame_id: 1,
         layer: Layer::Full,
         index: 0,
         count: 0,
         frame_len: 0,
         capture_us: 0,
+        stride: sapora::proto::MAX_FRAGMENT_PAYLOAD as u16,
     };
     fragment_frame(h, &encoded, &mut seq, &mut buf, |d| frags.push(d.to_vec()));
     let mut i = 0;
@@ -119,11 +116,11 @@ fn codec(c: &mut Criterion) {
     c.bench_function("relay core: route one fragment to 7 of 8", |b| {
         b.iter(|| {
             i = (i + 1) % frags.len();
-            // The relay zeroes the token in place: work on a fresh copy, as
+            // The relay stamps the sender in place: work on a fresh copy, as
             // the driver does with each received datagram.
             scratch.clear();
             scratch.extend_from_slice(&frags[i]);
-            let out = relay.handle(t0, SocketAddr::new(LOOPBACK, 1003), &mut scratch, &mut targets);
+            let out = relay.handle(t0, 3, &mut scratch, &mut targets);
             assert_eq!(targets.len(), 7);
             black_box(out)
         })
@@ -171,18 +168,20 @@ fn encoded_frames(n: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
 struct LoadResult {
     secs: f64,
     host_cpu: f64,
+    /// Of `host_cpu`, the host's network threads (QUIC or TLS).
+    net_cpu: f64,
     frag_sent: u64,
     frag_expected: u64,
     frag_received: u64,
     bytes_out: u64,
 }
 
-/// `n` participants in one room, each sending both layers at 15 fps from a
-/// raw socket (pre-encoded frames, so the load generator is cheap) and
+/// `n` participants in one room, each sending both layers at 15 fps as
+/// datagrams on its link (pre-encoded frames, so the load generator is cheap) and
 /// receiving with `sub` from everyone. Measures the host.
 fn load(n: u32, sub: Subscription, secs: f64) -> LoadResult {
     let frames = Arc::new(encoded_frames(15));
-    let ports = Ports { control: 0, discovery: 0, video: 0, audio: 0 };
+    let ports = Ports { control: 0, discovery: 0 };
     let opts = HostOptions::new(LOOPBACK, ports, "bench");
     let (host, clients) = smol::block_on(async {
         let host = server::start(opts).await.unwrap();
@@ -193,41 +192,31 @@ fn load(n: u32, sub: Subscription, secs: f64) -> LoadResult {
         }
         (host, clients)
     });
-    let video = SocketAddr::new(LOOPBACK, host.ports.video);
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let received = Arc::new(AtomicU64::new(0));
     let mut threads = Vec::new();
     for c in &clients {
         let w = c.current();
-        // Roomy buffers, as the real client has.
-        let socket = sapora::net::bind_media_socket(SocketAddr::new(LOOPBACK, 0)).unwrap();
-        socket.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-        let socket = Arc::new(socket);
+        let media = sapora::client::media::MediaLink::of(c).unwrap();
+        let arrivals = media.video();
         // Receiver: hello every second, count fragments.
-        let (s2, stop2, rx) = (socket.clone(), stop.clone(), received.clone());
+        let (m2, stop2, rx) = (media.clone(), stop.clone(), received.clone());
         threads.push(
             std::thread::Builder::new()
                 .name("load-rx".into())
                 .spawn(move || {
-                    let mut buf = vec![0u8; 2048];
                     let mut hello = Vec::new();
-                    let h = VideoHello {
-                        session: w.session,
-                        token: w.token,
-                        default: sub,
-                        subs: vec![],
-                    };
+                    let h = VideoHello { session: w.session, default: sub, subs: vec![] };
                     encode_video_control(MsgType::VideoHello, &h, &mut hello);
                     let mut next = Instant::now();
                     while !stop2.load(Ordering::Relaxed) {
                         if Instant::now() >= next {
-                            let _ = s2.send_to(&hello, video);
+                            let _ = m2.send(hello.clone().into());
                             next = Instant::now() + Duration::from_secs(1);
                         }
-                        if let Ok((n, _)) = s2.recv_from(&mut buf)
-                            && buf[1] == MsgType::StreamVideo as u8
-                            && n > 0
+                        if let Ok(d) = arrivals.recv_timeout(Duration::from_millis(20))
+                            && d.get(1) == Some(&(MsgType::StreamVideo as u8))
                         {
                             rx.fetch_add(1, Ordering::Relaxed);
                         }
@@ -250,20 +239,22 @@ fn load(n: u32, sub: Subscription, secs: f64) -> LoadResult {
                         if let Some(d) = at.checked_duration_since(Instant::now()) {
                             std::thread::sleep(d);
                         }
+                        let link = media.link();
+                        let stride = sapora::proto::fragment_stride(link.max_datagram_size());
                         let (full, thumb) = &frames[id as usize % frames.len()];
                         for (layer, data) in [(Layer::Full, full), (Layer::Thumb, thumb)] {
                             let h = FragmentHeader {
                                 session: w.session,
-                                token: w.token,
                                 frame_id: id,
                                 layer,
                                 index: 0,
                                 count: 0,
                                 frame_len: 0,
                                 capture_us: 0,
+                                stride,
                             };
                             fragment_frame(h, data, &mut seq, &mut buf, |d| {
-                                let _ = socket.send_to(d, video);
+                                let _ = link.send_datagram(bytes::Bytes::copy_from_slice(d));
                                 if (layer == Layer::Full) == (sub == Subscription::Full) {
                                     tx.fetch_add(1, Ordering::Relaxed);
                                 }
@@ -276,7 +267,9 @@ fn load(n: u32, sub: Subscription, secs: f64) -> LoadResult {
         );
     }
     std::thread::sleep(Duration::from_millis(1000));
-    let cpu0 = thread_cpu("smol");
+    let host_threads = || thread_cpu("smol") + thread_cpu("sapora-net");
+    let cpu0 = host_threads();
+    let net0 = thread_cpu("sapora-net");
     let (rx0, tx0, out0) = (
         received.load(Ordering::Relaxed),
         sent.load(Ordering::Relaxed),
@@ -286,7 +279,8 @@ fn load(n: u32, sub: Subscription, secs: f64) -> LoadResult {
     std::thread::sleep(Duration::from_secs_f64(secs));
     let (rx1, tx1) = (received.load(Ordering::Relaxed), sent.load(Ordering::Relaxed));
     let elapsed = t0.elapsed().as_secs_f64();
-    let cpu1 = thread_cpu("smol");
+    let cpu1 = host_threads();
+    let net1 = thread_cpu("sapora-net");
     std::thread::sleep(Duration::from_millis(300)); // let the stats tick
     let out1 = host.video_stats().bytes_out;
     stop.store(true, Ordering::Relaxed);
@@ -298,6 +292,7 @@ fn load(n: u32, sub: Subscription, secs: f64) -> LoadResult {
     LoadResult {
         secs: elapsed,
         host_cpu: cpu1 - cpu0,
+        net_cpu: net1 - net0,
         frag_sent: tx1 - tx0,
         frag_expected: (tx1 - tx0) * u64::from(n - 1),
         frag_received: rx1 - rx0,
@@ -310,10 +305,12 @@ fn load_runs() {
         std::env::var("SAPORA_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(8.0);
     let r = load(8, Subscription::Full, secs);
     println!(
-        "relay 8 senders -> 7 receivers, 15 fps full layer, {:.1} s: host CPU {:.1}% of one core; \
+        "relay 8 senders -> 7 receivers, 15 fps full layer, {:.1} s: host CPU {:.1}% of one core \
+         ({:.1}% on the network threads); \
          fragments sent {} (x7 = {} expected), received {} ({:.2}% lost); host out {:.1} Mbit/s",
         r.secs,
         r.host_cpu / r.secs * 100.0,
+        r.net_cpu / r.secs * 100.0,
         r.frag_sent,
         r.frag_expected,
         r.frag_received,

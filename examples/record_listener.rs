@@ -71,8 +71,11 @@ async fn run() -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let config = AudioConfig::new(MicSpec::None, SpeakerSpec::Record(args.out.clone()));
-    let engine =
-        AudioEngine::start(client.current_slot(), addr.ip(), config).map_err(|e| e.to_string())?;
+    let engine = AudioEngine::start(
+        sapora::client::media::MediaLink::of(&client).map_err(|e| e.to_string())?,
+        config,
+    )
+    .map_err(|e| e.to_string())?;
     println!(
         "recording room {:?} to {} for {} s",
         client.welcome().room,

@@ -47,15 +47,3 @@ pub fn bind_discovery_socket(port: u16) -> std::io::Result<std::net::UdpSocket> 
     )?;
     Ok(socket.into())
 }
-
-/// Binds a UDP media socket (the video relay and a video client) with 4 MiB
-/// send and receive buffers (best effort): a frame's fragments arrive in a
-/// burst, and a small receive buffer would drop the tail of it.
-pub fn bind_media_socket(addr: std::net::SocketAddr) -> std::io::Result<std::net::UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    let _ = socket.set_recv_buffer_size(4 << 20);
-    let _ = socket.set_send_buffer_size(4 << 20);
-    socket.bind(&addr.into())?;
-    Ok(socket.into())
-}

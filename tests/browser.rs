@@ -90,10 +90,10 @@ fn tone_amplitude(samples: &[f32], freq: f32) -> f32 {
 }
 
 /// A native bot with the test-pattern camera, receiving the full layer.
-fn bot_video(client: &Client, host: &sapora::server::RunningHost, name: &str) -> VideoEngine {
+fn bot_video(client: &Client, _host: &sapora::server::RunningHost, name: &str) -> VideoEngine {
     let opts = VideoOptions::new(name, CameraChoice::Test, Subscription::Full);
     let (engine, error) =
-        VideoEngine::start(client.current_slot(), host.control_addr.ip(), opts).unwrap();
+        VideoEngine::start(sapora::client::media::MediaLink::of(client).unwrap(), opts).unwrap();
     assert!(error.is_none(), "{error:?}");
     client.set_media(MediaState { mic: true, camera: true, screen: false }).unwrap();
     engine
@@ -182,15 +182,13 @@ fn a_browser_guest_joins_with_two_bots() {
         write_wav(&talk, 440.0, 20);
         let voice = |mic, speaker| AudioConfig::new(mic, speaker);
         let audio1 = AudioEngine::start(
-            bot1.current_slot(),
-            host.control_addr.ip(),
+            sapora::client::media::MediaLink::of(&bot1).unwrap(),
             voice(MicSpec::File(talk.clone()), SpeakerSpec::Null),
         )
         .unwrap();
         let heard = dir.path().join("bot2.wav");
         let audio2 = AudioEngine::start(
-            bot2.current_slot(),
-            host.control_addr.ip(),
+            sapora::client::media::MediaLink::of(&bot2).unwrap(),
             voice(MicSpec::None, SpeakerSpec::Record(heard.clone())),
         )
         .unwrap();
@@ -426,8 +424,7 @@ fn a_browser_guest_without_webcodecs_sends_pcm() {
         write_wav(&wav, 1000.0, 10);
         let heard = dir.path().join("heard.wav");
         let audio = AudioEngine::start(
-            bot.current_slot(),
-            host.control_addr.ip(),
+            sapora::client::media::MediaLink::of(&bot).unwrap(),
             AudioConfig::new(MicSpec::None, SpeakerSpec::Record(heard.clone())),
         )
         .unwrap();

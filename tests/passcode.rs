@@ -8,7 +8,15 @@ use std::time::Duration;
 
 use common::shim;
 use common::*;
+use sapora::client::audio::{AudioConfig, AudioEngine};
+use sapora::client::files::{Dest, FileClient, UploadOptions};
+use sapora::client::media::MediaLink;
+use sapora::client::video::{VideoEngine, VideoEvent, VideoOptions};
 use sapora::client::{Client, ClientConfig, Event};
+use sapora::media::audio::apm::VoiceSettings;
+use sapora::media::audio::{MicSpec, SpeakerSpec};
+use sapora::media::video::CameraChoice;
+use sapora::proto::Subscription;
 use sapora::server;
 use sapora::transport::cert::HostIdentity;
 use sapora::transport::pake::Passcode;
@@ -170,12 +178,14 @@ fn register_must_name_the_room_admission_let_the_client_into() {
     });
 }
 
-/// What a packet capture on the path sees of a passcode room's control
-/// traffic: none of the chat, names, room or passcode (everything a
-/// plaintext control channel used to show). Media still has its own
-/// plaintext ports, so this is about the control connection only.
+/// What a packet capture on the path sees of a passcode room's call with
+/// chat, a file transfer, video and audio, all on the QUIC links through
+/// the capture point: none of the chat, the file's bytes, names, room or
+/// passcode, and no JPEG marker (FF D8 FF) although camera frames crossed
+/// it (everything the old plaintext ports used to show). The host has no
+/// other media port to bypass it.
 #[test]
-fn a_capture_of_the_control_connection_shows_no_chat_names_or_passcode() {
+fn a_capture_of_a_call_shows_no_chat_file_video_names_or_passcode() {
     smol::block_on(async {
         let mut opts = options();
         opts.passcode = Some(code("tangerine-sky-42"));
@@ -201,10 +211,55 @@ fn a_capture_of_the_control_connection_shows_no_chat_names_or_passcode() {
         ann.chat(Some("Bartholomew Wexley"), "private: ORANGE-OTTER-5512").unwrap();
         expect(&bob, 3 * SEC, |e| matches!(e, Event::Chat(m) if m.to.is_some()).then_some(()))
             .await;
+        // A file with a recognisable text, shared and fetched.
+        let file_text = "SECRET-FILE-PAYLOAD: the quarterly numbers are 8675309. ".repeat(400);
+        let path = dir.path().join("plan.txt");
+        std::fs::write(&path, &file_text).unwrap();
+        let up = FileClient::for_client(&ann);
+        let info = up.upload(&path, UploadOptions::default(), None).await.expect("upload");
+        let out = tempfile::tempdir().unwrap();
+        let got = FileClient::for_client(&bob)
+            .download(info.id, Dest::Dir(out.path().into()), None)
+            .await
+            .expect("download");
+        assert_eq!(std::fs::read_to_string(&got.path).unwrap(), file_text);
+        // Video (JPEG fragments) and audio both ways for a moment.
+        let camera = VideoOptions::new("ann", CameraChoice::Test, Subscription::None);
+        let (sender, _) = VideoEngine::start(MediaLink::of(&ann).unwrap(), camera).unwrap();
+        let watch = VideoOptions::new("bob", CameraChoice::None, Subscription::Full);
+        let (receiver, _) = VideoEngine::start(MediaLink::of(&bob).unwrap(), watch).unwrap();
+        let mut talk = AudioConfig::new(MicSpec::Tone(440.0), SpeakerSpec::Null);
+        talk.voice = VoiceSettings::OFF;
+        let talker = AudioEngine::start(MediaLink::of(&ann).unwrap(), talk).unwrap();
+        let listen = AudioConfig::new(MicSpec::None, SpeakerSpec::Null);
+        let listener = AudioEngine::start(MediaLink::of(&bob).unwrap(), listen).unwrap();
+        let frames = receiver.events();
+        let deadline = std::time::Instant::now() + 10 * SEC;
+        let mut whole = 0;
+        while whole < 5 {
+            match recv_by(&frames, deadline).await {
+                Some(VideoEvent::Frame(_)) => whole += 1,
+                Some(_) => {}
+                None => panic!("only {whole} video frames crossed the capture point"),
+            }
+        }
+        smol::Timer::after(SEC).await;
+        let heard = listener.stats().mix_datagrams;
+        assert!(heard > 20, "audio crossed the capture point: {heard} mix datagrams");
+        talker.stop().unwrap();
+        listener.stop().unwrap();
+        // Each frame sent is two JPEGs (full layer and thumbnail).
+        let jpegs_sent = sender.send_stats().frames * 2;
+        sender.stop();
+        receiver.stop();
         ann.leave().await;
         bob.leave().await;
         let captured = wire.captured();
-        assert!(captured.len() > 4000, "the capture holds the call: {} bytes", captured.len());
+        assert!(
+            captured.len() > 200_000,
+            "the capture holds the call (file, video): {} bytes",
+            captured.len()
+        );
         let contains = |needle: &str| {
             captured.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
         };
@@ -216,9 +271,18 @@ fn a_capture_of_the_control_connection_shows_no_chat_names_or_passcode() {
             "Secret Project",
             "tangerine-sky",
             "test-host",
+            "SECRET-FILE-PAYLOAD",
+            "quarterly numbers",
         ] {
             assert!(!contains(needle), "{needle:?} is readable on the wire");
         }
+        // Every JPEG starts FF D8 FF; random ciphertext holds the 3-byte
+        // pattern about once per 16 MiB, so the bound allows for four times
+        // that and two more, far below one per JPEG that crossed.
+        let jpeg = captured.windows(3).filter(|w| *w == [0xFF, 0xD8, 0xFF]).count() as u64;
+        let bound = 2 + captured.len() as u64 / (4 << 20);
+        assert!(jpegs_sent > 2 * bound, "enough JPEGs crossed to tell: {jpegs_sent}");
+        assert!(jpeg <= bound, "{jpeg} JPEG start markers in {} captured bytes", captured.len());
         host.shutdown().await;
     });
 }

@@ -150,10 +150,10 @@ proptest! {
 
     #[test]
     fn audio_from_clients_round_trips(
-        session: u32, token: u64, keepalive: bool, end: bool, seq: u32, timestamp: u32,
+        session: u32, keepalive: bool, end: bool, seq: u32, timestamp: u32,
         codec in codec(), samples: u16, payload in bytes(1200),
     ) {
-        let up = AudioUp { session, token, keepalive, end, seq, timestamp, codec, samples, payload: &payload };
+        let up = AudioUp { session, keepalive, end, seq, timestamp, codec, samples, payload: &payload };
         let mut out = Vec::new();
         up.encode(&mut out);
         prop_assert_eq!(AudioUp::decode(&out), Ok(up));
@@ -182,11 +182,11 @@ proptest! {
 
     #[test]
     fn audio_feedback_round_trips(
-        session: u32, token: u64, up_loss in 0u16..=1000, up_jitter: u32,
+        session: u32, up_loss in 0u16..=1000, up_jitter: u32,
         down_loss in 0u16..=1000, down_jitter: u32, expected in 0u8..=100,
     ) {
         // Loss travels in whole per mille.
-        let up = FeedbackUp { session, token, loss: f64::from(up_loss) / 1000.0, jitter_us: up_jitter };
+        let up = FeedbackUp { session, loss: f64::from(up_loss) / 1000.0, jitter_us: up_jitter };
         let mut out = Vec::new();
         up.encode(&mut out);
         prop_assert_eq!(FeedbackUp::decode(&out), Ok(up));
@@ -202,15 +202,15 @@ proptest! {
 
     #[test]
     fn video_fragments_round_trip(
-        session: u32, token: u64, frame_id: u32, thumb: bool, capture_us: u64, seq: u16,
-        frame_len in 1u32..=40_000, pick: prop::sample::Index,
+        session: u32, frame_id: u32, thumb: bool, capture_us: u64, seq: u16,
+        frame_len in 1u32..=40_000, pick: prop::sample::Index, stride in 256u16..=1100,
     ) {
-        let count = fragment_count(frame_len);
+        let count = fragment_count(frame_len, stride);
         let index = pick.index(usize::from(count)) as u16;
         let layer = if thumb { Layer::Thumb } else { Layer::Full };
         let header =
-            FragmentHeader { session, token, frame_id, layer, index, count, frame_len, capture_us };
-        let data: Vec<u8> = (0..fragment_len(frame_len, index)).map(|i| i as u8).collect();
+            FragmentHeader { session, frame_id, layer, index, count, frame_len, capture_us, stride };
+        let data: Vec<u8> = (0..fragment_len(frame_len, index, stride)).map(|i| i as u8).collect();
         let mut out = Vec::new();
         encode_fragment(&header, &data, seq, &mut out);
         match decode_video(&out) {

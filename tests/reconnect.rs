@@ -16,7 +16,7 @@ fn client_rejoins_same_room_and_name_after_host_restart() {
         // Only the control port must survive the restart; media services
         // take any free port and announce it in the new Welcome.
         let control = Ports::with_offset(unique_offset(1)).unwrap().control;
-        let ports = Ports { control, discovery: 0, video: 0, audio: 0 };
+        let ports = Ports { control, discovery: 0 };
         isolate();
         let opts = HostOptions::new(LOOPBACK, ports, "restarting");
         let host = server::start(opts.clone()).await.unwrap();

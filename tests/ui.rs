@@ -610,7 +610,8 @@ fn remote_video_is_shown_and_a_small_grid_gets_the_full_layer() {
     let host = smol::block_on(start_host());
     let bob = smol::block_on(join(host.control_addr, "bob", ""));
     let opts = VideoOptions::new("bob", CameraChoice::Test, sapora::proto::Subscription::None);
-    let (camera, err) = VideoEngine::start(bob.current_slot(), common::LOOPBACK, opts).unwrap();
+    let media = sapora::client::media::MediaLink::of(&bob).unwrap();
+    let (camera, err) = VideoEngine::start(media, opts).unwrap();
     assert_eq!(err, None);
     // Camera on, as the room sees it (what a bot or the app does).
     bob.set_media(sapora::proto::MediaState { camera: true, ..Default::default() }).unwrap();

@@ -28,7 +28,7 @@ impl PasscodeArg {
 
 #[derive(Args, Clone)]
 pub(crate) struct NetArgs {
-    /// Shift all six default ports (5000-5003, 6000-6001) by N, to run several hosts on one machine
+    /// Shift the default ports (UDP+TCP 5000, UDP 5001) by N, to run several hosts on one machine
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub(crate) port_offset: u16,
     /// Where discovery probes and beacons go (use 127.255.255.255 to stay on this machine)

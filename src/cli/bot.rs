@@ -133,7 +133,6 @@ pub(crate) fn run(args: BotArgs) -> CmdResult {
                         mic: args.mic.clone(),
                         speaker: args.speaker.clone(),
                         unmute_after: args.unmute_after.map(Duration::from_secs_f64),
-                        via: None,
                         voice: args.voice.settings(),
                         echo: args.echo,
                         noise: args.noise,

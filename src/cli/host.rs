@@ -1,7 +1,7 @@
 //! `sapora host`: a meeting host, with the desktop app joined to it, or
 //! headless with its status lines and console.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -178,8 +178,8 @@ pub(crate) fn run(args: HostArgs) -> CmdResult {
             println!("{lead}  sapora join {ip}{port_suffix}{room_hint}{iface}");
         }
         println!(
-            "  Ports: control {}/udp (QUIC: control, files, screen), {}/tcp (TLS: fallback, browser page), discovery {}/udp, video {}/udp, audio {}/udp",
-            p.control, p.control, p.discovery, p.video, p.audio
+            "  Ports: {}/udp (QUIC: control, files, screen, audio, video), {}/tcp (TLS: fallback, browser page), discovery {}/udp",
+            p.control, p.control, p.discovery
         );
         print_web(args.bind, p.control);
         match opts.discovery_target {

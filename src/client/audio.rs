@@ -1,5 +1,6 @@
 //! The client's audio engine, shared by the bots and the desktop app:
-//! microphone → encoder → UDP to the host's mixer; mix from the host →
+//! microphone → encoder → datagrams on the session's link to the host's
+//! mixer; mix from the host →
 //! jitter buffer → decoder (Opus FEC and concealment) → speaker.
 //!
 //! Two named threads: `sapora-audio-engine` captures, encodes and sends
@@ -7,9 +8,8 @@
 //! point of the frame period that keeps the delay low (see
 //! [`TickPhase`]); `sapora-audio-rx` receives mix datagrams into the jitter
 //! buffer and notes when they arrive. The frame size follows the host's mix.
-//! Session id, token and the host's audio port are read from the session's
-//! latest Welcome every frame, so the engine follows a rejoin after a host
-//! restart by itself.
+//! Datagrams go on the session's current link ([`MediaLink`]), so the
+//! engine follows a rejoin after a host restart by itself.
 //!
 //! Muting stops sending audio; the engine then sends a keepalive once a
 //! second so the host keeps sending it the mix. The owner also tells the
@@ -26,7 +26,6 @@
 //! background's level (silence after a clean source).
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -35,6 +34,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use smol::channel::{Receiver, Sender};
 
+use super::media::MediaLink;
 use super::session::Client;
 use crate::media::audio::apm::{self, AecReport, VoiceSettings};
 use crate::media::audio::codec::{LossEstimate, redundancy_frames};
@@ -47,7 +47,7 @@ use crate::media::audio::{
 };
 use crate::proto::{
     AUDIO_DATAGRAM_MAX, AudioCodec, AudioDown, AudioUp, FeedbackDown, FeedbackUp, RedBlock,
-    RedPayload, SpeakingLevel, Welcome, is_audio_feedback,
+    RedPayload, SpeakingLevel, is_audio_feedback,
 };
 
 #[derive(Debug, Clone)]
@@ -59,9 +59,6 @@ pub struct AudioConfig {
     /// 960 (20 ms) or 480 (10 ms) to start with; the engine then follows
     /// the frame size of the host's mix (the `samples` of its datagrams).
     pub frame_samples: usize,
-    /// Send to this address instead of the host's audio port (a test's
-    /// impairment shim sitting in front of the host).
-    pub via: Option<SocketAddr>,
     pub muted: bool,
     /// Echo cancellation, noise suppression, gain control (all on by default).
     pub voice: VoiceSettings,
@@ -77,7 +74,6 @@ impl AudioConfig {
             speaker,
             bitrate: DEFAULT_BITRATE,
             frame_samples: FRAME_20MS,
-            via: None,
             muted: false,
             voice: VoiceSettings::default(),
             echo: None,
@@ -152,8 +148,6 @@ struct Shared {
     muted: AtomicBool,
     /// The codec the host mixes with; we send the same.
     codec: AtomicU8,
-    /// Where we send (the host's audio port or `via`): the only source we accept.
-    dest: Mutex<Option<SocketAddr>>,
     jb: Mutex<JitterBuffer<Packet>>,
     stats: Mutex<AudioStats>,
     levels: Mutex<Vec<SpeakingLevel>>,
@@ -189,33 +183,19 @@ pub struct AudioEngine {
 }
 
 impl AudioEngine {
-    /// Starts capturing and playing. `welcome` is the session's latest
-    /// Welcome ([`Client::current_slot`]); `host` the host's IP address.
-    /// Fails if the microphone or speaker cannot be opened (the message says
-    /// what to use instead).
-    pub fn start(
-        welcome: Arc<Mutex<Welcome>>,
-        host: IpAddr,
-        config: AudioConfig,
-    ) -> Result<AudioEngine, AudioError> {
+    /// Starts capturing and playing on the session's media datagrams
+    /// ([`MediaLink::of`] a client). Fails if the microphone or speaker
+    /// cannot be opened (the message says what to use instead).
+    pub fn start(media: MediaLink, config: AudioConfig) -> Result<AudioEngine, AudioError> {
         let mic = audio::source::open(&config.mic)?;
         let sink = audio::sink::open(&config.speaker)?;
         let (mic, sink, probe) = audio::room::attach(mic, sink, config.echo, config.noise);
-        let bind_ip = match config.via.map(|a| a.ip()).unwrap_or(host) {
-            IpAddr::V4(ip) if ip.is_loopback() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        };
-        let socket = UdpSocket::bind(SocketAddr::new(bind_ip, 0))
-            .map_err(|e| AudioError::Net(format!("cannot open a UDP socket: {e}")))?;
-        let rx_socket = socket.try_clone().map_err(|e| AudioError::Net(e.to_string()))?;
-        let _ = rx_socket.set_read_timeout(Some(Duration::from_millis(50)));
+        let arrivals = media.audio();
         let fus = frame_us(config.frame_samples);
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             muted: AtomicBool::new(config.muted),
             codec: AtomicU8::new(AudioCodec::Opus as u8),
-            dest: Mutex::new(None),
             jb: Mutex::new(JitterBuffer::new(JitterConfig::new(fus))),
             stats: Mutex::new(AudioStats::default()),
             levels: Mutex::new(Vec::new()),
@@ -233,7 +213,7 @@ impl AudioEngine {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("sapora-audio-rx".into())
-                .spawn(move || receive(rx_socket, &shared, &ev_tx))
+                .spawn(move || receive(arrivals, &shared, &ev_tx))
                 .map_err(|e| AudioError::Net(e.to_string()))?
         };
         let engine = {
@@ -243,9 +223,7 @@ impl AudioEngine {
                 .spawn(move || {
                     let mut e = Engine {
                         shared: &shared,
-                        welcome,
-                        host,
-                        socket,
+                        media,
                         mic,
                         sink,
                         clicks: ClickDetector::default(),
@@ -322,18 +300,20 @@ impl Drop for AudioEngine {
     }
 }
 
-fn receive(socket: UdpSocket, shared: &Shared, events: &Sender<AudioEvent>) {
-    let mut buf = vec![0u8; AUDIO_DATAGRAM_MAX + 1];
+fn receive(
+    arrivals: std::sync::mpsc::Receiver<bytes::Bytes>,
+    shared: &Shared,
+    events: &Sender<AudioEvent>,
+) {
     let mut up_loss = LossEstimate::default();
     while !shared.stop.load(Ordering::Relaxed) {
-        let (n, from) = match socket.recv_from(&mut buf) {
+        // Only the host speaks on our link: whatever arrives is its.
+        let buf = match arrivals.recv_timeout(Duration::from_millis(50)) {
             Ok(got) => got,
-            Err(_) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
         };
-        let dest = *shared.dest.lock().unwrap_or_else(|e| e.into_inner());
-        if dest != Some(from) {
-            continue;
-        }
+        let n = buf.len();
         if is_audio_feedback(&buf[..n]) {
             // The host's report on our audio: our encoder's FEC follows it.
             if let Ok(r) = FeedbackDown::decode(&buf[..n]) {
@@ -408,10 +388,8 @@ fn receive(socket: UdpSocket, shared: &Shared, events: &Sender<AudioEvent>) {
 
 struct Engine<'a> {
     shared: &'a Shared,
-    welcome: Arc<Mutex<Welcome>>,
-    host: IpAddr,
+    media: MediaLink,
     config: AudioConfig,
-    socket: UdpSocket,
     mic: Box<dyn audio::Source>,
     sink: Box<dyn audio::Sink>,
     clicks: ClickDetector,
@@ -617,16 +595,7 @@ impl Engine<'_> {
             let (mic_us, speaker_us) = (self.mic.latency_us(), self.sink.latency_us());
             self.voice.capture(&mut up.frame, &self.shared.voice, mic_us, speaker_us);
         }
-        let (session, token, port) = {
-            let w = self.welcome.lock().unwrap_or_else(|e| e.into_inner());
-            (w.session, w.token, w.ports.audio)
-        };
-        let dest = match self.config.via {
-            Some(v) => Some(v),
-            None if port != 0 => Some(SocketAddr::new(self.host, port)),
-            None => None,
-        };
-        *self.shared.dest.lock().unwrap_or_else(|e| e.into_inner()) = dest;
+        let session = self.media.session();
         let codec = match self.shared.codec.load(Ordering::Relaxed) {
             0 => AudioCodec::Pcm16,
             _ => AudioCodec::Opus,
@@ -692,18 +661,19 @@ impl Engine<'_> {
         } else {
             codec
         };
-        self.feedback(up, n, dest, session, token);
+        self.feedback(up, n, session);
         up.timestamp = up.timestamp.wrapping_add(n as u32);
         up.since_keepalive = up.since_keepalive.saturating_add(1);
         let keepalive_due = up.since_keepalive as u64 * frame_us(n) >= 1_000_000;
-        let Some(dest) = dest.filter(|_| sending || keepalive_due) else { return Ok(()) };
+        if !(sending || keepalive_due) {
+            return Ok(());
+        }
         if keepalive {
             up.since_keepalive = 0;
         }
         up.datagram.clear();
         AudioUp {
             session,
-            token,
             keepalive,
             end,
             seq: up.seq,
@@ -713,7 +683,9 @@ impl Engine<'_> {
             payload: &up.payload,
         }
         .encode(&mut up.datagram);
-        if self.socket.send_to(&up.datagram, dest).is_ok() {
+        // A closed link (rejoining) loses the frame; a full queue drops
+        // its oldest datagram.
+        if self.media.send(bytes::Bytes::copy_from_slice(&up.datagram)).is_ok() {
             let mut s = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
             if keepalive {
                 s.keepalives_sent += 1;
@@ -733,14 +705,7 @@ impl Engine<'_> {
 
     /// About once a second, while the mix arrives: tells the host how much
     /// of it was lost on the way and its jitter (its encoders' FEC follows).
-    fn feedback(
-        &mut self,
-        up: &mut Uplink,
-        n: usize,
-        dest: Option<SocketAddr>,
-        session: u32,
-        token: u64,
-    ) {
+    fn feedback(&mut self, up: &mut Uplink, n: usize, session: u32) {
         up.since_feedback = up.since_feedback.saturating_add(1);
         // The first report goes out after a quarter second of the mix, so
         // the host's redundancy and FEC for us start soon; then once a second.
@@ -751,7 +716,7 @@ impl Engine<'_> {
         }
         up.since_feedback = 0;
         let taken = self.shared.down_loss.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let (Some((loss, expected)), Some(dest)) = (taken, dest) else { return };
+        let Some((loss, expected)) = taken else { return };
         up.reported = true;
         let jitter = self.shared.jb.lock().unwrap_or_else(|e| e.into_inner()).jitter_us();
         {
@@ -759,11 +724,10 @@ impl Engine<'_> {
             s.down_expected += expected;
             s.down_lost += (loss * expected as f64).round() as u64;
         }
-        let report =
-            FeedbackUp { session, token, loss, jitter_us: jitter.round().clamp(0.0, 1e9) as u32 };
+        let report = FeedbackUp { session, loss, jitter_us: jitter.round().clamp(0.0, 1e9) as u32 };
         up.datagram.clear();
         report.encode(&mut up.datagram);
-        let _ = self.socket.send_to(&up.datagram, dest);
+        let _ = self.media.send(bytes::Bytes::copy_from_slice(&up.datagram));
     }
 
     /// Plays one frame of the mix: received, rebuilt (FEC), concealed, or silence.
@@ -901,8 +865,6 @@ pub struct BotAudioOptions {
     /// Join muted and unmute after this long (someone who starts talking
     /// mid-meeting); `None` = unmuted from the start.
     pub unmute_after: Option<std::time::Duration>,
-    /// Send audio here instead of the host's audio port (tests: loss shim).
-    pub via: Option<SocketAddr>,
     /// `--aec`, `--noise-suppression`, `--agc`.
     pub voice: VoiceSettings,
     /// `--echo room[:DELAY_MS]`, `--noise KIND`.
@@ -970,7 +932,6 @@ impl BotAudio {
     /// carries on without audio.
     pub fn start(
         client: &Client,
-        host: IpAddr,
         opts: &BotAudioOptions,
         media: &mut crate::proto::MediaState,
     ) -> (BotAudio, Vec<String>) {
@@ -983,7 +944,6 @@ impl BotAudio {
             let mic = opts.mic.as_deref().unwrap_or("none").parse()?;
             let speaker = opts.speaker.as_deref().unwrap_or("null").parse()?;
             let mut c = AudioConfig::new(mic, speaker);
-            c.via = opts.via;
             c.muted = opts.unmute_after.is_some();
             (c.voice, c.echo, c.noise) = (opts.voice, opts.echo, opts.noise);
             Ok(c)
@@ -993,7 +953,11 @@ impl BotAudio {
             Err(e) => return (none, vec![e.to_string()]),
         };
         let mic_on = (room || !matches!(config.mic, MicSpec::None)) && !config.muted;
-        match AudioEngine::start(client.current_slot(), host, config) {
+        let link = match MediaLink::of(client) {
+            Ok(link) => link,
+            Err(e) => return (none, vec![format!("audio: cannot start the media reader: {e}")]),
+        };
+        match AudioEngine::start(link, config) {
             Ok(engine) => {
                 if mic_on {
                     media.mic = true;

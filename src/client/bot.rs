@@ -157,16 +157,10 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
     // What the video engine received before it was restarted (a handover
     // or a host's video stop); the engine's later figures are added on top.
     let mut earlier_video = std::collections::BTreeMap::new();
-    let (mut video, video_errors) = super::video::BotVideo::start(
-        &client,
-        opts.host,
-        &client.welcome().name,
-        &opts.video,
-        &mut media,
-    );
+    let (mut video, video_errors) =
+        super::video::BotVideo::start(&client, &client.welcome().name, &opts.video, &mut media);
     report.errors.extend(video_errors);
-    let (mut audio, audio_errors) =
-        super::audio::BotAudio::start(&client, opts.host.ip(), &opts.audio, &mut media);
+    let (mut audio, audio_errors) = super::audio::BotAudio::start(&client, &opts.audio, &mut media);
     report.errors.extend(audio_errors);
     let (screen, screen_errors) =
         super::screen::BotScreen::start(&client, &opts.screen, &mut media).await;
@@ -277,11 +271,11 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
                     std::mem::take(&mut audio).finish(&mut report.errors);
                     let name = client.current().name;
                     let (v, errors) =
-                        super::video::BotVideo::start(&client, to, &name, &video_opts, &mut media);
+                        super::video::BotVideo::start(&client, &name, &video_opts, &mut media);
                     report.errors.extend(errors);
                     video = v;
                     let (a, errors) =
-                        super::audio::BotAudio::start(&client, to.ip(), &opts.audio, &mut media);
+                        super::audio::BotAudio::start(&client, &opts.audio, &mut media);
                     report.errors.extend(errors);
                     audio = a;
                 }
@@ -332,10 +326,8 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
                             earlier_video.extend(std::mem::take(&mut video).finish());
                             video_opts.camera = crate::media::video::CameraChoice::None;
                             let me = client.current().name;
-                            let host = client.host();
                             let (v, errors) = super::video::BotVideo::start(
                                 &client,
-                                host,
                                 &me,
                                 &video_opts,
                                 &mut media,

@@ -9,6 +9,7 @@ pub mod discover;
 pub mod files;
 pub mod files_bot;
 pub mod files_cli;
+pub mod media;
 pub mod screen;
 pub mod session;
 pub mod streams;

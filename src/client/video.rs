@@ -1,19 +1,18 @@
 //! The client's video engine, shared by the bots and the desktop app.
 //!
-//! Two named threads own one UDP socket:
+//! Two named threads share the session's link ([`MediaLink`]):
 //! - `video-capture`: camera or test pattern → JPEG full layer + thumbnail →
-//!   fragments → host;
+//!   fragments (sized to the link's largest datagram) → host;
 //! - `video-receive`: hello/subscriptions to the host (every second and on
 //!   change) ← fragments → [`Reassembler`] → zune-jpeg to RGBA → the newest
 //!   frame per sender in a shared slot, plus per-sender stats.
 //!
-//! The session id, token and video port are read from the client's current
-//! Welcome every time they are used, so the engine follows a host restart.
+//! The session id and the link are read every time they are used, so the
+//! engine follows a rejoin after a host restart.
 //! The UI reads [`VideoEngine::latest`] / [`VideoEngine::frames`] and may
 //! listen to [`VideoEngine::events`] to know when to redraw.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -22,6 +21,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use smol::channel::{Receiver, Sender};
 
+use super::media::MediaLink;
 use super::session::Client;
 use crate::media::jpeg::{self, Rgba};
 use crate::media::video::{
@@ -29,8 +29,8 @@ use crate::media::video::{
     SenderStats, StreamStats, THUMB_QUALITY, camera, fragment_frame, scale,
 };
 use crate::proto::{
-    FragmentHeader, Layer, MAX_HELLO_ENTRIES, MAX_VIDEO_CONTROL, MAX_VIDEO_DATAGRAM, MediaState,
-    MsgType, Subscription, VideoHello, VideoPacket, Welcome, decode_video, encode_video_control,
+    FragmentHeader, Layer, MAX_HELLO_ENTRIES, MAX_VIDEO_DATAGRAM, MediaState, MsgType,
+    Subscription, VideoHello, VideoPacket, decode_video, encode_video_control, fragment_stride,
 };
 use crate::stats::Percentiles;
 
@@ -44,9 +44,6 @@ pub struct VideoOptions {
     pub subscribe: Subscription,
     /// Drawn on the test pattern.
     pub name: String,
-    /// Send to this address instead of the host's video port (tests put a
-    /// loss shim here).
-    pub send_to: Option<SocketAddr>,
     pub reassembly: ReassemblyConfig,
 }
 
@@ -59,7 +56,6 @@ impl VideoOptions {
             thumb_quality: THUMB_QUALITY,
             subscribe,
             name: name.into(),
-            send_to: None,
             reassembly: ReassemblyConfig::default(),
         }
     }
@@ -67,7 +63,7 @@ impl VideoOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum VideoError {
-    #[error("cannot open a UDP socket for video: {0}")]
+    #[error("cannot start reading video from the link: {0}")]
     Socket(std::io::Error),
     #[error("cannot start the video thread: {0}")]
     Thread(std::io::Error),
@@ -128,22 +124,6 @@ struct Shared {
     camera_on: AtomicBool,
 }
 
-/// Where video goes and who we are, from the latest Welcome.
-#[derive(Clone)]
-struct Route {
-    welcome: Arc<Mutex<Welcome>>,
-    host: IpAddr,
-    send_to: Option<SocketAddr>,
-}
-
-impl Route {
-    fn read(&self) -> (u32, u64, SocketAddr) {
-        let w = self.welcome.lock().unwrap_or_else(|e| e.into_inner());
-        let to = self.send_to.unwrap_or(SocketAddr::new(self.host, w.ports.video));
-        (w.session, w.token, to)
-    }
-}
-
 pub struct VideoEngine {
     shared: Arc<Shared>,
     events: Receiver<VideoEvent>,
@@ -162,23 +142,12 @@ impl VideoEngine {
     /// cannot start is reported (in the result's second part, and as
     /// [`VideoEvent::CameraFailed`]); receiving goes on regardless.
     ///
-    /// `welcome` is [`Client::current_slot`]; `host` the host's IP address.
+    /// `media` is the session's ([`MediaLink::of`] a client).
     pub fn start(
-        welcome: Arc<Mutex<Welcome>>,
-        host: IpAddr,
+        media: MediaLink,
         opts: VideoOptions,
     ) -> Result<(VideoEngine, Option<String>), VideoError> {
-        // On loopback stay on loopback; otherwise let the OS pick the route.
-        let target = opts.send_to.map_or(host, |a| a.ip());
-        let local = match target {
-            ip if ip.is_loopback() => ip,
-            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
-        };
-        let bind = SocketAddr::new(local, 0);
-        let socket = crate::net::bind_media_socket(bind).map_err(VideoError::Socket)?;
-        socket.set_read_timeout(Some(Duration::from_millis(20))).map_err(VideoError::Socket)?;
-        let socket = Arc::new(socket);
+        let arrivals = media.video();
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             subs: Mutex::new(Subs { default: opts.subscribe, per_sender: BTreeMap::new() }),
@@ -192,27 +161,26 @@ impl VideoEngine {
             sent_thumb: AtomicU64::new(0),
             camera_on: AtomicBool::new(false),
         });
-        let route = Route { welcome, host, send_to: opts.send_to };
+        let route = media;
         let (tx, events) = smol::channel::bounded(8);
         let mut threads = Vec::new();
         {
-            let (shared, socket, route, tx) =
-                (shared.clone(), socket.clone(), route.clone(), tx.clone());
+            let (shared, route, tx) = (shared.clone(), route.clone(), tx.clone());
             let config = opts.reassembly;
             let t = std::thread::Builder::new()
                 .name("video-receive".into())
-                .spawn(move || receive_loop(&shared, &socket, &route, config, &tx))
+                .spawn(move || receive_loop(&shared, arrivals, &route, config, &tx))
                 .map_err(VideoError::Thread)?;
             threads.push(t);
         }
         let mut camera_error = None;
         if opts.camera != CameraChoice::None {
             let (opened_tx, opened_rx) = std::sync::mpsc::channel();
-            let (shared2, socket, route, tx2) = (shared.clone(), socket, route, tx.clone());
+            let (shared2, route, tx2) = (shared.clone(), route, tx.clone());
             let opts2 = opts.clone();
             let t = std::thread::Builder::new()
                 .name("video-capture".into())
-                .spawn(move || capture_loop(&shared2, &socket, &route, &opts2, opened_tx, &tx2))
+                .spawn(move || capture_loop(&shared2, &route, &opts2, opened_tx, &tx2))
                 .map_err(VideoError::Thread)?;
             threads.push(t);
             // Devices can take a moment to open; the pattern is instant.
@@ -328,8 +296,7 @@ impl Drop for VideoEngine {
 
 fn capture_loop(
     shared: &Shared,
-    socket: &UdpSocket,
-    route: &Route,
+    route: &MediaLink,
     opts: &VideoOptions,
     opened: std::sync::mpsc::Sender<Result<(), String>>,
     events: &Sender<VideoEvent>,
@@ -375,7 +342,10 @@ fn capture_loop(
             tracing::warn!("video frame not encoded: {e}");
             continue;
         }
-        let (session, token, to) = route.read();
+        let session = route.session();
+        // Fragments as large as the link takes now (within the protocol's
+        // floor and ceiling).
+        let stride = fragment_stride(route.max_datagram_size());
         publish_preview(
             shared,
             route,
@@ -386,21 +356,21 @@ fn capture_loop(
         );
         let header = FragmentHeader {
             session,
-            token,
             frame_id,
             layer: Layer::Full,
             index: 0,
             count: 0,
             frame_len: 0,
             capture_us,
+            stride,
         };
+        let link = route.link();
         for (layer, data) in [(Layer::Full, &full_jpeg), (Layer::Thumb, &thumb_jpeg)] {
             let h = FragmentHeader { layer, ..header };
             fragment_frame(h, data, &mut seq, &mut packet, |d| {
-                // A full send buffer or an unreachable host loses this
-                // fragment, as the network might; the frame is dropped whole
-                // at the receiver.
-                let _ = socket.send_to(d, to);
+                // A closed link (rejoining) loses this fragment, as the
+                // network might; the frame is dropped whole at the receiver.
+                let _ = link.send_datagram(bytes::Bytes::copy_from_slice(d));
             });
         }
         shared.sent_frames.fetch_add(1, Ordering::Relaxed);
@@ -416,15 +386,15 @@ fn capture_loop(
 /// writes this entry.
 fn publish_preview(
     shared: &Shared,
-    route: &Route,
+    route: &MediaLink,
     frame_id: u32,
     capture_us: u64,
     (rgb, width, height): (&[u8], usize, usize),
     jpeg_bytes: usize,
 ) {
     let (sender, name) = {
-        let w = route.welcome.lock().unwrap_or_else(|e| e.into_inner());
-        (w.session, w.name.clone())
+        let w = route.welcome();
+        (w.session, w.name)
     };
     let pixels = rgb.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
     let frame = VideoFrame {
@@ -440,31 +410,29 @@ fn publish_preview(
     shared.frames.lock().unwrap_or_else(|e| e.into_inner()).insert(sender, frame);
 }
 
-fn send_hello(shared: &Shared, socket: &UdpSocket, route: &Route, buf: &mut Vec<u8>) {
-    let (session, token, to) = route.read();
+fn send_hello(shared: &Shared, route: &MediaLink, buf: &mut Vec<u8>) {
+    let session = route.session();
     let hello = {
         let s = shared.subs.lock().unwrap_or_else(|e| e.into_inner());
         VideoHello {
             session,
-            token,
             default: s.default,
             subs: s.per_sender.iter().map(|(k, v)| (*k, *v)).take(MAX_HELLO_ENTRIES).collect(),
         }
     };
     encode_video_control(MsgType::VideoHello, &hello, buf);
-    let _ = socket.send_to(buf, to);
+    let _ = route.send(bytes::Bytes::copy_from_slice(buf));
 }
 
 fn receive_loop(
     shared: &Shared,
-    socket: &UdpSocket,
-    route: &Route,
+    arrivals: std::sync::mpsc::Receiver<bytes::Bytes>,
+    route: &MediaLink,
     config: ReassemblyConfig,
     events: &Sender<VideoEvent>,
 ) {
     const HELLO_EVERY: Duration = Duration::from_secs(1);
     let mut reassembler = Reassembler::new(config);
-    let mut buf = vec![0u8; MAX_VIDEO_DATAGRAM.max(MAX_VIDEO_CONTROL as usize) + 1];
     let mut hello_buf = Vec::new();
     let mut next_hello = Instant::now();
     // Hellos go out fast until the first roster answers, then every second.
@@ -472,18 +440,19 @@ fn receive_loop(
     while !shared.stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         if now >= next_hello || shared.subs_changed.swap(false, Ordering::Relaxed) {
-            send_hello(shared, socket, route, &mut hello_buf);
+            send_hello(shared, route, &mut hello_buf);
             next_hello = now + if answered { HELLO_EVERY } else { Duration::from_millis(100) };
         }
-        let got = socket.recv_from(&mut buf);
+        let got = arrivals.recv_timeout(Duration::from_millis(20));
         let now = Instant::now();
         reassembler.expire(now);
-        let Ok((n, from)) = got else { continue };
-        // Only the host (or the address we send to) speaks on this socket.
-        if from != route.read().2 {
-            continue;
-        }
-        match decode_video(&buf[..n]) {
+        // Only the host speaks on our link.
+        let buf = match got {
+            Ok(buf) => buf,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        match decode_video(&buf) {
             Ok(VideoPacket::Fragment(f)) => {
                 let Some(frame) = reassembler.push(now, &f) else { continue };
                 let bytes = frame.data.len();
@@ -557,8 +526,6 @@ pub struct BotVideoOptions {
     pub camera: CameraChoice,
     pub subscribe: Subscription,
     pub capture: CaptureConfig,
-    /// Send video here instead of the host's video port (tests: loss shim).
-    pub send_to: Option<SocketAddr>,
 }
 
 impl Default for BotVideoOptions {
@@ -567,7 +534,6 @@ impl Default for BotVideoOptions {
             camera: CameraChoice::None,
             subscribe: Subscription::Full,
             capture: CaptureConfig::default(),
-            send_to: None,
         }
     }
 }
@@ -595,7 +561,6 @@ impl BotVideo {
     /// rest of the bot goes on. Announces camera on/off to the room.
     pub fn start(
         client: &Client,
-        host: SocketAddr,
         name: &str,
         opts: &BotVideoOptions,
         media: &mut MediaState,
@@ -607,8 +572,14 @@ impl BotVideo {
         }
         let mut vo = VideoOptions::new(name, opts.camera.clone(), opts.subscribe);
         vo.capture = opts.capture;
-        vo.send_to = opts.send_to;
-        let engine = match VideoEngine::start(client.current_slot(), host.ip(), vo) {
+        let link = match MediaLink::of(client) {
+            Ok(link) => link,
+            Err(e) => {
+                errors.push(format!("video: {e}"));
+                return (idle, errors);
+            }
+        };
+        let engine = match VideoEngine::start(link, vo) {
             Ok((engine, camera_error)) => {
                 errors.extend(camera_error.map(|e| format!("camera: {e}")));
                 engine

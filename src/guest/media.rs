@@ -1,27 +1,55 @@
 //! The gateway's media adapter: the one place that moves a guest's media
-//! between the host and the gateway. Today it is a UDP socket to the host's
-//! video port, speaking the native video protocol (hello/roster,
-//! fragments); at the QUIC merge it becomes the session's `Link`
-//! datagrams, and nothing else in [`super`] changes.
+//! between the host and the gateway. It speaks the native media protocol
+//! (audio, video hello/roster, fragments) as datagrams on the gateway
+//! session's own encrypted link ([`MediaLink`]), like any native client:
+//! the host attributes them to the guest's session by that link.
 //!
 //! - Up: a guest's JPEG frames (both layers, made by the page) are cut into
-//!   fragments ([`fragment_frame`]) under the guest's session and token.
+//!   fragments ([`fragment_frame`]) sized to the link.
 //! - Down: fragments are reassembled ([`Reassembler`]) and the newest frame
 //!   per sender waits in a [`FrameMailbox`]: a slow guest loses frames, it
 //!   never queues them.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use smol::Async;
+use bytes::Bytes;
 
+pub use crate::client::media::MediaLink;
 use crate::media::video::{Reassembler, ReassemblyConfig, fragment_frame};
 use crate::proto::{
-    FragmentHeader, Layer, MAX_VIDEO_CONTROL, MAX_VIDEO_DATAGRAM, MsgType, Subscription,
-    VideoHello, VideoPacket, Welcome, decode_video, encode_video_control,
+    FragmentHeader, Layer, MAX_VIDEO_DATAGRAM, MsgType, Subscription, VideoHello, VideoPacket,
+    decode_video, encode_video_control, fragment_stride,
 };
+
+/// A receive thread and its stop flag; dropping it stops and joins it.
+struct Receiving {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Waits for the next datagram until `deadline`; `Err` once the reader is gone.
+fn next_until(arrivals: &Receiver<Bytes>, deadline: Instant) -> Result<Option<Bytes>, ()> {
+    let wait = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
+    match arrivals.recv_timeout(wait) {
+        Ok(d) => Ok(Some(d)),
+        Err(RecvTimeoutError::Timeout) => Ok(None),
+        Err(RecvTimeoutError::Disconnected) => Err(()),
+    }
+}
 
 /// How often the receiver's hello (subscriptions) is repeated.
 pub const HELLO_EVERY: Duration = Duration::from_secs(1);
@@ -77,17 +105,10 @@ pub struct Wants {
 
 /// The video half of a guest's media.
 pub struct VideoLink {
-    socket: Arc<Async<UdpSocket>>,
-    welcome: Arc<Mutex<Welcome>>,
-    host: IpAddr,
+    link: MediaLink,
     seq: Mutex<u16>,
     wants: Arc<Mutex<Wants>>,
-    task: Option<smol::Task<()>>,
-}
-
-fn route(welcome: &Mutex<Welcome>, host: IpAddr) -> (u32, u64, SocketAddr) {
-    let w = welcome.lock().unwrap_or_else(|e| e.into_inner());
-    (w.session, w.token, SocketAddr::new(host, w.ports.video))
+    _rx: Receiving,
 }
 
 fn unix_us() -> u64 {
@@ -97,118 +118,93 @@ fn unix_us() -> u64 {
 }
 
 impl VideoLink {
-    /// Opens the socket and starts receiving for the session in `welcome`
-    /// (read on every use: it changes after a rejoin) at `host`; whole frames
-    /// go to `mailbox`, and `wake` gets a token after each.
+    /// Starts receiving for the session of `link` (it follows a rejoin);
+    /// whole frames go to `mailbox`, and `wake` gets a token after each.
     pub fn start(
-        welcome: Arc<Mutex<Welcome>>,
-        host: IpAddr,
+        link: MediaLink,
         mailbox: Arc<FrameMailbox>,
         wake: smol::channel::Sender<()>,
     ) -> std::io::Result<VideoLink> {
-        let bind: SocketAddr = match host {
-            IpAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
-            IpAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
-        let socket = Arc::new(Async::<UdpSocket>::bind(bind)?);
         let wants = Arc::new(Mutex::new(Wants::default()));
-        let task = smol::spawn(receive(
-            socket.clone(),
-            welcome.clone(),
-            host,
-            wants.clone(),
-            mailbox,
-            wake,
-        ));
-        Ok(VideoLink { socket, welcome, host, seq: Mutex::new(0), wants, task: Some(task) })
+        let stop = Arc::new(AtomicBool::new(false));
+        let arrivals = link.video();
+        let thread = {
+            let (link, wants, stop) = (link.clone(), wants.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("sapora-guest-video".into())
+                .spawn(move || receive(arrivals, &link, &wants, &mailbox, &wake, &stop))?
+        };
+        Ok(VideoLink {
+            link,
+            seq: Mutex::new(0),
+            wants,
+            _rx: Receiving { stop, thread: Some(thread) },
+        })
     }
 
     /// Sends one of the guest's frames (`frame_id` from the page, the same
     /// for both layers of one capture).
     pub fn send_frame(&self, layer: Layer, frame_id: u32, jpeg: &[u8]) {
-        let (session, token, to) = route(&self.welcome, self.host);
+        let link = self.link.link();
         let header = FragmentHeader {
-            session,
-            token,
+            session: self.link.session(),
             frame_id,
             layer,
             index: 0,
             count: 0,
             frame_len: 0,
             capture_us: unix_us(),
+            stride: fragment_stride(link.max_datagram_size()),
         };
         let mut seq = self.seq.lock().unwrap_or_else(|e| e.into_inner());
         let mut buf = Vec::with_capacity(MAX_VIDEO_DATAGRAM);
         fragment_frame(header, jpeg, &mut seq, &mut buf, |d| {
-            // A full send buffer loses the fragment, as the network might.
-            let _ = self.socket.get_ref().send_to(d, to);
+            // A closed link (rejoining) loses the fragment, as the network might.
+            let _ = link.send_datagram(Bytes::copy_from_slice(d));
         });
     }
 
     /// Changes what the guest receives (sent with the next hello, at once).
     pub fn set_wants(&self, wants: Wants) {
         *self.wants.lock().unwrap_or_else(|e| e.into_inner()) = wants;
-        send_hello(&self.socket, &self.welcome, self.host, &self.wants);
+        send_hello(&self.link, &self.wants);
     }
 }
 
-impl Drop for VideoLink {
-    fn drop(&mut self) {
-        drop(self.task.take());
-    }
-}
-
-fn send_hello(
-    socket: &Async<UdpSocket>,
-    welcome: &Mutex<Welcome>,
-    host: IpAddr,
-    wants: &Mutex<Wants>,
-) {
-    let (session, token, to) = route(welcome, host);
+fn send_hello(link: &MediaLink, wants: &Mutex<Wants>) {
     let wants = wants.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let hello = VideoHello {
-        session,
-        token,
+        session: link.session(),
         default: wants.default,
         subs: wants.full.iter().map(|s| (*s, Subscription::Full)).collect(),
     };
     let mut buf = Vec::new();
     encode_video_control(MsgType::VideoHello, &hello, &mut buf);
-    let _ = socket.get_ref().send_to(&buf, to);
+    let _ = link.send(Bytes::from(buf));
 }
 
-async fn receive(
-    socket: Arc<Async<UdpSocket>>,
-    welcome: Arc<Mutex<Welcome>>,
-    host: IpAddr,
-    wants: Arc<Mutex<Wants>>,
-    mailbox: Arc<FrameMailbox>,
-    wake: smol::channel::Sender<()>,
+fn receive(
+    arrivals: Receiver<Bytes>,
+    link: &MediaLink,
+    wants: &Mutex<Wants>,
+    mailbox: &FrameMailbox,
+    wake: &smol::channel::Sender<()>,
+    stop: &AtomicBool,
 ) {
     let mut reassembler = Reassembler::new(ReassemblyConfig::default());
     let mut names: HashMap<u32, String> = HashMap::new();
-    let mut buf = vec![0u8; MAX_VIDEO_DATAGRAM.max(MAX_VIDEO_CONTROL as usize) + 1];
     let mut next_hello = Instant::now();
-    loop {
+    while !stop.load(Ordering::Relaxed) {
         if Instant::now() >= next_hello {
-            send_hello(&socket, &welcome, host, &wants);
+            send_hello(link, wants);
             next_hello = Instant::now() + HELLO_EVERY;
         }
-        let received = smol::future::or(async { Some(socket.recv_from(&mut buf).await) }, async {
-            smol::Timer::at(next_hello).await;
-            None
-        })
-        .await;
-        let n = match received {
-            Some(Ok((n, _))) => n,
-            Some(Err(e)) => {
-                tracing::debug!(error = %e, "guest video socket");
-                smol::Timer::after(Duration::from_millis(50)).await;
-                continue;
-            }
-            None => continue,
+        let buf = match next_until(&arrivals, next_hello) {
+            Ok(Some(buf)) => buf,
+            Ok(None) => continue,
+            Err(()) => return,
         };
-        match decode_video(&buf[..n]) {
+        match decode_video(&buf) {
             Ok(VideoPacket::Fragment(frag)) => {
                 if let Some(frame) = reassembler.push(Instant::now(), &frag) {
                     let name = names.get(&frame.sender).cloned().unwrap_or_default();
@@ -262,26 +258,13 @@ struct Uplink {
 /// encoded here as Opus 20 ms frames (as native clients send), and its
 /// mix-minus down, decoded to 16-bit PCM.
 pub struct AudioLink {
-    socket: Arc<Async<UdpSocket>>,
-    welcome: Arc<Mutex<Welcome>>,
-    host: IpAddr,
+    link: MediaLink,
     up: Arc<Mutex<Uplink>>,
-    task: Option<smol::Task<()>>,
+    _rx: Receiving,
 }
 
-fn audio_dest(welcome: &Mutex<Welcome>, host: IpAddr) -> (u32, u64, SocketAddr) {
-    let w = welcome.lock().unwrap_or_else(|e| e.into_inner());
-    (w.session, w.token, SocketAddr::new(host, w.ports.audio))
-}
-
-fn send_up(
-    socket: &Async<UdpSocket>,
-    welcome: &Mutex<Welcome>,
-    host: IpAddr,
-    up: &mut Uplink,
-    frame: Option<&[i16]>,
-) {
-    let (session, token, to) = audio_dest(welcome, host);
+fn send_up(link: &MediaLink, up: &mut Uplink, frame: Option<&[i16]>) {
+    let session = link.session();
     up.payload.clear();
     let mut codec = crate::proto::AudioCodec::Pcm16;
     if let Some(frame) = frame {
@@ -301,7 +284,6 @@ fn send_up(
     up.datagram.clear();
     crate::proto::AudioUp {
         session,
-        token,
         keepalive: frame.is_none(),
         end: false,
         seq: up.seq,
@@ -314,24 +296,18 @@ fn send_up(
     if let Some(frame) = frame {
         up.timestamp = up.timestamp.wrapping_add(frame.len() as u32);
     }
-    let _ = socket.get_ref().send_to(&up.datagram, to);
+    let _ = link.send(Bytes::copy_from_slice(&up.datagram));
 }
 
 impl AudioLink {
-    /// Opens the socket and starts receiving the mix for the session in
-    /// `welcome` at `host`: each decoded frame goes to `mix` (16-bit PCM,
-    /// 48 kHz mono); when the guest's writer falls behind, frames are
-    /// dropped (a bounded channel), never queued without limit.
+    /// Starts receiving the mix for the session of `link`: each decoded
+    /// frame goes to `mix` (16-bit PCM, 48 kHz mono); when the guest's
+    /// writer falls behind, frames are dropped (a bounded channel), never
+    /// queued without limit.
     pub fn start(
-        welcome: Arc<Mutex<Welcome>>,
-        host: IpAddr,
+        link: MediaLink,
         mix: smol::channel::Sender<Vec<i16>>,
     ) -> std::io::Result<AudioLink> {
-        let bind: SocketAddr = match host {
-            IpAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
-            IpAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
-        let socket = Arc::new(Async::<UdpSocket>::bind(bind)?);
         let encoder = crate::media::audio::Encoder::new(
             crate::proto::AudioCodec::Opus,
             crate::media::audio::DEFAULT_BITRATE,
@@ -346,8 +322,15 @@ impl AudioLink {
             datagram: Vec::new(),
             payload: Vec::new(),
         }));
-        let task = smol::spawn(receive_mix(socket.clone(), welcome.clone(), host, up.clone(), mix));
-        Ok(AudioLink { socket, welcome, host, up, task: Some(task) })
+        let stop = Arc::new(AtomicBool::new(false));
+        let arrivals = link.audio();
+        let thread = {
+            let (link, up, stop) = (link.clone(), up.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("sapora-guest-audio".into())
+                .spawn(move || receive_mix(arrivals, &link, &up, &mix, &stop))?
+        };
+        Ok(AudioLink { link, up, _rx: Receiving { stop, thread: Some(thread) } })
     }
 
     /// Takes the guest's 16-bit little-endian PCM (any length) and sends
@@ -361,7 +344,7 @@ impl AudioLink {
         }
         while up.pending.len() >= UP_FRAME {
             let frame: Vec<i16> = up.pending.drain(..UP_FRAME).collect();
-            send_up(&self.socket, &self.welcome, self.host, &mut up, Some(&frame));
+            send_up(&self.link, &mut up, Some(&frame));
         }
     }
 }
@@ -374,13 +357,12 @@ impl AudioLink {
             return;
         }
         let mut up = self.up.lock().unwrap_or_else(|e| e.into_inner());
-        let (session, token, to) = audio_dest(&self.welcome, self.host);
+        let session = self.link.session();
         up.seq = up.seq.wrapping_add(1);
         let mut datagram = std::mem::take(&mut up.datagram);
         datagram.clear();
         crate::proto::AudioUp {
             session,
-            token,
             keepalive: false,
             end: false,
             seq: up.seq,
@@ -391,51 +373,36 @@ impl AudioLink {
         }
         .encode(&mut datagram);
         up.timestamp = up.timestamp.wrapping_add(UP_FRAME as u32);
-        let _ = self.socket.get_ref().send_to(&datagram, to);
+        let _ = self.link.send(Bytes::copy_from_slice(&datagram));
         up.datagram = datagram;
     }
 }
 
-impl Drop for AudioLink {
-    fn drop(&mut self) {
-        drop(self.task.take());
-    }
-}
-
-async fn receive_mix(
-    socket: Arc<Async<UdpSocket>>,
-    welcome: Arc<Mutex<Welcome>>,
-    host: IpAddr,
-    up: Arc<Mutex<Uplink>>,
-    mix: smol::channel::Sender<Vec<i16>>,
+fn receive_mix(
+    arrivals: Receiver<Bytes>,
+    link: &MediaLink,
+    up: &Mutex<Uplink>,
+    mix: &smol::channel::Sender<Vec<i16>>,
+    stop: &AtomicBool,
 ) {
     let mut decoder = crate::media::audio::Decoder::new();
-    let mut buf = vec![0u8; crate::proto::AUDIO_DATAGRAM_MAX + 1];
     let mut out = vec![0f32; 4 * UP_FRAME];
     let mut next_keepalive = Instant::now();
-    loop {
+    while !stop.load(Ordering::Relaxed) {
         if Instant::now() >= next_keepalive {
             let mut up = up.lock().unwrap_or_else(|e| e.into_inner());
-            send_up(&socket, &welcome, host, &mut up, None);
+            send_up(link, &mut up, None);
             next_keepalive = Instant::now() + KEEPALIVE_EVERY;
         }
-        let received = smol::future::or(async { Some(socket.recv_from(&mut buf).await) }, async {
-            smol::Timer::at(next_keepalive).await;
-            None
-        })
-        .await;
-        let n = match received {
-            Some(Ok((n, _))) => n,
-            Some(Err(_)) => {
-                smol::Timer::after(Duration::from_millis(50)).await;
-                continue;
-            }
-            None => continue,
+        let buf = match next_until(&arrivals, next_keepalive) {
+            Ok(Some(buf)) => buf,
+            Ok(None) => continue,
+            Err(()) => return,
         };
-        if crate::proto::is_audio_feedback(&buf[..n]) {
+        if crate::proto::is_audio_feedback(&buf) {
             continue;
         }
-        let Ok(down) = crate::proto::AudioDown::decode(&buf[..n]) else { continue };
+        let Ok(down) = crate::proto::AudioDown::decode(&buf) else { continue };
         // Keepalives carry levels only; an FEC copy repeats the next packet.
         if down.keepalive || down.fec || down.payload.is_empty() {
             continue;

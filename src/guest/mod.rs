@@ -212,26 +212,25 @@ where
     let events = client.events();
     let mailbox = Arc::new(media::FrameMailbox::default());
     let (wake_tx, wake_rx) = smol::channel::bounded::<()>(1);
-    let video = match media::VideoLink::start(
-        client.current_slot(),
-        client.host().ip(),
-        mailbox.clone(),
-        wake_tx,
-    ) {
+    let link = media::MediaLink::of(&client).map_err(|e| e.to_string());
+    let video = match link.clone().and_then(|l| {
+        media::VideoLink::start(l, mailbox.clone(), wake_tx).map_err(|e| e.to_string())
+    }) {
         Ok(video) => Some(video),
         Err(e) => {
-            tracing::warn!(error = %e, "guest video off: cannot open a socket");
+            tracing::warn!(error = %e, "guest video off: cannot read the link's datagrams");
             None
         }
     };
     let (mix_tx, mix_rx) = smol::channel::bounded::<Vec<i16>>(MIX_QUEUE);
-    let audio = match media::AudioLink::start(client.current_slot(), client.host().ip(), mix_tx) {
-        Ok(audio) => Some(audio),
-        Err(e) => {
-            tracing::warn!(error = %e, "guest audio off: cannot open a socket");
-            None
-        }
-    };
+    let audio =
+        match link.and_then(|l| media::AudioLink::start(l, mix_tx).map_err(|e| e.to_string())) {
+            Ok(audio) => Some(audio),
+            Err(e) => {
+                tracing::warn!(error = %e, "guest audio off: cannot read the link's datagrams");
+                None
+            }
+        };
     // Session events and video → guest, in their own task; the WebSocket's
     // write half goes with it (the read half stays here). Control messages
     // queue (bounded); video frames wait in the mailbox, newest only.

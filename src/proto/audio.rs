@@ -1,4 +1,5 @@
-//! Audio datagrams on the audio UDP port (default 6001), message type 0x41.
+//! Audio datagrams on a member's link (QUIC datagrams, or the TLS tunnel's
+//! datagram frames), message type 0x41.
 //!
 //! Every datagram is the usual 10-byte [`Header`] (kind `STREAM_AUDIO`, `seq`
 //! = low 16 bits of the packet sequence, `flags` below) followed by a fixed
@@ -35,14 +36,16 @@ pub const AUDIO_FEC: u16 = 1 << 5;
 /// Largest audio datagram we send or accept: one 20 ms frame of 16-bit PCM
 /// (1920 bytes) plus headers and speaking levels fits with room to spare.
 pub const AUDIO_DATAGRAM_MAX: usize = 4096;
-/// Client → host sub-header: session u32, token u64, seq u32, timestamp u32,
-/// codec u8, samples u16.
-pub const UP_HEADER_LEN: usize = 23;
+/// Client → host sub-header: session u32, seq u32, timestamp u32, codec u8,
+/// samples u16. The session is informative only: the host attributes every
+/// datagram to the session whose link it arrived on.
+pub const UP_HEADER_LEN: usize = 15;
 /// Host → client sub-header: seq u32, timestamp u32, codec u8, samples u16,
 /// level count u8.
 pub const DOWN_HEADER_LEN: usize = 12;
-/// Client → host reception report: session u32, token u64, loss u16, jitter u32.
-pub const FEEDBACK_UP_LEN: usize = 18;
+/// Client → host reception report: session u32, loss u16, jitter u32 (the
+/// session is informative only, as in [`UP_HEADER_LEN`]).
+pub const FEEDBACK_UP_LEN: usize = 10;
 /// Host → client reception report: loss u16, jitter u32, expected loss u8.
 pub const FEEDBACK_DOWN_LEN: usize = 7;
 /// At most this many speaking levels ride in one mix datagram.
@@ -176,11 +179,9 @@ impl<'a> RedPayload<'a> {
 /// One client → host audio datagram (or keepalive: `payload` empty).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AudioUp<'a> {
-    /// The sender's session id (from the Welcome).
+    /// The sender's session as it sees it; the host ignores it (the link
+    /// names the sender).
     pub session: u32,
-    /// The session token from the Welcome; the host drops a datagram whose
-    /// token does not match the session's.
-    pub token: u64,
     /// No audio, only "I am here" ([`AUDIO_KEEPALIVE`]); `payload` is empty.
     pub keepalive: bool,
     /// Last frame of a talkspurt ([`AUDIO_END`]).
@@ -290,7 +291,6 @@ impl<'a> AudioUp<'a> {
             if self.keepalive { AUDIO_KEEPALIVE } else { 0 } | if self.end { AUDIO_END } else { 0 };
         header(UP_HEADER_LEN + self.payload.len(), self.seq, flags).encode(out);
         out.extend_from_slice(&self.session.to_be_bytes());
-        out.extend_from_slice(&self.token.to_be_bytes());
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.timestamp.to_be_bytes());
         out.push(self.codec as u8);
@@ -309,16 +309,14 @@ impl<'a> AudioUp<'a> {
         if p.len() < UP_HEADER_LEN {
             return Err(DecodeError::UnexpectedEnd);
         }
-        let token = (u64::from(be_u32(p, 4)?) << 32) | u64::from(be_u32(p, 8)?);
         Ok(AudioUp {
             session: be_u32(p, 0)?,
-            token,
             keepalive: h.flags & AUDIO_KEEPALIVE != 0,
             end: h.flags & AUDIO_END != 0,
-            seq: be_u32(p, 12)?,
-            timestamp: be_u32(p, 16)?,
-            codec: check_red(AudioCodec::from_u8(byte(p, 20)?)?, &p[UP_HEADER_LEN..])?,
-            samples: be_u16(p, 21)?,
+            seq: be_u32(p, 4)?,
+            timestamp: be_u32(p, 8)?,
+            codec: check_red(AudioCodec::from_u8(byte(p, 12)?)?, &p[UP_HEADER_LEN..])?,
+            samples: be_u16(p, 13)?,
             payload: &p[UP_HEADER_LEN..],
         })
     }
@@ -413,10 +411,8 @@ fn permille(fraction: f64) -> u16 {
 /// while mix datagrams arrive ([`AUDIO_FEEDBACK`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FeedbackUp {
-    /// The reporting client's session id.
+    /// Informative only, as in [`AudioUp::session`].
     pub session: u32,
-    /// The session token from the Welcome.
-    pub token: u64,
     /// Share of the mix datagrams lost since the last report, 0..=1 (sent
     /// in per mille: RFC 3550 "fraction lost", from the gaps in `seq`).
     pub loss: f64,
@@ -446,7 +442,6 @@ impl FeedbackUp {
     pub fn encode(&self, out: &mut Vec<u8>) {
         header(FEEDBACK_UP_LEN, 0, AUDIO_FEEDBACK).encode(out);
         out.extend_from_slice(&self.session.to_be_bytes());
-        out.extend_from_slice(&self.token.to_be_bytes());
         out.extend_from_slice(&permille(self.loss).to_be_bytes());
         out.extend_from_slice(&self.jitter_us.to_be_bytes());
     }
@@ -461,15 +456,14 @@ impl FeedbackUp {
         if p.len() < FEEDBACK_UP_LEN {
             return Err(DecodeError::UnexpectedEnd);
         }
-        let loss = be_u16(p, 12)?;
+        let loss = be_u16(p, 4)?;
         if loss > 1000 {
             return Err(DecodeError::Payload(format!("loss {loss} per mille (max 1000)")));
         }
         Ok(FeedbackUp {
             session: be_u32(p, 0)?,
-            token: (u64::from(be_u32(p, 4)?) << 32) | u64::from(be_u32(p, 8)?),
             loss: f64::from(loss) / 1000.0,
-            jitter_us: be_u32(p, 14)?,
+            jitter_us: be_u32(p, 6)?,
         })
     }
 }
@@ -543,7 +537,6 @@ mod tests {
         let payload = [1u8, 2, 3, 4, 5];
         let up = AudioUp {
             session: 7,
-            token: 0x0102_0304_0506_0708,
             keepalive: false,
             end: true,
             seq: 70_000,
@@ -566,7 +559,6 @@ mod tests {
         // The worked example in docs/protocol.md, "Audio".
         let up = AudioUp {
             session: 7,
-            token: 0x0102_0304_0506_0708,
             keepalive: false,
             end: false,
             seq: 3,
@@ -578,9 +570,8 @@ mod tests {
         let mut buf = Vec::new();
         up.encode(&mut buf);
         let want = [
-            0x01, 0x41, 0, 0, 0, 0x1a, 0, 3, 0, 0, // header
-            0, 0, 0, 7, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 3, 0, 0, 0x0b, 0x40, 1, 0x03, 0xc0, 0xfc,
-            0xff, 0xfe,
+            0x01, 0x41, 0, 0, 0, 0x12, 0, 3, 0, 0, // header
+            0, 0, 0, 7, 0, 0, 0, 3, 0, 0, 0x0b, 0x40, 1, 0x03, 0xc0, 0xfc, 0xff, 0xfe,
         ];
         assert_eq!(buf, want);
     }
@@ -651,8 +642,7 @@ mod tests {
 
     #[test]
     fn feedback_round_trips_and_is_told_apart_from_audio() {
-        let up =
-            FeedbackUp { session: 9, token: 0xdead_beef_0000_0001, loss: 0.125, jitter_us: 3_400 };
+        let up = FeedbackUp { session: 9, loss: 0.125, jitter_us: 3_400 };
         let mut buf = Vec::new();
         up.encode(&mut buf);
         assert_eq!(buf.len(), HEADER_LEN + FEEDBACK_UP_LEN);
@@ -679,7 +669,6 @@ mod tests {
         let mut audio = Vec::new();
         AudioUp {
             session: 1,
-            token: 2,
             keepalive: true,
             end: false,
             seq: 0,
@@ -711,7 +700,6 @@ mod tests {
         // In a datagram, both ways.
         let up = AudioUp {
             session: 1,
-            token: 2,
             keepalive: false,
             end: false,
             seq: 5,

@@ -8,17 +8,16 @@ use serde::{Deserialize, Serialize};
 use super::{DecodeError, MsgType, decode_payload, encode_payload};
 
 /// Every service port a host runs; sent in the Welcome so a client needs only
-/// the control address.
+/// the control address. Audio and video have no port of their own: they
+/// are datagrams on the member's link (the control port's QUIC connection,
+/// or the TLS tunnel on TCP at the same number).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ports {
-    /// UDP: the QUIC endpoint whose control stream carries these messages.
+    /// UDP: the QUIC endpoint whose control stream carries these messages;
+    /// TCP: the TLS fallback.
     pub control: u16,
-    /// UDP: discovery probes and beacons (reference default 5001).
+    /// UDP: LAN discovery beacons and probes (reference default 5001).
     pub discovery: u16,
-    /// UDP: video fragments, hellos and rosters (reference default 6000).
-    pub video: u16,
-    /// UDP: audio datagrams (reference default 6001).
-    pub audio: u16,
 }
 
 impl Ports {
@@ -28,29 +27,19 @@ impl Ports {
             p.checked_add(offset)
                 .ok_or_else(|| format!("--port-offset {offset} pushes port {p} past 65535"))
         };
-        Ok(Ports {
-            control: shift(5000)?,
-            discovery: shift(5001)?,
-            video: shift(6000)?,
-            audio: shift(6001)?,
-        })
+        Ok(Ports { control: shift(5000)?, discovery: shift(5001)? })
     }
 }
 
-/// The media ports in words, from the ports actually in use (never
-/// literals): "ports 6000–6001", "ports 6000 and 6010", or "port 5000" once
-/// audio and video share one port.
+/// The port media travels on, in words, from the ports actually in use
+/// (never literals): "port 5000" (audio and video ride the control port's
+/// link).
 pub fn describe_media_ports(ports: &Ports) -> String {
-    let (lo, hi) = (ports.video.min(ports.audio), ports.video.max(ports.audio));
-    match hi - lo {
-        0 => format!("port {lo}"),
-        1 => format!("ports {lo}\u{2013}{hi}"),
-        _ => format!("ports {lo} and {hi}"),
-    }
+    format!("port {}", ports.control)
 }
 
 /// The warning a member sees when the host heard none of their media:
-/// "UDP to 10.77.0.1 ports 6000–6001 seems blocked by a firewall", and what
+/// "UDP to 10.77.0.1 port 5000 seems blocked by a firewall", and what
 /// to open.
 pub fn blocked_warning(host: std::net::IpAddr, ports: &Ports) -> String {
     let what = describe_media_ports(ports);
@@ -974,10 +963,11 @@ mod tests {
     }
 
     #[test]
-    fn port_offset_shifts_all_four_and_refuses_overflow() {
+    fn port_offset_shifts_both_and_refuses_overflow() {
         let p = Ports::with_offset(100).unwrap();
-        assert_eq!([p.control, p.discovery, p.video, p.audio], [5100, 5101, 6100, 6101]);
-        assert!(Ports::with_offset(60000).is_err());
+        assert_eq!([p.control, p.discovery], [5100, 5101]);
+        assert!(Ports::with_offset(60534).is_ok());
+        assert!(Ports::with_offset(60535).is_err(), "5001 + 60535 is past 65535");
     }
 
     proptest::proptest! {

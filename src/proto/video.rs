@@ -1,23 +1,31 @@
-//! Video on UDP (port 6000 + offset): JPEG frames cut into fragments, and the
-//! receiver's hello/subscription packet with the host's roster reply.
+//! Video on a member's link (QUIC datagrams, or the TLS tunnel's datagram
+//! frames): JPEG frames cut into fragments, and the receiver's
+//! hello/subscription packet with the host's roster reply.
 //!
 //! Every datagram is one whole frame: the 10-byte [`Header`](super::Header)
 //! then the payload. Fragments carry a fixed big-endian sub-header (no
 //! postcard on the hot path) so the host can route them without decoding
-//! anything but these 35 bytes; hello and roster payloads are postcard.
+//! anything but these 29 bytes; hello and roster payloads are postcard.
+//! Nothing in a datagram authenticates its sender: the host attributes it to
+//! the session whose link it arrived on.
 
 use serde::{Deserialize, Serialize};
 
 use super::{DecodeError, HEADER_LEN, Header, MsgType, PROTOCOL_VERSION};
 
-/// Most JPEG bytes in one fragment.
-pub const MAX_FRAGMENT_PAYLOAD: usize = 1200;
+/// Most JPEG bytes in one fragment: a whole fragment datagram (1139 bytes)
+/// then fits a QUIC datagram before path-MTU discovery (about 1150 bytes
+/// with quinn's 1200-byte initial MTU), on every link a relay may forward to.
+pub const MAX_FRAGMENT_PAYLOAD: usize = 1100;
+/// Fewest JPEG bytes per fragment (the floor a sender keeps whatever its
+/// link says; a link that takes less carries no video).
+pub const MIN_FRAGMENT_PAYLOAD: usize = 256;
 /// Size of the fragment sub-header that follows the frame header.
-pub const FRAGMENT_HEADER_LEN: usize = 35;
+pub const FRAGMENT_HEADER_LEN: usize = 29;
 /// Largest encoded frame (either layer) a receiver accepts.
 pub const MAX_FRAME_BYTES: u32 = 1 << 20;
-/// Most fragments in one frame: `MAX_FRAME_BYTES` / 1200, rounded up.
-pub const MAX_FRAGMENTS: u16 = MAX_FRAME_BYTES.div_ceil(MAX_FRAGMENT_PAYLOAD as u32) as u16;
+/// Most fragments in one frame: `MAX_FRAME_BYTES` / [`MIN_FRAGMENT_PAYLOAD`].
+pub const MAX_FRAGMENTS: u16 = MAX_FRAME_BYTES.div_ceil(MIN_FRAGMENT_PAYLOAD as u32) as u16;
 /// Largest video datagram, frame header included.
 pub const MAX_VIDEO_DATAGRAM: usize = HEADER_LEN + FRAGMENT_HEADER_LEN + MAX_FRAGMENT_PAYLOAD;
 /// Most per-sender entries in one hello (a hello must fit one datagram).
@@ -84,37 +92,38 @@ impl std::str::FromStr for Subscription {
 ///
 /// | off | size | field |
 /// |---|---|---|
-/// | 0 | 4 | session id of the sender |
-/// | 4 | 8 | the sender's session token (the host zeroes it when relaying) |
-/// | 12 | 4 | frame id, +1 per captured frame |
-/// | 16 | 1 | layer: 0 full, 1 thumbnail |
-/// | 17 | 2 | fragment index, 0-based |
-/// | 19 | 2 | fragment count |
-/// | 21 | 4 | length of the whole encoded frame in bytes |
-/// | 25 | 8 | capture time, microseconds since the Unix epoch (sender clock) |
-/// | 33 | 2 | length of this fragment's data |
+/// | 0 | 4 | session id of the sender (the host writes the real one when relaying) |
+/// | 4 | 4 | frame id, +1 per captured frame |
+/// | 8 | 1 | layer: 0 full, 1 thumbnail |
+/// | 9 | 2 | fragment index, 0-based |
+/// | 11 | 2 | fragment count |
+/// | 13 | 4 | length of the whole encoded frame in bytes |
+/// | 17 | 8 | capture time, microseconds since the Unix epoch (sender clock) |
+/// | 25 | 2 | stride: the frame's fragment size, [`MIN_FRAGMENT_PAYLOAD`]..=[`MAX_FRAGMENT_PAYLOAD`] |
+/// | 27 | 2 | length of this fragment's data |
 ///
-/// The data follows. Every fragment but the last carries exactly
-/// [`MAX_FRAGMENT_PAYLOAD`] bytes, so fragment `i` sits at offset `i × 1200`.
+/// The data follows. Every fragment but the last carries exactly `stride`
+/// bytes, so fragment `i` sits at offset `i × stride`. The sender picks the
+/// stride from its link's largest datagram ([`fragment_stride`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FragmentHeader {
     /// Offset 0: the sender's session id.
     pub session: u32,
-    /// Offset 4: the sender's session token (zero once the host relays it).
-    pub token: u64,
-    /// Offset 12: +1 per captured frame (wraps).
+    /// Offset 4: +1 per captured frame (wraps).
     pub frame_id: u32,
-    /// Offset 16: which encoding of the frame.
+    /// Offset 8: which encoding of the frame.
     pub layer: Layer,
-    /// Offset 17: this fragment's index, from 0, below `count`.
+    /// Offset 9: this fragment's index, from 0, below `count`.
     pub index: u16,
-    /// Offset 19: fragments in the frame, 1 to [`MAX_FRAGMENTS`].
+    /// Offset 11: fragments in the frame, 1 to [`MAX_FRAGMENTS`].
     pub count: u16,
-    /// Offset 21: the whole encoded frame's length in bytes, at most
+    /// Offset 13: the whole encoded frame's length in bytes, at most
     /// [`MAX_FRAME_BYTES`].
     pub frame_len: u32,
-    /// Offset 25: capture time, microseconds since the Unix epoch (sender clock).
+    /// Offset 17: capture time, microseconds since the Unix epoch (sender clock).
     pub capture_us: u64,
+    /// Offset 25: bytes per fragment of this frame (all but the last).
+    pub stride: u16,
 }
 
 /// One parsed fragment, borrowing its data from the datagram.
@@ -126,10 +135,11 @@ pub struct Fragment<'a> {
     pub data: &'a [u8],
 }
 
-/// Byte offset of the token inside a whole video datagram (the host zeroes it).
-pub const TOKEN_OFFSET: usize = HEADER_LEN + 4;
+/// Byte offset of the sender's session inside a whole video datagram (the
+/// host overwrites it with the session that owns the sending link).
+pub const SESSION_OFFSET: usize = HEADER_LEN;
 
-/// Why a datagram on the video port was refused.
+/// Why a video datagram was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FragmentError {
     /// The frame header is bad (short, wrong version, unknown type, too long).
@@ -149,7 +159,10 @@ pub enum FragmentError {
     /// The frame is over [`MAX_FRAME_BYTES`].
     #[error("a frame of {0} bytes is over the limit")]
     FrameLen(u32),
-    /// The count does not match the frame length (`frame_len` / 1200, rounded up).
+    /// The stride is outside [`MIN_FRAGMENT_PAYLOAD`]..=[`MAX_FRAGMENT_PAYLOAD`].
+    #[error("fragment size {0} is outside {MIN_FRAGMENT_PAYLOAD}..={MAX_FRAGMENT_PAYLOAD}")]
+    Stride(u16),
+    /// The count does not match the frame length (`frame_len` / stride, rounded up).
     #[error("fragment count {count} does not fit a {frame_len}-byte frame")]
     Count {
         /// The fragment count.
@@ -169,27 +182,38 @@ pub enum FragmentError {
     },
 }
 
-/// The size fragment `index` of a `frame_len`-byte frame must have.
-pub fn fragment_len(frame_len: u32, index: u16) -> usize {
-    let start = usize::from(index) * MAX_FRAGMENT_PAYLOAD;
-    (frame_len as usize).saturating_sub(start).min(MAX_FRAGMENT_PAYLOAD)
+/// The fragment size (stride) for a link whose datagrams may be
+/// `max_datagram` bytes (`Link::max_datagram_size`): as large as fits, at
+/// most [`MAX_FRAGMENT_PAYLOAD`], at least [`MIN_FRAGMENT_PAYLOAD`].
+pub fn fragment_stride(max_datagram: usize) -> u16 {
+    max_datagram
+        .saturating_sub(HEADER_LEN + FRAGMENT_HEADER_LEN)
+        .clamp(MIN_FRAGMENT_PAYLOAD, MAX_FRAGMENT_PAYLOAD) as u16
 }
 
-/// How many fragments a `frame_len`-byte frame is cut into.
-pub fn fragment_count(frame_len: u32) -> u16 {
-    frame_len.div_ceil(MAX_FRAGMENT_PAYLOAD as u32).min(u32::from(u16::MAX)) as u16
+/// The size fragment `index` of a `frame_len`-byte frame cut every
+/// `stride` bytes must have.
+pub fn fragment_len(frame_len: u32, index: u16, stride: u16) -> usize {
+    let start = usize::from(index) * usize::from(stride);
+    (frame_len as usize).saturating_sub(start).min(usize::from(stride))
+}
+
+/// How many fragments a `frame_len`-byte frame cut every `stride` bytes
+/// makes (`stride` 0 counts as 1).
+pub fn fragment_count(frame_len: u32, stride: u16) -> u16 {
+    frame_len.div_ceil(u32::from(stride.max(1))).min(u32::from(u16::MAX)) as u16
 }
 
 impl FragmentHeader {
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.session.to_be_bytes());
-        out.extend_from_slice(&self.token.to_be_bytes());
         out.extend_from_slice(&self.frame_id.to_be_bytes());
         out.push(self.layer as u8);
         out.extend_from_slice(&self.index.to_be_bytes());
         out.extend_from_slice(&self.count.to_be_bytes());
         out.extend_from_slice(&self.frame_len.to_be_bytes());
         out.extend_from_slice(&self.capture_us.to_be_bytes());
+        out.extend_from_slice(&self.stride.to_be_bytes());
     }
 }
 
@@ -219,29 +243,33 @@ pub fn decode_fragment(payload: &[u8]) -> Result<Fragment<'_>, FragmentError> {
         return Err(DecodeError::UnexpectedEnd.into());
     }
     let p = payload;
-    let layer_byte = p[16];
+    let layer_byte = p[8];
     let header = FragmentHeader {
         session: u32::from_be_bytes(be(p, 0)),
-        token: u64::from_be_bytes(be(p, 4)),
-        frame_id: u32::from_be_bytes(be(p, 12)),
+        frame_id: u32::from_be_bytes(be(p, 4)),
         layer: Layer::from_u8(layer_byte).ok_or(FragmentError::Layer(layer_byte))?,
-        index: u16::from_be_bytes(be(p, 17)),
-        count: u16::from_be_bytes(be(p, 19)),
-        frame_len: u32::from_be_bytes(be(p, 21)),
-        capture_us: u64::from_be_bytes(be(p, 25)),
+        index: u16::from_be_bytes(be(p, 9)),
+        count: u16::from_be_bytes(be(p, 11)),
+        frame_len: u32::from_be_bytes(be(p, 13)),
+        capture_us: u64::from_be_bytes(be(p, 17)),
+        stride: u16::from_be_bytes(be(p, 25)),
     };
-    let data_len = usize::from(u16::from_be_bytes(be(p, 33)));
-    let (index, count, frame_len) = (header.index, header.count, header.frame_len);
+    let data_len = usize::from(u16::from_be_bytes(be(p, 27)));
+    let (index, count, frame_len, stride) =
+        (header.index, header.count, header.frame_len, header.stride);
+    if !(MIN_FRAGMENT_PAYLOAD..=MAX_FRAGMENT_PAYLOAD).contains(&usize::from(stride)) {
+        return Err(FragmentError::Stride(stride));
+    }
     if index >= count {
         return Err(FragmentError::Index { index, count });
     }
     if frame_len == 0 || frame_len > MAX_FRAME_BYTES {
         return Err(FragmentError::FrameLen(frame_len));
     }
-    if fragment_count(frame_len) != count {
+    if fragment_count(frame_len, stride) != count {
         return Err(FragmentError::Count { count, frame_len });
     }
-    let expected = fragment_len(frame_len, index);
+    let expected = fragment_len(frame_len, index, stride);
     let data = &p[FRAGMENT_HEADER_LEN..];
     if data_len != expected || data.len() < data_len {
         return Err(FragmentError::DataLen { index, len: data_len.min(data.len()), expected });
@@ -249,17 +277,14 @@ pub fn decode_fragment(payload: &[u8]) -> Result<Fragment<'_>, FragmentError> {
     Ok(Fragment { header, data: &data[..data_len] })
 }
 
-/// 0x44, client → host video port, about once a second and on every change:
-/// "I am session `session` (proved by `token`), send video to the address this
-/// came from, like this". Loss-tolerant by repetition; the host forgets a
-/// receiver it has not heard from for 10 s.
+/// 0x44, client → host on its link, about once a second and on every
+/// change: "send me video, like this". Loss-tolerant by repetition; the host
+/// forgets a receiver it has not heard from for 10 s.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VideoHello {
-    /// The receiver's session id.
+    /// The receiver's session as it sees it; informative only (the host
+    /// takes the session that owns the link).
     pub session: u32,
-    /// The session token from the Welcome; the host ignores a hello whose
-    /// token does not match.
-    pub token: u64,
     /// For every sender not listed in `subs`.
     pub default: Subscription,
     /// Per-sender choices by session id; at most [`MAX_HELLO_ENTRIES`].
@@ -275,7 +300,7 @@ pub struct VideoPeer {
     pub name: String,
 }
 
-/// 0x45, host → client video socket, in answer to every hello: who is in the
+/// 0x45, host → client on its link, in answer to every hello: who is in the
 /// room by session id, so a receiver can name the tiles its fragments fill.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VideoRoster {
@@ -334,24 +359,24 @@ mod tests {
     fn header(index: u16, count: u16, frame_len: u32) -> FragmentHeader {
         FragmentHeader {
             session: 7,
-            token: 0xDEAD_BEEF_0000_0001,
             frame_id: 42,
             layer: Layer::Thumb,
             index,
             count,
             frame_len,
             capture_us: 1_700_000_000_000_000,
+            stride: MAX_FRAGMENT_PAYLOAD as u16,
         }
     }
 
     #[test]
     fn fragment_round_trip_and_layout() {
-        let h = header(1, 2, 1300);
+        let h = header(1, 2, 1200);
         let mut out = Vec::new();
         encode_fragment(&h, &[9u8; 100], 3, &mut out);
         assert_eq!(out.len(), HEADER_LEN + FRAGMENT_HEADER_LEN + 100);
         assert_eq!(out[1], 0x40);
-        assert_eq!(&out[TOKEN_OFFSET..TOKEN_OFFSET + 8], &h.token.to_be_bytes());
+        assert_eq!(&out[SESSION_OFFSET..SESSION_OFFSET + 4], &7u32.to_be_bytes());
         match decode_video(&out).unwrap() {
             VideoPacket::Fragment(f) => {
                 assert_eq!(f.header, h);
@@ -369,13 +394,13 @@ mod tests {
             out
         };
         // Index equal to the count.
-        let bad = enc(header(2, 2, 1300), &[0; 100]);
+        let bad = enc(header(2, 2, 1200), &[0; 100]);
         assert!(matches!(decode_video(&bad), Err(FragmentError::Index { .. })));
         // An absurd count for a small frame.
-        let bad = enc(header(0, 60000, 1300), &[0; 1200]);
+        let bad = enc(header(0, 60000, 1200), &[0; 1100]);
         assert!(matches!(decode_video(&bad), Err(FragmentError::Count { .. })));
         // An absurd frame size.
-        let bad = enc(header(0, 60000, u32::MAX), &[0; 1200]);
+        let bad = enc(header(0, 60000, u32::MAX), &[0; 1100]);
         assert!(matches!(decode_video(&bad), Err(FragmentError::FrameLen(_))));
         // Zero-length frame.
         let bad = enc(header(0, 1, 0), &[]);
@@ -384,23 +409,28 @@ mod tests {
             Err(FragmentError::Index { .. } | FragmentError::FrameLen(_))
         ));
         // Short middle fragment (would misplace the rest of the frame).
-        let bad = enc(header(0, 2, 1300), &[0; 1000]);
+        let bad = enc(header(0, 2, 1200), &[0; 1000]);
         assert!(matches!(decode_video(&bad), Err(FragmentError::DataLen { .. })));
         // Data length field larger than what arrived.
-        let mut bad = enc(header(1, 2, 1300), &[0; 100]);
+        let mut bad = enc(header(1, 2, 1200), &[0; 100]);
         bad.truncate(bad.len() - 10);
         let n = bad.len() - HEADER_LEN;
         bad[2..6].copy_from_slice(&(n as u32).to_be_bytes());
         assert!(decode_video(&bad).is_err());
         // Unknown layer.
-        let mut bad = enc(header(1, 2, 1300), &[0; 100]);
-        bad[HEADER_LEN + 16] = 9;
+        let mut bad = enc(header(1, 2, 1200), &[0; 100]);
+        bad[HEADER_LEN + 8] = 9;
         assert_eq!(decode_video(&bad), Err(FragmentError::Layer(9)));
+        // A stride under the floor or over the ceiling.
+        for stride in [0, MIN_FRAGMENT_PAYLOAD as u16 - 1, MAX_FRAGMENT_PAYLOAD as u16 + 1] {
+            let bad = enc(FragmentHeader { stride, ..header(0, 1, 100) }, &[0; 100]);
+            assert_eq!(decode_video(&bad), Err(FragmentError::Stride(stride)));
+        }
         // A payload length over the fragment limit, and every truncation.
-        let mut bad = enc(header(1, 2, 1300), &[0; 100]);
+        let mut bad = enc(header(1, 2, 1200), &[0; 100]);
         bad[2..6].copy_from_slice(&u32::MAX.to_be_bytes());
         assert!(decode_video(&bad).is_err());
-        let good = enc(header(1, 2, 1300), &[0; 100]);
+        let good = enc(header(1, 2, 1200), &[0; 100]);
         for cut in 0..good.len() {
             assert!(decode_video(&good[..cut]).is_err(), "cut at {cut}");
         }
@@ -414,7 +444,6 @@ mod tests {
     fn hello_round_trip_and_limits() {
         let hello = VideoHello {
             session: 3,
-            token: 99,
             default: Subscription::Thumb,
             subs: vec![(4, Subscription::Full), (5, Subscription::None)],
         };
@@ -434,40 +463,46 @@ mod tests {
         // docs/protocol.md, "Video", worked examples.
         let h = FragmentHeader {
             session: 7,
-            token: 0x0102_0304_0506_0708,
             frame_id: 42,
             layer: Layer::Thumb,
             index: 0,
             count: 1,
             frame_len: 3,
             capture_us: 1_700_000_000_000_000,
+            stride: 1100,
         };
         let mut out = Vec::new();
         encode_fragment(&h, &[0xFF, 0xD8, 0xFF], 5, &mut out);
         let hex: Vec<String> = out.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(
             hex.join(" "),
-            "01 40 00 00 00 26 00 05 00 00 00 00 00 07 01 02 03 04 05 06 07 08 00 00 00 2a \
-             01 00 00 00 01 00 00 00 03 00 06 0a 24 18 1e 40 00 00 03 ff d8 ff"
+            "01 40 00 00 00 20 00 05 00 00 00 00 00 07 00 00 00 2a 01 00 00 00 01 00 00 00 03 \
+             00 06 0a 24 18 1e 40 00 04 4c 00 03 ff d8 ff"
         );
         let hello = VideoHello {
             session: 3,
-            token: 99,
             default: Subscription::Thumb,
             subs: vec![(4, Subscription::Full)],
         };
         encode_video_control(MsgType::VideoHello, &hello, &mut out);
-        assert_eq!(out, [1, 0x44, 0, 0, 0, 6, 0, 0, 0, 0, 3, 0x63, 1, 1, 4, 2]);
+        assert_eq!(out, [1, 0x44, 0, 0, 0, 5, 0, 0, 0, 0, 3, 1, 1, 4, 2]);
     }
 
     #[test]
     fn counts_and_lengths() {
-        assert_eq!(fragment_count(1), 1);
-        assert_eq!(fragment_count(1200), 1);
-        assert_eq!(fragment_count(1201), 2);
-        assert_eq!(fragment_len(1201, 1), 1);
-        assert_eq!(fragment_len(1201, 2), 0);
-        assert_eq!(MAX_FRAGMENTS, 874);
+        assert_eq!(fragment_count(1, 1100), 1);
+        assert_eq!(fragment_count(1100, 1100), 1);
+        assert_eq!(fragment_count(1101, 1100), 2);
+        assert_eq!(fragment_len(1101, 1, 1100), 1);
+        assert_eq!(fragment_len(1101, 2, 1100), 0);
+        assert_eq!(fragment_len(1000, 1, 500), 500);
+        assert_eq!(MAX_FRAGMENTS, 4096);
+        // The stride follows the link: QUIC's first datagrams (about 1150
+        // bytes) take the whole ceiling, a tiny link gets the floor.
+        assert_eq!(fragment_stride(1150), 1100);
+        assert_eq!(fragment_stride(1000), 1000 - 39);
+        assert_eq!(fragment_stride(100), 256);
+        assert_eq!(HEADER_LEN + FRAGMENT_HEADER_LEN + MAX_FRAGMENT_PAYLOAD, MAX_VIDEO_DATAGRAM);
     }
 
     proptest::proptest! {
@@ -482,10 +517,10 @@ mod tests {
             value in 0u8..=255,
             len in 1u32..5000,
         ) {
-            let count = fragment_count(len);
+            let count = fragment_count(len, MAX_FRAGMENT_PAYLOAD as u16);
             let h = FragmentHeader { index: count - 1, count, frame_len: len, ..header(0, 1, 1) };
             let mut out = Vec::new();
-            encode_fragment(&h, &vec![1; fragment_len(len, count - 1)], 0, &mut out);
+            encode_fragment(&h, &vec![1; fragment_len(len, count - 1, h.stride)], 0, &mut out);
             if let Some(b) = out.get_mut(at) {
                 *b = value;
             }
@@ -494,7 +529,7 @@ mod tests {
                 let h = f.header;
                 proptest::prop_assert!(h.index < h.count);
                 proptest::prop_assert!(h.frame_len >= 1 && h.frame_len <= MAX_FRAME_BYTES);
-                proptest::prop_assert_eq!(f.data.len(), fragment_len(h.frame_len, h.index));
+                proptest::prop_assert_eq!(f.data.len(), fragment_len(h.frame_len, h.index, h.stride));
             }
         }
     }

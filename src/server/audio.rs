@@ -1,44 +1,40 @@
-//! The audio service's driver: one UDP socket, a thread that receives
-//! client frames and a thread that runs the mixer every frame period. All
-//! mixing logic is in the sans-IO [`Mixer`].
+//! The audio service's driver: a thread that takes the members' audio
+//! datagrams (arriving on their links, [`super::media`]) and a thread that
+//! runs the mixer every frame period and sends each listener its mix on its
+//! link. All mixing logic is in the sans-IO [`Mixer`].
 
-use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use super::core::SessionId;
 use super::directory::Directory;
+use super::media::{Arrival, Peers};
 use super::mixer::{Mixer, MixerConfig, MixerStats, Sender};
 use crate::media::audio::frame_us;
-use crate::proto::{AUDIO_DATAGRAM_MAX, AudioUp, FeedbackUp, is_audio_feedback};
+use crate::proto::{AudioUp, FeedbackUp, is_audio_feedback};
 
 /// Counters for an operator or a test.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AudioStats {
     pub mixer: MixerStats,
-    /// Datagrams whose session/token pair the directory does not know.
+    /// Datagrams from a link whose session has left the meeting.
     pub bad_token: u64,
     /// Datagrams that are not audio packets at all.
     pub malformed: u64,
     /// Ticks that started more than one frame late (a starved host).
     pub late_ticks: u64,
-}
-
-/// Binds the audio socket (port 0 picks a free one).
-pub fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
-    let socket = UdpSocket::bind(addr)?;
-    // Room for a burst from many talkers between two ticks.
-    let s = socket2::SockRef::from(&socket);
-    let _ = s.set_recv_buffer_size(1 << 20);
-    let _ = s.set_send_buffer_size(1 << 20);
-    Ok(socket)
+    /// Mix datagrams that could not be sent (listener's link gone or closed).
+    pub unsent: u64,
 }
 
 /// The running mixer. Dropping it stops its threads.
 pub struct AudioService {
-    pub addr: SocketAddr,
+    peers: Peers,
     stop: Arc<AtomicBool>,
     state: Arc<Mutex<State>>,
     threads: Vec<JoinHandle<()>>,
@@ -55,36 +51,36 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 }
 
 impl AudioService {
-    /// Two named threads: `sapora-audio-rx` feeds arriving packets to the
-    /// mixer; `sapora-audio-mixer` ticks on a precise sleep (a socket
-    /// timeout would round to the kernel's tick, several ms), so the mix
-    /// leaves at a steady phase that clients can align to.
+    /// Two named threads: `sapora-audio-rx` feeds the datagrams in
+    /// `arrivals` (each with the session whose link it came on) to the
+    /// mixer; `sapora-audio-mixer` ticks on a precise sleep (a timeout would
+    /// round to the kernel's tick, several ms), so the mix leaves at a
+    /// steady phase that clients can align to, and sends with
+    /// `Link::send_datagram`, which never blocks.
     pub fn start(
-        socket: UdpSocket,
+        arrivals: Receiver<Arrival>,
+        peers: Peers,
         directory: Directory,
         cfg: MixerConfig,
     ) -> std::io::Result<AudioService> {
-        let addr = socket.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let state =
             Arc::new(Mutex::new(State { mixer: Mixer::new(cfg), stats: AudioStats::default() }));
         let start = Instant::now();
-        let rx_socket = socket.try_clone()?;
-        rx_socket.set_read_timeout(Some(Duration::from_millis(100)))?;
         let mut threads = Vec::new();
         {
             let (stop, state, directory) = (stop.clone(), state.clone(), directory.clone());
             threads.push(
                 std::thread::Builder::new()
                     .name("sapora-audio-rx".into())
-                    .spawn(move || receive(rx_socket, &directory, &state, &stop, start))?,
+                    .spawn(move || receive(arrivals, &directory, &state, &stop, start))?,
             );
         }
         {
-            let (stopping, state) = (stop.clone(), state.clone());
+            let (stopping, state, out) = (stop.clone(), state.clone(), peers.clone());
             let spawned = std::thread::Builder::new()
                 .name("sapora-audio-mixer".into())
-                .spawn(move || tick(socket, &directory, &state, &stopping, start));
+                .spawn(move || tick(&out, &directory, &state, &stopping, start));
             match spawned {
                 Ok(t) => threads.push(t),
                 Err(e) => {
@@ -93,7 +89,7 @@ impl AudioService {
                 }
             }
         }
-        Ok(AudioService { addr, stop, state, threads })
+        Ok(AudioService { peers, stop, state, threads })
     }
 
     /// Where recorded rooms' shared mixes go (see `record.rs`).
@@ -121,7 +117,7 @@ impl AudioService {
 
     pub fn stats(&self) -> AudioStats {
         let st = lock(&self.state);
-        AudioStats { mixer: st.mixer.stats(), ..st.stats }
+        AudioStats { mixer: st.mixer.stats(), unsent: self.peers.unsent(), ..st.stats }
     }
 
     pub fn stop(&mut self) {
@@ -143,7 +139,7 @@ fn micros(start: Instant, t: Instant) -> u64 {
 }
 
 fn tick(
-    socket: UdpSocket,
+    peers: &Peers,
     directory: &Directory,
     state: &Mutex<State>,
     stop: &AtomicBool,
@@ -160,9 +156,9 @@ fn tick(
         let now = Instant::now();
         let mut st = lock(state);
         st.mixer.tick(micros(start, now), |to, data| {
-            // A full send buffer or an unreachable listener loses one frame
-            // for that listener only.
-            let _ = socket.send_to(data, to);
+            // A closed link loses the frame for that listener only; a full
+            // queue drops its oldest datagram (newest wins).
+            peers.send(to, Bytes::copy_from_slice(data));
         });
         next_tick += period;
         if now > next_tick {
@@ -178,54 +174,36 @@ fn tick(
 }
 
 fn receive(
-    socket: UdpSocket,
+    arrivals: Receiver<Arrival>,
     directory: &Directory,
     state: &Mutex<State>,
     stop: &AtomicBool,
     start: Instant,
 ) {
-    let mut buf = vec![0u8; AUDIO_DATAGRAM_MAX + 1];
     while !stop.load(Ordering::Relaxed) {
-        let (n, from) = match socket.recv_from(&mut buf) {
+        let (session, data) = match arrivals.recv_timeout(Duration::from_millis(100)) {
             Ok(got) => got,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue;
-            }
-            Err(e) => {
-                // E.g. an ICMP "port unreachable" from a listener that went
-                // away, reported on some systems: keep serving the rest.
-                tracing::debug!("audio socket: {e}");
-                continue;
-            }
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
         };
         let now = micros(start, Instant::now());
-        if is_audio_feedback(&buf[..n]) {
-            let Ok(report) = FeedbackUp::decode(&buf[..n]) else {
-                lock(state).stats.malformed += 1;
-                continue;
-            };
-            let Some(entry) = directory.authenticate(report.session, report.token) else {
-                lock(state).stats.bad_token += 1;
-                continue;
-            };
-            let who = Sender { session: report.session, name: &entry.name, room: &entry.room };
-            lock(state).mixer.feedback(now, who, from, &report);
-            continue;
-        }
-        let Ok(pkt) = AudioUp::decode(&buf[..n]) else {
-            lock(state).stats.malformed += 1;
-            continue;
-        };
-        let Some(entry) = directory.authenticate(pkt.session, pkt.token) else {
+        // The link named the sender; whatever session the bytes claim is
+        // not looked at.
+        let Some(entry) = directory.heard(session) else {
             lock(state).stats.bad_token += 1;
             continue;
         };
-        let who = Sender { session: pkt.session, name: &entry.name, room: &entry.room };
-        lock(state).mixer.receive(now, who, from, &pkt);
+        let who = Sender { session, name: &entry.name, room: &entry.room };
+        if is_audio_feedback(&data) {
+            match FeedbackUp::decode(&data) {
+                Ok(report) => lock(state).mixer.feedback(now, who, &report),
+                Err(_) => lock(state).stats.malformed += 1,
+            }
+            continue;
+        }
+        match AudioUp::decode(&data) {
+            Ok(pkt) => lock(state).mixer.receive(now, who, &pkt),
+            Err(_) => lock(state).stats.malformed += 1,
+        }
     }
 }

@@ -12,6 +12,7 @@ use smol::future::FutureExt;
 use smol::{Task, Timer};
 
 use super::core::{ConnId, Host, HostEvent, Input, Output, SessionId, Stats};
+use super::media::{LinkSession, MediaRouter};
 use crate::proto::{ClientMsg, DecodeError, HostMsg, limits};
 use crate::transport::framed::{FrameError, FrameReader, FrameWriter};
 use crate::transport::link::{Established, Link, LinkRecv, LinkSend};
@@ -67,11 +68,14 @@ struct Frame {
 
 pub(crate) enum DriverMsg {
     Input(Input),
-    /// An admitted link's control stream.
-    Link(Box<Established<Link>>),
+    /// An admitted link's control stream, and where its datagram reader
+    /// learns the session the link carries.
+    Link(Box<Established<Link>>, Arc<LinkSession>),
 }
 
 struct ConnHandle {
+    link: Link,
+    owner: Arc<LinkSession>,
     tx: Sender<Arc<Frame>>,
     /// The verification code of this connection's link.
     code: VerificationCode,
@@ -84,6 +88,7 @@ struct ConnHandle {
 #[derive(Clone)]
 pub struct ControlHandle {
     tx: Sender<DriverMsg>,
+    media: MediaRouter,
 }
 
 impl ControlHandle {
@@ -107,32 +112,42 @@ impl ControlHandle {
 pub struct Inbox {
     tx: Sender<DriverMsg>,
     rx: Receiver<DriverMsg>,
+    media: MediaRouter,
 }
 
-pub fn inbox() -> (ControlHandle, Inbox) {
+/// `media` takes the links' audio and video datagrams; the control task
+/// binds each session to the link it registered on (`media.peers`).
+pub fn inbox(media: MediaRouter) -> (ControlHandle, Inbox) {
     let (tx, rx) = smol::channel::bounded::<DriverMsg>(4096);
-    (ControlHandle { tx: tx.clone() }, Inbox { tx, rx })
+    (ControlHandle { tx: tx.clone(), media: media.clone() }, Inbox { tx, rx, media })
 }
 
 /// Serves one admitted client link: hands its control stream to the
-/// control plane (whose core then sees `Register`, chat, …) and serves each
+/// control plane (whose core then sees `Register`, chat, …), serves each
 /// further stream the client opens (files, screen) with
 /// [`super::streams::serve_stream`], `streams.peer` set to the link's remote
-/// address. Returns when the link closes.
+/// address, and hands its datagrams (audio, video) to the media services
+/// as sent by the session registered on this link. Returns when the link
+/// closes.
 pub async fn serve_link(
     established: Established<Link>,
     control: &ControlHandle,
     streams: super::streams::StreamContext,
 ) {
     let link = established.link.clone();
-    if control.tx.send(DriverMsg::Link(Box::new(established))).await.is_err() {
+    let owner = Arc::new(LinkSession::new());
+    if control.tx.send(DriverMsg::Link(Box::new(established), owner.clone())).await.is_err() {
         link.close("the host is shutting down");
         return;
     }
     let ctx = super::streams::StreamContext { peer: link.remote_address(), ..streams };
-    while let Ok((send, recv)) = link.accept_bi().await {
-        smol::spawn(super::streams::serve_stream(send, recv, ctx.clone())).detach();
-    }
+    let datagrams = super::media::read_datagrams(link.clone(), owner, control.media.clone());
+    let accept = async {
+        while let Ok((send, recv)) = link.accept_bi().await {
+            smol::spawn(super::streams::serve_stream(send, recv, ctx.clone())).detach();
+        }
+    };
+    accept.or(datagrams).await;
 }
 
 /// Runs the control plane until `stop` fires (or is dropped), then tells every
@@ -146,7 +161,7 @@ pub async fn run(
     codes: MemberCodes,
     mut on_event: impl FnMut(HostEvent),
 ) {
-    let Inbox { tx, rx } = inbox;
+    let Inbox { tx, rx, media } = inbox;
     let mut next_id = 1u64;
     let mut conns: HashMap<ConnId, ConnHandle> = HashMap::new();
     let mut closing: Vec<Task<()>> = Vec::new();
@@ -169,12 +184,12 @@ pub async fn run(
             .await;
         let input = match next {
             Some(DriverMsg::Input(input)) => input,
-            Some(DriverMsg::Link(est)) => {
+            Some(DriverMsg::Link(est, owner)) => {
                 let conn = ConnId(next_id);
                 next_id += 1;
                 let peer = est.link.remote_address().ip();
                 let room = est.admission.room.clone();
-                conns.insert(conn, spawn_conn(conn, *est, tx.clone()));
+                conns.insert(conn, spawn_conn(conn, *est, owner, tx.clone()));
                 core.handle(Instant::now(), Input::Connected { conn, peer });
                 Input::Admitted { conn, room }
             }
@@ -190,9 +205,13 @@ pub async fn run(
                 match out {
                     Output::Send { to, msg } => {
                         if let HostMsg::Welcome(w) = &msg {
+                            // The session now owns the link it registered
+                            // (or rejoined) on: its datagrams are its own.
                             for conn in &to {
                                 if let Some(h) = conns.get(conn) {
                                     codes.welcomed(*conn, &w.room, &w.name, h.code);
+                                    h.owner.set(w.session);
+                                    media.peers.bind(w.session, conn.0, h.link.clone());
                                 }
                             }
                         }
@@ -207,6 +226,7 @@ pub async fn run(
                     }
                     Output::Close { conn } => {
                         codes.closed(conn);
+                        media.peers.unbind_conn(conn.0);
                         if let Some(h) = conns.remove(&conn) {
                             // Dropping the reader task cancels it; closing the
                             // queue lets the writer flush what is left and end.
@@ -239,12 +259,18 @@ pub async fn run(
         .await;
 }
 
-fn spawn_conn(conn: ConnId, est: Established<Link>, tx: Sender<DriverMsg>) -> ConnHandle {
+fn spawn_conn(
+    conn: ConnId,
+    est: Established<Link>,
+    owner: Arc<LinkSession>,
+    tx: Sender<DriverMsg>,
+) -> ConnHandle {
     let (out_tx, out_rx) = smol::channel::bounded::<Arc<Frame>>(WRITE_QUEUE);
     let code = est.link.verification_code();
+    let link = est.link.clone();
     let writer = smol::spawn(write_loop(est.control_send, est.link, out_rx));
     let reader = smol::spawn(read_loop(conn, est.control_recv, tx));
-    ConnHandle { tx: out_tx, code, writer, _reader: reader }
+    ConnHandle { link, owner, tx: out_tx, code, writer, _reader: reader }
 }
 
 async fn write_loop(send: LinkSend, link: Link, rx: Receiver<Arc<Frame>>) {

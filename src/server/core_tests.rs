@@ -125,7 +125,7 @@ fn welcome_carries_ports_members_and_blank_room_is_default() {
     let w = h.join(1, "alice", "  ");
     assert_eq!(w.name, "alice");
     assert_eq!(w.room, "default");
-    assert_eq!(w.ports.audio, 6001);
+    assert_eq!((w.ports.control, w.ports.discovery), (5000, 5001));
     assert_eq!(w.host_name, "test-host");
     assert_eq!(w.members.len(), 1);
     assert_eq!(w.members[0].ip, "10.0.0.7");

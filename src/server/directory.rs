@@ -93,6 +93,18 @@ impl Directory {
         entry
     }
 
+    /// The session that owns the link a media datagram arrived on (its
+    /// link authenticated it); `None` if it has left. Like
+    /// [`Directory::authenticate`], records that its media reaches us.
+    pub fn heard(&self, session: u32) -> Option<Entry> {
+        let entry = self.get(SessionId(session))?;
+        let known = self.heard.read().unwrap_or_else(|e| e.into_inner()).contains(&entry.session);
+        if !known && self.heard.write().unwrap_or_else(|e| e.into_inner()).insert(entry.session) {
+            self.fresh.lock().unwrap_or_else(|e| e.into_inner()).push(entry.session);
+        }
+        Some(entry)
+    }
+
     /// Sessions whose first media datagram arrived since the last call.
     pub fn take_heard(&self) -> Vec<SessionId> {
         std::mem::take(&mut *self.fresh.lock().unwrap_or_else(|e| e.into_inner()))

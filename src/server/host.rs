@@ -219,6 +219,8 @@ pub struct RunningHost {
     control: Task<()>,
     handle: ControlHandle,
     directory: Directory,
+    /// The links media goes out on (cleared at shutdown).
+    peers: super::media::Peers,
     _beacon: Option<Task<()>>,
     _reach: Task<()>,
     handover: Receiver<Survivor>,
@@ -317,6 +319,7 @@ impl RunningHost {
         let _ = self.stop.send(()).await;
         self.control.await;
         self.directory.clear();
+        self.peers.clear();
         self.endpoint.close();
         smol::Timer::after(CLOSE_SEND).await;
         EndpointGuard::release_port(&self.endpoint.0);
@@ -326,6 +329,12 @@ impl RunningHost {
 /// Closes the endpoint when the host is dropped: clients see the link drop
 /// at once rather than after the idle timeout.
 struct EndpointGuard(quinn::Endpoint);
+
+/// How long a host started on a fixed port waits for it to be released by
+/// a host that stopped a moment ago (its closed connections still hold the
+/// old socket for a moment), in steps of `REBIND_STEP`.
+const REBIND_WAIT: Duration = Duration::from_secs(2);
+const REBIND_STEP: Duration = Duration::from_millis(50);
 
 /// How long the endpoint has to send its CONNECTION_CLOSEs before its port
 /// is given up.
@@ -374,9 +383,24 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
     // port 0 (any), the number QUIC got on UDP may be taken on TCP: then
     // both are bound again on another number (a few tries).
     let mut tries_left = 16;
+    let mut bind_waited = Duration::ZERO;
     let (endpoint, tunnel_listener, tunnel_addr) = loop {
-        let endpoint = quic::host_endpoint_on(addr, &identity, runtime.clone())
-            .map_err(|source| HostError::Quic { addr, source })?;
+        let endpoint = match quic::host_endpoint_on(addr, &identity, runtime.clone()) {
+            Ok(endpoint) => endpoint,
+            // A host stopped a moment ago on this port may still hold it
+            // while its last connections let go of the socket: wait a
+            // little (at most `REBIND_WAIT`) rather than fail.
+            Err(QuicError::Bind { source, .. })
+                if source.kind() == std::io::ErrorKind::AddrInUse
+                    && opts.ports.control != 0
+                    && bind_waited < REBIND_WAIT =>
+            {
+                smol::Timer::after(REBIND_STEP).await;
+                bind_waited += REBIND_STEP;
+                continue;
+            }
+            Err(source) => return Err(HostError::Quic { addr, source }),
+        };
         let port = endpoint.local_addr().map_or(addr.port(), |a| a.port());
         let tunnel_addr = SocketAddr::new(opts.bind, port);
         match smol::net::TcpListener::bind(tunnel_addr).await {
@@ -400,7 +424,7 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
     };
     let net = NetExecutor::start(executor, &endpoint).map_err(HostError::Threads)?;
     let control_addr = endpoint.local_addr().unwrap_or(addr);
-    let mut ports = Ports { control: control_addr.port(), ..opts.ports };
+    let ports = Ports { control: control_addr.port(), ..opts.ports };
     let tunnel_tls =
         Arc::new(fallback::server_tls_config(&identity).map_err(|e| HostError::Bind {
             what: "TLS fallback, TCP",
@@ -410,28 +434,23 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
 
     let rooms: Arc<Mutex<Vec<RoomInfo>>> = Arc::default();
 
-    // Media services start here, each binding its port (0 = any) and
-    // recording the port actually bound in `ports`, with `directory` to check
-    // packets against sessions and `control` to notify members.
+    // Media services start here with `directory` to route datagrams to
+    // sessions' rooms and `control` to notify members. Audio and video
+    // arrive as datagrams on the members' links (`control::serve_link`
+    // hands them to `media` under the link's session) and leave through
+    // `peers`.
     let directory = Directory::default();
-    let (control, inbox) = control::inbox();
-    let video = {
-        let addr = SocketAddr::new(opts.bind, opts.ports.video);
-        let bind_err = |source| HostError::Bind { what: "video, UDP", addr, source };
-        let socket = crate::net::bind_media_socket(addr).map_err(bind_err)?;
-        super::video::VideoService::start(socket, directory.clone()).map_err(bind_err)?
-    };
-    ports.video = video.addr.port();
-
+    let (media, arrivals) = super::media::MediaRouter::new(super::media::Peers::default());
+    let peers = media.peers.clone();
+    let (control, inbox) = control::inbox(media);
+    let video = super::video::VideoService::start(arrivals.video, peers.clone(), directory.clone());
+    let media_peers = peers.clone();
     let audio = {
-        let addr = SocketAddr::new(opts.bind, opts.ports.audio);
-        let bind_err = |source| HostError::Bind { what: "audio, UDP", addr, source };
-        let socket = super::audio::bind(addr).map_err(bind_err)?;
         let mix = super::mixer::MixerConfig::new(opts.audio_codec)
-            .with_frame_samples(opts.audio_frame_samples);
-        super::audio::AudioService::start(socket, directory.clone(), mix).map_err(bind_err)?
+            .with_frame_samples(audio_frame_samples(&opts));
+        super::audio::AudioService::start(arrivals.audio, peers, directory.clone(), mix)
+            .map_err(HostError::Threads)?
     };
-    ports.audio = audio.addr.port();
 
     let screen = super::screen::spawn(directory.clone());
 
@@ -641,6 +660,7 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
         control: control_task,
         handle: control,
         directory,
+        peers: media_peers,
         _beacon: beacon,
         _reach: reach,
         handover,
@@ -653,6 +673,17 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
         audio,
         _recorder: recorder,
     })
+}
+
+/// Samples per mix frame: the options' choice, except that a PCM mix
+/// always uses 10 ms frames: 20 ms of 16-bit PCM (1920 bytes) does not fit
+/// a QUIC datagram (about 1150 bytes before path-MTU discovery), 10 ms (960
+/// bytes) does.
+fn audio_frame_samples(opts: &HostOptions) -> usize {
+    match opts.audio_codec {
+        crate::proto::AudioCodec::Pcm16 => crate::media::audio::FRAME_10MS,
+        _ => opts.audio_frame_samples,
+    }
 }
 
 /// The host-wide passcode and the per-room ones.

@@ -47,7 +47,6 @@
 //! Encoders then expect only the loss the copies leave ([`residual_loss`]).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::SocketAddr;
 
 use crate::media::audio::codec::{
     LossEstimate, expected_loss_percent, redundancy_frames, residual_loss,
@@ -165,7 +164,6 @@ enum Stream {
 struct Member {
     name: String,
     room: String,
-    addr: SocketAddr,
     last_heard_us: u64,
     jb: JitterBuffer<Packet>,
     decoder: Decoder,
@@ -478,7 +476,7 @@ impl Mixer {
         self.rooms.retain(|r, _| rooms.contains(r));
     }
 
-    fn member(&mut self, now_us: u64, sender: Sender<'_>, from: SocketAddr) -> &mut Member {
+    fn member(&mut self, now_us: u64, sender: Sender<'_>) -> &mut Member {
         let fus = frame_us(self.cfg.frame_samples);
         let n = self.cfg.frame_samples;
         let jitter = JitterConfig {
@@ -491,7 +489,6 @@ impl Mixer {
         let m = self.members.entry(sender.session).or_insert_with(|| Member {
             name: sender.name.to_string(),
             room: sender.room.to_string(),
-            addr: from,
             last_heard_us: now_us,
             jb: JitterBuffer::new(jitter),
             decoder: Decoder::new(),
@@ -533,23 +530,16 @@ impl Mixer {
             m.name.clear();
             m.name.push_str(sender.name);
         }
-        // The latest address wins (NAT rebinding, a client restart).
-        m.addr = from;
         m.last_heard_us = now_us;
         m
     }
 
-    /// An authenticated packet from `sender` arrived from `from`.
-    pub fn receive(
-        &mut self,
-        now_us: u64,
-        sender: Sender<'_>,
-        from: SocketAddr,
-        pkt: &AudioUp<'_>,
-    ) {
+    /// A packet from `sender` (the session that owns the link it came on;
+    /// `pkt.session` is not trusted) arrived.
+    pub fn receive(&mut self, now_us: u64, sender: Sender<'_>, pkt: &AudioUp<'_>) {
         self.stats.packets_in += 1;
         let frame_samples = self.cfg.frame_samples;
-        let m = self.member(now_us, sender, from);
+        let m = self.member(now_us, sender);
         if pkt.keepalive {
             return;
         }
@@ -583,21 +573,17 @@ impl Mixer {
         }
     }
 
-    /// An authenticated reception report from `sender` on the audio we send it.
-    pub fn feedback(
-        &mut self,
-        now_us: u64,
-        sender: Sender<'_>,
-        from: SocketAddr,
-        report: &FeedbackUp,
-    ) {
+    /// A reception report from `sender` (as in [`Mixer::receive`]) on the
+    /// audio we send it.
+    pub fn feedback(&mut self, now_us: u64, sender: Sender<'_>, report: &FeedbackUp) {
         self.stats.feedback_in += 1;
-        let m = self.member(now_us, sender, from);
+        let m = self.member(now_us, sender);
         m.down_loss.update(report.loss);
     }
 
-    /// One frame period: mixes every room and sends each listener its mix.
-    pub fn tick(&mut self, now_us: u64, mut send: impl FnMut(SocketAddr, &[u8])) {
+    /// One frame period: mixes every room and sends each listener its mix
+    /// (`send` gets the listener's session and the datagram).
+    pub fn tick(&mut self, now_us: u64, mut send: impl FnMut(u32, &[u8])) {
         self.stats.ticks += 1;
         self.tick += 1;
         let tick = self.tick;
@@ -1015,7 +1001,7 @@ impl Mixer {
                 }
                 self.stats.datagrams_out += 1;
                 self.stats.bytes_out += datagram.len() as u64;
-                send(self.members[&s].addr, datagram);
+                send(s, datagram);
             }
             if self.recorded.contains(room.as_str()) && codec == AudioCodec::Opus {
                 let state = self.rooms.get_mut(room).expect("inserted above");
@@ -1069,13 +1055,8 @@ impl Mixer {
 
     /// Reception reports to every member whose audio arrived since the last
     /// ones: their loss and jitter, and the loss their encoder should expect.
-    fn send_feedback(
-        &mut self,
-        now_us: u64,
-        send: &mut impl FnMut(SocketAddr, &[u8]),
-        first_only: bool,
-    ) {
-        for m in self.members.values_mut() {
+    fn send_feedback(&mut self, now_us: u64, send: &mut impl FnMut(u32, &[u8]), first_only: bool) {
+        for (&session, m) in self.members.iter_mut() {
             if first_only && (m.reported || m.up_meter.pending() < FIRST_REPORT_AFTER) {
                 continue;
             }
@@ -1102,7 +1083,7 @@ impl Mixer {
             self.datagram.clear();
             report.encode(&mut self.datagram);
             self.stats.feedback_out += 1;
-            send(m.addr, &self.datagram);
+            send(session, &self.datagram);
         }
     }
 }
@@ -1111,13 +1092,8 @@ impl Mixer {
 mod tests {
     use super::*;
     use crate::proto::AudioDown;
-    use std::net::{IpAddr, Ipv4Addr};
 
     const F: u64 = 20_000;
-
-    fn addr(session: u32) -> SocketAddr {
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40_000 + session as u16)
-    }
 
     /// A constant-value frame makes each talker's share visible in the mix.
     fn dc(v: f32) -> Vec<f32> {
@@ -1163,7 +1139,6 @@ mod tests {
             let name = format!("p{session}");
             let up = AudioUp {
                 session,
-                token: 0,
                 keepalive: frame.is_none(),
                 end,
                 seq: *seq,
@@ -1173,7 +1148,7 @@ mod tests {
                 payload: &payload,
             };
             let who = Sender { session, name: &name, room };
-            self.mixer.receive(self.now, who, addr(session), &up);
+            self.mixer.receive(self.now, who, &up);
             payload
         }
 
@@ -1183,7 +1158,7 @@ mod tests {
             let mut out = BTreeMap::new();
             self.now += F;
             self.mixer.tick(self.now, |to, data| {
-                let session = u32::from(to.port() - 40_000);
+                let session = to;
                 let Ok(down) = AudioDown::decode(data) else { return };
                 if down.keepalive {
                     return;
@@ -1444,7 +1419,7 @@ mod tests {
             r.now += F;
             r.mixer.tick(r.now, |to, data| {
                 let Ok(d) = AudioDown::decode(data) else { return };
-                if to == addr(2) && !d.levels.is_empty() {
+                if to == 2 && !d.levels.is_empty() {
                     reports += 1;
                     let l1 = d.levels.iter().find(|l| l.session == 1).unwrap();
                     assert!(l1.level >= crate::proto::SPEAKING_LEVEL && l1.name == "p1");
@@ -1478,7 +1453,7 @@ mod tests {
         r.now += F;
         r.mixer.tick(r.now, |to, data| {
             if !crate::proto::is_audio_feedback(data) {
-                out.push((u32::from(to.port() - 40_000), data.to_vec()))
+                out.push((to, data.to_vec()))
             }
         });
         out
@@ -1645,13 +1620,12 @@ mod tests {
                 if k == 0 {
                     let name = "p2".to_string();
                     let who = Sender { session: 2, name: &name, room: "fb" };
-                    let report =
-                        FeedbackUp { session: 2, token: 0, loss: listener_loss, jitter_us: 100 };
-                    r.mixer.feedback(r.now, who, addr(2), &report);
+                    let report = FeedbackUp { session: 2, loss: listener_loss, jitter_us: 100 };
+                    r.mixer.feedback(r.now, who, &report);
                 }
                 r.now += F;
                 r.mixer.tick(r.now, |to, data| {
-                    if let (true, Ok(fb)) = (to == addr(1), FeedbackDown::decode(data)) {
+                    if let (true, Ok(fb)) = (to == 1, FeedbackDown::decode(data)) {
                         got = Some(fb.expected_loss_percent);
                     }
                 });
@@ -1673,8 +1647,8 @@ mod tests {
     fn report(r: &mut Room, s: u32, room: &str, loss: f64) {
         let name = format!("p{s}");
         let who = Sender { session: s, name: &name, room };
-        let fb = FeedbackUp { session: s, token: 0, loss, jitter_us: 0 };
-        r.mixer.feedback(r.now, who, addr(s), &fb);
+        let fb = FeedbackUp { session: s, loss, jitter_us: 0 };
+        r.mixer.feedback(r.now, who, &fb);
     }
 
     #[test]
@@ -1707,7 +1681,6 @@ mod tests {
                 let seq = k as u32 + 1;
                 let up = AudioUp {
                     session: 1,
-                    token: 0,
                     keepalive: false,
                     end: false,
                     seq,
@@ -1716,12 +1689,7 @@ mod tests {
                     samples: 960,
                     payload: &payload,
                 };
-                r.mixer.receive(
-                    r.now,
-                    Sender { session: 1, name: &name, room: "red" },
-                    addr(1),
-                    &up,
-                );
+                r.mixer.receive(r.now, Sender { session: 1, name: &name, room: "red" }, &up);
             }
             for (to, data) in tick_all(&mut r) {
                 let d = AudioDown::decode(&data).unwrap();

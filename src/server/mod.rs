@@ -8,6 +8,7 @@ pub mod core;
 pub mod directory;
 pub mod files;
 pub mod host;
+pub mod media;
 pub mod mixer;
 pub mod reach;
 pub mod record;

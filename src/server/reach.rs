@@ -164,13 +164,11 @@ mod tests {
     #[test]
     fn media_ports_in_words() {
         let mut p = crate::proto::Ports::with_offset(0).unwrap();
-        assert_eq!(describe_media_ports(&p), "ports 6000\u{2013}6001");
-        p.audio = 6010;
-        assert_eq!(describe_media_ports(&p), "ports 6000 and 6010");
-        p.audio = 6000;
-        assert_eq!(describe_media_ports(&p), "port 6000");
+        assert_eq!(describe_media_ports(&p), "port 5000");
+        p.control = 5010;
+        assert_eq!(describe_media_ports(&p), "port 5010");
         let w = blocked_warning(IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1)), &p);
-        assert!(w.contains("UDP to 10.77.0.1 port 6000 seems blocked by a firewall"), "{w}");
+        assert!(w.contains("UDP to 10.77.0.1 port 5010 seems blocked by a firewall"), "{w}");
     }
 
     #[test]

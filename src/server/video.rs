@@ -1,37 +1,41 @@
-//! The video relay (UDP 6000): forwards camera fragments to the sender's room
-//! without decoding them, honouring each receiver's per-sender subscription.
+//! The video relay: forwards camera fragments to the sender's room without
+//! decoding them, honouring each receiver's per-sender subscription.
 //!
-//! [`VideoRelay`] is the sans-IO core: a datagram and the time in, the
-//! addresses to forward it to (or a reply) out. [`run`] is the driver that
-//! owns the socket. Invariants:
+//! [`VideoRelay`] is the sans-IO core: a datagram, the session whose link
+//! it arrived on and the time in, the sessions to forward it to (or a reply)
+//! out. [`run`] is the driver: it takes the datagrams the links' readers
+//! hand it ([`super::media`]) and sends with `Link::send_datagram`.
+//! Invariants:
 //! - a fragment goes only to members of the sender's room, never back to the
 //!   sender, and only to receivers whose subscription to that sender names
 //!   that fragment's layer (a thumbnail subscriber never gets a full-layer byte);
-//! - a fragment whose token is not its session's is dropped and counted, and
-//!   so is anything that does not parse;
-//! - forwarded fragments carry a zeroed token, so receivers never learn
-//!   another participant's secret.
+//! - the sender is the session that owns the link the fragment came on:
+//!   the relay writes that session into every forwarded fragment, whatever
+//!   the fragment claimed, so nobody can send video as somebody else;
+//! - a datagram from a link whose session has left is dropped and counted,
+//!   and so is anything that does not parse.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use smol::Async;
+use bytes::Bytes;
 use smol::channel::Receiver;
 use smol::future::FutureExt;
 
+use super::core::SessionId;
 use super::directory::Directory;
+use super::media::{Arrival, Peers};
 use crate::proto::{
-    Layer, MAX_VIDEO_CONTROL, MAX_VIDEO_DATAGRAM, MsgType, Subscription, TOKEN_OFFSET, VideoHello,
-    VideoPacket, VideoPeer, VideoRoster, decode_video, encode_video_control,
+    Layer, MAX_VIDEO_CONTROL, MsgType, SESSION_OFFSET, Subscription, VideoHello, VideoPacket,
+    VideoPeer, VideoRoster, decode_video, encode_video_control,
 };
 
 #[derive(Debug, Clone, Copy)]
 pub struct RelayConfig {
     /// A receiver not heard from (hello) for this long gets nothing more.
     pub receiver_timeout: Duration,
-    /// How long a sender's token check is trusted before asking the directory
+    /// How long a sender's room is trusted before asking the directory
     /// again (so a member who left stops being relayed within this time).
     pub auth_refresh: Duration,
 }
@@ -56,7 +60,7 @@ pub struct RelayStats {
     pub bytes_out_full: u64,
     pub bytes_out_thumb: u64,
     pub hellos: u64,
-    /// Dropped: token not the session's, or session unknown.
+    /// Dropped: the link's session has left (or never registered).
     pub bad_token: u64,
     /// Dropped: did not parse, or not a client → host message.
     pub malformed: u64,
@@ -67,9 +71,9 @@ pub struct RelayStats {
 /// What to do with one datagram.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
-    /// Send the (token-zeroed) datagram to every address in `targets`.
+    /// Send the (sender-stamped) datagram to every session in `targets`.
     Forward,
-    /// Send these bytes back to the datagram's source.
+    /// Send these bytes back to the datagram's sender.
     Reply(Vec<u8>),
     /// Nothing to send.
     Drop(DropReason),
@@ -82,14 +86,11 @@ pub enum DropReason {
 }
 
 struct SenderAuth {
-    token: u64,
     room: Arc<str>,
     checked: Instant,
 }
 
 struct ReceiverState {
-    addr: SocketAddr,
-    token: u64,
     room: Arc<str>,
     default: Subscription,
     subs: HashMap<u32, Subscription>,
@@ -119,21 +120,22 @@ impl VideoRelay {
         RelayStats { receivers: self.receivers.len() as u64, ..self.stats }
     }
 
-    /// Handles one datagram from `from`. For [`Output::Forward`] the datagram
-    /// has been rewritten in place (token zeroed) and `targets` holds where it
-    /// goes.
+    /// Handles one datagram that `session` sent on its own link. For
+    /// [`Output::Forward`] the datagram has been rewritten in place (its
+    /// sender field set to `session`) and `targets` holds the sessions it
+    /// goes to.
     pub fn handle(
         &mut self,
         now: Instant,
-        from: SocketAddr,
+        session: u32,
         datagram: &mut [u8],
-        targets: &mut Vec<SocketAddr>,
+        targets: &mut Vec<u32>,
     ) -> Output {
         targets.clear();
         let len = datagram.len() as u64;
-        let (session, token, layer) = match decode_video(datagram) {
-            Ok(VideoPacket::Fragment(f)) => (f.header.session, f.header.token, f.header.layer),
-            Ok(VideoPacket::Hello(h)) => return self.hello(now, from, h),
+        let layer = match decode_video(datagram) {
+            Ok(VideoPacket::Fragment(f)) => f.header.layer,
+            Ok(VideoPacket::Hello(h)) => return self.hello(now, session, h),
             Ok(VideoPacket::Roster(_)) | Err(_) => {
                 self.stats.malformed += 1;
                 return Output::Drop(DropReason::Malformed);
@@ -141,11 +143,12 @@ impl VideoRelay {
         };
         self.stats.fragments_in += 1;
         self.stats.bytes_in += len;
-        let Some(room) = self.sender_room(now, session, token) else {
+        let Some(room) = self.sender_room(now, session) else {
             self.stats.bad_token += 1;
             return Output::Drop(DropReason::BadToken);
         };
-        datagram[TOKEN_OFFSET..TOKEN_OFFSET + 8].fill(0);
+        // Whatever sender the fragment named, it is the link's session.
+        datagram[SESSION_OFFSET..SESSION_OFFSET + 4].copy_from_slice(&session.to_be_bytes());
         let timeout = self.config.receiver_timeout;
         for (&id, r) in &self.receivers {
             if id == session
@@ -156,7 +159,7 @@ impl VideoRelay {
             }
             let sub = r.subs.get(&session).copied().unwrap_or(r.default);
             if sub.layer() == Some(layer) {
-                targets.push(r.addr);
+                targets.push(id);
             }
         }
         let n = targets.len() as u64;
@@ -169,38 +172,31 @@ impl VideoRelay {
         Output::Forward
     }
 
-    /// The sender's room if `token` is its session's, from a recent check or
-    /// the directory.
-    fn sender_room(&mut self, now: Instant, session: u32, token: u64) -> Option<Arc<str>> {
+    /// The sender's room, from a recent check or the directory.
+    fn sender_room(&mut self, now: Instant, session: u32) -> Option<Arc<str>> {
         if let Some(a) = self.senders.get(&session)
-            && a.token == token
             && now.saturating_duration_since(a.checked) < self.config.auth_refresh
         {
             return Some(a.room.clone());
         }
-        match self.directory.authenticate(session, token) {
+        match self.directory.heard(session) {
             Some(entry) => {
                 let room: Arc<str> = match self.senders.get(&session) {
                     Some(a) if *a.room == *entry.room => a.room.clone(),
                     _ => entry.room.into(),
                 };
-                self.senders
-                    .insert(session, SenderAuth { token, room: room.clone(), checked: now });
+                self.senders.insert(session, SenderAuth { room: room.clone(), checked: now });
                 Some(room)
             }
             None => {
-                // Only a real session's own entry is forgotten, never on a
-                // forger's word alone: the next genuine packet re-checks anyway.
-                if self.senders.get(&session).is_some_and(|a| a.token == token) {
-                    self.senders.remove(&session);
-                }
+                self.senders.remove(&session);
                 None
             }
         }
     }
 
-    fn hello(&mut self, now: Instant, from: SocketAddr, h: VideoHello) -> Output {
-        let Some(entry) = self.directory.authenticate(h.session, h.token) else {
+    fn hello(&mut self, now: Instant, session: u32, h: VideoHello) -> Output {
+        let Some(entry) = self.directory.heard(session) else {
             self.stats.bad_token += 1;
             return Output::Drop(DropReason::BadToken);
         };
@@ -208,10 +204,8 @@ impl VideoRelay {
         let members = self.directory.room_members(&entry.room);
         let room: Arc<str> = entry.room.into();
         self.receivers.insert(
-            h.session,
+            session,
             ReceiverState {
-                addr: from,
-                token: h.token,
                 room,
                 default: h.default,
                 subs: h.subs.into_iter().collect(),
@@ -241,7 +235,7 @@ impl VideoRelay {
         let directory = &self.directory;
         self.receivers.retain(|&id, r| {
             now.saturating_duration_since(r.last_hello) <= timeout
-                && directory.authenticate(id, r.token).is_some()
+                && directory.get(SessionId(id)).is_some_and(|e| *r.room == *e.room)
         });
         let refresh = self.config.auth_refresh;
         self.senders.retain(|_, a| now.saturating_duration_since(a.checked) < refresh * 4);
@@ -250,22 +244,20 @@ impl VideoRelay {
 
 /// A running relay, kept by `RunningHost`.
 pub struct VideoService {
-    pub addr: SocketAddr,
     stats: Arc<Mutex<RelayStats>>,
     _stop: smol::channel::Sender<()>,
     _task: smol::Task<()>,
 }
 
 impl VideoService {
-    /// Starts the relay on an already bound socket.
-    pub fn start(socket: UdpSocket, directory: Directory) -> std::io::Result<VideoService> {
-        let addr = socket.local_addr()?;
-        let socket = Async::new(socket)?;
+    /// Starts the relay on the datagrams in `arrivals` (each with the
+    /// session whose link it came on), sending through `peers`.
+    pub fn start(arrivals: Receiver<Arrival>, peers: Peers, directory: Directory) -> VideoService {
         let stats: Arc<Mutex<RelayStats>> = Arc::default();
         let relay = VideoRelay::new(RelayConfig::default(), directory);
         let (stop_tx, stop) = smol::channel::bounded::<()>(1);
-        let task = smol::spawn(run(socket, relay, stats.clone(), stop));
-        Ok(VideoService { addr, stats, _stop: stop_tx, _task: task })
+        let task = smol::spawn(run(arrivals, peers, relay, stats.clone(), stop));
+        VideoService { stats, _stop: stop_tx, _task: task }
     }
 
     /// Counters as of the last tick (at most 200 ms old).
@@ -274,25 +266,26 @@ impl VideoService {
     }
 }
 
-/// The driver: receive, ask the core, send. Stops when `stop` closes (or when
-/// its task is dropped).
+/// The driver: take a datagram, ask the core, send. Stops when `stop`
+/// closes (or when its task is dropped). Sending never waits: each link's
+/// datagram queue is newest-wins.
 pub async fn run(
-    socket: Async<UdpSocket>,
+    arrivals: Receiver<Arrival>,
+    peers: Peers,
     mut relay: VideoRelay,
     stats: Arc<Mutex<RelayStats>>,
     stop: Receiver<()>,
 ) {
     const TICK: Duration = Duration::from_millis(200);
-    let mut buf = vec![0u8; MAX_VIDEO_DATAGRAM.max(MAX_VIDEO_CONTROL as usize) + 1];
     let mut targets = Vec::new();
     let mut next_tick = Instant::now() + TICK;
     loop {
         enum Wake {
-            Packet(std::io::Result<(usize, SocketAddr)>),
+            Datagram(Option<Arrival>),
             Tick,
             Stop,
         }
-        let wake = async { Wake::Packet(socket.recv_from(&mut buf).await) }
+        let wake = async { Wake::Datagram(arrivals.recv().await.ok()) }
             .or(async {
                 smol::Timer::at(next_tick).await;
                 Wake::Tick
@@ -303,19 +296,19 @@ pub async fn run(
             })
             .await;
         match wake {
-            Wake::Packet(Ok((n, from))) => {
+            Wake::Datagram(Some((session, data))) => {
                 let now = Instant::now();
-                match relay.handle(now, from, &mut buf[..n], &mut targets) {
+                let mut buf = Vec::from(data);
+                match relay.handle(now, session, &mut buf, &mut targets) {
                     Output::Forward => {
-                        for to in &targets {
-                            // One unreachable receiver must not stop the rest.
-                            if let Err(e) = socket.send_to(&buf[..n], *to).await {
-                                tracing::debug!("video to {to}: {e}");
-                            }
+                        let out = Bytes::from(buf);
+                        for &to in &targets {
+                            // One closed link must not stop the rest.
+                            peers.send(to, out.clone());
                         }
                     }
                     Output::Reply(bytes) => {
-                        let _ = socket.send_to(&bytes, from).await;
+                        peers.send(session, Bytes::from(bytes));
                     }
                     Output::Drop(_) => {}
                 }
@@ -325,15 +318,13 @@ pub async fn run(
                     *stats.lock().unwrap_or_else(|e| e.into_inner()) = relay.stats();
                 }
             }
-            // ICMP "port unreachable" from a receiver that left shows up here.
-            Wake::Packet(Err(e)) => tracing::debug!("video socket: {e}"),
+            Wake::Datagram(None) | Wake::Stop => break,
             Wake::Tick => {
                 let now = Instant::now();
                 next_tick = now + TICK;
                 relay.tick(now);
                 *stats.lock().unwrap_or_else(|e| e.into_inner()) = relay.stats();
             }
-            Wake::Stop => break,
         }
     }
     *stats.lock().unwrap_or_else(|e| e.into_inner()) = relay.stats();

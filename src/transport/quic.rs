@@ -86,6 +86,11 @@ pub fn transport_config() -> quinn::TransportConfig {
     config.keep_alive_interval(Some(KEEP_ALIVE_INTERVAL));
     config.datagram_receive_buffer_size(Some(DATAGRAM_BUFFER));
     config.datagram_send_buffer_size(DATAGRAM_BUFFER);
+    // Audio and video are datagrams under the connection's congestion
+    // control: a loss-based controller (Cubic) shrinks to its floor on a
+    // path that loses or reorders packets at random, and real-time media
+    // then waits behind it. BBR paces to the measured bottleneck instead.
+    config.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
     config
 }
 

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use super::call::Frame;
 use super::settings::Settings;
 use crate::client::audio::{AudioConfig, AudioEngine, AudioEvent};
+use crate::client::media::MediaLink;
 use crate::client::screen::{PresentOptions, Presenter, ScreenImage, ScreenTarget, Viewer};
 use crate::client::video::{VideoEngine, VideoOptions};
 use crate::media::audio::{MicSpec, SpeakerSpec};
@@ -59,7 +60,9 @@ pub fn start_video(
     camera: bool,
 ) -> Result<(VideoEngine, Option<String>), String> {
     let opts = video_options(route, settings, camera)?;
-    VideoEngine::start(route.welcome.clone(), route.host, opts).map_err(|e| e.to_string())
+    let media =
+        MediaLink::new(route.link.clone(), route.welcome.clone()).map_err(|e| e.to_string())?;
+    VideoEngine::start(media, opts).map_err(|e| e.to_string())
 }
 
 /// Starts audio, muted or not; blocking (opens devices).
@@ -71,7 +74,9 @@ pub fn start_audio(route: &Route, settings: &Settings, muted: bool) -> Result<Au
     let mut config = AudioConfig::new(mic, speaker);
     config.muted = muted;
     config.voice = settings.voice;
-    AudioEngine::start(route.welcome.clone(), route.host, config).map_err(|e| e.to_string())
+    let media =
+        MediaLink::new(route.link.clone(), route.welcome.clone()).map_err(|e| e.to_string())?;
+    AudioEngine::start(media, config).map_err(|e| e.to_string())
 }
 
 pub fn start_viewer(route: &Route) -> Result<Viewer, String> {

@@ -43,13 +43,24 @@ pub fn udp_bound(addr: impl std::net::ToSocketAddrs) -> bool {
 /// Host options on 127.0.0.1 with free ports (0 = any) and no discovery.
 pub fn options() -> HostOptions {
     isolate();
-    let ports = Ports { control: 0, discovery: 0, video: 0, audio: 0 };
+    let ports = Ports { control: 0, discovery: 0 };
     HostOptions::new(LOOPBACK, ports, "test-host")
 }
 
 pub async fn start_host() -> RunningHost {
     isolate();
     server::start(options()).await.expect("host starts on loopback")
+}
+
+/// True (and says so) when the run forces the TLS tunnel
+/// (`SAPORA_TRANSPORT=tls`): tests that put the UDP impairment shim in
+/// front of the host's QUIC port then have nothing to impair, and skip.
+pub fn skip_over_tls(test: &str) -> bool {
+    let tls = std::env::var("SAPORA_TRANSPORT").is_ok_and(|t| t.trim().eq_ignore_ascii_case("tls"));
+    if tls {
+        eprintln!("{test}: skipped over TLS (the impairment shim carries UDP, i.e. QUIC, only)");
+    }
+    tls
 }
 
 pub async fn join(addr: SocketAddr, name: &str, room: &str) -> Client {
@@ -59,7 +70,7 @@ pub async fn join(addr: SocketAddr, name: &str, room: &str) -> Client {
 
 /// A port offset no other test in this run uses, so hosts on fixed ports
 /// (discovery, restarts) do not collide when tests run in parallel. Every
-/// shifted port (up to 6001 + offset) stays below the kernel's ephemeral
+/// shifted port (up to 5443 + offset) stays below the kernel's ephemeral
 /// range (32768 and up), where the OS hands out ports to other sockets.
 pub fn unique_offset(slot: u16) -> u16 {
     let base = 10000 + (std::process::id() % 300) as u16 * 50;

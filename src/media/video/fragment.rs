@@ -13,12 +13,14 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::proto::{
-    Fragment, FragmentHeader, Layer, MAX_FRAGMENT_PAYLOAD, encode_fragment, fragment_count,
-    fragment_len,
+    Fragment, FragmentHeader, Layer, MAX_FRAGMENT_PAYLOAD, MIN_FRAGMENT_PAYLOAD, encode_fragment,
+    fragment_count, fragment_len,
 };
 
 /// Calls `send` with each whole fragment datagram of `jpeg`, built in one
-/// reused buffer. `header.index`, `count` and `frame_len` are filled in here.
+/// reused buffer. `header.index`, `count` and `frame_len` are filled in here;
+/// `header.stride` (the link's, `proto::fragment_stride`) is kept within
+/// the protocol's floor and ceiling.
 pub fn fragment_frame(
     mut header: FragmentHeader,
     jpeg: &[u8],
@@ -28,10 +30,12 @@ pub fn fragment_frame(
 ) {
     let frame_len = jpeg.len() as u32;
     header.frame_len = frame_len;
-    header.count = fragment_count(frame_len);
-    for (index, chunk) in jpeg.chunks(MAX_FRAGMENT_PAYLOAD).enumerate() {
+    header.stride =
+        usize::from(header.stride).clamp(MIN_FRAGMENT_PAYLOAD, MAX_FRAGMENT_PAYLOAD) as u16;
+    header.count = fragment_count(frame_len, header.stride);
+    for (index, chunk) in jpeg.chunks(usize::from(header.stride)).enumerate() {
         header.index = index as u16;
-        debug_assert_eq!(chunk.len(), fragment_len(frame_len, header.index));
+        debug_assert_eq!(chunk.len(), fragment_len(frame_len, header.index, header.stride));
         encode_fragment(&header, chunk, *seq, buf);
         *seq = seq.wrapping_add(1);
         send(buf);
@@ -103,6 +107,7 @@ struct Pending {
     frame_id: u32,
     capture_us: u64,
     frame_len: u32,
+    stride: u16,
     count: u16,
     first_seen: Instant,
     have: Vec<bool>,
@@ -187,6 +192,7 @@ impl Reassembler {
                     frame_id: h.frame_id,
                     capture_us: h.capture_us,
                     frame_len: h.frame_len,
+                    stride: h.stride,
                     count: h.count,
                     first_seen: now,
                     have: vec![false; usize::from(h.count)],
@@ -198,14 +204,18 @@ impl Reassembler {
             }
         };
         let p = &mut stream.pending[slot];
-        if p.frame_len != h.frame_len || p.count != h.count || p.capture_us != h.capture_us {
+        if p.frame_len != h.frame_len
+            || p.count != h.count
+            || p.stride != h.stride
+            || p.capture_us != h.capture_us
+        {
             self.stats.inconsistent += 1;
             return None;
         }
         let index = usize::from(h.index);
         // decode_fragment checked index < count and the exact length; these
         // guards keep a caller that skipped it from panicking.
-        let start = index * MAX_FRAGMENT_PAYLOAD;
+        let start = index * usize::from(h.stride);
         let Some(dest) = p.data.get_mut(start..start + frag.data.len()) else {
             self.stats.inconsistent += 1;
             return None;
