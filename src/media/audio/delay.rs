@@ -289,7 +289,21 @@ impl DelayEstimator {
         if count >= CONFIRMATIONS {
             let delay_ms = first as f32 / PER_MS as f32;
             let moved = self.estimate.is_none_or(|e| (e.delay_ms - delay_ms).abs() > 1.0);
-            if moved {
+            // An estimate stays while its lag still carries a strong
+            // arrival (half the peak or more): the echo is still there. On
+            // a periodic sound (the bots' clicks, every 500 ms) or with a
+            // reflection, another lag can briefly come out as the earliest
+            // strong arrival, and following it would misalign the canceller
+            // for a while (the bots' click test failed one run in three so:
+            // 60 → 37.5 → 60 ms, 60 → 497 → 60 ms). After a real change of
+            // the echo path the old lag fades out of the average within a
+            // few windows (`SMOOTHING`), and the estimate moves.
+            let still_there = self.estimate.is_some_and(|e| {
+                let at = (e.delay_ms * PER_MS as f32).round() as usize;
+                let around = at.saturating_sub(PER_MS)..(at + PER_MS + 1).min(lags.len());
+                lags[around].iter().any(|&v| v >= 0.5 * top)
+            });
+            if moved && !still_there {
                 self.estimate = Some(DelayEstimate { delay_ms, psr });
             } else if let Some(e) = &mut self.estimate {
                 e.psr = psr;
