@@ -37,7 +37,7 @@ fn dbfs(x: &[f32]) -> f64 {
 /// estimator, a matched filter below 2 kHz, never did on these 3 kHz
 /// bursts), and AEC3 runs on it. B's gain control starts at 0 dB and is held
 /// on leftover echo. With AEC off the echo comes back at about −41 dBFS;
-/// with it on, A hears nothing (−150 dBFS) or 30–45 dB less.
+/// with it on, A hears nothing (−150 dBFS) or 26–40 dB less.
 ///
 /// It used to fail about one run in three (a 14 s run measured from 9 s),
 /// for two reasons found in B's traces, both fixed: the delay estimate moved
@@ -50,7 +50,7 @@ fn dbfs(x: &[f32]) -> f64 {
 /// below −50 dBFS while the far end plays). Under heavy load (engine stalls
 /// of 100–1500 ms in B) a single click can still leak now and then.
 /// Still ignored: 5 runs in 6 pass on the shared 2-core machine under a
-/// load average of 10 (A hears 21–150 dB less; the failure, 20.9 dB, was a
+/// load average of 10 (A hears 21–111 dB less; the failure, 20.9 dB, was a
 /// leak of 100–300 ms that B's own ERLE meter, which looks only at frames
 /// where the room's direct echo arrives, did not see). Run it with
 /// `cargo test --test echo -- --ignored --nocapture`.
