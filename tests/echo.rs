@@ -49,11 +49,12 @@ fn dbfs(x: &[f32]) -> f64 {
 /// out less than the 20 dB that held it (now also held on any frame at or
 /// below −50 dBFS while the far end plays). Under heavy load (engine stalls
 /// of 100–1500 ms in B) a single click can still leak now and then.
-/// Still ignored: 5 runs in 6 pass on the shared 2-core machine under a
-/// load average of 10 (A hears 21–111 dB less; the failure, 20.9 dB, was a
-/// leak of 100–300 ms that B's own ERLE meter, which looks only at frames
-/// where the room's direct echo arrives, did not see). Run it with
-/// `cargo test --test echo -- --ignored --nocapture`.
+/// Still ignored: 15 runs in 18 passed on the shared 2-core machine under a
+/// load average of 10–18 (before the fixes, about 2 in 3). A then hears
+/// 24–111 dB less; the failures (15–21 dB) were single leaks of 100–300 ms
+/// that B's own ERLE meter, which looks only at frames where the room's
+/// direct echo arrives, did not see: their cause is not found yet. Run it
+/// with `cargo test --test echo -- --ignored --nocapture`.
 #[test]
 #[ignore = "issue 13: passes ~5 runs in 6 under heavy load (a rare 100-300 ms leak); see the doc"]
 fn clicks_played_by_a_come_back_25db_quieter_with_bs_echo_cancellation() {
