@@ -53,8 +53,13 @@ fn dbfs(x: &[f32]) -> f64 {
 /// load average of 10–18 (before the fixes, about 2 in 3). A then hears
 /// 24–111 dB less; the failures (15–21 dB) were single leaks of 100–300 ms
 /// that B's own ERLE meter, which looks only at frames where the room's
-/// direct echo arrives, did not see: their cause is not found yet. Run it
-/// with `cargo test --test echo -- --ignored --nocapture`.
+/// direct echo arrives, did not see. A per-frame trace of B in a failing
+/// run: the frame with a click's direct echo comes out cancelled (below
+/// −60 dBFS), but the 6–8 frames of its reverberant tail after it come out
+/// at the echo's own level (−37 to −58 dBFS, nothing taken out), for one
+/// or two clicks in the run; the cause is not found yet (the delay estimate
+/// stayed at 60 ms). Run it with
+/// `cargo test --test echo -- --ignored --nocapture`.
 #[test]
 #[ignore = "issue 13: passes ~5 runs in 6 under heavy load (a rare 100-300 ms leak); see the doc"]
 fn clicks_played_by_a_come_back_25db_quieter_with_bs_echo_cancellation() {
