@@ -97,7 +97,7 @@ fn clicks_played_by_a_come_back_25db_quieter_with_bs_echo_cancellation() {
                 if who == "b" {
                     eprintln!("B with AEC {aec}: aec {}", report["aec"]);
                     for l in String::from_utf8_lossy(&out.stderr).lines() {
-                        if l.contains("echo delay") {
+                        if l.contains("echo delay") || l.contains("voice processing") {
                             eprintln!("  B: {l}");
                         }
                     }
