@@ -14,6 +14,12 @@ test writes the processed files already shifted by the chain's delay (to
 With LADDER=MIC (e.g. LADDER=dt_mic), it first scores the reference plus
 the echo alone (MIC minus the reference) at -6, -12, -20 and -30 dB: what
 a canceller that leaves the near end intact would score at each residual.
+
+With CELLS=MIC it also says where the score goes, in 20 ms x 50 Hz cells
+(100 Hz - 7 kHz) of each processed file: the median level of the output
+against the near end where the near end is 6 dB above the echo (0 dB: the
+near end is kept), and against the echo where the echo is 6 dB above the
+near end (how much echo is taken out during double talk).
 """
 import os
 import sys
@@ -21,7 +27,7 @@ import sys
 import numpy as np
 from pesq import pesq
 from scipy.io import wavfile
-from scipy.signal import resample_poly
+from scipy.signal import resample_poly, stft
 
 
 def load(d, name):
@@ -42,8 +48,21 @@ def main():
         for db in (-6, -12, -20, -30):
             deg = ref[:n] + 10 ** (db / 20) * echo
             print(f"near end + echo at {db} dB: PESQ-WB {pesq(16000, ref[:n], deg, 'wb'):.2f}")
+    cells = os.environ.get("CELLS")
     for name in names:
         deg = load(d, name)[start:]
+        if cells:
+            mic = load(d, cells)[start:]
+            n = min(len(ref), len(mic), len(deg))
+            spec = lambda x: np.abs(stft(x[:n], 16000, nperseg=320)[2]) ** 2
+            f = stft(ref[:n], 16000, nperseg=320)[0]
+            pn, pe, po = spec(ref), spec(mic - ref[: len(mic)]), spec(deg)
+            band = ((f > 100) & (f < 7000))[:, None]
+            near = band & (pn > 4 * pe) & (pn > 1e-3)
+            echo = band & (pe > 4 * pn) & (pe > 1e-3)
+            kept = np.median(10 * np.log10(po[near] / pn[near]))
+            left = np.median(10 * np.log10(po[echo] / pe[echo]))
+            print(f"{name}: near end kept at {kept:.1f} dB, echo at {left:.1f} dB (medians)")
         n = min(len(ref), len(deg))
         print(f"{name}: PESQ-WB {pesq(16000, ref[:n], deg[:n], 'wb'):.2f}")
 

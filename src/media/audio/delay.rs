@@ -15,9 +15,11 @@
 //!
 //! Confidence is the peak-to-sidelobe ratio (PSR) of the averaged
 //! correlation: (peak − mean) / standard deviation over the lags more than
-//! 2 ms from the peak. The estimate moves only on a clear, repeated peak:
+//! 2 ms from the peak. The estimate is set only on a clear, repeated peak:
 //! PSR at least [`MIN_PSR`] at the same lag (±1 ms) in [`CONFIRMATIONS`]
-//! windows in a row. The delay is that of the earliest strong arrival (a
+//! windows in a row; it moves to another delay after
+//! [`MOVE_CONFIRMATIONS`] such windows, and only once the correlation at
+//! the old delay has fallen below half the peak (the echo there is gone). The delay is that of the earliest strong arrival (a
 //! peak at least half the highest within 30 ms before it): the direct path,
 //! not a stronger reflection, so that a canceller's filter starting there
 //! covers the whole echo.
@@ -42,8 +44,13 @@ pub const HOP_MS: usize = 100;
 pub const SMOOTHING: f32 = 0.72;
 /// Peak-to-sidelobe ratio a peak needs to count.
 pub const MIN_PSR: f32 = 12.0;
-/// Windows in a row with the same clear peak before the estimate moves.
+/// Windows in a row with the same clear peak before there is an estimate.
 pub const CONFIRMATIONS: u32 = 3;
+/// Windows in a row with the same clear peak before an estimate moves to
+/// another delay: a change of the echo path lasts, while on the bots'
+/// clicks under load a wrong lag (10 ms beside 60) came up for three
+/// windows, and each move makes AEC3 start its filter over.
+pub const MOVE_CONFIRMATIONS: u32 = 6;
 /// The reference must play above this in a window (mean square, −60 dBFS)
 /// for the window to count.
 const RENDER_FLOOR: f32 = 1e-6;
@@ -286,10 +293,25 @@ impl DelayEstimator {
             _ => 1,
         };
         self.candidate = Some((first, count));
+        let needed = if self.estimate.is_some() { MOVE_CONFIRMATIONS } else { CONFIRMATIONS };
         if count >= CONFIRMATIONS {
             let delay_ms = first as f32 / PER_MS as f32;
             let moved = self.estimate.is_none_or(|e| (e.delay_ms - delay_ms).abs() > 1.0);
-            if moved {
+            // An estimate stays while its lag still carries a strong
+            // arrival (half the peak or more): the echo is still there. On
+            // a periodic sound (the bots' clicks, every 500 ms) or with a
+            // reflection, another lag can briefly come out as the earliest
+            // strong arrival, and following it would misalign the canceller
+            // for a while (the bots' click test failed one run in three so:
+            // 60 → 37.5 → 60 ms, 60 → 497 → 60 ms). After a real change of
+            // the echo path the old lag fades out of the average within a
+            // few windows (`SMOOTHING`), and the estimate moves.
+            let still_there = self.estimate.is_some_and(|e| {
+                let at = (e.delay_ms * PER_MS as f32).round() as usize;
+                let around = at.saturating_sub(PER_MS)..(at + PER_MS + 1).min(lags.len());
+                lags[around].iter().any(|&v| v >= 0.5 * top)
+            });
+            if moved && !still_there && count >= needed {
                 self.estimate = Some(DelayEstimate { delay_ms, psr });
             } else if let Some(e) = &mut self.estimate {
                 e.psr = psr;
