@@ -23,7 +23,10 @@ w = wave.open('$silence', 'wb'); w.setnchannels(1); w.setsampwidth(2); w.setfram
 w.writeframes(b'\0\0' * 4800); w.close()"
 offset=$((30000 + RANDOM % 1000))
 export SAPORA_DISCOVERY_ADDR=127.255.255.255
-"$bin" host --headless --bind 127.0.0.1 --port-offset "$offset" >"$work/host.log" 2>&1 &
+# All 200 bots come from 127.0.0.1: lift the per-address connection cap
+# (64 by default) that would otherwise refuse most of them.
+"$bin" host --headless --bind 127.0.0.1 --port-offset "$offset" \
+    --max-connections-per-address 400 >"$work/host.log" 2>&1 &
 host=$!
 trap 'kill $host ${bots[*]:-} 2>/dev/null || true; rm -rf "$work"' EXIT
 sleep 0.5
@@ -61,6 +64,6 @@ for b in "${bots[@]}"; do wait "$b" || true; done
 # (joining included): mean and worst.
 pps=$(cat "$work"/bots-*.json | python3 -c "
 import json, sys
-rates = [r['audio_packets_received'] / $((secs + 6)) for r in map(json.loads, filter(str.strip, sys.stdin))]
+rates = [r['audio_packets_received'] / $((secs + 6)) for r in map(json.loads, (l for l in sys.stdin if l.startswith('{')))]
 print('{\"audio_members\": %d, \"audio_packets_per_member_per_s_mean\": %.2f, \"audio_packets_per_member_per_s_max\": %.2f}' % (len(rates), sum(rates) / max(len(rates), 1), max(rates or [0])))")
 echo "{\"members\": $members, \"seconds\": $secs, \"host_rss_mb\": $(awk -v k="$rss_kb" 'BEGIN{printf "%.1f", k/1024}'), \"host_peak_rss_mb\": $(awk -v k="$hwm_kb" 'BEGIN{printf "%.1f", k/1024}'), \"host_cpu_percent_of_one_core\": $cpu, \"host_audio_threads_cpu_percent\": $audio_cpu, \"audio\": $pps}"

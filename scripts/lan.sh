@@ -28,7 +28,7 @@
 #   --second         a second bridge: machine K is also 10.78.0.K/24 on eth1.
 #   --drop-udp K:PORTS
 #                    on machine K, nftables drops incoming UDP to PORTS (e.g.
-#                    1:6000-6001), TCP still passes (repeatable).
+#                    1:5000), TCP still passes (repeatable).
 #
 # Environment: SAPORA (the sapora binary; default target/debug/sapora under
 # CARGO_TARGET_DIR or ./target).

@@ -102,12 +102,14 @@ offset=100
 "$SAPORA_BIN" host --headless --no-discovery --bind 127.0.0.1 --port-offset "$offset" \
     --audio-frame-ms "$frame_ms" >"$work/host.log" 2>&1 &
 pids+=($!)
-audio_port=$((6001 + offset))
+# Audio rides the QUIC link on the host port (UDP 5000 + offset): the loss
+# below drops QUIC packets, datagrams and control alike.
+audio_port=$((5000 + offset))
 for _ in $(seq 50); do
     grep -q "Ports:" "$work/host.log" && break
     sleep 0.1
 done
-grep -q "audio $audio_port/udp" "$work/host.log" || { echo "pesq.sh: the host did not start:" >&2; cat "$work/host.log" >&2; exit 1; }
+grep -q "Ports: $audio_port/udp" "$work/host.log" || { echo "pesq.sh: the host did not start:" >&2; cat "$work/host.log" >&2; exit 1; }
 
 if [ "$loss" -gt 0 ]; then
     nft -f - <<EOF

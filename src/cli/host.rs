@@ -35,6 +35,10 @@ pub(crate) struct HostArgs {
     /// Do not announce this host on the LAN
     #[arg(long)]
     pub(crate) no_discovery: bool,
+    /// Connections one address may hold at once (default 64); raise it when
+    /// many members share one address (behind a NAT, or bots on one machine)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) max_connections_per_address: Option<u16>,
     /// Seconds between status lines
     #[arg(long, value_name = "SECS", default_value_t = 10, hide = true)]
     pub(crate) status_every: u64,
@@ -119,6 +123,9 @@ pub(crate) fn run(args: HostArgs) -> CmdResult {
     let mut opts = HostOptions::new(args.bind, ports, args.name.unwrap_or_else(machine_name));
     opts.owner = Some(user_name());
     opts.web = Some(std::sync::Arc::new(crate::guest::GuestPage));
+    if let Some(n) = args.max_connections_per_address {
+        opts.max_connections_per_address = n.into();
+    }
     opts.passcode = args.passcode.get()?;
     if !args.no_discovery {
         opts.discovery_target = Some(args.net.discovery_addr);

@@ -111,6 +111,7 @@ pub(crate) fn auto() -> CmdResult {
                 name: None,
                 headless: false,
                 no_discovery: false,
+                max_connections_per_address: None,
                 status_every: 10,
                 auto: true,
                 files: FileStoreArgs::default(),

@@ -78,6 +78,10 @@ pub struct HostOptions {
     pub register_timeout: Duration,
     /// Largest file a participant may share (declared and actual size).
     pub max_file_bytes: u64,
+    /// Connections (QUIC and TLS) one source address may hold at once;
+    /// default [`MAX_CONNECTIONS_PER_ADDRESS`]. Raise it for many members
+    /// behind one address (a NAT, or a bench's bots on one machine).
+    pub max_connections_per_address: usize,
     /// Where the run's file store is made (and removed at exit); `None` = the
     /// OS temp dir.
     pub file_store_dir: Option<std::path::PathBuf>,
@@ -125,6 +129,7 @@ impl HostOptions {
             idle_timeout: Duration::from_secs(15),
             register_timeout: Duration::from_secs(10),
             max_file_bytes: super::files::DEFAULT_MAX_FILE_BYTES,
+            max_connections_per_address: MAX_CONNECTIONS_PER_ADDRESS,
             file_store_dir: None,
             // Long enough that a room emptied by a brief network blip, or a
             // sender alone in it for a moment, keeps its files.
@@ -603,8 +608,10 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
     // QUIC and the TLS fallback share the connection caps and the
     // wrong-passcode limiter: a second transport gives no second budget.
     let limiter = Arc::new(Mutex::new(AttemptLimiter::new(MAX_FAILURES, ATTEMPT_WINDOW)));
-    let caps =
-        SharedCaps::new(ConnectionCaps::new(MAX_CONNECTIONS_PER_ADDRESS, MAX_CONNECTIONS_TOTAL));
+    let caps = SharedCaps::new(ConnectionCaps::new(
+        opts.max_connections_per_address,
+        MAX_CONNECTIONS_TOTAL,
+    ));
     let passcodes = Passcodes { all: opts.passcode.clone(), rooms: opts.room_passcodes.clone() };
     let tunnel = {
         let (control, streams, executor) = (control.clone(), streams.clone(), net.executor.clone());

@@ -81,6 +81,8 @@ pub struct MixerConfig {
     pub feedback_every: u32,
     /// Frames each talker's jitter buffer holds from the start of its
     /// stream until the stream proves clean ([`JitterConfig::startup_frames`]).
+    /// 0 by default: the host mixes (and records) each talker on the wall
+    /// clock from the first packet; listeners keep their start-up depth.
     pub jitter_startup_frames: u64,
 }
 
@@ -98,7 +100,7 @@ impl MixerConfig {
             pass_through: true,
             listener_timeout_us: 5_000_000,
             feedback_every: 50,
-            jitter_startup_frames: JitterConfig::new(20_000).startup_frames,
+            jitter_startup_frames: 0,
         }
     }
 
