@@ -427,8 +427,8 @@ fn frames_keep_arriving_whole_through_five_percent_loss() {
         // The shim sits in front of the host's QUIC port: the links, and
         // the datagrams on them, cross it.
         let shim = Shim::start(host.control_addr, imp);
-        let ann = join(shim.addr, "ann", "").await;
-        let bob = join(shim.addr, "bob", "").await;
+        let ann = common::join_through(shim.addr, "ann", "").await;
+        let bob = common::join_through(shim.addr, "bob", "").await;
         let send = VideoOptions::new("ann", CameraChoice::Test, Subscription::None);
         let (sender, err) = VideoEngine::start(MediaLink::of(&ann).unwrap(), send).unwrap();
         assert_eq!(err, None);

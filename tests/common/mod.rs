@@ -68,6 +68,25 @@ pub async fn join(addr: SocketAddr, name: &str, room: &str) -> Client {
     Client::connect(ClientConfig::new(addr, name, room)).await.expect("client joins")
 }
 
+/// Joins through an impairment shim at `shim`, over QUIC (a shim carries UDP
+/// only): a handshake that loses too many packets to finish within the
+/// client's QUIC grace time falls back to TLS, which the shim refuses, so
+/// it is tried again (at most 5 times).
+pub async fn join_through(shim: SocketAddr, name: &str, room: &str) -> Client {
+    isolate();
+    let mut tries = 0;
+    loop {
+        match Client::connect(ClientConfig::new(shim, name, room)).await {
+            Ok(client) => return client,
+            Err(e) if tries < 5 => {
+                tries += 1;
+                eprintln!("{name} joins through the shim again: {e}");
+            }
+            Err(e) => panic!("{name} cannot join through the shim: {e}"),
+        }
+    }
+}
+
 /// A port offset no other test in this run uses, so hosts on fixed ports
 /// (discovery, restarts) do not collide when tests run in parallel. Every
 /// shifted port (up to 5443 + offset) stays below the kernel's ephemeral
