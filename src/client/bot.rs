@@ -103,8 +103,8 @@ pub struct BotReport {
     pub audio: super::audio::AudioReport,
     /// Files sent and fetched: `{id, name, bytes, md5_ok, seconds, sent}`.
     pub files: Vec<super::files_bot::FileReport>,
-    /// Things the bot's user should fix, e.g. "UDP to 10.77.0.1 ports
-    /// 6000–6001 seems blocked by a firewall" (the meeting itself went on).
+    /// Things the bot's user should fix (a firewall, a host that stopped
+    /// hearing our media); the meeting itself went on.
     pub warnings: Vec<String>,
     /// Raised hands in the room when the bot ended, oldest first.
     pub hands: Vec<String>,

@@ -22,7 +22,7 @@ pub struct LanOptions {
     pub vpn: bool,
     /// A second bridge and subnet (10.78.0.K/24 on eth1).
     pub second: bool,
-    /// `(machine, "6000-6001")`: nftables drops incoming UDP to those ports.
+    /// `(machine, "5000")`: nftables drops incoming UDP to those ports.
     pub drop_udp: Vec<(usize, String)>,
 }
 

@@ -89,7 +89,7 @@ pub async fn join_through(shim: SocketAddr, name: &str, room: &str) -> Client {
 
 /// A port offset no other test in this run uses, so hosts on fixed ports
 /// (discovery, restarts) do not collide when tests run in parallel. Every
-/// shifted port (up to 5443 + offset) stays below the kernel's ephemeral
+/// shifted port (up to 5001 + offset) stays below the kernel's ephemeral
 /// range (32768 and up), where the OS hands out ports to other sockets.
 pub fn unique_offset(slot: u16) -> u16 {
     let base = 10000 + (std::process::id() % 300) as u16 * 50;
