@@ -555,7 +555,7 @@ fn bots_report_audio_counters_and_click_latency() {
     // one bot got 46 of ~85 click packets (none lost in sequence: the host
     // forwarded fewer), passing alone. Until that is found, this test runs
     // over QUIC only; the other audio tests run over TLS too.
-    if std::env::var("SAPORA_TRANSPORT").is_ok_and(|t| t.trim().eq_ignore_ascii_case("tls")) {
+    if common::over_tls() {
         eprintln!("bots_report_audio_counters_and_click_latency: skipped over TLS (known gap)");
         return;
     }

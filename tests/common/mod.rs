@@ -52,11 +52,16 @@ pub async fn start_host() -> RunningHost {
     server::start(options()).await.expect("host starts on loopback")
 }
 
+/// True when the run forces the TLS tunnel (`SAPORA_TRANSPORT=tls`).
+pub fn over_tls() -> bool {
+    std::env::var("SAPORA_TRANSPORT").is_ok_and(|t| t.trim().eq_ignore_ascii_case("tls"))
+}
+
 /// True (and says so) when the run forces the TLS tunnel
 /// (`SAPORA_TRANSPORT=tls`): tests that put the UDP impairment shim in
 /// front of the host's QUIC port then have nothing to impair, and skip.
 pub fn skip_over_tls(test: &str) -> bool {
-    let tls = std::env::var("SAPORA_TRANSPORT").is_ok_and(|t| t.trim().eq_ignore_ascii_case("tls"));
+    let tls = over_tls();
     if tls {
         eprintln!("{test}: skipped over TLS (the impairment shim carries UDP, i.e. QUIC, only)");
     }
