@@ -28,6 +28,11 @@ pub static ASSETS: &[Asset] = &[
         body: include_bytes!("web/worklet.js"),
     },
     Asset {
+        path: "/encoder.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("web/encoder.js"),
+    },
+    Asset {
         path: "/style.css",
         content_type: "text/css; charset=utf-8",
         body: include_bytes!("web/style.css"),

@@ -74,6 +74,7 @@ try {
     uploaded: window.sapora.uploaded || null,
     screen: window.sapora.screen || null,
     audio: window.sapora.audio || null,
+    upstream: window.sapora.upstream || null,
   }));
   console.log(JSON.stringify({ joinedMs, downloadMd5, downloadName, ...seen }));
   await browser.close();

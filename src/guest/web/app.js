@@ -187,8 +187,13 @@ function onFilePiece(bytes) {
 // Binary messages: docs/protocol.md, "Browser guests".
 const KIND_VIDEO = 0x40, KIND_PCM = 0x41, KIND_OPUS = 0x42, KIND_FILE = 0x43;
 const FPS = 15;
-const media = { stream: null, timer: null, frameId: 0, frames: {}, audio: null };
+const media = { stream: null, timer: null, frameId: 0, frames: {}, audio: null, encoder: null, encoding: 0 };
 window.sapora.media = media.frames;
+// The guest's own camera: captures sent, ticks skipped because two were
+// being encoded or the socket had more than 512 KiB queued, failed encodes,
+// and which encoder ran ("worker" or "canvas").
+const upstream = { sent: 0, busy: 0, backlog: 0, errors: 0, encoder: null };
+window.sapora.upstream = upstream;
 
 // The frame counter of Sapora's test pattern (src/media/video/pattern.rs,
 // read_counter): two strips of 16 cells, the bottom one the complement of
@@ -349,34 +354,92 @@ function blobOf(canvas, quality) {
   return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", quality));
 }
 
-// One capture at a time: when encoding or the socket falls behind, frames
-// are skipped, not queued.
-// At most two frames are being encoded at once (each on its own canvases).
-async function captureFrame(video, canvases) {
-  if (!state.camera || video.videoWidth === 0) return;
-  if (state.ws.bufferedAmount > 512 * 1024) return;
-  const pair = canvases.find((c) => !c.busy);
-  if (!pair) return;
-  pair.busy = true;
-  const { full, thumb } = pair;
+// The camera's JPEG encoder: encode(video) resolves to [full, thumb]
+// (Uint8Array JPEGs, full and half size). A worker (encoder.js, which says
+// why) where the browser has OffscreenCanvas; the page's own canvas.toBlob
+// otherwise. A worker that fails hands over to the canvases.
+function makeEncoder() {
+  const canvases = () => {
+    const pairs = [0, 1].map(() => ({ full: document.createElement("canvas"), thumb: document.createElement("canvas"), busy: false }));
+    return async (video) => {
+      const pair = pairs.find((c) => !c.busy);
+      pair.busy = true;
+      try {
+        const { full, thumb } = pair;
+        const w = video.videoWidth, h = video.videoHeight;
+        if (full.width !== w || full.height !== h) { full.width = w; full.height = h; thumb.width = w >> 1; thumb.height = h >> 1; }
+        full.getContext("2d").drawImage(video, 0, 0, w, h);
+        thumb.getContext("2d").drawImage(video, 0, 0, thumb.width, thumb.height);
+        const blobs = await Promise.all([blobOf(full, 0.7), blobOf(thumb, 0.6)]);
+        return Promise.all(blobs.map(async (b) => new Uint8Array(await b.arrayBuffer())));
+      } finally {
+        pair.busy = false;
+      }
+    };
+  };
+  const encoder = { kind: "canvas", encode: canvases(), close() {} };
+  if (typeof OffscreenCanvas !== "function" || typeof createImageBitmap !== "function") return encoder;
+  let worker;
   try {
-    const w = video.videoWidth, h = video.videoHeight;
-    if (full.width !== w) { full.width = w; full.height = h; thumb.width = w / 2; thumb.height = h / 2; }
-    full.getContext("2d").drawImage(video, 0, 0, w, h);
-    thumb.getContext("2d").drawImage(video, 0, 0, w / 2, h / 2);
+    worker = new Worker("/encoder.js");
+  } catch (e) {
+    return encoder;
+  }
+  const waiting = new Map();
+  let next = 0;
+  const fail = (why) => {
+    upstream.workerError = String(why);
+    encoder.kind = "canvas";
+    encoder.encode = canvases();
+    worker.terminate();
+    for (const p of waiting.values()) p.reject(new Error(why));
+    waiting.clear();
+  };
+  worker.onerror = (e) => fail(e.message || "the encoder worker failed");
+  worker.onmessage = (e) => {
+    const p = waiting.get(e.data.id);
+    waiting.delete(e.data.id);
+    if (!p) return;
+    if (e.data.error) p.reject(new Error(e.data.error));
+    else p.resolve([new Uint8Array(e.data.full), new Uint8Array(e.data.thumb)]);
+  };
+  encoder.kind = "worker";
+  encoder.encode = async (video) => {
+    const bitmap = await createImageBitmap(video);
+    const id = next++;
+    return new Promise((resolve, reject) => {
+      waiting.set(id, { resolve, reject });
+      worker.postMessage({ bitmap, id }, [bitmap]);
+    });
+  };
+  encoder.close = () => worker.terminate();
+  return encoder;
+}
+
+// When encoding or the socket falls behind, captures are skipped, not
+// queued: at most two frames are being encoded at once.
+async function captureFrame(video) {
+  if (!state.camera || video.videoWidth === 0) return;
+  if (state.ws.bufferedAmount > 512 * 1024) { upstream.backlog++; return; }
+  if (media.encoding >= 2) { upstream.busy++; return; }
+  media.encoding++;
+  try {
     const id = media.frameId++ >>> 0;
-    const [fb, tb] = await Promise.all([blobOf(full, 0.7), blobOf(thumb, 0.6)]);
-    for (const [layer, blob] of [[0, fb], [1, tb]]) {
-      const jpeg = new Uint8Array(await blob.arrayBuffer());
+    const layers = await media.encoder.encode(video);
+    upstream.encoder = media.encoder.kind;
+    layers.forEach((jpeg, layer) => {
       const msg = new Uint8Array(6 + jpeg.length);
       msg[0] = KIND_VIDEO;
       msg[1] = layer;
       new DataView(msg.buffer).setUint32(2, id);
       msg.set(jpeg, 6);
       state.ws.send(msg);
-    }
+    });
+    upstream.sent++;
+  } catch (e) {
+    upstream.errors++;
   } finally {
-    pair.busy = false;
+    media.encoding--;
   }
 }
 
@@ -398,9 +461,8 @@ async function startMedia() {
   video.playsInline = true;
   video.srcObject = media.stream;
   await video.play().catch(() => {});
-  const canvas = () => document.createElement("canvas");
-  const canvases = [0, 1].map(() => ({ full: canvas(), thumb: canvas(), busy: false }));
-  media.timer = setInterval(() => captureFrame(video, canvases), 1000 / FPS);
+  if (!media.encoder) media.encoder = makeEncoder();
+  media.timer = setInterval(() => captureFrame(video), 1000 / FPS);
   startAudio(media.stream);
 }
 
