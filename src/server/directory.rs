@@ -122,9 +122,13 @@ impl Directory {
 
     /// Everyone in `room` (compared by [`RoomKey`]), in no particular order.
     pub fn room_members(&self, room: &str) -> Vec<Entry> {
-        let key = RoomKey::new(room);
+        self.members_of(&RoomKey::new(room))
+    }
+
+    /// Everyone in the room keyed `key`, in no particular order.
+    pub fn members_of(&self, key: &RoomKey) -> Vec<Entry> {
         let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        map.values().filter(|e| e.room_key == key).cloned().collect()
+        map.values().filter(|e| e.room_key == *key).cloned().collect()
     }
 
     /// The member of `room` called `name`, rooms compared by [`RoomKey`] and

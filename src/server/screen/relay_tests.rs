@@ -7,7 +7,7 @@ const W: u16 = 320;
 const H: u16 = 200;
 
 fn who(session: u32, name: &str) -> Result<Who, String> {
-    Ok(Who { session, token: 1, name: name.into(), room: "r".into() })
+    Ok(Who { session, token: 1, name: name.into(), room: RoomKey::new("r") })
 }
 
 /// Drives a relay on a virtual clock and records what each conn was sent.
