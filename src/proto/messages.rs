@@ -158,7 +158,9 @@ pub struct Disconnect {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Welcome {
     /// The session id, unique on this host run: media datagrams, streams and
-    /// the video roster name members by it.
+    /// the video roster name members by it: a [`SessionId`](super::SessionId).
+    // SessionId: still a bare u32 here because the audio tests and engines
+    // put it straight into `AudioUp`/`SpeakingLevel` (issue 18).
     pub session: u32,
     /// Secret for this session: media packets carry it, and a reconnecting
     /// client presents it to get its name back.
@@ -189,6 +191,13 @@ pub struct Welcome {
         deserialize_with = "super::trailing"
     )]
     pub host_member: Option<String>,
+}
+
+impl Welcome {
+    /// [`Welcome::session`] as the [`SessionId`](super::SessionId) it is.
+    pub fn session_id(&self) -> super::SessionId {
+        super::SessionId(self.session)
+    }
 }
 
 /// Why a registration is refused, in [`Refused`].

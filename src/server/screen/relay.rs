@@ -21,6 +21,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::proto::SessionId;
 use crate::proto::text::RoomKey;
 use crate::proto::{
     DecodeError, MsgType, SCREEN_BATCH_BYTES, SCREEN_MORE, ScreenBusy, ScreenClientMsg,
@@ -39,7 +40,7 @@ pub struct ScreenConn(pub u64);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Who {
     /// The session id.
-    pub session: u32,
+    pub session: SessionId,
     /// The session token (the driver drops the stream once the directory no
     /// longer has this session with this token).
     pub token: u64,
@@ -185,7 +186,7 @@ struct Conn {
 struct Presentation {
     id: u64,
     conn: ScreenConn,
-    session: u32,
+    session: SessionId,
     name: String,
     width: u16,
     height: u16,
@@ -267,7 +268,7 @@ impl Relay {
 
     /// Authenticated connections and their sessions, so the driver can drop
     /// those whose session left the meeting.
-    pub fn sessions(&self) -> Vec<(ScreenConn, u32, u64)> {
+    pub fn sessions(&self) -> Vec<(ScreenConn, SessionId, u64)> {
         self.conns
             .iter()
             .filter_map(|(id, c)| c.who.as_ref().map(|w| (*id, w.session, w.token)))
