@@ -434,7 +434,7 @@ fn frames_keep_arriving_whole_through_five_percent_loss() {
         assert_eq!(err, None);
         assert!(sender.camera_on());
         // Our own camera shows in our own slot (the "(You)" tile), unrelayed.
-        let own = ann.current().session;
+        let own = ann.current().session_id();
         let deadline = std::time::Instant::now() + 5 * SEC;
         let preview = loop {
             if let Some(f) = sender.latest(own) {
@@ -461,7 +461,7 @@ fn frames_keep_arriving_whole_through_five_percent_loss() {
             let (receiver, _) = VideoEngine::start(MediaLink::of(&bob).unwrap(), recv).unwrap();
             let ids = whole_frames(&receiver, 8, 20 * SEC).await;
             assert!(ids.windows(2).all(|w| w[0] < w[1]), "frames go forward: {ids:?}");
-            let latest = receiver.latest(ann.current().session).expect("a tile for ann");
+            let latest = receiver.latest(ann.current().session_id()).expect("a tile for ann");
             assert_eq!((latest.layer, latest.name.as_str()), (want, "ann"));
             let stats = receiver.stats();
             assert_eq!(stats.len(), 1);
@@ -562,7 +562,7 @@ fn video_follows_a_host_restart() {
                 .await;
             if let Some(VideoEvent::Frame(f)) = next
                 && f.capture_us > restarted_us
-                && f.sender == ann.current().session
+                && f.sender == ann.current().session_id()
             {
                 assert_eq!(f.name, "ann");
                 break;
