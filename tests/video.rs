@@ -240,7 +240,8 @@ fn directory() -> Directory {
 }
 
 fn hello(session: u32, default: Subscription, subs: &[(u32, Subscription)]) -> Vec<u8> {
-    let h = VideoHello { session, default, subs: subs.to_vec() };
+    let subs = subs.iter().map(|&(s, sub)| (SessionId(s), sub)).collect();
+    let h = VideoHello { session: SessionId(session), default, subs };
     let mut out = Vec::new();
     encode_video_control(MsgType::VideoHello, &h, &mut out);
     out
@@ -276,7 +277,7 @@ fn relay_honours_subscriptions_rooms_and_the_links_sender() {
             Output::Reply(roster) => match decode_video(&roster) {
                 Ok(VideoPacket::Roster(r)) => {
                     assert_eq!(r.members.len(), room_size);
-                    assert!(r.members.iter().any(|m| m.session == from));
+                    assert!(r.members.iter().any(|m| m.session == SessionId(from)));
                 }
                 other => panic!("{other:?}"),
             },

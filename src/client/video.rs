@@ -411,14 +411,13 @@ fn publish_preview(
 }
 
 fn send_hello(shared: &Shared, route: &MediaLink, buf: &mut Vec<u8>) {
-    let session = route.session();
+    let session = SessionId(route.session());
     let hello = {
         let s = shared.subs.lock().unwrap_or_else(|e| e.into_inner());
         VideoHello {
             session,
             default: s.default,
-            // SessionId: the video datagrams (`media::video`) still take u32.
-            subs: s.per_sender.iter().map(|(k, v)| (k.0, *v)).take(MAX_HELLO_ENTRIES).collect(),
+            subs: s.per_sender.iter().map(|(k, v)| (*k, *v)).take(MAX_HELLO_ENTRIES).collect(),
         }
     };
     encode_video_control(MsgType::VideoHello, &hello, buf);
@@ -501,15 +500,16 @@ fn receive_loop(
                 }
                 let mut names = shared.names.lock().unwrap_or_else(|e| e.into_inner());
                 for p in &roster.members {
-                    names.insert(SessionId(p.session), p.name.clone());
+                    names.insert(p.session, p.name.clone());
                 }
                 drop(names);
                 // Tiles of people who left (or of our previous session) go.
-                let present = |s: &SessionId| roster.members.iter().any(|p| p.session == s.0);
+                let present = |s: &SessionId| roster.members.iter().any(|p| p.session == *s);
                 let mut frames = shared.frames.lock().unwrap_or_else(|e| e.into_inner());
                 let gone: Vec<SessionId> = frames.keys().copied().filter(|s| !present(s)).collect();
                 for s in gone {
                     frames.remove(&s);
+                    // SessionId: the reassembler (`media::video`) takes u32.
                     reassembler.forget(s.0);
                 }
             }
