@@ -12,6 +12,7 @@ use sapora::ui::{App, Message};
 /// The app's subscriptions do not run here; the loop stands in for the two
 /// that matter: the video wake-up (`Message::Frames`, at most every 33 ms,
 /// like the real one) and the session's events (members, chat, files).
+#[track_caller]
 pub fn drive(
     app: &mut App,
     first: iced::Task<Message>,
