@@ -5,6 +5,16 @@ use std::time::{Duration, Instant};
 
 use sapora::ui::{App, Message};
 
+thread_local! {
+    /// Where the tasks `drive` runs send their messages. One per test thread
+    /// and kept across calls, as iced keeps running a task: a task still
+    /// busy when one `drive` returns (a settings save slower than the engine
+    /// restart it waits for) delivers to the next call, not into a closed
+    /// channel.
+    static BUS: (smol::channel::Sender<Message>, smol::channel::Receiver<Message>) =
+        smol::channel::unbounded();
+}
+
 /// Runs the app as iced would: every task on the executor, every message it
 /// produces back into `update`, until `done` (at most `within`; past that it
 /// panics with the app's notices, launcher error and call state).
@@ -21,7 +31,7 @@ pub fn drive(
 ) {
     use iced_test::runtime::{Action, task::into_stream};
     use smol::stream::StreamExt;
-    let (tx, rx) = smol::channel::unbounded::<Message>();
+    let (tx, rx) = BUS.with(|bus| bus.clone());
     let spawn = |task: iced::Task<Message>| {
         if let Some(mut stream) = into_stream(task) {
             let tx = tx.clone();
