@@ -22,6 +22,8 @@ use jiff::tz::{Offset, TimeZone};
 use jiff::{Timestamp, Zoned};
 use serde::{Deserialize, Serialize};
 
+use crate::proto::text::RoomKey;
+
 /// Duration used when none is given (CLI flag omitted or field missing in
 /// the file).
 pub const DEFAULT_DURATION_MIN: u32 = 60;
@@ -282,10 +284,11 @@ fn format_rfc3339(z: &Zoned) -> String {
     z.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
 }
 
-/// Key for case-insensitive id matching. Full Unicode lowercasing, since ids
-/// are not restricted to ASCII.
-fn id_key(id: &str) -> String {
-    id.trim().to_lowercase()
+/// Key ids are matched by: the id is a room name, so two ids are one
+/// meeting exactly when they are one room ([`RoomKey`]: case, spacing and
+/// look-alike letters do not matter).
+fn id_key(id: &str) -> RoomKey {
+    RoomKey::new(id)
 }
 
 /// Serialised shape of `schedule.json`.
@@ -517,18 +520,19 @@ fn find(meetings: &[Meeting], id: &str) -> Result<usize> {
         .ok_or_else(|| ScheduleError::UnknownId(id.trim().to_string()))
 }
 
-/// First id that occurs twice (case-insensitively), if any.
+/// First id that occurs twice (by [`id_key`]), if any.
 fn first_duplicate(meetings: &[Meeting]) -> Option<&str> {
     let mut seen = std::collections::HashSet::new();
     meetings.iter().find(|m| !seen.insert(id_key(&m.id))).map(|m| m.id.as_str())
 }
 
-/// Sorts by start instant (not by string: offsets differ), then id.
+/// Sorts by start instant (not by string: offsets differ), then id
+/// (lower-cased: an order for people, not an identity, which is [`id_key`]).
 /// Unparsable starts (impossible for validated meetings) sort last.
 fn sort_meetings(meetings: &mut [Meeting]) {
     meetings.sort_by_cached_key(|m| {
         let at = m.start_time().ok().map(|z| z.timestamp());
-        (at.is_none(), at, id_key(&m.id), m.id.clone())
+        (at.is_none(), at, m.id.to_lowercase(), m.id.clone())
     });
 }
 

@@ -111,6 +111,11 @@ fn duplicate_id_is_rejected_case_insensitively() {
         "{err:?}"
     );
     assert!(err.to_string().contains("already exists"), "{err}");
+    // The id is a room name: one that is the same room (a Cyrillic "а",
+    // by `RoomKey`) is the same meeting, and finds it.
+    let look_alike = "st\u{430}ndup";
+    assert!(store.add(meeting(look_alike, "2026-11-22T10:00:00Z")).is_err());
+    assert_eq!(store.get(look_alike).unwrap().id, "Standup");
     assert_eq!(store.list().unwrap().len(), 1);
 }
 

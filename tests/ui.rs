@@ -20,6 +20,7 @@ use sapora::ui::launcher::{self, Launcher};
 use sapora::ui::scheduler::Scheduler;
 use sapora::ui::{App, Launch, Message, Options};
 
+use common::ui::drive;
 use common::{SEC, expect, join, start_host};
 
 /// Every test calls this first: the software renderer, and a config dir of
@@ -478,61 +479,6 @@ fn run_task<T: Send + 'static>(task: iced::Task<T>) -> Vec<T> {
             }
         }
     })
-}
-
-/// Runs the app as iced would: every task on the executor, every message it
-/// produces back into `update`, until `done` (at most `within`).
-fn drive(app: &mut App, first: iced::Task<Message>, within: Duration, done: impl Fn(&App) -> bool) {
-    use iced_test::runtime::{Action, task::into_stream};
-    use smol::stream::StreamExt;
-    let (tx, rx) = smol::channel::unbounded::<Message>();
-    let spawn = |task: iced::Task<Message>| {
-        if let Some(mut stream) = into_stream(task) {
-            let tx = tx.clone();
-            smol::spawn(async move {
-                while let Some(action) = stream.next().await {
-                    if let Action::Output(m) = action {
-                        let _ = tx.send(m).await;
-                    }
-                }
-            })
-            .detach();
-        }
-    };
-    spawn(first);
-    let deadline = Instant::now() + within;
-    while !done(app) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(
-            !left.is_zero(),
-            "app did not get there within {within:?}; notices: {:?}; in call: {}",
-            app.notices,
-            app.in_call()
-        );
-        // The app's subscriptions do not run here: stand in for the video
-        // wake-up (at most every 33 ms, like the real one).
-        let wake = left.min(Duration::from_millis(33));
-        let m = smol::block_on(async {
-            use smol::future::FutureExt;
-            async { rx.recv().await.ok() }
-                .or(async {
-                    smol::Timer::after(wake).await;
-                    None
-                })
-                .await
-        });
-        match (m, app.session_id()) {
-            (Some(m), _) => spawn(app.update(m)),
-            (None, Some(id)) => spawn(app.update(Message::Frames(id, Vec::new()))),
-            (None, None) => {}
-        }
-        // Likewise for the session subscription (members, chat, files).
-        if let Some((id, events)) = app.session_events() {
-            while let Ok(e) = events.try_recv() {
-                spawn(app.update(Message::Session(id, e)));
-            }
-        }
-    }
 }
 
 fn app_options(launch: Launch) -> Options {

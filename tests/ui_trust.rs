@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use iced_test::simulator;
 use sapora::client::{Client, ClientConfig};
@@ -21,6 +21,7 @@ use sapora::ui::scheduler::Scheduler;
 use sapora::ui::{App, Launch, Message, Options, trust};
 
 use common::SEC;
+use common::ui::drive;
 
 /// Sets the test backend and one configuration directory for the process,
 /// and runs this file's tests one at a time: they share that directory's
@@ -72,59 +73,6 @@ fn device_free(app: &mut App) {
     app.settings.camera = "none".into();
     app.settings.mic = "none".into();
     app.settings.speaker = "null".into();
-}
-
-/// Runs the app as iced would: every task on the executor, every message it
-/// produces back into `update`, until `done` (at most `within`). As in
-/// tests/ui.rs.
-fn drive(app: &mut App, first: iced::Task<Message>, within: Duration, done: impl Fn(&App) -> bool) {
-    use iced_test::runtime::{Action, task::into_stream};
-    use smol::stream::StreamExt;
-    let (tx, rx) = smol::channel::unbounded::<Message>();
-    let spawn = |task: iced::Task<Message>| {
-        if let Some(mut stream) = into_stream(task) {
-            let tx = tx.clone();
-            smol::spawn(async move {
-                while let Some(action) = stream.next().await {
-                    if let Action::Output(m) = action {
-                        let _ = tx.send(m).await;
-                    }
-                }
-            })
-            .detach();
-        }
-    };
-    spawn(first);
-    let deadline = Instant::now() + within;
-    while !done(app) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(
-            !left.is_zero(),
-            "app did not get there within {within:?}; notices: {:?}; error: {:?}",
-            app.notices,
-            app.launcher.error
-        );
-        let wake = left.min(Duration::from_millis(33));
-        let m = smol::block_on(async {
-            use smol::future::FutureExt;
-            async { rx.recv().await.ok() }
-                .or(async {
-                    smol::Timer::after(wake).await;
-                    None
-                })
-                .await
-        });
-        match (m, app.session_id()) {
-            (Some(m), _) => spawn(app.update(m)),
-            (None, Some(id)) => spawn(app.update(Message::Frames(id, Vec::new()))),
-            (None, None) => {}
-        }
-        if let Some((id, events)) = app.session_events() {
-            while let Ok(e) = events.try_recv() {
-                spawn(app.update(Message::Session(id, e)));
-            }
-        }
-    }
 }
 
 /// Types into the launcher and clicks `button` in the real view.

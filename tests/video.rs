@@ -240,7 +240,8 @@ fn directory() -> Directory {
 }
 
 fn hello(session: u32, default: Subscription, subs: &[(u32, Subscription)]) -> Vec<u8> {
-    let h = VideoHello { session, default, subs: subs.to_vec() };
+    let subs = subs.iter().map(|&(s, sub)| (SessionId(s), sub)).collect();
+    let h = VideoHello { session: SessionId(session), default, subs };
     let mut out = Vec::new();
     encode_video_control(MsgType::VideoHello, &h, &mut out);
     out
@@ -276,7 +277,7 @@ fn relay_honours_subscriptions_rooms_and_the_links_sender() {
             Output::Reply(roster) => match decode_video(&roster) {
                 Ok(VideoPacket::Roster(r)) => {
                     assert_eq!(r.members.len(), room_size);
-                    assert!(r.members.iter().any(|m| m.session == from));
+                    assert!(r.members.iter().any(|m| m.session == SessionId(from)));
                 }
                 other => panic!("{other:?}"),
             },
@@ -434,7 +435,7 @@ fn frames_keep_arriving_whole_through_five_percent_loss() {
         assert_eq!(err, None);
         assert!(sender.camera_on());
         // Our own camera shows in our own slot (the "(You)" tile), unrelayed.
-        let own = ann.current().session;
+        let own = ann.current().session_id();
         let deadline = std::time::Instant::now() + 5 * SEC;
         let preview = loop {
             if let Some(f) = sender.latest(own) {
@@ -461,7 +462,7 @@ fn frames_keep_arriving_whole_through_five_percent_loss() {
             let (receiver, _) = VideoEngine::start(MediaLink::of(&bob).unwrap(), recv).unwrap();
             let ids = whole_frames(&receiver, 8, 20 * SEC).await;
             assert!(ids.windows(2).all(|w| w[0] < w[1]), "frames go forward: {ids:?}");
-            let latest = receiver.latest(ann.current().session).expect("a tile for ann");
+            let latest = receiver.latest(ann.current().session_id()).expect("a tile for ann");
             assert_eq!((latest.layer, latest.name.as_str()), (want, "ann"));
             let stats = receiver.stats();
             assert_eq!(stats.len(), 1);
@@ -562,7 +563,7 @@ fn video_follows_a_host_restart() {
                 .await;
             if let Some(VideoEvent::Frame(f)) = next
                 && f.capture_us > restarted_us
-                && f.sender == ann.current().session
+                && f.sender == ann.current().session_id()
             {
                 assert_eq!(f.name, "ann");
                 break;

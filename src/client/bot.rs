@@ -13,6 +13,7 @@ use smol::future::FutureExt;
 
 use super::session::{Client, ClientConfig, Event};
 use crate::proto::ChatOutcome;
+use crate::proto::text::confusable_key;
 use crate::stats::Percentiles;
 
 #[derive(Debug, Clone)]
@@ -220,7 +221,7 @@ pub async fn run_bot(opts: BotOptions, stop: Receiver<()>) -> BotReport {
             Wake::Say => {
                 // A private message waits until its recipient is in the room.
                 if let Some(to) = &opts.to
-                    && !members.iter().any(|m| m.to_lowercase() == to.trim().to_lowercase())
+                    && !members.iter().any(|m| confusable_key(m) == confusable_key(to))
                 {
                     next_say = Some(Instant::now() + Duration::from_millis(50));
                     continue;

@@ -11,6 +11,7 @@ use smol::future::FutureExt;
 use super::files::{Dest, FileClient, FileError, UploadOptions};
 use super::session::Client;
 use crate::proto::FileInfo;
+use crate::proto::text::confusable_key;
 
 /// How long a bot that is leaving waits for transfers still running.
 const FINISH_WAIT: Duration = Duration::from_secs(120);
@@ -57,9 +58,7 @@ impl FileBot {
     /// Starts the upload once its recipient (if any) is in the room.
     pub fn poll(&mut self, members: &[String]) {
         let ready = match &self.send {
-            Some((_, Some(to))) => {
-                members.iter().any(|m| m.to_lowercase() == to.trim().to_lowercase())
-            }
+            Some((_, Some(to))) => members.iter().any(|m| confusable_key(m) == confusable_key(to)),
             Some((_, None)) => true,
             None => false,
         };

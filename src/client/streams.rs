@@ -16,7 +16,7 @@ use smol::future::FutureExt;
 
 use super::session::Client;
 use crate::proto::{
-    MsgType, StreamOpen, StreamRefused, StreamRole, decode_payload, encode_payload,
+    MsgType, SessionId, StreamOpen, StreamRefused, StreamRole, decode_payload, encode_payload,
 };
 use crate::transport::framed::{FrameReader, FrameWriter};
 use crate::transport::link::{Link, LinkRecv, LinkSend};
@@ -84,7 +84,7 @@ impl StreamOpener {
 /// Opens a stream and sends its first frame.
 pub async fn open_stream(
     opener: &StreamOpener,
-    session: u32,
+    session: SessionId,
     token: u64,
     role: StreamRole,
 ) -> std::io::Result<(FrameWriter<LinkSend>, FrameReader<LinkRecv>)> {

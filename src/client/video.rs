@@ -29,7 +29,7 @@ use crate::media::video::{
     SenderStats, StreamStats, THUMB_QUALITY, camera, fragment_frame, scale,
 };
 use crate::proto::{
-    FragmentHeader, Layer, MAX_HELLO_ENTRIES, MAX_VIDEO_DATAGRAM, MediaState, MsgType,
+    FragmentHeader, Layer, MAX_HELLO_ENTRIES, MAX_VIDEO_DATAGRAM, MediaState, MsgType, SessionId,
     Subscription, VideoHello, VideoPacket, decode_video, encode_video_control, fragment_stride,
 };
 use crate::stats::Percentiles;
@@ -72,7 +72,7 @@ pub enum VideoError {
 /// One decoded picture from one sender.
 #[derive(Debug, Clone)]
 pub struct VideoFrame {
-    pub sender: u32,
+    pub sender: SessionId,
     pub name: String,
     pub layer: Layer,
     pub frame_id: u32,
@@ -102,12 +102,12 @@ pub struct SendStats {
 }
 
 /// The newest frame per sender, shared with the UI.
-pub type FrameSlot = Arc<Mutex<HashMap<u32, VideoFrame>>>;
+pub type FrameSlot = Arc<Mutex<HashMap<SessionId, VideoFrame>>>;
 
 #[derive(Default)]
 struct Subs {
     default: Subscription,
-    per_sender: BTreeMap<u32, Subscription>,
+    per_sender: BTreeMap<SessionId, Subscription>,
 }
 
 struct Shared {
@@ -115,8 +115,8 @@ struct Shared {
     subs: Mutex<Subs>,
     subs_changed: AtomicBool,
     frames: FrameSlot,
-    stats: Mutex<HashMap<u32, StreamStats>>,
-    names: Mutex<HashMap<u32, String>>,
+    stats: Mutex<HashMap<SessionId, StreamStats>>,
+    names: Mutex<HashMap<SessionId, String>>,
     reassembly: Mutex<ReassemblyStats>,
     sent_frames: AtomicU64,
     sent_full: AtomicU64,
@@ -210,13 +210,13 @@ impl VideoEngine {
         self.shared.frames.clone()
     }
 
-    pub fn latest(&self, sender: u32) -> Option<VideoFrame> {
+    pub fn latest(&self, sender: SessionId) -> Option<VideoFrame> {
         self.shared.frames.lock().unwrap_or_else(|e| e.into_inner()).get(&sender).cloned()
     }
 
     /// Chooses what to receive from one sender (by session id); sent to the
     /// host at once and then repeated.
-    pub fn subscribe(&self, sender: u32, sub: Subscription) {
+    pub fn subscribe(&self, sender: SessionId, sub: Subscription) {
         let mut s = self.shared.subs.lock().unwrap_or_else(|e| e.into_inner());
         if s.per_sender.len() < MAX_HELLO_ENTRIES || s.per_sender.contains_key(&sender) {
             s.per_sender.insert(sender, sub);
@@ -233,7 +233,7 @@ impl VideoEngine {
     }
 
     /// Per sender: session id, name, stats over the last 2 s.
-    pub fn stats(&self) -> Vec<(u32, String, SenderStats)> {
+    pub fn stats(&self) -> Vec<(SessionId, String, SenderStats)> {
         let now = Instant::now();
         let names = self.shared.names.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut stats = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
@@ -394,7 +394,7 @@ fn publish_preview(
 ) {
     let (sender, name) = {
         let w = route.welcome();
-        (w.session, w.name)
+        (w.session_id(), w.name)
     };
     let pixels = rgb.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
     let frame = VideoFrame {
@@ -411,7 +411,7 @@ fn publish_preview(
 }
 
 fn send_hello(shared: &Shared, route: &MediaLink, buf: &mut Vec<u8>) {
-    let session = route.session();
+    let session = SessionId(route.session());
     let hello = {
         let s = shared.subs.lock().unwrap_or_else(|e| e.into_inner());
         VideoHello {
@@ -455,11 +455,12 @@ fn receive_loop(
         match decode_video(&buf) {
             Ok(VideoPacket::Fragment(f)) => {
                 let Some(frame) = reassembler.push(now, &f) else { continue };
+                let sender = SessionId(frame.sender);
                 let bytes = frame.data.len();
                 let image = match jpeg::decode_rgba(&frame.data) {
                     Ok(img) => Arc::new(img),
                     Err(e) => {
-                        tracing::debug!("video frame from {} not decoded: {e}", frame.sender);
+                        tracing::debug!("video frame from {sender} not decoded: {e}");
                         continue;
                     }
                 };
@@ -468,11 +469,11 @@ fn receive_loop(
                     .names
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .get(&frame.sender)
+                    .get(&sender)
                     .cloned()
                     .unwrap_or_default();
                 let vf = VideoFrame {
-                    sender: frame.sender,
+                    sender,
                     name,
                     layer: frame.layer,
                     frame_id: frame.frame_id,
@@ -485,14 +486,10 @@ fn receive_loop(
                     .stats
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .entry(frame.sender)
+                    .entry(sender)
                     .or_insert_with(|| StreamStats::new(Duration::from_secs(2)))
                     .on_frame(Instant::now(), frame.frame_id, bytes, delay_ms);
-                shared
-                    .frames
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(frame.sender, vf.clone());
+                shared.frames.lock().unwrap_or_else(|e| e.into_inner()).insert(sender, vf.clone());
                 let _ = events.try_send(VideoEvent::Frame(vf));
                 *shared.reassembly.lock().unwrap_or_else(|e| e.into_inner()) = reassembler.stats();
             }
@@ -507,12 +504,13 @@ fn receive_loop(
                 }
                 drop(names);
                 // Tiles of people who left (or of our previous session) go.
-                let present = |s: &u32| roster.members.iter().any(|p| p.session == *s);
+                let present = |s: &SessionId| roster.members.iter().any(|p| p.session == *s);
                 let mut frames = shared.frames.lock().unwrap_or_else(|e| e.into_inner());
-                let gone: Vec<u32> = frames.keys().copied().filter(|s| !present(s)).collect();
+                let gone: Vec<SessionId> = frames.keys().copied().filter(|s| !present(s)).collect();
                 for s in gone {
                     frames.remove(&s);
-                    reassembler.forget(s);
+                    // SessionId: the reassembler (`media::video`) takes u32.
+                    reassembler.forget(s.0);
                 }
             }
             Ok(VideoPacket::Hello(_)) | Err(_) => {}

@@ -22,8 +22,8 @@ use bytes::Bytes;
 pub use crate::client::media::MediaLink;
 use crate::media::video::{Reassembler, ReassemblyConfig, fragment_frame};
 use crate::proto::{
-    FragmentHeader, Layer, MAX_VIDEO_DATAGRAM, MsgType, Subscription, VideoHello, VideoPacket,
-    decode_video, encode_video_control, fragment_stride,
+    FragmentHeader, Layer, MAX_VIDEO_DATAGRAM, MsgType, SessionId, Subscription, VideoHello,
+    VideoPacket, decode_video, encode_video_control, fragment_stride,
 };
 
 /// A receive thread and its stop flag; dropping it stops and joins it.
@@ -174,9 +174,9 @@ impl VideoLink {
 fn send_hello(link: &MediaLink, wants: &Mutex<Wants>) {
     let wants = wants.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let hello = VideoHello {
-        session: link.session(),
+        session: SessionId(link.session()),
         default: wants.default,
-        subs: wants.full.iter().map(|s| (*s, Subscription::Full)).collect(),
+        subs: wants.full.iter().map(|s| (SessionId(*s), Subscription::Full)).collect(),
     };
     let mut buf = Vec::new();
     encode_video_control(MsgType::VideoHello, &hello, &mut buf);
@@ -222,12 +222,12 @@ fn receive(
                 let gone: Vec<u32> = names
                     .keys()
                     .copied()
-                    .filter(|s| !roster.members.iter().any(|p| p.session == *s))
+                    .filter(|s| !roster.members.iter().any(|p| p.session.0 == *s))
                     .collect();
                 for s in gone {
                     reassembler.forget(s);
                 }
-                names = roster.members.into_iter().map(|p| (p.session, p.name)).collect();
+                names = roster.members.into_iter().map(|p| (p.session.0, p.name)).collect();
             }
             Ok(VideoPacket::Hello(_)) | Err(_) => {}
         }

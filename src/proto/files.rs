@@ -451,7 +451,7 @@ mod tests {
         // stream's first frame.
         let mut out = Vec::new();
         let open = crate::proto::StreamOpen {
-            session: 3,
+            session: crate::proto::SessionId(3),
             token: 99,
             role: crate::proto::StreamRole::FileList,
         };

@@ -28,6 +28,35 @@ pub use video::*;
 /// The protocol version this build speaks (header byte 0 and `Register.version`).
 pub const PROTOCOL_VERSION: u8 = 1;
 
+/// One registered participant on one host run: the number the host gives
+/// in the [`Welcome`] and every later message, stream and media datagram
+/// names them by. It stays the same across a rejoin with the session token.
+///
+/// On the wire it is exactly a `u32` (postcard varint in control and stream
+/// messages, 4 bytes big-endian in media datagram headers): the newtype is
+/// `#[serde(transparent)]`, so wrapping it changes no byte.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct SessionId(pub u32);
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// Per-channel payload limits, checked against the header before allocating.
 pub mod limits {
     /// Client → host on the control channel. Generous enough that a chat message

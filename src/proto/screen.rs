@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{DecodeError, MsgType, decode_payload, encode_payload};
+use super::{DecodeError, MsgType, SessionId, decode_payload, encode_payload};
 
 /// Tiles are `SCREEN_TILE`×`SCREEN_TILE` pixels; the last column and row are
 /// narrower when the screen size is not a multiple of it.
@@ -58,7 +58,7 @@ pub struct ScreenStarted {
     /// The presenter's name in the room.
     pub presenter: String,
     /// The presenter's session id.
-    pub session: u32,
+    pub session: SessionId,
     /// Screen width in pixels, 1 to [`SCREEN_MAX_SIDE`].
     pub width: u16,
     /// Screen height in pixels, 1 to [`SCREEN_MAX_SIDE`].
@@ -420,7 +420,7 @@ mod tests {
         let host = [
             ScreenHostMsg::Started(ScreenStarted {
                 presenter: "ann".into(),
-                session: 1,
+                session: SessionId(1),
                 width: 64,
                 height: 64,
             }),

@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{DownloadRequest, UploadRequest};
+use super::{DownloadRequest, SessionId, UploadRequest};
 
 /// Largest [`StreamOpen`] payload; nothing longer is read before the
 /// session is authenticated.
@@ -22,7 +22,7 @@ pub const STREAM_OPEN_MAX: u32 = 8 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamOpen {
     /// The session id from the Welcome.
-    pub session: u32,
+    pub session: SessionId,
     /// The session token from the Welcome.
     pub token: u64,
     /// Which service, and what to do.
@@ -104,7 +104,7 @@ mod tests {
             StreamRole::ScreenView,
         ];
         for role in roles {
-            let open = StreamOpen { session: 3, token: u64::MAX, role };
+            let open = StreamOpen { session: SessionId(3), token: u64::MAX, role };
             assert_eq!(decode_payload::<StreamOpen>(&encode_payload(&open)), Ok(open));
         }
         let r = StreamRefused { reason: "no".into() };
@@ -116,13 +116,13 @@ mod tests {
         // docs/protocol.md, "Streams", worked example: session 3, token 99,
         // a screen viewer.
         let mut out = Vec::new();
-        let open = StreamOpen { session: 3, token: 99, role: StreamRole::ScreenView };
+        let open = StreamOpen { session: SessionId(3), token: 99, role: StreamRole::ScreenView };
         encode_frame(MsgType::StreamOpen, 0, &open, &mut out);
         assert_eq!(out, [1, 0x60, 0, 0, 0, 3, 0, 0, 0, 0, 3, 0x63, 4]);
         // A download of file 9 from byte 0.
         let mut out = Vec::new();
         let open = StreamOpen {
-            session: 3,
+            session: SessionId(3),
             token: 99,
             role: StreamRole::FileDownload(DownloadRequest { id: 9, offset: 0 }),
         };

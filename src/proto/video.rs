@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{DecodeError, HEADER_LEN, Header, MsgType, PROTOCOL_VERSION};
+use super::{DecodeError, HEADER_LEN, Header, MsgType, PROTOCOL_VERSION, SessionId};
 
 /// Most JPEG bytes in one fragment: a whole fragment datagram (1139 bytes)
 /// then fits a QUIC datagram before path-MTU discovery (about 1150 bytes
@@ -284,18 +284,18 @@ pub fn decode_fragment(payload: &[u8]) -> Result<Fragment<'_>, FragmentError> {
 pub struct VideoHello {
     /// The receiver's session as it sees it; informative only (the host
     /// takes the session that owns the link).
-    pub session: u32,
+    pub session: SessionId,
     /// For every sender not listed in `subs`.
     pub default: Subscription,
     /// Per-sender choices by session id; at most [`MAX_HELLO_ENTRIES`].
-    pub subs: Vec<(u32, Subscription)>,
+    pub subs: Vec<(SessionId, Subscription)>,
 }
 
 /// One room member as the video service names them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VideoPeer {
     /// The member's session id, as in fragments.
-    pub session: u32,
+    pub session: SessionId,
     /// The member's name in the room.
     pub name: String,
 }
@@ -443,17 +443,18 @@ mod tests {
     #[test]
     fn hello_round_trip_and_limits() {
         let hello = VideoHello {
-            session: 3,
+            session: SessionId(3),
             default: Subscription::Thumb,
-            subs: vec![(4, Subscription::Full), (5, Subscription::None)],
+            subs: vec![(SessionId(4), Subscription::Full), (SessionId(5), Subscription::None)],
         };
         let mut out = Vec::new();
         encode_video_control(MsgType::VideoHello, &hello, &mut out);
         assert_eq!(decode_video(&out), Ok(VideoPacket::Hello(hello.clone())));
-        let many = VideoHello { subs: vec![(1, Subscription::Full); 65], ..hello };
+        let many = VideoHello { subs: vec![(SessionId(1), Subscription::Full); 65], ..hello };
         encode_video_control(MsgType::VideoHello, &many, &mut out);
         assert!(decode_video(&out).is_err());
-        let roster = VideoRoster { members: vec![VideoPeer { session: 1, name: "Ann".into() }] };
+        let roster =
+            VideoRoster { members: vec![VideoPeer { session: SessionId(1), name: "Ann".into() }] };
         encode_video_control(MsgType::VideoRoster, &roster, &mut out);
         assert_eq!(decode_video(&out), Ok(VideoPacket::Roster(roster)));
     }
@@ -480,9 +481,9 @@ mod tests {
              00 06 0a 24 18 1e 40 00 04 4c 00 03 ff d8 ff"
         );
         let hello = VideoHello {
-            session: 3,
+            session: SessionId(3),
             default: Subscription::Thumb,
-            subs: vec![(4, Subscription::Full)],
+            subs: vec![(SessionId(4), Subscription::Full)],
         };
         encode_video_control(MsgType::VideoHello, &hello, &mut out);
         assert_eq!(out, [1, 0x44, 0, 0, 0, 5, 0, 0, 0, 0, 3, 1, 1, 4, 2]);

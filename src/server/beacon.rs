@@ -33,6 +33,7 @@ use tracing::{debug, info, warn};
 
 use crate::lanif::{Datagram, Fanout, Reach};
 use crate::net::bind_discovery_socket;
+use crate::proto::text::RoomKey;
 use crate::proto::{
     Beacon, DecodeError, HEADER_LEN, MsgType, PROTOCOL_VERSION, Probe, RoomInfo, control_addr_of,
     decode_datagram, decode_payload, encode_frame, limits,
@@ -236,7 +237,7 @@ pub enum Merge {
 
 /// The double-click rule. Only two hosts that were both started by `sapora`
 /// with no arguments (both beacons carry `merge_room`) for the same room
-/// (case-insensitively) take part; the survivor is the one with the smaller
+/// (by [`RoomKey`]) take part; the survivor is the one with the smaller
 /// `(started_ms, host_id)`. Both sides compute the same answer from the same
 /// two beacons, so clock skew between machines changes who wins, never
 /// whether exactly one does. Pure.
@@ -244,7 +245,7 @@ pub fn merge_rule(me: &BeaconConfig, peer: &Beacon) -> Merge {
     let (Some(mine), Some(theirs)) = (&me.merge_room, &peer.merge_room) else {
         return Merge::Ignore;
     };
-    if peer.host_id == me.host_id || mine.trim().to_lowercase() != theirs.trim().to_lowercase() {
+    if peer.host_id == me.host_id || RoomKey::new(mine) != RoomKey::new(theirs) {
         return Merge::Ignore;
     }
     // A beacon without a start time cannot be ranked; leave it alone.
@@ -701,6 +702,12 @@ mod tests {
             ("same ms: lower id wins", rival(49, Some(t), Some("default")), Merge::Yield),
             ("same ms: higher id loses", rival(51, Some(t), Some("default")), Merge::Outrank),
             ("room names ignore case", rival(1, Some(t - 5), Some(" Default ")), Merge::Yield),
+            (
+                "look-alike letters: one room",
+                rival(1, Some(t - 5), Some("d\u{435}fault")),
+                Merge::Yield,
+            ),
+            ("a blank room is the default room", rival(1, Some(t - 5), Some("")), Merge::Yield),
             ("another room", rival(1, Some(t - 5), Some("lab")), Merge::Ignore),
             ("an explicit host never takes part", rival(1, Some(t - 5), None), Merge::Ignore),
             ("no start time: cannot rank", rival(1, None, Some("default")), Merge::Ignore),

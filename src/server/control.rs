@@ -13,6 +13,7 @@ use smol::{Task, Timer};
 
 use super::core::{ConnId, Host, HostEvent, Input, Output, SessionId, Stats};
 use super::media::{LinkSession, MediaRouter};
+use crate::proto::text::RoomKey;
 use crate::proto::{ClientMsg, DecodeError, HostMsg, limits};
 use crate::transport::framed::{FrameError, FrameReader, FrameWriter};
 use crate::transport::link::{Established, Link, LinkRecv, LinkSend};
@@ -26,22 +27,23 @@ use crate::transport::pake::VerificationCode;
 pub struct MemberCodes(Arc<Mutex<HashMap<ConnId, MemberCode>>>);
 
 /// One welcomed connection: room, name, its link's code.
-type MemberCode = (String, String, VerificationCode);
+type MemberCode = (RoomKey, String, VerificationCode);
 
 impl MemberCodes {
-    /// The code of `name`'s link in `room` (the newest connection, if a
-    /// rejoin overlaps the old one).
+    /// The code of `name`'s link in `room` (compared by [`RoomKey`]; the
+    /// newest connection, if a rejoin overlaps the old one).
     pub fn get(&self, room: &str, name: &str) -> Option<VerificationCode> {
+        let room = RoomKey::new(room);
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         map.iter()
-            .filter(|(_, (r, n, _))| r == room && n == name)
+            .filter(|(_, (r, n, _))| *r == room && n == name)
             .max_by_key(|(conn, _)| conn.0)
             .map(|(_, (_, _, code))| *code)
     }
 
     fn welcomed(&self, conn: ConnId, room: &str, name: &str, code: VerificationCode) {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.insert(conn, (room.to_string(), name.to_string(), code));
+        map.insert(conn, (RoomKey::new(room), name.to_string(), code));
     }
 
     fn closed(&self, conn: ConnId) {

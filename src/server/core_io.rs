@@ -14,9 +14,8 @@ use crate::proto::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
 
-/// One registered participant; stays the same across a rejoin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(pub u32);
+/// One registered participant (a wire concept: it lives in `proto`).
+pub use crate::proto::SessionId;
 
 /// What a [`Host`](super::Host) is configured with; [`HostConfig::new`] gives the
 /// defaults (heartbeat 3 s, idle timeout 15 s, registration within 10 s).

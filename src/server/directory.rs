@@ -81,9 +81,9 @@ impl Directory {
     /// The session, if `token` is its token; `None` for strangers and forgers.
     /// Media services call this for the datagrams they receive, so a success
     /// also records that the session's media reaches us.
-    pub fn authenticate(&self, session: u32, token: u64) -> Option<Entry> {
+    pub fn authenticate(&self, session: SessionId, token: u64) -> Option<Entry> {
         let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        let entry = map.get(&SessionId(session)).filter(|e| e.token == token).cloned();
+        let entry = map.get(&session).filter(|e| e.token == token).cloned();
         if let Some(e) = &entry {
             let known = self.heard.read().unwrap_or_else(|e| e.into_inner()).contains(&e.session);
             if !known && self.heard.write().unwrap_or_else(|e| e.into_inner()).insert(e.session) {
@@ -96,6 +96,8 @@ impl Directory {
     /// The session that owns the link a media datagram arrived on (its
     /// link authenticated it); `None` if it has left. Like
     /// [`Directory::authenticate`], records that its media reaches us.
+    // SessionId: the media router and the audio/video services still
+    // deliver datagrams under a bare u32.
     pub fn heard(&self, session: u32) -> Option<Entry> {
         let entry = self.get(SessionId(session))?;
         let known = self.heard.read().unwrap_or_else(|e| e.into_inner()).contains(&entry.session);
@@ -122,9 +124,13 @@ impl Directory {
 
     /// Everyone in `room` (compared by [`RoomKey`]), in no particular order.
     pub fn room_members(&self, room: &str) -> Vec<Entry> {
-        let key = RoomKey::new(room);
+        self.members_of(&RoomKey::new(room))
+    }
+
+    /// Everyone in the room keyed `key`, in no particular order.
+    pub fn members_of(&self, key: &RoomKey) -> Vec<Entry> {
         let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        map.values().filter(|e| e.room_key == key).cloned().collect()
+        map.values().filter(|e| e.room_key == *key).cloned().collect()
     }
 
     /// The member of `room` called `name`, rooms compared by [`RoomKey`] and
@@ -158,13 +164,13 @@ mod tests {
         d.apply(&join(2, 22, "bob", "lab"));
         d.apply(&join(3, 33, "cy", "other"));
         assert!(d.take_heard().is_empty(), "no media yet");
-        assert_eq!(d.authenticate(1, 11).map(|e| e.name), Some("Ann".into()));
-        assert_eq!(d.authenticate(1, 11).map(|e| e.session), Some(SessionId(1)));
+        assert_eq!(d.authenticate(SessionId(1), 11).map(|e| e.name), Some("Ann".into()));
+        assert_eq!(d.authenticate(SessionId(1), 11).map(|e| e.session), Some(SessionId(1)));
         assert_eq!(d.take_heard(), [SessionId(1)], "heard once, reported once");
         assert!(d.take_heard().is_empty());
-        assert_eq!(d.authenticate(1, 22), None, "wrong token");
-        assert_eq!(d.authenticate(9, 11), None, "unknown session");
-        assert_eq!(d.authenticate(2, 11), None, "another session's token");
+        assert_eq!(d.authenticate(SessionId(1), 22), None, "wrong token");
+        assert_eq!(d.authenticate(SessionId(9), 11), None, "unknown session");
+        assert_eq!(d.authenticate(SessionId(2), 11), None, "another session's token");
         assert!(d.take_heard().is_empty(), "forgeries are not media that reached us");
         let mut all = d.sessions();
         all.sort();
@@ -192,7 +198,7 @@ mod tests {
             room: "lab".into(),
             change: PresenceChange::Left,
         });
-        assert_eq!(d.authenticate(1, 11), None);
+        assert_eq!(d.authenticate(SessionId(1), 11), None);
         d.clear();
         assert!(d.room_members("lab").is_empty());
     }

@@ -14,6 +14,7 @@ use super::control::{self, ControlHandle};
 use super::core::{Host, HostConfig, HostEvent, Stats};
 use super::directory::Directory;
 use crate::net::random_u64;
+use crate::proto::text::RoomKey;
 use crate::proto::{HostKey, Ports, RoomInfo};
 use crate::transport::cert::{CertError, Fingerprint, HostIdentity, Loaded};
 use crate::transport::limit::{
@@ -26,31 +27,25 @@ use crate::transport::{fallback, tunnel};
 
 /// Per-room passcodes, shared between the host's options, its accept loop
 /// and (later) the app, which can change them while the host runs. Rooms
-/// are compared as the control plane compares them (blank = "default").
+/// are keyed by [`RoomKey`], as the control plane keys them (blank =
+/// "default", case and look-alike letters do not matter).
 #[derive(Debug, Clone, Default)]
-pub struct RoomPasscodes(Arc<Mutex<HashMap<String, Passcode>>>);
+pub struct RoomPasscodes(Arc<Mutex<HashMap<RoomKey, Passcode>>>);
 
 impl RoomPasscodes {
-    fn key(room: &str) -> String {
-        match crate::proto::text::normalize(room).as_str() {
-            "" => crate::proto::text::confusable_key("default"),
-            normal => crate::proto::text::confusable_key(normal),
-        }
-    }
-
     /// Sets (`Some`) or removes (`None`) the passcode of `room`; it applies
     /// to connections admitted from then on.
     pub fn set(&self, room: &str, passcode: Option<Passcode>) {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match passcode {
-            Some(p) => map.insert(Self::key(room), p),
-            None => map.remove(&Self::key(room)),
+            Some(p) => map.insert(RoomKey::new(room), p),
+            None => map.remove(&RoomKey::new(room)),
         };
     }
 
     /// The passcode of `room`, if it has its own.
     pub fn get(&self, room: &str) -> Option<Passcode> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&Self::key(room)).cloned()
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&RoomKey::new(room)).cloned()
     }
 }
 

@@ -25,6 +25,7 @@ use ogg::writing::{PacketWriteEndInfo, PacketWriter};
 use serde::Serialize;
 
 use crate::media::audio::{Encoder, SAMPLE_RATE};
+use crate::proto::text::RoomKey;
 use crate::proto::{AudioCodec, ChatMessage, FileInfo};
 
 /// Samples the decoder drops at the start: the look-ahead of libopus at
@@ -293,7 +294,7 @@ impl Drop for Recorder {
 }
 
 fn run(rx: mpsc::Receiver<RecMsg>, dir: &Path, frame_samples: usize, silence: &[u8]) {
-    let mut rooms: HashMap<String, RoomRecording> = HashMap::new();
+    let mut rooms: HashMap<RoomKey, RoomRecording> = HashMap::new();
     let report = |what: &str, e: io::Error| tracing::error!("recording: {what}: {e}");
     loop {
         let msg = match rx.recv_timeout(Duration::from_millis(200)) {
@@ -305,31 +306,31 @@ fn run(rx: mpsc::Receiver<RecMsg>, dir: &Path, frame_samples: usize, silence: &[
             None => {}
             Some(RecMsg::Quit) => break,
             Some(RecMsg::Start { room }) => {
-                if rooms.contains_key(&room) {
+                if rooms.contains_key(&RoomKey::new(&room)) {
                     continue;
                 }
                 match RoomRecording::open(dir, &room, frame_samples) {
                     Ok(r) => {
                         tracing::info!("recording \"{room}\" to {}", r.path.display());
-                        rooms.insert(room, r);
+                        rooms.insert(RoomKey::new(&room), r);
                     }
                     Err(e) => report(&format!("cannot start in {}", dir.display()), e),
                 }
             }
             Some(RecMsg::Stop { room }) => {
-                if let Some(r) = rooms.remove(&room) {
+                if let Some(r) = rooms.remove(&RoomKey::new(&room)) {
                     finish(r, silence, frame_samples);
                 }
             }
             Some(RecMsg::Mix { room, packet }) => {
-                if let Some(r) = rooms.get_mut(&room)
+                if let Some(r) = rooms.get_mut(&RoomKey::new(&room))
                     && let Err(e) = r.opus.write(&packet)
                 {
                     report("writing the sound", e);
                 }
             }
             Some(RecMsg::Chat { room, msg }) => {
-                if let Some(r) = rooms.get_mut(&room) {
+                if let Some(r) = rooms.get_mut(&RoomKey::new(&room)) {
                     let t_ms = r.t_ms(msg.ts_ms);
                     let line =
                         LogLine::Chat { t_ms, ts_ms: msg.ts_ms, from: &msg.from, text: &msg.text };
@@ -344,7 +345,7 @@ fn run(rx: mpsc::Receiver<RecMsg>, dir: &Path, frame_samples: usize, silence: &[
                 }
             }
             Some(RecMsg::File { room, file }) => {
-                if let Some(r) = rooms.get_mut(&room) {
+                if let Some(r) = rooms.get_mut(&RoomKey::new(&room)) {
                     let t_ms = r.t_ms(file.ts_ms);
                     let line = LogLine::File {
                         t_ms,

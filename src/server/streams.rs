@@ -189,7 +189,11 @@ mod tests {
             assert!(refusal(&mut r).await.contains("must be a stream open"));
             // A well-formed open for a service this entry point lacks.
             let (mut w, mut r, t) = served(&ctx);
-            let open = StreamOpen { session: 1, token: 2, role: StreamRole::ScreenView };
+            let open = StreamOpen {
+                session: crate::proto::SessionId(1),
+                token: 2,
+                role: StreamRole::ScreenView,
+            };
             w.send(MsgType::StreamOpen as u8, &encode_payload(&open)).await.unwrap();
             assert_eq!(refusal(&mut r).await, "screen sharing is not offered by this host");
             t.await;

@@ -208,14 +208,15 @@ impl VideoRelay {
             ReceiverState {
                 room,
                 default: h.default,
-                subs: h.subs.into_iter().collect(),
+                // SessionId: receivers are keyed by the media router's u32.
+                subs: h.subs.into_iter().map(|(s, sub)| (s.0, sub)).collect(),
                 last_hello: now,
             },
         );
         let mut roster = VideoRoster {
             members: members
                 .into_iter()
-                .map(|e| VideoPeer { session: e.session.0, name: e.name })
+                .map(|e| VideoPeer { session: e.session, name: e.name })
                 .collect(),
         };
         roster.members.sort_by_key(|p| p.session);

@@ -20,7 +20,7 @@ use crate::media::audio::{MicSpec, SpeakerSpec};
 use crate::media::jpeg::Rgba;
 use crate::media::screen::ScreenSource;
 use crate::media::video::{CameraChoice, CaptureConfig};
-use crate::proto::{SPEAKING_LEVEL, Subscription, Welcome};
+use crate::proto::{SPEAKING_LEVEL, SessionId, Subscription, Welcome};
 
 /// What the app needs to (re)start engines for one session.
 #[derive(Clone)]
@@ -134,13 +134,13 @@ pub struct Media {
     pub viewer: Option<Viewer>,
     pub presenter: Option<Presenter>,
     /// Last frame id shown per sender, so a frame is converted only once.
-    shown: HashMap<u32, u32>,
+    shown: HashMap<SessionId, u32>,
     screen_shown: Option<(String, u32)>,
     /// Sender ids by name, learnt from received frames.
-    ids: HashMap<String, u32>,
+    ids: HashMap<String, SessionId>,
     /// The layer the layout wants per name, and what the engine was told.
     wanted: HashMap<String, Subscription>,
-    told: HashMap<u32, Subscription>,
+    told: HashMap<SessionId, Subscription>,
     /// Bumped whenever the video engine is replaced.
     pub generation: u64,
     /// Bumped whenever the audio engine is replaced (its events need a

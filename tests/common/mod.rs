@@ -16,6 +16,7 @@ pub const LOOPBACK_BROADCAST: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 255, 255, 2
 
 pub mod lan;
 pub mod shim;
+pub mod ui;
 
 /// Keeps every test out of the real home: hosts keep their certificate and
 /// clients their known hosts in `$SAPORA_CONFIG_DIR`, which is set here to a

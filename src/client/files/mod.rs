@@ -23,8 +23,8 @@ use smol::channel::Sender;
 use super::session::Client;
 use super::streams::StreamOpener;
 use crate::proto::{
-    FileErrorCode, FileFailure, FileHostMsg, FileInfo, StreamRole, UploadDone, UploadRequest,
-    Welcome, md5_hex, sanitize_file_name,
+    FileErrorCode, FileFailure, FileHostMsg, FileInfo, SessionId, StreamRole, UploadDone,
+    UploadRequest, Welcome, md5_hex, sanitize_file_name,
 };
 
 mod transfer;
@@ -151,9 +151,9 @@ impl FileClient {
         self
     }
 
-    fn auth(&self) -> (u32, u64) {
+    fn auth(&self) -> (SessionId, u64) {
         let w = self.welcome.lock().unwrap_or_else(|e| e.into_inner());
-        (w.session, w.token)
+        (w.session_id(), w.token)
     }
 
     async fn open(&self, role: StreamRole) -> Result<Conn, Attempt> {

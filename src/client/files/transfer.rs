@@ -20,7 +20,7 @@ use super::{
 };
 use crate::proto::{
     CHUNK_HEADER, CHUNK_SIZE, DownloadRequest, FileClientMsg, FileErrorCode, FileHostMsg, FileInfo,
-    HEADER_LEN, MsgType, StreamRole, UploadDone, UploadEnd, UploadRequest, host_limit,
+    HEADER_LEN, MsgType, SessionId, StreamRole, UploadDone, UploadEnd, UploadRequest, host_limit,
 };
 use crate::transport::framed::{FrameError, FrameReader, FrameWriter, encode_header};
 use crate::transport::link::{LinkRecv, LinkSend};
@@ -65,7 +65,7 @@ async fn timed<T>(f: impl std::future::Future<Output = std::io::Result<T>>) -> s
 impl Conn {
     pub(super) async fn open(
         opener: &StreamOpener,
-        session: u32,
+        session: SessionId,
         token: u64,
         role: StreamRole,
     ) -> Result<Conn, Attempt> {

@@ -25,7 +25,7 @@ use smol::future::FutureExt;
 use super::session::Client;
 use super::streams::{StreamOpener, open_stream, refusal};
 use crate::media::screen::{CaptureError, TileError};
-use crate::proto::{SCREEN_MAX_PAYLOAD, StreamRole, Welcome};
+use crate::proto::{SCREEN_MAX_PAYLOAD, SessionId, StreamRole, Welcome};
 use crate::transport::framed::{FrameError, FrameReader, FrameWriter};
 use crate::transport::link::{Link, LinkRecv, LinkSend};
 
@@ -79,9 +79,9 @@ impl ScreenTarget {
         ScreenTarget { opener: StreamOpener::link(link), welcome }
     }
 
-    fn auth(&self) -> (u32, u64) {
+    fn auth(&self) -> (SessionId, u64) {
         let w = self.welcome.lock().unwrap_or_else(|e| e.into_inner());
-        (w.session, w.token)
+        (w.session_id(), w.token)
     }
 }
 
@@ -89,7 +89,10 @@ type Writer = FrameWriter<LinkSend>;
 type Reader = FrameReader<LinkRecv>;
 
 /// Opens a presenter's or viewer's stream (blocking: call from a thread).
-fn connect(target: &ScreenTarget, role: StreamRole) -> Result<(Writer, Reader, u32), ScreenError> {
+fn connect(
+    target: &ScreenTarget,
+    role: StreamRole,
+) -> Result<(Writer, Reader, SessionId), ScreenError> {
     let (session, token) = target.auth();
     let addr: SocketAddr = target.opener.addr();
     let (w, r) = smol::block_on(open_stream(&target.opener, session, token, role))

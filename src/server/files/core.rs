@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
 
+use crate::proto::text::RoomKey;
 use crate::proto::{FileErrorCode, FileFailure, human_bytes};
 
 pub(super) fn failure(code: FileErrorCode, reason: impl Into<String>) -> FileFailure {
@@ -125,7 +126,7 @@ impl UploadCore {
 #[derive(Debug)]
 pub struct Retention {
     retention: Duration,
-    due: HashMap<String, Instant>,
+    due: HashMap<RoomKey, Instant>,
 }
 
 impl Retention {
@@ -135,9 +136,9 @@ impl Retention {
         Retention { retention, due: HashMap::new() }
     }
 
-    /// `room` (its key) became empty at `now`: it falls due one retention
-    /// time later (a later emptying restarts the wait).
-    pub fn emptied(&mut self, room: String, now: Instant) {
+    /// `room` became empty at `now`: it falls due one retention time later
+    /// (a later emptying restarts the wait).
+    pub fn emptied(&mut self, room: RoomKey, now: Instant) {
         self.due.insert(room, now + self.retention);
     }
 
@@ -147,8 +148,8 @@ impl Retention {
     }
 
     /// The rooms due at `now`, each returned once.
-    pub fn expired(&mut self, now: Instant) -> Vec<String> {
-        let mut ripe: Vec<String> =
+    pub fn expired(&mut self, now: Instant) -> Vec<RoomKey> {
+        let mut ripe: Vec<RoomKey> =
             self.due.iter().filter(|(_, t)| **t <= now).map(|(r, _)| r.clone()).collect();
         ripe.sort();
         for r in &ripe {
@@ -249,21 +250,21 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Retention::new(Duration::from_secs(60));
         assert_eq!(r.poll_timeout(), None);
-        r.emptied("a".into(), t0);
-        r.emptied("b".into(), t0 + Duration::from_secs(30));
+        r.emptied(RoomKey::new("a"), t0);
+        r.emptied(RoomKey::new("b"), t0 + Duration::from_secs(30));
         assert_eq!(r.poll_timeout(), Some(t0 + Duration::from_secs(60)));
         assert!(r.expired(t0 + Duration::from_secs(59)).is_empty());
-        assert_eq!(r.expired(t0 + Duration::from_secs(60)), ["a"]);
+        assert_eq!(r.expired(t0 + Duration::from_secs(60)), [RoomKey::new("a")]);
         assert!(r.expired(t0 + Duration::from_secs(61)).is_empty(), "each room once");
         // Emptied again before it fell due: the wait starts over.
-        r.emptied("b".into(), t0 + Duration::from_secs(80));
+        r.emptied(RoomKey::new("b"), t0 + Duration::from_secs(80));
         assert!(r.expired(t0 + Duration::from_secs(100)).is_empty());
         assert_eq!(r.poll_timeout(), Some(t0 + Duration::from_secs(140)));
-        assert_eq!(r.expired(t0 + Duration::from_secs(3600)), ["b"]);
+        assert_eq!(r.expired(t0 + Duration::from_secs(3600)), [RoomKey::new("b")]);
         assert_eq!(r.poll_timeout(), None);
         // A zero retention purges at once.
         let mut now = Retention::new(Duration::ZERO);
-        now.emptied("c".into(), t0);
-        assert_eq!(now.expired(t0), ["c"]);
+        now.emptied(RoomKey::new("c"), t0);
+        assert_eq!(now.expired(t0), [RoomKey::new("c")]);
     }
 }

@@ -20,9 +20,9 @@ use smol::future::FutureExt;
 use smol::{Task, Timer};
 
 use super::core::{Retention, UploadCore, failure, storage_failure};
-use super::store::{State, Stored, room_key};
+use super::store::{State, Stored};
 use crate::net::{random_u64, unix_ms};
-use crate::proto::text::{confusable_key, visible};
+use crate::proto::text::{RoomKey, confusable_key, visible};
 use crate::proto::{
     DecodeError, FileClientMsg, FileErrorCode, FileFailure, FileHostMsg, FileInfo, FileList,
     HostMsg, StreamRole, UploadDone, UploadReady, UploadRequest, client_limit, sanitize_file_name,
@@ -66,7 +66,7 @@ impl Shared {
     }
 
     /// Deletes a room's files and idle partial uploads.
-    async fn purge(&self, room: &str) {
+    async fn purge(&self, room: &RoomKey) {
         let (paths, dir) = self.state().purge(room);
         smol::unblock(move || {
             for p in paths {
@@ -96,7 +96,7 @@ async fn remove_files(paths: Vec<PathBuf>) {
 #[derive(Clone)]
 pub struct FileHook {
     shared: Arc<Shared>,
-    tx: Sender<String>,
+    tx: Sender<RoomKey>,
 }
 
 impl FileHook {
@@ -104,7 +104,7 @@ impl FileHook {
     pub fn observe(&self, event: &HostEvent) {
         match event {
             HostEvent::Left { room, .. } if self.shared.directory.room_members(room).is_empty() => {
-                let _ = self.tx.try_send(room_key(room));
+                let _ = self.tx.try_send(RoomKey::new(room));
             }
             HostEvent::Joined { session, .. } => self.offer_pending(*session),
             _ => {}
@@ -204,7 +204,7 @@ pub fn start(
 }
 
 /// Deletes a room's files once it has stayed empty for the retention time.
-async fn janitor(shared: Arc<Shared>, emptied: Receiver<String>) {
+async fn janitor(shared: Arc<Shared>, emptied: Receiver<RoomKey>) {
     let mut retention = Retention::new(shared.config.retention);
     loop {
         let next = retention.poll_timeout();
@@ -224,9 +224,7 @@ async fn janitor(shared: Arc<Shared>, emptied: Receiver<String>) {
             None => {}
         }
         for room in retention.expired(now) {
-            let display = shared.state().rooms.get(&room).map(|r| r.display.clone());
-            let occupied = display.is_some_and(|d| !shared.directory.room_members(&d).is_empty());
-            if !occupied {
+            if shared.directory.members_of(&room).is_empty() {
                 shared.purge(&room).await;
             }
         }
@@ -376,7 +374,7 @@ async fn claim(
     req: &UploadRequest,
     cancel: Sender<()>,
 ) -> Result<(u64, UploadCore, PathBuf), FileFailure> {
-    let room = room_key(&who.room);
+    let room = who.room_key.clone();
     if let Some(id) = req.resume {
         // Take over from a stream the host has not yet seen die.
         for _ in 0..100 {
@@ -385,7 +383,7 @@ async fn claim(
                 let Some(u) = st.uploads.get_mut(&id) else { break };
                 let mine = u.room == room
                     && (u.sender == who.session
-                        || u.sender_name.to_lowercase() == who.name.to_lowercase())
+                        || confusable_key(&u.sender_name) == confusable_key(&who.name))
                     && u.core.declared() == req.size
                     && u.name == sanitize_file_name(&req.name);
                 if !mine {
@@ -644,8 +642,8 @@ async fn commit(shared: &Arc<Shared>, id: u64, md5: [u8; 16]) -> Result<FileHost
         let Some(u) = st.uploads.remove(&id) else {
             return Err(failure(FileErrorCode::NoSuchUpload, "the upload was cancelled"));
         };
-        let display = st.rooms.get(&u.room).map(|r| r.display.clone()).unwrap_or_default();
-        (u, shared.directory.room_members(&display))
+        let members = shared.directory.members_of(&u.room);
+        (u, members)
     };
     if members.is_empty() {
         remove_files(vec![u.path]).await;

@@ -12,14 +12,15 @@ use std::path::PathBuf;
 use smol::channel::Sender;
 
 use super::core::UploadCore;
+use crate::proto::text::RoomKey;
 use crate::proto::{FileInfo, MAX_FILES_PER_ROOM};
 use crate::server::core::SessionId;
 use crate::server::directory::Entry;
 
 pub(super) struct Stored {
     pub info: FileInfo,
-    /// The room's key ([`room_key`]).
-    pub room: String,
+    /// The room's key.
+    pub room: RoomKey,
     pub sender: SessionId,
     pub to: Option<SessionId>,
     pub path: PathBuf,
@@ -30,7 +31,7 @@ pub(super) struct Stored {
 }
 
 pub(super) struct Partial {
-    pub room: String,
+    pub room: RoomKey,
     pub sender: SessionId,
     pub sender_name: String,
     pub name: String,
@@ -43,23 +44,17 @@ pub(super) struct Partial {
 }
 
 pub(super) struct RoomFiles {
-    pub display: String,
     pub dir: PathBuf,
 }
 
 /// Rooms, files and uploads.
 pub(super) struct State {
     root: PathBuf,
-    pub rooms: HashMap<String, RoomFiles>,
+    pub rooms: HashMap<RoomKey, RoomFiles>,
     room_seq: u64,
     pub files: HashMap<u64, Stored>,
     pub uploads: HashMap<u64, Partial>,
     next_id: u64,
-}
-
-/// How rooms are keyed (case-folded).
-pub(super) fn room_key(room: &str) -> String {
-    room.to_lowercase()
 }
 
 impl State {
@@ -77,8 +72,7 @@ impl State {
     /// Whether `who` may see `f`: same room, and shared with the room or
     /// privately with (or from) them.
     pub fn visible(f: &Stored, who: &Entry) -> bool {
-        f.room == room_key(&who.room)
-            && f.to.is_none_or(|to| to == who.session || f.sender == who.session)
+        f.room == who.room_key && f.to.is_none_or(|to| to == who.session || f.sender == who.session)
     }
 
     /// The files `who` may see, oldest first.
@@ -104,21 +98,15 @@ impl State {
         core: UploadCore,
         cancel: Sender<()>,
     ) -> (u64, PathBuf, PathBuf) {
-        let room = room_key(&who.room);
+        let room = who.room_key.clone();
         let id = self.next_id;
         self.next_id += 1;
-        let dir = match self.rooms.get_mut(&room) {
-            Some(r) => {
-                r.display = who.room.clone();
-                r.dir.clone()
-            }
+        let dir = match self.rooms.get(&room) {
+            Some(r) => r.dir.clone(),
             None => {
                 self.room_seq += 1;
                 let dir = self.root.join(format!("room-{}", self.room_seq));
-                self.rooms.insert(
-                    room.clone(),
-                    RoomFiles { display: who.room.clone(), dir: dir.clone() },
-                );
+                self.rooms.insert(room.clone(), RoomFiles { dir: dir.clone() });
                 dir
             }
         };
@@ -142,10 +130,10 @@ impl State {
     /// Forgets a room's files and its idle partial uploads, and the room
     /// itself once no upload runs in it; returns what to delete (files,
     /// then the directory if the room went).
-    pub fn purge(&mut self, room: &str) -> (Vec<PathBuf>, Option<PathBuf>) {
+    pub fn purge(&mut self, room: &RoomKey) -> (Vec<PathBuf>, Option<PathBuf>) {
         let mut paths = Vec::new();
         let gone: Vec<u64> =
-            self.files.iter().filter(|(_, f)| f.room == room).map(|(k, _)| *k).collect();
+            self.files.iter().filter(|(_, f)| f.room == *room).map(|(k, _)| *k).collect();
         for id in gone {
             if let Some(f) = self.files.remove(&id) {
                 paths.push(f.path);
@@ -154,7 +142,7 @@ impl State {
         let idle: Vec<u64> = self
             .uploads
             .iter()
-            .filter(|(_, u)| u.room == room && u.busy.is_none())
+            .filter(|(_, u)| u.room == *room && u.busy.is_none())
             .map(|(k, _)| *k)
             .collect();
         for id in idle {
@@ -162,7 +150,7 @@ impl State {
                 paths.push(u.path);
             }
         }
-        let busy = self.uploads.values().any(|u| u.room == room);
+        let busy = self.uploads.values().any(|u| u.room == *room);
         let dir = if busy { None } else { self.rooms.remove(room).map(|r| r.dir) };
         (paths, dir)
     }

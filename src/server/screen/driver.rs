@@ -81,7 +81,7 @@ impl ScreenStreams {
                 Err("not a screen stream".to_string())
             }
             (Some(e), _) => {
-                Ok(Who { session: e.session.0, token: e.token, name: e.name, room: e.room })
+                Ok(Who { session: e.session, token: e.token, name: e.name, room: e.room_key })
             }
             (None, _) => Err("unknown session or wrong token: join the meeting first".to_string()),
         };

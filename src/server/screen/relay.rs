@@ -21,6 +21,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::proto::SessionId;
+use crate::proto::text::RoomKey;
 use crate::proto::{
     DecodeError, MsgType, SCREEN_BATCH_BYTES, SCREEN_MORE, ScreenBusy, ScreenClientMsg,
     ScreenHostMsg, ScreenRefused, ScreenStarted, ScreenStopReason, ScreenStopped, TileFrame,
@@ -38,14 +40,14 @@ pub struct ScreenConn(pub u64);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Who {
     /// The session id.
-    pub session: u32,
+    pub session: SessionId,
     /// The session token (the driver drops the stream once the directory no
     /// longer has this session with this token).
     pub token: u64,
     /// The member's name, shown as the presenter.
     pub name: String,
-    /// The room's display name: the presenter's viewers are this room's.
-    pub room: String,
+    /// The room's key: the presenter's viewers are this room's.
+    pub room: RoomKey,
 }
 
 /// What the driver feeds [`Relay::handle`], with the current time.
@@ -184,7 +186,7 @@ struct Conn {
 struct Presentation {
     id: u64,
     conn: ScreenConn,
-    session: u32,
+    session: SessionId,
     name: String,
     width: u16,
     height: u16,
@@ -208,7 +210,7 @@ struct Room {
 #[derive(Default)]
 pub struct Relay {
     conns: HashMap<ScreenConn, Conn>,
-    rooms: HashMap<String, Room>,
+    rooms: HashMap<RoomKey, Room>,
     next_id: u64,
     out: Vec<Output>,
     frames_in: u64,
@@ -266,7 +268,7 @@ impl Relay {
 
     /// Authenticated connections and their sessions, so the driver can drop
     /// those whose session left the meeting.
-    pub fn sessions(&self) -> Vec<(ScreenConn, u32, u64)> {
+    pub fn sessions(&self) -> Vec<(ScreenConn, SessionId, u64)> {
         self.conns
             .iter()
             .filter_map(|(id, c)| c.who.as_ref().map(|w| (*id, w.session, w.token)))
@@ -278,9 +280,9 @@ impl Relay {
         self.conns.get(&conn).map(|c| c.dirty.count)
     }
 
-    /// Who presents in `room`.
+    /// Who presents in `room` (compared by [`RoomKey`]).
     pub fn presenter(&self, room: &str) -> Option<&str> {
-        self.rooms.get(room)?.presentation.as_ref().map(|p| p.name.as_str())
+        self.rooms.get(&RoomKey::new(room))?.presentation.as_ref().map(|p| p.name.as_str())
     }
 
     /// The relay's bookkeeping now.
@@ -418,7 +420,7 @@ impl Relay {
         }
     }
 
-    fn frame(&mut self, now: Instant, conn: ScreenConn, room: &str, payload: &[u8]) {
+    fn frame(&mut self, now: Instant, conn: ScreenConn, room: &RoomKey, payload: &[u8]) {
         let Some(p) = self.rooms.get_mut(room).and_then(|r| r.presentation.as_mut()) else {
             // Tiles racing a stop we already processed: harmless, ignore.
             return;
@@ -497,7 +499,7 @@ impl Relay {
         }
     }
 
-    fn end(&mut self, now: Instant, room: &str, reason: ScreenStopReason) {
+    fn end(&mut self, now: Instant, room: &RoomKey, reason: ScreenStopReason) {
         let Some(r) = self.rooms.get_mut(room) else { return };
         if let Some(p) = r.presentation.take() {
             r.ended = Some((p.id, reason));
@@ -505,7 +507,7 @@ impl Relay {
         }
     }
 
-    fn pump_room(&mut self, now: Instant, room: &str) {
+    fn pump_room(&mut self, now: Instant, room: &RoomKey) {
         let members: Vec<ScreenConn> =
             self.rooms.get(room).map(|r| r.conns.iter().copied().collect()).unwrap_or_default();
         for m in members {

@@ -7,7 +7,7 @@ const W: u16 = 320;
 const H: u16 = 200;
 
 fn who(session: u32, name: &str) -> Result<Who, String> {
-    Ok(Who { session, token: 1, name: name.into(), room: "r".into() })
+    Ok(Who { session: SessionId(session), token: 1, name: name.into(), room: RoomKey::new("r") })
 }
 
 /// Drives a relay on a virtual clock and records what each conn was sent.
@@ -168,7 +168,7 @@ fn a_resolution_change_keeps_the_presentation_and_tells_viewers_the_new_size() {
     h.input(Input::Message { conn: pres, kind: 0x31, payload: &start.payload() });
     let started = ScreenHostMsg::Started(ScreenStarted {
         presenter: "ann".into(),
-        session: 1,
+        session: SessionId(1),
         width: w2,
         height: h2,
     });
@@ -217,7 +217,7 @@ fn one_presenter_at_a_time_and_stop_reaches_everyone() {
     );
     assert_eq!(h.relay.presenter("r"), Some("ann"));
     assert!(
-        matches!(&host_msgs(&h.take(a))[..], [ScreenHostMsg::Started(s)] if s.session == 1),
+        matches!(&host_msgs(&h.take(a))[..], [ScreenHostMsg::Started(s)] if s.session == SessionId(1)),
         "ann's grant"
     );
     h.take(v);
