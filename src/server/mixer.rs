@@ -130,9 +130,16 @@ pub struct MixerStats {
     /// Reception reports received from listeners and sent to senders.
     pub feedback_in: u64,
     pub feedback_out: u64,
-    /// Sum over senders of their jitter buffers' late, lost and dropped frames.
+    /// Summed over senders' jitter buffers: packets that arrived after
+    /// their frame was played or given up on (never mixed or forwarded),
+    /// frames lost (concealed and skipped), frames dropped to shrink the
+    /// delay (skipped unheard: never forwarded either), and frames
+    /// concealed while waiting for a late packet (the talker's delay grew
+    /// by a frame).
     pub late: u64,
     pub lost: u64,
+    pub dropped: u64,
+    pub stretched: u64,
     /// Talker frames lost on the way here but rebuilt from a later packet's
     /// redundant copy (RFC 2198), summed over senders' jitter buffers.
     pub recovered: u64,
@@ -451,7 +458,9 @@ impl Mixer {
         for m in self.members.values() {
             let j = m.jb.stats();
             s.late += j.late;
-            s.lost += j.lost + j.dropped;
+            s.lost += j.lost;
+            s.dropped += j.dropped;
+            s.stretched += j.stretched;
             s.recovered += j.recovered;
         }
         s

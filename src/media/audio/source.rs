@@ -84,9 +84,26 @@ impl Source for Tone {
 /// Length of one click burst.
 pub const CLICK_US: u64 = 2_500;
 
-/// Clicks aligned to the wall clock (see [`CLICK_PERIOD_US`]).
-#[derive(Default)]
-pub struct Clicks;
+/// Clicks aligned to the wall clock (see [`CLICK_PERIOD_US`]), as a
+/// microphone would capture them: one contiguous stream of samples.
+///
+/// Each read continues where the last one ended, whatever `start_us`
+/// says, as long as the two agree within [`CLICKS_RESYNC_US`]: the
+/// engine's wake-ups wander by a few ms on a busy machine, and reading the
+/// wall-clock window of each wake-up instead would leave gaps between
+/// frames (a click that falls in one is never sent: the bot "talks" less)
+/// and overlaps (a click sent twice). Further apart (the engine stalled and
+/// skipped frames, or this is the first read), it starts again at
+/// `start_us`, as a device's ring that overflowed drops what it held.
+#[derive(Debug, Default, Clone)]
+pub struct Clicks {
+    /// Wall-clock time, µs, of the sample after the last one read.
+    next_us: Option<f64>,
+}
+
+/// How far a read's `start_us` may stray from the end of the previous
+/// read before [`Clicks`] jumps to it (one 20 ms frame).
+pub const CLICKS_RESYNC_US: f64 = 20_000.0;
 
 /// One click sample `dt_us` after the click instant (0 outside the burst):
 /// a 3 kHz burst at -2 dBFS, loud and short enough to find its onset after
@@ -101,12 +118,18 @@ pub fn click_sample(dt_us: f64) -> f32 {
 
 impl Source for Clicks {
     fn read(&mut self, out: &mut [f32], start_us: u64) -> bool {
+        let wall = start_us as f64;
+        let start = match self.next_us {
+            Some(next) if (next - wall).abs() <= CLICKS_RESYNC_US => next,
+            _ => wall,
+        };
         let period = CLICK_PERIOD_US as f64;
-        let phase = (start_us % CLICK_PERIOD_US) as f64;
+        let sample_us = 1e6 / f64::from(SAMPLE_RATE);
         for (i, x) in out.iter_mut().enumerate() {
-            let pos = (phase + i as f64 * 1e6 / f64::from(SAMPLE_RATE)) % period;
+            let pos = (start + i as f64 * sample_us).rem_euclid(period);
             *x = click_sample(pos);
         }
+        self.next_us = Some(start + out.len() as f64 * sample_us);
         true
     }
 }
@@ -189,7 +212,7 @@ impl Source for Silent {
 pub fn open(spec: &MicSpec) -> Result<Box<dyn Source>, AudioError> {
     Ok(match spec {
         MicSpec::Tone(hz) => Box::new(Tone::new(*hz)),
-        MicSpec::Clicks => Box::new(Clicks),
+        MicSpec::Clicks => Box::new(Clicks::default()),
         MicSpec::File(path) => Box::new(FileSource::open(path)?),
         MicSpec::None => Box::new(Silent),
         MicSpec::Default => Box::new(super::device::open_input(None)?),
@@ -216,7 +239,7 @@ mod tests {
 
     #[test]
     fn clicks_start_on_the_period_boundary() {
-        let mut c = Clicks;
+        let mut c = Clicks::default();
         let mut frame = vec![0.0f32; 960];
         // A frame starting 10 ms before a click instant: silence, then the burst.
         let start = 7 * CLICK_PERIOD_US - 10_000;
@@ -226,6 +249,44 @@ mod tests {
         assert!(frame[..480].iter().all(|x| *x == 0.0));
         // 2.5 ms later it is quiet again.
         assert!(frame[480 + 121..].iter().all(|x| *x == 0.0));
+    }
+
+    /// Reads whose wall-clock starts wander by a few ms (a busy engine's
+    /// wake-ups) still capture every click exactly once; a stall longer
+    /// than a frame jumps to the wall clock.
+    #[test]
+    fn clicks_are_one_contiguous_stream_under_wandering_reads() {
+        let mut c = Clicks::default();
+        let mut frame = vec![0.0f32; 960];
+        let (mut onsets, mut prev) = (0, 0.0f32);
+        let mut t = 3 * CLICK_PERIOD_US;
+        // 10 s of frames, each read 0-9 ms late, with no catch-up.
+        for k in 0..500u64 {
+            let wander = (k * 7_919) % 9_000;
+            c.read(&mut frame, t + wander);
+            // Between bursts the samples are exactly 0; inside one, never.
+            for x in &frame {
+                onsets += usize::from(*x != 0.0 && prev == 0.0);
+                prev = *x;
+            }
+            t += 20_000;
+        }
+        assert_eq!(onsets, 20, "two clicks a second for 10 s");
+        // The wall-clock window of each read would have missed or doubled some.
+        let mut stateless = 0;
+        let mut t = 3 * CLICK_PERIOD_US;
+        for k in 0..500u64 {
+            let wander = (k * 7_919) % 9_000;
+            Clicks::default().read(&mut frame, t + wander);
+            stateless += usize::from(frame.iter().any(|x| x.abs() > 0.1));
+            t += 20_000;
+        }
+        assert_ne!(stateless, 20, "the test's wander does hit the gaps");
+        // A 100 ms stall: the next read starts at the wall clock again.
+        let mut c = Clicks::default();
+        c.read(&mut frame, 5 * CLICK_PERIOD_US - 30_000);
+        c.read(&mut frame, 5 * CLICK_PERIOD_US + 90_000);
+        assert!(frame.iter().all(|x| *x == 0.0), "the click 90 ms before this read is gone");
     }
 
     #[test]
