@@ -135,6 +135,13 @@ for run in $(seq 1 "$runs"); do
     "$SAPORA_BIN" bot "127.0.0.1:$((5000 + offset))" --name "listener$run" --room pesq \
         --speaker "record:$rec" --duration "$listen_s" --report json >"$work/listener-$run.json" 2>&1 &
     listener=$!
+    # The talker starts once the listener is in the room (a handshake
+    # through the loss can take seconds, or fall back to TLS), so that the
+    # recording holds all of the speech.
+    for _ in $(seq 100); do
+        grep -aq "listener$run joined" "$work/host.log" && break
+        sleep 0.1
+    done
     sleep 1.5
     "$SAPORA_BIN" bot "127.0.0.1:$((5000 + offset))" --name "talker$run" --room pesq \
         --mic "file:$talk" "${voice_args[@]}" --duration "$talk_s" --report json >"$work/talker-$run.json" 2>&1 &
