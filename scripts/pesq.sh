@@ -127,10 +127,21 @@ scores=()
 for run in $(seq 1 "$runs"); do
     rec="$work/heard-$run.wav"
     talk_s=$(awk -v s="$speech_s" 'BEGIN {printf "%.1f", s + 1.5}')
-    listen_s=$(awk -v s="$speech_s" 'BEGIN {printf "%.1f", s + 3.5}')
+    # The listener records 6.5 s beyond the speech: through 10 % loss the
+    # talker's QUIC handshake can take a few seconds (lost handshake packets
+    # wait for their retransmission timer), and a recording that ends before
+    # the speech does cannot be scored (the score aligns and cuts it anyway).
+    listen_s=$(awk -v s="$speech_s" 'BEGIN {printf "%.1f", s + 8}')
     "$SAPORA_BIN" bot "127.0.0.1:$((5000 + offset))" --name "listener$run" --room pesq \
         --speaker "record:$rec" --duration "$listen_s" --report json >"$work/listener-$run.json" 2>&1 &
     listener=$!
+    # The talker starts once the listener is in the room (a handshake
+    # through the loss can take seconds, or fall back to TLS), so that the
+    # recording holds all of the speech.
+    for _ in $(seq 100); do
+        grep -aq "listener$run joined" "$work/host.log" && break
+        sleep 0.1
+    done
     sleep 1.5
     "$SAPORA_BIN" bot "127.0.0.1:$((5000 + offset))" --name "talker$run" --room pesq \
         --mic "file:$talk" "${voice_args[@]}" --duration "$talk_s" --report json >"$work/talker-$run.json" 2>&1 &

@@ -84,9 +84,30 @@ impl Source for Tone {
 /// Length of one click burst.
 pub const CLICK_US: u64 = 2_500;
 
-/// Clicks aligned to the wall clock (see [`CLICK_PERIOD_US`]).
-#[derive(Default)]
-pub struct Clicks;
+/// Clicks aligned to the wall clock (see [`CLICK_PERIOD_US`]): each click
+/// starts at its instant when that falls inside the frame read, and every
+/// click is captured exactly once, as a microphone would.
+///
+/// The engine reads the wall-clock window of each wake-up
+/// (`start_us`), and wake-ups wander by a few ms on a busy machine: one
+/// window may overlap the last (a click in both would be sent twice) or
+/// leave a gap after it (a click in it would never be sent, and the bot
+/// "talks" less). So a click already captured is not captured again, and a
+/// click whose instant fell in a gap of at most [`CLICK_LATE_MAX_US`]
+/// starts at the next read's first sample (that late); a burst cut by a
+/// frame's end goes on at the start of the next read. A click missed by
+/// more (the engine stalled and skipped frames) is gone, as a device ring
+/// that overflowed drops what it held.
+#[derive(Debug, Default, Clone)]
+pub struct Clicks {
+    /// The last click captured (its instant over the period).
+    last: Option<u64>,
+    /// µs into the burst under way, when a read ended inside one.
+    burst_us: Option<f64>,
+}
+
+/// The most a click may be captured after its instant (one 20 ms frame).
+pub const CLICK_LATE_MAX_US: u64 = 20_000;
 
 /// One click sample `dt_us` after the click instant (0 outside the burst):
 /// a 3 kHz burst at -2 dBFS, loud and short enough to find its onset after
@@ -101,11 +122,26 @@ pub fn click_sample(dt_us: f64) -> f32 {
 
 impl Source for Clicks {
     fn read(&mut self, out: &mut [f32], start_us: u64) -> bool {
-        let period = CLICK_PERIOD_US as f64;
-        let phase = (start_us % CLICK_PERIOD_US) as f64;
+        let sample_us = 1e6 / f64::from(SAMPLE_RATE);
         for (i, x) in out.iter_mut().enumerate() {
-            let pos = (phase + i as f64 * 1e6 / f64::from(SAMPLE_RATE)) % period;
-            *x = click_sample(pos);
+            let t = start_us as f64 + i as f64 * sample_us;
+            if self.burst_us.is_none() {
+                let k = (t / CLICK_PERIOD_US as f64).floor() as u64;
+                let late = t - (k * CLICK_PERIOD_US) as f64;
+                if self.last.is_none_or(|l| l < k) && late < CLICK_LATE_MAX_US as f64 {
+                    self.last = Some(k);
+                    // On time: the instant inside this sample period (as
+                    // the wall clock has it); late: from the burst's start.
+                    self.burst_us = Some(if late < sample_us { late } else { 0.0 });
+                }
+            }
+            *x = match self.burst_us {
+                Some(d) => {
+                    self.burst_us = Some(d + sample_us).filter(|d| *d < CLICK_US as f64);
+                    click_sample(d)
+                }
+                None => 0.0,
+            };
         }
         true
     }
@@ -189,7 +225,7 @@ impl Source for Silent {
 pub fn open(spec: &MicSpec) -> Result<Box<dyn Source>, AudioError> {
     Ok(match spec {
         MicSpec::Tone(hz) => Box::new(Tone::new(*hz)),
-        MicSpec::Clicks => Box::new(Clicks),
+        MicSpec::Clicks => Box::new(Clicks::default()),
         MicSpec::File(path) => Box::new(FileSource::open(path)?),
         MicSpec::None => Box::new(Silent),
         MicSpec::Default => Box::new(super::device::open_input(None)?),
@@ -216,7 +252,7 @@ mod tests {
 
     #[test]
     fn clicks_start_on_the_period_boundary() {
-        let mut c = Clicks;
+        let mut c = Clicks::default();
         let mut frame = vec![0.0f32; 960];
         // A frame starting 10 ms before a click instant: silence, then the burst.
         let start = 7 * CLICK_PERIOD_US - 10_000;
@@ -226,6 +262,50 @@ mod tests {
         assert!(frame[..480].iter().all(|x| *x == 0.0));
         // 2.5 ms later it is quiet again.
         assert!(frame[480 + 121..].iter().all(|x| *x == 0.0));
+    }
+
+    /// Reads whose wall-clock starts wander by a few ms (a busy engine's
+    /// wake-ups, overlapping or leaving gaps) still capture every click
+    /// exactly once, each on its instant or at most the gap late; after a
+    /// stall longer than a frame the missed click is gone.
+    #[test]
+    fn every_click_is_captured_once_however_the_reads_wander() {
+        let mut c = Clicks::default();
+        let mut frame = vec![0.0f32; 960];
+        let (mut onsets, mut prev) = (Vec::new(), 0.0f32);
+        let mut t = 3 * CLICK_PERIOD_US;
+        // 10 s of frames, each read 0-9 ms late, with no catch-up.
+        for k in 0..500u64 {
+            let start = t + (k * 7_919) % 9_000;
+            c.read(&mut frame, start);
+            // Between bursts the samples are exactly 0; inside one, never.
+            for (i, x) in frame.iter().enumerate() {
+                if *x != 0.0 && prev == 0.0 {
+                    onsets.push(start + i as u64 * 1_000_000 / 48_000);
+                }
+                prev = *x;
+            }
+            t += 20_000;
+        }
+        assert_eq!(onsets.len(), 21, "1.5 s to 11.5 s, two a second: {onsets:?}");
+        for o in &onsets {
+            assert!(o % CLICK_PERIOD_US < 9_000, "{o} is at most the gap late");
+        }
+        // Reading each window afresh would have missed or doubled some.
+        let mut fresh = 0;
+        let mut t = 3 * CLICK_PERIOD_US;
+        for k in 0..500u64 {
+            Clicks::default().read(&mut frame, t + (k * 7_919) % 9_000);
+            fresh += usize::from(frame.first().is_some_and(|x| *x != 0.0));
+            t += 20_000;
+        }
+        assert!(fresh > 0, "the test's wander does cut clicks");
+        // A 100 ms stall: the click 90 ms before the next read is gone.
+        let mut c = Clicks::default();
+        c.read(&mut frame, 5 * CLICK_PERIOD_US - 30_000);
+        assert!(frame.iter().all(|x| *x == 0.0));
+        c.read(&mut frame, 5 * CLICK_PERIOD_US + 90_000);
+        assert!(frame.iter().all(|x| *x == 0.0), "the click 90 ms before this read is gone");
     }
 
     #[test]

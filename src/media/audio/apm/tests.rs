@@ -529,7 +529,7 @@ fn the_bots_clicks_are_cancelled_from_the_first_seconds() {
     use crate::media::audio::source::{Clicks, Source};
     let secs = 6;
     let mut far = vec![0.0f32; secs * 48_000];
-    Clicks.read(&mut far, 1_000_000_200_000);
+    Clicks::default().read(&mut far, 1_000_000_200_000);
     let mut room = Room::new(Some(EchoSpec::default()), None);
     let control = VoiceControl::default();
     let mut voice = Voice::new(VoiceSettings::default(), None);

@@ -25,7 +25,7 @@ fn noise_bursts(len: usize) -> Vec<f32> {
 /// The bots' `--mic clicks`: a 2.5 ms 3 kHz burst every 500 ms.
 fn clicks(len: usize) -> Vec<f32> {
     let mut x = vec![0.0; len];
-    Clicks.read(&mut x, 123_456);
+    Clicks::default().read(&mut x, 123_456);
     x
 }
 
