@@ -30,6 +30,7 @@
 //! [`fallback::NOTSENT_LOWAT`], set by [`fallback`]) keeps the kernel's
 //! queue of unsent bytes short as well.
 
+pub mod datagrams;
 pub mod mux;
 
 use std::future::Future;
@@ -446,6 +447,9 @@ async fn writer<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut since_yield = 0;
+    // Whether the writer already yielded once since it last found nothing to
+    // write (see the flush below).
+    let mut yielded = false;
     loop {
         since_yield += 1;
         if since_yield == YIELD_EVERY {
@@ -473,6 +477,15 @@ async fn writer<S>(
             }
             None => {
                 let Some(deadline) = deadline else { break };
+                if !yielded {
+                    // A sender (a video frame's fragments) may be queueing
+                    // more right now: give it a turn so they go in this
+                    // write, one TLS record, rather than a flush each.
+                    yielded = true;
+                    smol::future::yield_now().await;
+                    continue;
+                }
+                yielded = false;
                 match unless_stalled(sink.flush()).await {
                     Some(Ok(())) => {}
                     Some(Err(e)) => {
@@ -524,6 +537,7 @@ async fn reader<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut since_yield = 0;
+    let mut events = Vec::new();
     loop {
         since_yield += 1;
         if since_yield == YIELD_EVERY {
@@ -539,19 +553,21 @@ async fn reader<S>(
         let now = Instant::now();
         match item {
             Some(Ok(Message::Binary(bytes))) => {
-                let event = inner.with(|mux| {
+                // One message: one event, or a BATCH's datagrams.
+                inner.with(|mux| {
                     mux.handle_message(bytes, now);
-                    mux.poll_event()
+                    events.extend(std::iter::from_fn(|| mux.poll_event()));
                 });
-                match event {
-                    Some(Event::Datagram(datagram)) => {
-                        // Newest wins: a full queue gives up its oldest.
-                        let _ = datagrams.force_send(datagram);
+                for event in events.drain(..) {
+                    match event {
+                        Event::Datagram(datagram) => {
+                            // Newest wins: a full queue gives up its oldest.
+                            let _ = datagrams.force_send(datagram);
+                        }
+                        Event::Accepted(id) => {
+                            let _ = accepted.try_send(id);
+                        }
                     }
-                    Some(Event::Accepted(id)) => {
-                        let _ = accepted.try_send(id);
-                    }
-                    None => {}
                 }
             }
             Some(Ok(Message::Close(frame))) => {

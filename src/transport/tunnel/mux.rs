@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 
+use super::datagrams::{self, DatagramQueue};
+
 /// Message kinds (the first byte of every binary message after admission).
 pub mod kind {
     /// Control stream bytes (stream 0); the rest of the message is data.
@@ -48,6 +50,9 @@ pub mod kind {
     /// `id: u32, increment: u32`: the sender may send `increment` more bytes
     /// on stream `id` (0 = control).
     pub const WINDOW: u8 = 0x07;
+    /// Two or more datagrams: each a `len: u16` and `len` payload bytes
+    /// ([`super::super::datagrams`]).
+    pub const BATCH: u8 = 0x08;
     /// Kinds from here up are reserved for other clients (the browser
     /// guest, issue 15); this version ignores them.
     pub const RESERVED_FROM: u8 = 0x40;
@@ -70,9 +75,7 @@ pub const WINDOW_UPDATE_AT: u32 = STREAM_WINDOW / 4;
 pub const MAX_CHUNK: usize = 64 * 1024;
 /// Largest datagram payload, in bytes.
 pub const MAX_DATAGRAM: usize = 16 * 1024;
-/// Outgoing datagrams waiting for the writer, in bytes; past it the oldest
-/// is dropped (about 0.5 s of full-layer video, as QUIC's send buffer).
-pub const DATAGRAM_QUEUE_BYTES: usize = 1 << 20;
+pub use super::datagrams::DATAGRAM_QUEUE_BYTES;
 /// Streams one side may have open at once (opened by it).
 pub const MAX_STREAMS: usize = 32;
 /// Streams opened by the peer that are kept at once; past it an OPEN is
@@ -305,9 +308,7 @@ pub struct Mux {
     /// Protocol messages (OPEN, FIN of an empty queue, RESET, STOP, WINDOW),
     /// written before any data.
     frames: VecDeque<Vec<u8>>,
-    datagrams: VecDeque<Bytes>,
-    datagram_bytes: usize,
-    datagrams_dropped: u64,
+    datagrams: DatagramQueue,
     events: VecDeque<Event>,
     open_wakers: Vec<Waker>,
     closing: Option<(u16, String)>,
@@ -367,9 +368,7 @@ impl Mux {
             streams,
             rr_after: 0,
             frames: VecDeque::new(),
-            datagrams: VecDeque::new(),
-            datagram_bytes: 0,
-            datagrams_dropped: 0,
+            datagrams: DatagramQueue::default(),
             events: VecDeque::new(),
             open_wakers: Vec::new(),
             closing: None,
@@ -387,7 +386,7 @@ impl Mux {
 
     /// Datagrams dropped from the full send queue so far (newest wins).
     pub fn datagrams_dropped(&self) -> u64 {
-        self.datagrams_dropped
+        self.datagrams.dropped()
     }
 
     /// Streams whose state is kept (control included).
@@ -405,7 +404,7 @@ impl Mux {
                     + s.recv_buf.iter().map(Bytes::len).sum::<usize>()
             })
             .sum();
-        streams + self.datagram_bytes + self.frames.iter().map(Vec::len).sum::<usize>()
+        streams + self.datagrams.bytes() + self.frames.iter().map(Vec::len).sum::<usize>()
     }
 
     fn closed_error(&self) -> Option<StreamError> {
@@ -422,7 +421,6 @@ impl Mux {
         self.closing = send_close;
         self.frames.clear();
         self.datagrams.clear();
-        self.datagram_bytes = 0;
         for stream in self.streams.values_mut() {
             stream.send_queue.clear();
             stream.wake();
@@ -502,6 +500,10 @@ impl Mux {
                 }
                 self.events.push_back(Event::Datagram(message));
                 return Ok(());
+            }
+            kind::BATCH => {
+                let events = &mut self.events;
+                return datagrams::decode_batch(message, |d| events.push_back(Event::Datagram(d)));
             }
             _ => {}
         }
@@ -648,13 +650,7 @@ impl Mux {
         if data.len() > MAX_DATAGRAM {
             return Err(StreamError::DatagramTooLarge(data.len()));
         }
-        self.datagram_bytes += data.len();
-        self.datagrams.push_back(data);
-        while self.datagram_bytes > DATAGRAM_QUEUE_BYTES {
-            let Some(old) = self.datagrams.pop_front() else { break };
-            self.datagram_bytes -= old.len();
-            self.datagrams_dropped += 1;
-        }
+        self.datagrams.push(data);
         Ok(())
     }
 
@@ -842,11 +838,7 @@ impl Mux {
         if let Some(message) = self.pop_stream(CONTROL_ID) {
             return Some(message);
         }
-        if let Some(datagram) = self.datagrams.pop_front() {
-            self.datagram_bytes -= datagram.len();
-            let mut message = Vec::with_capacity(1 + datagram.len());
-            message.push(kind::DATAGRAM);
-            message.extend_from_slice(&datagram);
+        if let Some(message) = self.datagrams.pop_message() {
             return Some(message);
         }
         // Round robin: the first stream with something to send after the
