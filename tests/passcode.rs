@@ -334,14 +334,17 @@ fn assert_nothing_readable(captured: &[u8], jpegs_sent: u64) {
 /// `addr`.
 struct TcpCapture {
     addr: SocketAddr,
-    streams: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>,
+    streams: Arc<Mutex<Vec<Recorded>>>,
 }
+
+/// The bytes of one direction of one forwarded connection.
+type Recorded = Arc<Mutex<Vec<u8>>>;
 
 impl TcpCapture {
     fn start(upstream: SocketAddr) -> TcpCapture {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("capture listener");
         let addr = listener.local_addr().unwrap();
-        let streams: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>> = Arc::default();
+        let streams: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let all = streams.clone();
         std::thread::spawn(move || {
             for client in listener.incoming() {
