@@ -5,7 +5,8 @@
 //!   default route, and over a second network card;
 //! - three people double-clicking `sapora` in the same second end in one
 //!   meeting;
-//! - a firewall that drops UDP to the host but lets TCP through is named.
+//! - a firewall that drops UDP to the host but lets TCP through: joins fall
+//!   back to TLS, and video (>= 12 fps) and audio flow over it.
 //!
 //! Each test skips (prints why) where namespaces cannot be made.
 
