@@ -133,7 +133,10 @@ fn sending_past_the_credit_is_a_protocol_error() {
 
 #[test]
 fn malformed_messages_close_with_1002_and_reserved_kinds_are_ignored() {
-    for bad in [&[][..], &[kind::OPEN, 0, 0][..], &[0x3f][..], &[kind::OPEN, 0, 0, 0, 2][..]] {
+    let bad_batch = &[kind::BATCH, 0, 5, 1, 2][..];
+    for bad in
+        [&[][..], &[kind::OPEN, 0, 0][..], &[0x3f][..], &[kind::OPEN, 0, 0, 0, 2][..], bad_batch]
+    {
         let (_, mut h, now) = pair();
         h.handle_message(Bytes::copy_from_slice(bad), now);
         assert!(matches!(h.close_reason(), Some(CloseReason::Protocol(_))), "{bad:?}");
@@ -142,6 +145,26 @@ fn malformed_messages_close_with_1002_and_reserved_kinds_are_ignored() {
     h.handle_message(Bytes::from_static(&[0x40, 1, 2, 3]), now);
     h.handle_message(Bytes::from_static(&[0xff]), now);
     assert_eq!(h.close_reason(), None);
+}
+
+#[test]
+fn queued_datagrams_cross_as_one_batch_and_arrive_one_by_one_in_order() {
+    let (mut c, mut h, now) = pair();
+    for i in 0..25u8 {
+        c.send_datagram(Bytes::from(vec![i; 1200])).unwrap();
+    }
+    assert_eq!(pump(&mut c, &mut h, now), 1, "one message for a video frame's fragments");
+    let got: Vec<u8> = std::iter::from_fn(|| h.poll_event())
+        .map(|e| match e {
+            Event::Datagram(d) => {
+                assert_eq!(d.len(), 1200);
+                d[0]
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(got, (0..25).collect::<Vec<u8>>());
+    assert_eq!(c.buffered_bytes(), 0);
 }
 
 #[test]
