@@ -1,7 +1,8 @@
 //! The TLS/TCP tunnel (issue 14's fallback) over loopback: stream throughput
 //! for a 100 MiB transfer each way (issue 14's target: >= 250 MB/s) and the
-//! round trip of a 1200-byte datagram, alone and while a stream uploads
-//! without pause on the same connection.
+//! round trip of a 1200-byte datagram, alone, as a video frame's burst of 25
+//! (sent as BATCH messages), and while a stream uploads without pause on the
+//! same connection.
 //!
 //! The host's and the client's tunnel tasks each run on their own
 //! one-thread executor (as on two machines); the client's application side
@@ -188,6 +189,28 @@ fn datagram_round_trip(c: &mut Criterion) {
     });
 }
 
+/// A video frame's worth of datagrams (25 fragments of 1200 bytes, a
+/// 640x480 JPEG) sent at once and echoed: the queued fragments travel as
+/// BATCH messages (`tunnel::datagrams`), one WebSocket frame and write
+/// instead of one per fragment.
+fn datagram_burst_round_trip(c: &mut Criterion) {
+    let (client, _dir) = setup();
+    let link = client.link.clone();
+    let datagram = Bytes::from(vec![5u8; 1200]);
+    c.bench_function("tunnel video frame round trip (25 x 1200 bytes)", |b| {
+        b.iter(|| {
+            smol::block_on(async {
+                for _ in 0..25 {
+                    link.send_datagram(datagram.clone()).unwrap();
+                }
+                for _ in 0..25 {
+                    assert_eq!(link.read_datagram().await.unwrap().len(), 1200);
+                }
+            })
+        })
+    });
+}
+
 /// The same round trip while the client uploads without pause on a stream
 /// of the same connection: what a file transfer adds to media latency
 /// (head-of-line blocking in TCP, bounded by the writer's priority and
@@ -229,6 +252,7 @@ criterion_group!(
     benches,
     stream_throughput,
     datagram_round_trip,
+    datagram_burst_round_trip,
     datagram_round_trip_during_upload
 );
 criterion_main!(benches);

@@ -553,12 +553,16 @@ fn a_10ms_host_gets_10ms_frames_from_clients_that_started_at_20ms() {
 
 #[test]
 fn bots_report_audio_counters_and_click_latency() {
-    // Known gap (issue 14): over the TLS tunnel under the whole suite's load
-    // one bot got 46 of ~85 click packets (none lost in sequence: the host
-    // forwarded fewer), passing alone. Until that is found, this test runs
-    // over QUIC only; the other audio tests run over TLS too.
+    // Over QUIC only. Under load the test fails over either transport, and
+    // not in transport: with two nice-10 busy loops on 2 cores it failed 2
+    // of 5 runs over TLS and 4 of 5 over QUIC, each time because one bot
+    // *sent* only 2-3 talkspurts (27-39 packets, not ~8 and ~85) in its 4 s,
+    // while both links lost nothing (audio_packets_lost 0 down,
+    // audio_loss_up_percent 0 up; the other bot received all that was sent).
+    // The sending side's audio (click source, capture pacing, DTX) is where
+    // to look; until then, the TLS rerun skips it.
     if common::over_tls() {
-        eprintln!("bots_report_audio_counters_and_click_latency: skipped over TLS (known gap)");
+        eprintln!("bots_report_audio_counters_and_click_latency: skipped over TLS (see above)");
         return;
     }
     let _one_at_a_time = serial();

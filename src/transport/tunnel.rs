@@ -12,11 +12,13 @@
 //!   file cannot starve control or media.
 //!
 //! The wire layout is `docs/transport-v2.md` §5.1–5.5. The logic is the sans-IO
-//! [`mux::Mux`]; this module is its driver: one writer task (which writes in
-//! the mux's priority order: protocol messages, control, datagrams, then
-//! stream chunks round-robin, and WebSocket pings for keep-alive) and one
-//! reader task per WebSocket, both spawned on the executor given (smol's
-//! global one by default).
+//! [`mux::Mux`] (its vocabulary in [`events`], a stream's state in `stream`,
+//! the datagram queue and BATCH messages in [`datagrams`]); this module is
+//! its driver: one writer task (which writes in the mux's priority order:
+//! protocol messages, control, datagrams, then stream chunks round-robin,
+//! and WebSocket pings for keep-alive) and one reader task per WebSocket
+//! (both in `tasks`), spawned on the executor given (smol's global one by
+//! default).
 //!
 //! [`connect`] is the client's side (TOFU through [`PinStore`], as
 //! `quic::connect_tofu`), [`serve_tcp_with`] the host's accept loop, which
@@ -30,7 +32,11 @@
 //! [`fallback::NOTSENT_LOWAT`], set by [`fallback`]) keeps the kernel's
 //! queue of unsent bytes short as well.
 
+pub mod datagrams;
+pub mod events;
 pub mod mux;
+mod stream;
+mod tasks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -40,15 +46,10 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_tungstenite::WebSocketStream;
-use async_tungstenite::tungstenite::Message;
-use async_tungstenite::tungstenite::protocol::CloseFrame;
-use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use bytes::Bytes;
-use futures_util::SinkExt;
 use smol::io::{AsyncRead, AsyncWrite};
-use smol::stream::StreamExt;
 
-use self::mux::{CONTROL_ID, Event, Mux, Read, Side, StreamError, Timing, Transmit};
+use self::mux::{CONTROL_ID, Mux, Read, Side, StreamError, Timing};
 use super::admission::{self, AdmissionError};
 use super::cert::Fingerprint;
 use super::fallback::{self, Accepted, FallbackError, HostTls, WsPipe};
@@ -231,8 +232,8 @@ impl Tunnel {
             code,
         });
         let (sink, stream) = ws.split();
-        spawner.spawn(writer(inner.clone(), sink, wakes, slot));
-        spawner.spawn(reader(inner.clone(), stream, datagram_tx, accepted_tx));
+        spawner.spawn(tasks::writer(inner.clone(), sink, wakes, slot));
+        spawner.spawn(tasks::reader(inner.clone(), stream, datagram_tx, accepted_tx));
         let tunnel = Tunnel { owner: Arc::new(Owner(inner)) };
         let (send, recv) = tunnel.halves(CONTROL_ID);
         (tunnel, send, recv)
@@ -415,158 +416,6 @@ impl AsyncRead for TunnelRecv {
 impl Drop for TunnelRecv {
     fn drop(&mut self) {
         self.owner.0.with(|mux| mux.drop_recv(self.id));
-    }
-}
-
-/// The reader and writer tasks yield to the executor after this many
-/// messages: a socket that is always ready must not starve other tasks on the
-/// same executor thread (smol has no preemption budget).
-const YIELD_EVERY: u32 = 32;
-
-type Sink<S> = async_tungstenite::WebSocketSender<S>;
-type Source<S> = async_tungstenite::WebSocketReceiver<S>;
-
-/// `work`, or `None` after [`WRITE_STALL_TIMEOUT`].
-async fn unless_stalled<T>(work: impl Future<Output = T>) -> Option<T> {
-    smol::future::or(async { Some(work.await) }, async {
-        smol::Timer::after(WRITE_STALL_TIMEOUT).await;
-        None
-    })
-    .await
-}
-
-/// The writer task: writes what the mux gives, in its order; flushes when
-/// there is nothing more; sleeps until woken or the next timer.
-async fn writer<S>(
-    inner: Arc<Inner>,
-    mut sink: Sink<S>,
-    wakes: smol::channel::Receiver<()>,
-    slot: Option<ConnectionSlot>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut since_yield = 0;
-    loop {
-        since_yield += 1;
-        if since_yield == YIELD_EVERY {
-            since_yield = 0;
-            smol::future::yield_now().await;
-        }
-        let now = Instant::now();
-        let (next, deadline) = inner.with(|mux| {
-            mux.handle_timeout(now);
-            (mux.poll_transmit(now), mux.poll_timeout())
-        });
-        let message = match next {
-            Some(Transmit::Message(message)) => Message::Binary(message.into()),
-            Some(Transmit::Ping) => Message::Ping(Bytes::new()),
-            Some(Transmit::Close { code, reason }) => {
-                let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
-                let close = async {
-                    let _ = sink.send(Message::Close(Some(frame))).await;
-                };
-                let give_up = async {
-                    smol::Timer::after(Duration::from_secs(1)).await;
-                };
-                smol::future::or(close, give_up).await;
-                break;
-            }
-            None => {
-                let Some(deadline) = deadline else { break };
-                match unless_stalled(sink.flush()).await {
-                    Some(Ok(())) => {}
-                    Some(Err(e)) => {
-                        inner.with(|mux| mux.handle_lost(e.to_string()));
-                        break;
-                    }
-                    None => {
-                        inner.with(|mux| mux.handle_lost("the peer stopped reading".into()));
-                        break;
-                    }
-                }
-                smol::future::or(async { wakes.recv().await.is_ok() }, async {
-                    smol::Timer::at(deadline).await;
-                    true
-                })
-                .await;
-                continue;
-            }
-        };
-        match unless_stalled(sink.feed(message)).await {
-            Some(Ok(())) => {}
-            Some(Err(e)) => {
-                inner.with(|mux| mux.handle_lost(e.to_string()));
-                break;
-            }
-            None => {
-                inner.with(|mux| mux.handle_lost("the peer stopped reading".into()));
-                break;
-            }
-        }
-    }
-    // Flush a close reply tungstenite may owe the peer; bounded.
-    let _ = smol::future::or(async { SinkExt::close(&mut sink).await.is_ok() }, async {
-        smol::Timer::after(Duration::from_secs(1)).await;
-        false
-    })
-    .await;
-    drop(slot);
-}
-
-/// The reader task: hands each message to the mux, datagrams and accepted
-/// streams to their channels, until the connection closes.
-async fn reader<S>(
-    inner: Arc<Inner>,
-    mut stream: Source<S>,
-    datagrams: smol::channel::Sender<Bytes>,
-    accepted: smol::channel::Sender<u32>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut since_yield = 0;
-    loop {
-        since_yield += 1;
-        if since_yield == YIELD_EVERY {
-            since_yield = 0;
-            smol::future::yield_now().await;
-        }
-        let next = smol::future::or(async { Some(stream.next().await) }, async {
-            let _ = inner.closed_rx.recv().await;
-            None
-        })
-        .await;
-        let Some(item) = next else { break };
-        let now = Instant::now();
-        match item {
-            Some(Ok(Message::Binary(bytes))) => {
-                let event = inner.with(|mux| {
-                    mux.handle_message(bytes, now);
-                    mux.poll_event()
-                });
-                match event {
-                    Some(Event::Datagram(datagram)) => {
-                        // Newest wins: a full queue gives up its oldest.
-                        let _ = datagrams.force_send(datagram);
-                    }
-                    Some(Event::Accepted(id)) => {
-                        let _ = accepted.try_send(id);
-                    }
-                    None => {}
-                }
-            }
-            Some(Ok(Message::Close(frame))) => {
-                let (code, reason) = frame
-                    .map(|f| (u16::from(f.code), f.reason.to_string()))
-                    .unwrap_or((mux::close_code::NORMAL, String::new()));
-                inner.with(|mux| mux.handle_peer_close(code, reason));
-            }
-            Some(Ok(Message::Text(_))) => {
-                inner.with(|mux| mux.handle_violation("a text message"));
-            }
-            Some(Ok(_)) => inner.with(|mux| mux.handle_activity(now)),
-            Some(Err(e)) => inner.with(|mux| mux.handle_lost(e.to_string())),
-            None => inner.with(|mux| mux.handle_lost("the connection ended".into())),
-        }
     }
 }
 
