@@ -36,6 +36,15 @@ async fn unless_stalled<T>(work: impl Future<Output = T>) -> Option<T> {
     .await
 }
 
+/// Why a write (`unless_stalled` of a feed or flush) lost the link, if it did.
+fn written<E: std::fmt::Display>(outcome: Option<Result<(), E>>) -> Result<(), String> {
+    match outcome {
+        Some(Ok(())) => Ok(()),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Err("the peer stopped reading".into()),
+    }
+}
+
 /// The writer task: writes what the mux gives, in its order; flushes when
 /// there is nothing more; sleeps until woken or the next timer.
 pub(super) async fn writer<S>(
@@ -86,16 +95,9 @@ pub(super) async fn writer<S>(
                     continue;
                 }
                 yielded = false;
-                match unless_stalled(sink.flush()).await {
-                    Some(Ok(())) => {}
-                    Some(Err(e)) => {
-                        inner.with(|mux| mux.handle_lost(e.to_string()));
-                        break;
-                    }
-                    None => {
-                        inner.with(|mux| mux.handle_lost("the peer stopped reading".into()));
-                        break;
-                    }
+                if let Err(why) = written(unless_stalled(sink.flush()).await) {
+                    inner.with(|mux| mux.handle_lost(why));
+                    break;
                 }
                 smol::future::or(async { wakes.recv().await.is_ok() }, async {
                     smol::Timer::at(deadline).await;
@@ -105,16 +107,9 @@ pub(super) async fn writer<S>(
                 continue;
             }
         };
-        match unless_stalled(sink.feed(message)).await {
-            Some(Ok(())) => {}
-            Some(Err(e)) => {
-                inner.with(|mux| mux.handle_lost(e.to_string()));
-                break;
-            }
-            None => {
-                inner.with(|mux| mux.handle_lost("the peer stopped reading".into()));
-                break;
-            }
+        if let Err(why) = written(unless_stalled(sink.feed(message)).await) {
+            inner.with(|mux| mux.handle_lost(why));
+            break;
         }
     }
     // Flush a close reply tungstenite may owe the peer; bounded.
