@@ -1,6 +1,12 @@
 //! A participant's session with a host: connect, register, heartbeat, send
 //! commands, receive events, and rejoin by itself after the link drops.
 //! Shared by the bots and the desktop app.
+//!
+//! [`core`] holds the decisions (heartbeat and silence timers, rejoin
+//! back-off, what each host frame means) with time as an input; this module
+//! is its driver: the link, the channels and the clock.
+
+pub mod core;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -432,20 +438,25 @@ async fn read_loop(recv: FrameReader<LinkRecv>, tx: Sender<Result<HostMsg, Strin
     }
 }
 
-enum LinkEnd {
+/// How a link ended (see [`core::react`]).
+#[derive(Debug)]
+pub enum LinkEnd {
+    /// The user left.
     Left,
+    /// The link broke, the host went silent or it said goodbye (`code`).
     Lost { reason: String, code: Option<DisconnectCode> },
+    /// The host handed the meeting over to another host.
     Moved { to: SocketAddr, host_name: String },
 }
 
 enum Wake {
     Frame(Result<HostMsg, String>),
     Command(Option<Command>),
-    Heartbeat,
-    Silence,
+    Timer,
 }
 
-/// Serves one link until it ends.
+/// Serves one link until it ends: the driver of [`core::LinkTimers`] and
+/// [`core::react`].
 async fn serve(
     link: &mut Link,
     config: &ClientConfig,
@@ -454,68 +465,28 @@ async fn serve(
     events: &Sender<Event>,
     media: &mut MediaState,
 ) -> LinkEnd {
-    let heartbeat = Duration::from_millis(u64::from(welcome.heartbeat_ms.max(100)));
-    let silence = Duration::from_millis(u64::from(welcome.timeout_ms.max(1000)));
-    let mut next_beat = Instant::now() + heartbeat;
-    let mut last_heard = Instant::now();
+    let mut timers = core::LinkTimers::new(welcome, Instant::now());
     loop {
+        let deadline = timers.next_deadline();
         let wake = async {
             Wake::Frame(link.frames.recv().await.unwrap_or_else(|_| Err("link closed".into())))
         }
         .or(async { Wake::Command(cmd.recv().await.ok()) })
         .or(async {
-            Timer::at(next_beat).await;
-            Wake::Heartbeat
-        })
-        .or(async {
-            Timer::at(last_heard + silence).await;
-            Wake::Silence
+            Timer::at(deadline).await;
+            Wake::Timer
         })
         .await;
         let sent = match wake {
             Wake::Frame(Ok(msg)) => {
-                last_heard = Instant::now();
-                let event = match msg {
-                    HostMsg::Heartbeat => continue,
-                    HostMsg::Disconnect(d) => {
-                        return LinkEnd::Lost { reason: d.reason, code: Some(d.code) };
+                timers.heard(Instant::now());
+                match core::react(msg, welcome, config.host.ip(), config.media, media) {
+                    core::Reaction::Event(event) => {
+                        let _ = events.send(event).await;
                     }
-                    HostMsg::UserList(l) => Event::Members(l),
-                    HostMsg::Presence(p) => Event::Presence(p),
-                    HostMsg::Chat(c) => Event::Chat(c),
-                    HostMsg::ChatResult(r) => Event::ChatResult(r),
-                    HostMsg::FileOffered(f) => Event::FileOffered(f),
-                    HostMsg::Handover(h) => match h.addr.parse::<std::net::IpAddr>() {
-                        Ok(ip) if h.port != 0 => {
-                            let to = SocketAddr::new(ip, h.port);
-                            return LinkEnd::Moved { to, host_name: h.host_name };
-                        }
-                        // Nowhere usable to go: stay until the host ends.
-                        _ => continue,
-                    },
-                    HostMsg::MediaUnheard(_) if config.media => Event::MediaBlocked(
-                        crate::proto::blocked_warning(config.host.ip(), &welcome.ports),
-                    ),
-                    HostMsg::MediaUnheard(_) => continue,
-                    HostMsg::ControlResult(r) => Event::ControlResult(r),
-                    HostMsg::RoomState(r) => Event::RoomState(r),
-                    HostMsg::ControlNotice(n) => {
-                        // Off towards the host too, so a rejoin does not turn it back on.
-                        match &n.control {
-                            Control::Mute { name, .. } if *name == welcome.name => {
-                                media.mic = false
-                            }
-                            Control::StopVideo { name } if *name == welcome.name => {
-                                media.camera = false
-                            }
-                            _ => {}
-                        }
-                        Event::ControlNotice(n)
-                    }
-                    // Only expected during the handshake: ignore.
-                    HostMsg::Welcome(_) | HostMsg::Refused(_) => continue,
-                };
-                let _ = events.send(event).await;
+                    core::Reaction::Nothing => {}
+                    core::Reaction::End(end) => return end,
+                }
                 continue;
             }
             Wake::Frame(Err(reason)) => return LinkEnd::Lost { reason, code: None },
@@ -531,14 +502,18 @@ async fn serve(
                 link.finish(Duration::from_secs(1)).await;
                 return LinkEnd::Left;
             }
-            Wake::Heartbeat => {
-                next_beat = Instant::now() + heartbeat;
-                link.send(&ClientMsg::Heartbeat).await
-            }
-            Wake::Silence => {
-                let reason = format!("no word from the host for {} s", silence.as_secs());
-                return LinkEnd::Lost { reason, code: None };
-            }
+            Wake::Timer => match timers.due(Instant::now()) {
+                None => continue,
+                Some(core::Due::Heartbeat) => {
+                    timers.sent_heartbeat(Instant::now());
+                    link.send(&ClientMsg::Heartbeat).await
+                }
+                Some(core::Due::Silence) => {
+                    let reason =
+                        format!("no word from the host for {} s", timers.silence().as_secs());
+                    return LinkEnd::Lost { reason, code: None };
+                }
+            },
         };
         if let Err(e) = sent {
             return LinkEnd::Lost {
@@ -622,7 +597,7 @@ async fn rejoin(
     events: &Sender<Event>,
     media: &mut MediaState,
 ) -> Option<(Link, Box<Welcome>)> {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = core::Backoff::new();
     loop {
         let register = Register {
             version: PROTOCOL_VERSION,
@@ -647,8 +622,7 @@ async fn rejoin(
             Err(_) => {}
         }
         // Wait before the next try, answering commands meanwhile.
-        let until = Instant::now() + backoff;
-        backoff = (backoff * 2).min(Duration::from_secs(1));
+        let until = Instant::now() + backoff.after_failure();
         loop {
             let got = async { Some(cmd.recv().await.ok()) }
                 .or(async {
