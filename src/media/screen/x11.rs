@@ -83,3 +83,56 @@ impl X11Capture {
         Ok(FrameRef { width, height, stride: width * 4, format: PixelFormat::Bgra, data })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::process::{Child, Command, Stdio};
+
+    /// An Xvfb server on a free display (`-displayfd`), killed on drop.
+    struct Xvfb {
+        server: Child,
+        display: String,
+    }
+
+    impl Xvfb {
+        /// A 640×480 screen whose root window is white (`-wr`); `None` if
+        /// Xvfb is not installed (scripts/setup.sh installs it).
+        fn start() -> Option<Xvfb> {
+            let mut server = Command::new("Xvfb")
+                .args(["-displayfd", "1", "-screen", "0", "640x480x24", "-nolisten", "tcp", "-wr"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok()?;
+            let mut line = String::new();
+            BufReader::new(server.stdout.take()?).read_line(&mut line).ok()?;
+            let display = format!(":{}", line.trim());
+            Some(Xvfb { server, display })
+        }
+    }
+
+    impl Drop for Xvfb {
+        fn drop(&mut self) {
+            let _ = self.server.kill();
+            let _ = self.server.wait();
+        }
+    }
+
+    #[test]
+    fn an_xvfb_screen_is_captured_at_its_size_and_colour() {
+        let Some(x) = Xvfb::start() else {
+            eprintln!("skipped: Xvfb is not installed (scripts/setup.sh installs it)");
+            return;
+        };
+        let mut cap = X11Capture::open(&x.display).expect("open Xvfb");
+        assert_eq!((cap.width, cap.height), (640, 480));
+        let frame = cap.frame().expect("a frame");
+        assert_eq!((frame.width, frame.height, frame.stride), (640, 480, 640 * 4));
+        assert_eq!(frame.format, PixelFormat::Bgra);
+        // The white root window: every pixel's B, G and R are 255.
+        let rows = frame.data.chunks(frame.stride).take(frame.height);
+        assert!(rows.flat_map(|r| r[..frame.width * 4].chunks(4)).all(|p| p[..3] == [255; 3]));
+    }
+}
