@@ -21,7 +21,15 @@ PACKAGES=(
     libasound2-dev    # audio devices (cpal -> alsa-sys)
     libopus-dev       # Opus codec (opus -> audiopus_sys; without it, it needs cmake)
     libclang-dev      # camera (nokhwa -> v4l2-sys-mit, bindgen needs libclang)
-    libxcb1-dev libxcb-shm0-dev libxcb-randr0-dev   # screen capture (scrap links xcb)
+    libxcb1-dev libxcb-shm0-dev libxcb-randr0-dev   # X11 screen capture (scrap links xcb; xcap uses randr)
+    # Wayland screen capture (xcap, cargo feature wayland-capture): the desktop
+    # portal's PipeWire stream (pipewire-sys: bindgen with libclang above) and
+    # libwayshot's GBM/EGL.
+    libpipewire-0.3-dev libgbm-dev libegl-dev libwayland-dev
+    dbus-daemon       # a private session bus for the portal tests (media::screen::portal)
+    # The Windows check in .ci/run (cargo check --target x86_64-pc-windows-gnu):
+    # build scripts compile C for Windows (ring) and build Opus with cmake.
+    gcc-mingw-w64-x86-64-win32 cmake
     # For the scripts that run the app and screen sharing without a display
     # (scripts/screenshot.sh, scripts/screen-demo.sh); small, so always installed.
     xvfb xdotool xterm x11-utils imagemagick

@@ -392,6 +392,8 @@ mod tests {
                 broadcast: brd.map(Ipv4Addr::from),
             }),
             index: Some(1),
+            #[cfg(windows)]
+            adapter_name: String::new(),
             oper_status: IfOperStatus::Up,
             is_p2p: p2p,
         }

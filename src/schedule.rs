@@ -12,7 +12,9 @@
 //!   file that cannot be read or parsed is reported and never written over,
 //!   so a bug or a bad hand edit can never silently lose meetings.
 
-use std::fs::{self, File, OpenOptions};
+#[cfg(unix)]
+use std::fs::File;
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

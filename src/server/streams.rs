@@ -132,7 +132,8 @@ async fn refuse(writer: &mut FrameWriter<LinkSend>, reason: String) {
     .await;
 }
 
-#[cfg(test)]
+// The tests use a Unix socket pair as the link.
+#[cfg(all(test, unix))]
 mod tests {
     use std::os::unix::net::UnixStream;
 
