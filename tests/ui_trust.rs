@@ -23,13 +23,10 @@ use sapora::ui::{App, Launch, Message, Options, trust};
 use common::SEC;
 use common::ui::drive;
 
-/// Sets the test backend and one configuration directory for the process,
-/// and runs this file's tests one at a time: they share that directory's
-/// known-hosts file, and a test's pin saved between another's load and save
-/// would be lost (the file is read, changed and written whole).
-fn backend() -> std::sync::MutexGuard<'static, ()> {
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+/// Sets the test backend and one configuration directory for the process.
+/// The tests share that directory's known-hosts file and run in parallel:
+/// pins are saved under `PinStore::update`'s file lock, so none is lost.
+fn backend() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let cfg = tempfile::tempdir().unwrap().keep();
@@ -42,7 +39,6 @@ fn backend() -> std::sync::MutexGuard<'static, ()> {
             std::env::set_var("SAPORA_CONFIG_DIR", cfg);
         }
     });
-    serial
 }
 
 /// Saves the view as `DIR/name.png` when `SAPORA_UI_SNAPSHOTS=DIR` is set.
@@ -99,7 +95,7 @@ fn bare_launcher() -> Launcher {
 
 #[test]
 fn the_join_form_has_a_passcode_field_and_checks_it() {
-    let _serial = backend();
+    backend();
     let mut l = bare_launcher();
     let mut ui = simulator(l.view());
     assert!(ui.find("passcode (blank = none; Host sets it for the meeting)").is_ok());
@@ -135,7 +131,7 @@ fn the_join_form_has_a_passcode_field_and_checks_it() {
 /// with the right one it joins. No crash, no dialog.
 #[test]
 fn a_passcode_refusal_is_a_clear_message_and_the_right_passcode_joins() {
-    let _serial = backend();
+    backend();
     let opts = common::options();
     opts.room_passcodes.set("board", Some(passcode("kite")));
     let host = smol::block_on(server::start(opts)).expect("host starts");
@@ -183,7 +179,7 @@ fn a_passcode_refusal_is_a_clear_message_and_the_right_passcode_joins() {
 /// and each member's verification code, equal to what that member sees.
 #[test]
 fn hosting_with_a_passcode_shows_guests_address_qr_and_member_codes() {
-    let _serial = backend();
+    backend();
     let (mut app, t) = App::new(app_options(Launch::Launcher));
     device_free(&mut app);
     drive(&mut app, t, SEC, |_| true);
@@ -247,16 +243,14 @@ fn hosting_with_a_passcode_shows_guests_address_qr_and_member_codes() {
 /// and pins the host's certificate.
 #[test]
 fn a_changed_certificate_opens_the_dialog_and_trusting_it_joins() {
-    let _serial = backend();
+    backend();
     let mut opts = common::options();
     opts.identity = Some(std::sync::Arc::new(HostIdentity::generate().unwrap()));
     let host = smol::block_on(server::start(opts)).expect("host starts");
     let pins = PinStore::open_default().unwrap();
     let key = host_key(host.control_addr);
     let stale = HostIdentity::generate().unwrap().fingerprint();
-    let mut known = pins.load().unwrap();
-    known.pin(&key, stale);
-    pins.save(&known).unwrap();
+    pins.update(|known| (known.pin(&key, stale), ())).unwrap();
 
     let (mut app, t) = App::new(app_options(Launch::Launcher));
     device_free(&mut app);
@@ -299,7 +293,7 @@ fn a_changed_certificate_opens_the_dialog_and_trusting_it_joins() {
 /// announced one joins and is pinned. The list marks a passcode host.
 #[test]
 fn a_discovered_host_must_present_its_beacon_fingerprint() {
-    let _serial = backend();
+    backend();
     let mut opts = common::options();
     opts.identity = Some(std::sync::Arc::new(HostIdentity::generate().unwrap()));
     let host = smol::block_on(server::start(opts)).expect("host starts");

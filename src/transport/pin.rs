@@ -225,24 +225,62 @@ impl PinStore {
             .map_err(|source| PinError::Write { file: self.path.clone(), source })
     }
 
+    /// Reads, changes and saves the file as one step: `change` gets the
+    /// current pins and returns whether it changed them (then they are
+    /// saved) and a result. Other processes and threads updating the same
+    /// file wait meanwhile: an exclusive advisory lock (`File::lock`, flock
+    /// on Unix, LockFileEx on Windows) on `known_hosts.lock` beside it, so
+    /// two clients pinning at the same moment both keep their pin.
+    /// Blocking: run it off an executor thread.
+    pub fn update<R>(
+        &self,
+        change: impl FnOnce(&mut KnownHosts) -> (bool, R),
+    ) -> Result<R, PinError> {
+        let lock_path = self.path.with_file_name(format!(
+            "{}.lock",
+            self.path.file_name().and_then(|n| n.to_str()).unwrap_or(KNOWN_HOSTS_FILE_NAME)
+        ));
+        let lock_error = |source| PinError::Write { file: lock_path.clone(), source };
+        if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(lock_error)?;
+        }
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(lock_error)?;
+        lock.lock().map_err(lock_error)?;
+        let mut hosts = self.load()?;
+        let (changed, result) = change(&mut hosts);
+        if changed {
+            self.save(&hosts)?;
+        }
+        // Dropping `lock` closes it, which releases the lock.
+        Ok(result)
+    }
+
     /// The whole trust-on-first-use decision for one connection: a known
     /// host with its pinned certificate passes, an unknown host is pinned
-    /// (and saved), a changed certificate is [`PinError::Changed`].
+    /// (and saved, under [`PinStore::update`]'s lock), a changed certificate
+    /// is [`PinError::Changed`].
     pub fn check_and_pin(&self, host: &str, presented: Fingerprint) -> Result<Verdict, PinError> {
-        let mut hosts = self.load()?;
-        let verdict = hosts.check(host, presented);
+        let verdict = self.update(|hosts| {
+            let verdict = hosts.check(host, presented);
+            let pinned = verdict == Verdict::FirstUse && hosts.pin(host, presented);
+            let line = hosts.line_of(host).unwrap_or(0);
+            (pinned, (verdict, line))
+        })?;
         match verdict {
-            Verdict::Trusted => {}
-            Verdict::FirstUse => {
-                if hosts.pin(host, presented) {
-                    self.save(&hosts)?;
-                }
-            }
-            Verdict::Changed { pinned } => {
-                return Err(self.changed(&hosts, host, pinned, presented));
-            }
+            (Verdict::Changed { pinned }, line) => Err(PinError::Changed(Box::new(CertChanged {
+                host: host.to_string(),
+                pinned,
+                presented,
+                file: self.path.clone(),
+                line,
+            }))),
+            (verdict, _) => Ok(verdict),
         }
-        Ok(verdict)
     }
 
     /// The loud refusal for a host whose certificate changed.
@@ -316,6 +354,32 @@ mod tests {
         assert!(!hosts.pin("#x", A));
         assert!(!hosts.pin("", A));
         assert!(hosts.is_empty());
+    }
+
+    #[test]
+    fn clients_pinning_at_the_same_moment_all_keep_their_pins() {
+        // Eight clients (threads here; processes share the same lock) each
+        // pin their own host at once, twenty times over: without the lock
+        // a read-change-write lost some of them.
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(KNOWN_HOSTS_FILE_NAME);
+            let hosts: Vec<String> = (0..8).map(|i| format!("10.0.{round}.{i}:5000")).collect();
+            let barrier = std::sync::Barrier::new(hosts.len());
+            std::thread::scope(|s| {
+                for host in &hosts {
+                    let (store, barrier) = (PinStore::at(&path), &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        assert_eq!(store.check_and_pin(host, A).unwrap(), Verdict::FirstUse);
+                    });
+                }
+            });
+            let kept = PinStore::at(&path).load().unwrap();
+            for host in &hosts {
+                assert_eq!(kept.get(host), Some(A), "round {round}: {host} lost its pin");
+            }
+        }
     }
 
     #[test]

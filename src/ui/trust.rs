@@ -157,9 +157,7 @@ impl CertDialog {
 /// Blocking file I/O: run it off the UI thread.
 pub fn forget_pin(host: &str) -> Result<(), String> {
     let store = PinStore::open_default().map_err(|e| e.to_string())?;
-    let mut hosts = store.load().map_err(|e| e.to_string())?;
-    hosts.forget(host);
-    store.save(&hosts).map_err(|e| e.to_string())
+    store.update(|hosts| (hosts.forget(host).is_some(), ())).map_err(|e| e.to_string())
 }
 
 /// The address of the browser guests' page: `https://IP:PORT/` (issue 15:
