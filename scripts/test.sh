@@ -82,12 +82,11 @@ failed=0
 run_tests --all-targets --no-fail-fast "$@" || failed=1
 # The TLS/TCP fallback (issue 14): a representative part of the integration
 # suite again, every client forced onto it (control and chat, rejoin,
-# files, screen, audio; the audio tests that need the UDP impairment shim
-# skip themselves). tests/video.rs is not here: in a debug build three bots'
-# video over the tunnel falls under its frame-rate floor (see ARCHITECTURE.md).
+# files, screen, audio, video; the audio tests that need the UDP impairment
+# shim skip themselves).
 export SAPORA_TRANSPORT=tls
 run_tests --test control --test reconnect --test files --test screen --test audio \
-    --no-fail-fast "$@" || failed=1
+    --test video --no-fail-fast "$@" || failed=1
 unset SAPORA_TRANSPORT
 run_tests --doc "$@" || failed=1
 
