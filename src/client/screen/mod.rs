@@ -39,6 +39,9 @@ pub use viewer::{ScreenImage, ScreenSlot, Viewer, ViewerEvent, ViewerStats};
 
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a presenter's `stop()` waits for the host to end the
+/// presentation (its `Stopped`, or its end of the stream) before returning.
+const STOP_ACK_TIMEOUT: Duration = Duration::from_secs(1);
 /// Latency samples kept for the report (about 3 hours at 10 fps).
 const MAX_SAMPLES: usize = 100_000;
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use smol::future::FutureExt;
 
 use super::{
-    ANSWER_TIMEOUT, MAX_SAMPLES, ReadFail, ScreenError, ScreenTarget, WRITE_TIMEOUT, connect,
-    read_msg, write_msg,
+    ANSWER_TIMEOUT, MAX_SAMPLES, ReadFail, STOP_ACK_TIMEOUT, ScreenError, ScreenTarget,
+    WRITE_TIMEOUT, connect, read_msg, write_msg,
 };
 use crate::media::screen::{
     DEFAULT_FPS, DEFAULT_QUALITY, Downscaler, MAX_FPS, ScreenSource, TileEncoder, share_size,
@@ -221,6 +221,9 @@ fn present(
 
     // The host may end the presentation (or vanish): a small reader notices.
     let ended: Arc<Mutex<Option<String>>> = Arc::default();
+    // The reader says when it is done: the host's Stopped, its end of the
+    // stream or a broken link (see the wait after the loop).
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let reader = {
         let ended = ended.clone();
         std::thread::Builder::new()
@@ -239,6 +242,7 @@ fn present(
                     }
                 };
                 *ended.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+                let _ = done_tx.send(());
             })
             .ok()
     };
@@ -347,6 +351,14 @@ fn present(
         smol::Timer::after(WRITE_TIMEOUT).await;
         Ok(())
     }));
+    // After our Stop, wait (at most STOP_ACK_TIMEOUT) for the host to take
+    // note: it frees the room's floor before its Stopped or its end of the
+    // stream reaches the reader. So once `stop()` returns, another member
+    // may present at once (over TLS that member's request could otherwise
+    // overtake our Stop and be told the floor is busy).
+    if end_reason.is_none() && reader.is_some() {
+        let _ = done_rx.recv_timeout(STOP_ACK_TIMEOUT);
+    }
     drop(stop_tx);
     if let Some(r) = reader {
         let _ = r.join();
