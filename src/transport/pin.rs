@@ -265,22 +265,12 @@ impl PinStore {
     /// (and saved, under [`PinStore::update`]'s lock), a changed certificate
     /// is [`PinError::Changed`].
     pub fn check_and_pin(&self, host: &str, presented: Fingerprint) -> Result<Verdict, PinError> {
-        let verdict = self.update(|hosts| {
-            let verdict = hosts.check(host, presented);
-            let pinned = verdict == Verdict::FirstUse && hosts.pin(host, presented);
-            let line = hosts.line_of(host).unwrap_or(0);
-            (pinned, (verdict, line))
-        })?;
-        match verdict {
-            (Verdict::Changed { pinned }, line) => Err(PinError::Changed(Box::new(CertChanged {
-                host: host.to_string(),
-                pinned,
-                presented,
-                file: self.path.clone(),
-                line,
-            }))),
-            (verdict, _) => Ok(verdict),
-        }
+        self.update(|hosts| match hosts.check(host, presented) {
+            Verdict::Changed { pinned } => {
+                (false, Err(self.changed(hosts, host, pinned, presented)))
+            }
+            verdict => (verdict == Verdict::FirstUse && hosts.pin(host, presented), Ok(verdict)),
+        })?
     }
 
     /// The loud refusal for a host whose certificate changed.
