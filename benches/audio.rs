@@ -25,7 +25,7 @@ use criterion::{BenchmarkId, Criterion};
 use sapora::client::audio::{AudioConfig, AudioEngine};
 use sapora::client::{Client, ClientConfig};
 use sapora::media::audio::{Encoder, MicSpec, SpeakerSpec};
-use sapora::proto::{AudioCodec, AudioUp, Ports};
+use sapora::proto::{AudioCodec, AudioUp, Ports, SessionId};
 use sapora::server::mixer::{Mixer, MixerConfig, Sender};
 use sapora::server::{self, HostOptions};
 use sapora::stats::Percentiles;
@@ -74,7 +74,7 @@ fn mixer_tick(c: &mut Criterion) {
                         let payload: &[u8] =
                             if talking { &talkers[s as usize][seq as usize % 50] } else { &[] };
                         let up = AudioUp {
-                            session: s,
+                            session: SessionId(s),
                             keepalive: !talking,
                             end: false,
                             seq,
@@ -83,7 +83,8 @@ fn mixer_tick(c: &mut Criterion) {
                             samples: 960,
                             payload,
                         };
-                        let who = Sender { session: s, name: &names[s as usize], room: "r" };
+                        let who =
+                            Sender { session: SessionId(s), name: &names[s as usize], room: "r" };
                         mixer.receive(now, who, &up);
                     }
                     let mut bytes = 0usize;

@@ -61,7 +61,7 @@ fn codec(c: &mut Criterion) {
         b.iter(|| {
             id += 1;
             let h = FragmentHeader {
-                session: 1,
+                session: SessionId(1),
                 frame_id: id,
                 layer: Layer::Full,
                 index: 0,
@@ -97,11 +97,11 @@ fn codec(c: &mut Criterion) {
         let h = VideoHello { session: SessionId(s), default: Subscription::Full, subs: vec![] };
         let mut d = Vec::new();
         encode_video_control(MsgType::VideoHello, &h, &mut d);
-        relay.handle(t0, s, &mut d, &mut targets);
+        relay.handle(t0, SessionId(s), &mut d, &mut targets);
     }
     let mut frags = Vec::new();
     let h = FragmentHeader {
-        session: 3,
+        session: SessionId(3),
         frame_id: 1,
         layer: Layer::Full,
         index: 0,
@@ -120,7 +120,7 @@ fn codec(c: &mut Criterion) {
             // the driver does with each received datagram.
             scratch.clear();
             scratch.extend_from_slice(&frags[i]);
-            let out = relay.handle(t0, 3, &mut scratch, &mut targets);
+            let out = relay.handle(t0, SessionId(3), &mut scratch, &mut targets);
             assert_eq!(targets.len(), 7);
             black_box(out)
         })
@@ -207,8 +207,7 @@ fn load(n: u32, sub: Subscription, secs: f64) -> LoadResult {
                 .name("load-rx".into())
                 .spawn(move || {
                     let mut hello = Vec::new();
-                    let h =
-                        VideoHello { session: SessionId(w.session), default: sub, subs: vec![] };
+                    let h = VideoHello { session: w.session, default: sub, subs: vec![] };
                     encode_video_control(MsgType::VideoHello, &h, &mut hello);
                     let mut next = Instant::now();
                     while !stop2.load(Ordering::Relaxed) {

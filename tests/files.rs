@@ -212,7 +212,7 @@ impl Raw {
     /// A stream whose first frame opens `role` as `c`'s session with `token`.
     async fn open_with(c: &Client, token: u64, role: StreamRole) -> Raw {
         let mut raw = Raw::connect(c).await;
-        let open = StreamOpen { session: c.current().session_id(), token, role };
+        let open = StreamOpen { session: c.current().session, token, role };
         raw.send_frame(MsgType::StreamOpen as u8, &encode_payload(&open)).await.unwrap();
         raw
     }

@@ -153,7 +153,7 @@ proptest! {
         session: u32, keepalive: bool, end: bool, seq: u32, timestamp: u32,
         codec in codec(), samples: u16, payload in bytes(1200),
     ) {
-        let up = AudioUp { session, keepalive, end, seq, timestamp, codec, samples, payload: &payload };
+        let up = AudioUp { session: SessionId(session), keepalive, end, seq, timestamp, codec, samples, payload: &payload };
         let mut out = Vec::new();
         up.encode(&mut out);
         prop_assert_eq!(AudioUp::decode(&out), Ok(up));
@@ -169,7 +169,7 @@ proptest! {
     ) {
         let levels: Vec<SpeakingLevel> = levels
             .into_iter()
-            .map(|(session, level, name)| SpeakingLevel { session, level, name })
+            .map(|(session, level, name)| SpeakingLevel { session: SessionId(session), level, name })
             .collect();
         let down = AudioDown {
             seq, keepalive, end, forwarded, fec, timestamp, codec, samples, levels, payload: &payload,
@@ -186,7 +186,7 @@ proptest! {
         down_loss in 0u16..=1000, down_jitter: u32, expected in 0u8..=100,
     ) {
         // Loss travels in whole per mille.
-        let up = FeedbackUp { session, loss: f64::from(up_loss) / 1000.0, jitter_us: up_jitter };
+        let up = FeedbackUp { session: SessionId(session), loss: f64::from(up_loss) / 1000.0, jitter_us: up_jitter };
         let mut out = Vec::new();
         up.encode(&mut out);
         prop_assert_eq!(FeedbackUp::decode(&out), Ok(up));
@@ -209,7 +209,7 @@ proptest! {
         let index = pick.index(usize::from(count)) as u16;
         let layer = if thumb { Layer::Thumb } else { Layer::Full };
         let header =
-            FragmentHeader { session, frame_id, layer, index, count, frame_len, capture_us, stride };
+            FragmentHeader { session: SessionId(session), frame_id, layer, index, count, frame_len, capture_us, stride };
         let data: Vec<u8> = (0..fragment_len(frame_len, index, stride)).map(|i| i as u8).collect();
         let mut out = Vec::new();
         encode_fragment(&header, &data, seq, &mut out);

@@ -107,7 +107,7 @@ fn client_notices_a_silent_host_and_reconnects() {
             let mut s = link::accept(accepted, |_| None, &limiter).await.unwrap();
             let mut buf = Vec::new();
             let w = sapora::proto::Welcome {
-                session: 1,
+                session: sapora::proto::SessionId(1),
                 token: 7,
                 name: "a".into(),
                 room: "default".into(),

@@ -74,7 +74,7 @@ impl RawViewer {
         let w = c.current();
         let opener = StreamOpener::for_client(c);
         let (w, r) =
-            smol::block_on(open_stream(&opener, w.session_id(), w.token, StreamRole::ScreenView))
+            smol::block_on(open_stream(&opener, w.session, w.token, StreamRole::ScreenView))
                 .unwrap();
         RawViewer { w, r, buf: Vec::new() }
     }

@@ -49,7 +49,7 @@ fn welcome(me: &str, others: usize) -> Welcome {
     let mut members = vec![member(me, true)];
     members.extend((1..=others).map(|i| member(&format!("p{i}"), true)));
     Welcome {
-        session: 1,
+        session: sapora::proto::SessionId(1),
         token: 2,
         name: me.into(),
         room: "default".into(),

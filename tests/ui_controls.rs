@@ -30,7 +30,7 @@ fn member(name: &str) -> Member {
 fn call_as(me: &str, host: &str) -> Call {
     let members = vec![member("ann"), member("bob"), member("cy")];
     let w = Welcome {
-        session: 1,
+        session: sapora::proto::SessionId(1),
         token: 2,
         name: me.into(),
         room: "default".into(),

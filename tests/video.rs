@@ -47,7 +47,7 @@ fn frame_bytes(id: u32, len: usize) -> Vec<u8> {
 
 fn header(session: u32, frame_id: u32, layer: Layer) -> FragmentHeader {
     FragmentHeader {
-        session,
+        session: SessionId(session),
         frame_id,
         layer,
         index: 0,
@@ -206,7 +206,7 @@ fn hostile_fragments_are_dropped_and_never_panic_or_corrupt() {
     // Memory stays bounded under a flood of new frame ids claiming 1 MiB.
     for id in 0..10_000u32 {
         let f = FragmentHeader {
-            session: id % 300,
+            session: SessionId(id % 300),
             frame_id: id,
             index: 0,
             count: sapora::proto::fragment_count(1 << 20, MAX_FRAGMENT_PAYLOAD as u16),
@@ -261,8 +261,8 @@ fn relay_honours_subscriptions_rooms_and_the_links_sender() {
     let mut targets = Vec::new();
     // `from` is the session that owns the link the datagram arrived on.
     let mut say = |relay: &mut VideoRelay, from: u32, mut d: Vec<u8>| {
-        let out = relay.handle(t0, from, &mut d, &mut targets);
-        (out, targets.clone(), d)
+        let out = relay.handle(t0, SessionId(from), &mut d, &mut targets);
+        (out, targets.iter().map(|s| s.0).collect::<Vec<u32>>(), d)
     };
     // ann: thumbnails of everyone but bob in full; bob: full of all; cy: none
     // of ann; dee (other room): full of all.
@@ -347,16 +347,16 @@ fn thumbnail_receivers_never_get_full_layer_bytes_and_quiet_receivers_expire() {
             for s in [1, 2, 3] {
                 let sub = if s == 1 { Subscription::Thumb } else { subs[rng.below(3)] };
                 let mut h = hello(s, sub, &[]);
-                let _ = relay.handle(now, s, &mut h, &mut targets);
+                let _ = relay.handle(now, SessionId(s), &mut h, &mut targets);
             }
         }
         let sender = [1u32, 2, 3][rng.below(3)];
         let layer = if rng.below(2) == 0 { Layer::Full } else { Layer::Thumb };
         let mut d = fragment(sender, layer);
-        if let Output::Forward = relay.handle(now, sender, &mut d, &mut targets) {
+        if let Output::Forward = relay.handle(now, SessionId(sender), &mut d, &mut targets) {
             for to in &targets {
-                assert_ne!(*to, sender, "sent back to the sender");
-                rx_bytes.entry(*to).or_default().push(layer);
+                assert_ne!(to.0, sender, "sent back to the sender");
+                rx_bytes.entry(to.0).or_default().push(layer);
             }
         }
     }
@@ -367,11 +367,11 @@ fn thumbnail_receivers_never_get_full_layer_bytes_and_quiet_receivers_expire() {
     let later = t0 + Duration::from_secs(30);
     relay.tick(later);
     let mut d = fragment(1, Layer::Thumb);
-    let _ = relay.handle(later, 1, &mut d, &mut targets);
+    let _ = relay.handle(later, SessionId(1), &mut d, &mut targets);
     assert!(targets.is_empty());
     // A receiver who leaves the meeting is forgotten at the next tick.
     let mut h = hello(2, Subscription::Full, &[]);
-    let _ = relay.handle(later, 2, &mut h, &mut targets);
+    let _ = relay.handle(later, SessionId(2), &mut h, &mut targets);
     dir.apply(&HostEvent::Left {
         session: SessionId(2),
         name: "bob".into(),
@@ -435,7 +435,7 @@ fn frames_keep_arriving_whole_through_five_percent_loss() {
         assert_eq!(err, None);
         assert!(sender.camera_on());
         // Our own camera shows in our own slot (the "(You)" tile), unrelayed.
-        let own = ann.current().session_id();
+        let own = ann.current().session;
         let deadline = std::time::Instant::now() + 5 * SEC;
         let preview = loop {
             if let Some(f) = sender.latest(own) {
@@ -462,7 +462,7 @@ fn frames_keep_arriving_whole_through_five_percent_loss() {
             let (receiver, _) = VideoEngine::start(MediaLink::of(&bob).unwrap(), recv).unwrap();
             let ids = whole_frames(&receiver, 8, 20 * SEC).await;
             assert!(ids.windows(2).all(|w| w[0] < w[1]), "frames go forward: {ids:?}");
-            let latest = receiver.latest(ann.current().session_id()).expect("a tile for ann");
+            let latest = receiver.latest(ann.current().session).expect("a tile for ann");
             assert_eq!((latest.layer, latest.name.as_str()), (want, "ann"));
             let stats = receiver.stats();
             assert_eq!(stats.len(), 1);
@@ -563,7 +563,7 @@ fn video_follows_a_host_restart() {
                 .await;
             if let Some(VideoEvent::Frame(f)) = next
                 && f.capture_us > restarted_us
-                && f.sender == ann.current().session_id()
+                && f.sender == ann.current().session
             {
                 assert_eq!(f.name, "ann");
                 break;

@@ -619,7 +619,7 @@ impl Engine<'_> {
 
     /// About once a second, while the mix arrives: tells the host how much
     /// of it was lost on the way and its jitter (its encoders' FEC follows).
-    fn feedback(&mut self, up: &mut Uplink, n: usize, session: u32) {
+    fn feedback(&mut self, up: &mut Uplink, n: usize, session: crate::proto::SessionId) {
         up.since_feedback = up.since_feedback.saturating_add(1);
         // The first report goes out after a quarter second of the mix, so
         // the host's redundancy and FEC for us start soon; then once a second.

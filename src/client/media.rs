@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::session::Client;
-use crate::proto::{MsgType, Welcome};
+use crate::proto::{MsgType, SessionId, Welcome};
 use crate::transport::link::Link;
 
 /// Datagrams waiting for the audio engine (about a second of mix at 10 ms)
@@ -98,7 +98,7 @@ impl MediaLink {
     }
 
     /// Our session id now.
-    pub fn session(&self) -> u32 {
+    pub fn session(&self) -> SessionId {
         self.welcome.lock().unwrap_or_else(|e| e.into_inner()).session
     }
 

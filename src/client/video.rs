@@ -394,7 +394,7 @@ fn publish_preview(
 ) {
     let (sender, name) = {
         let w = route.welcome();
-        (w.session_id(), w.name)
+        (w.session, w.name)
     };
     let pixels = rgb.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
     let frame = VideoFrame {
@@ -411,7 +411,7 @@ fn publish_preview(
 }
 
 fn send_hello(shared: &Shared, route: &MediaLink, buf: &mut Vec<u8>) {
-    let session = SessionId(route.session());
+    let session = route.session();
     let hello = {
         let s = shared.subs.lock().unwrap_or_else(|e| e.into_inner());
         VideoHello {
@@ -455,7 +455,7 @@ fn receive_loop(
         match decode_video(&buf) {
             Ok(VideoPacket::Fragment(f)) => {
                 let Some(frame) = reassembler.push(now, &f) else { continue };
-                let sender = SessionId(frame.sender);
+                let sender = frame.sender;
                 let bytes = frame.data.len();
                 let image = match jpeg::decode_rgba(&frame.data) {
                     Ok(img) => Arc::new(img),
@@ -509,8 +509,7 @@ fn receive_loop(
                 let gone: Vec<SessionId> = frames.keys().copied().filter(|s| !present(s)).collect();
                 for s in gone {
                     frames.remove(&s);
-                    // SessionId: the reassembler (`media::video`) takes u32.
-                    reassembler.forget(s.0);
+                    reassembler.forget(s);
                 }
             }
             Ok(VideoPacket::Hello(_)) | Err(_) => {}

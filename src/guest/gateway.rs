@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::client::Event;
-use crate::proto::{ChatMessage, FileInfo, Layer, Member, limits};
+use crate::proto::{ChatMessage, FileInfo, Layer, Member, SessionId, limits};
 
 /// Largest text message a guest may send (a chat line plus JSON quoting).
 pub const MAX_GUEST_TEXT: usize = limits::CHAT_TEXT * 6 + 1024;
@@ -42,7 +42,7 @@ pub enum FromGuest {
         #[serde(default)]
         default: Option<String>,
         #[serde(default)]
-        full: Vec<u32>,
+        full: Vec<SessionId>,
     },
     /// Download a file offered to the guest (by its `file` message's id).
     Download { id: u64 },
@@ -148,7 +148,13 @@ pub fn parse_media(bytes: &[u8]) -> Result<GuestMedia<'_>, GuestError> {
 
 /// A video frame for a guest:
 /// `[0x40][layer u8][sender u32 BE][frame id u32 BE][name length u8][name UTF-8][JPEG]`.
-pub fn encode_video(sender: u32, name: &str, layer: Layer, frame_id: u32, jpeg: &[u8]) -> Vec<u8> {
+pub fn encode_video(
+    sender: SessionId,
+    name: &str,
+    layer: Layer,
+    frame_id: u32,
+    jpeg: &[u8],
+) -> Vec<u8> {
     let mut name = name;
     while name.len() > 255 {
         let mut cut = 255;
@@ -160,7 +166,7 @@ pub fn encode_video(sender: u32, name: &str, layer: Layer, frame_id: u32, jpeg: 
     let mut out = Vec::with_capacity(11 + name.len() + jpeg.len());
     out.push(KIND_VIDEO);
     out.push(layer as u8);
-    out.extend_from_slice(&sender.to_be_bytes());
+    out.extend_from_slice(&sender.0.to_be_bytes());
     out.extend_from_slice(&frame_id.to_be_bytes());
     out.push(name.len() as u8);
     out.extend_from_slice(name.as_bytes());
@@ -353,8 +359,11 @@ mod tests {
         assert!(parse_media(&[KIND_PCM, 1]).is_err());
         assert!(parse_media(&[]).is_err());
         assert!(parse_media(&[0x99]).is_err());
-        let down = encode_video(5, "bot1", Layer::Full, 3, &[0xff, 0xd8]);
+        let down = encode_video(SessionId(5), "bot1", Layer::Full, 3, &[0xff, 0xd8]);
         assert_eq!(down, [0x40, 0, 0, 0, 0, 5, 0, 0, 0, 3, 4, b'b', b'o', b't', b'1', 0xff, 0xd8]);
-        assert_eq!(encode_video(1, &"é".repeat(200), Layer::Full, 0, &[]).len(), 11 + 254);
+        assert_eq!(
+            encode_video(SessionId(1), &"é".repeat(200), Layer::Full, 0, &[]).len(),
+            11 + 254
+        );
     }
 }

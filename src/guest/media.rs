@@ -57,7 +57,7 @@ pub const HELLO_EVERY: Duration = Duration::from_secs(1);
 /// One whole frame for the guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestFrame {
-    pub sender: u32,
+    pub sender: SessionId,
     pub name: String,
     pub layer: Layer,
     pub frame_id: u32,
@@ -68,7 +68,7 @@ pub struct GuestFrame {
 /// a newer frame replaces an unsent older one.
 #[derive(Default)]
 pub struct FrameMailbox {
-    frames: Mutex<BTreeMap<u32, GuestFrame>>,
+    frames: Mutex<BTreeMap<SessionId, GuestFrame>>,
     replaced: std::sync::atomic::AtomicU64,
 }
 
@@ -100,7 +100,7 @@ impl FrameMailbox {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Wants {
     pub default: Subscription,
-    pub full: Vec<u32>,
+    pub full: Vec<SessionId>,
 }
 
 /// The video half of a guest's media.
@@ -174,9 +174,9 @@ impl VideoLink {
 fn send_hello(link: &MediaLink, wants: &Mutex<Wants>) {
     let wants = wants.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let hello = VideoHello {
-        session: SessionId(link.session()),
+        session: link.session(),
         default: wants.default,
-        subs: wants.full.iter().map(|s| (SessionId(*s), Subscription::Full)).collect(),
+        subs: wants.full.iter().map(|s| (*s, Subscription::Full)).collect(),
     };
     let mut buf = Vec::new();
     encode_video_control(MsgType::VideoHello, &hello, &mut buf);
@@ -192,7 +192,7 @@ fn receive(
     stop: &AtomicBool,
 ) {
     let mut reassembler = Reassembler::new(ReassemblyConfig::default());
-    let mut names: HashMap<u32, String> = HashMap::new();
+    let mut names: HashMap<SessionId, String> = HashMap::new();
     let mut next_hello = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if Instant::now() >= next_hello {
@@ -219,15 +219,15 @@ fn receive(
                 }
             }
             Ok(VideoPacket::Roster(roster)) => {
-                let gone: Vec<u32> = names
+                let gone: Vec<SessionId> = names
                     .keys()
                     .copied()
-                    .filter(|s| !roster.members.iter().any(|p| p.session.0 == *s))
+                    .filter(|s| !roster.members.iter().any(|p| p.session == *s))
                     .collect();
                 for s in gone {
                     reassembler.forget(s);
                 }
-                names = roster.members.into_iter().map(|p| (p.session.0, p.name)).collect();
+                names = roster.members.into_iter().map(|p| (p.session, p.name)).collect();
             }
             Ok(VideoPacket::Hello(_)) | Err(_) => {}
         }
@@ -421,6 +421,7 @@ mod tests {
     use super::*;
 
     fn frame(sender: u32, frame_id: u32) -> GuestFrame {
+        let sender = SessionId(sender);
         GuestFrame { sender, name: "b".into(), layer: Layer::Thumb, frame_id, jpeg: vec![1] }
     }
 
@@ -433,7 +434,7 @@ mod tests {
         let taken = mailbox.take();
         assert_eq!(
             taken.iter().map(|f| (f.sender, f.frame_id)).collect::<Vec<_>>(),
-            [(1, 2), (2, 9)]
+            [(SessionId(1), 2), (SessionId(2), 9)]
         );
         assert_eq!(mailbox.replaced(), 1);
         assert!(mailbox.take().is_empty());

@@ -10,7 +10,7 @@
 //! Decoders check every length before touching the bytes and never panic;
 //! they borrow the codec payload from the datagram rather than copying it.
 
-use super::{DecodeError, Header, MsgType, PROTOCOL_VERSION};
+use super::{DecodeError, Header, MsgType, PROTOCOL_VERSION, SessionId};
 
 /// Flag bit: the datagram goes host → client (a mix). Clear: client → host.
 pub const AUDIO_FROM_HOST: u16 = 1 << 0;
@@ -180,8 +180,8 @@ impl<'a> RedPayload<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AudioUp<'a> {
     /// The sender's session as it sees it; the host ignores it (the link
-    /// names the sender).
-    pub session: u32,
+    /// names the sender). A u32 at offset 0 of the sub-header.
+    pub session: SessionId,
     /// No audio, only "I am here" ([`AUDIO_KEEPALIVE`]); `payload` is empty.
     pub keepalive: bool,
     /// Last frame of a talkspurt ([`AUDIO_END`]).
@@ -204,8 +204,8 @@ pub struct AudioUp<'a> {
 /// [`level_from_rms`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpeakingLevel {
-    /// The talker's session id.
-    pub session: u32,
+    /// The talker's session id (a big-endian u32 on the wire).
+    pub session: SessionId,
     /// Speaking level, 0 (silent) ..= 255 (full scale).
     pub level: u8,
     /// The talker's name, at most 255 bytes of UTF-8 on the wire.
@@ -290,7 +290,7 @@ impl<'a> AudioUp<'a> {
         let flags =
             if self.keepalive { AUDIO_KEEPALIVE } else { 0 } | if self.end { AUDIO_END } else { 0 };
         header(UP_HEADER_LEN + self.payload.len(), self.seq, flags).encode(out);
-        out.extend_from_slice(&self.session.to_be_bytes());
+        out.extend_from_slice(&self.session.0.to_be_bytes());
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.timestamp.to_be_bytes());
         out.push(self.codec as u8);
@@ -310,7 +310,7 @@ impl<'a> AudioUp<'a> {
             return Err(DecodeError::UnexpectedEnd);
         }
         Ok(AudioUp {
-            session: be_u32(p, 0)?,
+            session: SessionId(be_u32(p, 0)?),
             keepalive: h.flags & AUDIO_KEEPALIVE != 0,
             end: h.flags & AUDIO_END != 0,
             seq: be_u32(p, 4)?,
@@ -341,7 +341,7 @@ impl<'a> AudioDown<'a> {
         out.extend_from_slice(&self.samples.to_be_bytes());
         out.push(levels.len() as u8);
         for l in levels {
-            out.extend_from_slice(&l.session.to_be_bytes());
+            out.extend_from_slice(&l.session.0.to_be_bytes());
             out.push(l.level);
             // Names are at most 32 characters; cut at a byte limit all the same.
             let name = truncate_utf8(&l.name, u8::MAX as usize);
@@ -371,7 +371,7 @@ impl<'a> AudioDown<'a> {
         let mut at = DOWN_HEADER_LEN;
         let mut levels = Vec::with_capacity(count);
         for _ in 0..count {
-            let session = be_u32(p, at)?;
+            let session = SessionId(be_u32(p, at)?);
             let level = byte(p, at + 4)?;
             let len = byte(p, at + 5)? as usize;
             let name = p.get(at + 6..at + 6 + len).ok_or(DecodeError::UnexpectedEnd)?;
@@ -412,7 +412,7 @@ fn permille(fraction: f64) -> u16 {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FeedbackUp {
     /// Informative only, as in [`AudioUp::session`].
-    pub session: u32,
+    pub session: SessionId,
     /// Share of the mix datagrams lost since the last report, 0..=1 (sent
     /// in per mille: RFC 3550 "fraction lost", from the gaps in `seq`).
     pub loss: f64,
@@ -441,7 +441,7 @@ impl FeedbackUp {
     /// header) to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         header(FEEDBACK_UP_LEN, 0, AUDIO_FEEDBACK).encode(out);
-        out.extend_from_slice(&self.session.to_be_bytes());
+        out.extend_from_slice(&self.session.0.to_be_bytes());
         out.extend_from_slice(&permille(self.loss).to_be_bytes());
         out.extend_from_slice(&self.jitter_us.to_be_bytes());
     }
@@ -461,7 +461,7 @@ impl FeedbackUp {
             return Err(DecodeError::Payload(format!("loss {loss} per mille (max 1000)")));
         }
         Ok(FeedbackUp {
-            session: be_u32(p, 0)?,
+            session: SessionId(be_u32(p, 0)?),
             loss: f64::from(loss) / 1000.0,
             jitter_us: be_u32(p, 6)?,
         })
@@ -536,7 +536,7 @@ mod tests {
     fn up_round_trips() {
         let payload = [1u8, 2, 3, 4, 5];
         let up = AudioUp {
-            session: 7,
+            session: SessionId(7),
             keepalive: false,
             end: true,
             seq: 70_000,
@@ -558,7 +558,7 @@ mod tests {
     fn up_bytes_are_as_documented() {
         // The worked example in docs/protocol.md, "Audio".
         let up = AudioUp {
-            session: 7,
+            session: SessionId(7),
             keepalive: false,
             end: false,
             seq: 3,
@@ -589,8 +589,8 @@ mod tests {
             codec: AudioCodec::Pcm16,
             samples: 480,
             levels: vec![
-                SpeakingLevel { session: 1, level: 200, name: "Ann".into() },
-                SpeakingLevel { session: 2, level: 0, name: "Bö".into() },
+                SpeakingLevel { session: SessionId(1), level: 200, name: "Ann".into() },
+                SpeakingLevel { session: SessionId(2), level: 0, name: "Bö".into() },
             ],
             payload: &payload,
         };
@@ -612,7 +612,7 @@ mod tests {
             timestamp: 0,
             codec: AudioCodec::Opus,
             samples: 960,
-            levels: vec![SpeakingLevel { session: 1, level: 1, name: "x".into() }],
+            levels: vec![SpeakingLevel { session: SessionId(1), level: 1, name: "x".into() }],
             payload: &[1, 2, 3],
         }
         .encode(&mut good);
@@ -642,7 +642,7 @@ mod tests {
 
     #[test]
     fn feedback_round_trips_and_is_told_apart_from_audio() {
-        let up = FeedbackUp { session: 9, loss: 0.125, jitter_us: 3_400 };
+        let up = FeedbackUp { session: SessionId(9), loss: 0.125, jitter_us: 3_400 };
         let mut buf = Vec::new();
         up.encode(&mut buf);
         assert_eq!(buf.len(), HEADER_LEN + FEEDBACK_UP_LEN);
@@ -668,7 +668,7 @@ mod tests {
         // Audio is not feedback.
         let mut audio = Vec::new();
         AudioUp {
-            session: 1,
+            session: SessionId(1),
             keepalive: true,
             end: false,
             seq: 0,
@@ -699,7 +699,7 @@ mod tests {
         assert_eq!(RedPayload::decode(&bare).unwrap().depth(), 0);
         // In a datagram, both ways.
         let up = AudioUp {
-            session: 1,
+            session: SessionId(1),
             keepalive: false,
             end: false,
             seq: 5,

@@ -157,11 +157,9 @@ pub struct Disconnect {
 /// 0x05, host → client: registration accepted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Welcome {
-    /// The session id, unique on this host run: media datagrams, streams and
-    /// the video roster name members by it: a [`SessionId`](super::SessionId).
-    // SessionId: still a bare u32 here because the audio tests and engines
-    // put it straight into `AudioUp`/`SpeakingLevel` (issue 18).
-    pub session: u32,
+    /// The session id, unique on this host run (a u32 on the wire): media
+    /// datagrams, streams and the video roster name members by it.
+    pub session: super::SessionId,
     /// Secret for this session: media packets carry it, and a reconnecting
     /// client presents it to get its name back.
     pub token: u64,
@@ -191,13 +189,6 @@ pub struct Welcome {
         deserialize_with = "super::trailing"
     )]
     pub host_member: Option<String>,
-}
-
-impl Welcome {
-    /// [`Welcome::session`] as the [`SessionId`](super::SessionId) it is.
-    pub fn session_id(&self) -> super::SessionId {
-        super::SessionId(self.session)
-    }
 }
 
 /// Why a registration is refused, in [`Refused`].

@@ -2,11 +2,13 @@
 //! wire layouts and refusals of hostile bytes.
 
 use super::*;
-use crate::proto::{HEADER_LEN, Header, PROTOCOL_VERSION, decode_datagram, encode_frame, limits};
+use crate::proto::{
+    HEADER_LEN, Header, PROTOCOL_VERSION, SessionId, decode_datagram, encode_frame, limits,
+};
 
 fn sample_welcome() -> Welcome {
     Welcome {
-        session: 7,
+        session: SessionId(7),
         token: 0xDEAD_BEEF_0000_0001,
         name: "alice_1".into(),
         room: "default".into(),

@@ -108,7 +108,7 @@ impl std::str::FromStr for Subscription {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FragmentHeader {
     /// Offset 0: the sender's session id.
-    pub session: u32,
+    pub session: SessionId,
     /// Offset 4: +1 per captured frame (wraps).
     pub frame_id: u32,
     /// Offset 8: which encoding of the frame.
@@ -206,7 +206,7 @@ pub fn fragment_count(frame_len: u32, stride: u16) -> u16 {
 
 impl FragmentHeader {
     fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.session.to_be_bytes());
+        out.extend_from_slice(&self.session.0.to_be_bytes());
         out.extend_from_slice(&self.frame_id.to_be_bytes());
         out.push(self.layer as u8);
         out.extend_from_slice(&self.index.to_be_bytes());
@@ -245,7 +245,7 @@ pub fn decode_fragment(payload: &[u8]) -> Result<Fragment<'_>, FragmentError> {
     let p = payload;
     let layer_byte = p[8];
     let header = FragmentHeader {
-        session: u32::from_be_bytes(be(p, 0)),
+        session: SessionId(u32::from_be_bytes(be(p, 0))),
         frame_id: u32::from_be_bytes(be(p, 4)),
         layer: Layer::from_u8(layer_byte).ok_or(FragmentError::Layer(layer_byte))?,
         index: u16::from_be_bytes(be(p, 9)),
@@ -358,7 +358,7 @@ mod tests {
 
     fn header(index: u16, count: u16, frame_len: u32) -> FragmentHeader {
         FragmentHeader {
-            session: 7,
+            session: SessionId(7),
             frame_id: 42,
             layer: Layer::Thumb,
             index,
@@ -463,7 +463,7 @@ mod tests {
     fn bytes_are_as_documented() {
         // docs/protocol.md, "Video", worked examples.
         let h = FragmentHeader {
-            session: 7,
+            session: SessionId(7),
             frame_id: 42,
             layer: Layer::Thumb,
             index: 0,

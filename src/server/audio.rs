@@ -104,7 +104,7 @@ impl AudioService {
 
     /// Leaves a session's audio out of every mix (the host holds it muted)
     /// or lets it back, as a function the control plane can keep.
-    pub fn silence_switch(&self) -> impl Fn(u32, bool) + Send + 'static {
+    pub fn silence_switch(&self) -> impl Fn(SessionId, bool) + Send + 'static {
         let state = self.state.clone();
         move |session, on| lock(&state).mixer.set_silenced(session, on)
     }
@@ -168,7 +168,7 @@ fn tick(
         }
         ticks += 1;
         if ticks.is_multiple_of(25) {
-            st.mixer.retain(|s, room| directory.get(SessionId(s)).is_some_and(|e| e.room == room));
+            st.mixer.retain(|s, room| directory.get(s).is_some_and(|e| e.room == room));
         }
     }
 }

@@ -492,7 +492,7 @@ impl Host {
         let room = &self.rooms[&room_key];
         let s = &self.sessions[&sid];
         let welcome = Welcome {
-            session: sid.0,
+            session: sid,
             token: s.token,
             name: s.member.name.clone(),
             room: room.display.clone(),

@@ -621,9 +621,11 @@ fn a_member_who_timed_out_gets_the_same_session_back_with_their_token() {
         h.send(1, ClientMsg::Heartbeat);
     }
     assert!(h.closed.contains(&ConnId(2)), "bob timed out");
-    assert!(h.events.iter().any(
-        |e| matches!(e, HostEvent::Left { session, .. } if *session == SessionId(bob.session))
-    ));
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, HostEvent::Left { session, .. } if *session == bob.session))
+    );
     h.take(1);
     // Bob's client rejoins with its token, after the host let go.
     h.register(3, Register { rejoin_token: Some(bob.token), ..reg("bob", "r") });

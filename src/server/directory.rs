@@ -96,10 +96,8 @@ impl Directory {
     /// The session that owns the link a media datagram arrived on (its
     /// link authenticated it); `None` if it has left. Like
     /// [`Directory::authenticate`], records that its media reaches us.
-    // SessionId: the media router and the audio/video services still
-    // deliver datagrams under a bare u32.
-    pub fn heard(&self, session: u32) -> Option<Entry> {
-        let entry = self.get(SessionId(session))?;
+    pub fn heard(&self, session: SessionId) -> Option<Entry> {
+        let entry = self.get(session)?;
         let known = self.heard.read().unwrap_or_else(|e| e.into_inner()).contains(&entry.session);
         if !known && self.heard.write().unwrap_or_else(|e| e.into_inner()).insert(entry.session) {
             self.fresh.lock().unwrap_or_else(|e| e.into_inner()).push(entry.session);

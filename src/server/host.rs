@@ -569,7 +569,7 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
                 *rooms.lock().unwrap_or_else(|e| e.into_inner()) = list.clone();
             }
             if let HostEvent::HeldMuted { session, held } = &event {
-                silence_switch(session.0, *held);
+                silence_switch(*session, *held);
             }
             if let Some(rec) = &rec {
                 use super::record::RecMsg;

@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 
-use crate::proto::MsgType;
+use crate::proto::{MsgType, SessionId};
 use crate::transport::link::Link;
 
 /// Arriving datagrams queued for a service before the newest are dropped
@@ -30,7 +30,7 @@ pub const INBOX: usize = 4096;
 /// on), the mixer thread and the video relay.
 #[derive(Clone, Default)]
 pub struct Peers {
-    inner: Arc<RwLock<HashMap<u32, Bound>>>,
+    inner: Arc<RwLock<HashMap<SessionId, Bound>>>,
     /// Datagrams that could not be sent (no link, closed, too large).
     unsent: Arc<AtomicU64>,
 }
@@ -45,7 +45,7 @@ struct Bound {
 
 impl Peers {
     /// `session` registered (or rejoined) on `link` (connection `conn`).
-    pub fn bind(&self, session: u32, conn: u64, link: Link) {
+    pub fn bind(&self, session: SessionId, conn: u64, link: Link) {
         let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
         map.insert(session, Bound { conn, link });
     }
@@ -65,7 +65,7 @@ impl Peers {
     /// Sends one datagram to `session`; never blocks (the link's queue is
     /// newest-wins). False, and counted, when the session has no link, the
     /// link is closed or the datagram is larger than it takes.
-    pub fn send(&self, session: u32, data: Bytes) -> bool {
+    pub fn send(&self, session: SessionId, data: Bytes) -> bool {
         let link = {
             let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
             map.get(&session).map(|b| b.link.clone())
@@ -83,13 +83,13 @@ impl Peers {
     }
 
     /// Sessions with a link, in no particular order.
-    pub fn sessions(&self) -> Vec<u32> {
+    pub fn sessions(&self) -> Vec<SessionId> {
         self.inner.read().unwrap_or_else(|e| e.into_inner()).keys().copied().collect()
     }
 }
 
 /// One datagram from a session, for a media service.
-pub type Arrival = (u32, Bytes);
+pub type Arrival = (SessionId, Bytes);
 
 /// Hands each arriving datagram to its service with the session that owns
 /// the link it came on. Cheap to clone (one per link reader).
@@ -118,7 +118,7 @@ impl MediaRouter {
 
     /// A datagram `session` sent on its own link. Unknown types and full
     /// service queues drop it (counted in [`MediaRouter::dropped`]).
-    pub fn deliver(&self, session: u32, data: Bytes) {
+    pub fn deliver(&self, session: SessionId, data: Bytes) {
         let queued = match data.get(1).map(|&k| MsgType::try_from(k)) {
             Some(Ok(MsgType::StreamAudio)) => self.audio.try_send((session, data)).is_ok(),
             Some(Ok(MsgType::StreamVideo | MsgType::VideoHello)) => {
@@ -150,14 +150,14 @@ impl LinkSession {
         LinkSession(AtomicU64::new(Self::NONE))
     }
 
-    pub fn set(&self, session: u32) {
-        self.0.store(u64::from(session), Ordering::Release);
+    pub fn set(&self, session: SessionId) {
+        self.0.store(u64::from(session.0), Ordering::Release);
     }
 
-    pub fn get(&self) -> Option<u32> {
+    pub fn get(&self) -> Option<SessionId> {
         match self.0.load(Ordering::Acquire) {
             Self::NONE => None,
-            s => Some(s as u32),
+            s => Some(SessionId(s as u32)),
         }
     }
 }
@@ -190,22 +190,22 @@ mod tests {
         hello[1] = MsgType::VideoHello as u8;
         let mut chat = vec![0u8; 12];
         chat[1] = MsgType::Chat as u8;
-        router.deliver(7, Bytes::from(audio.clone()));
-        router.deliver(8, Bytes::from(video.clone()));
-        router.deliver(9, Bytes::from(hello.clone()));
-        router.deliver(9, Bytes::from(chat));
-        router.deliver(9, Bytes::new());
-        assert_eq!(inputs.audio.try_recv().unwrap(), (7, Bytes::from(audio)));
-        assert_eq!(inputs.video.try_recv().unwrap(), (8, Bytes::from(video)));
-        assert_eq!(inputs.video.try_recv().unwrap(), (9, Bytes::from(hello)));
+        router.deliver(SessionId(7), Bytes::from(audio.clone()));
+        router.deliver(SessionId(8), Bytes::from(video.clone()));
+        router.deliver(SessionId(9), Bytes::from(hello.clone()));
+        router.deliver(SessionId(9), Bytes::from(chat));
+        router.deliver(SessionId(9), Bytes::new());
+        assert_eq!(inputs.audio.try_recv().unwrap(), (SessionId(7), Bytes::from(audio)));
+        assert_eq!(inputs.video.try_recv().unwrap(), (SessionId(8), Bytes::from(video)));
+        assert_eq!(inputs.video.try_recv().unwrap(), (SessionId(9), Bytes::from(hello)));
         assert!(inputs.audio.try_recv().is_err() && inputs.video.try_recv().is_err());
         assert_eq!(router.dropped(), 2, "a control type and an empty datagram");
         // Nobody bound: nothing to send to.
-        assert!(!router.peers.send(7, Bytes::from_static(b"x")));
+        assert!(!router.peers.send(SessionId(7), Bytes::from_static(b"x")));
         assert_eq!(router.peers.unsent(), 1);
         let owner = LinkSession::new();
         assert_eq!(owner.get(), None);
-        owner.set(0);
-        assert_eq!(owner.get(), Some(0));
+        owner.set(SessionId(0));
+        assert_eq!(owner.get(), Some(SessionId(0)));
     }
 }

@@ -57,7 +57,7 @@ use crate::media::audio::{
 };
 use crate::proto::{
     AudioCodec, AudioDown, AudioUp, FeedbackDown, FeedbackUp, MAX_LEVELS, MAX_RED_BLOCKS, RedBlock,
-    RedPayload, SpeakingLevel, level_from_rms,
+    RedPayload, SessionId, SpeakingLevel, level_from_rms,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -150,7 +150,7 @@ pub struct MixerStats {
 /// Who sent a packet, as the directory knows them.
 #[derive(Debug, Clone, Copy)]
 pub struct Sender<'a> {
-    pub session: u32,
+    pub session: SessionId,
     pub name: &'a str,
     pub room: &'a str,
 }
@@ -163,7 +163,7 @@ enum Stream {
     /// Nothing: nobody else talks.
     Silent,
     /// One talker's packets, unchanged.
-    Forward(u32),
+    Forward(SessionId),
     /// The room's shared mix.
     Shared,
     /// A mix of its own.
@@ -320,10 +320,10 @@ struct RoomMix {
 
 pub struct Mixer {
     cfg: MixerConfig,
-    members: BTreeMap<u32, Member>,
+    members: BTreeMap<SessionId, Member>,
     rooms: HashMap<String, RoomMix>,
     /// Members by room, in session order; rebuilt when membership changes.
-    groups: Option<Vec<(String, Vec<u32>)>>,
+    groups: Option<Vec<(String, Vec<SessionId>)>>,
     tick: u64,
     stats: MixerStats,
     sum: Vec<f32>,
@@ -343,10 +343,10 @@ pub struct Mixer {
     tap: Option<MixTap>,
     /// (talker, listener's downlink loss) for each packet forwarded this
     /// tick; kept to reuse its allocation from tick to tick.
-    forwarded: Vec<(u32, f64)>,
+    forwarded: Vec<(SessionId, f64)>,
     /// Sessions the host muted and holds muted: their audio is left out of
     /// every mix whatever their client sends (they still hear the room).
-    silenced: std::collections::HashSet<u32>,
+    silenced: std::collections::HashSet<SessionId>,
 }
 
 /// Receives a recorded room's shared-mix packet (room, payload) every tick.
@@ -354,9 +354,9 @@ pub type MixTap = Box<dyn FnMut(&str, &[u8]) + Send>;
 
 /// Sum of `members`' frames of tick `at` from their histories, but `skip`'s.
 fn heard_at(
-    members: &BTreeMap<u32, Member>,
-    ids: &[u32],
-    skip: Option<u32>,
+    members: &BTreeMap<SessionId, Member>,
+    ids: &[SessionId],
+    skip: Option<SessionId>,
     at: u64,
     out: &mut [f32],
 ) -> bool {
@@ -380,9 +380,9 @@ fn heard_at(
 /// ticks before `tick` (everyone in `ids` but `skip`); returns encodes done.
 fn prime(
     enc: &mut Encoder,
-    members: &BTreeMap<u32, Member>,
-    ids: &[u32],
-    skip: Option<u32>,
+    members: &BTreeMap<SessionId, Member>,
+    ids: &[SessionId],
+    skip: Option<SessionId>,
     tick: u64,
     frame: &mut [f32],
     scratch: &mut Vec<u8>,
@@ -441,7 +441,7 @@ impl Mixer {
     }
 
     /// Leaves `session`'s audio out of every mix (`on`), or lets it back.
-    pub fn set_silenced(&mut self, session: u32, on: bool) {
+    pub fn set_silenced(&mut self, session: SessionId, on: bool) {
         if on {
             self.silenced.insert(session);
         } else {
@@ -467,17 +467,17 @@ impl Mixer {
     }
 
     /// Sessions the mixer knows (senders and listeners).
-    pub fn sessions(&self) -> Vec<u32> {
+    pub fn sessions(&self) -> Vec<SessionId> {
         self.members.keys().copied().collect()
     }
 
-    pub fn remove(&mut self, session: u32) {
+    pub fn remove(&mut self, session: SessionId) {
         self.members.remove(&session);
         self.groups = None;
     }
 
     /// Forgets sessions `keep` says are gone (left the host, or changed room).
-    pub fn retain(&mut self, mut keep: impl FnMut(u32, &str) -> bool) {
+    pub fn retain(&mut self, mut keep: impl FnMut(SessionId, &str) -> bool) {
         let before = self.members.len();
         self.members.retain(|&s, m| keep(s, &m.room));
         if self.members.len() != before {

@@ -45,7 +45,7 @@ impl Room {
         }
         let name = format!("p{session}");
         let up = AudioUp {
-            session,
+            session: SessionId(session),
             keepalive: frame.is_none(),
             end,
             seq: *seq,
@@ -54,7 +54,7 @@ impl Room {
             samples: 960,
             payload: &payload,
         };
-        let who = Sender { session, name: &name, room };
+        let who = Sender { session: SessionId(session), name: &name, room };
         self.mixer.receive(self.now, who, &up);
         payload
     }
@@ -65,7 +65,7 @@ impl Room {
         let mut out = BTreeMap::new();
         self.now += F;
         self.mixer.tick(self.now, |to, data| {
-            let session = to;
+            let session = to.0;
             let Ok(down) = AudioDown::decode(data) else { return };
             if down.keepalive {
                 return;
@@ -126,7 +126,7 @@ fn each_listener_hears_everyone_but_themselves() {
 #[test]
 fn a_member_held_muted_by_the_host_is_left_out_of_every_mix() {
     let mut r = Room::new(pcm());
-    r.mixer.set_silenced(1, true);
+    r.mixer.set_silenced(SessionId(1), true);
     let mut heard = BTreeMap::new();
     for _ in 0..5 {
         r.send(1, "lab", Some(&dc(0.1)));
@@ -137,7 +137,7 @@ fn a_member_held_muted_by_the_host_is_left_out_of_every_mix() {
     let b_hears = heard.get(&2).map_or(0.0, |h| h.1[0]);
     assert!(near(b_hears, 0.0), "B does not hear A: {b_hears}");
     assert!(near(heard[&1].1[0], 0.02), "A still hears B: {}", heard[&1].1[0]);
-    r.mixer.set_silenced(1, false);
+    r.mixer.set_silenced(SessionId(1), false);
     for _ in 0..3 {
         r.send(1, "lab", Some(&dc(0.1)));
         r.send(2, "lab", Some(&dc(0.02)));
@@ -326,11 +326,11 @@ fn speaking_levels_name_the_talker_a_few_times_a_second() {
         r.now += F;
         r.mixer.tick(r.now, |to, data| {
             let Ok(d) = AudioDown::decode(data) else { return };
-            if to == 2 && !d.levels.is_empty() {
+            if to == SessionId(2) && !d.levels.is_empty() {
                 reports += 1;
-                let l1 = d.levels.iter().find(|l| l.session == 1).unwrap();
+                let l1 = d.levels.iter().find(|l| l.session == SessionId(1)).unwrap();
                 assert!(l1.level >= crate::proto::SPEAKING_LEVEL && l1.name == "p1");
-                let l2 = d.levels.iter().find(|l| l.session == 2).unwrap();
+                let l2 = d.levels.iter().find(|l| l.session == SessionId(2)).unwrap();
                 assert_eq!(l2.level, 0);
             }
         });
@@ -345,7 +345,7 @@ fn departed_sessions_stop_getting_audio() {
     r.send(2, "x", None);
     r.send(3, "x", None);
     assert_eq!(r.tick().keys().copied().collect::<Vec<_>>(), [2, 3]);
-    r.mixer.retain(|s, _| s != 2);
+    r.mixer.retain(|s, _| s != SessionId(2));
     r.send(1, "x", Some(&dc(0.1)));
     assert_eq!(r.tick().keys().copied().collect::<Vec<_>>(), [3]);
     // And a listener silent for longer than the timeout is not sent to.
@@ -360,7 +360,7 @@ fn tick_all(r: &mut Room) -> Vec<(u32, Vec<u8>)> {
     r.now += F;
     r.mixer.tick(r.now, |to, data| {
         if !crate::proto::is_audio_feedback(data) {
-            out.push((to, data.to_vec()))
+            out.push((to.0, data.to_vec()))
         }
     });
     out
@@ -526,13 +526,14 @@ fn senders_learn_the_loss_to_encode_for_from_both_legs() {
             }
             if k == 0 {
                 let name = "p2".to_string();
-                let who = Sender { session: 2, name: &name, room: "fb" };
-                let report = FeedbackUp { session: 2, loss: listener_loss, jitter_us: 100 };
+                let who = Sender { session: SessionId(2), name: &name, room: "fb" };
+                let report =
+                    FeedbackUp { session: SessionId(2), loss: listener_loss, jitter_us: 100 };
                 r.mixer.feedback(r.now, who, &report);
             }
             r.now += F;
             r.mixer.tick(r.now, |to, data| {
-                if let (true, Ok(fb)) = (to == 1, FeedbackDown::decode(data)) {
+                if let (true, Ok(fb)) = (to == SessionId(1), FeedbackDown::decode(data)) {
                     got = Some(fb.expected_loss_percent);
                 }
             });
@@ -553,8 +554,8 @@ fn senders_learn_the_loss_to_encode_for_from_both_legs() {
 /// A reception report from listener `s` on what the host sends it.
 fn report(r: &mut Room, s: u32, room: &str, loss: f64) {
     let name = format!("p{s}");
-    let who = Sender { session: s, name: &name, room };
-    let fb = FeedbackUp { session: s, loss, jitter_us: 0 };
+    let who = Sender { session: SessionId(s), name: &name, room };
+    let fb = FeedbackUp { session: SessionId(s), loss, jitter_us: 0 };
     r.mixer.feedback(r.now, who, &fb);
 }
 
@@ -587,7 +588,7 @@ fn redundancy_rebuilds_uplink_losses_and_goes_only_to_listeners_who_report_loss(
         if k % 10 != 7 {
             let seq = k as u32 + 1;
             let up = AudioUp {
-                session: 1,
+                session: SessionId(1),
                 keepalive: false,
                 end: false,
                 seq,
@@ -596,7 +597,7 @@ fn redundancy_rebuilds_uplink_losses_and_goes_only_to_listeners_who_report_loss(
                 samples: 960,
                 payload: &payload,
             };
-            r.mixer.receive(r.now, Sender { session: 1, name: &name, room: "red" }, &up);
+            r.mixer.receive(r.now, Sender { session: SessionId(1), name: &name, room: "red" }, &up);
         }
         for (to, data) in tick_all(&mut r) {
             let d = AudioDown::decode(&data).unwrap();

@@ -8,7 +8,7 @@ use super::*;
 impl Mixer {
     /// One frame period: mixes every room and sends each listener its mix
     /// (`send` gets the listener's session and the datagram).
-    pub fn tick(&mut self, now_us: u64, mut send: impl FnMut(u32, &[u8])) {
+    pub fn tick(&mut self, now_us: u64, mut send: impl FnMut(SessionId, &[u8])) {
         self.stats.ticks += 1;
         self.tick += 1;
         let tick = self.tick;
@@ -64,7 +64,7 @@ impl Mixer {
         let groups = match self.groups.take() {
             Some(g) => g,
             None => {
-                let mut g: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+                let mut g: BTreeMap<&str, Vec<SessionId>> = BTreeMap::new();
                 for (&s, m) in &self.members {
                     g.entry(&m.room).or_default().push(s);
                 }
@@ -73,7 +73,7 @@ impl Mixer {
         };
         for (room, ids) in &groups {
             let ids = &ids[..];
-            let talkers: Vec<u32> =
+            let talkers: Vec<SessionId> =
                 ids.iter().copied().filter(|s| self.members[s].talking).collect();
             if !self.rooms.contains_key(room) {
                 self.rooms.insert(room.clone(), RoomMix::default());
@@ -480,7 +480,12 @@ impl Mixer {
 
     /// Reception reports to every member whose audio arrived since the last
     /// ones: their loss and jitter, and the loss their encoder should expect.
-    fn send_feedback(&mut self, now_us: u64, send: &mut impl FnMut(u32, &[u8]), first_only: bool) {
+    fn send_feedback(
+        &mut self,
+        now_us: u64,
+        send: &mut impl FnMut(SessionId, &[u8]),
+        first_only: bool,
+    ) {
         for (&session, m) in self.members.iter_mut() {
             if first_only && (m.reported || m.up_meter.pending() < FIRST_REPORT_AFTER) {
                 continue;

@@ -93,15 +93,15 @@ struct SenderAuth {
 struct ReceiverState {
     room: Arc<str>,
     default: Subscription,
-    subs: HashMap<u32, Subscription>,
+    subs: HashMap<SessionId, Subscription>,
     last_hello: Instant,
 }
 
 pub struct VideoRelay {
     config: RelayConfig,
     directory: Directory,
-    senders: HashMap<u32, SenderAuth>,
-    receivers: HashMap<u32, ReceiverState>,
+    senders: HashMap<SessionId, SenderAuth>,
+    receivers: HashMap<SessionId, ReceiverState>,
     stats: RelayStats,
 }
 
@@ -127,9 +127,9 @@ impl VideoRelay {
     pub fn handle(
         &mut self,
         now: Instant,
-        session: u32,
+        session: SessionId,
         datagram: &mut [u8],
-        targets: &mut Vec<u32>,
+        targets: &mut Vec<SessionId>,
     ) -> Output {
         targets.clear();
         let len = datagram.len() as u64;
@@ -148,7 +148,7 @@ impl VideoRelay {
             return Output::Drop(DropReason::BadToken);
         };
         // Whatever sender the fragment named, it is the link's session.
-        datagram[SESSION_OFFSET..SESSION_OFFSET + 4].copy_from_slice(&session.to_be_bytes());
+        datagram[SESSION_OFFSET..SESSION_OFFSET + 4].copy_from_slice(&session.0.to_be_bytes());
         let timeout = self.config.receiver_timeout;
         for (&id, r) in &self.receivers {
             if id == session
@@ -173,7 +173,7 @@ impl VideoRelay {
     }
 
     /// The sender's room, from a recent check or the directory.
-    fn sender_room(&mut self, now: Instant, session: u32) -> Option<Arc<str>> {
+    fn sender_room(&mut self, now: Instant, session: SessionId) -> Option<Arc<str>> {
         if let Some(a) = self.senders.get(&session)
             && now.saturating_duration_since(a.checked) < self.config.auth_refresh
         {
@@ -195,7 +195,7 @@ impl VideoRelay {
         }
     }
 
-    fn hello(&mut self, now: Instant, session: u32, h: VideoHello) -> Output {
+    fn hello(&mut self, now: Instant, session: SessionId, h: VideoHello) -> Output {
         let Some(entry) = self.directory.heard(session) else {
             self.stats.bad_token += 1;
             return Output::Drop(DropReason::BadToken);
@@ -208,8 +208,7 @@ impl VideoRelay {
             ReceiverState {
                 room,
                 default: h.default,
-                // SessionId: receivers are keyed by the media router's u32.
-                subs: h.subs.into_iter().map(|(s, sub)| (s.0, sub)).collect(),
+                subs: h.subs.into_iter().collect(),
                 last_hello: now,
             },
         );
@@ -236,7 +235,7 @@ impl VideoRelay {
         let directory = &self.directory;
         self.receivers.retain(|&id, r| {
             now.saturating_duration_since(r.last_hello) <= timeout
-                && directory.get(SessionId(id)).is_some_and(|e| *r.room == *e.room)
+                && directory.get(id).is_some_and(|e| *r.room == *e.room)
         });
         let refresh = self.config.auth_refresh;
         self.senders.retain(|_, a| now.saturating_duration_since(a.checked) < refresh * 4);

@@ -153,7 +153,7 @@ impl FileClient {
 
     fn auth(&self) -> (SessionId, u64) {
         let w = self.welcome.lock().unwrap_or_else(|e| e.into_inner());
-        (w.session_id(), w.token)
+        (w.session, w.token)
     }
 
     async fn open(&self, role: StreamRole) -> Result<Conn, Attempt> {

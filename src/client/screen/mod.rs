@@ -84,7 +84,7 @@ impl ScreenTarget {
 
     fn auth(&self) -> (SessionId, u64) {
         let w = self.welcome.lock().unwrap_or_else(|e| e.into_inner());
-        (w.session_id(), w.token)
+        (w.session, w.token)
     }
 }
 

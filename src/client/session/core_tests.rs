@@ -1,11 +1,11 @@
 //! The session core on a virtual clock: `Instant`s made up by the test.
 
 use super::*;
-use crate::proto::{Disconnect, DisconnectCode, Handover, Ports};
+use crate::proto::{Disconnect, DisconnectCode, Handover, Ports, SessionId};
 
 fn welcome(heartbeat_ms: u32, timeout_ms: u32) -> Welcome {
     Welcome {
-        session: 3,
+        session: SessionId(3),
         token: 1,
         name: "ann".into(),
         room: "default".into(),

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::proto::{
-    Fragment, FragmentHeader, Layer, MAX_FRAGMENT_PAYLOAD, MIN_FRAGMENT_PAYLOAD, encode_fragment,
-    fragment_count, fragment_len,
+    Fragment, FragmentHeader, Layer, MAX_FRAGMENT_PAYLOAD, MIN_FRAGMENT_PAYLOAD, SessionId,
+    encode_fragment, fragment_count, fragment_len,
 };
 
 /// Calls `send` with each whole fragment datagram of `jpeg`, built in one
@@ -73,7 +73,7 @@ impl Default for ReassemblyConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assembled {
     /// The sender's session id.
-    pub sender: u32,
+    pub sender: SessionId,
     /// Full or thumbnail.
     pub layer: Layer,
     /// The sender's frame counter.
@@ -134,7 +134,7 @@ const RESTART_GAP: u32 = 64;
 /// [`ReassemblyConfig::max_pending_bytes`]. Sans-IO: time is passed in.
 pub struct Reassembler {
     config: ReassemblyConfig,
-    streams: HashMap<(u32, Layer), Stream>,
+    streams: HashMap<(SessionId, Layer), Stream>,
     stats: ReassemblyStats,
     pending_total: usize,
 }
@@ -292,7 +292,7 @@ impl Reassembler {
     }
 
     /// Forgets a sender (they left), so a later one with the same id starts fresh.
-    pub fn forget(&mut self, sender: u32) {
+    pub fn forget(&mut self, sender: SessionId) {
         self.streams.retain(|(s, _), _| *s != sender);
         self.pending_total = self.pending_bytes_counted();
     }
