@@ -17,6 +17,11 @@ const OPUS_MAX_SAMPLES: usize = 5760;
 /// Largest Opus packet we produce (far above 20 ms at 64 kbps: 160 bytes).
 const OPUS_MAX_PACKET: usize = 1275;
 
+/// Encodes 48 kHz mono `f32` frames (full scale ±1.0; 480 or 960 samples)
+/// into one packet each: an Opus packet (RFC 6716, VoIP application, voice
+/// signal, at most 1275 bytes) or 16-bit little-endian PCM (2 bytes a
+/// sample). An encoder made for [`AudioCodec::OpusRed`] encodes Opus: the
+/// sender packages the redundancy ([`RedPayload`](crate::proto::RedPayload)).
 pub struct Encoder {
     codec: AudioCodec,
     opus: Option<opus::Encoder>,
@@ -84,6 +89,8 @@ pub struct LossEstimate {
 }
 
 impl LossEstimate {
+    /// Takes one reported loss fraction (0..=1; NaN or infinite counts as
+    /// 0, anything else is clamped) and returns the smoothed loss, 0..=1.
     pub fn update(&mut self, reported: f64) -> f64 {
         let r = if reported.is_finite() { reported.clamp(0.0, 1.0) } else { 0.0 };
         self.value = if r >= self.value { r } else { self.value + (r - self.value) / 4.0 };
@@ -162,6 +169,8 @@ impl Encoder {
         }
     }
 
+    /// The codec of the packets it makes: [`AudioCodec::Opus`] for an
+    /// encoder made for [`AudioCodec::OpusRed`] ([`AudioCodec::base`]).
     pub fn codec(&self) -> AudioCodec {
         self.codec
     }
@@ -205,6 +214,8 @@ impl Default for Decoder {
 }
 
 impl Decoder {
+    /// A decoder for either codec. libopus's decoder is made at the first
+    /// Opus packet; if libopus refuses, Opus frames come out as silence.
     pub fn new() -> Decoder {
         Decoder {
             opus: None,
@@ -343,6 +354,7 @@ impl Default for ComfortNoise {
 }
 
 impl ComfortNoise {
+    /// No background estimate yet: silence until a talkspurt is observed.
     pub fn new() -> ComfortNoise {
         ComfortNoise { floor: 0.0, rng: 0x2545_f491, lowpass: 0.0 }
     }

@@ -14,8 +14,6 @@
 // Not yet documented item by item (issue 18: the speech work edits it).
 #[allow(missing_docs)]
 pub mod apm;
-// Not yet documented item by item (issue 18: the speech work edits it).
-#[allow(missing_docs)]
 pub mod codec;
 pub mod delay;
 pub mod device;
