@@ -47,3 +47,30 @@ pub fn bind_discovery_socket(port: u16) -> std::io::Result<std::net::UdpSocket> 
     )?;
     Ok(socket.into())
 }
+
+/// A UDP port for one test's socket, free when handed out and safe from
+/// the usual race: binding port 0 and closing the socket lets any socket
+/// bound to port 0 meanwhile (a discoverer's probe sockets, another test's
+/// host) take the same number. These ports come from below Linux's
+/// ephemeral range (32768-60999 by default), so no port-0 bind ever gets
+/// them, and a process-wide counter hands each out once (tests run in
+/// parallel threads of one process).
+#[cfg(test)]
+pub(crate) fn free_udp_port() -> u16 {
+    use std::net::{Ipv4Addr, UdpSocket};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Processes running at once (other test binaries) start apart.
+    let base = std::process::id() % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + (base + n) % SPAN) as u16;
+        // Free on every address, as a host binds it.
+        if UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free UDP port in {FIRST}..{}", FIRST + SPAN);
+}

@@ -872,18 +872,28 @@ fn a_new_user_shares_privately_through_the_binary() {
                 .unwrap()
         };
         let (bob, carol) = (bot("bob", &bob_dir), bot("carol", &carol_dir));
-        std::thread::sleep(Duration::from_millis(800));
-        let sent = run(&[
-            "send",
-            &host_addr,
-            file.to_str().unwrap(),
-            "--room",
-            "trio",
-            "--to",
-            "bob",
-            "--as",
-            "alice",
-        ]);
+        // The bots join in the background; until bob is in the room the
+        // host refuses a private offer to him ("not in meeting"), so the
+        // send is tried again (an event, not a guessed sleep).
+        let deadline = std::time::Instant::now() + 10 * SEC;
+        let sent = loop {
+            let sent = run(&[
+                "send",
+                &host_addr,
+                file.to_str().unwrap(),
+                "--room",
+                "trio",
+                "--to",
+                "bob",
+                "--as",
+                "alice",
+            ]);
+            let absent = String::from_utf8_lossy(&sent.stderr).contains("is not in meeting");
+            if sent.status.success() || !absent || std::time::Instant::now() > deadline {
+                break sent;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
         let out = String::from_utf8_lossy(&sent.stdout);
         assert!(sent.status.success(), "{out} {}", String::from_utf8_lossy(&sent.stderr));
         assert!(out.contains("offered privately to bob"), "{out}");

@@ -64,8 +64,8 @@ pub(crate) struct HostArgs {
 /// The host's file store: `sapora host` options.
 #[derive(Args, Clone)]
 pub(crate) struct FileStoreArgs {
-    /// Largest file participants may share, in MB
-    #[arg(long, value_name = "MB", default_value_t = 100)]
+    /// Largest file participants may share, in MiB (1 MiB = 1,048,576 bytes)
+    #[arg(long, value_name = "MiB", default_value_t = 100)]
     pub(crate) max_file_mb: u64,
     /// Folder for shared files (a fresh subfolder is made and removed at exit; default: the OS temp folder)
     #[arg(long, value_name = "DIR")]

@@ -159,7 +159,8 @@ pub enum FileErrorCode {
 pub struct FileFailure {
     /// The machine-readable reason.
     pub code: FileErrorCode,
-    /// The same for people ("the file is over the host's 100 MB limit").
+    /// The same for people ("the file is 120.0 MiB and this host accepts at
+    /// most 100.0 MiB").
     pub reason: String,
 }
 

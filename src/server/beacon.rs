@@ -544,6 +544,7 @@ fn snapshot(rooms: &Mutex<Vec<RoomInfo>>) -> Vec<RoomInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::free_udp_port;
     use crate::proto::{Header, Probe};
     use std::net::UdpSocket;
 
@@ -760,10 +761,6 @@ mod tests {
                 assert_eq!(&buf[..n], b"hello");
             }
         });
-    }
-
-    pub(crate) fn free_udp_port() -> u16 {
-        UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
     }
 
     proptest::proptest! {

@@ -242,6 +242,7 @@ impl Scanner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::free_udp_port;
     use crate::proto::RoomInfo;
     use crate::server::beacon::{BeaconConfig, run_beacon};
     use std::future::Future;
@@ -251,31 +252,6 @@ mod tests {
     const LOOPBACK_BROADCAST: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 255, 255, 255));
 
     // ---- loopback integration: only 127.0.0.1 and 127.255.255.255 ----
-
-    /// A UDP port for one test's host, free when handed out and safe from
-    /// the usual race: binding port 0 and closing the socket lets any
-    /// socket bound to port 0 meanwhile (a discoverer's probe sockets,
-    /// another test's host) take the same number. These ports come from
-    /// below Linux's ephemeral range (32768-60999 by default), so no
-    /// port-0 bind ever gets them, and a process-wide counter hands each
-    /// out once (tests run in parallel threads of one process).
-    fn free_udp_port() -> u16 {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        const FIRST: u32 = 20_000;
-        const SPAN: u32 = 12_000;
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        // Processes running at once (other test binaries) start apart.
-        let base = std::process::id() % SPAN;
-        for _ in 0..SPAN {
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let port = (FIRST + (base + n) % SPAN) as u16;
-            // Free on every address, as the host binds it.
-            if UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok() {
-                return port;
-            }
-        }
-        panic!("no free UDP port in {FIRST}..{}", FIRST + SPAN);
-    }
 
     /// A watchdog, not a timing assertion: fails the test instead of hanging
     /// it when a discovery never returns. Generous, so a loaded machine (CI
