@@ -5,7 +5,8 @@
 //! The certificate model is `transport::pin` (trust on first use, as
 //! OpenSSH's `known_hosts`): the dialog's "Trust the new certificate" does
 //! what the CLI's warning tells the user to do by hand, forgets the host's
-//! pin ([`KnownHosts::forget`], [`PinStore::save`]), and joins again, which
+//! pin ([`KnownHosts::forget`](crate::transport::pin::KnownHosts::forget),
+//! [`PinStore::save`]), and joins again, which
 //! pins the presented certificate.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

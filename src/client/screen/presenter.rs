@@ -90,7 +90,7 @@ impl Presenter {
     /// granted; [`ScreenError::Busy`] names who presents instead. Blocks for
     /// up to a few seconds: from async code use [`Presenter::start_async`].
     /// Afterwards set `MediaState.screen` with `Client::set_media` so the
-    /// member list shows who presents ([`BotScreen`] does both).
+    /// member list shows who presents ([`BotScreen`](super::BotScreen) does both).
     pub fn start(target: ScreenTarget, opts: PresentOptions) -> Result<Presenter, ScreenError> {
         let stop = Arc::new(AtomicBool::new(false));
         let stats: Arc<Mutex<PresenterStats>> = Arc::default();

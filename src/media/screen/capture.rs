@@ -7,7 +7,7 @@
 //! - Wayland (Linux, cargo feature `wayland-capture`): xcap's XDG desktop
 //!   portal ScreenCast stream over PipeWire ([`super::portal`]).
 //! - Windows and macOS: xcap's monitor capture (DXGI/GDI, CoreGraphics)
-//!   ([`super::native`]).
+//!   (`native.rs`, built for those targets only).
 
 use super::synthetic::TestScreen;
 use super::tiles::FrameRef;

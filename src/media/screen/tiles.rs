@@ -162,7 +162,10 @@ impl TileEncoder {
     }
 
     /// Diffs `frame` against the previous one and JPEG-encodes the tiles that
-    /// changed (all of them on the first frame).
+    /// changed (all of them on the first frame, or after
+    /// [`TileEncoder::force_full`]). [`TileError::SizeChanged`] when the
+    /// frame's size is not the encoder's (make a new encoder), or a JPEG
+    /// error.
     pub fn encode(&mut self, frame: &FrameRef<'_>) -> Result<&[EncodedTile], TileError> {
         let (w, h) = (frame.width, frame.height);
         if (w, h) != (self.width, self.height) {
@@ -236,15 +239,19 @@ pub struct Canvas {
 }
 
 impl Canvas {
-    /// A black (opaque) canvas.
+    /// A black (opaque) RGBA canvas of `width` × `height` pixels;
+    /// [`TileError::BadSize`] outside 1..=[`SCREEN_MAX_SIDE`].
     pub fn new(width: usize, height: usize) -> Result<Canvas, TileError> {
         check_size(width, height)?;
         let rgba = [0, 0, 0, 255].repeat(width * height);
         Ok(Canvas { width, height, rgba })
     }
 
-    /// Decodes one tile (hostile input) and paints it in place. A tile whose
-    /// decoded size does not match its slot is refused, never clipped.
+    /// Decodes one tile (hostile input) and paints it in place at tile
+    /// column `col`, row `row` (64-pixel tiles, [`tile_rect`]). Errors:
+    /// [`TileError::OutOfRange`] for a slot outside the canvas,
+    /// [`TileError::WrongTileSize`] for a tile whose decoded size does not
+    /// match its slot (refused, never clipped), or the JPEG decoder's.
     pub fn apply(&mut self, col: u16, row: u16, jpeg_bytes: &[u8]) -> Result<(), TileError> {
         let (x, y, tw, th) = tile_rect(col, row, self.width, self.height);
         if tw == 0 || th == 0 {

@@ -6,8 +6,10 @@ pub fn thumb_size(width: usize, height: usize) -> (usize, usize) {
     ((width / 2).max(16), (height / 2).max(16))
 }
 
-/// Halves packed RGB in both directions, averaging each 2×2 block, into `dst`
-/// (resized to fit). Odd last rows/columns are dropped.
+/// Halves packed RGB (`width` × `height` × 3 bytes) in both directions,
+/// averaging each 2×2 block, into `dst` (resized to `width/2` × `height/2` ×
+/// 3). Odd last rows/columns are dropped. A `src` shorter than its size
+/// says leaves `dst` only resized, never a panic.
 pub fn half_rgb(src: &[u8], width: usize, height: usize, dst: &mut Vec<u8>) {
     let (dw, dh) = (width / 2, height / 2);
     dst.resize(dw * dh * 3, 0);
@@ -30,8 +32,10 @@ pub fn half_rgb(src: &[u8], width: usize, height: usize, dst: &mut Vec<u8>) {
     }
 }
 
-/// Scales packed RGB to any size (box average over the covered source
-/// pixels), for the general case the fast path above does not cover.
+/// Scales packed RGB from `sw` × `sh` to `dw` × `dh` (box average over the
+/// covered source pixels) into `dst` (resized to `dw` × `dh` × 3 bytes), for
+/// the general case [`half_rgb`] does not cover. A zero size or a `src`
+/// shorter than `sw` × `sh` × 3 leaves `dst` only resized, never a panic.
 pub fn resize_rgb(src: &[u8], sw: usize, sh: usize, dst: &mut Vec<u8>, dw: usize, dh: usize) {
     dst.resize(dw * dh * 3, 0);
     if sw == 0 || sh == 0 || dw == 0 || dh == 0 || src.len() < sw * sh * 3 {
@@ -58,7 +62,9 @@ pub fn resize_rgb(src: &[u8], sw: usize, sh: usize, dst: &mut Vec<u8>, dw: usize
     }
 }
 
-/// Makes the thumbnail of a frame: the fast 2×2 path when it applies.
+/// Makes the thumbnail (packed RGB, [`thumb_size`]) of a `width` × `height`
+/// packed RGB frame into `dst`, by the fast 2×2 path when it applies;
+/// returns the thumbnail's (width, height) in pixels.
 pub fn thumbnail(src: &[u8], width: usize, height: usize, dst: &mut Vec<u8>) -> (usize, usize) {
     let (tw, th) = thumb_size(width, height);
     if tw * 2 <= width && th * 2 <= height && tw == width / 2 && th == height / 2 {

@@ -103,11 +103,12 @@ pub enum Transmit {
 pub enum Event {
     /// A datagram arrived.
     Datagram(Bytes),
-    /// The peer opened stream `id` (accept it with [`Mux::read`]/[`Mux::write`]).
+    /// The peer opened stream `id` (accept it with
+    /// [`Mux::read`](super::mux::Mux::read)/[`Mux::write`](super::mux::Mux::write)).
     Accepted(u32),
 }
 
-/// Result of [`Mux::read`].
+/// Result of [`Mux::read`](super::mux::Mux::read).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Read {
     /// This many bytes were copied.
