@@ -52,7 +52,9 @@ fn md5(b: &[u8]) -> [u8; 16] {
 }
 
 /// A port offset whose ports are free right now (other test binaries
-/// run hosts on fixed offsets at the same time).
+/// run hosts on fixed offsets at the same time). Its ports (15000-32000)
+/// stay below Linux's ephemeral range (32768-60999), so no socket bound to
+/// port 0 meanwhile can take them before the host binds them.
 fn free_offset() -> u16 {
     let mut seed = std::process::id() as u64
         ^ (std::time::SystemTime::now()
@@ -61,7 +63,7 @@ fn free_offset() -> u16 {
             .subsec_nanos() as u64);
     loop {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let offset = 10_000 + (seed >> 33) as u16 % 40_000;
+        let offset = 10_000 + (seed >> 33) as u16 % 17_000;
         let tcp = [5000u16].map(|p| TcpListener::bind(("127.0.0.1", p + offset)).is_ok());
         let udp =
             [5000u16, 5001].map(|p| std::net::UdpSocket::bind(("127.0.0.1", p + offset)).is_ok());
