@@ -87,7 +87,7 @@ work=$(mktemp -d /tmp/sapora-pesq.XXXXXX)
 pids=()
 cleanup() {
     for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-    if [ -n "$keep" ]; then mkdir -p "$keep" && cp "$work"/*.wav "$work"/*.json "$keep"/ 2>/dev/null || true; fi
+    if [ -n "$keep" ]; then mkdir -p "$keep" && cp "$work"/*.wav "$work"/*.json "$work"/*.log "$keep"/ 2>/dev/null || true; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
