@@ -625,11 +625,19 @@ impl Engine<'_> {
     /// of it was lost on the way and its jitter (its encoders' FEC follows).
     fn feedback(&mut self, up: &mut Uplink, n: usize, session: u32) {
         up.since_feedback = up.since_feedback.saturating_add(1);
-        // The first report goes out after a quarter second of the mix, so
-        // the host's redundancy and FEC for us start soon; then once a second.
-        let first = !up.reported
-            && self.shared.down_loss.lock().unwrap_or_else(|e| e.into_inner()).pending() >= 12;
-        if (up.since_feedback as u64) * frame_us(n) < 1_000_000 && !first {
+        // The first report goes out after a quarter second of the mix if it
+        // lost some, so the host's redundancy and FEC for us stay on; one
+        // of no loss waits for a second of the mix (until then the host
+        // assumes loss: a quarter second without a gap proves little);
+        // then once a second.
+        let due = if up.reported {
+            (up.since_feedback as u64) * frame_us(n) >= 1_000_000
+        } else {
+            let meter = self.shared.down_loss.lock().unwrap_or_else(|e| e.into_inner());
+            let second = 1_000_000 / frame_us(n);
+            (meter.pending() >= 12 && meter.pending_lost() > 0) || meter.pending() >= second
+        };
+        if !due {
             return;
         }
         up.since_feedback = 0;

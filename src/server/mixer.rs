@@ -303,8 +303,11 @@ const PASS_THROUGH_MAX_UP_LOSS: f64 = 0.03;
 /// frame, with room to spare).
 const RED_GRACE_US: u64 = 500_000;
 /// A sender's first reception report goes out once this many of its
-/// packets were expected (a quarter second at 20 ms), not at the next
-/// whole-second report.
+/// packets were expected (a quarter second at 20 ms) if some were lost,
+/// not at the next whole-second report. A first report of no loss waits
+/// until it covers [`MixerConfig::feedback_every`] packets (a second):
+/// the sender assumes loss until then ([`UNPROVEN_LOSS`]), and 12 packets
+/// in a row get through a 10 % lossy link in a quarter of calls.
 const FIRST_REPORT_AFTER: u64 = 12;
 /// Levels-only datagrams to a silent room: one per this many level reports.
 const SILENT_LEVELS_EVERY: u64 = 5;

@@ -499,8 +499,17 @@ impl Mixer {
     /// Reception reports to every member whose audio arrived since the last
     /// ones: their loss and jitter, and the loss their encoder should expect.
     fn send_feedback(&mut self, now_us: u64, send: &mut impl FnMut(u32, &[u8]), first_only: bool) {
+        let proven_clean_after = u64::from(self.cfg.feedback_every.max(1));
         for (&session, m) in self.members.iter_mut() {
             if first_only && (m.reported || m.up_meter.pending() < FIRST_REPORT_AFTER) {
+                continue;
+            }
+            // A first report says "lossy" as soon as it can, "clean" only
+            // over a second of packets (see FIRST_REPORT_AFTER).
+            if !m.reported
+                && m.up_meter.pending_lost() == 0
+                && m.up_meter.pending() < proven_clean_after
+            {
                 continue;
             }
             m.reported = true;
