@@ -16,8 +16,11 @@
 #                (unscored; default 0), so that loss reports, redundancy and
 #                jitter buffers have settled when the scored speech starts:
 #                the steady state of a call, not its first seconds
-#   --keep DIR   copy the reference, every recording and the bots' JSON
-#                reports to DIR (to listen to them, or to look for slips)
+#   --keep DIR   copy the reference, every recording, the bots' JSON
+#                reports and the host's log to DIR (to listen to them, or to
+#                look for slips; with SAPORA_LOG=warn,sapora::jitter=debug
+#                the logs hold every jitter-buffer event, host and listener:
+#                frames lost, stretched for, dropped, and the depth)
 #   --voice-processing on|off
 #                the talker's microphone chain (echo cancellation, noise
 #                suppression, gain control; default off: the source is a
@@ -52,7 +55,7 @@ while [ $# -gt 0 ]; do
         --voice-processing) voice=$2; shift 2 ;;
         --keep) keep=$2; shift 2 ;;
         --warmup) warmup=$2; shift 2 ;;
-        -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,44p' "$0"; exit 0 ;;
         *) echo "pesq.sh: unknown argument $1 (see --help)" >&2; exit 1 ;;
     esac
 done
@@ -87,7 +90,7 @@ work=$(mktemp -d /tmp/sapora-pesq.XXXXXX)
 pids=()
 cleanup() {
     for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-    if [ -n "$keep" ]; then mkdir -p "$keep" && cp "$work"/*.wav "$work"/*.json "$keep"/ 2>/dev/null || true; fi
+    if [ -n "$keep" ]; then mkdir -p "$keep" && cp "$work"/*.wav "$work"/*.json "$work"/*.log "$keep"/ 2>/dev/null || true; fi
     rm -rf "$work"
 }
 trap cleanup EXIT

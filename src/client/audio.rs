@@ -20,7 +20,9 @@
 //! talkspurt, then only the keepalive until there is sound again. Once a
 //! second it reports the mix's loss and jitter to the host, and its encoder
 //! expects the loss the host's reports ask for (Opus FEC). While the host
-//! reports loss on our audio, each packet also carries the last one or two
+//! reports loss on our audio (and from the start of a call until its first
+//! report proves the link clean, [`UNPROVEN_LOSS`]), each packet also
+//! carries the last one or two
 //! ([`redundancy_frames`], codec `OpusRed`); copies in the mix fill the
 //! jitter buffer's gaps. Pauses between talkspurts play comfort noise at the
 //! background's level (silence after a clean source).
@@ -37,7 +39,7 @@ use smol::channel::{Receiver, Sender};
 use super::media::MediaLink;
 use super::session::Client;
 use crate::media::audio::apm::{self, AecReport, VoiceSettings};
-use crate::media::audio::codec::{LossEstimate, redundancy_frames};
+use crate::media::audio::codec::{LossEstimate, UNPROVEN_LOSS, redundancy_frames};
 use crate::media::audio::jitter::LossMeter;
 use crate::media::audio::room::{EchoSpec, NoiseSpec};
 use crate::media::audio::source::CLICK_US;
@@ -161,7 +163,8 @@ struct Shared {
     /// Packet loss the host asks our encoder to expect, percent.
     expected_loss: AtomicU8,
     /// Loss of our audio on its way to the host, per mille, smoothed
-    /// ([`LossEstimate`]): how much redundancy we send.
+    /// ([`LossEstimate`]): how much redundancy we send. [`UNPROVEN_LOSS`]
+    /// until the host's first report (the first report replaces it).
     up_loss_permille: AtomicU16,
     start: Instant,
     voice: apm::VoiceControl,
@@ -204,7 +207,8 @@ impl AudioEngine {
             phase: Mutex::new(TickPhase::new(fus)),
             down_loss: Mutex::new(LossMeter::new()),
             expected_loss: AtomicU8::new(0),
-            up_loss_permille: AtomicU16::new(0),
+            // Lossy until the host's first report proves the uplink clean.
+            up_loss_permille: AtomicU16::new((UNPROVEN_LOSS * 1000.0) as u16),
             start: Instant::now(),
             voice: apm::VoiceControl::default(),
         });
@@ -621,11 +625,19 @@ impl Engine<'_> {
     /// of it was lost on the way and its jitter (its encoders' FEC follows).
     fn feedback(&mut self, up: &mut Uplink, n: usize, session: crate::proto::SessionId) {
         up.since_feedback = up.since_feedback.saturating_add(1);
-        // The first report goes out after a quarter second of the mix, so
-        // the host's redundancy and FEC for us start soon; then once a second.
-        let first = !up.reported
-            && self.shared.down_loss.lock().unwrap_or_else(|e| e.into_inner()).pending() >= 12;
-        if (up.since_feedback as u64) * frame_us(n) < 1_000_000 && !first {
+        // The first report goes out after a quarter second of the mix if it
+        // lost some, so the host's redundancy and FEC for us stay on; one
+        // of no loss waits for a second of the mix (until then the host
+        // assumes loss: a quarter second without a gap proves little);
+        // then once a second.
+        let due = if up.reported {
+            (up.since_feedback as u64) * frame_us(n) >= 1_000_000
+        } else {
+            let meter = self.shared.down_loss.lock().unwrap_or_else(|e| e.into_inner());
+            let second = 1_000_000 / frame_us(n);
+            (meter.pending() >= 12 && meter.pending_lost() > 0) || meter.pending() >= second
+        };
+        if !due {
             return;
         }
         up.since_feedback = 0;
@@ -649,8 +661,26 @@ impl Engine<'_> {
         let (out, jstats, delay) = {
             let mut jb = self.shared.jb.lock().unwrap_or_else(|e| e.into_inner());
             jb.set_quiet(down.quiet);
-            let out = jb.pop(self.shared.now_us());
-            (out, jb.stats(), jb.delay_us())
+            let before = jb.stats();
+            let now_us = self.shared.now_us();
+            let out = jb.pop(now_us);
+            let after = jb.stats();
+            if (after.lost, after.stretched, after.dropped, after.recovered, after.resets)
+                != (before.lost, before.stretched, before.dropped, before.recovered, before.resets)
+            {
+                tracing::debug!(
+                    target: "sapora::jitter",
+                    "client t={}ms: lost {} stretched {} dropped {} recovered {} resets {} depth {} frames",
+                    now_us / 1000,
+                    after.lost - before.lost,
+                    after.stretched - before.stretched,
+                    after.dropped - before.dropped,
+                    after.recovered - before.recovered,
+                    after.resets - before.resets,
+                    jb.delay_us() / frame_us(n),
+                );
+            }
+            (out, after, jb.delay_us())
         };
         let audible = match out {
             Playout::Frame((codec, data, false)) => {

@@ -19,7 +19,10 @@ impl Room {
     fn new(cfg: MixerConfig) -> Room {
         // Mixing is checked from the first tick on; the start-up depth
         // has its own tests (media::audio::jitter).
-        let cfg = MixerConfig { jitter_startup_frames: 0, ..cfg };
+        // Links count as clean until reported, so the first datagrams'
+        // bytes are the talkers' or the mix's own (the assumed loss has
+        // its own test).
+        let cfg = MixerConfig { jitter_startup_frames: 0, unproven_loss: 0.0, ..cfg };
         Room { mixer: Mixer::new(cfg), enc: HashMap::new(), seq: HashMap::new(), now: 0 }
     }
 
@@ -678,4 +681,74 @@ fn a_talker_packet_lost_on_the_way_in_goes_on_as_the_next_packet_for_its_fec() {
     assert_eq!(got[i].2, got[i + 1].2, "it carries the next packet, which follows");
     assert_eq!(got.iter().filter(|g| g.1).count(), 1);
     assert_eq!(r.mixer.stats().encodes, 0);
+}
+
+#[test]
+fn a_call_starts_lossy_until_reports_prove_it_clean() {
+    // The default: links nobody reported on yet are taken as lossy.
+    let cfg = MixerConfig { unproven_loss: UNPROVEN_LOSS, ..MixerConfig::new(AudioCodec::Opus) };
+    let mut r = Room { mixer: Mixer::new(cfg), ..Room::new(cfg) };
+    r.send(2, "u", None);
+    let mut enc = Encoder::new(AudioCodec::Opus, 48_000).unwrap();
+    let name = "p1".to_string();
+    let mut sent: Vec<Vec<u8>> = Vec::new();
+    // (copies in the datagram, ticks between the talker's packet and its
+    // forwarding) per datagram to listener 2.
+    let mut got: Vec<(usize, usize)> = Vec::new();
+    for k in 0..30usize {
+        let mut p = Vec::new();
+        enc.encode(&tone(0.3, 440.0, k), &mut p).unwrap();
+        // The talker, lossy until proven clean too, sends two copies;
+        // nothing is lost on the way.
+        let blocks: Vec<RedBlock> = (1..=2u8)
+            .filter_map(|b| {
+                let j = k.checked_sub(usize::from(b))?;
+                Some(RedBlock { back: b, fec: false, data: &sent[j] })
+            })
+            .rev()
+            .collect();
+        let mut payload = Vec::new();
+        RedPayload::encode(&blocks, &p, &mut payload);
+        sent.push(p);
+        let seq = k as u32 + 1;
+        let up = AudioUp {
+            session: SessionId(1),
+            keepalive: false,
+            end: false,
+            seq,
+            timestamp: seq * 960,
+            codec: AudioCodec::OpusRed,
+            samples: 960,
+            payload: &payload,
+        };
+        r.mixer.receive(r.now, Sender { session: SessionId(1), name: &name, room: "u" }, &up);
+        if k == 12 {
+            // Listener 2's first report: its link is clean.
+            report(&mut r, 2, "u", 0.0);
+        }
+        for (to, data) in tick_all(&mut r) {
+            let d = AudioDown::decode(&data).unwrap();
+            if to != 2 || d.keepalive {
+                continue;
+            }
+            let (copies, primary) = match d.codec {
+                AudioCodec::OpusRed => {
+                    let red = RedPayload::decode(d.payload).unwrap();
+                    (red.blocks().len(), red.primary.to_vec())
+                }
+                _ => (0, d.payload.to_vec()),
+            };
+            let at = sent.iter().position(|s| *s == primary).expect("a talker's packet");
+            got.push((copies, k - at));
+        }
+    }
+    // Copies from the second datagram (the first has none to copy), two
+    // from the third, until the report; none after it.
+    let copies: Vec<usize> = got.iter().map(|g| g.0).collect();
+    assert_eq!(&copies[..12], &[0, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2], "{copies:?}");
+    assert!(copies[12..].iter().all(|&c| c == 0), "{copies:?}");
+    // The talker's copies do not delay it at the host while its uplink
+    // shows no loss: every packet goes on in the tick it arrived.
+    assert!(got.iter().all(|g| g.1 == 0), "{got:?}");
+    assert_eq!(got.len(), 30);
 }

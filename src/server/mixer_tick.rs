@@ -14,11 +14,13 @@ impl Mixer {
         let tick = self.tick;
         let n = self.cfg.frame_samples;
         let codec = self.cfg.codec;
+        let unproven = self.cfg.unproven_loss;
         for (id, m) in self.members.iter_mut() {
             m.jb.set_quiet(!m.talking || rms(&m.frame) < QUIET_FRAME_RMS);
             m.has_packet = false;
             m.fec_packet = false;
-            let stretched = m.jb.stats().stretched;
+            let before = m.jb.stats();
+            let stretched = before.stretched;
             m.talking = match m.jb.pop(now_us) {
                 Playout::Frame((c, data)) => {
                     m.decoder.decode(c, &data, &mut m.frame);
@@ -37,7 +39,23 @@ impl Mixer {
                 }
                 Playout::Idle => false,
             } && !self.silenced.contains(id);
-            m.waiting = m.jb.stats().stretched > stretched;
+            let after = m.jb.stats();
+            m.waiting = after.stretched > stretched;
+            if (after.lost, after.stretched, after.dropped, after.recovered, after.resets)
+                != (before.lost, before.stretched, before.dropped, before.recovered, before.resets)
+            {
+                tracing::debug!(
+                    target: "sapora::jitter",
+                    "host t={}ms talker {id}: lost {} stretched {} dropped {} recovered {} resets {} depth {} frames",
+                    now_us / 1000,
+                    after.lost - before.lost,
+                    after.stretched - before.stretched,
+                    after.dropped - before.dropped,
+                    after.recovered - before.recovered,
+                    after.resets - before.resets,
+                    m.jb.delay_us() / frame_us(n),
+                );
+            }
             m.end = m.has_packet && m.jb.ended();
             if m.talking {
                 m.level = m.level.max(level_from_rms(rms(&m.frame)));
@@ -210,7 +228,7 @@ impl Mixer {
                             let tm = &self.members[&t];
                             (tm.has_packet, tm.end, tm.fec_packet, tm.waiting)
                         };
-                        self.forwarded.push((t, self.members[&s].residual_down_loss()));
+                        self.forwarded.push((t, self.members[&s].residual_down_loss(unproven)));
                         if has || has_fec {
                             // A frame lost on the way here goes on as the
                             // next packet, for its FEC: the listener rebuilds
@@ -261,7 +279,7 @@ impl Mixer {
                                 }
                             }
                         }
-                        let loss = expected_loss_percent(m.residual_down_loss());
+                        let loss = expected_loss_percent(m.residual_down_loss(unproven));
                         let mut enc = m.encoder.take();
                         if let (Some(e), true) = (enc.as_mut(), fresh && prev != Stream::Silent) {
                             // Continue what this listener heard.
@@ -326,7 +344,7 @@ impl Mixer {
                             state.shared_live = true;
                         }
                         state.shared_loss =
-                            state.shared_loss.max(self.members[&s].residual_down_loss());
+                            state.shared_loss.max(self.members[&s].residual_down_loss(unproven));
                         sent_end = Some(false);
                     }
                 }
@@ -342,7 +360,7 @@ impl Mixer {
                 if let (true, Some(end)) = (audio, sent_end) {
                     m.out_seq = m.out_seq.wrapping_add(1);
                     m.ended = end;
-                    let copies = if codec == AudioCodec::Opus { m.down_red() } else { 0 };
+                    let copies = if codec == AudioCodec::Opus { m.down_red(unproven) } else { 0 };
                     if copies == 0 {
                         m.red_sent.clear();
                     }
@@ -486,14 +504,24 @@ impl Mixer {
         send: &mut impl FnMut(SessionId, &[u8]),
         first_only: bool,
     ) {
+        let proven_clean_after = u64::from(self.cfg.feedback_every.max(1));
         for (&session, m) in self.members.iter_mut() {
             if first_only && (m.reported || m.up_meter.pending() < FIRST_REPORT_AFTER) {
+                continue;
+            }
+            // A first report says "lossy" as soon as it can, "clean" only
+            // over a second of packets (see FIRST_REPORT_AFTER).
+            if !m.reported
+                && m.up_meter.pending_lost() == 0
+                && m.up_meter.pending() < proven_clean_after
+            {
                 continue;
             }
             m.reported = true;
             let forward_loss = std::mem::take(&mut m.forward_loss);
             let Some((loss, _)) = m.up_meter.take() else { continue };
             let up = m.up_loss.update(loss);
+            m.up_lossy = redundancy_frames(up) > 0;
             m.lossy_since_us = match (m.lossy_since_us, redundancy_frames(up) > 0) {
                 (_, false) => None,
                 (None, true) => Some(now_us),

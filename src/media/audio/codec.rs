@@ -71,6 +71,17 @@ pub fn redundancy_frames(loss: f64) -> u8 {
     }
 }
 
+/// The loss a sender assumes for a link it has no reception report on yet
+/// (10 %: two copies, [`redundancy_frames`]): "lossy until proven clean".
+/// A call's first words then carry their redundancy from the first packets,
+/// so the receivers' jitter buffers, which start at the copies' depth
+/// ([`JitterConfig::startup_frames`](super::JitterConfig)), hold from the
+/// start rather than growing by 20 ms steps while the first words play
+/// once a report shows loss. The first report (after a quarter second of
+/// audio) shows a clean LAN 0 and the copies stop: a clean call pays a
+/// quarter second of extra bytes, no delay.
+pub const UNPROVEN_LOSS: f64 = 0.10;
+
 /// The share of frames still lost when each packet also carries the
 /// `copies` frames before it and packets are lost independently with
 /// probability `loss`: all `copies + 1` packets that hold a frame must be lost.

@@ -676,6 +676,14 @@ impl LossMeter {
         self.highest.map_or(0, |h| h.saturating_sub(self.base))
     }
 
+    /// Packets lost since the last [`LossMeter::take`] (of
+    /// [`LossMeter::pending`] expected): lets an owner tell a first
+    /// figure that shows loss, worth reporting at once, from one that
+    /// shows none yet, which proves little until it covers more packets.
+    pub fn pending_lost(&self) -> u64 {
+        self.pending().saturating_sub(self.received)
+    }
+
     /// The share of packets lost since the last call (0..=1), and how many
     /// were expected; `None` when nothing was expected (a pause, or nothing
     /// heard yet).

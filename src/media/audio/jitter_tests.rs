@@ -578,6 +578,7 @@ fn loss_meter_counts_gaps_per_interval() {
         m.record(seq);
     }
     assert_eq!(m.pending(), 50, "1000 to 1049");
+    assert_eq!(m.pending_lost(), 5);
     m.record(1049);
     let (loss, expected) = m.take().unwrap();
     assert_eq!(expected, 50);
@@ -590,6 +591,7 @@ fn loss_meter_counts_gaps_per_interval() {
     for k in 0..20u32 {
         m.record((u32::MAX - 10).wrapping_add(k));
     }
+    assert_eq!(m.pending_lost(), 0);
     assert_eq!(m.take(), Some((0.0, 20)));
     // A restarted sender starts a new count.
     m.record(100_000);
