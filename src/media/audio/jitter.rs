@@ -44,6 +44,8 @@
 
 use std::collections::BTreeMap;
 
+/// A [`JitterBuffer`]'s tuning. Durations are in microseconds on the
+/// owner's clock; counts are in frames or packets as named.
 #[derive(Debug, Clone, Copy)]
 pub struct JitterConfig {
     /// One frame's duration.
@@ -70,6 +72,10 @@ pub struct JitterConfig {
 }
 
 impl JitterConfig {
+    /// The defaults for frames of `frame_us` µs (20 000 for 20 ms Opus
+    /// frames; 0 is taken as 1): hold at most 200 ms, idle after 6 frames
+    /// concealed, shrink decisions every half second, start two frames deep
+    /// until a second of packets without a gap.
     pub fn new(frame_us: u64) -> JitterConfig {
         JitterConfig {
             frame_us: frame_us.max(1),
@@ -89,20 +95,24 @@ impl JitterConfig {
 /// What to play for one frame period.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Playout<T> {
+    /// Play this packet's frame.
     Frame(T),
     /// A frame is missing: conceal it. `next` is the following packet when it
     /// is already here (Opus can rebuild the lost frame from its FEC data).
     Conceal {
+        /// The packet of the frame after the missing one, if already here.
         next: Option<T>,
     },
     /// The sender is not sending (not started, muted, or stopped).
     Idle,
 }
 
+/// Counters since the buffer was made (each a number of packets or frames).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JitterStats {
     /// Packets pushed, duplicates and late ones included.
     pub received: u64,
+    /// Packets pushed for a frame that was already buffered.
     pub duplicates: u64,
     /// Arrived after their frame was played or given up on.
     pub late: u64,
@@ -126,8 +136,11 @@ pub struct JitterStats {
 /// What became of a pushed packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Push {
+    /// Buffered for playout.
     Accepted,
+    /// Its frame was already buffered; dropped.
     Duplicate,
+    /// Its frame was already played or concealed; dropped.
     Late,
 }
 
@@ -138,6 +151,9 @@ struct Slot<T> {
     end: bool,
 }
 
+/// The adaptive jitter buffer (module docs): packets of type `T` (an Opus
+/// payload, or anything cloneable) in by sequence number and arrival time,
+/// one [`Playout`] out per frame period.
 #[derive(Debug)]
 pub struct JitterBuffer<T> {
     cfg: JitterConfig,
@@ -192,6 +208,7 @@ pub const DEPTH_MEMORY: u32 = 50;
 const SHRINK_WAIT_WINDOWS: u32 = 4;
 
 impl<T: Clone> JitterBuffer<T> {
+    /// An empty buffer; playout starts with the first packet pushed.
     pub fn new(cfg: JitterConfig) -> JitterBuffer<T> {
         JitterBuffer {
             cfg,
@@ -293,6 +310,7 @@ impl<T: Clone> JitterBuffer<T> {
         self.quiet = quiet;
     }
 
+    /// The counters so far.
     pub fn stats(&self) -> JitterStats {
         self.stats
     }
@@ -644,6 +662,7 @@ pub struct LossMeter {
 const RESTART_GAP: u64 = 3_000;
 
 impl LossMeter {
+    /// A meter that has seen nothing yet.
     pub fn new() -> LossMeter {
         LossMeter::default()
     }

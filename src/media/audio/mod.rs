@@ -17,8 +17,6 @@ pub mod apm;
 pub mod codec;
 pub mod delay;
 pub mod device;
-// Not yet documented item by item (issue 18: the speech work edits it).
-#[allow(missing_docs)]
 pub mod jitter;
 pub mod phase;
 pub mod queue;
