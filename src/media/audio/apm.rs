@@ -29,29 +29,36 @@
 //! confident estimate); then it is rebuilt once in its external-delay mode
 //! (`EchoCanceller3Config::delay.use_external_delay_estimator`, settable
 //! through the vendored sonora, vendor/sonora/SAPORA-PATCH.md) and follows
-//! our estimate from then on.
+//! our estimate from then on. AEC3 takes its alignment from the render
+//! frames it holds when the delay is set, so render and capture calls
+//! alternate every 10 ms and the rebuild happens just before a render call:
+//! the delay given is then the alignment it uses, in every run.
 //!
 //! Gain control runs in a module of its own after the rest, starts at 0 dB
 //! and is held on frames that are leftover echo (far end active, 20 dB or
 //! more taken out), so that it does not lift the echo for the others.
 //!
-//! Measured on the simulated room (see the tests): ERLE 34–54 dB after
-//! convergence; first convergence after 1.64 s of far-end speech with the
-//! default chain (2.44 s with AEC alone; 1.54 s with no device delay, on
-//! our estimate alone), none needed after an echo-path change (ERLE stays
-//! above 25 dB); the bots' clicks are taken out by 38 dB or more from the
-//! first second. In double talk the near end is ducked (PESQ-WB 1.06 with
-//! the default chain, 1.08 AEC alone, 1.23 at the microphone; the issue
-//! aims at 3.0): AEC3's linear filter takes out only about 7 dB of this
-//! room's echo (11.6 dB with a 40-block filter), the tail beyond its
-//! 52 ms filter being reverberant, so its suppressor does the rest and
-//! takes the near end with it. With the suppressor made transparent the
-//! near end is kept (−0.5 dB) but the echo is only 6 dB down: PESQ 1.2–1.3.
-//! A 3.0 needs the echo 20 dB down with the near end intact (the near end
-//! plus the echo at −20 dB scores 3.04), i.e. a linear canceller that
-//! models the whole tail. No AEC3 tuning tried (filter length 25–75
-//! blocks, ERLE bounds, reverb decay, masks, dominant-near-end detection)
-//! got past 1.2 without breaking the 2 s convergence; the defaults stay.
+//! Measured on the simulated room (a laptop's: the direct sound 14 dB over
+//! the diffuse tail; see the tests): ERLE 38–54 dB after convergence (the
+//! meter counts the echo's tail too); with the device delay known the
+//! suppressor holds the echo 25 dB down from the start, and after an
+//! echo-path change it is back within 0.9 s; the bots' clicks are taken
+//! out by 33 dB from the first second. AEC3's linear stage alone (the
+//! suppressor made transparent) takes out 20–22 dB of the far end's echo
+//! after 4 s (AEC3's default 13-block, 52 ms filter; 25 blocks are no
+//! better, 50 worse); on the room used before, whose diffuse tail was 12 dB
+//! over the direct sound, it took out 6–9 dB, which is all that 52 ms of
+//! such a room can hold (10 dB).
+//!
+//! Double talk is still poor (PESQ-WB 1.1 for the near end, 1.23 at the
+//! microphone; the issue aims at 3.0): when the near end starts talking
+//! AEC3's linear stage falls from 14–20 dB to 4–9 dB of echo taken out
+//! (its adaptive filter is pulled by the near end), the suppressor then
+//! finds echo everywhere and takes a quarter of the near end's 20 ms frames
+//! down by 20 dB or more. With the suppressor transparent the near end is
+//! kept but the echo is only about 6 dB down in double talk (PESQ 1.5).
+//! ERLE bounds (`erle.max_l/max_h` 100), masks and near-end detection moved
+//! PESQ by 0.05 at most. See vendor/sonora/SAPORA-PATCH.md.
 //! The chain delays the microphone by 14.9 ms (AEC3 8.9, noise
 //! suppression 6.9; RNNoise 10 more), all of it algorithmic: frames are
 //! processed in place.
@@ -210,6 +217,9 @@ pub struct VoiceProcessor {
     /// Whether AEC3 runs on our delay (its external-delay mode) rather
     /// than on its own estimator.
     external_delay: bool,
+    /// AEC3 is to be rebuilt in its external-delay mode before the next
+    /// render call.
+    rebuild_pending: bool,
     /// The echo delay last logged, ms.
     logged_delay_ms: Option<i32>,
     input: Vec<f32>,
@@ -224,14 +234,15 @@ pub struct VoiceProcessor {
 /// 10 ms frames: the longest echo delay (500 ms) and the room's tail.
 const FAR_HOLD_FRAMES: u32 = 80;
 
-/// Taken off the echo delay given to AEC3, ms: the direct path then sits
-/// a block or two into its filter, not on its first block (AEC3 rounds the
-/// delay down to 4 ms blocks). Measured on the laptop room: with 2 or 4
-/// the bots' clicks came through whole (1 dB taken out) for the first
-/// second after AEC3 moved to our delay; with 6 or 8, 38 dB from then on,
-/// and speech converges within 1.5 s (AEC alone) and re-converges within
-/// 0.7 s after a path change.
-const DELAY_MARGIN_MS: i32 = 6;
+/// Taken off the echo delay given to AEC3, ms. None is needed since AEC3
+/// gets its render and capture calls alternating (10 ms each) and is
+/// rebuilt just before a render call: its alignment is then the delay
+/// given. (With a 20 ms frame given as render, render, capture, capture,
+/// and AEC3 rebuilt between captures, its alignment was a block or two off
+/// in a way that depended on the run, and margins of 2-8 ms were tried
+/// against it; on the bots' clicks, 0 now gives 33 dB from the first
+/// second, 2 leaked a whole second, 6-16 leaked for 3 s.)
+const DELAY_MARGIN_MS: i32 = 0;
 
 /// Blocks (4 ms) before and after the linear filter's direct-path delay
 /// from which AEC3 estimates the echo power while the filter is not usable
@@ -276,8 +287,6 @@ fn build(settings: &VoiceSettings, external_delay: bool) -> Option<AudioProcessi
         // missed it: every click came through 18 dB down instead of 38.
         aec3.echo_model.render_pre_window_size = ECHO_MODEL_WINDOW_BLOCKS;
         aec3.echo_model.render_post_window_size = ECHO_MODEL_WINDOW_BLOCKS;
-        #[cfg(test)]
-        tune_for_test(&mut aec3);
         AudioProcessing::builder()
             .config(settings.config())
             .echo_canceller3_config(aec3)
@@ -285,85 +294,6 @@ fn build(settings: &VoiceSettings, external_delay: bool) -> Option<AudioProcessi
             .render_config(stream)
             .build()
     })
-}
-
-fn delay_margin_ms() -> i32 {
-    #[cfg(test)]
-    if let Ok(t) = std::env::var("SAPORA_AEC3_TUNE") {
-        for kv in t.split(',') {
-            if let Some(("margin", v)) = kv.split_once('=') {
-                return v.parse().unwrap();
-            }
-        }
-    }
-    DELAY_MARGIN_MS
-}
-
-#[cfg(test)]
-fn tune_for_test(c: &mut EchoCanceller3Config) {
-    let Ok(t) = std::env::var("SAPORA_AEC3_TUNE") else { return };
-    for kv in t.split(',') {
-        let Some((k, v)) = kv.split_once('=') else { continue };
-        let v: f32 = v.parse().unwrap();
-        match k {
-            "max_l" => c.erle.max_l = v,
-            "max_h" => c.erle.max_h = v,
-            "min" => c.erle.min = v,
-            "blocks" => {
-                c.filter.refined.length_blocks = v as usize;
-                c.filter.refined_initial.length_blocks = v as usize;
-            }
-            "coarse" => {
-                c.filter.coarse.length_blocks = v as usize;
-                c.filter.coarse_initial.length_blocks = v as usize;
-            }
-            "default_len" => c.ep_strength.default_len = v,
-            "nearend_len" => c.ep_strength.nearend_len = v,
-            "default_gain" => c.ep_strength.default_gain = v,
-            "bounded_erl" => c.ep_strength.bounded_erl = v > 0.0,
-            "onset" => c.erle.onset_detection = v > 0.0,
-            "clamp1" => c.erle.clamp_quality_estimate_to_one = v > 0.0,
-            "init_s" => c.filter.initial_state_seconds = v,
-            "enr_thr" => c.suppressor.dominant_nearend_detection.enr_threshold = v,
-            "enr_exit" => c.suppressor.dominant_nearend_detection.enr_exit_threshold = v,
-            "snr_thr" => c.suppressor.dominant_nearend_detection.snr_threshold = v,
-            "trig" => c.suppressor.dominant_nearend_detection.trigger_threshold = v as i32,
-            "hold" => c.suppressor.dominant_nearend_detection.hold_duration = v as i32,
-            "n_lf_t" => c.suppressor.normal_tuning.mask_lf.enr_transparent = v,
-            "n_lf_s" => c.suppressor.normal_tuning.mask_lf.enr_suppress = v,
-            "n_hf_t" => c.suppressor.normal_tuning.mask_hf.enr_transparent = v,
-            "n_hf_s" => c.suppressor.normal_tuning.mask_hf.enr_suppress = v,
-            "conservative_hf" => c.suppressor.conservative_hf_suppression = v > 0.0,
-            "hf_limit" => c.suppressor.high_frequency_suppression.limiting_gain_band = v as i32,
-            "linear_stable" => c.echo_removal_control.linear_and_stable_echo_path = v > 0.0,
-            "reverb_nonlinear" => c.echo_model.model_reverb_in_nonlinear_mode = v > 0.0,
-            "transparent" => {
-                for t in [&mut c.suppressor.normal_tuning, &mut c.suppressor.nearend_tuning] {
-                    for m in [&mut t.mask_lf, &mut t.mask_hf] {
-                        m.enr_transparent = v;
-                        m.enr_suppress = 2.0 * v;
-                        m.emr_transparent = v;
-                    }
-                }
-            }
-            "ne_lf_t" => c.suppressor.nearend_tuning.mask_lf.enr_transparent = v,
-            "ne_lf_s" => c.suppressor.nearend_tuning.mask_lf.enr_suppress = v,
-            "ne_hf_t" => c.suppressor.nearend_tuning.mask_hf.enr_transparent = v,
-            "ne_hf_s" => c.suppressor.nearend_tuning.mask_hf.enr_suppress = v,
-            "max_inc" => c.suppressor.normal_tuning.max_inc_factor = v,
-            "ne_max_inc" => c.suppressor.nearend_tuning.max_inc_factor = v,
-            "max_dec" => c.suppressor.normal_tuning.max_dec_factor_lf = v,
-            "pre" => c.echo_model.render_pre_window_size = v as usize,
-            "post" => c.echo_model.render_post_window_size = v as usize,
-            "margin" => {}
-            "headroom" => c.delay.delay_headroom_samples = v as usize,
-            "use_linear" => c.filter.use_linear_filter = v > 0.0,
-            "coarse_out" => c.filter.enable_coarse_filter_output_usage = v > 0.0,
-            "lf_band" => c.suppressor.last_lf_band = v as i32,
-            "hf_band" => c.suppressor.first_hf_band = v as i32,
-            _ => panic!("unknown tuning {k}"),
-        }
-    }
 }
 
 impl VoiceProcessor {
@@ -378,6 +308,7 @@ impl VoiceProcessor {
             device_delay_ms: None,
             estimator: DelayEstimator::new(),
             external_delay: false,
+            rebuild_pending: false,
             logged_delay_ms: None,
             input: vec![0.0; FRAME_10MS],
             scratch: vec![0.0; FRAME_10MS],
@@ -473,6 +404,9 @@ impl VoiceProcessor {
             return;
         }
         for chunk in played.chunks_exact(FRAME_10MS) {
+            if std::mem::take(&mut self.rebuild_pending) {
+                self.apm = build(&self.settings, true);
+            }
             self.estimator.render(chunk);
             if energy(chunk) / FRAME_10MS as f64 > FAR_FLOOR {
                 self.far_hold = FAR_HOLD_FRAMES;
@@ -501,14 +435,16 @@ impl VoiceProcessor {
                     if !self.external_delay {
                         // From now on AEC3 runs on our delay: it starts over
                         // once, aligned (what it had learnt was on its own
-                        // guess of the delay).
+                        // guess of the delay), at the next render call, so
+                        // that it sees render and capture calls alternate
+                        // from its first call on.
                         self.external_delay = true;
-                        self.apm = build(&self.settings, true);
+                        self.rebuild_pending = true;
                     }
                     // AEC3 aligns to whole 4 ms blocks, rounding down; a
                     // little less keeps the direct path inside its filter
                     // when the estimate is a little late.
-                    delay = (d - delay_margin_ms()).max(0);
+                    delay = (d - DELAY_MARGIN_MS).max(0);
                 }
             }
             let mic = energy(chunk);
@@ -795,8 +731,15 @@ impl Voice {
         self.chunk.clear();
         self.chunk.extend(self.reference.drain(..take));
         self.chunk.resize(frame.len(), 0.0);
-        self.processor.render(&self.chunk);
-        self.processor.capture(frame);
+        // 10 ms of reference, then 10 ms of microphone, and so on: AEC3
+        // expects its render and capture calls to alternate (a 20 ms frame
+        // given as render, render, capture, capture left the bots' clicks
+        // through whole, or 25-35 dB down, in some runs: its render buffer
+        // was a frame off, the alignment a block or two late).
+        for (r, c) in self.chunk.chunks(FRAME_10MS).zip(frame.chunks_mut(FRAME_10MS)) {
+            self.processor.render(r);
+            self.processor.capture(c);
+        }
         if let Some(c) =
             self.probe.as_ref().and_then(|p| *p.lock().unwrap_or_else(|e| e.into_inner()))
         {
