@@ -44,11 +44,13 @@
 //! suppressor holds the echo 25 dB down from the start, and after an
 //! echo-path change it is back within 0.9 s; the bots' clicks are taken
 //! out by 33 dB from the first second. AEC3's linear stage alone (the
-//! suppressor made transparent) takes out 20–22 dB of the far end's echo
-//! after 4 s (AEC3's default 13-block, 52 ms filter; 25 blocks are no
-//! better, 50 worse); on the room used before, whose diffuse tail was 12 dB
-//! over the direct sound, it took out 6–9 dB, which is all that 52 ms of
-//! such a room can hold (10 dB).
+//! suppressor made transparent) takes out 22–24 dB of the far end's echo
+//! after 4 s with AEC3's default 13-block (52 ms) filter, about what 52 ms
+//! of this room hold (24 dB); 25 blocks reach 30–32 dB after 4 s but are
+//! slower at first (16–17 dB in seconds 1–2, against 18–20), 50 blocks do
+//! worse (12–19 dB). On the room used before, whose diffuse tail was 12 dB
+//! over the direct sound, 13 blocks took out 6–10 dB, which is all that
+//! 52 ms of such a room can hold (10 dB).
 //!
 //! Double talk is still poor (PESQ-WB 1.1 for the near end, 1.23 at the
 //! microphone; the issue aims at 3.0): when the near end starts talking
@@ -512,9 +514,11 @@ fn energy(x: &[f32]) -> f64 {
 /// microphone (above −80 dBFS, [`ECHO_FLOOR`]) and the near end is at least
 /// 30 dB below it, in windows of [`EchoMeter::WINDOW_MS`] of such audio.
 /// That includes the echo's reverberant tail after the far end stopped (a
-/// click's tail lasts 0.3 s after its 2.5 ms): a canceller that lets the
-/// tail through is seen. (It used to count only frames where the far end
-/// played, so 40–55 dB were reported while the tail of the clicks leaked.)
+/// click's tail lasts 0.3 s after its 2.5 ms), and the frame after a
+/// click's: the chain delays what it lets through by 9–15 ms, so a click's
+/// direct echo that leaks comes out in the next frame. (The meter used to
+/// count only frames where the far end played, and reported 40–55 dB while
+/// the clicks came through whole.)
 #[derive(Debug, Clone, Default)]
 pub struct EchoMeter {
     /// Audio time fed so far, samples.

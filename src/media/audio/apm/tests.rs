@@ -278,7 +278,7 @@ fn aec3s_linear_filter_takes_out_most_of_the_laptop_rooms_echo() {
             eprintln!("linear stage, {name} room, {blocks} blocks: ERLE {erle:.1?} dB by second");
             if *name == "laptop" && blocks == 13 {
                 let last = erle[erle.len() - 3..].iter().sum::<f64>() / 3.0;
-                assert!(last >= 15.0, "linear ERLE {last:.1} dB ({erle:.1?})");
+                assert!(last >= 20.0, "linear ERLE {last:.1} dB ({erle:.1?})");
             }
         }
     }
@@ -414,7 +414,7 @@ fn double_talk_keeps_the_near_end_speech() {
         // PESQ-WB with scripts/apm_pesq.py 1.1 after, 1.23 at the mic; the
         // issue aims at 3.0, which needs the echo 20 dB under the near end
         // with the near end intact (LADDER=dt_mic: 2.95 at -20 dB). AEC3's
-        // linear stage takes out 20-22 dB of this room's echo with the far
+        // linear stage takes out 22-24 dB of this room's echo with the far
         // end alone, but 4-9 dB once the near end talks, and the suppressor
         // takes a quarter of the near end's frames down 20 dB or more; see
         // the module docs and vendor/sonora/SAPORA-PATCH.md.
