@@ -36,36 +36,24 @@ fn dbfs(x: &[f32]) -> f64 {
 /// of `media::audio::delay` locks on the clicks within a second (AEC3's own
 /// estimator, a matched filter below 2 kHz, never did on these 3 kHz
 /// bursts), and AEC3 runs on it. B's gain control starts at 0 dB and is held
-/// on leftover echo. With AEC off the echo comes back at about −41 dBFS;
-/// with it on, A hears nothing (−150 dBFS) or 26–40 dB less.
+/// on leftover echo. With AEC off the echo comes back at about −40 dBFS;
+/// with it on, A hears nothing (−150 dBFS: B's clicks come out 58–80 dB
+/// down, B's report says ERLE 46–60 dB).
 ///
-/// It used to fail about one run in three (a 14 s run measured from 9 s).
-/// Fixed since: a run where the bots joined late left A's recording shorter
-/// than 9 s, so both cases measured nothing (−150 dBFS); now the last 5 s
-/// are measured, and a short recording fails with its own message. And two
-/// causes found in B's traces: the delay estimate moved
-/// for a few hundred ms (60 → 37.5, 497 or 10 ms and back) while the echo at
-/// 60 ms was still there, each move making AEC3 start its filter over
-/// (the estimator now keeps an estimate while its echo is there and moves
-/// only on a lag that holds for 600 ms); and gain control lifted the
-/// leftover echo of the clicks' reverberant tail, where the canceller takes
-/// out less than the 20 dB that held it (now also held on any frame at or
-/// below −50 dBFS while the far end plays).
-/// Still ignored: 20 runs in 26 passed on the shared 2-core machine (load
-/// average 4–18; before the fixes about 2 in 3). A then hears 24–111 dB
-/// less. Of the failures, five (15–21 dB) were single leaks of 100–300 ms
-/// that B's own ERLE meter, which looks only at frames where the room's
-/// direct echo arrives, did not see. A per-frame trace of B in a failing
-/// run: the frame with a click's direct echo comes out cancelled (below
-/// −60 dBFS), but the 6–8 frames of its reverberant tail after it come out
-/// at the echo's own level (−37 to −58 dBFS, nothing taken out), for one
-/// or two clicks in the run; the cause is not found yet (the delay estimate
-/// stayed at 60 ms). In one run (load average 4) B's canceller took out
-/// nothing all run long (B's report: ERLE 3.6 dB on the right delay, 60
-/// ms), not understood either. Run it with
-/// `cargo test --test echo -- --ignored --nocapture`.
+/// It used to pass about 3 runs in 4 (and was ignored). The causes, found
+/// in per-frame traces of B: a click's direct echo came through whole
+/// (0–2 dB taken out) or 25–35 dB down, while its tail was cancelled,
+/// because AEC3's alignment was a block or two late, by an amount that
+/// depended on the run: B's engine gave AEC3 a 20 ms frame as render,
+/// render, capture, capture, and AEC3 (rebuilt on our delay between two
+/// captures) took its alignment from however many render frames it held at
+/// that moment. Now render and capture alternate every 10 ms and AEC3 is
+/// rebuilt just before a render call. And B's ERLE meter looked only at
+/// frames where the far end played, so it missed the leaks. Before that,
+/// the delay estimate moving for a few hundred ms and gain control lifting
+/// leftover echo were fixed (see `media::audio::{delay, apm}`).
+/// Run it with `cargo test --test echo -- --nocapture` to see the figures.
 #[test]
-#[ignore = "issue 13: passes ~3 runs in 4 (rare echo-tail leaks, once no cancellation); see the doc"]
 fn clicks_played_by_a_come_back_25db_quieter_with_bs_echo_cancellation() {
     smol::block_on(async {
         let host = start_host().await;

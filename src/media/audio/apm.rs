@@ -29,29 +29,38 @@
 //! confident estimate); then it is rebuilt once in its external-delay mode
 //! (`EchoCanceller3Config::delay.use_external_delay_estimator`, settable
 //! through the vendored sonora, vendor/sonora/SAPORA-PATCH.md) and follows
-//! our estimate from then on.
+//! our estimate from then on. AEC3 takes its alignment from the render
+//! frames it holds when the delay is set, so render and capture calls
+//! alternate every 10 ms and the rebuild happens just before a render call:
+//! the delay given is then the alignment it uses, in every run.
 //!
 //! Gain control runs in a module of its own after the rest, starts at 0 dB
 //! and is held on frames that are leftover echo (far end active, 20 dB or
 //! more taken out), so that it does not lift the echo for the others.
 //!
-//! Measured on the simulated room (see the tests): ERLE 34–54 dB after
-//! convergence; first convergence after 1.64 s of far-end speech with the
-//! default chain (2.44 s with AEC alone; 1.54 s with no device delay, on
-//! our estimate alone), none needed after an echo-path change (ERLE stays
-//! above 25 dB); the bots' clicks are taken out by 38 dB or more from the
-//! first second. In double talk the near end is ducked (PESQ-WB 1.06 with
-//! the default chain, 1.08 AEC alone, 1.23 at the microphone; the issue
-//! aims at 3.0): AEC3's linear filter takes out only about 7 dB of this
-//! room's echo (11.6 dB with a 40-block filter), the tail beyond its
-//! 52 ms filter being reverberant, so its suppressor does the rest and
-//! takes the near end with it. With the suppressor made transparent the
-//! near end is kept (−0.5 dB) but the echo is only 6 dB down: PESQ 1.2–1.3.
-//! A 3.0 needs the echo 20 dB down with the near end intact (the near end
-//! plus the echo at −20 dB scores 3.04), i.e. a linear canceller that
-//! models the whole tail. No AEC3 tuning tried (filter length 25–75
-//! blocks, ERLE bounds, reverb decay, masks, dominant-near-end detection)
-//! got past 1.2 without breaking the 2 s convergence; the defaults stay.
+//! Measured on the simulated room (a laptop's: the direct sound 14 dB over
+//! the diffuse tail; see the tests): ERLE 38–54 dB after convergence (the
+//! meter counts the echo's tail too); with the device delay known the
+//! suppressor holds the echo 25 dB down from the start, and after an
+//! echo-path change it is back within 0.9 s; the bots' clicks are taken
+//! out by 33 dB from the first second. AEC3's linear stage alone (the
+//! suppressor made transparent) takes out 22–24 dB of the far end's echo
+//! after 4 s with AEC3's default 13-block (52 ms) filter, about what 52 ms
+//! of this room hold (24 dB); 25 blocks reach 30–32 dB after 4 s but are
+//! slower at first (16–17 dB in seconds 1–2, against 18–20), 50 blocks do
+//! worse (12–19 dB). On the room used before, whose diffuse tail was 12 dB
+//! over the direct sound, 13 blocks took out 6–10 dB, which is all that
+//! 52 ms of such a room can hold (10 dB).
+//!
+//! Double talk is still poor (PESQ-WB 1.1 for the near end, 1.23 at the
+//! microphone; the issue aims at 3.0): when the near end starts talking
+//! AEC3's linear stage falls from 14–20 dB to 4–9 dB of echo taken out
+//! (its adaptive filter is pulled by the near end), the suppressor then
+//! finds echo everywhere and takes a quarter of the near end's 20 ms frames
+//! down by 20 dB or more. With the suppressor transparent the near end is
+//! kept but the echo is only about 6 dB down in double talk (PESQ 1.5).
+//! ERLE bounds (`erle.max_l/max_h` 100), masks and near-end detection moved
+//! PESQ by 0.05 at most. See vendor/sonora/SAPORA-PATCH.md.
 //! The chain delays the microphone by 14.9 ms (AEC3 8.9, noise
 //! suppression 6.9; RNNoise 10 more), all of it algorithmic: frames are
 //! processed in place.
@@ -210,6 +219,9 @@ pub struct VoiceProcessor {
     /// Whether AEC3 runs on our delay (its external-delay mode) rather
     /// than on its own estimator.
     external_delay: bool,
+    /// AEC3 is to be rebuilt in its external-delay mode before the next
+    /// render call.
+    rebuild_pending: bool,
     /// The echo delay last logged, ms.
     logged_delay_ms: Option<i32>,
     input: Vec<f32>,
@@ -224,11 +236,21 @@ pub struct VoiceProcessor {
 /// 10 ms frames: the longest echo delay (500 ms) and the room's tail.
 const FAR_HOLD_FRAMES: u32 = 80;
 
-/// Taken off the echo delay given to AEC3, ms (measured on the simulated
-/// room: 2 and 4 re-converge at once after a path change, 0 in 1.3 s; 8
-/// and 12 slow the first convergence to 2.2–2.5 s and did not steady the
-/// bots' click test).
-const DELAY_MARGIN_MS: i32 = 2;
+/// Taken off the echo delay given to AEC3, ms. None is needed since AEC3
+/// gets its render and capture calls alternating (10 ms each) and is
+/// rebuilt just before a render call: its alignment is then the delay
+/// given. (With a 20 ms frame given as render, render, capture, capture,
+/// and AEC3 rebuilt between captures, its alignment was a block or two off
+/// in a way that depended on the run, and margins of 2-8 ms were tried
+/// against it; on the bots' clicks, 0 now gives 33 dB from the first
+/// second, 2 leaked a whole second, 6-16 leaked for 3 s.)
+const DELAY_MARGIN_MS: i32 = 0;
+
+/// Blocks (4 ms) before and after the linear filter's direct-path delay
+/// from which AEC3 estimates the echo power while the filter is not usable
+/// (`EchoModel::render_pre/post_window_size`; WebRTC's default is 1).
+/// 2 and 3 took the bots' clicks out by 38 dB, 1 by 18 dB.
+const ECHO_MODEL_WINDOW_BLOCKS: usize = 2;
 
 /// Which module.
 #[derive(Clone, Copy)]
@@ -259,6 +281,14 @@ fn build(settings: &VoiceSettings, external_delay: bool) -> Option<AudioProcessi
         // dominant-near-end detection) met the targets; see the module docs.
         let mut aec3 = EchoCanceller3Config::default();
         aec3.delay.use_external_delay_estimator = external_delay;
+        // Until the linear filter has converged (and on sounds it never
+        // converges on, such as the bots' narrowband clicks), AEC3 estimates
+        // the echo from the render power in a window of blocks around the
+        // filter's direct-path delay: ±1 block by default. On the laptop
+        // room the echo is mostly that direct path, and a 1-block window
+        // missed it: every click came through 18 dB down instead of 38.
+        aec3.echo_model.render_pre_window_size = ECHO_MODEL_WINDOW_BLOCKS;
+        aec3.echo_model.render_post_window_size = ECHO_MODEL_WINDOW_BLOCKS;
         AudioProcessing::builder()
             .config(settings.config())
             .echo_canceller3_config(aec3)
@@ -280,6 +310,7 @@ impl VoiceProcessor {
             device_delay_ms: None,
             estimator: DelayEstimator::new(),
             external_delay: false,
+            rebuild_pending: false,
             logged_delay_ms: None,
             input: vec![0.0; FRAME_10MS],
             scratch: vec![0.0; FRAME_10MS],
@@ -375,6 +406,9 @@ impl VoiceProcessor {
             return;
         }
         for chunk in played.chunks_exact(FRAME_10MS) {
+            if std::mem::take(&mut self.rebuild_pending) {
+                self.apm = build(&self.settings, true);
+            }
             self.estimator.render(chunk);
             if energy(chunk) / FRAME_10MS as f64 > FAR_FLOOR {
                 self.far_hold = FAR_HOLD_FRAMES;
@@ -403,9 +437,11 @@ impl VoiceProcessor {
                     if !self.external_delay {
                         // From now on AEC3 runs on our delay: it starts over
                         // once, aligned (what it had learnt was on its own
-                        // guess of the delay).
+                        // guess of the delay), at the next render call, so
+                        // that it sees render and capture calls alternate
+                        // from its first call on.
                         self.external_delay = true;
-                        self.apm = build(&self.settings, true);
+                        self.rebuild_pending = true;
                     }
                     // AEC3 aligns to whole 4 ms blocks, rounding down; a
                     // little less keeps the direct path inside its filter
@@ -474,9 +510,15 @@ fn energy(x: &[f32]) -> f64 {
 }
 
 /// ERLE in the field's sense, 10·log10(E[echo²] / E[residual²]), measured
-/// where the echo alone is known: over frames where only the far end is
-/// active (it plays above −50 dBFS; the near end is at least 30 dB below
-/// the echo), in windows of [`EchoMeter::WINDOW_MS`] of such audio.
+/// where the echo alone is known: over frames where echo reaches the
+/// microphone (above −80 dBFS, [`ECHO_FLOOR`]) and the near end is at least
+/// 30 dB below it, in windows of [`EchoMeter::WINDOW_MS`] of such audio.
+/// That includes the echo's reverberant tail after the far end stopped (a
+/// click's tail lasts 0.3 s after its 2.5 ms), and the frame after a
+/// click's: the chain delays what it lets through by 9–15 ms, so a click's
+/// direct echo that leaks comes out in the next frame. (The meter used to
+/// count only frames where the far end played, and reported 40–55 dB while
+/// the clicks came through whole.)
 #[derive(Debug, Clone, Default)]
 pub struct EchoMeter {
     /// Audio time fed so far, samples.
@@ -489,8 +531,12 @@ pub struct EchoMeter {
     first_echo_ms: Option<f64>,
 }
 
-/// The far end must play above this (mean square, −50 dBFS) for a frame to count.
+/// The far end counts as active above this (mean square, −50 dBFS).
 const FAR_FLOOR: f64 = 1e-5;
+
+/// Echo at the microphone above this (mean square, −80 dBFS) counts for
+/// ERLE; below it there is nothing to hear.
+const ECHO_FLOOR: f64 = 1e-8;
 
 /// While the far end plays, a processed frame at or below this (mean
 /// square, −50 dBFS) is taken as leftover echo whatever the canceller took
@@ -536,7 +582,8 @@ impl EchoMeter {
         if far_active && self.first_echo_ms.is_none() {
             self.first_echo_ms = Some(now_ms);
         }
-        if !far_active || captured.near > captured.echo * 1e-3 {
+        let echo_present = captured.echo / n as f64 > ECHO_FLOOR;
+        if !echo_present || captured.near > captured.echo * 1e-3 {
             return;
         }
         let out: f64 = output.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
@@ -688,8 +735,15 @@ impl Voice {
         self.chunk.clear();
         self.chunk.extend(self.reference.drain(..take));
         self.chunk.resize(frame.len(), 0.0);
-        self.processor.render(&self.chunk);
-        self.processor.capture(frame);
+        // 10 ms of reference, then 10 ms of microphone, and so on: AEC3
+        // expects its render and capture calls to alternate (a 20 ms frame
+        // given as render, render, capture, capture left the bots' clicks
+        // through whole, or 25-35 dB down, in some runs: its render buffer
+        // was a frame off, the alignment a block or two late).
+        for (r, c) in self.chunk.chunks(FRAME_10MS).zip(frame.chunks_mut(FRAME_10MS)) {
+            self.processor.render(r);
+            self.processor.capture(c);
+        }
         if let Some(c) =
             self.probe.as_ref().and_then(|p| *p.lock().unwrap_or_else(|e| e.into_inner()))
         {

@@ -155,29 +155,73 @@ impl Rng {
     }
 }
 
-/// The room's impulse response (without the device delay): direct sound,
-/// eight early reflections in the first 20 ms, and a Gaussian tail whose
-/// envelope falls 60 dB in `rt60_s`; normalised so that its energy is
+/// Volume of the simulated office, m³ (5 × 4 × 2.7 m).
+pub const ROOM_VOLUME_M3: f32 = 54.0;
+/// Its surface (walls, floor, ceiling), m².
+pub const ROOM_SURFACE_M2: f32 = 88.6;
+/// Distance from the laptop's speakers to its microphone, m.
+pub const SPEAKER_MIC_M: f32 = 0.25;
+/// Directivity factor of the speakers: 2, radiating into the half space
+/// above the desk.
+pub const SPEAKER_Q: f32 = 2.0;
+/// Speed of sound, m/s.
+const SOUND_M_S: f32 = 343.0;
+
+/// The room's direct-to-reverberant energy ratio at the microphone (linear),
+/// from statistical room acoustics (Kuttruff, *Room Acoustics*, ch. 5):
+/// Sabine's absorption area A = 0.161·V/RT60, mean absorption α = A/S, room
+/// constant R = A/(1 − α), and direct/reverberant = Q·R/(16π·r²). For the
+/// office above with RT60 0.3 s and the laptop's 0.25 m: about 27 (14 dB):
+/// the microphone is well inside the critical distance (about 1.3 m).
+pub fn direct_to_reverberant(rt60_s: f32) -> f32 {
+    let a = 0.161 * ROOM_VOLUME_M3 / rt60_s;
+    let alpha = (a / ROOM_SURFACE_M2).min(0.99);
+    let r = a / (1.0 - alpha);
+    SPEAKER_Q * r / (16.0 * std::f32::consts::PI * SPEAKER_MIC_M * SPEAKER_MIC_M)
+}
+
+/// The room's impulse response (without the device delay): the direct
+/// sound, eight early reflections in the first 20 ms and a diffuse tail
+/// from 5 ms on (Polack's statistical model: Gaussian noise under an
+/// envelope that falls 60 dB in `rt60_s`); normalised so that its energy is
 /// `gain_db` (the echo of white noise is `gain_db` below what is played).
+///
+/// The parts' levels are a laptop's on a desk in an office
+/// ([`ROOM_VOLUME_M3`], [`SPEAKER_MIC_M`]): each reflection is an image
+/// source, arriving Δt after the direct sound at amplitude
+/// √(1 − α)·r/(r + c·Δt) of it (spherical spreading and one bounce); the
+/// tail's energy is the direct sound's over [`direct_to_reverberant`]
+/// (14 dB below it at RT60 0.3 s). Until this model the tail was 12 dB
+/// *above* the direct sound, a talker 2 m from a loudspeaker rather than a
+/// laptop: 52 ms of echo path (AEC3's default linear filter) then held
+/// only 10 dB of the echo's energy, and no linear canceller of that length
+/// could take out more.
 pub fn impulse_response(seed: u64, rt60_s: f32, gain_db: f32) -> Vec<f32> {
     let sr = SAMPLE_RATE as f32;
     let len = (rt60_s * sr) as usize;
     let mut rng = Rng::new(seed);
     let mut h = vec![0.0f32; len.max(1)];
     h[0] = 1.0;
+    let absorption = (0.161 * ROOM_VOLUME_M3 / rt60_s / ROOM_SURFACE_M2).min(0.99);
+    let bounce = (1.0 - absorption).sqrt();
     for _ in 0..8 {
         let at = 48 + (rng.uniform() * 0.019 * sr) as usize;
         let sign = if rng.uniform() < 0.5 { -1.0 } else { 1.0 };
+        let path = SPEAKER_MIC_M + SOUND_M_S * at as f32 / sr;
         if at < len {
-            h[at] += sign * (0.3 + 0.4 * rng.uniform());
+            h[at] += sign * bounce * SPEAKER_MIC_M / path;
         }
     }
     // Envelope exp(-t·ln(1000)/RT60) is −60 dB at RT60. The tail starts 5 ms in.
     let decay = 1000f32.ln() / (rt60_s * sr);
     let tail_from = (0.005 * sr) as usize;
-    for (i, x) in h.iter_mut().enumerate().skip(tail_from) {
-        *x += 0.12 * rng.gauss() * (-decay * i as f32).exp();
+    let mut tail = vec![0.0f32; len.max(1)];
+    for (i, x) in tail.iter_mut().enumerate().skip(tail_from) {
+        *x = rng.gauss() * (-decay * i as f32).exp();
     }
+    let tail_energy: f32 = tail.iter().map(|x| x * x).sum();
+    let tail_gain = (1.0 / direct_to_reverberant(rt60_s) / tail_energy.max(1e-12)).sqrt();
+    h.iter_mut().zip(&tail).for_each(|(x, t)| *x += tail_gain * t);
     let energy: f32 = h.iter().map(|x| x * x).sum();
     let scale = 10f32.powf(gain_db / 20.0) / energy.sqrt();
     h.iter_mut().for_each(|x| *x *= scale);
@@ -390,6 +434,18 @@ impl Room {
             EchoPath::new(spec, &impulse_response(ROOM_SEED, ROOM_RT60_S, ROOM_GAIN_DB))
         });
         Room { echo, noise: noise.map(Noise::new), near: Vec::new(), queue: Default::default() }
+    }
+
+    /// A room with an echo path of the given impulse response `h` (48 kHz
+    /// taps, without the device delay) and no noise: for measuring a
+    /// canceller on other rooms.
+    pub fn with_impulse_response(echo: EchoSpec, h: &[f32]) -> Room {
+        Room {
+            echo: Some(EchoPath::new(echo, h)),
+            noise: None,
+            near: Vec::new(),
+            queue: Default::default(),
+        }
     }
 
     /// Replaces the echo path (the laptop moved): same room model, another
@@ -702,24 +758,39 @@ mod tests {
     }
 
     #[test]
-    fn impulse_response_has_the_rt60_and_gain_asked_for() {
+    fn impulse_response_has_the_rt60_gain_and_direct_sound_of_a_laptop() {
         let h = impulse_response(ROOM_SEED, 0.3, -6.0);
         let total = energy(&h);
         assert!((10.0 * total.log10() + 6.0).abs() < 0.01, "{}", 10.0 * total.log10());
-        // Schroeder backward integration: the decay from −5 dB to −25 dB,
-        // extrapolated to 60 dB (T20), is the RT60.
+        // Schroeder backward integration of the diffuse tail (after the
+        // early reflections, 20 ms on): its decay from −5 dB to −25 dB,
+        // extrapolated to 60 dB (T20), is the RT60. (From the start, the
+        // direct sound would be most of the energy curve's first 5 dB.)
+        let from = 960;
         let mut edc: Vec<f64> = Vec::with_capacity(h.len());
         let mut acc = 0.0;
-        for &x in h.iter().rev() {
+        for &x in h[from..].iter().rev() {
             acc += f64::from(x) * f64::from(x);
             edc.push(acc);
         }
         edc.reverse();
         let db = |i: usize| 10.0 * (edc[i] / edc[0]).log10();
-        let t5 = (0..h.len()).find(|&i| db(i) < -5.0).unwrap();
-        let t25 = (0..h.len()).find(|&i| db(i) < -25.0).unwrap();
+        let t5 = (0..edc.len()).find(|&i| db(i) < -5.0).unwrap();
+        let t25 = (0..edc.len()).find(|&i| db(i) < -25.0).unwrap();
         let rt60 = 3.0 * (t25 - t5) as f64 / 48_000.0;
         assert!((0.25..0.35).contains(&rt60), "RT60 {rt60:.3} s");
+        // A laptop's microphone is well inside the critical distance: the
+        // direct sound is most of the echo, the diffuse tail (5 ms on, with
+        // the later reflections) 10-16 dB under it (14 dB without them).
+        let direct = f64::from(h[0]) * f64::from(h[0]);
+        let drr_db = 10.0 * (direct / energy(&h[240..])).log10();
+        assert!((10.0..16.0).contains(&drr_db), "direct to reverberant {drr_db:.1} dB");
+        assert!((10.0 * (direct / total).log10()) > -1.5, "direct sound {direct:.3} of {total:.3}");
+        // What a linear canceller with 52 ms of filter (AEC3's default)
+        // can take out at best: the echo beyond 52 ms is left.
+        let beyond = energy(&h[52 * 48..]);
+        let bound_db = 10.0 * (total / beyond).log10();
+        assert!(bound_db > 20.0, "52 ms of filter hold only {bound_db:.1} dB of the echo");
     }
 
     #[test]

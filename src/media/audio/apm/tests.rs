@@ -93,15 +93,12 @@ impl Sim {
 const AEC_ONLY: VoiceSettings =
     VoiceSettings { aec: true, noise_suppression: NoiseSuppression::Off, agc: false };
 
-/// Initial convergence on speech, ms, by settings. The issue asks for 2 s:
-/// the default chain meets it (1.64 s). AEC alone takes 2.44 s: AEC3 on the
-/// right delay from the start (the device delay, then our estimate) still
-/// leaks at some far-end onsets between 1.0 and 2.2 s (ERLE 5–16 dB in
-/// 100 ms windows), which the noise suppressor takes out when it runs.
-/// (Round 1, on AEC3's own delay estimator: 3.55 s and 4.75 s; it first
-/// locked on 68 ms instead of 56.) AEC3's `initial_state_seconds` at 1.0
-/// instead of 2.5 made it 3.55 s (though double talk improved a lot: 0.73
-/// similarity instead of 0.53).
+/// Initial convergence on speech, ms, by settings. The issue asks for 2 s.
+/// On the laptop room, with the device delay known, both meet it from the
+/// start (the ERLE meter sees the echo 25 dB down in every 500 ms stretch:
+/// AEC3's suppressor holds it while the filter converges); AEC alone is
+/// given 2.5 s, as when AEC3 alone leaked at some far-end onsets (the far-
+/// field room: 2.44 s).
 fn initial_convergence_ms(settings: VoiceSettings) -> f64 {
     if settings == AEC_ONLY { 2500.0 } else { 2000.0 }
 }
@@ -190,6 +187,101 @@ fn echo_is_cancelled_25db_and_reconverges_within_2s_after_the_path_changes() {
     sim.run(&far[..2 * 48_000], &silence[..2 * 48_000]);
     let erle = sim.meter.erle_db_after(0.0).unwrap();
     assert!(erle.abs() < 0.5, "no canceller, no enhancement: {erle:.1} dB");
+}
+
+/// The simulated room before it was made a laptop's (kept to measure
+/// against): the same RT60 and gain, but a diffuse tail 12 dB above the
+/// direct sound, as for a talker 2 m from a loudspeaker.
+fn far_field_impulse_response() -> Vec<f32> {
+    use crate::media::audio::room::{ROOM_GAIN_DB, ROOM_RT60_S, ROOM_SEED, Rng};
+    let sr = 48_000.0f32;
+    let len = (ROOM_RT60_S * sr) as usize;
+    let mut rng = Rng::new(ROOM_SEED);
+    let mut h = vec![0.0f32; len];
+    h[0] = 1.0;
+    for _ in 0..8 {
+        let at = 48 + (rng.uniform() * 0.019 * sr) as usize;
+        let sign = if rng.uniform() < 0.5 { -1.0 } else { 1.0 };
+        h[at] += sign * (0.3 + 0.4 * rng.uniform());
+    }
+    let decay = 1000f32.ln() / (ROOM_RT60_S * sr);
+    for (i, x) in h.iter_mut().enumerate().skip(240) {
+        *x += 0.12 * rng.gauss() * (-decay * i as f32).exp();
+    }
+    let energy: f32 = h.iter().map(|x| x * x).sum();
+    let scale = 10f32.powf(ROOM_GAIN_DB / 20.0) / energy.sqrt();
+    h.iter().map(|x| x * scale).collect()
+}
+
+/// AEC3's linear stage alone: the canceller on the right delay with its
+/// suppressor made transparent (masks that never suppress), fed the far
+/// end's speech and its echo through `room` with no near end. Returns the
+/// ERLE of each second, dB.
+fn linear_erle_by_second(mut room: Room, delay_ms: i32, blocks: usize, far: &[f32]) -> Vec<f64> {
+    let mut aec3 = EchoCanceller3Config::default();
+    aec3.delay.use_external_delay_estimator = true;
+    aec3.filter.refined.length_blocks = blocks;
+    aec3.filter.refined_initial.length_blocks = blocks;
+    for t in [&mut aec3.suppressor.normal_tuning, &mut aec3.suppressor.nearend_tuning] {
+        for m in [&mut t.mask_lf, &mut t.mask_hf] {
+            m.enr_transparent = 1e9;
+            m.enr_suppress = 2e9;
+            m.emr_transparent = 1e9;
+        }
+    }
+    let stream = StreamConfig::new(SAMPLE_RATE, 1);
+    let mut apm = AudioProcessing::builder()
+        .config(AEC_ONLY.config())
+        .echo_canceller3_config(aec3)
+        .capture_config(stream)
+        .render_config(stream)
+        .build();
+    let (mut echo, mut out) = (Vec::new(), Vec::new());
+    let mut scratch = vec![0.0f32; N];
+    for (k, f) in far.chunks_exact(N).enumerate() {
+        let at = (k * N) as u64;
+        room.play(at, f);
+        let _ = apm.process_render_f32(&[f], &mut [&mut scratch]);
+        let mut mic = vec![0.0f32; N];
+        room.capture(at, &mut mic);
+        echo.extend_from_slice(&mic);
+        let _ = apm.set_stream_delay_ms(delay_ms);
+        let _ = apm.process_capture_f32(&[&mic], &mut [&mut scratch]);
+        out.extend_from_slice(&scratch);
+    }
+    echo.chunks(48_000).zip(out.chunks(48_000)).map(|(e, o)| db(energy(e) / energy(o))).collect()
+}
+
+/// Issue 13's double-talk limit was the linear filter: on the old room
+/// (a far-field tail 12 dB above the direct sound) AEC3's 52 ms filter
+/// could take out only what its 52 ms hold (10 dB at best). On the
+/// laptop's room it takes out most of the echo by itself, so the
+/// suppressor has little left to do and can leave the near end alone.
+/// With `SAPORA_APM_LINEAR` set it prints the table for 13, 25 and 50
+/// blocks (52, 100, 200 ms) on both rooms.
+#[test]
+fn aec3s_linear_filter_takes_out_most_of_the_laptop_rooms_echo() {
+    use crate::media::audio::room::{ROOM_GAIN_DB, ROOM_RT60_S, ROOM_SEED, impulse_response};
+    let far = looped(&speech(), 300, 8 * 48_000);
+    let spec = EchoSpec::default();
+    let delay = spec.delay_ms as i32 - DELAY_MARGIN_MS;
+    let laptop = impulse_response(ROOM_SEED, ROOM_RT60_S, ROOM_GAIN_DB);
+    let table = std::env::var_os("SAPORA_APM_LINEAR").is_some();
+    let rooms = [("laptop", laptop), ("far field", far_field_impulse_response())];
+    for (name, h) in &rooms {
+        for blocks in [13, 25, 50] {
+            if !table && (blocks != 13 || *name != "laptop") {
+                continue;
+            }
+            let erle =
+                linear_erle_by_second(Room::with_impulse_response(spec, h), delay, blocks, &far);
+            eprintln!("linear stage, {name} room, {blocks} blocks: ERLE {erle:.1?} dB by second");
+            if *name == "laptop" && blocks == 13 {
+                let last = erle[erle.len() - 3..].iter().sum::<f64>() / 3.0;
+                assert!(last >= 20.0, "linear ERLE {last:.1} dB ({erle:.1?})");
+            }
+        }
+    }
 }
 
 /// The lag (0–40 ms, 1 ms steps) at which `out`'s 1 ms amplitude envelope
@@ -318,26 +410,14 @@ fn double_talk_keeps_the_near_end_speech() {
             lag / 48
         );
         // The near end survives: far more like it than the echo is (0.2);
-        // measured 0.475 (AEC alone) and 0.424 (all on). PESQ-WB with
-        // scripts/apm_pesq.py: 1.07 after, 1.23 at the mic; the issue aims
-        // at 3.0, which needs the echo 20 dB under the near end with the
-        // near end intact (the mic plus the echo at -20 dB scores 3.04).
-        // AEC3 is close to half-duplex here: its residual-echo estimate
-        // stays within a few dB of the whole linear echo estimate for
-        // seconds (its ERLE estimate is bounded, 6 dB low / 1.8 dB high
-        // bands by default), the room's tail beyond its 52 ms filter adds
-        // modelled reverb, and whenever its dominant-near-end detector lets
-        // go the bands above 2 kHz are held to the 2 kHz gain: the near end
-        // loses a median 15-36 dB per band. Even with no echo path at all, a
-        // talking far end costs the near end (PESQ 1.38). ERLE bounds,
-        // masks, near-end detection and hold times (tried through a patched
-        // sonora) moved PESQ by at most 0.1. Round 2 (a config hook, since
-        // removed): the linear filter is the limit. With the suppressor's
-        // masks made transparent the near end is kept (median −0.5 dB in
-        // near-end-dominated cells) but the echo is only 5–7 dB down
-        // (linear ERLE 7.3 dB far end alone; 11.6 dB with 25 or 40 blocks,
-        // 6.3 with 75), PESQ 1.2–1.3; any setting that converges within
-        // 2 s suppresses the near end with the echo (PESQ ≤ 1.13).
+        // measured 0.61 (AEC alone) and 0.58 (all on). It is still ducked:
+        // PESQ-WB with scripts/apm_pesq.py 1.1 after, 1.23 at the mic; the
+        // issue aims at 3.0, which needs the echo 20 dB under the near end
+        // with the near end intact (LADDER=dt_mic: 2.95 at -20 dB). AEC3's
+        // linear stage takes out 22-24 dB of this room's echo with the far
+        // end alone, but 4-9 dB once the near end talks, and the suppressor
+        // takes a quarter of the near end's frames down 20 dB or more; see
+        // the module docs and vendor/sonora/SAPORA-PATCH.md.
         // `CELLS=dt_mic scripts/apm_pesq.py` shows where the score goes.
         assert!(after >= 0.4 && after > 2.0 * control, "near end kept: {after:.3}");
         // And the echo is taken out.
@@ -521,9 +601,10 @@ fn a_quiet_microphone_is_lifted_once_its_talker_speaks() {
 /// The bots' clicks (a 2.5 ms 3 kHz burst every 500 ms) through the room,
 /// as a bot's engine runs the chain: [`Voice`], 20 ms frames, the speaker's
 /// queue, no device delay (the delay comes from our estimator). The echo
-/// is taken out by 30 dB or more from the second second on: sparse clicks
-/// are no harder for AEC3 than speech (the end-to-end test's misses came
-/// from the delay estimate moving and from gain control, not from this).
+/// is taken out by 30 dB or more from the second second on (measured 33):
+/// AEC3 estimates this echo from the render power around its direct-path
+/// delay (its filter does not adapt to narrowband clicks), which needs the
+/// alignment right to the block and a 2-block window (1 block: 18 dB).
 #[test]
 fn the_bots_clicks_are_cancelled_from_the_first_seconds() {
     use crate::media::audio::source::{Clicks, Source};
