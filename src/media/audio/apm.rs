@@ -85,6 +85,7 @@ use super::{AudioError, FRAME_10MS, SAMPLE_RATE};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NoiseSuppression {
+    /// No noise suppression.
     Off,
     /// WebRTC's noise suppressor at its "high" level (about 18 dB on
     /// stationary noise such as fans).
@@ -96,6 +97,7 @@ pub enum NoiseSuppression {
 }
 
 impl NoiseSuppression {
+    /// Every level, mildest first (the Settings picker's order).
     pub const ALL: [NoiseSuppression; 3] =
         [NoiseSuppression::Off, NoiseSuppression::Normal, NoiseSuppression::Strong];
 }
@@ -131,6 +133,7 @@ impl FromStr for NoiseSuppression {
 pub struct VoiceSettings {
     /// Echo cancellation.
     pub aec: bool,
+    /// Noise suppression level.
     pub noise_suppression: NoiseSuppression,
     /// Automatic gain control.
     pub agc: bool,
@@ -299,6 +302,8 @@ fn build(settings: &VoiceSettings, external_delay: bool) -> Option<AudioProcessi
 }
 
 impl VoiceProcessor {
+    /// A chain with these settings for 48 kHz mono 10 ms frames; the echo
+    /// delay is estimated until the device's is given.
     pub fn new(settings: VoiceSettings) -> VoiceProcessor {
         VoiceProcessor {
             settings,
@@ -320,6 +325,7 @@ impl VoiceProcessor {
         }
     }
 
+    /// The settings the chain runs with.
     pub fn settings(&self) -> VoiceSettings {
         self.settings
     }
@@ -347,6 +353,7 @@ impl VoiceProcessor {
         self.estimator.estimate().map(|e| e.delay_ms.round() as i32).or(self.device_delay_ms)
     }
 
+    /// The chain's counters and AEC3's own metrics so far.
     pub fn stats(&self) -> VoiceStats {
         let mut s = self.stats;
         if let Some(apm) = &self.apm {
@@ -509,7 +516,7 @@ fn energy(x: &[f32]) -> f64 {
     x.iter().map(|&v| f64::from(v) * f64::from(v)).sum()
 }
 
-/// ERLE in the field's sense, 10·log10(E[echo²] / E[residual²]), measured
+/// ERLE in the field's sense, `10·log10(E[echo²] / E[residual²])`, measured
 /// where the echo alone is known: over frames where echo reaches the
 /// microphone (above −80 dBFS, [`ECHO_FLOOR`]) and the near end is at least
 /// 30 dB below it, in windows of [`EchoMeter::WINDOW_MS`] of such audio.
@@ -642,6 +649,8 @@ impl EchoMeter {
         (e > 0.0).then(|| Self::erle(e, r))
     }
 
+    /// The bot report's `aec` field: ERLE (dB) after convergence, the echo
+    /// delay (ms) and when ERLE first held [`CONVERGED_ERLE_DB`] (ms).
     pub fn report(&self, stats: &VoiceStats) -> AecReport {
         let converged = self.converged_after_ms(CONVERGED_ERLE_DB);
         AecReport {
@@ -694,6 +703,8 @@ pub struct Voice {
 const REFERENCE_LIMIT_MS: usize = 60;
 
 impl Voice {
+    /// A chain with these settings; `probe` is the simulated room's meter
+    /// (bots with `--echo room`), `None` for a real microphone.
     pub fn new(settings: VoiceSettings, probe: Option<Probe>) -> Voice {
         Voice {
             processor: VoiceProcessor::new(settings),

@@ -11,8 +11,6 @@
 //! The client engine (`client::audio`) and the host mixer (`server::mixer`)
 //! are built from these parts.
 
-// Not yet documented item by item (issue 18: the speech work edits it).
-#[allow(missing_docs)]
 pub mod apm;
 pub mod codec;
 pub mod delay;
@@ -21,8 +19,6 @@ pub mod jitter;
 pub mod phase;
 pub mod queue;
 pub mod resample;
-// Not yet documented item by item (issue 18: the speech work edits it).
-#[allow(missing_docs)]
 pub mod room;
 pub mod sink;
 pub mod source;

@@ -90,6 +90,7 @@ pub enum NoiseKind {
 /// `--noise fan|babble|keyboard[:DBFS]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NoiseSpec {
+    /// Which noise.
     pub kind: NoiseKind,
     /// Long-term RMS level, dBFS.
     pub dbfs: f32,
@@ -130,10 +131,12 @@ impl FromStr for NoiseSpec {
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator whose sequence is fixed by `seed`.
     pub fn new(seed: u64) -> Rng {
         Rng(seed)
     }
 
+    /// The next 64 random bits (SplitMix64, Steele, Lea and Flood 2014).
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -363,6 +366,7 @@ pub struct Captured {
     pub far: f64,
     /// The near end: the microphone's own sound plus the noise.
     pub near: f64,
+    /// Samples these energies were summed over.
     pub samples: usize,
 }
 
