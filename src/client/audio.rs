@@ -664,22 +664,8 @@ impl Engine<'_> {
             let before = jb.stats();
             let now_us = self.shared.now_us();
             let out = jb.pop(now_us);
+            jb.log_events_since(&before, now_us, format_args!("client"));
             let after = jb.stats();
-            if (after.lost, after.stretched, after.dropped, after.recovered, after.resets)
-                != (before.lost, before.stretched, before.dropped, before.recovered, before.resets)
-            {
-                tracing::debug!(
-                    target: "sapora::jitter",
-                    "client t={}ms: lost {} stretched {} dropped {} recovered {} resets {} depth {} frames",
-                    now_us / 1000,
-                    after.lost - before.lost,
-                    after.stretched - before.stretched,
-                    after.dropped - before.dropped,
-                    after.recovered - before.recovered,
-                    after.resets - before.resets,
-                    jb.delay_us() / frame_us(n),
-                );
-            }
             (out, after, jb.delay_us())
         };
         let audible = match out {

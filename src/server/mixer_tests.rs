@@ -62,6 +62,27 @@ impl Room {
         payload
     }
 
+    /// Sends an RFC 2198 redundant packet (`AudioCodec::OpusRed`) the test
+    /// built itself, numbered `seq`.
+    fn send_red(&mut self, session: u32, room: &str, seq: u32, payload: &[u8]) {
+        let up = AudioUp {
+            session: SessionId(session),
+            keepalive: false,
+            end: false,
+            seq,
+            timestamp: seq * 960,
+            codec: AudioCodec::OpusRed,
+            samples: 960,
+            payload,
+        };
+        let name = format!("p{session}");
+        self.mixer.receive(
+            self.now,
+            Sender { session: SessionId(session), name: &name, room },
+            &up,
+        );
+    }
+
     /// Ticks once; returns each listener's decoded audio datagram (by
     /// session). Levels-only datagrams and reports are left out.
     fn tick(&mut self) -> BTreeMap<u32, (Vec<u8>, Vec<f32>)> {
@@ -574,7 +595,6 @@ fn redundancy_rebuilds_uplink_losses_and_goes_only_to_listeners_who_report_loss(
     report(&mut r, 3, "red", 0.03);
     report(&mut r, 4, "red", 0.1);
     let mut enc = Encoder::new(AudioCodec::Opus, 48_000).unwrap();
-    let name = "p1".to_string();
     let mut sent: Vec<Vec<u8>> = Vec::new();
     // (seq, primary packet, redundant blocks (back, bytes)) per listener.
     type Got = Vec<(u32, Vec<u8>, Vec<(u8, Vec<u8>)>)>;
@@ -589,18 +609,7 @@ fn redundancy_rebuilds_uplink_losses_and_goes_only_to_listeners_who_report_loss(
         RedPayload::encode(prev.as_slice(), &p, &mut payload);
         sent.push(p);
         if k % 10 != 7 {
-            let seq = k as u32 + 1;
-            let up = AudioUp {
-                session: SessionId(1),
-                keepalive: false,
-                end: false,
-                seq,
-                timestamp: seq * 960,
-                codec: AudioCodec::OpusRed,
-                samples: 960,
-                payload: &payload,
-            };
-            r.mixer.receive(r.now, Sender { session: SessionId(1), name: &name, room: "red" }, &up);
+            r.send_red(1, "red", k as u32 + 1, &payload);
         }
         for (to, data) in tick_all(&mut r) {
             let d = AudioDown::decode(&data).unwrap();
@@ -690,7 +699,6 @@ fn a_call_starts_lossy_until_reports_prove_it_clean() {
     let mut r = Room { mixer: Mixer::new(cfg), ..Room::new(cfg) };
     r.send(2, "u", None);
     let mut enc = Encoder::new(AudioCodec::Opus, 48_000).unwrap();
-    let name = "p1".to_string();
     let mut sent: Vec<Vec<u8>> = Vec::new();
     // (copies in the datagram, ticks between the talker's packet and its
     // forwarding) per datagram to listener 2.
@@ -710,18 +718,7 @@ fn a_call_starts_lossy_until_reports_prove_it_clean() {
         let mut payload = Vec::new();
         RedPayload::encode(&blocks, &p, &mut payload);
         sent.push(p);
-        let seq = k as u32 + 1;
-        let up = AudioUp {
-            session: SessionId(1),
-            keepalive: false,
-            end: false,
-            seq,
-            timestamp: seq * 960,
-            codec: AudioCodec::OpusRed,
-            samples: 960,
-            payload: &payload,
-        };
-        r.mixer.receive(r.now, Sender { session: SessionId(1), name: &name, room: "u" }, &up);
+        r.send_red(1, "u", k as u32 + 1, &payload);
         if k == 12 {
             // Listener 2's first report: its link is clean.
             report(&mut r, 2, "u", 0.0);

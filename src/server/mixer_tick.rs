@@ -41,21 +41,7 @@ impl Mixer {
             } && !self.silenced.contains(id);
             let after = m.jb.stats();
             m.waiting = after.stretched > stretched;
-            if (after.lost, after.stretched, after.dropped, after.recovered, after.resets)
-                != (before.lost, before.stretched, before.dropped, before.recovered, before.resets)
-            {
-                tracing::debug!(
-                    target: "sapora::jitter",
-                    "host t={}ms talker {id}: lost {} stretched {} dropped {} recovered {} resets {} depth {} frames",
-                    now_us / 1000,
-                    after.lost - before.lost,
-                    after.stretched - before.stretched,
-                    after.dropped - before.dropped,
-                    after.recovered - before.recovered,
-                    after.resets - before.resets,
-                    m.jb.delay_us() / frame_us(n),
-                );
-            }
+            m.jb.log_events_since(&before, now_us, format_args!("host talker {id}"));
             m.end = m.has_packet && m.jb.ended();
             if m.talking {
                 m.level = m.level.max(level_from_rms(rms(&m.frame)));

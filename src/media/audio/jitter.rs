@@ -315,6 +315,31 @@ impl<T: Clone> JitterBuffer<T> {
         self.stats
     }
 
+    /// Logs at debug level (target `sapora::jitter`, enabled with
+    /// `SAPORA_LOG=warn,sapora::jitter=debug`) the frames lost, stretched,
+    /// dropped and recovered and the resets since `before` (an earlier
+    /// [`JitterBuffer::stats`]), with the depth in frames; `who` names the
+    /// stream ("client", "host talker 3"). Logs nothing if none changed.
+    pub fn log_events_since(&self, before: &JitterStats, now_us: u64, who: std::fmt::Arguments) {
+        let after = &self.stats;
+        if (after.lost, after.stretched, after.dropped, after.recovered, after.resets)
+            == (before.lost, before.stretched, before.dropped, before.recovered, before.resets)
+        {
+            return;
+        }
+        tracing::debug!(
+            target: "sapora::jitter",
+            "{who} t={}ms: lost {} stretched {} dropped {} recovered {} resets {} depth {} frames",
+            now_us / 1000,
+            after.lost - before.lost,
+            after.stretched - before.stretched,
+            after.dropped - before.dropped,
+            after.recovered - before.recovered,
+            after.resets - before.resets,
+            self.delay_us() / self.cfg.frame_us,
+        );
+    }
+
     /// The interarrival jitter estimate, µs.
     pub fn jitter_us(&self) -> f64 {
         self.jitter_us
