@@ -635,7 +635,7 @@ impl Engine<'_> {
         } else {
             let meter = self.shared.down_loss.lock().unwrap_or_else(|e| e.into_inner());
             let second = 1_000_000 / frame_us(n);
-            (meter.pending() >= 12 && meter.pending_lost() > 0) || meter.pending() >= second
+            meter.first_report_due(second)
         };
         if !due {
             return;

@@ -267,16 +267,21 @@ impl Member {
         }
     }
 
+    /// The downlink loss to plan for: the reported one, or `unproven`
+    /// before the first report.
+    fn assumed_down_loss(&self, unproven: f64) -> f64 {
+        if self.heard_report { self.down_loss.get() } else { unproven }
+    }
+
     /// Redundant frames each datagram to this listener carries, for the
     /// loss it reports (0 on a clean LAN).
     fn down_red(&self, unproven: f64) -> u8 {
-        redundancy_frames(if self.heard_report { self.down_loss.get() } else { unproven })
+        redundancy_frames(self.assumed_down_loss(unproven))
     }
 
     /// Downlink loss left after the redundancy we send this listener.
     fn residual_down_loss(&self, unproven: f64) -> f64 {
-        let loss = if self.heard_report { self.down_loss.get() } else { unproven };
-        residual_loss(loss, self.down_red(unproven))
+        residual_loss(self.assumed_down_loss(unproven), self.down_red(unproven))
     }
 }
 
@@ -302,13 +307,6 @@ const PASS_THROUGH_MAX_UP_LOSS: f64 = 0.03;
 /// redundancy before pass-through counts its raw loss (a round trip and a
 /// frame, with room to spare).
 const RED_GRACE_US: u64 = 500_000;
-/// A sender's first reception report goes out once this many of its
-/// packets were expected (a quarter second at 20 ms) if some were lost,
-/// not at the next whole-second report. A first report of no loss waits
-/// until it covers [`MixerConfig::feedback_every`] packets (a second):
-/// the sender assumes loss until then ([`UNPROVEN_LOSS`]), and 12 packets
-/// in a row get through a 10 % lossy link in a quarter of calls.
-const FIRST_REPORT_AFTER: u64 = 12;
 /// Levels-only datagrams to a silent room: one per this many level reports.
 const SILENT_LEVELS_EVERY: u64 = 5;
 

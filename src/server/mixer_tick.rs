@@ -492,15 +492,14 @@ impl Mixer {
     ) {
         let proven_clean_after = u64::from(self.cfg.feedback_every.max(1));
         for (&session, m) in self.members.iter_mut() {
-            if first_only && (m.reported || m.up_meter.pending() < FIRST_REPORT_AFTER) {
-                continue;
-            }
             // A first report says "lossy" as soon as it can, "clean" only
-            // over a second of packets (see FIRST_REPORT_AFTER).
-            if !m.reported
-                && m.up_meter.pending_lost() == 0
-                && m.up_meter.pending() < proven_clean_after
-            {
+            // over a second of packets (`LossMeter::first_report_due`).
+            let due = if m.reported {
+                !first_only
+            } else {
+                m.up_meter.first_report_due(proven_clean_after)
+            };
+            if !due {
                 continue;
             }
             m.reported = true;

@@ -77,9 +77,10 @@ pub fn redundancy_frames(loss: f64) -> u8 {
 /// so the receivers' jitter buffers, which start at the copies' depth
 /// ([`JitterConfig::startup_frames`](super::JitterConfig)), hold from the
 /// start rather than growing by 20 ms steps while the first words play
-/// once a report shows loss. The first report (after a quarter second of
-/// audio) shows a clean LAN 0 and the copies stop: a clean call pays a
-/// quarter second of extra bytes, no delay.
+/// once a report shows loss. On a clean LAN the first report comes after
+/// a second of audio ([`LossMeter::first_report_due`](super::jitter::LossMeter::first_report_due))
+/// and says 0, and the copies stop: a clean call pays a second of extra
+/// bytes, no delay.
 pub const UNPROVEN_LOSS: f64 = 0.10;
 
 /// The share of frames still lost when each packet also carries the

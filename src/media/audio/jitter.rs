@@ -683,6 +683,11 @@ pub struct LossMeter {
     received: u64,
 }
 
+/// Packets expected before a first report that shows loss goes out (a
+/// quarter second of 20 ms frames), not at the next whole-second report:
+/// [`LossMeter::first_report_due`].
+pub const FIRST_REPORT_AFTER: u64 = 12;
+
 /// A jump of more than this many sequence numbers is a restarted sender.
 const RESTART_GAP: u64 = 3_000;
 
@@ -726,6 +731,17 @@ impl LossMeter {
     /// shows none yet, which proves little until it covers more packets.
     pub fn pending_lost(&self) -> u64 {
         self.pending().saturating_sub(self.received)
+    }
+
+    /// Whether a receiver's first report on this stream is due: once
+    /// [`FIRST_REPORT_AFTER`] packets were expected if some were lost (so the
+    /// sender's redundancy stays on), or once `proven_clean_after` packets (a
+    /// second's worth) were expected without a loss: the sender assumes loss
+    /// until then, and 12 packets in a row get through a 10 % lossy link in
+    /// a quarter of calls.
+    pub fn first_report_due(&self, proven_clean_after: u64) -> bool {
+        (self.pending() >= FIRST_REPORT_AFTER && self.pending_lost() > 0)
+            || self.pending() >= proven_clean_after
     }
 
     /// The share of packets lost since the last call (0..=1), and how many
