@@ -374,6 +374,22 @@ fn speech_frames(x: &[f32]) -> Vec<bool> {
     x.chunks_exact(960).map(|f| energy(f) / 960.0 > 1e-4).collect()
 }
 
+/// Of the 20 ms frames where the near end is at least 6 dB over the echo,
+/// the share whose output (aligned to `near`) is 20 dB or more under the
+/// near end: near-end speech the suppressor took for echo.
+fn near_frames_cut_20db(near: &[f32], echo: &[f32], out: &[f32]) -> f64 {
+    let (mut frames, mut cut) = (0usize, 0usize);
+    for ((n, e), o) in near.chunks_exact(960).zip(echo.chunks_exact(960)).zip(out.chunks_exact(960))
+    {
+        let (n, e, o) = (energy(n), energy(e), energy(o));
+        if n > 4.0 * e && n / 960.0 > 1e-6 {
+            frames += 1;
+            cut += usize::from(o < 0.01 * n);
+        }
+    }
+    cut as f64 / frames.max(1) as f64
+}
+
 #[test]
 fn double_talk_keeps_the_near_end_speech() {
     let sp = speech();
@@ -383,7 +399,9 @@ fn double_talk_keeps_the_near_end_speech() {
     let len = 3 * 48_000 + sp.len() + 48_000;
     let far: Vec<f32> = looped(&sp.iter().rev().copied().collect::<Vec<_>>(), 0, len);
     let mut near = vec![0.0f32; 3 * 48_000];
-    near.extend(&sp);
+    let gain = std::env::var("SAPORA_DT_NEAR_DB")
+        .map_or(1.0, |db| 10f32.powf(db.parse::<f32>().expect("dB") / 20.0));
+    near.extend(sp.iter().map(|x| x * gain));
     near.resize(len, 0.0);
     let talk = speech_frames(&near);
     let keep = |i: usize| talk.get(i).copied().unwrap_or(false);
@@ -398,6 +416,7 @@ fn double_talk_keeps_the_near_end_speech() {
         let control = similarity(&near, &echo_only, 0, keep);
         let tag = if settings == AEC_ONLY { "aec" } else { "default" };
         dump("dt_near", &near);
+        dump("dt_far", &far);
         dump("dt_mic", &mic);
         dump(&format!("dt_out_{tag}"), &out[lag..]);
         // And how much the output still sounds like the echo.
@@ -409,17 +428,23 @@ fn double_talk_keeps_the_near_end_speech() {
              {echo_at_mic:.3} at the mic, {echo_left:.3} after",
             lag / 48
         );
+        let cut = near_frames_cut_20db(&near, &echo_only, &out[lag..]);
+        eprintln!("  near-end frames cut by 20 dB or more: {:.0} %", 100.0 * cut);
         // The near end survives: far more like it than the echo is (0.2);
-        // measured 0.61 (AEC alone) and 0.58 (all on). It is still ducked:
-        // PESQ-WB with scripts/apm_pesq.py 1.1 after, 1.23 at the mic; the
-        // issue aims at 3.0, which needs the echo 20 dB under the near end
-        // with the near end intact (LADDER=dt_mic: 2.95 at -20 dB). AEC3's
-        // linear stage takes out 22-24 dB of this room's echo with the far
-        // end alone, but 4-9 dB once the near end talks, and the suppressor
-        // takes a quarter of the near end's frames down 20 dB or more; see
-        // the module docs and vendor/sonora/SAPORA-PATCH.md.
-        // `CELLS=dt_mic scripts/apm_pesq.py` shows where the score goes.
+        // measured 0.74 (AEC alone) and 0.73 (all on); 0.61 and 0.58 before. Its word onsets
+        // after a stretch of echo alone are kept: 7 % of its frames are cut
+        // by 20 dB or more (18 % with AEC3's default suppressor floor, 22 %
+        // with WebRTC's C++ AEC3 on the same files;
+        // [`SUPPRESSOR_FLOOR_FIRST_INCREASE`]). PESQ-WB with
+        // scripts/apm_pesq.py: 1.24 (AEC alone), 1.23 at the mic, C++ AEC3
+        // 1.08; the issue aims at 3.0, which needs the echo 20 dB under the
+        // near end with the near end intact (LADDER=dt_mic: 2.95 at -20 dB),
+        // and AEC3's linear stage takes out about 12 dB of the echo once the
+        // near end talks (22-24 dB with the far end alone); see
+        // vendor/sonora/SAPORA-PATCH.md. `SAPORA_DT_NEAR_DB` changes the
+        // near end's level (it is 6 dB over its echo at the microphone).
         assert!(after >= 0.4 && after > 2.0 * control, "near end kept: {after:.3}");
+        assert!(cut <= 0.1, "near-end frames cut by 20 dB or more: {:.0} %", 100.0 * cut);
         // And the echo is taken out.
         assert!(echo_left < echo_at_mic - 0.1, "echo left: {echo_left:.3} vs {echo_at_mic:.3}");
     }
