@@ -56,6 +56,12 @@ pub(super) fn receive(
             *shared.jb.lock().unwrap_or_else(|e| e.into_inner()) =
                 JitterBuffer::new(JitterConfig::new(fus));
         }
+        // Levels-only datagrams leave right after the tick as the mix does:
+        // they show its phase too, so a talker who hears nobody (and gets
+        // only levels) still sends just before the tick. Unaligned, its
+        // packets reach the host at a random phase, and one that lands just
+        // before the tick misses it whenever the machine is a little slow.
+        shared.phase.lock().unwrap_or_else(|e| e.into_inner()).arrival(now);
         if down.keepalive {
             // Levels only: no audio, not in the sequence.
             continue;
@@ -66,7 +72,6 @@ pub(super) fn receive(
             s.mix_datagrams += 1;
             s.frames_forwarded += u64::from(down.forwarded);
         }
-        shared.phase.lock().unwrap_or_else(|e| e.into_inner()).arrival(now);
         // Redundancy (RFC 2198): copies of earlier frames ride along.
         let red = match down.codec {
             AudioCodec::OpusRed => RedPayload::decode(down.payload).ok(),
