@@ -94,3 +94,58 @@ pub(super) fn receive(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_only_datagrams_show_the_tick_phase() {
+        let fus = frame_us(FRAME_20MS);
+        let shared = Shared {
+            stop: AtomicBool::new(false),
+            muted: AtomicBool::new(false),
+            codec: AtomicU8::new(AudioCodec::Opus as u8),
+            jb: Mutex::new(JitterBuffer::new(JitterConfig::new(fus))),
+            stats: Mutex::new(AudioStats::default()),
+            levels: Mutex::new(Vec::new()),
+            latencies_ms: Mutex::new(Vec::new()),
+            frame_samples: AtomicUsize::new(FRAME_20MS),
+            phase: Mutex::new(TickPhase::new(fus)),
+            down_loss: Mutex::new(LossMeter::new()),
+            expected_loss: AtomicU8::new(0),
+            up_loss_permille: AtomicU16::new(0),
+            start: Instant::now(),
+            voice: apm::VoiceControl::default(),
+        };
+        // A talker who hears nobody gets only levels, five a second.
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..10 {
+            let mut buf = Vec::new();
+            AudioDown {
+                seq: 0,
+                keepalive: true,
+                end: false,
+                forwarded: false,
+                fec: false,
+                timestamp: 0,
+                codec: AudioCodec::Opus,
+                samples: FRAME_20MS as u16,
+                levels: vec![SpeakingLevel {
+                    session: crate::proto::SessionId(1),
+                    level: 90,
+                    name: "t".into(),
+                }],
+                payload: &[],
+            }
+            .encode(&mut buf);
+            tx.send(bytes::Bytes::from(buf)).unwrap();
+        }
+        drop(tx);
+        let (events, _keep) = smol::channel::bounded(64);
+        receive(rx, &shared, &events);
+        assert!(shared.phase.lock().unwrap().window().is_some(), "the phase is known");
+        let s = shared.stats.lock().unwrap();
+        assert_eq!(s.mix_datagrams, 0, "no audio counted");
+    }
+}
