@@ -56,6 +56,12 @@ pub(super) fn receive(
             *shared.jb.lock().unwrap_or_else(|e| e.into_inner()) =
                 JitterBuffer::new(JitterConfig::new(fus));
         }
+        // Levels-only datagrams leave right after the tick as the mix does:
+        // they show its phase too, so a talker who hears nobody (and gets
+        // only levels) still sends just before the tick. Unaligned, its
+        // packets reach the host at a random phase, and one that lands just
+        // before the tick misses it whenever the machine is a little slow.
+        shared.phase.lock().unwrap_or_else(|e| e.into_inner()).arrival(now);
         if down.keepalive {
             // Levels only: no audio, not in the sequence.
             continue;
@@ -66,7 +72,6 @@ pub(super) fn receive(
             s.mix_datagrams += 1;
             s.frames_forwarded += u64::from(down.forwarded);
         }
-        shared.phase.lock().unwrap_or_else(|e| e.into_inner()).arrival(now);
         // Redundancy (RFC 2198): copies of earlier frames ride along.
         let red = match down.codec {
             AudioCodec::OpusRed => RedPayload::decode(down.payload).ok(),
@@ -87,5 +92,60 @@ pub(super) fn receive(
                 jb.push_redundant(seq, (AudioCodec::Opus, b.data.to_vec(), b.fec));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_only_datagrams_show_the_tick_phase() {
+        let fus = frame_us(FRAME_20MS);
+        let shared = Shared {
+            stop: AtomicBool::new(false),
+            muted: AtomicBool::new(false),
+            codec: AtomicU8::new(AudioCodec::Opus as u8),
+            jb: Mutex::new(JitterBuffer::new(JitterConfig::new(fus))),
+            stats: Mutex::new(AudioStats::default()),
+            levels: Mutex::new(Vec::new()),
+            latencies_ms: Mutex::new(Vec::new()),
+            frame_samples: AtomicUsize::new(FRAME_20MS),
+            phase: Mutex::new(TickPhase::new(fus)),
+            down_loss: Mutex::new(LossMeter::new()),
+            expected_loss: AtomicU8::new(0),
+            up_loss_permille: AtomicU16::new(0),
+            start: Instant::now(),
+            voice: apm::VoiceControl::default(),
+        };
+        // A talker who hears nobody gets only levels, five a second.
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..10 {
+            let mut buf = Vec::new();
+            AudioDown {
+                seq: 0,
+                keepalive: true,
+                end: false,
+                forwarded: false,
+                fec: false,
+                timestamp: 0,
+                codec: AudioCodec::Opus,
+                samples: FRAME_20MS as u16,
+                levels: vec![SpeakingLevel {
+                    session: crate::proto::SessionId(1),
+                    level: 90,
+                    name: "t".into(),
+                }],
+                payload: &[],
+            }
+            .encode(&mut buf);
+            tx.send(bytes::Bytes::from(buf)).unwrap();
+        }
+        drop(tx);
+        let (events, _keep) = smol::channel::bounded(64);
+        receive(rx, &shared, &events);
+        assert!(shared.phase.lock().unwrap().window().is_some(), "the phase is known");
+        let s = shared.stats.lock().unwrap();
+        assert_eq!(s.mix_datagrams, 0, "no audio counted");
     }
 }

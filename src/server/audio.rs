@@ -28,6 +28,8 @@ pub struct AudioStats {
     pub malformed: u64,
     /// Ticks that started more than one frame late (a starved host).
     pub late_ticks: u64,
+    /// Ticks that waited (up to `TICK_GRACE`) for a talker's late packet.
+    pub graced_ticks: u64,
     /// Mix datagrams that could not be sent (listener's link gone or closed).
     pub unsent: u64,
 }
@@ -134,6 +136,13 @@ impl Drop for AudioService {
     }
 }
 
+/// How long past its time a tick may wait for a talker's late packet
+/// ([`Mixer::talker_late`]). The mix then leaves late by as much, which a
+/// client absorbs if it stays under the client's own wait for a late mix
+/// packet (5 ms, `client::audio`); the next tick keeps its time.
+const TICK_GRACE: Duration = Duration::from_millis(4);
+const TICK_RETRY: Duration = Duration::from_micros(250);
+
 fn micros(start: Instant, t: Instant) -> u64 {
     t.duration_since(start).as_micros() as u64
 }
@@ -155,6 +164,24 @@ fn tick(
         }
         let now = Instant::now();
         let mut st = lock(state);
+        // A talker's packet held up a moment (a busy machine): wait for it
+        // rather than conceal it and play everything after it a frame late.
+        if st.mixer.talker_late() {
+            let grace_until = next_tick + TICK_GRACE;
+            while st.mixer.talker_late() && Instant::now() < grace_until {
+                drop(st);
+                std::thread::sleep(TICK_RETRY);
+                st = lock(state);
+            }
+            st.stats.graced_ticks += 1;
+            tracing::debug!(
+                target: "sapora::jitter",
+                "host tick waited {} us for a late talker packet ({})",
+                now.elapsed().as_micros(),
+                if st.mixer.talker_late() { "still late" } else { "came" },
+            );
+        }
+        let now = Instant::now();
         st.mixer.tick(micros(start, now), |to, data| {
             // A closed link loses the frame for that listener only; a full
             // queue drops its oldest datagram (newest wins).

@@ -484,6 +484,16 @@ impl Mixer {
         s
     }
 
+    /// Whether a talker's next packet is late: it played a frame last tick
+    /// and neither the next packet nor a later one is here
+    /// ([`JitterBuffer::late`]), so a tick now would conceal the frame and
+    /// wait for it, a 20 ms slip in what its listeners hear. A driver may
+    /// tick a little later instead (`server::audio`: a talker's packet held
+    /// up on a busy machine is usually a few ms late).
+    pub fn talker_late(&self) -> bool {
+        self.members.values().any(|m| m.talking && m.jb.late())
+    }
+
     /// Sessions the mixer knows (senders and listeners).
     pub fn sessions(&self) -> Vec<SessionId> {
         self.members.keys().copied().collect()

@@ -749,3 +749,39 @@ fn a_call_starts_lossy_until_reports_prove_it_clean() {
     assert!(got.iter().all(|g| g.1 == 0), "{got:?}");
     assert_eq!(got.len(), 30);
 }
+
+#[test]
+fn a_tick_may_wait_for_a_talkers_late_packet_but_not_for_a_lost_or_ended_one() {
+    let mut r = Room::new(MixerConfig::new(AudioCodec::Opus));
+    r.send(2, "w", None);
+    assert!(!r.mixer.talker_late(), "nobody talks");
+    for k in 0..5 {
+        r.send(1, "w", Some(&tone(0.3, 440.0, k)));
+        assert!(!r.mixer.talker_late(), "on time");
+        r.tick();
+    }
+    // Frame 5 is held up: the tick would conceal it and play late from then on.
+    assert!(r.mixer.talker_late());
+    r.send(1, "w", Some(&tone(0.3, 440.0, 5)));
+    assert!(!r.mixer.talker_late(), "it came");
+    let out = r.tick();
+    assert!(out.contains_key(&2), "forwarded at its tick");
+    // Frame 6 lost, 7 here: given up at once, not waited for.
+    *r.seq.entry(1).or_insert(0) += 1;
+    r.send(1, "w", Some(&tone(0.3, 440.0, 7)));
+    assert!(!r.mixer.talker_late());
+    r.tick();
+    // The talkspurt's last frame: the pause after it is not lateness.
+    r.send_marked(1, "w", Some(&tone(0.3, 440.0, 8)), true);
+    r.tick();
+    r.tick();
+    assert!(!r.mixer.talker_late());
+    // A member the host holds muted is not waited for either.
+    r.mixer.set_silenced(SessionId(1), true);
+    for k in 9..12 {
+        r.send(1, "w", Some(&tone(0.3, 440.0, k)));
+        r.tick();
+    }
+    assert!(!r.mixer.talker_late());
+    assert_eq!(r.mixer.stats().stretched, 0);
+}

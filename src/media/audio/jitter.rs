@@ -378,6 +378,19 @@ impl<T: Clone> JitterBuffer<T> {
         self.next.is_some_and(|n| !self.slots.contains_key(&n)) && self.misses == 0 && !self.ended
     }
 
+    /// [`JitterBuffer::waiting`], and too few later packets are here to
+    /// give the frame up: a pop now would stretch (conceal it and wait, the
+    /// delay growing by a frame, a 20 ms slip mid-word) rather than conceal
+    /// a loss and move on. Where a missing packet is most likely lost (later
+    /// ones came), waiting for it would only delay the others.
+    pub fn late(&self) -> bool {
+        self.waiting()
+            && self.next.is_some_and(|n| {
+                let later = self.slots.last_key_value().map_or(0, |(&l, _)| l.saturating_sub(n));
+                later < self.wait_frames().max(1)
+            })
+    }
+
     /// Recent share of frames lost (exponentially weighted over ~100 frames).
     pub fn loss_rate(&self) -> f64 {
         self.loss_rate

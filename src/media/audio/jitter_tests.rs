@@ -598,3 +598,31 @@ fn loss_meter_counts_gaps_per_interval() {
     m.record(100_001);
     assert_eq!(m.take(), Some((0.0, 2)));
 }
+
+#[test]
+fn late_only_while_a_pop_would_stretch() {
+    let mut b = jb();
+    assert!(!b.late(), "nothing played yet");
+    for i in 0..10u32 {
+        let t = u64::from(i) * F;
+        b.push(t + 1_000, i, ts(i), i);
+        assert_eq!(b.pop(t + 5_000), Playout::Frame(i));
+    }
+    // Packet 10 is not here and nothing after it: a pop now would wait.
+    assert!(b.late() && b.waiting());
+    // It comes a moment later: nothing to wait for.
+    b.push(10 * F + 6_000, 10, ts(10), 10);
+    assert!(!b.late());
+    assert_eq!(b.pop(10 * F + 6_500), Playout::Frame(10));
+    // Packet 11 lost, 12 here: a pop gives 11 up, so nobody should wait
+    // for it (it is still `waiting`, the client's broader question).
+    b.push(12 * F + 1_000, 12, ts(12), 12);
+    assert!(b.waiting() && !b.late());
+    assert!(matches!(b.pop(11 * F + 5_000), Playout::Conceal { next: Some(12) }));
+    assert_eq!(b.stats().stretched, 0, "given up, not waited for");
+    // A talkspurt that ended is a pause, not a late packet.
+    b.push_marked(12 * F + 1_000, 13, ts(13), Some(13), true);
+    assert_eq!(b.pop(12 * F + 5_000), Playout::Frame(12));
+    assert_eq!(b.pop(13 * F + 5_000), Playout::Frame(13));
+    assert!(!b.late());
+}
