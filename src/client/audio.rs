@@ -171,6 +171,29 @@ struct Shared {
 }
 
 impl Shared {
+    /// A fresh engine's state for `frame_samples`-sample frames: no mix
+    /// heard yet, and our uplink lossy until the host's first report proves
+    /// it clean.
+    fn new(frame_samples: usize, muted: bool) -> Shared {
+        let fus = frame_us(frame_samples);
+        Shared {
+            stop: AtomicBool::new(false),
+            muted: AtomicBool::new(muted),
+            codec: AtomicU8::new(AudioCodec::Opus as u8),
+            jb: Mutex::new(JitterBuffer::new(JitterConfig::new(fus))),
+            stats: Mutex::new(AudioStats::default()),
+            levels: Mutex::new(Vec::new()),
+            latencies_ms: Mutex::new(Vec::new()),
+            frame_samples: AtomicUsize::new(frame_samples),
+            phase: Mutex::new(TickPhase::new(fus)),
+            down_loss: Mutex::new(LossMeter::new()),
+            expected_loss: AtomicU8::new(0),
+            up_loss_permille: AtomicU16::new((UNPROVEN_LOSS * 1000.0) as u16),
+            start: Instant::now(),
+            voice: apm::VoiceControl::default(),
+        }
+    }
+
     fn now_us(&self) -> u64 {
         self.start.elapsed().as_micros() as u64
     }
@@ -194,24 +217,7 @@ impl AudioEngine {
         let sink = audio::sink::open(&config.speaker)?;
         let (mic, sink, probe) = audio::room::attach(mic, sink, config.echo, config.noise);
         let arrivals = media.audio();
-        let fus = frame_us(config.frame_samples);
-        let shared = Arc::new(Shared {
-            stop: AtomicBool::new(false),
-            muted: AtomicBool::new(config.muted),
-            codec: AtomicU8::new(AudioCodec::Opus as u8),
-            jb: Mutex::new(JitterBuffer::new(JitterConfig::new(fus))),
-            stats: Mutex::new(AudioStats::default()),
-            levels: Mutex::new(Vec::new()),
-            latencies_ms: Mutex::new(Vec::new()),
-            frame_samples: AtomicUsize::new(config.frame_samples),
-            phase: Mutex::new(TickPhase::new(fus)),
-            down_loss: Mutex::new(LossMeter::new()),
-            expected_loss: AtomicU8::new(0),
-            // Lossy until the host's first report proves the uplink clean.
-            up_loss_permille: AtomicU16::new((UNPROVEN_LOSS * 1000.0) as u16),
-            start: Instant::now(),
-            voice: apm::VoiceControl::default(),
-        });
+        let shared = Arc::new(Shared::new(config.frame_samples, config.muted));
         let (ev_tx, events) = smol::channel::bounded(64);
         let rx = {
             let shared = shared.clone();

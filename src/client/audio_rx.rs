@@ -101,23 +101,7 @@ mod tests {
 
     #[test]
     fn levels_only_datagrams_show_the_tick_phase() {
-        let fus = frame_us(FRAME_20MS);
-        let shared = Shared {
-            stop: AtomicBool::new(false),
-            muted: AtomicBool::new(false),
-            codec: AtomicU8::new(AudioCodec::Opus as u8),
-            jb: Mutex::new(JitterBuffer::new(JitterConfig::new(fus))),
-            stats: Mutex::new(AudioStats::default()),
-            levels: Mutex::new(Vec::new()),
-            latencies_ms: Mutex::new(Vec::new()),
-            frame_samples: AtomicUsize::new(FRAME_20MS),
-            phase: Mutex::new(TickPhase::new(fus)),
-            down_loss: Mutex::new(LossMeter::new()),
-            expected_loss: AtomicU8::new(0),
-            up_loss_permille: AtomicU16::new(0),
-            start: Instant::now(),
-            voice: apm::VoiceControl::default(),
-        };
+        let shared = Shared::new(FRAME_20MS, false);
         // A talker who hears nobody gets only levels, five a second.
         let (tx, rx) = std::sync::mpsc::channel();
         for _ in 0..10 {

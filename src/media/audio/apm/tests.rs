@@ -431,18 +431,12 @@ fn double_talk_keeps_the_near_end_speech() {
         let cut = near_frames_cut_20db(&near, &echo_only, &out[lag..]);
         eprintln!("  near-end frames cut by 20 dB or more: {:.0} %", 100.0 * cut);
         // The near end survives: far more like it than the echo is (0.2);
-        // measured 0.74 (AEC alone) and 0.73 (all on); 0.61 and 0.58 before. Its word onsets
-        // after a stretch of echo alone are kept: 7 % of its frames are cut
-        // by 20 dB or more (18 % with AEC3's default suppressor floor, 22 %
-        // with WebRTC's C++ AEC3 on the same files;
-        // [`SUPPRESSOR_FLOOR_FIRST_INCREASE`]). PESQ-WB with
-        // scripts/apm_pesq.py: 1.24 (AEC alone), 1.23 at the mic, C++ AEC3
-        // 1.08; the issue aims at 3.0, which needs the echo 20 dB under the
-        // near end with the near end intact (LADDER=dt_mic: 2.95 at -20 dB),
-        // and AEC3's linear stage takes out about 12 dB of the echo once the
-        // near end talks (22-24 dB with the far end alone); see
-        // vendor/sonora/SAPORA-PATCH.md. `SAPORA_DT_NEAR_DB` changes the
-        // near end's level (it is 6 dB over its echo at the microphone).
+        // measured 0.74 (AEC alone) and 0.73 (all on). Its word onsets after
+        // echo alone are kept: 7 % of its frames cut by 20 dB or more
+        // ([`SUPPRESSOR_FLOOR_FIRST_INCREASE`] has the figures, the module
+        // docs and vendor/sonora/SAPORA-PATCH.md the PESQ story).
+        // `SAPORA_DT_NEAR_DB` changes the near end's level (6 dB over its
+        // echo at the microphone).
         assert!(after >= 0.4 && after > 2.0 * control, "near end kept: {after:.3}");
         assert!(cut <= 0.1, "near-end frames cut by 20 dB or more: {:.0} %", 100.0 * cut);
         // And the echo is taken out.
