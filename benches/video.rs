@@ -94,7 +94,12 @@ fn codec(c: &mut Criterion) {
     let mut relay = VideoRelay::new(RelayConfig::default(), dir);
     let mut targets = Vec::new();
     for s in 1..=8u32 {
-        let h = VideoHello { session: SessionId(s), default: Subscription::Full, subs: vec![] };
+        let h = VideoHello {
+            session: SessionId(s),
+            default: Subscription::Full,
+            subs: vec![],
+            roster: 0,
+        };
         let mut d = Vec::new();
         encode_video_control(MsgType::VideoHello, &h, &mut d);
         relay.handle(t0, SessionId(s), &mut d, &mut targets);
@@ -207,7 +212,8 @@ fn load(n: u32, sub: Subscription, secs: f64) -> LoadResult {
                 .name("load-rx".into())
                 .spawn(move || {
                     let mut hello = Vec::new();
-                    let h = VideoHello { session: w.session, default: sub, subs: vec![] };
+                    let h =
+                        VideoHello { session: w.session, default: sub, subs: vec![], roster: 0 };
                     encode_video_control(MsgType::VideoHello, &h, &mut hello);
                     let mut next = Instant::now();
                     while !stop2.load(Ordering::Relaxed) {

@@ -241,7 +241,7 @@ fn directory() -> Directory {
 
 fn hello(session: u32, default: Subscription, subs: &[(u32, Subscription)]) -> Vec<u8> {
     let subs = subs.iter().map(|&(s, sub)| (SessionId(s), sub)).collect();
-    let h = VideoHello { session: SessionId(session), default, subs };
+    let h = VideoHello { session: SessionId(session), default, subs, roster: 0 };
     let mut out = Vec::new();
     encode_video_control(MsgType::VideoHello, &h, &mut out);
     out
@@ -252,6 +252,52 @@ fn fragment(session: u32, layer: Layer) -> Vec<u8> {
     let mut out = Vec::new();
     encode_fragment(&h, &[7; 100], 0, &mut out);
     out
+}
+
+/// An idle room's hellos go unanswered once the receiver echoes the
+/// roster's version; a join changes the version and brings a roster again.
+#[test]
+fn a_current_roster_is_sent_once_and_again_after_a_join() {
+    let t0 = Instant::now();
+    let dir = directory();
+    let mut relay = VideoRelay::new(RelayConfig::default(), dir.clone());
+    let mut targets = Vec::new();
+    let mut say = |relay: &mut VideoRelay, roster: u32| {
+        let h =
+            VideoHello { session: SessionId(1), default: Subscription::Full, subs: vec![], roster };
+        let mut d = Vec::new();
+        encode_video_control(MsgType::VideoHello, &h, &mut d);
+        relay.handle(t0, SessionId(1), &mut d, &mut targets)
+    };
+    let roster = |out: Output| match out {
+        Output::Reply(bytes) => match decode_video(&bytes) {
+            Ok(VideoPacket::Roster(r)) => r,
+            other => panic!("{other:?}"),
+        },
+        other => panic!("hello not answered: {other:?}"),
+    };
+    let first = roster(say(&mut relay, 0));
+    assert_eq!(first.members.len(), 3);
+    assert_ne!(first.version, 0);
+    // Same room, same version: nothing goes back, though the hello counts.
+    assert_eq!(say(&mut relay, first.version), Output::Quiet);
+    assert_eq!(say(&mut relay, first.version), Output::Quiet);
+    assert_eq!(relay.stats().rosters_current, 2);
+    assert_eq!(relay.stats().hellos, 3);
+    // A stale version (a lost roster, a rejoin) is answered.
+    assert_eq!(roster(say(&mut relay, first.version ^ 1)).version, first.version);
+    // Someone joins the room: the old version is out of date.
+    dir.apply(&HostEvent::Joined {
+        session: SessionId(5),
+        token: 55,
+        name: "eve".into(),
+        room: "lab".into(),
+        ip: LOOPBACK,
+    });
+    let second = roster(say(&mut relay, first.version));
+    assert_eq!(second.members.len(), 4);
+    assert_ne!(second.version, first.version);
+    assert_eq!(say(&mut relay, second.version), Output::Quiet);
 }
 
 #[test]

@@ -3,8 +3,9 @@
 //! Two named threads share the session's link ([`MediaLink`]):
 //! - `video-capture`: camera or test pattern → JPEG full layer + thumbnail →
 //!   fragments (sized to the link's largest datagram) → host;
-//! - `video-receive`: hello/subscriptions to the host (every second and on
-//!   change) ← fragments → [`Reassembler`] → zune-jpeg to RGBA → the newest
+//! - `video-receive`: hello/subscriptions to the host (every
+//!   [`HELLO_EVERY`], on change, on a rejoin and on a frame from someone the
+//!   roster does not name yet) ← fragments → [`Reassembler`] → zune-jpeg to RGBA → the newest
 //!   frame per sender in a shared slot, plus per-sender stats.
 //!
 //! The session id and the link are read every time they are used, so the
@@ -29,8 +30,9 @@ use crate::media::video::{
     SenderStats, StreamStats, THUMB_QUALITY, camera, fragment_frame, scale,
 };
 use crate::proto::{
-    FragmentHeader, Layer, MAX_HELLO_ENTRIES, MAX_VIDEO_DATAGRAM, MediaState, MsgType, SessionId,
-    Subscription, VideoHello, VideoPacket, decode_video, encode_video_control, fragment_stride,
+    FragmentHeader, HELLO_EVERY, Layer, MAX_HELLO_ENTRIES, MAX_VIDEO_DATAGRAM, MediaState, MsgType,
+    SessionId, Subscription, VideoHello, VideoPacket, decode_video, encode_video_control,
+    fragment_stride,
 };
 use crate::stats::Percentiles;
 
@@ -410,7 +412,7 @@ fn publish_preview(
     shared.frames.lock().unwrap_or_else(|e| e.into_inner()).insert(sender, frame);
 }
 
-fn send_hello(shared: &Shared, route: &MediaLink, buf: &mut Vec<u8>) {
+fn send_hello(shared: &Shared, route: &MediaLink, roster: u32, buf: &mut Vec<u8>) {
     let session = route.session();
     let hello = {
         let s = shared.subs.lock().unwrap_or_else(|e| e.into_inner());
@@ -418,6 +420,7 @@ fn send_hello(shared: &Shared, route: &MediaLink, buf: &mut Vec<u8>) {
             session,
             default: s.default,
             subs: s.per_sender.iter().map(|(k, v)| (*k, *v)).take(MAX_HELLO_ENTRIES).collect(),
+            roster,
         }
     };
     encode_video_control(MsgType::VideoHello, &hello, buf);
@@ -431,17 +434,32 @@ fn receive_loop(
     config: ReassemblyConfig,
     events: &Sender<VideoEvent>,
 ) {
-    const HELLO_EVERY: Duration = Duration::from_secs(1);
+    /// Hellos while no roster has answered (joining, or after a rejoin).
+    const HELLO_UNANSWERED: Duration = Duration::from_millis(100);
+    /// At most this often for a frame from a sender the roster lacks.
+    const HELLO_FOR_NAME: Duration = Duration::from_millis(500);
     let mut reassembler = Reassembler::new(config);
     let mut hello_buf = Vec::new();
     let mut next_hello = Instant::now();
-    // Hellos go out fast until the first roster answers, then every second.
+    let mut last_hello = Instant::now();
+    // Hellos go out fast until the first roster answers, then every
+    // HELLO_EVERY; the host answers only when our roster is out of date.
     let mut answered = false;
+    let mut roster_version = 0u32;
+    let mut hello_session = route.session();
+    let mut want_names = false;
     while !shared.stop.load(Ordering::Relaxed) {
         let now = Instant::now();
-        if now >= next_hello || shared.subs_changed.swap(false, Ordering::Relaxed) {
-            send_hello(shared, route, &mut hello_buf);
-            next_hello = now + if answered { HELLO_EVERY } else { Duration::from_millis(100) };
+        // A rejoin (new session): the host knows nothing of us yet.
+        if route.session() != hello_session {
+            hello_session = route.session();
+            (answered, roster_version, next_hello) = (false, 0, now);
+        }
+        let for_names = std::mem::take(&mut want_names) && now >= last_hello + HELLO_FOR_NAME;
+        if now >= next_hello || for_names || shared.subs_changed.swap(false, Ordering::Relaxed) {
+            send_hello(shared, route, roster_version, &mut hello_buf);
+            last_hello = now;
+            next_hello = now + if answered { HELLO_EVERY } else { HELLO_UNANSWERED };
         }
         let got = arrivals.recv_timeout(Duration::from_millis(20));
         let now = Instant::now();
@@ -465,13 +483,11 @@ fn receive_loop(
                     }
                 };
                 let delay_ms = unix_us().saturating_sub(frame.capture_us) as f64 / 1000.0;
-                let name = shared
-                    .names
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&sender)
-                    .cloned()
-                    .unwrap_or_default();
+                let name =
+                    shared.names.lock().unwrap_or_else(|e| e.into_inner()).get(&sender).cloned();
+                // Someone who joined since our roster: ask for the new one.
+                want_names |= name.is_none();
+                let name = name.unwrap_or_default();
                 let vf = VideoFrame {
                     sender,
                     name,
@@ -498,6 +514,7 @@ fn receive_loop(
                     answered = true;
                     next_hello = now + HELLO_EVERY;
                 }
+                roster_version = roster.version;
                 let mut names = shared.names.lock().unwrap_or_else(|e| e.into_inner());
                 for p in &roster.members {
                     names.insert(p.session, p.name.clone());

@@ -11,7 +11,7 @@
 //!   never queues them.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -51,7 +51,10 @@ fn next_until(arrivals: &Receiver<Bytes>, deadline: Instant) -> Result<Option<By
     }
 }
 
-/// How often the receiver's hello (subscriptions) is repeated.
+/// How often the receiver's hello (subscriptions) is repeated: more often
+/// than a native client's ([`crate::proto::HELLO_EVERY`]), as the guest
+/// does not speed up while unanswered or after a rejoin. The host answers
+/// only when the guest's roster is out of date.
 pub const HELLO_EVERY: Duration = Duration::from_secs(1);
 
 /// One whole frame for the guest.
@@ -108,6 +111,8 @@ pub struct VideoLink {
     link: MediaLink,
     seq: Mutex<u16>,
     wants: Arc<Mutex<Wants>>,
+    /// The [`crate::proto::VideoRoster::version`] the guest holds.
+    roster: Arc<AtomicU32>,
     _rx: Receiving,
 }
 
@@ -126,18 +131,21 @@ impl VideoLink {
         wake: smol::channel::Sender<()>,
     ) -> std::io::Result<VideoLink> {
         let wants = Arc::new(Mutex::new(Wants::default()));
+        let roster = Arc::new(AtomicU32::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let arrivals = link.video();
         let thread = {
-            let (link, wants, stop) = (link.clone(), wants.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name("sapora-guest-video".into())
-                .spawn(move || receive(arrivals, &link, &wants, &mailbox, &wake, &stop))?
+            let (link, wants, roster, stop) =
+                (link.clone(), wants.clone(), roster.clone(), stop.clone());
+            std::thread::Builder::new().name("sapora-guest-video".into()).spawn(move || {
+                receive(arrivals, &link, (&wants, &roster), &mailbox, &wake, &stop)
+            })?
         };
         Ok(VideoLink {
             link,
             seq: Mutex::new(0),
             wants,
+            roster,
             _rx: Receiving { stop, thread: Some(thread) },
         })
     }
@@ -167,16 +175,17 @@ impl VideoLink {
     /// Changes what the guest receives (sent with the next hello, at once).
     pub fn set_wants(&self, wants: Wants) {
         *self.wants.lock().unwrap_or_else(|e| e.into_inner()) = wants;
-        send_hello(&self.link, &self.wants);
+        send_hello(&self.link, &self.wants, &self.roster);
     }
 }
 
-fn send_hello(link: &MediaLink, wants: &Mutex<Wants>) {
+fn send_hello(link: &MediaLink, wants: &Mutex<Wants>, roster: &AtomicU32) {
     let wants = wants.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let hello = VideoHello {
         session: link.session(),
         default: wants.default,
         subs: wants.full.iter().map(|s| (*s, Subscription::Full)).collect(),
+        roster: roster.load(Ordering::Relaxed),
     };
     let mut buf = Vec::new();
     encode_video_control(MsgType::VideoHello, &hello, &mut buf);
@@ -186,7 +195,7 @@ fn send_hello(link: &MediaLink, wants: &Mutex<Wants>) {
 fn receive(
     arrivals: Receiver<Bytes>,
     link: &MediaLink,
-    wants: &Mutex<Wants>,
+    (wants, roster): (&Mutex<Wants>, &AtomicU32),
     mailbox: &FrameMailbox,
     wake: &smol::channel::Sender<()>,
     stop: &AtomicBool,
@@ -196,7 +205,7 @@ fn receive(
     let mut next_hello = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if Instant::now() >= next_hello {
-            send_hello(link, wants);
+            send_hello(link, wants, roster);
             next_hello = Instant::now() + HELLO_EVERY;
         }
         let buf = match next_until(&arrivals, next_hello) {
@@ -218,16 +227,17 @@ fn receive(
                     let _ = wake.try_send(());
                 }
             }
-            Ok(VideoPacket::Roster(roster)) => {
+            Ok(VideoPacket::Roster(list)) => {
+                roster.store(list.version, Ordering::Relaxed);
                 let gone: Vec<SessionId> = names
                     .keys()
                     .copied()
-                    .filter(|s| !roster.members.iter().any(|p| p.session == *s))
+                    .filter(|s| !list.members.iter().any(|p| p.session == *s))
                     .collect();
                 for s in gone {
                     reassembler.forget(s);
                 }
-                names = roster.members.into_iter().map(|p| (p.session, p.name)).collect();
+                names = list.members.into_iter().map(|p| (p.session, p.name)).collect();
             }
             Ok(VideoPacket::Hello(_)) | Err(_) => {}
         }

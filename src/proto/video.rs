@@ -277,7 +277,7 @@ pub fn decode_fragment(payload: &[u8]) -> Result<Fragment<'_>, FragmentError> {
     Ok(Fragment { header, data: &data[..data_len] })
 }
 
-/// 0x44, client → host on its link, about once a second and on every
+/// 0x44, client → host on its link, every [`HELLO_EVERY`] and on every
 /// change: "send me video, like this". Loss-tolerant by repetition; the host
 /// forgets a receiver it has not heard from for 10 s.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -289,10 +289,18 @@ pub struct VideoHello {
     pub default: Subscription,
     /// Per-sender choices by session id; at most [`MAX_HELLO_ENTRIES`].
     pub subs: Vec<(SessionId, Subscription)>,
+    /// The [`VideoRoster::version`] the receiver holds (0: none yet). The
+    /// host answers with a roster only when the room's differs, so an idle
+    /// room's hellos go unanswered.
+    pub roster: u32,
 }
 
+/// How often a receiver repeats its [`VideoHello`] (three to a host's 10 s
+/// receiver timeout, so two may be lost).
+pub const HELLO_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// One room member as the video service names them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct VideoPeer {
     /// The member's session id, as in fragments.
     pub session: SessionId,
@@ -300,12 +308,16 @@ pub struct VideoPeer {
     pub name: String,
 }
 
-/// 0x45, host → client on its link, in answer to every hello: who is in the
-/// room by session id, so a receiver can name the tiles its fragments fill.
+/// 0x45, host → client on its link, in answer to a hello that named another
+/// roster version: who is in the room by session id, so a receiver can name
+/// the tiles its fragments fill.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VideoRoster {
     /// The room's members, the receiver included.
     pub members: Vec<VideoPeer>,
+    /// Names this member list (a hash of it, never 0); the receiver echoes
+    /// it in [`VideoHello::roster`].
+    pub version: u32,
 }
 
 /// Anything that arrives on a video socket.
@@ -446,6 +458,7 @@ mod tests {
             session: SessionId(3),
             default: Subscription::Thumb,
             subs: vec![(SessionId(4), Subscription::Full), (SessionId(5), Subscription::None)],
+            roster: 0x1234_5678,
         };
         let mut out = Vec::new();
         encode_video_control(MsgType::VideoHello, &hello, &mut out);
@@ -453,8 +466,10 @@ mod tests {
         let many = VideoHello { subs: vec![(SessionId(1), Subscription::Full); 65], ..hello };
         encode_video_control(MsgType::VideoHello, &many, &mut out);
         assert!(decode_video(&out).is_err());
-        let roster =
-            VideoRoster { members: vec![VideoPeer { session: SessionId(1), name: "Ann".into() }] };
+        let roster = VideoRoster {
+            members: vec![VideoPeer { session: SessionId(1), name: "Ann".into() }],
+            version: 9,
+        };
         encode_video_control(MsgType::VideoRoster, &roster, &mut out);
         assert_eq!(decode_video(&out), Ok(VideoPacket::Roster(roster)));
     }
@@ -484,9 +499,10 @@ mod tests {
             session: SessionId(3),
             default: Subscription::Thumb,
             subs: vec![(SessionId(4), Subscription::Full)],
+            roster: 0,
         };
         encode_video_control(MsgType::VideoHello, &hello, &mut out);
-        assert_eq!(out, [1, 0x44, 0, 0, 0, 5, 0, 0, 0, 0, 3, 1, 1, 4, 2]);
+        assert_eq!(out, [1, 0x44, 0, 0, 0, 6, 0, 0, 0, 0, 3, 1, 1, 4, 2, 0]);
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub struct RelayStats {
     pub bytes_out_full: u64,
     pub bytes_out_thumb: u64,
     pub hellos: u64,
+    /// Hellos left unanswered: the receiver's roster was current.
+    pub rosters_current: u64,
     /// Dropped: the link's session has left (or never registered).
     pub bad_token: u64,
     /// Dropped: did not parse, or not a client → host message.
@@ -75,8 +77,19 @@ pub enum Output {
     Forward,
     /// Send these bytes back to the datagram's sender.
     Reply(Vec<u8>),
-    /// Nothing to send.
+    /// Nothing to send: the datagram was refused.
     Drop(DropReason),
+    /// Nothing to send: a hello from a receiver whose roster is current.
+    Quiet,
+}
+
+/// [`VideoRoster::version`] of a member list (sorted by session): a SipHash
+/// of the sessions and names, never 0 (a receiver's "none yet").
+fn roster_version(members: &[VideoPeer]) -> u32 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    members.hash(&mut h);
+    (h.finish() as u32).max(1)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,8 +230,16 @@ impl VideoRelay {
                 .into_iter()
                 .map(|e| VideoPeer { session: e.session, name: e.name })
                 .collect(),
+            version: 0,
         };
         roster.members.sort_by_key(|p| p.session);
+        roster.version = roster_version(&roster.members);
+        // The receiver holds this room's roster already: a hello of an idle
+        // room costs no answer.
+        if h.roster == roster.version {
+            self.stats.rosters_current += 1;
+            return Output::Quiet;
+        }
         let mut out = Vec::new();
         encode_video_control(MsgType::VideoRoster, &roster, &mut out);
         // A room too big for one roster datagram is cut to fit.
@@ -310,7 +331,7 @@ pub async fn run(
                     Output::Reply(bytes) => {
                         peers.send(session, Bytes::from(bytes));
                     }
-                    Output::Drop(_) => {}
+                    Output::Drop(_) | Output::Quiet => {}
                 }
                 if now >= next_tick {
                     next_tick = now + TICK;
