@@ -13,8 +13,14 @@ mod common;
 use common::start_host;
 use sapora::media::audio::source::load_wav;
 
-/// How long each bot stays, s.
+/// How long A stays, s.
 const DURATION_S: u32 = 14;
+/// How much longer B stays than A, s. Each bot counts its time from its own
+/// join, and a join takes seconds on a loaded machine: if B left first, the
+/// end of A's recording, which is measured, would hold no echo at all (one
+/// CI run heard −54 dBFS with AEC off, 14 dB under the usual), and with
+/// AEC on it would pass for the wrong reason.
+const B_OUTSTAYS_A_S: u32 = 5;
 /// The last this many seconds of A's recording are measured, s: joining
 /// takes a moment (seconds on a loaded machine, so the recording's start
 /// varies), and B's canceller needs about a second of clicks to find the
@@ -59,12 +65,12 @@ fn clicks_played_by_a_come_back_25db_quieter_with_bs_echo_cancellation() {
         let host = start_host().await;
         let dir = tempfile::tempdir().unwrap();
         let addr = host.control_addr.to_string();
-        let bot = |args: String| {
+        let bot = |args: String, duration_s: u32| {
             std::process::Command::new(env!("CARGO_BIN_EXE_sapora"))
                 .arg("bot")
                 .arg(&addr)
                 .args(args.split_whitespace())
-                .args(["--duration", &DURATION_S.to_string(), "--report", "json"])
+                .args(["--duration", &duration_s.to_string(), "--report", "json"])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -74,11 +80,14 @@ fn clicks_played_by_a_come_back_25db_quieter_with_bs_echo_cancellation() {
         for aec in ["off", "on"] {
             let wav = dir.path().join(format!("a-{aec}.wav"));
             let room = format!("echo-{aec}");
-            let a = bot(format!(
-                "--name a --room {room} --mic clicks --speaker record:{}",
-                wav.display()
-            ));
-            let b = bot(format!("--name b --room {room} --mic none --echo room --aec {aec}"));
+            let a = bot(
+                format!("--name a --room {room} --mic clicks --speaker record:{}", wav.display()),
+                DURATION_S,
+            );
+            let b = bot(
+                format!("--name b --room {room} --mic none --echo room --aec {aec}"),
+                DURATION_S + B_OUTSTAYS_A_S,
+            );
             runs.push((aec, wav, a, b));
         }
         let mut heard = Vec::new();
@@ -86,6 +95,7 @@ fn clicks_played_by_a_come_back_25db_quieter_with_bs_echo_cancellation() {
             for (who, child) in [("a", a), ("b", b)] {
                 let out = child.wait_with_output().expect("bot ends");
                 let report = common::bot_report(who, &out);
+                eprintln!("{who} (AEC {aec}) joined after {} ms", report["joined_ms"]);
                 if who == "b" {
                     eprintln!("B with AEC {aec}: aec {}", report["aec"]);
                     for l in String::from_utf8_lossy(&out.stderr).lines() {

@@ -455,10 +455,11 @@ fn receive_loop(
             hello_session = route.session();
             (answered, roster_version, next_hello) = (false, 0, now);
         }
-        let for_names = std::mem::take(&mut want_names) && now >= last_hello + HELLO_FOR_NAME;
+        // A wish for names waits out HELLO_FOR_NAME; any hello answers it.
+        let for_names = want_names && now >= last_hello + HELLO_FOR_NAME;
         if now >= next_hello || for_names || shared.subs_changed.swap(false, Ordering::Relaxed) {
             send_hello(shared, route, roster_version, &mut hello_buf);
-            last_hello = now;
+            (last_hello, want_names) = (now, false);
             next_hello = now + if answered { HELLO_EVERY } else { HELLO_UNANSWERED };
         }
         let got = arrivals.recv_timeout(Duration::from_millis(20));
