@@ -53,6 +53,15 @@ impl TestHost {
 
 /// A tunnel host whose room has `passcode` (None: open), with `caps`.
 fn start_host(passcode: Option<&str>, caps: ConnectionCaps) -> TestHost {
+    start_host_on(passcode, caps, tunnel::Spawner::Global)
+}
+
+/// [`start_host`] with the host's per-connection tasks on `spawner`.
+fn start_host_on(
+    passcode: Option<&str>,
+    caps: ConnectionCaps,
+    spawner: tunnel::Spawner,
+) -> TestHost {
     let identity = HostIdentity::generate().unwrap();
     let tls = Arc::new(quic::server_tls_config(&identity).unwrap());
     let listener = std::net::TcpListener::bind(LOOPBACK_ANY).unwrap();
@@ -61,7 +70,7 @@ fn start_host(passcode: Option<&str>, caps: ConnectionCaps) -> TestHost {
     let (tx, links) = smol::channel::unbounded();
     let passcode = passcode.map(|p| Passcode::new(p).unwrap());
     let caps = SharedCaps::new(caps);
-    let task = smol::spawn(tunnel::serve_tcp(
+    let task = smol::spawn(tunnel::serve_tcp_on(
         listener,
         tls,
         caps.clone(),
@@ -70,6 +79,7 @@ fn start_host(passcode: Option<&str>, caps: ConnectionCaps) -> TestHost {
         move |link| {
             let _ = tx.try_send(link);
         },
+        spawner,
     ));
     TestHost { addr, fingerprint: identity.fingerprint(), links, caps, _task: task }
 }
@@ -376,6 +386,62 @@ fn connection_caps_are_enforced_and_given_back() {
         }
         join(&host, &store).await;
     });
+}
+
+/// A connection that ends, closed by the client or cut, ends the host's
+/// reader and writer tasks: they run on an executor of their own here, which
+/// must then hold no task. (The reader used to go on polling a WebSocket that
+/// had ended, which answers at once, forever: a busy loop per departed
+/// member, which a browser tab closing also left behind.)
+#[test]
+fn a_closed_or_cut_connection_ends_the_hosts_tasks() {
+    let executor = Arc::new(smol::Executor::new());
+    let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
+    let driver = {
+        let executor = executor.clone();
+        std::thread::spawn(move || smol::block_on(executor.run(stop_rx.recv())))
+    };
+    run(async {
+        let host = start_host_on(
+            None,
+            ConnectionCaps::new(8, 16),
+            tunnel::Spawner::Executor(executor.clone()),
+        );
+        let (_dir, store) = pins();
+        // The host's ends stay held: dropping one would close it from the
+        // host's side, which ends its tasks by another path.
+        let mut held = Vec::new();
+        for how in ["closed", "cut"] {
+            if how == "closed" {
+                let client = join(&host, &store).await;
+                held.push(host.link().await);
+                assert!(!executor.is_empty(), "the host's tasks for the link run on it");
+                client.link.close("leaving");
+            } else {
+                // A raw client, admitted, then dropped: its TCP connection
+                // ends without a WebSocket close frame.
+                let fp = host.fingerprint;
+                let mut conn = fallback::connect(host.addr, Trust::Pinned(fp)).await.unwrap();
+                let exporter = conn.passcode_exporter();
+                admission::client(&mut WsPipe(&mut conn.ws), exporter, ROOM, None).await.unwrap();
+                held.push(host.link().await);
+                assert!(!executor.is_empty(), "the host's tasks for the link run on it");
+                drop(conn);
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !executor.is_empty() {
+                assert!(
+                    Instant::now() < deadline,
+                    "5 s after the client {how} its connection, the host still runs its tasks"
+                );
+                smol::Timer::after(Duration::from_millis(20)).await;
+            }
+            let ended = held.last().unwrap().link.close_reason();
+            assert!(ended.is_some(), "the host's end of a {how} connection is closed");
+        }
+    });
+    let _ = stop_tx.try_send(());
+    driver.join().unwrap();
 }
 
 #[test]

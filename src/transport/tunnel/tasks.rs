@@ -175,8 +175,16 @@ pub(super) async fn reader<S>(
                 inner.with(|mux| mux.handle_violation("a text message"));
             }
             Some(Ok(_)) => inner.with(|mux| mux.handle_activity(now)),
-            Some(Err(e)) => inner.with(|mux| mux.handle_lost(e.to_string())),
-            None => inner.with(|mux| mux.handle_lost("the connection ended".into())),
+            // An ended WebSocket answers every poll at once: reading on
+            // would be a busy loop for as long as the handles live.
+            Some(Err(e)) => {
+                inner.with(|mux| mux.handle_lost(e.to_string()));
+                break;
+            }
+            None => {
+                inner.with(|mux| mux.handle_lost("the connection ended".into()));
+                break;
+            }
         }
     }
 }
