@@ -441,7 +441,7 @@ fn a_closed_or_cut_connection_ends_the_hosts_tasks() {
         }
     });
     let _ = stop_tx.try_send(());
-    driver.join().unwrap();
+    let _ = driver.join().expect("the executor thread ends");
 }
 
 #[test]

@@ -139,7 +139,8 @@ async fn answer(request: Request, mut tls: Box<HostTls>, host: SocketAddr) -> st
             tls.flush().await?;
             let config = WebSocketConfig::default()
                 .max_message_size(Some(MAX_GUEST_MESSAGE))
-                .max_frame_size(Some(MAX_GUEST_MESSAGE));
+                .max_frame_size(Some(MAX_GUEST_MESSAGE))
+                .read_buffer_size(crate::transport::fallback::WS_READ_BUFFER);
             let ws = WebSocketStream::from_raw_socket(tls, Role::Server, Some(config)).await;
             run_guest(ws, host).await;
             Ok(())

@@ -316,6 +316,11 @@ impl RunningHost {
 
     /// Tells every client the host is going away, flushes, and stops.
     pub async fn shutdown(self) {
+        // The TCP listener closes now, while the executor still runs: a
+        // task merely dropped is cancelled by its executor, which stops
+        // below, and then its listener would stay open (a host started
+        // next on the port could not bind it).
+        self._tunnel.cancel().await;
         let _ = self.stop.send(()).await;
         self.control.await;
         self.directory.clear();

@@ -258,6 +258,14 @@ impl quinn::Runtime for ExecutorRuntime {
     }
 }
 
+/// The receive and send buffers asked for on every QUIC endpoint's UDP
+/// socket, bytes. The kernel's default (`net.core.rmem_default`, 208 KiB
+/// on Linux) overflowed on a host with 200 members while its threads waited
+/// for a busy CPU: handshake packets were lost and joins timed out
+/// (`RcvbufErrors` in `/proc/net/snmp`, `scripts/bench-idle.sh`). Linux
+/// caps the request at `net.core.rmem_max`/`wmem_max` and doubles it.
+pub const UDP_BUFFER_BYTES: usize = 4 << 20;
+
 fn endpoint(
     addr: SocketAddr,
     server: Option<quinn::ServerConfig>,
@@ -265,6 +273,17 @@ fn endpoint(
 ) -> Result<quinn::Endpoint, QuicError> {
     let bind = |source| QuicError::Bind { addr, source };
     let socket = std::net::UdpSocket::bind(addr).map_err(bind)?;
+    let sock = socket2::SockRef::from(&socket);
+    for (what, set) in [
+        ("receive", sock.set_recv_buffer_size(UDP_BUFFER_BYTES)),
+        ("send", sock.set_send_buffer_size(UDP_BUFFER_BYTES)),
+    ] {
+        // The kernel's limit (net.core.[rw]mem_max) still applies: a
+        // smaller buffer than asked for is no error.
+        if let Err(e) = set {
+            tracing::debug!(%addr, "UDP {what} buffer not enlarged: {e}");
+        }
+    }
     quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime).map_err(bind)
 }
 
