@@ -11,8 +11,8 @@
 //! Datagrams go on the session's current link ([`MediaLink`]), so the
 //! engine follows a rejoin after a host restart by itself.
 //!
-//! Muting stops sending audio; the engine then sends a keepalive once a
-//! second so the host keeps sending it the mix. The owner also tells the
+//! Muting stops sending audio; the engine then sends a keepalive every
+//! [`KEEPALIVE_EVERY`] so the host keeps sending it the mix. The owner also tells the
 //! room through `Client::set_media` (see [`BotAudio`] for the pattern).
 //!
 //! Silence is not sent either: after [`SILENCE_HANGOVER`] frames below
@@ -162,6 +162,9 @@ struct Shared {
     down_loss: Mutex<LossMeter>,
     /// Packet loss the host asks our encoder to expect, percent.
     expected_loss: AtomicU8,
+    /// A levels-only datagram arrived since the last frame slot (see
+    /// [`KEEPALIVE_EVERY`]).
+    levels_only: AtomicBool,
     /// Loss of our audio on its way to the host, per mille, smoothed
     /// ([`LossEstimate`]): how much redundancy we send. [`UNPROVEN_LOSS`]
     /// until the host's first report (the first report replaces it).
@@ -188,6 +191,7 @@ impl Shared {
             phase: Mutex::new(TickPhase::new(fus)),
             down_loss: Mutex::new(LossMeter::new()),
             expected_loss: AtomicU8::new(0),
+            levels_only: AtomicBool::new(false),
             up_loss_permille: AtomicU16::new((UNPROVEN_LOSS * 1000.0) as u16),
             start: Instant::now(),
             voice: apm::VoiceControl::default(),
@@ -351,6 +355,15 @@ struct Uplink {
     reported: bool,
 }
 
+/// How often a client that sends no audio (silent, muted, no microphone)
+/// sends a keepalive: the host's mixer stops sending to a listener it has
+/// not heard from for 5 s (`MixerConfig::listener_timeout_us`), so two may
+/// be lost. A keepalive goes early, once half of this has passed, in the
+/// first frame slot after a levels-only datagram (which a silent room gets
+/// every 2 s): sent within QUIC's 25 ms `max_ack_delay` of it, it carries
+/// the ACK of it (RFC 9000 §13.2.1), so an idle client sends no bare ACKs.
+pub const KEEPALIVE_EVERY: Duration = Duration::from_secs(2);
+
 /// A captured frame below this RMS (−60 dBFS) is silence: not sent once the
 /// hangover has passed.
 pub const SILENCE_RMS: f32 = 0.001;
@@ -511,7 +524,7 @@ impl Engine<'_> {
     }
 
     /// Captures the frame that just left the microphone, encodes and sends it
-    /// (or a keepalive once a second while muted or silent).
+    /// (or a keepalive every [`KEEPALIVE_EVERY`] while muted or silent).
     fn send(&mut self, up: &mut Uplink, n: usize) -> Result<(), AudioError> {
         let now_unix = unix_us();
         let has_audio = self.mic.read(&mut up.frame, now_unix.saturating_sub(frame_us(n)));
@@ -588,7 +601,10 @@ impl Engine<'_> {
         self.feedback(up, n, session);
         up.timestamp = up.timestamp.wrapping_add(n as u32);
         up.since_keepalive = up.since_keepalive.saturating_add(1);
-        let keepalive_due = up.since_keepalive as u64 * frame_us(n) >= 1_000_000;
+        let since_us = u64::from(up.since_keepalive) * frame_us(n);
+        let every_us = KEEPALIVE_EVERY.as_micros() as u64;
+        let after_levels = self.shared.levels_only.swap(false, Ordering::Relaxed);
+        let keepalive_due = since_us >= every_us || (after_levels && since_us >= every_us / 2);
         if !(sending || keepalive_due) {
             return Ok(());
         }

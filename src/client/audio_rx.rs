@@ -63,7 +63,9 @@ pub(super) fn receive(
         // before the tick misses it whenever the machine is a little slow.
         shared.phase.lock().unwrap_or_else(|e| e.into_inner()).arrival(now);
         if down.keepalive {
-            // Levels only: no audio, not in the sequence.
+            // Levels only: no audio, not in the sequence. Our next
+            // keepalive may go at once and carry QUIC's ACK of it.
+            shared.levels_only.store(true, Ordering::Relaxed);
             continue;
         }
         shared.down_loss.lock().unwrap_or_else(|e| e.into_inner()).record(down.seq);

@@ -307,8 +307,12 @@ const PASS_THROUGH_MAX_UP_LOSS: f64 = 0.03;
 /// redundancy before pass-through counts its raw loss (a round trip and a
 /// frame, with room to spare).
 const RED_GRACE_US: u64 = 500_000;
-/// Levels-only datagrams to a silent room: one per this many level reports.
-const SILENT_LEVELS_EVERY: u64 = 5;
+/// Levels-only datagrams to a silent room: one per this many level reports
+/// (every 2 s). Each costs a datagram and QUIC's ACK of it per member; the
+/// client's keepalive answers it at once and carries its ACK
+/// (`client::audio::KEEPALIVE_EVERY`), so an idle member costs the host
+/// three packets every 2 s.
+const SILENT_LEVELS_EVERY: u64 = 10;
 
 /// Soft limiter: linear up to 0.6, then a tanh knee that never reaches 1.0,
 /// so ten loud talkers do not clip. Stateless, so every listener's mix is

@@ -52,8 +52,9 @@ pub struct MediaWatch {
 
 impl MediaWatch {
     /// The "within 3 s of joining": media engines send their first
-    /// datagram at once and then at least once a second (audio keepalive,
-    /// video hello), so 3 s is three chances.
+    /// datagram at once and then again within 2 s (audio keepalive,
+    /// `client::audio::KEEPALIVE_EVERY`), and the video engine its hello
+    /// every 100 ms until the host answers, so 3 s is several chances.
     pub const GRACE: Duration = Duration::from_secs(3);
 
     pub fn new() -> MediaWatch {
