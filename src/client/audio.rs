@@ -165,6 +165,9 @@ struct Shared {
     /// A levels-only datagram arrived since the last frame slot (see
     /// [`KEEPALIVE_EVERY`]).
     levels_only: AtomicBool,
+    /// An audio datagram from the host arrived on this session: it has
+    /// heard us (until then keepalives go every [`UNHEARD_KEEPALIVE_EVERY`]).
+    heard: AtomicBool,
     /// Loss of our audio on its way to the host, per mille, smoothed
     /// ([`LossEstimate`]): how much redundancy we send. [`UNPROVEN_LOSS`]
     /// until the host's first report (the first report replaces it).
@@ -192,6 +195,7 @@ impl Shared {
             down_loss: Mutex::new(LossMeter::new()),
             expected_loss: AtomicU8::new(0),
             levels_only: AtomicBool::new(false),
+            heard: AtomicBool::new(false),
             up_loss_permille: AtomicU16::new((UNPROVEN_LOSS * 1000.0) as u16),
             start: Instant::now(),
             voice: apm::VoiceControl::default(),
@@ -340,6 +344,8 @@ struct Uplink {
     seq: u32,
     timestamp: u32,
     since_keepalive: u32,
+    /// The session the last frame slot sent for (a new one: not heard yet).
+    session: crate::proto::SessionId,
     /// Frames in a row below [`SILENCE_RMS`] (or muted).
     quiet_frames: u32,
     /// In a talkspurt: frames are being sent.
@@ -363,6 +369,11 @@ struct Uplink {
 /// every 2 s): sent within QUIC's 25 ms `max_ack_delay` of it, it carries
 /// the ACK of it (RFC 9000 §13.2.1), so an idle client sends no bare ACKs.
 pub const KEEPALIVE_EVERY: Duration = Duration::from_secs(2);
+/// The keepalive period until the host answers (a join, a rejoin): the host
+/// answers a new member at once with a levels-only datagram, so a lost
+/// keepalive costs a listener who joins during speech 200 ms of it, not
+/// [`KEEPALIVE_EVERY`].
+pub const UNHEARD_KEEPALIVE_EVERY: Duration = Duration::from_millis(200);
 
 /// A captured frame below this RMS (−60 dBFS) is silence: not sent once the
 /// hangover has passed.
@@ -417,6 +428,7 @@ impl Engine<'_> {
             seq: 0,
             timestamp: 0,
             since_keepalive: u32::MAX,
+            session: Default::default(),
             quiet_frames: u32::MAX,
             talking: false,
             since_feedback: 0,
@@ -533,6 +545,11 @@ impl Engine<'_> {
             self.voice.capture(&mut up.frame, &self.shared.voice, mic_us, speaker_us);
         }
         let session = self.media.session();
+        if session != up.session {
+            // Joined or rejoined: the host has not heard this session yet.
+            up.session = session;
+            self.shared.heard.store(false, Ordering::Relaxed);
+        }
         let codec = match self.shared.codec.load(Ordering::Relaxed) {
             0 => AudioCodec::Pcm16,
             _ => AudioCodec::Opus,
@@ -604,7 +621,11 @@ impl Engine<'_> {
         let since_us = u64::from(up.since_keepalive) * frame_us(n);
         let every_us = KEEPALIVE_EVERY.as_micros() as u64;
         let after_levels = self.shared.levels_only.swap(false, Ordering::Relaxed);
-        let keepalive_due = since_us >= every_us || (after_levels && since_us >= every_us / 2);
+        let unheard_us = UNHEARD_KEEPALIVE_EVERY.as_micros() as u64;
+        let unheard = !self.shared.heard.load(Ordering::Relaxed);
+        let keepalive_due = since_us >= every_us
+            || (after_levels && since_us >= every_us / 2)
+            || (unheard && since_us >= unheard_us);
         if !(sending || keepalive_due) {
             return Ok(());
         }

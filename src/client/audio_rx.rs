@@ -33,6 +33,8 @@ pub(super) fn receive(
             continue;
         }
         let Ok(down) = AudioDown::decode(&buf[..n]) else { continue };
+        // The host sends to us: it has heard our keepalive or audio.
+        shared.heard.store(true, Ordering::Relaxed);
         let now = shared.now_us();
         shared.codec.store(down.codec.base() as u8, Ordering::Relaxed);
         {

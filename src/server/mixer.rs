@@ -213,7 +213,9 @@ struct Member {
     out_seq: u32,
     /// Loudest level since the last report.
     level: u8,
-    /// Sent frames of another size: owed a datagram that shows ours.
+    /// Owed a levels-only datagram at the next tick: a new member (its
+    /// client then knows it is heard), or one that sent frames of another
+    /// size (the datagram shows ours).
     hint: bool,
     /// Decoded frames of the last few ticks this member talked (tick, frame).
     history: VecDeque<(u64, Vec<f32>)>,
@@ -550,7 +552,9 @@ impl Mixer {
             ticks_since_talk: u32::MAX,
             out_seq: 0,
             level: 0,
-            hint: false,
+            // A new member is answered at once (levels only): its client
+            // then knows it is heard and slows its keepalives.
+            hint: true,
             history: VecDeque::with_capacity(PRIME_FRAMES + 1),
             up_meter: LossMeter::new(),
             up_loss: LossEstimate::default(),
