@@ -236,7 +236,7 @@ where
     // write half goes with it (the read half stays here). Control messages
     // queue (bounded); video frames wait in the mailbox, newest only.
     let (out_tx, out_rx) = smol::channel::bounded::<Message>(256);
-    let writer = smol::spawn(async move {
+    let writer = crate::server::runtime::spawn(async move {
         loop {
             let next = smol::future::or(async { out_rx.recv().await.map(Out::Message) }, async {
                 wake_rx.recv().await.map(|()| Out::Video)
@@ -275,7 +275,7 @@ where
     });
     let forward = {
         let out_tx = out_tx.clone();
-        smol::spawn(async move {
+        crate::server::runtime::spawn(async move {
             while let Ok(event) = events.recv().await {
                 let last = matches!(event, crate::client::Event::Ended);
                 if let Some(msg) = gateway::translate(&event)
@@ -294,7 +294,7 @@ where
     let screen = {
         let target = crate::client::screen::ScreenTarget::new(&client);
         let out = out_tx.clone();
-        smol::spawn(view_screen(target, out))
+        crate::server::runtime::spawn(view_screen(target, out))
     };
     // Guest → session.
     let mut downloads: Vec<smol::Task<()>> = Vec::new();
@@ -359,7 +359,7 @@ where
             }
             Ok(FromGuest::Download { id }) => {
                 let files = crate::client::files::FileClient::for_client(&client);
-                downloads.push(smol::spawn(download(files, id, out_tx.clone())));
+                downloads.push(crate::server::runtime::spawn(download(files, id, out_tx.clone())));
             }
             Ok(FromGuest::UploadStart { name, size, to }) => {
                 if let Err(e) = upload.start(name.clone(), size, to).await {
@@ -370,7 +370,7 @@ where
                 Ok((path, opts, dir)) => {
                     let files = crate::client::files::FileClient::for_client(&client);
                     let out = out_tx.clone();
-                    downloads.push(smol::spawn(async move {
+                    downloads.push(crate::server::runtime::spawn(async move {
                         let name = opts.name.clone().unwrap_or_default();
                         let error =
                             files.upload(&path, opts, None).await.err().map(|e| e.to_string());

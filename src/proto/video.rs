@@ -279,7 +279,7 @@ pub fn decode_fragment(payload: &[u8]) -> Result<Fragment<'_>, FragmentError> {
 
 /// 0x44, client → host on its link, every [`HELLO_EVERY`] and on every
 /// change: "send me video, like this". Loss-tolerant by repetition; the host
-/// forgets a receiver it has not heard from for 10 s.
+/// forgets a receiver it has not heard from for 15 s.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VideoHello {
     /// The receiver's session as it sees it; informative only (the host
@@ -295,9 +295,10 @@ pub struct VideoHello {
     pub roster: u32,
 }
 
-/// How often a receiver repeats its [`VideoHello`] (three to a host's 10 s
-/// receiver timeout, so two may be lost).
-pub const HELLO_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
+/// How often a receiver repeats its [`VideoHello`] (three to a host's 15 s
+/// receiver timeout, so two may be lost). Each costs a datagram per member
+/// even in an idle room (issue 12's idle budget), so no shorter.
+pub const HELLO_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One room member as the video service names them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -146,7 +146,7 @@ pub async fn serve_link(
     let datagrams = super::media::read_datagrams(link.clone(), owner, control.media.clone());
     let accept = async {
         while let Ok((send, recv)) = link.accept_bi().await {
-            smol::spawn(super::streams::serve_stream(send, recv, ctx.clone())).detach();
+            super::runtime::spawn(super::streams::serve_stream(send, recv, ctx.clone())).detach();
         }
     };
     accept.or(datagrams).await;
@@ -270,8 +270,8 @@ fn spawn_conn(
     let (out_tx, out_rx) = smol::channel::bounded::<Arc<Frame>>(WRITE_QUEUE);
     let code = est.link.verification_code();
     let link = est.link.clone();
-    let writer = smol::spawn(write_loop(est.control_send, est.link, out_rx));
-    let reader = smol::spawn(read_loop(conn, est.control_recv, tx));
+    let writer = super::runtime::spawn(write_loop(est.control_send, est.link, out_rx));
+    let reader = super::runtime::spawn(read_loop(conn, est.control_recv, tx));
     ConnHandle { link, owner, tx: out_tx, code, writer, _reader: reader }
 }
 

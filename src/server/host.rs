@@ -120,7 +120,11 @@ impl HostOptions {
             owner: None,
             merge_room: None,
             beacon_interval: Duration::from_secs(5),
-            heartbeat: Duration::from_secs(3),
+            // A third of the idle timeout: on QUIC or TCP a heartbeat is
+            // never lost, only late, so two may be late before the link
+            // counts as silent. Each one costs a round of packets per
+            // member (issue 12's idle budget), so no shorter.
+            heartbeat: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(15),
             register_timeout: Duration::from_secs(10),
             max_file_bytes: super::files::DEFAULT_MAX_FILE_BYTES,
@@ -161,39 +165,6 @@ pub enum HostError {
     Threads(std::io::Error),
 }
 
-/// The host's network executor: one named thread per CPU (`sapora-net-N`)
-/// running the QUIC endpoint driver, the accept loop and each link's task.
-/// Dropping it lets the threads finish the endpoint's goodbyes (at most
-/// 1 s) and end.
-struct NetExecutor {
-    executor: Arc<smol::Executor<'static>>,
-    _stop: Sender<()>,
-}
-
-impl NetExecutor {
-    fn start(
-        executor: Arc<smol::Executor<'static>>,
-        endpoint: &quinn::Endpoint,
-    ) -> std::io::Result<NetExecutor> {
-        let (stop, stopped) = smol::channel::bounded::<()>(1);
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
-        for i in 0..threads {
-            let (ex, stopped, endpoint) = (executor.clone(), stopped.clone(), endpoint.clone());
-            std::thread::Builder::new().name(format!("sapora-net-{i}")).spawn(move || {
-                smol::block_on(ex.run(async {
-                    let _ = stopped.recv().await;
-                    // Let the endpoint send its CONNECTION_CLOSEs.
-                    smol::future::or(endpoint.wait_idle(), async {
-                        smol::Timer::after(Duration::from_secs(1)).await;
-                    })
-                    .await;
-                }))
-            })?;
-        }
-        Ok(NetExecutor { executor, _stop: stop })
-    }
-}
-
 /// A running host. Dropping it without [`RunningHost::shutdown`] stops the
 /// tasks abruptly (clients see the link drop rather than a goodbye).
 pub struct RunningHost {
@@ -212,7 +183,6 @@ pub struct RunningHost {
     _accept: Task<()>,
     /// The TLS/TCP fallback's accept loop (TCP, the control port's number).
     _tunnel: Task<()>,
-    _net: NetExecutor,
     room_passcodes: RoomPasscodes,
     member_codes: control::MemberCodes,
     stop: Sender<()>,
@@ -316,10 +286,9 @@ impl RunningHost {
 
     /// Tells every client the host is going away, flushes, and stops.
     pub async fn shutdown(self) {
-        // The TCP listener closes now, while the executor still runs: a
-        // task merely dropped is cancelled by its executor, which stops
-        // below, and then its listener would stay open (a host started
-        // next on the port could not bind it).
+        // The TCP listener closes now, and is awaited: a task merely
+        // dropped is cancelled when its executor next runs it, and until
+        // then a host started next on the port could not bind it.
         self._tunnel.cancel().await;
         let _ = self.stop.send(()).await;
         self.control.await;
@@ -382,7 +351,7 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
         }
     };
     let addr = SocketAddr::new(opts.bind, opts.ports.control);
-    let executor = Arc::new(smol::Executor::new());
+    let executor = super::runtime::executor().clone();
     let runtime = Arc::new(quic::ExecutorRuntime(executor.clone()));
     // The TLS/TCP fallback listens on TCP at the QUIC port's number. With
     // port 0 (any), the number QUIC got on UDP may be taken on TCP: then
@@ -427,7 +396,6 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
             }
         }
     };
-    let net = NetExecutor::start(executor, &endpoint).map_err(HostError::Threads)?;
     let control_addr = endpoint.local_addr().unwrap_or(addr);
     let ports = Ports { control: control_addr.port(), ..opts.ports };
     let tunnel_tls =
@@ -495,7 +463,7 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
             };
             let rooms = rooms.clone();
             let (directory, control) = (directory.clone(), control.clone());
-            Some(smol::spawn(async move {
+            Some(super::runtime::spawn(async move {
                 match run_beacon(cfg, rooms).await {
                     Ok(survivor) => {
                         let _ = handover_tx.try_send(survivor.clone());
@@ -509,7 +477,7 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
     };
     let (reach_tx, reach_rx) = smol::channel::bounded(1024);
     let (notice_tx, media_notices) = smol::channel::bounded(64);
-    let reach = smol::spawn(super::reach::run(
+    let reach = super::runtime::spawn(super::reach::run(
         reach_rx,
         directory.clone(),
         control.clone(),
@@ -567,7 +535,7 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
         let stats = stats.clone();
         let directory = directory.clone();
         let codes = member_codes.clone();
-        smol::spawn(control::run(core, inbox, stop_rx, stats, codes, move |event| {
+        super::runtime::spawn(control::run(core, inbox, stop_rx, stats, codes, move |event| {
             directory.apply(&event);
             file_hook.observe(&event);
             if let HostEvent::Rooms(list) = &event {
@@ -614,7 +582,8 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
     ));
     let passcodes = Passcodes { all: opts.passcode.clone(), rooms: opts.room_passcodes.clone() };
     let tunnel = {
-        let (control, streams, executor) = (control.clone(), streams.clone(), net.executor.clone());
+        let (control, streams, link_executor) =
+            (control.clone(), streams.clone(), executor.clone());
         let on_link = move |est: crate::transport::link::Established<tunnel::Tunnel>| {
             let est = crate::transport::link::Established {
                 link: crate::transport::link::Link::Tunnel(est.link),
@@ -624,31 +593,31 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
                 fingerprint: est.fingerprint,
             };
             let (control, streams) = (control.clone(), streams.clone());
-            executor
+            link_executor
                 .spawn(async move { control::serve_link(est, &control, streams).await })
                 .detach();
         };
         let passcodes = passcodes.clone();
         let service = tunnel::TcpService {
-            spawner: tunnel::Spawner::Executor(net.executor.clone()),
+            spawner: tunnel::Spawner::Executor(executor.clone()),
             web: opts.web.clone(),
             ..tunnel::TcpService::new(tunnel_tls, caps.clone(), limiter.clone())
         };
-        net.executor.spawn(tunnel::serve_tcp_with(
+        executor.spawn(tunnel::serve_tcp_with(
             tunnel_listener,
             service,
             move |room| passcodes.of(room),
             on_link,
         ))
     };
-    let accept = net.executor.spawn(accept_links(
+    let accept = executor.spawn(accept_links(
         endpoint.clone(),
         caps,
         limiter,
         passcodes,
         control.clone(),
         streams,
-        net.executor.clone(),
+        executor.clone(),
     ));
     Ok(RunningHost {
         control_addr,
@@ -657,7 +626,6 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
         endpoint: EndpointGuard(endpoint),
         _accept: accept,
         _tunnel: tunnel,
-        _net: net,
         room_passcodes: opts.room_passcodes.clone(),
         member_codes,
         ports,

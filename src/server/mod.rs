@@ -12,6 +12,7 @@ pub mod media;
 pub mod mixer;
 pub mod reach;
 pub mod record;
+pub mod runtime;
 pub mod screen;
 pub mod streams;
 pub mod video;

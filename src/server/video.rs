@@ -43,7 +43,8 @@ pub struct RelayConfig {
 impl Default for RelayConfig {
     fn default() -> Self {
         RelayConfig {
-            receiver_timeout: Duration::from_secs(10),
+            // Three of the receivers' hellos (`HELLO_EVERY`).
+            receiver_timeout: Duration::from_secs(15),
             auth_refresh: Duration::from_secs(1),
         }
     }
@@ -277,7 +278,7 @@ impl VideoService {
         let stats: Arc<Mutex<RelayStats>> = Arc::default();
         let relay = VideoRelay::new(RelayConfig::default(), directory);
         let (stop_tx, stop) = smol::channel::bounded::<()>(1);
-        let task = smol::spawn(run(arrivals, peers, relay, stats.clone(), stop));
+        let task = super::runtime::spawn(run(arrivals, peers, relay, stats.clone(), stop));
         VideoService { stats, _stop: stop_tx, _task: task }
     }
 

@@ -51,7 +51,7 @@ pub(super) async fn download(
     .map_err(|e| storage_failure(&e))?;
     send(w, &FileHostMsg::Metadata(info.clone())).await?;
     let (tx, rx) = smol::channel::bounded::<std::io::Result<(Vec<u8>, u64)>>(4);
-    let _reader = smol::spawn(read_frames(file, offset, info.size, tx));
+    let _reader = crate::server::runtime::spawn(read_frames(file, offset, info.size, tx));
     let mut at = offset;
     while at < info.size {
         let (frames, bytes) = match rx.recv().await {

@@ -130,7 +130,7 @@ impl FileHook {
             return;
         }
         let control = self.shared.control.clone();
-        smol::spawn(async move {
+        crate::server::runtime::spawn(async move {
             for info in offers {
                 control.deliver(vec![session], HostMsg::FileOffered(info)).await;
             }
@@ -199,7 +199,7 @@ pub fn start(
         state: Mutex::new(State::new(root.clone())),
     });
     let (tx, rx) = smol::channel::unbounded();
-    let janitor = smol::spawn(janitor(shared.clone(), rx));
+    let janitor = crate::server::runtime::spawn(janitor(shared.clone(), rx));
     Ok(FileService { hook: FileHook { shared, tx }, root, _janitor: janitor })
 }
 
@@ -462,7 +462,7 @@ async fn upload(
     // The disk task: writes and hashes while this task reads the stream.
     let (disk_tx, disk_rx) = smol::channel::bounded::<ToDisk>(PIPELINE);
     let (done_tx, done_rx) = smol::channel::bounded(1);
-    smol::spawn(async move {
+    crate::server::runtime::spawn(async move {
         let _ = done_tx.send(write_upload(core, path, disk_rx).await).await;
     })
     .detach();

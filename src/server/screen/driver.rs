@@ -88,7 +88,7 @@ impl ScreenStreams {
         let ok = who.is_ok();
         let (out_tx, out_rx) = smol::channel::bounded(2);
         let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
-        let writer = smol::spawn(write_loop(conn, w, out_rx, self.tx.clone()));
+        let writer = crate::server::runtime::spawn(write_loop(conn, w, out_rx, self.tx.clone()));
         let opened = DriverMsg::Opened { conn, who, presenter, out: out_tx, writer, stop: stop_tx };
         if self.tx.send(opened).await.is_err() || !ok {
             return;
@@ -122,7 +122,7 @@ pub fn spawn(directory: Directory) -> ScreenService {
     let stats: Arc<Mutex<RelayStats>> = Arc::default();
     let (tx, rx) = smol::channel::bounded::<DriverMsg>(1024);
     let streams = ScreenStreams { tx, next: Arc::new(AtomicU64::new(1)) };
-    let task = smol::spawn(run(rx, directory, stats.clone()));
+    let task = crate::server::runtime::spawn(run(rx, directory, stats.clone()));
     ScreenService { stats, streams, _task: task }
 }
 
