@@ -582,8 +582,7 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
     ));
     let passcodes = Passcodes { all: opts.passcode.clone(), rooms: opts.room_passcodes.clone() };
     let tunnel = {
-        let (control, streams, link_executor) =
-            (control.clone(), streams.clone(), executor.clone());
+        let (control, streams) = (control.clone(), streams.clone());
         let on_link = move |est: crate::transport::link::Established<tunnel::Tunnel>| {
             let est = crate::transport::link::Established {
                 link: crate::transport::link::Link::Tunnel(est.link),
@@ -593,8 +592,7 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
                 fingerprint: est.fingerprint,
             };
             let (control, streams) = (control.clone(), streams.clone());
-            link_executor
-                .spawn(async move { control::serve_link(est, &control, streams).await })
+            super::runtime::spawn(async move { control::serve_link(est, &control, streams).await })
                 .detach();
         };
         let passcodes = passcodes.clone();
@@ -617,7 +615,6 @@ pub async fn start(opts: HostOptions) -> Result<RunningHost, HostError> {
         passcodes,
         control.clone(),
         streams,
-        executor.clone(),
     ));
     Ok(RunningHost {
         control_addr,
@@ -687,7 +684,6 @@ async fn accept_links(
     passcodes: Passcodes,
     control: ControlHandle,
     streams: super::streams::StreamContext,
-    executor: Arc<smol::Executor<'static>>,
 ) {
     use smol::future::FutureExt;
     let mut next_prune = std::time::Instant::now() + LIMITER_PRUNE;
@@ -710,17 +706,16 @@ async fn accept_links(
         };
         let (limiter, passcodes, control) = (limiter.clone(), passcodes.clone(), control.clone());
         let streams = streams.clone();
-        executor
-            .spawn(async move {
-                let remote = accepted.connecting.remote_address();
-                match crate::transport::link::accept(accepted, |room| passcodes.of(room), &limiter)
-                    .await
-                {
-                    Ok(established) => control::serve_link(established, &control, streams).await,
-                    Err(e) => tracing::info!(%remote, "a client was not admitted: {e}"),
-                }
-            })
-            .detach();
+        super::runtime::spawn(async move {
+            let remote = accepted.connecting.remote_address();
+            match crate::transport::link::accept(accepted, |room| passcodes.of(room), &limiter)
+                .await
+            {
+                Ok(established) => control::serve_link(established, &control, streams).await,
+                Err(e) => tracing::info!(%remote, "a client was not admitted: {e}"),
+            }
+        })
+        .detach();
     }
 }
 

@@ -30,25 +30,10 @@ pub const MAX_THREADS: usize = 8;
 pub fn executor() -> &'static Arc<smol::Executor<'static>> {
     static EXECUTOR: OnceLock<Arc<smol::Executor<'static>>> = OnceLock::new();
     EXECUTOR.get_or_init(|| {
-        let executor = Arc::new(smol::Executor::new());
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let mut started = 0;
-        for i in 0..threads.clamp(1, MAX_THREADS) {
-            let ex = executor.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("sapora-net-{i}"))
-                .spawn(move || smol::block_on(ex.run(smol::future::pending::<()>())));
-            match spawned {
-                Ok(_) => started += 1,
-                Err(e) => tracing::warn!("cannot start network thread {i}: {e}"),
-            }
-        }
-        if started == 0 {
-            tracing::warn!("no network thread could start; the host runs on the shared executor");
-            let ex = executor.clone();
-            smol::spawn(async move { ex.run(smol::future::pending::<()>()).await }).detach();
-        }
-        executor
+        crate::transport::quic::start_executor(threads.clamp(1, MAX_THREADS), |i| {
+            format!("sapora-net-{i}")
+        })
     })
 }
 

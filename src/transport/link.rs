@@ -446,21 +446,7 @@ async fn connect_quic(
 /// not have been.
 fn client_runtime() -> Arc<dyn quinn::Runtime> {
     static EXECUTOR: std::sync::OnceLock<Arc<smol::Executor<'static>>> = std::sync::OnceLock::new();
-    let executor = EXECUTOR.get_or_init(|| {
-        let executor = Arc::new(smol::Executor::new());
-        let ex = executor.clone();
-        let spawned = std::thread::Builder::new()
-            .name("sapora-quic".into())
-            .spawn(move || smol::block_on(ex.run(smol::future::pending::<()>())));
-        if let Err(e) = spawned {
-            // Without the thread the executor would never run: fall back to
-            // a detached task on the global executor that runs it.
-            tracing::warn!("cannot start the QUIC thread ({e}); using the shared executor");
-            let ex = executor.clone();
-            smol::spawn(async move { ex.run(smol::future::pending::<()>()).await }).detach();
-        }
-        executor
-    });
+    let executor = EXECUTOR.get_or_init(|| quic::start_executor(1, |_| "sapora-quic".into()));
     Arc::new(quic::ExecutorRuntime(executor.clone()))
 }
 

@@ -228,6 +228,35 @@ pub fn client_config(trust: Trust) -> Result<(quinn::ClientConfig, Arc<PinVerifi
     Ok((config, verifier))
 }
 
+/// Starts an executor on `threads` named threads (`name(i)` for the i-th),
+/// each running `smol::block_on` so an idle one drives the I/O reactor. A
+/// thread that cannot start is logged; if none can, the executor runs as a
+/// task on smol's global executor instead, so what is spawned still runs.
+/// The threads run for the rest of the process.
+pub fn start_executor(
+    threads: usize,
+    name: impl Fn(usize) -> String,
+) -> Arc<smol::Executor<'static>> {
+    let executor = Arc::new(smol::Executor::new());
+    let mut started = 0;
+    for i in 0..threads.max(1) {
+        let ex = executor.clone();
+        let spawned = std::thread::Builder::new()
+            .name(name(i))
+            .spawn(move || smol::block_on(ex.run(smol::future::pending::<()>())));
+        match spawned {
+            Ok(_) => started += 1,
+            Err(e) => tracing::warn!("cannot start thread {}: {e}", name(i)),
+        }
+    }
+    if started == 0 {
+        tracing::warn!("no {} thread could start; using the shared executor", name(0));
+        let ex = executor.clone();
+        smol::spawn(async move { ex.run(smol::future::pending::<()>()).await }).detach();
+    }
+    executor
+}
+
 /// A quinn runtime that spawns quinn's tasks (the endpoint driver) onto a
 /// given executor (the explicit executor with named threads that issue 14
 /// asks for) instead of smol's global one; timers and UDP sockets are
